@@ -1,0 +1,257 @@
+// Package config is the control plane's declarative file: its model, defaults, loading and
+// validation. A Config that passes Validate is safe to translate; nothing here knows about Envoy.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults applied when the file leaves a field out.
+const (
+	DefaultListen         = ":18000"
+	DefaultAdmin          = ":18001"
+	DefaultAuthzTimeout   = 250 * time.Millisecond
+	DefaultStatusOnError  = 503
+	DefaultUpstreamTimout = 15 * time.Second
+	DefaultConnectTimeout = 2 * time.Second
+)
+
+// Config is the whole file.
+type Config struct {
+	// Listen is the gRPC address the ADS server binds (SotW and delta on the same port).
+	Listen string `yaml:"listen"`
+	// Admin is the HTTP address of /healthz, /readyz, /metrics and /status.
+	Admin string `yaml:"admin"`
+	// Authz is the scopegate authz service Envoy's ext_authz filter calls.
+	Authz Authz `yaml:"authz"`
+	// Fleets are groups of Envoys sharing one configuration, selected by node.cluster.
+	Fleets []Fleet `yaml:"fleets"`
+	// Upstreams are the services routes send traffic to.
+	Upstreams []Upstream `yaml:"upstreams"`
+}
+
+// Authz configures the ext_authz filter and the cluster it calls.
+type Authz struct {
+	// Address is host:port of the authz gRPC service.
+	Address string `yaml:"address"`
+	// Timeout bounds each Check call.
+	Timeout time.Duration `yaml:"timeout"`
+	// FailureModeAllow lets requests through when the authz service fails (default: fail closed).
+	FailureModeAllow bool `yaml:"failure_mode_allow"`
+	// StatusOnError is the HTTP status returned when the authz service fails and failure mode denies.
+	StatusOnError int `yaml:"status_on_error"`
+	// IncludePeerCertificate sends the client certificate in the CheckRequest (default true).
+	IncludePeerCertificate bool `yaml:"include_peer_certificate"`
+	// ConnectTimeout bounds connection setup to the authz service.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Fleet is one group of Envoys.
+type Fleet struct {
+	Name      string     `yaml:"name"`
+	Listeners []Listener `yaml:"listeners"`
+}
+
+// Listener is one address Envoy accepts HTTP on.
+type Listener struct {
+	Name         string        `yaml:"name"`
+	Address      string        `yaml:"address"`
+	Port         int           `yaml:"port"`
+	TLS          *TLS          `yaml:"tls"`
+	VirtualHosts []VirtualHost `yaml:"virtual_hosts"`
+}
+
+// TLS names the certificate chain and private key files (PEM) of an HTTPS listener.
+// The control plane reads them and serves them to Envoy as an SDS secret.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the listener terminates TLS.
+func (t *TLS) Enabled() bool { return t != nil && (t.CertFile != "" || t.KeyFile != "") }
+
+// VirtualHost groups routes by Host header.
+type VirtualHost struct {
+	Name    string   `yaml:"name"`
+	Domains []string `yaml:"domains"`
+	Routes  []Route  `yaml:"routes"`
+}
+
+// Route modes.
+const (
+	ModeEnforce = "enforce"
+	ModeShadow  = "shadow"
+)
+
+// Route is one matched request class, sent to one upstream.
+type Route struct {
+	Name     string `yaml:"name"`
+	Match    Match  `yaml:"match"`
+	Upstream string `yaml:"upstream"`
+	// Scopes are the OAuth scopes the policy requires (sent as context_extensions "scopes").
+	Scopes []string `yaml:"scopes"`
+	// Public disables ext_authz on the route.
+	Public bool `yaml:"public"`
+	// Mode is "enforce" (default) or "shadow" (the policy logs its decision and allows).
+	Mode string `yaml:"mode"`
+	// Timeout overrides the upstream's request timeout for this route (0: the upstream's).
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// Match selects requests by path and, optionally, method.
+type Match struct {
+	// Prefix matches a path prefix (exactly one of Prefix and Path).
+	Prefix string `yaml:"prefix"`
+	// Path matches a path exactly.
+	Path string `yaml:"path"`
+	// Methods restricts the route to these HTTP methods (empty: any).
+	Methods []string `yaml:"methods"`
+}
+
+// Upstream is a service behind Envoy.
+type Upstream struct {
+	Name string `yaml:"name"`
+	// Endpoints are host:port pairs. IP endpoints are served by EDS; host names make a
+	// STRICT_DNS cluster that Envoy resolves itself.
+	Endpoints []string `yaml:"endpoints"`
+	// Timeout is the request timeout of routes to this upstream.
+	Timeout time.Duration `yaml:"timeout"`
+	// ConnectTimeout bounds connection setup.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+}
+
+// Default returns a Config holding every default, for the decoder to fill in.
+func Default() *Config {
+	return &Config{
+		Listen: DefaultListen,
+		Admin:  DefaultAdmin,
+		Authz: Authz{
+			Timeout:                DefaultAuthzTimeout,
+			StatusOnError:          DefaultStatusOnError,
+			IncludePeerCertificate: true,
+			ConnectTimeout:         DefaultConnectTimeout,
+		},
+	}
+}
+
+// Load reads, decodes and validates the file at path. Relative cert_file and key_file paths
+// are taken relative to the file's directory.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	cfg, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// resolvePaths makes relative certificate paths relative to the config file's directory.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	for fi := range c.Fleets {
+		for li := range c.Fleets[fi].Listeners {
+			if t := c.Fleets[fi].Listeners[li].TLS; t != nil {
+				t.CertFile, t.KeyFile = abs(t.CertFile), abs(t.KeyFile)
+			}
+		}
+	}
+}
+
+// Parse decodes and validates a config; name (usually the file path) prefixes every error.
+// Unknown fields are errors, so a misspelt key never silently means "default".
+func Parse(name string, data []byte) (*Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty config", name)
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: more than one YAML document", name)
+	}
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// applyDefaults fills per-item defaults the top-level Default cannot reach.
+func (c *Config) applyDefaults() {
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		if u.Timeout == 0 {
+			u.Timeout = DefaultUpstreamTimout
+		}
+		if u.ConnectTimeout == 0 {
+			u.ConnectTimeout = DefaultConnectTimeout
+		}
+	}
+	for fi := range c.Fleets {
+		for li := range c.Fleets[fi].Listeners {
+			for vi := range c.Fleets[fi].Listeners[li].VirtualHosts {
+				vh := &c.Fleets[fi].Listeners[li].VirtualHosts[vi]
+				for ri := range vh.Routes {
+					if vh.Routes[ri].Mode == "" && !vh.Routes[ri].Public {
+						vh.Routes[ri].Mode = ModeEnforce
+					}
+				}
+			}
+		}
+	}
+}
+
+// Upstream returns the upstream called name.
+func (c *Config) Upstream(name string) (*Upstream, bool) {
+	for i := range c.Upstreams {
+		if c.Upstreams[i].Name == name {
+			return &c.Upstreams[i], true
+		}
+	}
+	return nil, false
+}
+
+// Fleet returns the fleet called name.
+func (c *Config) Fleet(name string) (*Fleet, bool) {
+	for i := range c.Fleets {
+		if c.Fleets[i].Name == name {
+			return &c.Fleets[i], true
+		}
+	}
+	return nil, false
+}
+
+// TLSFiles lists every certificate and key file the config names, so a watcher can follow them.
+func (c *Config) TLSFiles() []string {
+	var files []string
+	for _, f := range c.Fleets {
+		for _, l := range f.Listeners {
+			if l.TLS.Enabled() {
+				files = append(files, l.TLS.CertFile, l.TLS.KeyFile)
+			}
+		}
+	}
+	return files
+}

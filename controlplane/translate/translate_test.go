@@ -1,0 +1,240 @@
+package translate
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthz "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/scopegate/scopegate/controlplane/config"
+)
+
+func load(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestDeterministic: building the same config twice gives the same versions, so a reload of
+// an unchanged file pushes nothing.
+func TestDeterministic(t *testing.T) {
+	cfg := load(t, "testdata/in/fleets.yaml")
+	a, err := Build(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		b, err := Build(context.Background(), cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range a {
+			for _, typ := range Types {
+				if a[name].Versions[typ] != b[name].Versions[typ] {
+					t.Fatalf("fleet %s %s version changed between builds", name, typ)
+				}
+			}
+		}
+	}
+}
+
+// TestVersionsChangePerType: changing a route changes only the route version.
+func TestVersionsChangePerType(t *testing.T) {
+	cfg := load(t, "testdata/in/basic.yaml")
+	before, err := Build(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Fleets[0].Listeners[0].VirtualHosts[0].Routes[0].Scopes = []string{"orders:list"}
+	after, err := Build(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range Types {
+		changed := before["edge"].Versions[typ] != after["edge"].Versions[typ]
+		if changed != (typ == resource.RouteType) {
+			t.Errorf("%s: changed=%v", typ, changed)
+		}
+	}
+}
+
+// TestComposeConfigs: the demo and local configs the compose setup mounts translate cleanly
+// (the demo's /certs files are substituted by the test certificate).
+func TestComposeConfigs(t *testing.T) {
+	testCert := map[string]string{"/certs/tls.crt": "testdata/certs/tls.crt", "/certs/tls.key": "testdata/certs/tls.key"}
+	read := func(p string) ([]byte, error) {
+		if sub, ok := testCert[p]; ok {
+			return os.ReadFile(sub)
+		}
+		return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+	}
+	for _, tt := range []struct {
+		file    string
+		secrets int
+	}{{"xds.yaml", 1}, {"xds.local.yaml", 0}} {
+		t.Run(tt.file, func(t *testing.T) {
+			cfg := load(t, filepath.Join("..", "..", "compose", tt.file))
+			fleets, err := Build(context.Background(), cfg, read)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edge := fleets["edge"]
+			if edge == nil || len(fleets) != 1 {
+				t.Fatalf("fleets = %v, want edge only", fleets)
+			}
+			if got := len(edge.Resources[resource.SecretType]); got != tt.secrets {
+				t.Errorf("secrets = %d, want %d", got, tt.secrets)
+			}
+			rc := edge.Resources[resource.RouteType][0].(*route.RouteConfiguration)
+			want := map[string]string{"orders-read": "orders:read", "orders-write": "orders:write", "admin": "admin"}
+			for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+				per := &extauthz.ExtAuthzPerRoute{}
+				if err := r.GetTypedPerFilterConfig()[ExtAuthzFilterName].UnmarshalTo(per); err != nil {
+					t.Fatal(err)
+				}
+				if r.GetName() == "health" {
+					if !per.GetDisabled() {
+						t.Error("health: ext_authz not disabled")
+					}
+					continue
+				}
+				ext := per.GetCheckSettings().GetContextExtensions()
+				if ext[ContextRoute] != r.GetName() || ext[ContextScopes] != want[r.GetName()] {
+					t.Errorf("%s: context extensions %v", r.GetName(), ext)
+				}
+			}
+		})
+	}
+}
+
+// TestTLSErrors: certificate problems are refused with the listener and file named.
+func TestTLSErrors(t *testing.T) {
+	cert, _ := os.ReadFile("testdata/certs/tls.crt")
+	key, _ := os.ReadFile("testdata/certs/tls.key")
+	tests := []struct {
+		name    string
+		files   map[string][]byte
+		wantErr string
+	}{
+		{"missing cert", map[string][]byte{"k": key}, `fleet "edge": listener "https": tls: cert_file: open c: file does not exist`},
+		{"missing key", map[string][]byte{"c": cert}, `listener "https": tls: key_file: open k: file does not exist`},
+		{"key is a cert", map[string][]byte{"c": cert, "k": cert}, `listener "https": tls: c and k:`},
+		{"garbage cert", map[string][]byte{"c": []byte("nope"), "k": key}, `listener "https": tls: c and k: tls: failed to find any PEM data in certificate input`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := load(t, "testdata/in/tls.yaml")
+			cfg.Fleets[0].Listeners[0].TLS = &config.TLS{CertFile: "c", KeyFile: "k"}
+			read := func(p string) ([]byte, error) {
+				if b, ok := tt.files[p]; ok {
+					return b, nil
+				}
+				return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+			}
+			_, err := Build(context.Background(), cfg, read)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestValidateDescendsIntoAny: a broken typed config deep inside an Any is caught, with the
+// resource named.
+func TestValidateDescendsIntoAny(t *testing.T) {
+	cfg := load(t, "testdata/in/basic.yaml")
+	fleets, err := Build(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fleets["edge"]
+
+	// Break the HCM inside the listener: empty stat_prefix violates min_len.
+	l := f.Resources[resource.ListenerType][0].(*listener.Listener)
+	m := &hcm.HttpConnectionManager{}
+	tc := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig()
+	if err := tc.UnmarshalTo(m); err != nil {
+		t.Fatal(err)
+	}
+	m.StatPrefix = ""
+	broken, _ := anypb.New(m)
+	l.FilterChains[0].Filters[0].ConfigType = &listener.Filter_TypedConfig{TypedConfig: broken}
+	err = f.validate()
+	if err == nil || !strings.Contains(err.Error(), `listener "public" > HttpConnectionManager: invalid HttpConnectionManager.StatPrefix`) {
+		t.Fatalf("error = %v", err)
+	}
+
+	// An Any whose type is not linked in is refused, not skipped.
+	l.FilterChains[0].Filters[0].ConfigType = &listener.Filter_TypedConfig{TypedConfig: &anypb.Any{TypeUrl: "type.googleapis.com/not.linked.In"}}
+	err = f.validate()
+	if err == nil || !strings.Contains(err.Error(), "typed config type.googleapis.com/not.linked.In") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+// TestReferences: dangling and missing references are refused with their place named.
+func TestReferences(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(f *Fleet)
+		wantErr string
+	}{
+		{"route to missing cluster", func(f *Fleet) {
+			rc := f.Resources[resource.RouteType][0].(*route.RouteConfiguration)
+			rc.VirtualHosts[0].Routes[0].GetRoute().ClusterSpecifier = &route.RouteAction_Cluster{Cluster: "ghost"}
+		}, `route configuration "https": cluster "ghost" does not exist`},
+		{"listener to missing secret", func(f *Fleet) {
+			f.Resources[resource.SecretType] = nil
+		}, `listener "https" > DownstreamTlsContext: secret "https.tls" does not exist`},
+		{"unreferenced secret", func(f *Fleet) {
+			l := f.Resources[resource.ListenerType][0].(*listener.Listener)
+			l.FilterChains[0].TransportSocket = nil
+		}, `secret "https.tls" is not referenced by any listener`},
+		{"authz cluster missing", func(f *Fleet) {
+			f.Resources[resource.ClusterType] = f.Resources[resource.ClusterType][:1]
+		}, `cluster "scopegate_authz" does not exist`},
+		{"endpoints without cluster", func(f *Fleet) {
+			f.Resources[resource.EndpointType] = append(f.Resources[resource.EndpointType], loadAssignment(&config.Upstream{Name: "orphan", Endpoints: []string{"10.0.0.1:1"}}))
+		}, "snapshot is not consistent"},
+		{"listener to missing route configuration", func(f *Fleet) {
+			f.Resources[resource.RouteType] = []types.Resource{}
+		}, "snapshot is not consistent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fleets, err := Build(context.Background(), load(t, "testdata/in/tls.yaml"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := fleets["edge"]
+			tt.edit(f)
+			err = f.validate()
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestBuildCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Build(ctx, load(t, "testdata/in/basic.yaml"), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
