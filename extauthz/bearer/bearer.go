@@ -1,0 +1,141 @@
+// Package bearer takes an OAuth 2.0 bearer token out of a request, per RFC 6750 §2.1, and
+// refuses every other way of presenting one.
+package bearer
+
+import (
+	"net/url"
+	"strings"
+)
+
+// DefaultMaxBytes is the default size limit of a token.
+const DefaultMaxBytes = 8 << 10
+
+// Error says why no token could be taken; Reason is a short fixed label (safe as a metric label).
+type Error struct {
+	// Missing is true when the request simply carries no bearer credentials: RFC 6750 §3.1 says
+	// such a challenge has no error code. Every other Error is a malformed request (400).
+	Missing     bool
+	Reason      string
+	Description string
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Description }
+
+var (
+	errMissing       = &Error{Missing: true, Reason: "missing_token", Description: "no bearer token in the request"}
+	errOtherScheme   = &Error{Missing: true, Reason: "missing_token", Description: "the Authorization scheme is not Bearer"}
+	errSeveral       = &Error{Reason: "invalid_request", Description: "more than one Authorization header"}
+	errMalformed     = &Error{Reason: "invalid_request", Description: "malformed Bearer credentials"}
+	errTooLarge      = &Error{Reason: "token_too_large", Description: "the bearer token exceeds the size limit"}
+	errInQuery       = &Error{Reason: "invalid_request", Description: "access tokens are not accepted in the query string"}
+	errNotSingleLine = &Error{Reason: "invalid_request", Description: "the Authorization header holds several values"}
+)
+
+// Request is what Extract reads: the Authorization values (as Envoy lists them) and the raw query.
+type Request struct {
+	// Authorization holds the header's values; Envoy joins repeated headers with ",", and
+	// sends them apart only with encode_raw_headers, so both forms must fail.
+	Authorization []string
+	RawQuery      string
+}
+
+// Extract returns the token or an *Error. maxBytes <= 0 means DefaultMaxBytes.
+func Extract(r Request, maxBytes int) (string, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if queryHasToken(r.RawQuery) {
+		return "", errInQuery
+	}
+	switch len(r.Authorization) {
+	case 0:
+		return "", errMissing
+	case 1:
+	default:
+		return "", errSeveral
+	}
+	h := r.Authorization[0]
+	if h == "" {
+		return "", errMissing
+	}
+	if strings.IndexByte(h, ',') >= 0 {
+		return "", errNotSingleLine
+	}
+	scheme, rest, found := strings.Cut(h, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		if scheme == "" || !isToken(scheme) {
+			return "", errMalformed
+		}
+		return "", errOtherScheme
+	}
+	if !found {
+		return "", errMalformed
+	}
+	// RFC 6750: "Bearer" 1*SP b64token. Only spaces separate; the token ends the header.
+	tok := strings.TrimLeft(rest, " ")
+	if len(tok) > maxBytes {
+		return "", errTooLarge
+	}
+	if !isB64Token(tok) {
+		return "", errMalformed
+	}
+	return tok, nil
+}
+
+// isB64Token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" (RFC 6750 §2.1).
+func isB64Token(s string) bool {
+	if s == "" {
+		return false
+	}
+	i := 0
+	for ; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' {
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return false
+	}
+	for ; i < len(s); i++ {
+		if s[i] != '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether s is an RFC 9110 token (an auth-scheme name).
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// queryHasToken reports whether the query string carries an access_token parameter (RFC 6750
+// §2.3), in any percent-encoding of its name, without allocating on the common path.
+func queryHasToken(q string) bool {
+	if q == "" {
+		return false
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		name, _, _ := strings.Cut(pair, "=")
+		if strings.IndexByte(name, '%') >= 0 || strings.IndexByte(name, '+') >= 0 {
+			if n, err := url.QueryUnescape(name); err == nil {
+				name = n
+			}
+		}
+		if name == "access_token" {
+			return true
+		}
+	}
+	return false
+}

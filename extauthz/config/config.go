@@ -1,0 +1,325 @@
+// Package config is the authz service's YAML configuration: its shape, defaults and validation.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the file users write for `scopegate authz`.
+type Config struct {
+	Listen          string        `yaml:"listen"`
+	Admin           string        `yaml:"admin"`
+	LogLevel        string        `yaml:"log_level"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Issuers         []Issuer      `yaml:"issuers"`
+	Headers         Headers       `yaml:"headers"`
+	Bearer          Bearer        `yaml:"bearer"`
+	TokenCache      TokenCache    `yaml:"token_cache"`
+	Policy          Policy        `yaml:"policy"`
+	DecisionLog     DecisionLog   `yaml:"decision_log"`
+}
+
+// Issuer is one trusted token issuer and how its tokens are checked.
+type Issuer struct {
+	Name      string   `yaml:"name"`
+	Issuer    string   `yaml:"issuer"`
+	Discovery bool     `yaml:"discovery"`
+	JWKSURI   string   `yaml:"jwks_uri"`
+	JWKSFile  string   `yaml:"jwks_file"`
+	Audiences []string `yaml:"audiences"`
+	// Algorithms is the allow-list of JWS algorithms; asymmetric only.
+	Algorithms     []string      `yaml:"algorithms"`
+	ScopeClaims    []string      `yaml:"scope_claims"`
+	ClientIDClaims []string      `yaml:"client_id_claims"`
+	RequireTyp     string        `yaml:"require_typ"`
+	Leeway         time.Duration `yaml:"leeway"`
+	// RefreshInterval is how often the JWKS is fetched in the background.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// UnknownKIDInterval is the least time between two refreshes triggered by a token whose kid
+	// is not in the key set (so a flood of made-up kids can't hammer the IdP).
+	UnknownKIDInterval time.Duration `yaml:"unknown_kid_interval"`
+	FetchTimeout       time.Duration `yaml:"fetch_timeout"`
+	MaxJWKSBytes       int64         `yaml:"max_jwks_bytes"`
+}
+
+// Headers names the identity headers sent upstream on allow; an empty name turns one off.
+type Headers struct {
+	Subject  string `yaml:"subject"`
+	ClientID string `yaml:"client_id"`
+	Scopes   string `yaml:"scopes"`
+	Issuer   string `yaml:"issuer"`
+}
+
+// Bearer bounds what the token front door accepts.
+type Bearer struct {
+	MaxTokenBytes int `yaml:"max_token_bytes"`
+}
+
+// TokenCache bounds the verified-token cache.
+type TokenCache struct {
+	MaxEntries int `yaml:"max_entries"`
+}
+
+// Policy is the Rego policy evaluated after a token is verified.
+type Policy struct {
+	// Path is a directory of .rego and data files, or an OPA bundle (.tar.gz); empty means the
+	// default scope policy built into the binary.
+	Path  string `yaml:"path"`
+	Query string `yaml:"query"`
+	Watch bool   `yaml:"watch"`
+	// Shadow evaluates and logs every decision but allows the request: for rolling out rules.
+	Shadow      bool          `yaml:"shadow"`
+	EvalTimeout time.Duration `yaml:"eval_timeout"`
+	// ErrorStatus is the HTTP status of a deny caused by a policy runtime error.
+	ErrorStatus int `yaml:"error_status"`
+	// RunTests runs the policy's own *_test.rego before a reload goes live.
+	RunTests *bool `yaml:"run_tests"`
+}
+
+// DecisionLog configures the one-JSON-line-per-decision log.
+type DecisionLog struct {
+	// Output is "stdout", "stderr", a file path, or "off".
+	Output string `yaml:"output"`
+	// SampleRate is the fraction of allowed decisions logged (denials are always logged).
+	SampleRate *float64 `yaml:"sample_rate"`
+}
+
+// DefaultAlgorithms is the algorithm allow-list when an issuer names none.
+var DefaultAlgorithms = []string{"RS256", "ES256", "EdDSA", "PS256"}
+
+// asymmetric lists every JWS algorithm an issuer may allow: never "none", never HMAC.
+var asymmetric = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"EdDSA": true,
+}
+
+// Load reads, defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML (unknown fields are errors), fills defaults and validates.
+func Parse(raw []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file is valid: every field has a default (issuers aside, which Validate names).
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Listen, ":9191")
+	def(&c.Admin, ":9092")
+	def(&c.LogLevel, "info")
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	def(&c.Headers.Subject, "x-scopegate-subject")
+	def(&c.Headers.ClientID, "x-scopegate-client-id")
+	def(&c.Headers.Scopes, "x-scopegate-scopes")
+	def(&c.Headers.Issuer, "x-scopegate-issuer")
+	if c.Bearer.MaxTokenBytes == 0 {
+		c.Bearer.MaxTokenBytes = 8 << 10
+	}
+	if c.TokenCache.MaxEntries == 0 {
+		c.TokenCache.MaxEntries = 100000
+	}
+	def(&c.Policy.Query, "data.scopegate.authz.decision")
+	if c.Policy.EvalTimeout == 0 {
+		c.Policy.EvalTimeout = 100 * time.Millisecond
+	}
+	if c.Policy.ErrorStatus == 0 {
+		c.Policy.ErrorStatus = 500
+	}
+	if c.Policy.RunTests == nil {
+		t := true
+		c.Policy.RunTests = &t
+	}
+	def(&c.DecisionLog.Output, "stdout")
+	if c.DecisionLog.SampleRate == nil {
+		one := 1.0
+		c.DecisionLog.SampleRate = &one
+	}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = append([]string(nil), DefaultAlgorithms...)
+		}
+		if len(is.ScopeClaims) == 0 {
+			is.ScopeClaims = []string{"scope", "scp"}
+		}
+		if len(is.ClientIDClaims) == 0 {
+			is.ClientIDClaims = []string{"client_id", "azp", "cid"}
+		}
+		if is.Leeway == 0 {
+			is.Leeway = 30 * time.Second
+		}
+		if is.RefreshInterval == 0 {
+			is.RefreshInterval = 15 * time.Minute
+		}
+		if is.UnknownKIDInterval == 0 {
+			is.UnknownKIDInterval = 10 * time.Second
+		}
+		if is.FetchTimeout == 0 {
+			is.FetchTimeout = 5 * time.Second
+		}
+		if is.MaxJWKSBytes == 0 {
+			is.MaxJWKSBytes = 1 << 20
+		}
+	}
+}
+
+// Validate checks every field; the error names the field at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	for _, a := range [][2]string{{"listen", c.Listen}, {"admin", c.Admin}} {
+		if _, _, err := net.SplitHostPort(a[1]); err != nil {
+			bad(a[0], "%q is not host:port", a[1])
+		}
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout", "must not be negative")
+	}
+	if len(c.Issuers) == 0 {
+		bad("issuers", "at least one issuer is required")
+	}
+	names, issuerURLs := map[string]bool{}, map[string]bool{}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		f := fmt.Sprintf("issuers[%d]", i)
+		if is.Name != "" {
+			f = fmt.Sprintf("issuers[%d] (%s)", i, is.Name)
+		}
+		switch {
+		case is.Name == "":
+			bad(f+".name", "required")
+		case names[is.Name]:
+			bad(f+".name", "duplicate issuer name %q", is.Name)
+		}
+		names[is.Name] = true
+		switch {
+		case is.Issuer == "":
+			bad(f+".issuer", "required (the exact iss value of its tokens)")
+		case issuerURLs[is.Issuer]:
+			bad(f+".issuer", "duplicate issuer %q", is.Issuer)
+		}
+		issuerURLs[is.Issuer] = true
+		sources := 0
+		for _, set := range []bool{is.Discovery, is.JWKSURI != "", is.JWKSFile != ""} {
+			if set {
+				sources++
+			}
+		}
+		if sources != 1 {
+			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required")
+		}
+		if is.Discovery {
+			if u, err := url.Parse(is.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				bad(f+".issuer", "discovery needs an http(s) issuer URL, got %q", is.Issuer)
+			}
+		}
+		if is.JWKSURI != "" {
+			if u, err := url.Parse(is.JWKSURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				bad(f+".jwks_uri", "want an http(s) URL, got %q", is.JWKSURI)
+			}
+		}
+		if len(is.Audiences) == 0 {
+			bad(f+".audiences", "at least one audience is required")
+		}
+		for _, a := range is.Audiences {
+			if strings.TrimSpace(a) == "" {
+				bad(f+".audiences", "empty audience")
+			}
+		}
+		for _, alg := range is.Algorithms {
+			if !asymmetric[alg] {
+				bad(f+".algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+			}
+		}
+		for _, claim := range append(append([]string(nil), is.ScopeClaims...), is.ClientIDClaims...) {
+			if claim == "" {
+				bad(f+".scope_claims/client_id_claims", "empty claim name")
+			}
+		}
+		if is.Leeway < 0 || is.Leeway > 5*time.Minute {
+			bad(f+".leeway", "%s is out of range (0 to 5m)", is.Leeway)
+		}
+		if is.RefreshInterval < time.Second {
+			bad(f+".refresh_interval", "%s is too short (at least 1s)", is.RefreshInterval)
+		}
+		if is.UnknownKIDInterval < 0 {
+			bad(f+".unknown_kid_interval", "must not be negative")
+		}
+		if is.FetchTimeout <= 0 || is.FetchTimeout > time.Minute {
+			bad(f+".fetch_timeout", "%s is out of range (above 0, at most 1m)", is.FetchTimeout)
+		}
+		if is.MaxJWKSBytes < 1024 {
+			bad(f+".max_jwks_bytes", "%d is too small (at least 1024)", is.MaxJWKSBytes)
+		}
+	}
+	for _, h := range [][2]string{{"headers.subject", c.Headers.Subject}, {"headers.client_id", c.Headers.ClientID},
+		{"headers.scopes", c.Headers.Scopes}, {"headers.issuer", c.Headers.Issuer}} {
+		if h[1] != strings.ToLower(h[1]) || strings.ContainsAny(h[1], " :\t") {
+			bad(h[0], "%q must be a lower-case header name", h[1])
+		}
+	}
+	if c.Bearer.MaxTokenBytes < 256 || c.Bearer.MaxTokenBytes > 1<<20 {
+		bad("bearer.max_token_bytes", "%d is out of range (256 to 1048576)", c.Bearer.MaxTokenBytes)
+	}
+	if c.TokenCache.MaxEntries < 0 {
+		bad("token_cache.max_entries", "must not be negative (0 turns the cache off)")
+	}
+	if !strings.HasPrefix(c.Policy.Query, "data.") {
+		bad("policy.query", "%q must be a data reference such as data.scopegate.authz.decision", c.Policy.Query)
+	}
+	if c.Policy.EvalTimeout < 0 {
+		bad("policy.eval_timeout", "must not be negative")
+	}
+	if c.Policy.ErrorStatus < 400 || c.Policy.ErrorStatus > 599 {
+		bad("policy.error_status", "%d is not an HTTP error status", c.Policy.ErrorStatus)
+	}
+	if c.Policy.Path != "" {
+		if _, err := os.Stat(c.Policy.Path); err != nil {
+			bad("policy.path", "%v", err)
+		}
+	}
+	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
+		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,364 @@
+package jwks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
+)
+
+// ErrNoKeys means the issuer has published no usable key yet (its JWKS was never fetched).
+var ErrNoKeys = errors.New("no keys for this issuer yet")
+
+// ErrUnknownKID means the kid is not in the key set, even after a refresh.
+var ErrUnknownKID = errors.New("unknown kid")
+
+// Options configure one issuer's key source.
+type Options struct {
+	Name   string // the configured issuer name, for logs and metrics
+	Issuer string // the iss value; discovery reads {Issuer}/.well-known/openid-configuration
+	// Exactly one of Discovery, URL and File.
+	Discovery bool
+	URL       string
+	File      string
+
+	RefreshInterval time.Duration
+	// UnknownKIDInterval is the least time between two refreshes caused by unknown kids.
+	UnknownKIDInterval time.Duration
+	FetchTimeout       time.Duration
+	MaxBytes           int64
+	// RetryMin and RetryMax bound the back-off between attempts while no key set was ever
+	// fetched (defaults 500ms and 30s).
+	RetryMin, RetryMax time.Duration
+
+	Client  *http.Client // nil: a client with FetchTimeout and the MaxBytes limit
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Source is one issuer's keys.
+type Source struct {
+	opts    Options
+	current atomic.Pointer[Set]
+	kf      atomic.Pointer[keyfunc.Keyfunc]
+	misses  singleflight.Group
+	baseCtx context.Context
+	changed chan struct{} // closed and replaced on every new key set (tests and readiness wait on it)
+	mu      sync.Mutex
+	log     *slog.Logger
+	stop    context.CancelFunc
+}
+
+// New makes a source; Start begins fetching. A File source is loaded here and fails fast.
+func New(opts Options) (*Source, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RetryMin == 0 {
+		opts.RetryMin = 500 * time.Millisecond
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 30 * time.Second
+	}
+	if opts.Client == nil {
+		opts.Client = NewHTTPClient(opts.FetchTimeout, opts.MaxBytes)
+	}
+	s := &Source{opts: opts, changed: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name)}
+	if opts.File != "" {
+		raw, err := os.ReadFile(opts.File)
+		if err != nil {
+			return nil, fmt.Errorf("jwks_file: %w", err)
+		}
+		set, err := parseSet(raw)
+		if err != nil {
+			return nil, fmt.Errorf("jwks_file %s: %w", opts.File, err)
+		}
+		s.publish(set)
+	}
+	return s, nil
+}
+
+// Start fetches the key set in the background until ctx ends. It returns at once: a Check
+// that arrives before the first fetch succeeds is answered 503 (ErrNoKeys), never allowed.
+func (s *Source) Start(ctx context.Context) {
+	s.baseCtx = ctx
+	if s.opts.File != "" {
+		return
+	}
+	go s.run(ctx)
+}
+
+// Current is the key set in force (nil before the first successful fetch).
+func (s *Source) Current() *Set { return s.current.Load() }
+
+// Ready reports whether the issuer has keys.
+func (s *Source) Ready() bool { return s.Current().Len() > 0 }
+
+// Changed returns a channel closed at the next key-set change.
+func (s *Source) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Name is the issuer's configured name.
+func (s *Source) Name() string { return s.opts.Name }
+
+func (s *Source) publish(set *Set) {
+	s.current.Store(set)
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+	s.opts.Metrics.keys(s.opts.Name, set.Len())
+}
+
+// Lookup returns the key for kid. A kid not in the set triggers one refresh (rate-limited
+// by UnknownKIDInterval, shared by every concurrent miss on that kid) so that a key the IdP
+// just rotated in verifies on its first token; the caller never waits past ctx.
+func (s *Source) Lookup(ctx context.Context, kid string, tok *jwt.Token) (*Key, error) {
+	set := s.Current()
+	if k := set.Get(kid); k != nil {
+		return k, nil
+	}
+	kf := s.kf.Load()
+	if kf == nil {
+		if set.Len() == 0 {
+			return nil, ErrNoKeys
+		}
+		return nil, fmt.Errorf("%w %q", ErrUnknownKID, kid)
+	}
+	ch := s.misses.DoChan(kid, func() (any, error) {
+		// Detached from the first caller's context, so its deadline does not fail the others;
+		// bounded by the fetch timeout.
+		fctx, cancel := context.WithTimeout(s.baseCtx, s.opts.FetchTimeout)
+		defer cancel()
+		s.opts.Metrics.unknownKID(s.opts.Name)
+		_, err := (*kf).KeyfuncCtx(fctx)(tok)
+		return nil, err
+	})
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if k := s.Current().Get(kid); k != nil {
+		return k, nil
+	}
+	if s.Current().Len() == 0 {
+		return nil, ErrNoKeys
+	}
+	return nil, fmt.Errorf("%w %q", ErrUnknownKID, kid)
+}
+
+// run obtains the JWKS URL (discovery) and the first key set, retrying with back-off, then
+// hands refreshing over to jwkset's refresh goroutine.
+func (s *Source) run(ctx context.Context) {
+	wait := s.opts.RetryMin
+	for {
+		err := s.connect(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		s.opts.Metrics.failed(s.opts.Name)
+		s.log.Warn("jwks fetch failed; will retry", "error", err, "retry_in", wait.String())
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, s.opts.RetryMax)
+	}
+}
+
+func (s *Source) connect(ctx context.Context) error {
+	u := s.opts.URL
+	if s.opts.Discovery {
+		var err error
+		if u, err = s.discover(ctx); err != nil {
+			return err
+		}
+	}
+	// Each attempt has its own context: jwkset starts its refresh goroutine before the first
+	// fetch, and a failed attempt must not leave it running.
+	actx, cancel := context.WithCancel(ctx)
+	store := &observed{MemoryJWKSet: jwkset.NewMemoryStorage(), src: s}
+	storage, err := jwkset.NewStorageFromHTTP(u, jwkset.HTTPClientStorageOptions{
+		Client:          s.opts.Client,
+		Ctx:             actx,
+		HTTPTimeout:     s.opts.FetchTimeout,
+		RefreshInterval: s.opts.RefreshInterval,
+		RefreshErrorHandler: func(_ context.Context, err error) {
+			s.opts.Metrics.failed(s.opts.Name)
+			s.log.Warn("jwks refresh failed; keeping the last good key set", "url", u, "error", err)
+		},
+		Storage: store,
+		// The first fetch must succeed for the attempt to count; run retries it.
+		NoErrorReturnFirstHTTPReq: false,
+	})
+	if err != nil {
+		cancel()
+		return fmt.Errorf("jwks %s: %w", u, err)
+	}
+	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs: map[string]jwkset.Storage{u: storage},
+		// One unknown-kid refresh per interval, burst 1: a flood of made-up kids costs the IdP
+		// at most one request per interval.
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(s.opts.UnknownKIDInterval), 1),
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	kf, err := keyfunc.New(keyfunc.Options{Ctx: actx, Storage: client, UseWhitelist: []jwkset.USE{jwkset.UseSig}})
+	if err != nil {
+		cancel()
+		return err
+	}
+	s.kf.Store(&kf)
+	s.stop = cancel // the refresh goroutine lives until ctx ends; kept for vet's sake and clarity
+	s.log.Info("jwks loaded", "url", u, "kids", s.Current().KIDs())
+	return nil
+}
+
+// discover reads jwks_uri from the issuer's OpenID configuration; the document's issuer
+// must be the configured one exactly (OpenID Connect Discovery §4.3).
+func (s *Source) discover(ctx context.Context) (string, error) {
+	u := strings.TrimSuffix(s.opts.Issuer, "/") + "/.well-known/openid-configuration"
+	ctx, cancel := context.WithTimeout(ctx, s.opts.FetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := s.opts.Client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("discovery %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("discovery %s: status %d", u, resp.StatusCode)
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		return "", fmt.Errorf("discovery %s: %w", u, err)
+	}
+	if doc.Issuer != s.opts.Issuer {
+		return "", fmt.Errorf("discovery %s: issuer %q is not the configured %q", u, doc.Issuer, s.opts.Issuer)
+	}
+	if !strings.HasPrefix(doc.JWKSURI, "https://") && !strings.HasPrefix(doc.JWKSURI, "http://") {
+		return "", fmt.Errorf("discovery %s: jwks_uri %q is not an http(s) URL", u, doc.JWKSURI)
+	}
+	return doc.JWKSURI, nil
+}
+
+// observed is jwkset's storage with a hook on replacement: it refuses an empty or unusable
+// key set (the last good one stays) and publishes each accepted one as a snapshot.
+type observed struct {
+	*jwkset.MemoryJWKSet
+	src *Source
+}
+
+func (o *observed) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	set, err := newSet(given)
+	if err != nil {
+		return err
+	}
+	if err := o.MemoryJWKSet.KeyReplaceAll(ctx, given); err != nil {
+		return err
+	}
+	o.src.publish(set)
+	o.src.opts.Metrics.refreshed(o.src.opts.Name)
+	return nil
+}
+
+func parseSet(raw []byte) (*Set, error) {
+	var m jwkset.JWKSMarshal
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	var keys []jwkset.JWK
+	for _, km := range m.Keys {
+		k, err := jwkset.NewJWKFromMarshal(km, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if errors.Is(err, jwkset.ErrUnsupportedKey) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", km.KID, err)
+		}
+		keys = append(keys, k)
+	}
+	return newSet(keys)
+}
+
+// NewHTTPClient is a client for key fetches: bounded in time and in response size.
+func NewHTTPClient(timeout time.Duration, maxBytes int64) *http.Client {
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: &limitedTransport{base: http.DefaultTransport, max: maxBytes},
+	}
+}
+
+// ErrTooLarge is returned when a JWKS or discovery response exceeds the size limit.
+var ErrTooLarge = errors.New("response exceeds the size limit")
+
+type limitedTransport struct {
+	base http.RoundTripper
+	max  int64
+}
+
+func (t *limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || t.max <= 0 {
+		return resp, err
+	}
+	if resp.ContentLength > t.max {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %w (%d > %d bytes)", req.URL.Redacted(), ErrTooLarge, resp.ContentLength, t.max)
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: t.max}
+	return resp, nil
+}
+
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One more byte than allowed tells a body at the limit from one beyond it.
+		var one [1]byte
+		if n, _ := b.rc.Read(one[:]); n > 0 {
+			return 0, ErrTooLarge
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.rc.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }

@@ -1,0 +1,299 @@
+package token
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/jwks"
+)
+
+// Error is a refused token. Reason is a fixed label (metric-safe); Description is short and
+// never contains the token. Unavailable marks a refusal that is our side's fault (no keys yet):
+// answered 503, not 401.
+type Error struct {
+	Reason      string
+	Description string
+	Unavailable bool
+}
+
+func (e *Error) Error() string { return e.Reason + ": " + e.Description }
+
+func refuse(reason, desc string) *Error { return &Error{Reason: reason, Description: desc} }
+
+// Issuer is a trusted issuer with its key source.
+type Issuer struct {
+	Config config.Issuer
+	Keys   *jwks.Source
+}
+
+// Verifier checks tokens against the issuers and caches the result.
+type Verifier struct {
+	byIss   map[string]*issuer
+	cache   *Cache
+	now     func() time.Time
+	metrics *Metrics
+}
+
+type issuer struct {
+	cfg       config.Issuer
+	keys      *jwks.Source
+	parser    *jwt.Parser
+	typ       string // lower-cased required typ, "" for none
+	leewayNan int64
+}
+
+// Options configure a Verifier.
+type Options struct {
+	Issuers []Issuer
+	Cache   *Cache
+	Now     func() time.Time // nil: time.Now
+	Metrics *Metrics
+}
+
+// NewVerifier builds a verifier; every issuer gets its own jwt parser with its allow-list.
+func NewVerifier(o Options) *Verifier {
+	v := &Verifier{byIss: map[string]*issuer{}, cache: o.Cache, now: o.Now, metrics: o.Metrics}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	for _, is := range o.Issuers {
+		c := is.Config
+		v.byIss[c.Issuer] = &issuer{
+			cfg:  c,
+			keys: is.Keys,
+			parser: jwt.NewParser(
+				jwt.WithValidMethods(c.Algorithms), // checked before any key is looked up
+				jwt.WithIssuer(c.Issuer),
+				jwt.WithAudience(c.Audiences...),
+				jwt.WithExpirationRequired(),
+				jwt.WithIssuedAt(),
+				jwt.WithLeeway(c.Leeway),
+				jwt.WithTimeFunc(func() time.Time { return v.now() }),
+				jwt.WithStrictDecoding(),
+			),
+			typ:       normTyp(c.RequireTyp),
+			leewayNan: int64(c.Leeway),
+		}
+	}
+	return v
+}
+
+// Run sweeps expired cache entries until ctx ends.
+func (v *Verifier) Run(ctx context.Context) {
+	if v.cache == nil {
+		return
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			v.cache.sweep(v.now().UnixNano())
+			v.metrics.cacheSize(v.cache.Len())
+		}
+	}
+}
+
+// Verify returns the token's identity, or an *Error.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
+	var key [32]byte
+	if v.cache != nil {
+		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+		if e := v.cache.get(&key); e != nil {
+			if v.now().UnixNano() < e.expiry && v.byIss[e.id.Iss].keys.Current().Still(e.kid, e.fp) {
+				v.metrics.hit()
+				return e.id, nil
+			}
+			v.cache.drop(&key, e)
+		}
+		v.metrics.miss()
+	}
+	id, kid, fp, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil && kid != "" {
+		// An entry never outlives exp (leeway is for clock skew at verification, not a grace period).
+		v.cache.put(&key, &entry{id: id, expiry: id.ExpiresAt.UnixNano(), kid: kid, fp: fp}, v.now().UnixNano())
+	}
+	return id, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [32]byte, error) {
+	var fp [32]byte
+	switch strings.Count(raw, ".") {
+	case 2:
+	case 4:
+		return nil, "", fp, refuse("unsupported_token", "encrypted tokens (JWE) are not accepted")
+	default:
+		return nil, "", fp, refuse("malformed", "the token is not a JWS compact serialization")
+	}
+	iss, err := peekIssuer(raw)
+	if err != nil {
+		return nil, "", fp, err
+	}
+	is := v.byIss[iss]
+	if is == nil {
+		return nil, "", fp, refuse("unknown_issuer", "the token's issuer is not trusted")
+	}
+	if is.keys.Current().Len() == 0 {
+		return nil, "", fp, &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
+	}
+
+	var (
+		kid       string
+		reason    *Error
+		keyCalled bool
+	)
+	keyfn := func(t *jwt.Token) (any, error) {
+		keyCalled = true
+		if reason = checkHeader(t.Header, is.typ); reason != nil {
+			return nil, reason
+		}
+		alg := t.Method.Alg()
+		k, hasKID := t.Header["kid"]
+		if !hasKID {
+			// No kid: try each key that can verify this algorithm.
+			var set jwt.VerificationKeySet
+			var last *jwks.Key
+			for _, key := range is.keys.Current().All() {
+				if key.Allows(alg) == nil {
+					set.Keys = append(set.Keys, key.Public)
+					last = key
+				}
+			}
+			if len(set.Keys) == 0 {
+				reason = refuse("key_mismatch", "no key of the issuer can verify this algorithm")
+				return nil, reason
+			}
+			if len(set.Keys) == 1 {
+				kid, fp = last.KID, last.Fingerprint
+			}
+			return set, nil
+		}
+		s, ok := k.(string)
+		if !ok || s == "" {
+			reason = refuse("malformed", "the kid header is not a string")
+			return nil, reason
+		}
+		key, err := is.keys.Lookup(ctx, s, t)
+		switch {
+		case errors.Is(err, jwks.ErrNoKeys):
+			reason = &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
+			return nil, reason
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			reason = refuse("unknown_kid", "the signing key is not known (key refresh did not finish in time)")
+			return nil, reason
+		case err != nil:
+			reason = refuse("unknown_kid", "the signing key is not known")
+			return nil, reason
+		}
+		if err := key.Allows(alg); err != nil {
+			reason = refuse("key_mismatch", "the signing key can't verify this algorithm")
+			return nil, reason
+		}
+		kid, fp = key.KID, key.Fingerprint
+		return key.Public, nil
+	}
+	claims := jwt.MapClaims{}
+	if _, err := is.parser.ParseWithClaims(raw, claims, keyfn); err != nil {
+		if reason != nil {
+			return nil, "", fp, reason
+		}
+		if !keyCalled && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
+			// Refused before any key was looked up: the algorithm is outside the allow-list
+			// ("none" and HS* always are) or unknown.
+			return nil, "", fp, refuse("alg_not_allowed", "the token's signing algorithm is not accepted")
+		}
+		return nil, "", fp, classify(err)
+	}
+	return newIdentity(is.cfg.Name, claims, is.cfg.ScopeClaims, is.cfg.ClientIDClaims, kid), kid, fp, nil
+}
+
+// checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515
+// §4.1.11: we implement no extension, so any crit is refused). jku, x5u and x5c are never read.
+func checkHeader(h map[string]any, wantTyp string) *Error {
+	if _, ok := h["crit"]; ok {
+		return refuse("unsupported_crit", "the token names a critical header extension")
+	}
+	if wantTyp != "" {
+		typ, _ := h["typ"].(string)
+		if normTyp(typ) != wantTyp {
+			return refuse("wrong_typ", "the token type is not accepted here")
+		}
+	}
+	return nil
+}
+
+// normTyp lower-cases a media type and drops an "application/" prefix (RFC 7515 §4.1.9).
+func normTyp(t string) string {
+	t = strings.ToLower(t)
+	return strings.TrimPrefix(t, "application/")
+}
+
+// peekIssuer reads the unverified iss to choose the issuer (and so the keys and rules).
+func peekIssuer(raw string) (string, error) {
+	first := strings.IndexByte(raw, '.')
+	last := strings.LastIndexByte(raw, '.')
+	payload := raw[first+1 : last]
+	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(payload)))
+	n, err := base64.RawURLEncoding.Strict().Decode(buf, []byte(payload))
+	if err != nil {
+		return "", refuse("malformed", "the token payload is not base64url")
+	}
+	var p struct {
+		Iss json.RawMessage `json:"iss"`
+	}
+	if err := json.Unmarshal(buf[:n], &p); err != nil {
+		return "", refuse("malformed", "the token payload is not a JSON object")
+	}
+	var iss string
+	if len(p.Iss) == 0 || bytes.Equal(p.Iss, []byte("null")) {
+		return "", refuse("unknown_issuer", "the token has no issuer")
+	}
+	if err := json.Unmarshal(p.Iss, &iss); err != nil {
+		return "", refuse("malformed", "the iss claim is not a string")
+	}
+	return iss, nil
+}
+
+// classify maps jwt/v5's errors to our reasons.
+func classify(err error) *Error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return refuse("malformed", "the token is malformed")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return refuse("bad_signature", "the token signature is invalid")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		if strings.Contains(err.Error(), "exp") {
+			return refuse("missing_exp", "the token has no expiry")
+		}
+		return refuse("missing_claim", "the token lacks a required claim")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return refuse("expired", "the token has expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return refuse("not_yet_valid", "the token is not valid yet")
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return refuse("issued_in_future", "the token was issued in the future")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return refuse("wrong_audience", "the token is not meant for this audience")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return refuse("unknown_issuer", "the token's issuer is not trusted")
+	case errors.Is(err, jwt.ErrTokenInvalidClaims):
+		return refuse("invalid_claims", "the token's claims are invalid")
+	}
+	return refuse("invalid_token", fmt.Sprintf("the token could not be verified (%T)", errors.Unwrap(err)))
+}
