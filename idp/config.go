@@ -1,0 +1,374 @@
+package idp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults applied by Load when a field is left out.
+const (
+	DefaultAdminListen          = "127.0.0.1:9401"
+	DefaultAccessTokenLifetime  = 5 * time.Minute
+	DefaultRefreshTokenLifetime = 24 * time.Hour
+	DefaultIDTokenLifetime      = 5 * time.Minute
+	DefaultAlgorithm            = "RS256"
+	DefaultRSABits              = 2048
+)
+
+// Grant types a client may be registered for.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+)
+
+// Config is the demo identity provider's configuration file.
+type Config struct {
+	// Listen is the address of the OAuth/OIDC endpoints, e.g. ":9400".
+	Listen string `yaml:"listen"`
+	// Admin is the address of the admin listener (key rotation, health, metrics). It binds to
+	// localhost by default: rotating keys is an operator action, not something the network may do.
+	Admin string `yaml:"admin"`
+	// Issuer is the fixed `iss` of every token, whatever Host header the request came with.
+	Issuer string `yaml:"issuer"`
+	// API is the one registered resource server: the audience of every access token.
+	API API `yaml:"api"`
+	// Clients are the registered OAuth clients.
+	Clients []Client `yaml:"clients"`
+	// Users are the demo resource owners who can log in on the login page.
+	Users  []User  `yaml:"users"`
+	Tokens Tokens  `yaml:"tokens"`
+	Keys   KeysCfg `yaml:"keys"`
+}
+
+// API is the protected API (resource server) registered with the provider.
+type API struct {
+	Audience string  `yaml:"audience"`
+	Scopes   []Scope `yaml:"scopes"`
+}
+
+// Scope is one API scope; the description is shown on the consent page.
+type Scope struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+}
+
+// Client is a registered OAuth client.
+type Client struct {
+	ID string `yaml:"id"`
+	// Secret authenticates a confidential client (client_secret_basic or client_secret_post).
+	Secret string `yaml:"secret"`
+	// Public clients have no secret and must use PKCE with S256.
+	Public       bool     `yaml:"public"`
+	Scopes       []string `yaml:"scopes"`
+	GrantTypes   []string `yaml:"grant_types"`
+	RedirectURIs []string `yaml:"redirect_uris"`
+}
+
+// User is a demo resource owner.
+type User struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// Scopes are the API scopes this user may grant to a client.
+	Scopes []string `yaml:"scopes"`
+}
+
+// Tokens holds the token lifetimes.
+type Tokens struct {
+	AccessTokenLifetime  time.Duration `yaml:"access_token_lifetime"`
+	RefreshTokenLifetime time.Duration `yaml:"refresh_token_lifetime"`
+	IDTokenLifetime      time.Duration `yaml:"id_token_lifetime"`
+}
+
+// KeysCfg says how signing keys are made and kept.
+type KeysCfg struct {
+	// Algorithm is RS256 (default), ES256 or EdDSA.
+	Algorithm string `yaml:"algorithm"`
+	// RSABits is the RSA modulus size for RS256 (default 2048).
+	RSABits int `yaml:"rsa_bits"`
+	// Storage is "memory" (default: keys live and die with the process) or "file" (keys are kept
+	// in File, a JWK set written with 0600 permissions, so tokens survive an idp restart).
+	Storage string `yaml:"storage"`
+	// File is the key file for storage "file". Keep it out of any repository.
+	File string `yaml:"file"`
+}
+
+// Load reads, decodes (unknown fields are errors), defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("idp config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("idp config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes, defaults and validates a config document.
+func Parse(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("empty document")
+		}
+		return nil, err
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("more than one YAML document")
+	}
+	cfg.applyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (c *Config) applyDefaults() {
+	if c.Admin == "" {
+		c.Admin = DefaultAdminListen
+	}
+	if c.Tokens.AccessTokenLifetime == 0 {
+		c.Tokens.AccessTokenLifetime = DefaultAccessTokenLifetime
+	}
+	if c.Tokens.RefreshTokenLifetime == 0 {
+		c.Tokens.RefreshTokenLifetime = DefaultRefreshTokenLifetime
+	}
+	if c.Tokens.IDTokenLifetime == 0 {
+		c.Tokens.IDTokenLifetime = DefaultIDTokenLifetime
+	}
+	if c.Keys.Algorithm == "" {
+		c.Keys.Algorithm = DefaultAlgorithm
+	}
+	if c.Keys.RSABits == 0 && c.Keys.Algorithm == "RS256" {
+		c.Keys.RSABits = DefaultRSABits
+	}
+	if c.Keys.Storage == "" {
+		c.Keys.Storage = "memory"
+	}
+	for i := range c.Clients {
+		if len(c.Clients[i].GrantTypes) == 0 {
+			if c.Clients[i].Public || len(c.Clients[i].RedirectURIs) > 0 {
+				c.Clients[i].GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+			} else {
+				c.Clients[i].GrantTypes = []string{GrantClientCredentials}
+			}
+		}
+	}
+}
+
+// Validate checks the config; every error names the field it is about.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Listen == "" {
+		add("listen", "required (e.g. \":9400\")")
+	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+		add("admin", "%v", err)
+	}
+	if c.Issuer == "" {
+		add("issuer", "required (e.g. \"http://localhost:9400\")")
+	} else if u, err := url.Parse(c.Issuer); err != nil {
+		add("issuer", "%v", err)
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		add("issuer", "%q must be an http(s) URL without query or fragment", c.Issuer)
+	} else if strings.HasSuffix(c.Issuer, "/") {
+		add("issuer", "%q must not end with a slash", c.Issuer)
+	} else if u.Path != "" {
+		add("issuer", "%q: an issuer with a path is not supported by the demo provider", c.Issuer)
+	}
+
+	if c.API.Audience == "" {
+		add("api.audience", "required (e.g. \"orders-api\")")
+	}
+	if len(c.API.Scopes) == 0 {
+		add("api.scopes", "at least one scope is required")
+	}
+	apiScopes := map[string]bool{}
+	for i, s := range c.API.Scopes {
+		field := fmt.Sprintf("api.scopes[%d].name", i)
+		switch {
+		case !validScopeToken(s.Name):
+			add(field, "%q is not a valid scope token (RFC 6749 §3.3)", s.Name)
+		case reservedScope(s.Name):
+			add(field, "%q is an OpenID Connect scope, not an API scope", s.Name)
+		case apiScopes[s.Name]:
+			add(field, "duplicate scope %q", s.Name)
+		}
+		apiScopes[s.Name] = true
+	}
+
+	if len(c.Clients) == 0 {
+		add("clients", "at least one client is required")
+	}
+	clientIDs := map[string]bool{}
+	for i, cl := range c.Clients {
+		p := fmt.Sprintf("clients[%d]", i)
+		if cl.ID == "" {
+			add(p+".id", "required")
+		} else if clientIDs[cl.ID] {
+			add(p+".id", "duplicate client id %q", cl.ID)
+		}
+		clientIDs[cl.ID] = true
+		if cl.Public && cl.Secret != "" {
+			add(p+".secret", "a public client has no secret")
+		}
+		if !cl.Public && cl.Secret == "" {
+			add(p+".secret", "required for a confidential client (or set public: true)")
+		}
+		for j, s := range cl.Scopes {
+			if !apiScopes[s] {
+				add(fmt.Sprintf("%s.scopes[%d]", p, j), "%q is not one of api.scopes", s)
+			}
+		}
+		for j, g := range cl.GrantTypes {
+			f := fmt.Sprintf("%s.grant_types[%d]", p, j)
+			switch g {
+			case GrantAuthorizationCode, GrantRefreshToken:
+			case GrantClientCredentials:
+				if cl.Public {
+					add(f, "a public client cannot use client_credentials")
+				}
+			default:
+				add(f, "%q: want authorization_code, refresh_token or client_credentials", g)
+			}
+		}
+		hasCode := slices.Contains(cl.GrantTypes, GrantAuthorizationCode)
+		if hasCode && len(cl.RedirectURIs) == 0 {
+			add(p+".redirect_uris", "required for the authorization_code grant")
+		}
+		if !hasCode && len(cl.RedirectURIs) > 0 {
+			add(p+".redirect_uris", "only used by the authorization_code grant, which the client does not have")
+		}
+		if cl.Public && !hasCode {
+			add(p+".grant_types", "a public client needs authorization_code")
+		}
+		for j, r := range cl.RedirectURIs {
+			if err := validateRedirectURI(r, cl.Public); err != nil {
+				add(fmt.Sprintf("%s.redirect_uris[%d]", p, j), "%v", err)
+			}
+		}
+	}
+
+	usernames := map[string]bool{}
+	for i, u := range c.Users {
+		p := fmt.Sprintf("users[%d]", i)
+		if u.Username == "" {
+			add(p+".username", "required")
+		} else if usernames[u.Username] {
+			add(p+".username", "duplicate username %q", u.Username)
+		}
+		usernames[u.Username] = true
+		if u.Password == "" {
+			add(p+".password", "required")
+		}
+		for j, s := range u.Scopes {
+			if !apiScopes[s] {
+				add(fmt.Sprintf("%s.scopes[%d]", p, j), "%q is not one of api.scopes", s)
+			}
+		}
+	}
+
+	if c.Tokens.AccessTokenLifetime < 0 {
+		add("tokens.access_token_lifetime", "must be positive")
+	}
+	if c.Tokens.RefreshTokenLifetime < 0 {
+		add("tokens.refresh_token_lifetime", "must be positive")
+	}
+	if c.Tokens.IDTokenLifetime < 0 {
+		add("tokens.id_token_lifetime", "must be positive")
+	}
+	switch c.Keys.Algorithm {
+	case "RS256":
+		if c.Keys.RSABits < 2048 {
+			add("keys.rsa_bits", "%d: at least 2048", c.Keys.RSABits)
+		}
+	case "ES256", "EdDSA":
+		if c.Keys.RSABits != 0 {
+			add("keys.rsa_bits", "only for RS256")
+		}
+	default:
+		add("keys.algorithm", "%q: want RS256, ES256 or EdDSA", c.Keys.Algorithm)
+	}
+	switch c.Keys.Storage {
+	case "memory":
+		if c.Keys.File != "" {
+			add("keys.file", "only used with storage: file")
+		}
+	case "file":
+		if c.Keys.File == "" {
+			add("keys.file", "required with storage: file")
+		}
+	default:
+		add("keys.storage", "%q: want memory or file", c.Keys.Storage)
+	}
+	return errors.Join(errs...)
+}
+
+func validateRedirectURI(raw string, public bool) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("%q: a redirect URI has no fragment (RFC 6749 §3.1.2)", raw)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: want an http(s) URL", raw)
+	}
+	if public && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("%q: a public client's http redirect must be a loopback address (RFC 8252 §7.3)", raw)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// validScopeToken reports whether s is a scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x21 || r == 0x22 || r == 0x5c || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// oidcScopes are the OpenID Connect scopes the provider understands besides the API's.
+var oidcScopes = []string{"openid", "profile", "email", "address", "phone", "offline_access"}
+
+func reservedScope(s string) bool { return slices.Contains(oidcScopes, s) }
+
+// maxTokenLifetime is the longest a signed JWT stays valid: an old public key must stay
+// published at least that long after rotation.
+func (c *Config) maxTokenLifetime() time.Duration {
+	return max(c.Tokens.AccessTokenLifetime, c.Tokens.IDTokenLifetime)
+}
