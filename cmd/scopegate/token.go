@@ -1,0 +1,302 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/scopegate/scopegate/oauthclient"
+)
+
+func init() { subcommands = append(subcommands, newTokenCmd) }
+
+// tokenFlags are shared by the token subcommands.
+type tokenFlags struct {
+	issuer, authURL, tokenURL string
+	cache                     string
+	clientID                  string
+	scopes                    []string
+	httpTimeout               time.Duration
+	raw                       bool
+}
+
+func (f *tokenFlags) httpClient() *http.Client { return &http.Client{Timeout: f.httpTimeout} }
+
+func (f *tokenFlags) cacheFile() (oauthclient.Cache, error) {
+	if f.cache != "" {
+		return oauthclient.Cache{Path: f.cache}, nil
+	}
+	if env := os.Getenv("SCOPEGATE_TOKEN_CACHE"); env != "" {
+		return oauthclient.Cache{Path: env}, nil
+	}
+	p, err := oauthclient.DefaultCachePath()
+	return oauthclient.Cache{Path: p}, err
+}
+
+func (f *tokenFlags) addEndpointFlags(cmd *cobra.Command, auth bool) {
+	cmd.Flags().StringVar(&f.issuer, "issuer", "http://localhost:9400", "the provider's issuer URL (endpoints are discovered from it)")
+	if auth {
+		cmd.Flags().StringVar(&f.authURL, "auth-url", "", "authorization endpoint (skips discovery with --token-url)")
+	}
+	cmd.Flags().StringVar(&f.tokenURL, "token-url", "", "token endpoint (skips discovery)")
+}
+
+func (f *tokenFlags) addScopeFlag(cmd *cobra.Command, def []string, usage string) {
+	cmd.Flags().StringSliceVar(&f.scopes, "scope", def, usage)
+}
+
+// scopeList accepts both --scope a,b and --scope "a b".
+func (f *tokenFlags) scopeList() []string {
+	var out []string
+	for _, s := range f.scopes {
+		out = append(out, strings.Fields(s)...)
+	}
+	return out
+}
+
+// store caches the entry and reports it: the raw access token with --raw, a summary otherwise.
+func (f *tokenFlags) store(cmd *cobra.Command, e *oauthclient.Entry) error {
+	c, err := f.cacheFile()
+	if err != nil {
+		return err
+	}
+	if err := c.Put(e); err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.raw {
+		_, err := fmt.Fprintln(out, e.AccessToken)
+		return err
+	}
+	fmt.Fprintf(out, "got an access token for %s (%s grant)\n", e.ClientID, strings.ReplaceAll(e.Grant, "_", " "))
+	fmt.Fprintf(out, "  scope:   %s\n", orNone(e.Scope))
+	if !e.Expiry.IsZero() {
+		fmt.Fprintf(out, "  expires: %s (in %s)\n", e.Expiry.Local().Format(time.RFC3339), time.Until(e.Expiry).Round(time.Second))
+	}
+	if e.RefreshToken != "" {
+		fmt.Fprintln(out, "  refresh: yes (scopegate token refresh)")
+	}
+	fmt.Fprintf(out, "  cached:  %s\n", c.Path)
+	fmt.Fprintln(out, `use it:   curl -H "Authorization: Bearer $(scopegate token print)" ...`)
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func newTokenCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Get, refresh, inspect and print OAuth 2.0 access tokens (the demo's client)",
+	}
+	cmd.PersistentFlags().Duration("http-timeout", 30*time.Second, "timeout of each HTTP request to the provider")
+	cmd.PersistentFlags().String("cache", "", "token cache file (default $SCOPEGATE_TOKEN_CACHE or <user cache dir>/scopegate/tokens.json)")
+	cmd.AddCommand(newTokenLoginCmd(), newTokenClientCredentialsCmd(), newTokenRefreshCmd(), newTokenShowCmd(), newTokenPrintCmd())
+	return cmd
+}
+
+// common reads the persistent flags into f.
+func (f *tokenFlags) common(cmd *cobra.Command) {
+	f.httpTimeout, _ = cmd.Flags().GetDuration("http-timeout")
+	f.cache, _ = cmd.Flags().GetString("cache")
+}
+
+func newTokenLoginCmd() *cobra.Command {
+	var f tokenFlags
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "login",
+		Short: "Authorization code + PKCE with a loopback redirect (RFC 8252): prints the URL to open, waits for the redirect",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.common(cmd)
+			hc := f.httpClient()
+			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, f.authURL, f.tokenURL, true)
+			if err != nil {
+				return err
+			}
+			errOut := cmd.ErrOrStderr()
+			e, err := oauthclient.Login(cmd.Context(), hc, oauthclient.LoginOptions{
+				Endpoints: ep, ClientID: f.clientID, Scopes: f.scopeList(), Timeout: timeout,
+				ShowURL: func(u string) {
+					fmt.Fprintf(errOut, "Open this URL in a browser to sign in (waiting up to %s):\n\n  %s\n\n", timeout, u)
+				},
+			})
+			if err != nil {
+				return err
+			}
+			return f.store(cmd, e)
+		},
+	}
+	f.addEndpointFlags(cmd, true)
+	cmd.Flags().StringVar(&f.clientID, "client-id", "orders-cli", "public client ID")
+	f.addScopeFlag(cmd, []string{"orders:read", "orders:write"}, "scopes to request")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser's redirect (0: forever)")
+	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
+	return cmd
+}
+
+func newTokenClientCredentialsCmd() *cobra.Command {
+	var f tokenFlags
+	var secret string
+	cmd := &cobra.Command{
+		Use:   "client-credentials",
+		Short: "Client credentials grant for a confidential client (secret from --client-secret or $SCOPEGATE_CLIENT_SECRET)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.common(cmd)
+			if secret == "" {
+				secret = os.Getenv("SCOPEGATE_CLIENT_SECRET")
+			}
+			if secret == "" {
+				return errors.New("--client-secret or $SCOPEGATE_CLIENT_SECRET is required")
+			}
+			hc := f.httpClient()
+			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, "", f.tokenURL, false)
+			if err != nil {
+				return err
+			}
+			e, err := oauthclient.ClientCredentials(cmd.Context(), hc, oauthclient.ClientCredentialsOptions{
+				Issuer: ep.Issuer, TokenURL: ep.TokenURL, ClientID: f.clientID, Secret: secret, Scopes: f.scopeList(),
+			})
+			if err != nil {
+				return err
+			}
+			return f.store(cmd, e)
+		},
+	}
+	f.addEndpointFlags(cmd, false)
+	cmd.Flags().StringVar(&f.clientID, "client-id", "reporting-job", "confidential client ID")
+	cmd.Flags().StringVar(&secret, "client-secret", "", "client secret (prefer $SCOPEGATE_CLIENT_SECRET: flags end up in shell history)")
+	f.addScopeFlag(cmd, nil, "scopes to request (default: all the client may have)")
+	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
+	return cmd
+}
+
+func newTokenRefreshCmd() *cobra.Command {
+	var f tokenFlags
+	cmd := &cobra.Command{
+		Use:   "refresh",
+		Short: "Refresh the cached token (the provider rotates the refresh token: the old one stops working)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.common(cmd)
+			c, err := f.cacheFile()
+			if err != nil {
+				return err
+			}
+			old, err := c.Get(f.clientID)
+			if err != nil {
+				return err
+			}
+			e, err := oauthclient.Refresh(cmd.Context(), f.httpClient(), old, f.scopeList())
+			if err != nil {
+				return err
+			}
+			return f.store(cmd, e)
+		},
+	}
+	cmd.Flags().StringVar(&f.clientID, "client-id", "", "whose cached token (default: the last one obtained)")
+	f.addScopeFlag(cmd, nil, "ask for fewer scopes than were granted (default: all)")
+	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
+	return cmd
+}
+
+func newTokenShowCmd() *cobra.Command {
+	var f tokenFlags
+	var idToken bool
+	cmd := &cobra.Command{
+		Use:   "show [TOKEN|-]",
+		Short: "Decode a token's header and claims locally (nothing is sent anywhere; the signature is not checked)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.common(cmd)
+			var tok string
+			switch {
+			case len(args) == 1 && args[0] == "-":
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 1<<20))
+				if err != nil {
+					return err
+				}
+				tok = string(b)
+			case len(args) == 1:
+				tok = args[0]
+			default:
+				c, err := f.cacheFile()
+				if err != nil {
+					return err
+				}
+				e, err := c.Get(f.clientID)
+				if err != nil {
+					return err
+				}
+				tok = e.AccessToken
+				if idToken {
+					if e.IDToken == "" {
+						return fmt.Errorf("the cached token for %s has no ID token (log in with --scope openid,...)", e.ClientID)
+					}
+					tok = e.IDToken
+				}
+			}
+			d, err := oauthclient.Decode(tok, time.Now())
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(d)
+		},
+	}
+	cmd.Flags().StringVar(&f.clientID, "client-id", "", "whose cached token (default: the last one obtained)")
+	cmd.Flags().BoolVar(&idToken, "id-token", false, "show the cached ID token instead of the access token")
+	return cmd
+}
+
+func newTokenPrintCmd() *cobra.Command {
+	var f tokenFlags
+	var noRefresh bool
+	cmd := &cobra.Command{
+		Use:   "print",
+		Short: `Print just the cached access token: curl -H "Authorization: Bearer $(scopegate token print)"`,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.common(cmd)
+			c, err := f.cacheFile()
+			if err != nil {
+				return err
+			}
+			e, err := c.Get(f.clientID)
+			if err != nil {
+				return err
+			}
+			if e.Expired(time.Now(), 5*time.Second) {
+				if noRefresh || e.RefreshToken == "" {
+					return fmt.Errorf("the cached token for %s expired at %s: get a new one (scopegate token login / client-credentials)", e.ClientID, e.Expiry.Local().Format(time.RFC3339))
+				}
+				if e, err = oauthclient.Refresh(cmd.Context(), f.httpClient(), e, nil); err != nil {
+					return err
+				}
+				if err := c.Put(e); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.ErrOrStderr(), "scopegate: the cached token had expired: refreshed it")
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), e.AccessToken)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&f.clientID, "client-id", "", "whose cached token (default: the last one obtained)")
+	cmd.Flags().BoolVar(&noRefresh, "no-refresh", false, "fail instead of refreshing an expired token")
+	return cmd
+}

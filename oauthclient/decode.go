@@ -1,0 +1,73 @@
+package oauthclient
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Decoded is a JWT's header and claims, decoded locally. The signature is NOT verified: this is
+// for looking at a token, never for trusting it.
+type Decoded struct {
+	Header map[string]any `json:"header"`
+	Claims map[string]any `json:"claims"`
+	// Times are the NumericDate claims (exp, iat, nbf, auth_time) as readable times.
+	Times map[string]string `json:"times,omitempty"`
+	// ExpiresIn is how long until exp (negative once expired).
+	ExpiresIn string `json:"expires_in,omitempty"`
+}
+
+// Decode splits a compact JWS and decodes its header and claims. It never contacts anything.
+func Decode(token string, now time.Time) (*Decoded, error) {
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "))
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("not a JWT: %d dot-separated parts, want 3", len(parts))
+	}
+	d := &Decoded{}
+	if err := decodePart(parts[0], &d.Header); err != nil {
+		return nil, fmt.Errorf("JWT header: %w", err)
+	}
+	if err := decodePart(parts[1], &d.Claims); err != nil {
+		return nil, fmt.Errorf("JWT claims: %w", err)
+	}
+	for _, name := range []string{"exp", "iat", "nbf", "auth_time"} {
+		n, ok := d.Claims[name].(json.Number)
+		if !ok {
+			continue
+		}
+		secs, err := n.Int64()
+		if err != nil {
+			continue
+		}
+		if d.Times == nil {
+			d.Times = map[string]string{}
+		}
+		t := time.Unix(secs, 0).UTC()
+		d.Times[name] = t.Format(time.RFC3339)
+		if name == "exp" {
+			d.ExpiresIn = t.Sub(now).Truncate(time.Second).String()
+		}
+	}
+	return d, nil
+}
+
+func decodePart(s string, v *map[string]any) error {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // keep NumericDates exact
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if *v == nil {
+		return errors.New("not a JSON object")
+	}
+	return nil
+}
