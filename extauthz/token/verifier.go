@@ -102,7 +102,6 @@ func (v *Verifier) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			v.cache.sweep(v.now().UnixNano())
-			v.metrics.cacheSize(v.cache.Len())
 		}
 	}
 }

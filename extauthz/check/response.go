@@ -1,0 +1,104 @@
+package check
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+)
+
+var okStatus = &rpcstatus.Status{Code: int32(codes.OK)}
+
+// denial describes a deny response before it becomes a proto.
+type denial struct {
+	status      int
+	code        codes.Code
+	errCode     string // OAuth error code for the body and the challenge ("" for a bare challenge)
+	description string
+	scope       string // the required scopes, for insufficient_scope
+	challenge   bool   // add WWW-Authenticate
+	retryAfter  string
+	extra       []*corev3.HeaderValueOption
+}
+
+// staticDenials caches denials that depend only on fixed strings (bearer and token errors),
+// so a flood of bad tokens costs no response building. Proto messages are only read once
+// built, so sharing them across Checks is safe.
+var staticDenials sync.Map // key string → *authv3.CheckResponse
+
+func cachedDenial(key string, d denial, realm string) *authv3.CheckResponse {
+	if r, ok := staticDenials.Load(key); ok {
+		return r.(*authv3.CheckResponse)
+	}
+	r := buildDenial(d, realm)
+	staticDenials.Store(key, r)
+	return r
+}
+
+func buildDenial(d denial, realm string) *authv3.CheckResponse {
+	body, _ := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+		Scope       string `json:"scope,omitempty"`
+	}{Error: bodyError(d), Description: d.description, Scope: d.scope})
+	headers := []*corev3.HeaderValueOption{header("content-type", "application/json"), header("cache-control", "no-store")}
+	if d.challenge {
+		headers = append(headers, header("www-authenticate", challenge(realm, d)))
+	}
+	if d.retryAfter != "" {
+		headers = append(headers, header("retry-after", d.retryAfter))
+	}
+	headers = append(headers, d.extra...)
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(d.code), Message: d.errCode},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.status)},
+			Headers: headers,
+			Body:    string(body),
+		}},
+	}
+}
+
+func bodyError(d denial) string {
+	if d.errCode != "" {
+		return d.errCode
+	}
+	if d.status == 401 {
+		return "unauthorized"
+	}
+	return "server_error"
+}
+
+// challenge builds an RFC 6750 §3 WWW-Authenticate value. Descriptions are our own fixed
+// strings (never client data); quotes are escaped anyway.
+func challenge(realm string, d denial) string {
+	var b strings.Builder
+	b.WriteString(`Bearer realm=`)
+	b.WriteString(strconv.Quote(realm))
+	if d.errCode != "" {
+		b.WriteString(`, error=`)
+		b.WriteString(strconv.Quote(d.errCode))
+		if d.description != "" {
+			b.WriteString(`, error_description=`)
+			b.WriteString(strconv.Quote(d.description))
+		}
+	}
+	if d.scope != "" {
+		b.WriteString(`, scope=`)
+		b.WriteString(strconv.Quote(d.scope))
+	}
+	return b.String()
+}
+
+func header(name, value string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: name, Value: value},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}

@@ -1,0 +1,337 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Path is a policy directory or an OPA bundle tarball; empty with FS set loads FS instead.
+	Path string
+	FS   fs.FS
+	// Query is the decision's reference, e.g. data.scopegate.authz.decision.
+	Query string
+	// RunTests runs the policy's own tests (test_* rules) before a revision goes live.
+	RunTests    bool
+	EvalTimeout time.Duration
+	Logger      *slog.Logger
+	Metrics     *Metrics
+}
+
+// Revision is one compiled policy version.
+type Revision struct {
+	ID       string    `json:"id"`
+	Source   string    `json:"source"`
+	LoadedAt time.Time `json:"loaded_at"`
+	Tests    int       `json:"tests_passed"`
+	pq       rego.PreparedEvalQuery
+}
+
+// Engine evaluates the revision in force and swaps in new ones.
+type Engine struct {
+	opts    Options
+	current atomic.Pointer[Revision]
+	reload  sync.Mutex // one compile at a time; readers never wait on it
+	log     *slog.Logger
+}
+
+// New compiles the first revision; a policy that does not compile or pass its tests fails
+// start-up.
+func New(ctx context.Context, o Options) (*Engine, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Query == "" {
+		o.Query = "data.scopegate.authz.decision"
+	}
+	e := &Engine{opts: o, log: o.Logger}
+	rev, err := e.compile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.current.Store(rev)
+	o.Metrics.loaded(rev, nil)
+	return e, nil
+}
+
+// Revision is the revision in force.
+func (e *Engine) Revision() *Revision { return e.current.Load() }
+
+// Reload compiles the policy source again; on any error the revision in force stays.
+func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
+	e.reload.Lock()
+	defer e.reload.Unlock()
+	rev, err := e.compile(ctx)
+	e.opts.Metrics.loaded(rev, err)
+	if err != nil {
+		e.log.Error("policy reload rejected; keeping the revision in force", "error", err, "revision", e.Revision().ID)
+		return nil, err
+	}
+	old := e.current.Swap(rev)
+	if old.ID != rev.ID {
+		e.log.Info("policy revision loaded", "revision", rev.ID, "previous", old.ID, "tests_passed", rev.Tests)
+	}
+	return rev, nil
+}
+
+func (e *Engine) source() string {
+	if e.opts.Path != "" {
+		return e.opts.Path
+	}
+	return "built-in default policy"
+}
+
+// Load reads a policy directory or bundle (or the given FS) as an OPA bundle.
+func Load(path string, fsys fs.FS) (*bundle.Bundle, error) {
+	l := loader.NewFileLoader()
+	if path == "" {
+		path = "."
+		l = l.WithFS(fsys)
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	b, err := l.AsBundle(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b.Modules) == 0 {
+		return nil, fmt.Errorf("%s: no .rego files", path)
+	}
+	return b, nil
+}
+
+func (e *Engine) compile(ctx context.Context) (*Revision, error) {
+	src := e.source()
+	b, err := Load(e.opts.Path, e.opts.FS)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", src, err)
+	}
+	rev := &Revision{ID: revisionID(b), Source: src, LoadedAt: time.Now()}
+	if e.opts.RunTests {
+		n, err := RunTests(ctx, b)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: %w", src, err)
+		}
+		rev.Tests = n
+	}
+	rev.pq, err = rego.New(
+		rego.Query(e.opts.Query),
+		rego.ParsedBundle("policy", b),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", src, err)
+	}
+	// A query that names nothing the policy defines is a typo that would deny every request.
+	if !definesQuery(b, e.opts.Query) {
+		return nil, fmt.Errorf("policy %s: no rule defines %s", src, e.opts.Query)
+	}
+	return rev, nil
+}
+
+func definesQuery(b *bundle.Bundle, query string) bool {
+	ref, err := ast.ParseRef(query)
+	if err != nil {
+		return false
+	}
+	for _, m := range b.Modules {
+		for _, r := range m.Parsed.Rules {
+			p := r.Path().GroundPrefix()
+			// The query names this rule, something inside it, or a package that holds it.
+			if ref.HasPrefix(p) || p.HasPrefix(ref) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// revisionID is the bundle manifest's revision when set, else a content hash.
+func revisionID(b *bundle.Bundle) string {
+	if b.Manifest.Revision != "" {
+		return b.Manifest.Revision
+	}
+	h := sha256.New()
+	paths := make([]string, 0, len(b.Modules))
+	raw := map[string][]byte{}
+	for _, m := range b.Modules {
+		paths = append(paths, m.Path)
+		raw[m.Path] = m.Raw
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(raw[p]))
+		h.Write(raw[p])
+	}
+	data, _ := json.Marshal(b.Data) // map keys are sorted: stable
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// RunTests runs the bundle's test_* rules with OPA's tester and returns how many passed;
+// any failure or error is returned as an error naming the tests.
+func RunTests(ctx context.Context, b *bundle.Bundle) (int, error) {
+	results, err := TestResults(ctx, b)
+	if err != nil {
+		return 0, err
+	}
+	passed := 0
+	var failed []string
+	for _, r := range results {
+		switch {
+		case r.Skip:
+		case r.Pass():
+			passed++
+		default:
+			desc := r.Package + "." + r.Name
+			if r.Error != nil {
+				desc += " (" + r.Error.Error() + ")"
+			}
+			failed = append(failed, desc)
+		}
+	}
+	if len(failed) > 0 {
+		return passed, fmt.Errorf("%d policy test(s) failed: %s", len(failed), strings.Join(failed, "; "))
+	}
+	return passed, nil
+}
+
+// TestResults runs the bundle's tests and returns every result.
+func TestResults(ctx context.Context, b *bundle.Bundle) ([]*tester.Result, error) {
+	modules := make(map[string]*ast.Module, len(b.Modules))
+	for _, m := range b.Modules {
+		modules[m.Path] = m.Parsed
+	}
+	ch, err := tester.NewRunner().
+		SetStore(inmem.NewFromObject(b.Data)).
+		SetTimeout(30*time.Second).
+		Run(ctx, modules)
+	if err != nil {
+		return nil, fmt.Errorf("policy tests: %w", err)
+	}
+	var out []*tester.Result
+	for r := range ch {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Package+out[i].Name < out[j].Package+out[j].Name })
+	return out, nil
+}
+
+// EvalError is a policy runtime failure; Class is a fixed label for metrics.
+type EvalError struct {
+	Class string // undefined, conflict, timeout, malformed, multiple, eval_error
+	Err   error
+}
+
+func (e *EvalError) Error() string { return "policy " + e.Class + ": " + e.Err.Error() }
+func (e *EvalError) Unwrap() error { return e.Err }
+
+// Eval evaluates the decision for input under the revision in force. Any failure is an
+// *EvalError, and the caller must deny.
+func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, *Revision, error) {
+	rev := e.current.Load()
+	d, err := e.eval(ctx, rev, input)
+	return d, rev, err
+}
+
+func (e *Engine) eval(ctx context.Context, rev *Revision, input ast.Value, extra ...rego.EvalOption) (Decision, error) {
+	// The time budget cancels evaluation through OPA's own cancel hook: a timer rather than
+	// the goroutine per evaluation that a context deadline would cost.
+	cancel := topdown.NewCancel()
+	var timer *time.Timer
+	if e.opts.EvalTimeout > 0 {
+		timer = time.AfterFunc(e.opts.EvalTimeout, cancel.Cancel)
+	}
+	var (
+		dec    Decision
+		decErr error
+		n      int
+	)
+	opts := append([]rego.EvalOption{
+		rego.EvalParsedInput(input),
+		rego.EvalExternalCancel(cancel),
+		rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) {
+			// Read the result straight from the AST into the typed Decision: no detour
+			// through map[string]any.
+			n++
+			dec, decErr = decodeDecision(t.Value)
+			return nil, nil
+		}),
+	}, extra...)
+	rs, err := rev.pq.Eval(ctx, opts...)
+	if timer != nil {
+		timer.Stop()
+	}
+	switch {
+	case err != nil:
+		return Decision{}, classify(err)
+	case len(rs) == 0:
+		return Decision{}, &EvalError{Class: "undefined", Err: errors.New("the decision is undefined")}
+	case len(rs) > 1 || n > 1:
+		return Decision{}, &EvalError{Class: "multiple", Err: errors.New("the query has several results")}
+	case decErr != nil:
+		return Decision{}, &EvalError{Class: "malformed", Err: decErr}
+	}
+	return dec, nil
+}
+
+func classify(err error) *EvalError {
+	var te *topdown.Error
+	if errors.As(err, &te) {
+		switch te.Code {
+		case topdown.CancelErr:
+			return &EvalError{Class: "timeout", Err: errors.New("evaluation exceeded its time budget")}
+		case topdown.ConflictErr:
+			return &EvalError{Class: "conflict", Err: err}
+		}
+	}
+	return &EvalError{Class: "eval_error", Err: err}
+}
+
+// Explain evaluates like Eval and also returns the rules that produced a value, as
+// "data.pkg.rule (file:line)", for `scopegate check`.
+func (e *Engine) Explain(ctx context.Context, input ast.Value) (Decision, []string, error) {
+	tracer := topdown.NewBufferTracer()
+	d, err := e.eval(ctx, e.Revision(), input, rego.EvalQueryTracer(tracer))
+	seen := map[string]bool{}
+	var fired []string
+	for _, ev := range *tracer {
+		if ev.Op != topdown.ExitOp {
+			continue
+		}
+		r, ok := ev.Node.(*ast.Rule)
+		if !ok || r.Module == nil {
+			continue
+		}
+		name := r.Module.Package.Path.String() + "." + r.Head.Ref().String()
+		if r.Location != nil {
+			name += fmt.Sprintf(" (%s:%d)", r.Location.File, r.Location.Row)
+		}
+		if !seen[name] {
+			seen[name] = true
+			fired = append(fired, name)
+		}
+	}
+	return d, fired, err
+}

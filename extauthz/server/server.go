@@ -1,0 +1,242 @@
+// Package server runs scopegate authz: the ext_authz gRPC service with gRPC health, and the
+// admin HTTP server, built from a config and stopped gracefully.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/scopegate/scopegate/extauthz/check"
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/jwks"
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/policies"
+)
+
+// Server is a running authz service.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *admin.Server
+	lis      net.Listener
+	sources  []*jwks.Source
+	engine   *policy.Engine
+	dlog     *decisionlog.Logger
+	dlogFile io.Closer
+	Service  *check.Service
+	Registry *prometheus.Registry
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// New builds everything and binds the listeners; Start serves. A bad policy or a listener
+// that can't bind fails here, before anything is served.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{cfg: cfg, log: log, Registry: reg}
+	bg, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+
+	jm := jwks.NewMetrics(reg)
+	var issuers []token.Issuer
+	for _, ic := range cfg.Issuers {
+		src, err := jwks.New(jwks.Options{
+			Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
+			RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
+			FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
+		})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+		}
+		s.sources = append(s.sources, src)
+		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
+	}
+	tm := token.NewMetrics(reg)
+	cache := token.NewCache(cfg.TokenCache.MaxEntries)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
+	}, func() float64 { return float64(cache.Len()) }))
+	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
+
+	engine, err := policy.New(ctx, policy.Options{
+		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
+		EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
+	})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.engine = engine
+
+	if err := s.openDecisionLog(); err != nil {
+		cancel()
+		return nil, err
+	}
+	s.Service = check.New(check.Options{
+		Verifier: verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
+		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: s.dlog, Logger: log,
+		Metrics: check.NewMetrics(reg),
+	})
+
+	s.lis, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s.grpc = grpc.NewServer(
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	authv3.RegisterAuthorizationServer(s.grpc, s.Service)
+	s.health = health.NewServer()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+
+	s.admin, err = admin.New(cfg.Admin, reg, s.ready)
+	if err != nil {
+		s.lis.Close()
+		cancel()
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+
+	for _, src := range s.sources {
+		src.Start(bg)
+	}
+	s.wg.Go(func() { verifier.Run(bg) })
+	if cfg.Policy.Watch {
+		if err := engine.Watch(bg, 300*time.Millisecond, nil); err != nil {
+			log.Warn("policy watch not started; reload needs a restart", "error", err)
+		}
+	}
+	s.wg.Go(func() { s.trackHealth(bg) })
+	return s, nil
+}
+
+func (s *Server) openDecisionLog() error {
+	var w io.Writer
+	switch s.cfg.DecisionLog.Output {
+	case "off", "none":
+		return nil
+	case "stdout":
+		w = os.Stdout
+	case "stderr":
+		w = os.Stderr
+	default:
+		f, err := os.OpenFile(s.cfg.DecisionLog.Output, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			return fmt.Errorf("decision_log.output: %w", err)
+		}
+		w, s.dlogFile = f, f
+	}
+	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond)
+	return nil
+}
+
+// GRPCAddr and AdminAddr are the bound addresses (useful with port 0).
+func (s *Server) GRPCAddr() string  { return s.lis.Addr().String() }
+func (s *Server) AdminAddr() string { return s.admin.Addr() }
+
+// Ready reports whether every issuer has keys.
+func (s *Server) Ready() bool {
+	_, err := s.ready()
+	return err == nil
+}
+
+type readiness struct {
+	Issuers map[string][]string `json:"issuers"`
+	Policy  *policy.Revision    `json:"policy"`
+}
+
+func (s *Server) ready() (any, error) {
+	r := readiness{Issuers: map[string][]string{}, Policy: s.engine.Revision()}
+	var missing []string
+	for _, src := range s.sources {
+		r.Issuers[src.Name()] = src.Current().KIDs()
+		if !src.Ready() {
+			missing = append(missing, src.Name())
+		}
+	}
+	if len(missing) > 0 {
+		return r, fmt.Errorf("no keys yet for issuer(s) %v", missing)
+	}
+	return r, nil
+}
+
+// trackHealth turns gRPC health to SERVING once every issuer has keys, so Envoy's health
+// checks agree with /readyz. A loaded key set is never emptied, so this happens once.
+func (s *Server) trackHealth(ctx context.Context) {
+	for _, src := range s.sources {
+		for {
+			changed := src.Changed()
+			if src.Ready() {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+		}
+	}
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+}
+
+// Start serves until Shutdown.
+func (s *Server) Start() {
+	s.wg.Go(func() { s.admin.Serve(s.log) })
+	s.wg.Go(func() {
+		if err := s.grpc.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc server stopped", "error", err)
+		}
+	})
+	s.log.Info("scopegate authz serving", "grpc", s.GRPCAddr(), "admin", s.AdminAddr(), "policy_revision", s.engine.Revision().ID)
+}
+
+// Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.health.Shutdown() // tell health checkers first, so load balancers drain us
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+	}
+	err := s.admin.Shutdown(ctx)
+	s.cancel()
+	s.wg.Wait()
+	if cerr := s.dlog.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if s.dlogFile != nil {
+		s.dlogFile.Close()
+	}
+	return err
+}
