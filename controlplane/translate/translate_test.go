@@ -237,4 +237,3 @@ func TestBuildCancelled(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
-

@@ -1,0 +1,306 @@
+// Package controlplane runs scopegate's xDS control plane: it loads the declarative config,
+// translates it into one snapshot per fleet, serves the snapshots over ADS, reloads on file
+// change or on demand, and exposes /healthz, /readyz, /metrics and /status.
+//
+// The pieces live in subpackages: config (the file and its validation), translate (Envoy
+// resources, validated as Envoy would), xdsserver (cache, ADS server, ACK/NACK tracking) and
+// watch (file change detection). This package only wires them.
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/controlplane/translate"
+	"github.com/scopegate/scopegate/controlplane/watch"
+	"github.com/scopegate/scopegate/controlplane/xdsserver"
+	"github.com/scopegate/scopegate/internal/admin"
+)
+
+// Options configure a Service.
+type Options struct {
+	// ConfigPath is the config file; it is reloaded when it (or a certificate it names) changes.
+	ConfigPath string
+	Logger     *slog.Logger
+	// Registry receives the metrics and backs /metrics (a new one when nil).
+	Registry *prometheus.Registry
+	// Listen and Admin override the file's listen and admin addresses when set.
+	Listen, Admin string
+	// ReadFile reads certificate files (os.ReadFile when nil).
+	ReadFile translate.ReadFileFunc
+	// Debounce coalesces bursts of file events (watch.DefaultDebounce when zero).
+	Debounce time.Duration
+	// XDS tunes the gRPC server (keepalive, connection age).
+	XDS xdsserver.Options
+}
+
+// Service is a running control plane.
+type Service struct {
+	opts    Options
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	xds     *xdsserver.Server
+	watcher *watch.Watcher
+	metrics *reloadMetrics
+
+	grpcLn net.Listener
+	admin  *admin.Server
+
+	reloadMu sync.Mutex // one reload at a time
+	mu       sync.Mutex // guards the fields below
+	cfg      *config.Config
+	loadedAt time.Time
+	last     ReloadStatus
+}
+
+// ReloadStatus is the outcome of the last reload attempt.
+type ReloadStatus struct {
+	At    time.Time `json:"at"`
+	OK    bool      `json:"ok"`
+	Error string    `json:"error,omitempty"`
+}
+
+// New loads and applies the config and binds the gRPC and admin listeners; a config that does
+// not load is an error (there is nothing to serve, nor an address to serve it on).
+func New(ctx context.Context, opts Options) (*Service, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Service{opts: opts, log: opts.Logger, reg: opts.Registry}
+	s.metrics = newReloadMetrics(opts.Registry)
+	xopts := opts.XDS
+	xopts.Logger, xopts.Registerer = opts.Logger, opts.Registry
+	s.xds = xdsserver.New(xopts)
+
+	if err := s.Reload(ctx); err != nil {
+		return nil, err
+	}
+	cfg := s.Config()
+	listen, adminAddr := cfg.Listen, cfg.Admin
+	if opts.Listen != "" {
+		listen = opts.Listen
+	}
+	if opts.Admin != "" {
+		adminAddr = opts.Admin
+	}
+	w, err := watch.New(opts.Logger, opts.Debounce)
+	if err != nil {
+		return nil, err
+	}
+	s.watcher = w
+	if err := s.watcher.Set(s.watchedFiles(cfg)); err != nil {
+		return nil, err
+	}
+	s.grpcLn, err = net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("xds listen %s: %w", listen, err)
+	}
+	s.admin, err = admin.New(adminAddr, opts.Registry, s.ready)
+	if err != nil {
+		s.grpcLn.Close()
+		return nil, fmt.Errorf("admin listen %s: %w", adminAddr, err)
+	}
+	s.admin.Handle("GET /status", http.HandlerFunc(s.serveStatus))
+	return s, nil
+}
+
+// XDSAddr is the address the ADS server listens on.
+func (s *Service) XDSAddr() string { return s.grpcLn.Addr().String() }
+
+// AdminAddr is the address of the admin HTTP server.
+func (s *Service) AdminAddr() string { return s.admin.Addr() }
+
+// Run serves until ctx ends, reloading on file changes and on each value from reload (such
+// as SIGHUP; may be nil), then shuts down gracefully within shutdownTimeout.
+func (s *Service) Run(ctx context.Context, reload <-chan struct{}, shutdownTimeout time.Duration) error {
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go s.watcher.Run(watchCtx)
+	go s.admin.Serve(s.log)
+
+	served := make(chan error, 1)
+	go func() { served <- s.xds.Serve(s.grpcLn) }()
+	s.log.Info("xds control plane serving", "xds", s.XDSAddr(), "admin", s.AdminAddr(), "config", s.opts.ConfigPath)
+
+	for {
+		select {
+		case <-ctx.Done():
+			s.shutdown(shutdownTimeout)
+			<-served
+			return nil
+		case err := <-served:
+			s.shutdown(shutdownTimeout)
+			return fmt.Errorf("xds server: %w", err)
+		case <-s.watcher.Changes():
+			s.log.Info("config or certificate changed on disk: reloading")
+			_ = s.Reload(ctx) // logged and counted; the last good config stays
+		case <-reload:
+			s.log.Info("reload requested")
+			_ = s.Reload(ctx)
+		}
+	}
+}
+
+func (s *Service) shutdown(timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s.xds.Shutdown(ctx)
+	if err := s.admin.Shutdown(ctx); err != nil {
+		s.log.Warn("admin shutdown", "error", err)
+	}
+	s.log.Info("xds control plane stopped")
+}
+
+// Reload loads the config file and, if it is valid as a whole, pushes what changed to every
+// connected node. An invalid file changes nothing: the last good config stays in force.
+func (s *Service) Reload(ctx context.Context) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	s.metrics.reloads.Inc()
+	err := s.reload(ctx)
+	s.mu.Lock()
+	s.last = ReloadStatus{At: time.Now(), OK: err == nil}
+	if err != nil {
+		s.last.Error = err.Error()
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.metrics.rejections.Inc()
+		s.metrics.valid.Set(0)
+		s.log.Error("config rejected: keeping the last good config", "config", s.opts.ConfigPath, "error", err)
+		return err
+	}
+	s.metrics.valid.Set(1)
+	s.metrics.lastSuccess.SetToCurrentTime()
+	return nil
+}
+
+func (s *Service) reload(ctx context.Context) error {
+	cfg, err := config.Load(s.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	fleets, err := translate.Build(ctx, cfg, s.opts.ReadFile)
+	s.metrics.buildSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.opts.ConfigPath, err)
+	}
+	if prev := s.Config(); prev != nil {
+		if cfg.Listen != prev.Listen || cfg.Admin != prev.Admin {
+			s.log.Warn("listen or admin address changed: takes effect on restart", "listen", cfg.Listen, "admin", cfg.Admin)
+		}
+	}
+	if err := s.xds.Apply(ctx, fleets); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.cfg, s.loadedAt = cfg, time.Now()
+	s.mu.Unlock()
+	if s.watcher != nil {
+		if err := s.watcher.Set(s.watchedFiles(cfg)); err != nil {
+			s.log.Warn("cannot watch a certificate directory: changes there need a SIGHUP", "error", err)
+		}
+	}
+	versions := map[string]map[string]string{}
+	for _, f := range s.xds.Fleets() {
+		versions[f.Name] = f.Versions
+	}
+	s.log.Info("config applied", "config", s.opts.ConfigPath, "fleets", versions)
+	return nil
+}
+
+func (s *Service) watchedFiles(cfg *config.Config) []string {
+	return append([]string{s.opts.ConfigPath}, cfg.TLSFiles()...)
+}
+
+// Config is the config in force.
+func (s *Service) Config() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
+// XDS is the ADS server, for inspection.
+func (s *Service) XDS() *xdsserver.Server { return s.xds }
+
+func (s *Service) ready() (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg == nil {
+		return nil, errors.New("no valid config loaded")
+	}
+	return map[string]any{"config_loaded_at": s.loadedAt, "last_reload": s.last}, nil
+}
+
+// Status is what /status serves.
+type Status struct {
+	Config ConfigStatus            `json:"config"`
+	Fleets []xdsserver.FleetStatus `json:"fleets"`
+	Nodes  []xdsserver.NodeStatus  `json:"nodes"`
+}
+
+// ConfigStatus says which config is in force and how the last reload went.
+type ConfigStatus struct {
+	File       string       `json:"file"`
+	LoadedAt   time.Time    `json:"loaded_at"`
+	LastReload ReloadStatus `json:"last_reload"`
+}
+
+// Status reports the config, the fleets' versions and every connected node.
+func (s *Service) Status() Status {
+	s.mu.Lock()
+	cs := ConfigStatus{File: s.opts.ConfigPath, LoadedAt: s.loadedAt, LastReload: s.last}
+	s.mu.Unlock()
+	return Status{Config: cs, Fleets: s.xds.Fleets(), Nodes: s.xds.Nodes()}
+}
+
+func (s *Service) serveStatus(w http.ResponseWriter, _ *http.Request) {
+	admin.WriteJSON(w, http.StatusOK, s.Status())
+}
+
+type reloadMetrics struct {
+	reloads, rejections prometheus.Counter
+	valid, lastSuccess  prometheus.Gauge
+	buildSeconds        prometheus.Histogram
+}
+
+func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
+	m := &reloadMetrics{
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scopegate_xds_config_reloads_total",
+			Help: "Config loads attempted (startup, file change, SIGHUP).",
+		}),
+		rejections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "scopegate_xds_config_rejections_total",
+			Help: "Config loads refused as invalid; the last good config stayed in force.",
+		}),
+		valid: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scopegate_xds_config_valid",
+			Help: "1 if the last config load succeeded, 0 if it was rejected.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scopegate_xds_config_last_success_timestamp_seconds",
+			Help: "Unix time of the last config load that was applied.",
+		}),
+		buildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scopegate_xds_snapshot_build_seconds",
+			Help:    "Time to translate and validate the config into fleet snapshots.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	reg.MustRegister(m.reloads, m.rejections, m.valid, m.lastSuccess, m.buildSeconds)
+	return m
+}

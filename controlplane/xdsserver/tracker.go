@@ -1,0 +1,354 @@
+package xdsserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// maxPendingDeltaNonces bounds the delta responses remembered while awaiting their ACK.
+const maxPendingDeltaNonces = 32
+
+// tracker follows every ADS stream through the server's callbacks: which node and fleet it
+// is, what each resource type was sent and acknowledged at, and the last NACK.
+//
+// SotW and delta streams are numbered by separate counters in go-control-plane, so their IDs
+// can collide: a stream is keyed by (protocol, ID). Delta requests after the first may omit
+// the node, so the node is remembered per stream from its first request.
+type tracker struct {
+	log     *slog.Logger
+	metrics *metrics
+	known   func(fleet string) bool
+	now     func() time.Time
+
+	mu      sync.Mutex
+	streams map[streamKey]*streamState
+	// progress is closed and replaced whenever a stream ACKs, NACKs or closes.
+	progress chan struct{}
+}
+
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+type streamState struct {
+	key        streamKey
+	node       string
+	fleet      string
+	peer       string
+	since      time.Time
+	identified bool // the first request with a node was seen and its fleet is configured
+	types      map[string]*typeState
+	lastNACK   *NACK
+}
+
+type typeState struct {
+	sentVersion  string
+	sentNonce    string
+	sentAt       time.Time
+	ackedVersion string
+	ackedAt      time.Time
+	// pending maps delta response nonces to the version they carried (delta ACKs carry no
+	// version); order keeps the insertion order to bound it.
+	pending map[string]string
+	order   []string
+}
+
+// NACK is the last response a node rejected.
+type NACK struct {
+	Type    string    `json:"type"`
+	Version string    `json:"version"`
+	Nonce   string    `json:"nonce"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+func newTracker(log *slog.Logger, m *metrics, known func(string) bool) *tracker {
+	return &tracker{log: log, metrics: m, known: known, now: time.Now, streams: map[streamKey]*streamState{}, progress: make(chan struct{})}
+}
+
+func (t *tracker) open(ctx context.Context, key streamKey) {
+	st := &streamState{key: key, since: t.now(), types: map[string]*typeState{}}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		st.peer = p.Addr.String()
+	}
+	t.mu.Lock()
+	t.streams[key] = st
+	t.mu.Unlock()
+}
+
+func (t *tracker) closed(key streamKey) {
+	t.mu.Lock()
+	st, ok := t.streams[key]
+	delete(t.streams, key)
+	t.notifyLocked()
+	t.mu.Unlock()
+	if ok && st.identified {
+		t.metrics.connected.WithLabelValues(st.fleet).Dec()
+		t.log.Info("xds stream closed", "node", st.node, "fleet", st.fleet, "stream", streamName(key))
+	}
+}
+
+// identify binds the stream to its node on the first request that carries one and refuses
+// the stream when the node's fleet is not configured: it would never get a snapshot.
+func (t *tracker) identify(st *streamState, node *core.Node) error {
+	if st.identified {
+		return nil
+	}
+	if node == nil {
+		return status.Error(codes.InvalidArgument, "the first discovery request must carry the node")
+	}
+	st.node, st.fleet = node.GetId(), node.GetCluster()
+	if !t.known(st.fleet) {
+		t.metrics.unknownFleet.Inc()
+		t.log.Warn("xds node of an unknown fleet refused", "node", st.node, "fleet", st.fleet, "peer", st.peer, "stream", streamName(st.key))
+		return status.Errorf(codes.FailedPrecondition,
+			"node %q: fleet %q (node.cluster) is not configured on this control plane", st.node, st.fleet)
+	}
+	st.identified = true
+	t.metrics.connected.WithLabelValues(st.fleet).Inc()
+	t.log.Info("xds stream opened", "node", st.node, "fleet", st.fleet, "peer", st.peer, "stream", streamName(st.key))
+	return nil
+}
+
+func (st *streamState) typ(typeURL string) *typeState {
+	ts, ok := st.types[typeURL]
+	if !ok {
+		ts = &typeState{}
+		st.types[typeURL] = ts
+	}
+	return ts
+}
+
+func (t *tracker) nack(st *streamState, typeURL, version, nonce, msg string) {
+	at := t.now()
+	st.lastNACK = &NACK{Type: TypeName(typeURL), Version: version, Nonce: nonce, Message: msg, At: at}
+	t.metrics.nacks.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
+	t.notifyLocked()
+	t.log.Warn("xds NACK: Envoy rejected a configuration",
+		"node", st.node, "fleet", st.fleet, "type", TypeName(typeURL), "version", version, "nonce", nonce, "error", msg)
+}
+
+func (t *tracker) ack(st *streamState, ts *typeState, typeURL, version string) {
+	ts.ackedVersion, ts.ackedAt = version, t.now()
+	t.metrics.acks.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
+	t.notifyLocked()
+}
+
+func (t *tracker) notifyLocked() {
+	close(t.progress)
+	t.progress = make(chan struct{})
+}
+
+// waitAnswered blocks until every stream of fleet that was ever sent typeURL has answered
+// version (ACK or NACK), or ctx ends. Streams still initialising are not waited for.
+func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version string) error {
+	for {
+		t.mu.Lock()
+		ch := t.progress
+		pending := 0
+		for _, st := range t.streams {
+			if !st.identified || st.fleet != fleet {
+				continue
+			}
+			ts, ok := st.types[typeURL]
+			if !ok || ts.sentVersion == "" || ts.ackedVersion == version {
+				continue
+			}
+			if st.lastNACK != nil && st.lastNACK.Type == TypeName(typeURL) && st.lastNACK.Version == version {
+				continue
+			}
+			pending++
+		}
+		t.mu.Unlock()
+		if pending == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%d node(s) of fleet %q did not answer %s version %s: %w", pending, fleet, TypeName(typeURL), version, ctx.Err())
+		}
+	}
+}
+
+// request handles a SotW request: the first one identifies the node; one answering the last
+// response (same nonce) is an ACK, or a NACK when it carries error_detail. Requests with an
+// older nonce are superseded and ignored, as the server ignores them.
+//
+// On a NACK the request's version_info (the last version Envoy accepted) is replaced with the
+// rejected version before the cache sees it; otherwise the cache would find the client behind
+// and send the same rejected resources straight back, in a loop. The next config change is
+// pushed as usual.
+func (t *tracker) request(id int64, req *discovery.DiscoveryRequest) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[streamKey{id: id}]
+	if !ok {
+		return status.Error(codes.Internal, "stream not tracked")
+	}
+	if err := t.identify(st, req.GetNode()); err != nil {
+		return err
+	}
+	ts := st.typ(req.GetTypeUrl())
+	if req.GetResponseNonce() == "" || req.GetResponseNonce() != ts.sentNonce {
+		return nil
+	}
+	if d := req.GetErrorDetail(); d != nil {
+		t.nack(st, req.GetTypeUrl(), ts.sentVersion, ts.sentNonce, d.GetMessage())
+		req.VersionInfo = ts.sentVersion
+		return nil
+	}
+	t.ack(st, ts, req.GetTypeUrl(), req.GetVersionInfo())
+	return nil
+}
+
+func (t *tracker) response(id int64, resp *discovery.DiscoveryResponse) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[streamKey{id: id}]
+	if !ok {
+		return
+	}
+	ts := st.typ(resp.GetTypeUrl())
+	ts.sentVersion, ts.sentNonce, ts.sentAt = resp.GetVersionInfo(), resp.GetNonce(), t.now()
+	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(resp.GetTypeUrl())).Inc()
+}
+
+// deltaRequest handles a delta request: delta ACKs carry no version, so the acknowledged
+// version is the one sent with the nonce the request answers.
+func (t *tracker) deltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[streamKey{delta: true, id: id}]
+	if !ok {
+		return status.Error(codes.Internal, "stream not tracked")
+	}
+	if err := t.identify(st, req.GetNode()); err != nil {
+		return err
+	}
+	nonce := req.GetResponseNonce()
+	if nonce == "" {
+		return nil
+	}
+	ts := st.typ(req.GetTypeUrl())
+	version, ok := ts.pending[nonce]
+	if !ok {
+		return nil
+	}
+	delete(ts.pending, nonce)
+	if d := req.GetErrorDetail(); d != nil {
+		t.nack(st, req.GetTypeUrl(), version, nonce, d.GetMessage())
+		return nil
+	}
+	t.ack(st, ts, req.GetTypeUrl(), version)
+	return nil
+}
+
+func (t *tracker) deltaResponse(id int64, resp *discovery.DeltaDiscoveryResponse) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, ok := t.streams[streamKey{delta: true, id: id}]
+	if !ok {
+		return
+	}
+	ts := st.typ(resp.GetTypeUrl())
+	ts.sentVersion, ts.sentNonce, ts.sentAt = resp.GetSystemVersionInfo(), resp.GetNonce(), t.now()
+	if ts.pending == nil {
+		ts.pending = map[string]string{}
+	}
+	ts.pending[resp.GetNonce()] = resp.GetSystemVersionInfo()
+	ts.order = append(ts.order, resp.GetNonce())
+	for len(ts.order) > maxPendingDeltaNonces {
+		delete(ts.pending, ts.order[0])
+		ts.order = ts.order[1:]
+	}
+	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(resp.GetTypeUrl())).Inc()
+}
+
+// NodeStatus is one connected stream as /status shows it.
+type NodeStatus struct {
+	Node           string                `json:"node"`
+	Fleet          string                `json:"fleet"`
+	Protocol       string                `json:"protocol"`
+	Stream         int64                 `json:"stream"`
+	Peer           string                `json:"peer,omitempty"`
+	ConnectedSince time.Time             `json:"connected_since"`
+	Types          map[string]TypeStatus `json:"types"`
+	LastNACK       *NACK                 `json:"last_nack,omitempty"`
+}
+
+// TypeStatus is one resource type of a stream: the version last sent and last ACKed.
+type TypeStatus struct {
+	Sent    string     `json:"sent"`
+	SentAt  *time.Time `json:"sent_at,omitempty"`
+	Acked   string     `json:"acked"`
+	AckedAt *time.Time `json:"acked_at,omitempty"`
+}
+
+func (t *tracker) nodes() []NodeStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]NodeStatus, 0, len(t.streams))
+	for _, st := range t.streams {
+		if !st.identified {
+			continue
+		}
+		ns := NodeStatus{
+			Node: st.node, Fleet: st.fleet, Protocol: protocol(st.key), Stream: st.key.id,
+			Peer: st.peer, ConnectedSince: st.since, Types: map[string]TypeStatus{},
+		}
+		if st.lastNACK != nil {
+			n := *st.lastNACK
+			ns.LastNACK = &n
+		}
+		for typeURL, ts := range st.types {
+			out := TypeStatus{Sent: ts.sentVersion, Acked: ts.ackedVersion}
+			if !ts.sentAt.IsZero() {
+				at := ts.sentAt
+				out.SentAt = &at
+			}
+			if !ts.ackedAt.IsZero() {
+				at := ts.ackedAt
+				out.AckedAt = &at
+			}
+			ns.Types[TypeName(typeURL)] = out
+		}
+		out = append(out, ns)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Fleet != b.Fleet {
+			return a.Fleet < b.Fleet
+		}
+		if a.Node != b.Node {
+			return a.Node < b.Node
+		}
+		if a.Protocol != b.Protocol {
+			return a.Protocol < b.Protocol
+		}
+		return a.Stream < b.Stream
+	})
+	return out
+}
+
+func protocol(k streamKey) string {
+	if k.delta {
+		return "delta"
+	}
+	return "sotw"
+}
+
+func streamName(k streamKey) string {
+	return protocol(k) + "/" + itoa(k.id)
+}
