@@ -6,7 +6,7 @@ BIN       := bin/scopegate
 OPA       := $(GO) tool opa
 POLICIES  := policies
 
-.PHONY: all build test test-go test-policies lint run bench tidy-check
+.PHONY: all build test test-go test-policies lint run bench tidy-check demo
 
 all: build
 
@@ -38,3 +38,7 @@ run:
 ## bench: in-process benchmarks (Check path, fleet push).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./extauthz/... ./controlplane/...
+
+## demo: the whole OAuth 2.0 story in docker compose (Envoy on https://localhost:8443, idp on :9400).
+demo:
+	docker compose -f compose/compose.yaml up --build
