@@ -168,3 +168,10 @@ func shortType(typ resource.Type) string {
 	}
 	return typ
 }
+
+// ValidateMessage checks m as Envoy would on load: ValidateAll on m and on every typed
+// config packed in an Any below it (unpacked, so its type must be linked in). at prefixes
+// errors.
+func ValidateMessage(m proto.Message, at string) error {
+	return errors.Join(validateDeep(m, at, newReferences())...)
+}

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/scopegate/scopegate/controlplane/bootstrap"
+)
+
+func init() { subcommands = append(subcommands, newBootstrapCmd) }
+
+func newBootstrapCmd() *cobra.Command {
+	var o bootstrap.Options
+	cmd := &cobra.Command{
+		Use:   "bootstrap --node-id ID --fleet NAME --xds HOST:PORT [--admin-port N] [--delta]",
+		Short: "Print an Envoy bootstrap (YAML) that gets its configuration from scopegate xds over ADS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := bootstrap.Render(o)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&o.NodeID, "node-id", "", "Envoy node id (unique per Envoy)")
+	cmd.Flags().StringVar(&o.Fleet, "fleet", "", "fleet name: the node.cluster the control plane selects a config by")
+	cmd.Flags().StringVar(&o.XDS, "xds", "", "control plane ADS address, host:port")
+	cmd.Flags().IntVar(&o.AdminPort, "admin-port", bootstrap.DefaultAdminPort, "Envoy admin port (bound to 127.0.0.1)")
+	cmd.Flags().BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+	for _, f := range []string{"node-id", "fleet", "xds"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	return cmd
+}

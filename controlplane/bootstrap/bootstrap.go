@@ -1,0 +1,240 @@
+// Package bootstrap writes the Envoy bootstrap that points an Envoy at the control plane:
+// node identity (its fleet is node.cluster), ADS over gRPC (state-of-the-world or delta) to an
+// HTTP/2 cluster, clusters and listeners from ADS, and a loopback-only admin listener.
+package bootstrap
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	overload "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
+	downstream "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/scopegate/scopegate/controlplane/translate"
+)
+
+// Defaults.
+const (
+	DefaultAdminPort = 9901
+	// XDSClusterName is the static cluster the ADS stream uses.
+	XDSClusterName = "scopegate_xds"
+	// MaxDownstreamConnections is the global connection limit Envoy asks edge proxies to set.
+	MaxDownstreamConnections = 50000
+)
+
+// Options describe one Envoy.
+type Options struct {
+	NodeID string
+	Fleet  string
+	// XDS is the control plane's host:port.
+	XDS string
+	// AdminPort is the admin listener's port, bound to 127.0.0.1 only.
+	AdminPort int
+	// Delta selects incremental xDS (DELTA_GRPC) instead of state-of-the-world.
+	Delta bool
+}
+
+// Build makes and validates the bootstrap.
+func Build(o Options) (*bootstrapv3.Bootstrap, error) {
+	if o.AdminPort == 0 {
+		o.AdminPort = DefaultAdminPort
+	}
+	switch {
+	case o.NodeID == "":
+		return nil, fmt.Errorf("bootstrap: node id is required")
+	case o.Fleet == "":
+		return nil, fmt.Errorf("bootstrap: fleet is required (it becomes node.cluster)")
+	case o.AdminPort < 1 || o.AdminPort > 65535:
+		return nil, fmt.Errorf("bootstrap: admin port %d is out of range 1-65535", o.AdminPort)
+	}
+	host, portStr, err := net.SplitHostPort(o.XDS)
+	if err != nil || host == "" {
+		return nil, fmt.Errorf("bootstrap: xds %q is not host:port", o.XDS)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return nil, fmt.Errorf("bootstrap: xds %q has an invalid port", o.XDS)
+	}
+
+	apiType := core.ApiConfigSource_GRPC
+	if o.Delta {
+		apiType = core.ApiConfigSource_DELTA_GRPC
+	}
+	ads := &core.ConfigSource{
+		ConfigSourceSpecifier: &core.ConfigSource_Ads{Ads: &core.AggregatedConfigSource{}},
+		ResourceApiVersion:    core.ApiVersion_V3,
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node: &core.Node{Id: o.NodeID, Cluster: o.Fleet},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &core.ApiConfigSource{
+				ApiType:             apiType,
+				TransportApiVersion: core.ApiVersion_V3,
+				GrpcServices: []*core.GrpcService{{
+					TargetSpecifier: &core.GrpcService_EnvoyGrpc_{EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}},
+				}},
+				SetNodeOnFirstMessageOnly: true,
+			},
+			CdsConfig: ads,
+			LdsConfig: ads,
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Clusters: []*cluster.Cluster{xdsCluster(host, uint32(port))},
+		},
+		Admin: &bootstrapv3.Admin{
+			Address: socketAddress("127.0.0.1", uint32(o.AdminPort)),
+		},
+		OverloadManager: &overload.OverloadManager{
+			ResourceMonitors: []*overload.ResourceMonitor{{
+				Name: "envoy.resource_monitors.global_downstream_max_connections",
+				ConfigType: &overload.ResourceMonitor_TypedConfig{TypedConfig: mustAny(&downstream.DownstreamConnectionsConfig{
+					MaxActiveDownstreamConnections: MaxDownstreamConnections,
+				})},
+			}},
+		},
+	}
+	if err := translate.ValidateMessage(b, "bootstrap"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// xdsCluster reaches the control plane over HTTP/2 with keepalive pings, so a dead
+// connection is noticed and ADS reconnects. A host name is resolved by Envoy (STRICT_DNS).
+func xdsCluster(host string, port uint32) *cluster.Cluster {
+	typ := cluster.Cluster_STRICT_DNS
+	if net.ParseIP(host) != nil {
+		typ = cluster.Cluster_STATIC
+	}
+	return &cluster.Cluster{
+		Name:                 XDSClusterName,
+		ClusterDiscoveryType: &cluster.Cluster_Type{Type: typ},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment: &endpoint.ClusterLoadAssignment{
+			ClusterName: XDSClusterName,
+			Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: []*endpoint.LbEndpoint{{
+				HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{Address: socketAddress(host, port)}},
+			}}}},
+		},
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttp.HttpProtocolOptions{
+				UpstreamProtocolOptions: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_{
+					ExplicitHttpConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig{
+						ProtocolConfig: &upstreamhttp.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+							Http2ProtocolOptions: &core.Http2ProtocolOptions{
+								ConnectionKeepalive: &core.KeepaliveSettings{
+									Interval: durationpb.New(30 * time.Second),
+									Timeout:  durationpb.New(5 * time.Second),
+								},
+							},
+						},
+					},
+				},
+			}),
+		},
+	}
+}
+
+func socketAddress(host string, port uint32) *core.Address {
+	return &core.Address{Address: &core.Address_SocketAddress{SocketAddress: &core.SocketAddress{
+		Address: host, PortSpecifier: &core.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		panic(err) // static messages built above: cannot fail
+	}
+	return a
+}
+
+// YAML renders the bootstrap as YAML (proto field names), headed by a comment saying how it
+// was generated.
+func YAML(b *bootstrapv3.Bootstrap, header string) ([]byte, error) {
+	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(js, &doc); err != nil {
+		return nil, err
+	}
+	root := doc.Content[0]
+	blockStyle(root)
+	root.HeadComment = header
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Parse reads a bootstrap YAML strictly (unknown fields are errors) and validates it.
+func Parse(data []byte) (*bootstrapv3.Bootstrap, error) {
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	js, err := jsonFromYAML(v)
+	if err != nil {
+		return nil, err
+	}
+	b := &bootstrapv3.Bootstrap{}
+	if err := protojson.Unmarshal(js, b); err != nil {
+		return nil, err
+	}
+	if err := translate.ValidateMessage(b, "bootstrap"); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func blockStyle(n *yaml.Node) {
+	if n.Kind != yaml.ScalarNode {
+		n.Style = 0
+	} else if n.Style == yaml.DoubleQuotedStyle {
+		n.Style = 0
+		n.Tag = "!!str"
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+// Command is the scopegate command line that generates the bootstrap for o.
+func Command(o Options) string {
+	if o.AdminPort == 0 {
+		o.AdminPort = DefaultAdminPort
+	}
+	cmd := fmt.Sprintf("scopegate bootstrap --node-id %s --fleet %s --xds %s --admin-port %d", o.NodeID, o.Fleet, o.XDS, o.AdminPort)
+	if o.Delta {
+		cmd += " --delta"
+	}
+	return cmd
+}
+
+// Render builds the bootstrap for o and renders it as YAML headed by the command that
+// generated it.
+func Render(o Options) ([]byte, error) {
+	b, err := Build(o)
+	if err != nil {
+		return nil, err
+	}
+	return YAML(b, "Envoy bootstrap generated by:\n  "+Command(o)+"\nDo not edit: regenerate with that command (envoy/ files: go test ./controlplane/bootstrap -update).")
+}
