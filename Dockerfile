@@ -10,7 +10,7 @@ ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 FROM ${GO_IMAGE} AS build
 WORKDIR /src
 # The toolchain in the image, never a download; a static binary, reproducible paths.
-ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-trimpath
+ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false"
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
