@@ -128,8 +128,9 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 	ext := req.GetAttributes().GetContextExtensions()
 	route := policy.RouteFrom(ext)
 	shadow := s.o.Shadow || route.Mode == "shadow"
-	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery), Route: route}
-	dec, rev, err := s.o.Policy.Eval(ctx, in.Value(pt.term))
+	rev := s.o.Policy.Revision()
+	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: route}
+	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.term))
 	rec.Revision = rev.ID
 	if err != nil {
 		var ee *policy.EvalError
@@ -278,29 +279,27 @@ func authorizationValues(h *authv3.AttributeContext_HttpRequest) []string {
 	return out
 }
 
-// requestDoc builds input.request. Pseudo-headers are represented by method, path, host and
-// scheme; credentials (authorization, cookie) never reach the policy.
-func requestDoc(attrs *authv3.AttributeContext, h *authv3.AttributeContext_HttpRequest, path, rawQuery string) policy.Request {
-	headers := make(map[string]string, len(h.GetHeaders()))
-	for k, v := range h.GetHeaders() {
-		if k == "authorization" || k == "cookie" || k == "proxy-authorization" || strings.HasPrefix(k, ":") {
-			continue
+// requestDoc builds input.request, with the optional fields the policy revision reads.
+// Pseudo-headers are represented by method, path, host and scheme; credentials
+// (authorization, cookie) never reach the policy.
+func requestDoc(attrs *authv3.AttributeContext, h *authv3.AttributeContext_HttpRequest, path, rawQuery string, reads policy.Fields) policy.Request {
+	r := policy.Request{Method: h.GetMethod(), Path: path, Host: h.GetHost(), Scheme: h.GetScheme(), Protocol: h.GetProtocol()}
+	if reads.Headers {
+		r.Headers = make(map[string]string, len(h.GetHeaders()))
+		for k, v := range h.GetHeaders() {
+			if k == "authorization" || k == "cookie" || k == "proxy-authorization" || strings.HasPrefix(k, ":") {
+				continue
+			}
+			r.Headers[k] = v
 		}
-		headers[k] = v
 	}
-	r := policy.Request{
-		Method:       h.GetMethod(),
-		Path:         path,
-		PathSegments: policy.SplitPath(path),
-		Host:         h.GetHost(),
-		Scheme:       h.GetScheme(),
-		Headers:      headers,
-		Protocol:     h.GetProtocol(),
+	if reads.PathSegments {
+		r.PathSegments = policy.SplitPath(path)
 	}
-	if rawQuery != "" {
+	if reads.Query {
 		r.Query = policy.ParseQuery(rawQuery)
 	}
-	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil {
+	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil && reads.SourceAddress {
 		r.SourceAddress = joinHostPort(sa.GetAddress(), sa.GetPortValue())
 	}
 	return r

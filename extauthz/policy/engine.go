@@ -19,6 +19,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -45,7 +46,10 @@ type Revision struct {
 	Source   string    `json:"source"`
 	LoadedAt time.Time `json:"loaded_at"`
 	Tests    int       `json:"tests_passed"`
-	pq       rego.PreparedEvalQuery
+	// Reads lists the optional request fields the policy reads; the others are left out of
+	// its input (see needs.go).
+	Reads Fields `json:"reads"`
+	pq    rego.PreparedEvalQuery
 }
 
 // Engine evaluates the revision in force and swaps in new ones.
@@ -127,7 +131,7 @@ func (e *Engine) compile(ctx context.Context) (*Revision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", src, err)
 	}
-	rev := &Revision{ID: revisionID(b), Source: src, LoadedAt: time.Now()}
+	rev := &Revision{ID: revisionID(b), Source: src, LoadedAt: time.Now(), Reads: analyzeNeeds(b)}
 	if e.opts.RunTests {
 		n, err := RunTests(ctx, b)
 		if err != nil {
@@ -247,12 +251,10 @@ type EvalError struct {
 func (e *EvalError) Error() string { return "policy " + e.Class + ": " + e.Err.Error() }
 func (e *EvalError) Unwrap() error { return e.Err }
 
-// Eval evaluates the decision for input under the revision in force. Any failure is an
-// *EvalError, and the caller must deny.
-func (e *Engine) Eval(ctx context.Context, input ast.Value) (Decision, *Revision, error) {
-	rev := e.current.Load()
-	d, err := e.eval(ctx, rev, input)
-	return d, rev, err
+// Eval evaluates the decision for input under rev (the caller took it from Revision and
+// built the input for its Reads). Any failure is an *EvalError, and the caller must deny.
+func (e *Engine) Eval(ctx context.Context, rev *Revision, input ast.Value) (Decision, error) {
+	return e.eval(ctx, rev, input)
 }
 
 func (e *Engine) eval(ctx context.Context, rev *Revision, input ast.Value, extra ...rego.EvalOption) (Decision, error) {
@@ -271,6 +273,7 @@ func (e *Engine) eval(ctx context.Context, rev *Revision, input ast.Value, extra
 	opts := append([]rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalExternalCancel(cancel),
+		rego.EvalMetrics(noMetrics),
 		rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) {
 			// Read the result straight from the AST into the typed Decision: no detour
 			// through map[string]any.
@@ -295,6 +298,9 @@ func (e *Engine) eval(ctx context.Context, rev *Revision, input ast.Value, extra
 	}
 	return dec, nil
 }
+
+// noMetrics spares each evaluation OPA's per-query metrics allocation; we time Checks ourselves.
+var noMetrics = metrics.NoOp()
 
 func classify(err error) *EvalError {
 	var te *topdown.Error

@@ -172,26 +172,38 @@ func tokenTerm(t Token) *ast.Term {
 	)
 }
 
+// requestTerm converts input.request; nil maps and slices (fields the revision does not
+// read, so the caller did not build them) are left out.
 func requestTerm(r *Request) *ast.Term {
-	headers := make([][2]*ast.Term, 0, len(r.Headers))
-	for k, v := range r.Headers {
-		headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
-	}
-	query := make([][2]*ast.Term, 0, len(r.Query))
-	for k, vs := range r.Query {
-		query = append(query, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
-	}
-	return ast.ObjectTerm(
+	items := make([][2]*ast.Term, 0, 9)
+	items = append(items,
 		ast.Item(ast.InternedTerm("method"), ast.StringTerm(r.Method)),
 		ast.Item(ast.InternedTerm("path"), ast.StringTerm(r.Path)),
-		ast.Item(ast.InternedTerm("path_segments"), stringsTerm(r.PathSegments)),
-		ast.Item(ast.InternedTerm("query"), ast.ObjectTerm(query...)),
 		ast.Item(ast.InternedTerm("host"), ast.StringTerm(r.Host)),
 		ast.Item(ast.InternedTerm("scheme"), ast.StringTerm(r.Scheme)),
-		ast.Item(ast.InternedTerm("headers"), ast.ObjectTerm(headers...)),
-		ast.Item(ast.InternedTerm("source_address"), ast.StringTerm(r.SourceAddress)),
 		ast.Item(ast.InternedTerm("protocol"), ast.StringTerm(r.Protocol)),
 	)
+	if r.PathSegments != nil {
+		items = append(items, ast.Item(ast.InternedTerm("path_segments"), stringsTerm(r.PathSegments)))
+	}
+	if r.Query != nil {
+		query := make([][2]*ast.Term, 0, len(r.Query))
+		for k, vs := range r.Query {
+			query = append(query, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
+		}
+		items = append(items, ast.Item(ast.InternedTerm("query"), ast.ObjectTerm(query...)))
+	}
+	if r.Headers != nil {
+		headers := make([][2]*ast.Term, 0, len(r.Headers))
+		for k, v := range r.Headers {
+			headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+		}
+		items = append(items, ast.Item(ast.InternedTerm("headers"), ast.ObjectTerm(headers...)))
+	}
+	if r.SourceAddress != "" {
+		items = append(items, ast.Item(ast.InternedTerm("source_address"), ast.StringTerm(r.SourceAddress)))
+	}
+	return ast.ObjectTerm(items...)
 }
 
 func routeTerm(r *Route) *ast.Term {

@@ -1,0 +1,157 @@
+package check_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"google.golang.org/grpc/codes"
+
+	"github.com/scopegate/scopegate/extauthz/check"
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/jwks"
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/policies"
+)
+
+type rig struct {
+	is  *testissuer.Issuer
+	svc *check.Service
+}
+
+// newRig wires the Check path as `scopegate authz` does, with the built-in default policy
+// (or none), keys served over HTTP by a test issuer.
+func newRig(tb testing.TB, keys []*testissuer.Key, withPolicy bool, cacheEntries int) *rig {
+	tb.Helper()
+	is := testissuer.New(keys...)
+	tb.Cleanup(is.Close)
+	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
+		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope", "scp"}, ClientIDClaims: []string{"client_id"},
+		Leeway: 30 * time.Second, RequireTyp: "at+jwt"}
+	src, err := jwks.New(jwks.Options{Name: "demo", Issuer: is.Issuer, URL: is.JWKSURL(), RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Second, FetchTimeout: time.Second, MaxBytes: 1 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	changed := src.Changed()
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	src.Start(ctx)
+	<-changed
+	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}, Cache: token.NewCache(cacheEntries)})
+	o := check.Options{Verifier: v, Headers: config.Headers{Subject: "x-scopegate-subject", ClientID: "x-scopegate-client-id",
+		Scopes: "x-scopegate-scopes", Issuer: "x-scopegate-issuer"}}
+	if withPolicy {
+		eng, err := policy.New(ctx, policy.Options{FS: policies.Default, EvalTimeout: 100 * time.Millisecond})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		o.Policy = eng
+	}
+	return &rig{is: is, svc: check.New(o)}
+}
+
+func (r *rig) token(k *testissuer.Key, i int, scope string) string {
+	c := r.is.Standard("orders-api", fmt.Sprintf("user-%d", i), scope, time.Hour)
+	c["jti"] = fmt.Sprintf("jti-%d", i)
+	return testissuer.Sign(k, c, nil)
+}
+
+// request is shaped as Envoy sends it: lower-cased headers, :path with the query, the
+// route's context extensions.
+func request(tok string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 41234}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "1", Method: "GET", Path: "/orders/42?expand=items", Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2",
+			Headers: map[string]string{
+				":method": "GET", ":path": "/orders/42?expand=items", ":authority": "api.example.com", ":scheme": "https",
+				"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
+				"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
+			},
+		}},
+		ContextExtensions: map[string]string{"route": "orders-read", "scopes": "orders:read"},
+	}}
+}
+
+func mustAllow(b *testing.B, resp *authv3.CheckResponse) {
+	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		b.Fatalf("denied: %v", resp)
+	}
+}
+
+// BenchmarkCheck is the in-process Check path. warm: a pool of 1,000 tokens, all cached.
+// cold: every Check verifies a signature (a pool of 2,048 distinct tokens cycled through a
+// 64-entry cache, so none is ever found). bare-verify: the signature check alone, the floor
+// of any cold path, for the ratio.
+func BenchmarkCheck(b *testing.B) {
+	rs := testissuer.NewKey("rs", "RS256")
+	es := testissuer.NewKey("es", "ES256")
+	ctx := context.Background()
+
+	for _, withPolicy := range []bool{false, true} {
+		name := "token-only"
+		if withPolicy {
+			name = "default-policy"
+		}
+		b.Run("warm/"+name, func(b *testing.B) {
+			r := newRig(b, []*testissuer.Key{rs}, withPolicy, 100000)
+			reqs := make([]*authv3.CheckRequest, 1000)
+			for i := range reqs {
+				reqs[i] = request(r.token(rs, i, "orders:read orders:write"))
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i])))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+			}
+		})
+	}
+	for _, k := range []*testissuer.Key{rs, es} {
+		b.Run("cold/"+k.Alg, func(b *testing.B) {
+			r := newRig(b, []*testissuer.Key{k}, true, 64)
+			reqs := make([]*authv3.CheckRequest, 2048)
+			for i := range reqs {
+				reqs[i] = request(r.token(k, i, "orders:read"))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+			}
+		})
+		b.Run("bare-verify/"+k.Alg, func(b *testing.B) {
+			tok := testissuer.Sign(k, testissuer.Claims{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}, nil)
+			i := strings.LastIndexByte(tok, '.')
+			sig, err := jwt.NewParser().DecodeSegment(tok[i+1:])
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := jwt.GetSigningMethod(k.Alg)
+			pub := k.Private.Public()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := m.Verify(tok[:i], sig, pub); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func must(r *authv3.CheckResponse, err error) *authv3.CheckResponse {
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
