@@ -100,3 +100,9 @@ func numericDate(v any) time.Time {
 	sec := int64(f)
 	return time.Unix(sec, int64((f-float64(sec))*1e9))
 }
+
+// IdentityFromClaims builds an identity from claims that were verified elsewhere (or, in
+// `scopegate check`, deliberately not at all).
+func IdentityFromClaims(issuerName string, claims map[string]any, scopeClaims, clientIDClaims []string) *Identity {
+	return newIdentity(issuerName, claims, scopeClaims, clientIDClaims, "")
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/spf13/cobra"
+
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/jwks"
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/policies"
+)
+
+func init() { subcommands = append(subcommands, newPolicyCmd, newCheckCmd) }
+
+func newPolicyCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Work with Rego scope policies"}
+	var verbose bool
+	test := &cobra.Command{
+		Use:   "test [DIR|BUNDLE]",
+		Short: "Run the policy's Rego unit tests with OPA's tester (as `opa test` does)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "policies"
+			if len(args) == 1 {
+				path = args[0]
+			}
+			b, err := policy.Load(path, nil)
+			if err != nil {
+				return err
+			}
+			results, err := policy.TestResults(cmd.Context(), b)
+			if err != nil {
+				return err
+			}
+			ch := make(chan *tester.Result, len(results))
+			failed := 0
+			for _, r := range results {
+				if !r.Pass() && !r.Skip {
+					failed++
+				}
+				ch <- r
+			}
+			close(ch)
+			// Verbose on failure, as the issue asks: the failing tests' traces are worth reading.
+			rep := tester.PrettyReporter{Output: cmd.OutOrStdout(), Verbose: verbose || failed > 0, FailureLine: true}
+			if err := rep.Report(ch); err != nil {
+				return err
+			}
+			if failed > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d policy test(s) failed", failed)}
+			}
+			return nil
+		},
+	}
+	test.Flags().BoolVarP(&verbose, "verbose", "v", false, "list every test")
+	cmd.AddCommand(test)
+	return cmd
+}
+
+func newCheckCmd() *cobra.Command {
+	var (
+		policyPath, query, tok, claimsFile, cfgPath string
+		method, path, route, scopes, host           string
+		headers                                     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "check --policy DIR (--token JWT | --claims FILE) --method GET --path /orders/1 [--route NAME --scopes \"a b\"]",
+		Short: "Evaluate the policy for one request and explain the decision (exit 0 allow, 1 deny)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+			defer cancel()
+			if (tok == "") == (claimsFile == "") {
+				return errors.New("give exactly one of --token and --claims")
+			}
+			var (
+				id  *token.Identity
+				err error
+			)
+			opts := policy.Options{Path: policyPath, Query: query}
+			switch {
+			case tok != "" && cfgPath != "":
+				var cfg *config.Config
+				if cfg, err = config.Load(cfgPath); err != nil {
+					return err
+				}
+				if policyPath == "" {
+					opts.Path, opts.Query = cfg.Policy.Path, cfg.Policy.Query
+				}
+				id, err = verifyWithConfig(ctx, cfg, strings.TrimPrefix(tok, "Bearer "))
+			case tok != "":
+				// Without --config the token is decoded, not verified: handy for "what would
+				// this token be allowed to do", never a substitute for verification.
+				id, err = decodeClaims(tokenPayload(tok))
+			default:
+				var raw []byte
+				if raw, err = readFileOrStdin(claimsFile); err == nil {
+					id, err = decodeClaims(raw, nil)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if opts.Path == "" {
+				opts.FS = policies.Default
+			}
+			eng, err := policy.New(ctx, opts)
+			if err != nil {
+				return err
+			}
+			ext := map[string]string{}
+			if route != "" {
+				ext["route"] = route
+			}
+			if scopes != "" {
+				ext["scopes"] = scopes
+			}
+			p, q := policy.SplitPathQuery(path)
+			req := policy.Request{Method: strings.ToUpper(method), Path: p, PathSegments: policy.SplitPath(p),
+				Query: policy.ParseQuery(q), Host: host, Scheme: "https", Protocol: "HTTP/1.1", Headers: map[string]string{}}
+			for _, h := range headers {
+				k, v, ok := strings.Cut(h, ":")
+				if !ok {
+					return fmt.Errorf("--header %q: want name:value", h)
+				}
+				req.Headers[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+			}
+			in := policy.Input{Request: req, Route: policy.RouteFrom(ext), Token: policy.TokenFrom(id)}
+			dec, fired, err := eng.Explain(ctx, in.Value(nil))
+			out := struct {
+				Decision *policy.Decision `json:"decision,omitempty"`
+				Error    string           `json:"error,omitempty"`
+				Revision string           `json:"policy_revision"`
+				Fired    []string         `json:"rules_fired"`
+				Input    policy.Input     `json:"input"`
+			}{Revision: eng.Revision().ID, Fired: fired, Input: in}
+			if err != nil {
+				out.Error = err.Error()
+			} else {
+				out.Decision = &dec
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(out); err != nil {
+				return err
+			}
+			if err != nil || !dec.Allow {
+				return &exitError{code: 1, err: errors.New("denied")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&policyPath, "policy", "", "policy directory or bundle (default: the built-in policy, or the config's)")
+	f.StringVar(&query, "query", "data.scopegate.authz.decision", "decision query")
+	f.StringVar(&tok, "token", "", "access token (decoded only, unless --config is given)")
+	f.StringVar(&claimsFile, "claims", "", "JSON file of token claims (- for stdin)")
+	f.StringVar(&cfgPath, "config", "", "authz config: verify --token with its issuers first")
+	f.StringVar(&method, "method", "GET", "HTTP method")
+	f.StringVar(&path, "path", "/", "request path (query allowed)")
+	f.StringVar(&host, "host", "localhost", "request host")
+	f.StringVar(&route, "route", "", "route name (the ext_authz context extension `route`)")
+	f.StringVar(&scopes, "scopes", "", "the route's required scopes, space-separated")
+	f.StringArrayVar(&headers, "header", nil, "request header name:value (repeatable)")
+	return cmd
+}
+
+func tokenPayload(tok string) ([]byte, error) {
+	parts := strings.Split(strings.TrimPrefix(tok, "Bearer "), ".")
+	if len(parts) != 3 {
+		return nil, errors.New("--token: not a JWS compact token")
+	}
+	return decodeSegment(parts[1])
+}
+
+// decodeClaims builds an identity from claims JSON, the way the verifier would after checks.
+func decodeClaims(raw []byte, err error) (*token.Identity, error) {
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	return token.IdentityFromClaims("unverified", claims, []string{"scope", "scp"}, []string{"client_id", "azp", "cid"}), nil
+}
+
+func verifyWithConfig(ctx context.Context, cfg *config.Config, raw string) (*token.Identity, error) {
+	var issuers []token.Issuer
+	for _, ic := range cfg.Issuers {
+		src, err := jwks.New(jwks.Options{Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
+			RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval, FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes})
+		if err != nil {
+			return nil, err
+		}
+		changed := src.Changed()
+		src.Start(ctx)
+		if !src.Ready() {
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return nil, fmt.Errorf("issuer %s: no keys: %w", ic.Name, ctx.Err())
+			}
+		}
+		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
+	}
+	return token.NewVerifier(token.Options{Issuers: issuers}).Verify(ctx, raw)
+}
+
+func readFileOrStdin(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}
+
+func decodeSegment(s string) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("--token: payload is not base64url: %w", err)
+	}
+	return b, nil
+}

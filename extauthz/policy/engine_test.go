@@ -1,0 +1,320 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/scopegate/scopegate/policies"
+)
+
+func TestSplitPath(t *testing.T) {
+	tests := []struct {
+		path string
+		want []string
+	}{
+		{"/", []string{""}},
+		{"/orders", []string{"orders"}},
+		{"/orders/1/", []string{"orders", "1", ""}},
+		{"//admin", []string{"", "admin"}},
+		{"/%61dmin/x", []string{"admin", "x"}},
+		{"/a%2Fb/c", []string{"a/b", "c"}}, // an encoded slash stays inside its segment
+		{"/%zz/ok", []string{"%zz", "ok"}}, // bad escapes stay raw
+		{"/a%2F..%2Fadmin", []string{"a/../admin"}},
+		{"/space%20here", []string{"space here"}},
+	}
+	for _, tt := range tests {
+		if got := SplitPath(tt.path); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("SplitPath(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+	if p, q := SplitPathQuery("/a/b?x=1&y"); p != "/a/b" || q != "x=1&y" {
+		t.Errorf("SplitPathQuery = %q %q", p, q)
+	}
+	if got := ParseQuery("a=1&a=2&b&c=%zz&d=x%20y"); !reflect.DeepEqual(got, map[string][]string{"a": {"1", "2"}, "b": {""}, "c": {"%zz"}, "d": {"x y"}}) {
+		t.Errorf("ParseQuery = %v", got)
+	}
+	r := RouteFrom(map[string]string{"route": "r", "scopes": " a  b ", "mode": "shadow", "team": "x"})
+	if r.Name != "r" || !reflect.DeepEqual(r.Scopes, []string{"a", "b"}) || r.Mode != "shadow" || r.Extra["team"] != "x" || len(r.Extra) != 1 {
+		t.Errorf("RouteFrom = %+v", r)
+	}
+	if r := RouteFrom(nil); r.Scopes == nil || len(r.Scopes) != 0 {
+		t.Errorf("no scopes must be an empty list, got %#v", r.Scopes)
+	}
+}
+
+func TestDecodeDecision(t *testing.T) {
+	tests := []struct {
+		rego    string
+		want    Decision
+		wantErr string
+	}{
+		{`true`, Decision{Allow: true}, ""},
+		{`false`, Decision{}, ""},
+		{`{"allow": true, "headers": {"x-b": "2", "x-a": "1"}, "response_headers": {"x-c": "3"}}`,
+			Decision{Allow: true, Headers: []Header{{"x-a", "1"}, {"x-b", "2"}}, ResponseHeaders: []Header{{"x-c", "3"}}}, ""},
+		{`{"allow": false, "status": 429, "reason": "slow_down", "missing_scopes": ["b", "a"], "reasons": ["ignored"]}`,
+			Decision{Status: 429, Reason: "slow_down", MissingScopes: []string{"b", "a"}}, ""},
+		{`{"allow": false, "missing_scopes": {"b", "a"}}`, Decision{MissingScopes: []string{"a", "b"}}, ""},
+		{`{"status": 403}`, Decision{}, `no "allow"`},
+		{`{"allow": "yes"}`, Decision{}, `"allow" is string`},
+		{`{"allow": 1}`, Decision{}, `"allow" is number`},
+		{`{"allow": false, "status": 99}`, Decision{}, `not an HTTP status`},
+		{`{"allow": false, "status": 403.5}`, Decision{}, `not an HTTP status`},
+		{`{"allow": false, "reason": 3}`, Decision{}, `"reason"`},
+		{`{"allow": false, "missing_scopes": "a"}`, Decision{}, `"missing_scopes"`},
+		{`{"allow": false, "missing_scopes": [1]}`, Decision{}, `"missing_scopes"`},
+		{`{"allow": true, "headers": ["x"]}`, Decision{}, `"headers"`},
+		{`{"allow": true, "headers": {"x": 1}}`, Decision{}, `"headers"`},
+		{`{"allow": true, "headers": {"Bad Name": "v"}}`, Decision{}, `not a lower-case token`},
+		{`"allow"`, Decision{}, `want an object or a boolean`},
+		{`[true]`, Decision{}, `want an object or a boolean`},
+	}
+	for _, tt := range tests {
+		v, err := ast.ParseTerm(tt.rego)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeDecision(v.Value)
+		if tt.wantErr != "" {
+			if err == nil || !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: err = %v, want %q", tt.rego, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: got %+v, %v; want %+v", tt.rego, got, err, tt.want)
+		}
+	}
+}
+
+func writePolicy(t *testing.T, dir, src string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sampleInput(scopes ...string) ast.Value {
+	in := Input{
+		Request: Request{Method: "GET", Path: "/orders", PathSegments: []string{"orders"}},
+		Route:   Route{Name: "orders-read", Scopes: []string{"orders:read"}},
+		Token:   Token{Issuer: "demo", Sub: "alice", Scopes: scopes, Aud: []string{"orders-api"}},
+	}
+	return in.Value(nil)
+}
+
+func TestFailClosedOnEveryPolicyError(t *testing.T) {
+	tests := []struct {
+		name, src, class string
+		timeout          time.Duration
+	}{
+		{"undefined", "package scopegate.authz\ndecision := {\"allow\": true} if input.nope\n", "undefined", 0},
+		{"conflict", "package scopegate.authz\ndecision := {\"allow\": true} if true\ndecision := {\"allow\": false} if true\n", "conflict", 0},
+		{"non-boolean allow", "package scopegate.authz\ndecision := {\"allow\": \"true\"}\n", "malformed", 0},
+		{"no allow", "package scopegate.authz\ndecision := {\"status\": 200}\n", "malformed", 0},
+		{"builtin error", "package scopegate.authz\ndecision := {\"allow\": to_number(\"x\") > 0}\n", "eval_error", 0},
+		{"over the time budget", "package scopegate.authz\ndecision := {\"allow\": count([x | some x in numbers.range(1, 100000000)]) > 0}\n", "timeout", 20 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writePolicy(t, dir, tt.src)
+			e, err := New(context.Background(), Options{Path: dir, EvalTimeout: tt.timeout})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			d, err := e.Eval(context.Background(), e.Revision(), sampleInput("orders:read"))
+			var ee *EvalError
+			if !errors.As(err, &ee) || ee.Class != tt.class {
+				t.Fatalf("Eval = %+v, %v; want an EvalError of class %s", d, err, tt.class)
+			}
+			if d.Allow {
+				t.Fatal("an error allowed")
+			}
+			if tt.timeout > 0 && time.Since(start) > 2*time.Second {
+				t.Fatalf("the time budget did not stop evaluation (%s)", time.Since(start))
+			}
+		})
+	}
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	e, err := New(context.Background(), Options{FS: policies.Default, RunTests: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Revision().Tests == 0 {
+		t.Error("the built-in policy's tests did not run")
+	}
+	d, err := e.Eval(context.Background(), e.Revision(), sampleInput("orders:read"))
+	if err != nil || !d.Allow {
+		t.Fatalf("allow: %+v %v", d, err)
+	}
+	d, err = e.Eval(context.Background(), e.Revision(), sampleInput("profile"))
+	if err != nil || d.Allow || d.Status != 403 || !reflect.DeepEqual(d.MissingScopes, []string{"orders:read"}) {
+		t.Fatalf("deny: %+v %v", d, err)
+	}
+	if e.Revision().Reads != (Fields{}) {
+		t.Errorf("the default policy reads %+v; its input need not carry them", e.Revision().Reads)
+	}
+}
+
+func TestAnalyzeNeeds(t *testing.T) {
+	tests := []struct {
+		src  string
+		want Fields
+	}{
+		{`allow if input.token.sub == "a"`, Fields{}},
+		{`allow if input.request.headers["x-a"] == "1"`, Fields{Headers: true}},
+		{`allow if input.request.query.a[0] == "1"`, Fields{Query: true}},
+		{`allow if input.request.path_segments[0] == "a"`, Fields{PathSegments: true}},
+		{`allow if startswith(input.request.source_address, "10.")`, Fields{SourceAddress: true}},
+		{`allow if object.get(input.request, "headers", {}) != {}`, needAll},
+		{`allow if input.request[x] == "a"`, needAll},
+		{`allow if walk(input, _)`, needAll},
+		{`r := input`, needAll},
+		{`allow if data.x[input.request.headers.k]`, Fields{Headers: true}},
+	}
+	for _, tt := range tests {
+		dir := t.TempDir()
+		writePolicy(t, dir, "package p\n"+tt.src+"\n")
+		b, err := Load(dir, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		if got := analyzeNeeds(b); got != tt.want {
+			t.Errorf("%s: needs %+v, want %+v", tt.src, got, tt.want)
+		}
+	}
+}
+
+const goodPolicy = `package scopegate.authz
+decision := {"allow": "orders:read" in input.token.scopes}
+`
+
+const goodPolicyV2 = `package scopegate.authz
+decision := {"allow": "orders:read" in input.token.scopes, "reason": "v2"}
+`
+
+const failingTest = `package scopegate.authz_test
+import data.scopegate.authz
+test_fails if authz.decision.allow with input as {"token": {"scopes": []}}
+`
+
+func TestReloadKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, goodPolicy)
+	e, err := New(context.Background(), Options{Path: dir, RunTests: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := e.Revision().ID
+
+	// A stream of Checks runs throughout; none may fail.
+	var failures, evals atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				d, err := e.Eval(context.Background(), e.Revision(), sampleInput("orders:read"))
+				evals.Add(1)
+				if err != nil || !d.Allow {
+					failures.Add(1)
+				}
+			}
+		})
+	}
+	ctx := context.Background()
+	for _, step := range []struct {
+		name, src, test string
+		wantErr         bool
+	}{
+		{"syntax error", "package scopegate.authz\ndecision := {", "", true},
+		{"compile error", "package scopegate.authz\ndecision := {\"allow\": undefined_fn(1)}\n", "", true},
+		{"query not defined", "package scopegate.other\ndecision := true\n", "", true},
+		{"failing test", goodPolicy, failingTest, true},
+		{"good again", goodPolicyV2, "", false},
+	} {
+		writePolicy(t, dir, step.src)
+		testFile := filepath.Join(dir, "p_test.rego")
+		if step.test != "" {
+			_ = os.WriteFile(testFile, []byte(step.test), 0o600)
+		} else {
+			_ = os.Remove(testFile)
+		}
+		rev, err := e.Reload(ctx)
+		if step.wantErr {
+			if err == nil {
+				t.Fatalf("%s: reload accepted", step.name)
+			}
+			if e.Revision().ID != first {
+				t.Fatalf("%s: the revision in force changed", step.name)
+			}
+			continue
+		}
+		if err != nil || rev.ID == first || e.Revision() != rev {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 || evals.Load() == 0 {
+		t.Fatalf("%d of %d evaluations failed during reloads", failures.Load(), evals.Load())
+	}
+	d, _ := e.Eval(ctx, e.Revision(), sampleInput("orders:read"))
+	if d.Reason != "v2" {
+		t.Fatalf("the new revision is not in force: %+v", d)
+	}
+}
+
+func TestWatchReloads(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, goodPolicy)
+	e, err := New(context.Background(), Options{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan *Revision, 4)
+	if err := e.Watch(ctx, 20*time.Millisecond, func(r *Revision, err error) {
+		if err == nil {
+			got <- r
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Editors replace files by rename: do the same.
+	tmp := filepath.Join(dir, ".p.rego.tmp")
+	if err := os.WriteFile(tmp, []byte(goodPolicyV2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "p.rego")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if e.Revision() != r {
+			t.Fatal("reloaded revision not in force")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload after the file changed")
+	}
+}
