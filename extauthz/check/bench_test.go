@@ -26,9 +26,10 @@ type rig struct {
 	svc *check.Service
 }
 
-// newRig wires the Check path as `scopegate authz` does, with the built-in default policy
-// (or none), keys served over HTTP by a test issuer.
-func newRig(tb testing.TB, keys []*testissuer.Key, withPolicy bool, cacheEntries int) *rig {
+// newRig wires the Check path as `scopegate authz` does, with no policy ("token-only"), the
+// built-in one ("default-policy") or policies/ ("demo-policy"); keys are served over HTTP by
+// a test issuer.
+func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int) *rig {
 	tb.Helper()
 	is := testissuer.New(keys...)
 	tb.Cleanup(is.Close)
@@ -48,12 +49,11 @@ func newRig(tb testing.TB, keys []*testissuer.Key, withPolicy bool, cacheEntries
 	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}, Cache: token.NewCache(cacheEntries)})
 	o := check.Options{Verifier: v, Headers: config.Headers{Subject: "x-scopegate-subject", ClientID: "x-scopegate-client-id",
 		Scopes: "x-scopegate-scopes", Issuer: "x-scopegate-issuer"}}
-	if withPolicy {
-		eng, err := policy.New(ctx, policy.Options{FS: policies.Default, EvalTimeout: 100 * time.Millisecond})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		o.Policy = eng
+	switch pol {
+	case "default-policy":
+		o.Policy = mustEngine(tb, ctx, policy.Options{FS: policies.Default, EvalTimeout: 100 * time.Millisecond})
+	case "demo-policy":
+		o.Policy = mustEngine(tb, ctx, policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
 	}
 	return &rig{is: is, svc: check.New(o)}
 }
@@ -88,22 +88,23 @@ func mustAllow(b *testing.B, resp *authv3.CheckResponse) {
 	}
 }
 
-// BenchmarkCheck is the in-process Check path. warm: a pool of 1,000 tokens, all cached.
-// cold: every Check verifies a signature (a pool of 2,048 distinct tokens cycled through a
-// 64-entry cache, so none is ever found). bare-verify: the signature check alone, the floor
-// of any cold path, for the ratio.
+// BenchmarkCheck is the in-process Check path.
+//
+//   - warm: a pool of 1,000 tokens, all verified and cached. token-only has no policy;
+//     default-policy is the built-in policy, whose decisions depend only on token, route and
+//     method, so each token's decision is reused; demo-policy is policies/ (its rules read
+//     the path), so the Rego is evaluated on every Check.
+//   - cold: every Check verifies a signature (a pool of 2,048 distinct tokens cycled through
+//     a 64-entry cache, so none is ever found), then the policy runs once for the new token.
+//   - bare-verify: the signature check alone, the floor of any cold path, for the ratio.
 func BenchmarkCheck(b *testing.B) {
 	rs := testissuer.NewKey("rs", "RS256")
 	es := testissuer.NewKey("es", "ES256")
 	ctx := context.Background()
 
-	for _, withPolicy := range []bool{false, true} {
-		name := "token-only"
-		if withPolicy {
-			name = "default-policy"
-		}
-		b.Run("warm/"+name, func(b *testing.B) {
-			r := newRig(b, []*testissuer.Key{rs}, withPolicy, 100000)
+	for _, pol := range []string{"token-only", "default-policy", "demo-policy"} {
+		b.Run("warm/"+pol, func(b *testing.B) {
+			r := newRig(b, []*testissuer.Key{rs}, pol, 100000)
 			reqs := make([]*authv3.CheckRequest, 1000)
 			for i := range reqs {
 				reqs[i] = request(r.token(rs, i, "orders:read orders:write"))
@@ -117,18 +118,20 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 	for _, k := range []*testissuer.Key{rs, es} {
-		b.Run("cold/"+k.Alg, func(b *testing.B) {
-			r := newRig(b, []*testissuer.Key{k}, true, 64)
-			reqs := make([]*authv3.CheckRequest, 2048)
-			for i := range reqs {
-				reqs[i] = request(r.token(k, i, "orders:read"))
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
-			}
-		})
+		for _, pol := range []string{"token-only", "default-policy"} {
+			b.Run("cold/"+pol+"/"+k.Alg, func(b *testing.B) {
+				r := newRig(b, []*testissuer.Key{k}, pol, 64)
+				reqs := make([]*authv3.CheckRequest, 2048)
+				for i := range reqs {
+					reqs[i] = request(r.token(k, i, "orders:read"))
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; b.Loop(); i++ {
+					mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+				}
+			})
+		}
 		b.Run("bare-verify/"+k.Alg, func(b *testing.B) {
 			tok := testissuer.Sign(k, testissuer.Claims{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}, nil)
 			i := strings.LastIndexByte(tok, '.')
@@ -147,6 +150,14 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+func mustEngine(tb testing.TB, ctx context.Context, o policy.Options) *policy.Engine {
+	eng, err := policy.New(ctx, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return eng
 }
 
 func must(r *authv3.CheckResponse, err error) *authv3.CheckResponse {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -67,11 +68,72 @@ func New(o Options) *Service {
 	return s
 }
 
+// Verifier returns the token verifier the service uses.
+func (s *Service) Verifier() Verifier { return s.o.Verifier }
+
 // perToken is what the service derives once per verified token and memoises on the
-// identity: the policy's token document and, for a token-only gate, the allow response.
+// identity: the policy's token document, the plain allow response, and (for a policy
+// revision whose decision depends only on token, route and method) its decisions.
 type perToken struct {
 	term  *ast.Term
 	allow *authv3.CheckResponse
+
+	mu        sync.RWMutex
+	decisions map[decisionKey]policy.Decision
+}
+
+// decisionKey is everything a cacheable decision can depend on besides the token.
+type decisionKey struct {
+	rev                         *policy.Revision
+	route, scopes, mode, method string
+}
+
+// maxDecisionsPerToken bounds the per-token decision cache (a token is used on few routes).
+const maxDecisionsPerToken = 32
+
+func (pt *perToken) decision(k decisionKey) (policy.Decision, bool) {
+	pt.mu.RLock()
+	d, ok := pt.decisions[k]
+	pt.mu.RUnlock()
+	return d, ok
+}
+
+func (pt *perToken) remember(k decisionKey, d policy.Decision) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if pt.decisions == nil {
+		pt.decisions = make(map[decisionKey]policy.Decision, 4)
+	}
+	if len(pt.decisions) >= maxDecisionsPerToken {
+		for old := range pt.decisions {
+			if old.rev != k.rev { // drop decisions of revisions no longer in force first
+				delete(pt.decisions, old)
+			}
+		}
+		if len(pt.decisions) >= maxDecisionsPerToken {
+			return
+		}
+	}
+	pt.decisions[k] = d
+}
+
+// cacheKey returns the decision key when rev's decisions may be reused for this request:
+// the policy reads nothing of the request beyond the method, and the route carries no
+// extension beyond route, scopes and mode.
+func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
+	if !rev.Reads.Cacheable {
+		return decisionKey{}, false
+	}
+	n := 0
+	for _, name := range [...]string{"route", "scopes", "mode"} {
+		if _, ok := ext[name]; ok {
+			n++
+		}
+	}
+	if n != len(ext) {
+		return decisionKey{}, false
+	}
+	return decisionKey{rev: rev, route: ext["route"], scopes: ext["scopes"], mode: ext["mode"], method: method}, true
 }
 
 // Check answers one ext_authz request. It never returns an error: every failure is a
@@ -124,14 +186,34 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 		rec.Allow, rec.Status = true, 200
 		return pt.allow
 	}
+	return s.authorize(ctx, req, httpReq, rawQuery, rec, id, pt)
+}
 
+// evaluate returns the policy's decision for a verified request, reusing this token's
+// earlier decision when the revision's decisions are cacheable.
+func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, route policy.Route, pt *perToken) (policy.Decision, error) {
+	rev := s.o.Policy.Revision()
+	rec.Revision = rev.ID
+	key, cacheable := cacheKey(rev, req.GetAttributes().GetContextExtensions(), httpReq.GetMethod())
+	if cacheable {
+		if d, ok := pt.decision(key); ok {
+			return d, nil
+		}
+	}
+	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: route}
+	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.term))
+	if err == nil && cacheable {
+		pt.remember(key, dec)
+	}
+	return dec, err
+}
+
+// authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass).
+func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	ext := req.GetAttributes().GetContextExtensions()
 	route := policy.RouteFrom(ext)
 	shadow := s.o.Shadow || route.Mode == "shadow"
-	rev := s.o.Policy.Revision()
-	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: route}
-	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.term))
-	rec.Revision = rev.ID
+	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, route, pt)
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"
@@ -139,7 +221,7 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 			class = ee.Class
 		}
 		s.o.Metrics.policyError(class)
-		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rev.ID, "route", route.Name)
+		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", route.Name)
 		if shadow {
 			return s.shadowAllow(rec, pt, s.o.ErrorStatus, "policy_"+class, nil)
 		}

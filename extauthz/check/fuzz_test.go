@@ -18,7 +18,7 @@ import (
 // `go test -fuzz FuzzCheck ./extauthz/check` explores.
 func FuzzCheck(f *testing.F) {
 	k := testissuer.NewKey("k1", "ES256")
-	r := newRig(f, []*testissuer.Key{k}, true, 1000)
+	r := newRig(f, []*testissuer.Key{k}, "default-policy", 1000)
 	valid := r.token(k, 1, "orders:read")
 	parts := strings.Split(valid, ".")
 	seeds := []string{

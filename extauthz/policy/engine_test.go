@@ -97,7 +97,7 @@ func TestDecodeDecision(t *testing.T) {
 	}
 }
 
-func writePolicy(t *testing.T, dir, src string) {
+func writePolicy(t testing.TB, dir, src string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte(src), 0o600); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil || d.Allow || d.Status != 403 || !reflect.DeepEqual(d.MissingScopes, []string{"orders:read"}) {
 		t.Fatalf("deny: %+v %v", d, err)
 	}
-	if e.Revision().Reads != (Fields{}) {
+	if e.Revision().Reads != (Fields{Cacheable: true}) {
 		t.Errorf("the default policy reads %+v; its input need not carry them", e.Revision().Reads)
 	}
 }
@@ -175,7 +175,11 @@ func TestAnalyzeNeeds(t *testing.T) {
 		src  string
 		want Fields
 	}{
-		{`allow if input.token.sub == "a"`, Fields{}},
+		{`allow if input.token.sub == "a"`, Fields{Cacheable: true}},
+		{`allow if input.request.method == "GET"`, Fields{Cacheable: true}},
+		{`allow if input.request.path == "/"`, Fields{}},
+		{`allow if input.token.exp > time.now_ns() / 1000000000`, Fields{}},
+		{`allow if input.route.scopes[_] == data.x`, Fields{Cacheable: true}},
 		{`allow if input.request.headers["x-a"] == "1"`, Fields{Headers: true}},
 		{`allow if input.request.query.a[0] == "1"`, Fields{Query: true}},
 		{`allow if input.request.path_segments[0] == "a"`, Fields{PathSegments: true}},

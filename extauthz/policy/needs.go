@@ -17,13 +17,19 @@ type needs = Fields
 // Fields lists the optional input.request fields a revision reads.
 type Fields struct {
 	Headers, Query, PathSegments, SourceAddress bool
+	// Cacheable is true when a decision can depend only on input.token, input.route,
+	// input.request.method and data: no other request field is read, input is never used
+	// whole, and no non-deterministic builtin (time.now_ns, http.send, rand.*...) is called.
+	// Such a decision is a function of (token, route, method) for the revision's lifetime,
+	// so the Check path may reuse it per token.
+	Cacheable bool
 }
 
 var needAll = Fields{Headers: true, Query: true, PathSegments: true, SourceAddress: true}
 
 func analyzeNeeds(b *bundle.Bundle) needs {
 	var n needs
-	all := false
+	all, otherRequest, nondeterministic := false, false, false
 	var visit func(x any) bool
 	visit = func(x any) bool {
 		if all {
@@ -35,8 +41,11 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 				all = true // input used whole (passed to a function, walked, aliased...)
 			}
 		case ast.Ref:
+			if bi, ok := ast.BuiltinMap[x.String()]; ok && bi.Nondeterministic {
+				nondeterministic = true
+			}
 			if len(x) > 0 && x[0].Equal(ast.InputRootDocument) {
-				n.markRef(x, &all)
+				n.markRef(x, &all, &otherRequest)
 			} else {
 				ast.NewGenericVisitor(visit).Walk(x[0])
 			}
@@ -57,10 +66,11 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 	if all {
 		return needAll
 	}
+	n.Cacheable = !otherRequest && !nondeterministic && !n.Headers && !n.Query && !n.PathSegments && !n.SourceAddress
 	return n
 }
 
-func (n *needs) markRef(r ast.Ref, all *bool) {
+func (n *needs) markRef(r ast.Ref, all, otherRequest *bool) {
 	if len(r) < 2 {
 		*all = true
 		return
@@ -91,5 +101,8 @@ func (n *needs) markRef(r ast.Ref, all *bool) {
 		n.PathSegments = true
 	case "source_address":
 		n.SourceAddress = true
+	case "method":
+	default:
+		*otherRequest = true
 	}
 }
