@@ -33,7 +33,7 @@ lint:
 
 ## run: the authz service on the example config and a local JWKS (no other service needed).
 run:
-	$(GO) run ./cmd/scopegate authz --config extauthz/testdata/example.yaml
+	$(GO) run ./cmd/scopegate dev
 
 ## bench: in-process benchmarks (Check path, fleet push).
 bench:
