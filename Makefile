@@ -42,3 +42,10 @@ bench:
 ## demo: the whole OAuth 2.0 story in docker compose (Envoy on https://localhost:8443, idp on :9400).
 demo:
 	docker compose -f compose/compose.yaml up --build
+
+## bench-load: the load benchmark (about 8 minutes, 2 cores): the no-op floor and `scopegate authz`
+## as separate processes, alternating; writes bench/results/load.json, load.svg and the CPU profile.
+## `go run ./bench/load/cmd/scopegate-loadbench -smoke` is the quick version (go test runs it).
+.PHONY: bench-load
+bench-load:
+	LOADBENCH_COMMAND='make bench-load' $(GO) run ./bench/load/cmd/scopegate-loadbench run -out bench/results

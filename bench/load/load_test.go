@@ -1,0 +1,167 @@
+package load
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// childEnv marks this test binary, re-executed, as a server under test (floor or authz).
+const childEnv = "SCOPEGATE_LOADBENCH_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestHist(t *testing.T) {
+	var h Hist
+	for i := 1; i <= 100000; i++ {
+		h.Record(time.Duration(i) * time.Microsecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 50 * time.Millisecond}, {0.99, 99 * time.Millisecond}, {0.999, 99900 * time.Microsecond}, {1, 100 * time.Millisecond}} {
+		got := h.Quantile(c.q)
+		if d := float64(got-c.want) / float64(c.want); d < -0.01 || d > 0.01 {
+			t.Errorf("q%v = %v, want %v ±1%%", c.q, got, c.want)
+		}
+	}
+	var small Hist
+	small.Record(3)
+	small.Record(200)
+	if small.Quantile(0.5) != 3 || small.Quantile(1) != 200 {
+		t.Errorf("small values: %v %v", small.Quantile(0.5), small.Quantile(1))
+	}
+	for v := int64(0); v < 1<<30; v = v*3/2 + 1 {
+		if hv := histValue(histIndex(v)); hv < v || float64(hv-v) > float64(v)/128+1 {
+			t.Fatalf("bucket of %d tops at %d", v, hv)
+		}
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	if _, err := ProcCPU(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSmoke runs the harness in -smoke mode: the floor and the authz server are this test
+// binary re-executed as separate processes (the in-process authz variant, server.New on the
+// same config, stands in for the scopegate binary so the test needs no go build), and checks
+// that the report has every case with requests and sane fields. It keeps the harness from
+// rotting; it measures nothing worth reading (the race detector is on).
+func TestSmoke(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("the harness reads server CPU from /proc")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := SmokeOptions()
+	o.Floor, o.Authz, o.AuthzProfile = Launchers(self, []string{childEnv + "=1"}, "")
+	o.OutDir = t.TempDir()
+	o.Command = "go test -run TestSmoke ./bench/load"
+	var progress bytes.Buffer
+	o.Progress = &progress
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	t.Log("\n" + progress.String())
+
+	// Every case, both servers, requests, and the answers scopegate must give.
+	if len(rep.Points) != 2*len(Cases)*len(o.Concurrency) {
+		t.Fatalf("%d points, want %d", len(rep.Points), 2*len(Cases)*len(o.Concurrency))
+	}
+	for _, p := range rep.Points {
+		name := p.Server + "/" + p.Case
+		if p.Requests == 0 || p.RPS <= 0 || p.Seconds <= 0 || p.P50us <= 0 || p.P99us < p.P50us || p.P999us < p.P99us || p.MaxUs < p.P999us {
+			t.Errorf("%s: insane point %+v", name, p)
+		}
+		if p.Errors != 0 || p.ServerCPUSeconds < 0 {
+			t.Errorf("%s: %d errors, CPU %v", name, p.Errors, p.ServerCPUSeconds)
+		}
+		switch {
+		case p.Server == ServerFloor && p.OK != p.Requests:
+			t.Errorf("%s: floor denied %d", name, p.Denied)
+		case p.Server == ServerAuthz && p.Case == CaseDeny && p.Denied != p.Requests:
+			t.Errorf("%s: allowed %d of the deny-heavy tokens", name, p.OK)
+		case p.Server == ServerAuthz && p.Case != CaseDeny && p.OK != p.Requests:
+			t.Errorf("%s: denied %d valid tokens", name, p.Denied)
+		}
+		if strings.HasPrefix(p.Case, "cold") && p.Requests > int64(o.ColdES256) {
+			t.Errorf("%s: %d requests from a pool of never-seen tokens", name, p.Requests)
+		}
+	}
+	if len(rep.Summary) != len(Cases)*len(o.Concurrency) {
+		t.Errorf("%d summary rows", len(rep.Summary))
+	}
+	for _, s := range rep.Summary {
+		if s.RPSRatio <= 0 || s.Floor.Requests == 0 || s.Scopegate.Requests == 0 {
+			t.Errorf("summary %s/%d: %+v", s.Case, s.Concurrency, s)
+		}
+	}
+	if len(rep.OpenLoop) != 2 {
+		t.Fatalf("%d open-loop runs", len(rep.OpenLoop))
+	}
+	for _, ol := range rep.OpenLoop {
+		if ol.Requests == 0 || ol.TargetRPS <= 0 || ol.Errors != 0 || ol.P99us <= 0 {
+			t.Errorf("open loop %s: %+v", ol.Server, ol)
+		}
+	}
+	for _, alg := range []string{"RS256", "ES256"} {
+		if v := rep.BareVerify[alg]; v.N == 0 || v.CPUUsPerOp <= 0 {
+			t.Errorf("bare verify %s: %+v", alg, v)
+		}
+		if g := rep.Goals.Cold[alg]; g.Bound <= 0 || g.Value <= 0 {
+			t.Errorf("cold goal %s: %+v", alg, g)
+		}
+	}
+	if rep.Profile == nil || rep.Profile.Bytes == 0 || rep.Profile.Requests == 0 {
+		t.Errorf("profile: %+v", rep.Profile)
+	}
+	if rep.Machine.NProc == 0 || rep.Machine.GoVersion == "" {
+		t.Errorf("machine: %+v", rep.Machine)
+	}
+
+	// The files: JSON that reads back, an SVG that is well-formed XML.
+	raw, err := os.ReadFile(o.OutDir + "/load.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(raw, &back); err != nil || len(back.Points) != len(rep.Points) {
+		t.Fatalf("load.json: %v", err)
+	}
+	svg, err := os.ReadFile(o.OutDir + "/load.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(bytes.NewReader(svg))
+	for {
+		if _, err := dec.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("load.svg: %v", err)
+		}
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "cold-ES256") {
+		t.Errorf("markdown table:\n%s", md)
+	}
+}

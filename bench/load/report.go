@@ -1,0 +1,313 @@
+package load
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// Report is bench/results/load.json.
+type Report struct {
+	Generated  string                `json:"generated"`
+	Command    string                `json:"command"`
+	Machine    Machine               `json:"machine"`
+	Settings   Settings              `json:"settings"`
+	BareVerify map[string]BareVerify `json:"bare_verify"`
+	// Summary pools the rounds: req/s is the mean of the rounds (min and max show drift),
+	// latencies come from the merged histograms, CPU per request is total CPU / total requests.
+	Summary         []Summary       `json:"summary"`
+	OpenLoopSummary []OpenLoopStats `json:"open_loop_summary"`
+	Goals           Goals           `json:"goals"`
+	Profile         *Profile        `json:"profile,omitempty"`
+	// Points and OpenLoop are every measurement, per round, in run order.
+	Points   []Point         `json:"points"`
+	OpenLoop []OpenLoopPoint `json:"open_loop"`
+}
+
+// Machine is where the run happened.
+type Machine struct {
+	NProc         int    `json:"nproc"`
+	CPUModel      string `json:"cpu_model"`
+	GoVersion     string `json:"go_version"`
+	OS            string `json:"os"`
+	Kernel        string `json:"kernel"`
+	LoadAvgBefore string `json:"loadavg_before"`
+	LoadAvgAfter  string `json:"loadavg_after"`
+	Note          string `json:"note"`
+}
+
+// Settings are the run's options.
+type Settings struct {
+	Smoke             bool    `json:"smoke"`
+	DurationS         float64 `json:"duration_s_per_point"`
+	OpenLoopDurationS float64 `json:"open_loop_duration_s"`
+	Concurrency       []int   `json:"concurrency"`
+	Rounds            int     `json:"rounds"`
+	Conns             int     `json:"grpc_connections"`
+	WarmTokens        int     `json:"warm_tokens"`
+	DenyTokens        int     `json:"deny_tokens"`
+	ColdRS256PerPoint int     `json:"cold_rs256_tokens_per_point"`
+	ColdES256PerPoint int     `json:"cold_es256_tokens_per_point"`
+	GOMAXPROCS        int     `json:"harness_gomaxprocs"`
+}
+
+// BareVerify is jwt.GetSigningMethod(alg).Verify alone.
+type BareVerify struct {
+	Alg         string  `json:"alg"`
+	N           int     `json:"n"`
+	CPUUsPerOp  float64 `json:"cpu_us_per_op"`
+	WallUsPerOp float64 `json:"wall_us_per_op"`
+}
+
+// Lat is latency quantiles in microseconds.
+type Lat struct {
+	P50us  float64 `json:"p50_us"`
+	P99us  float64 `json:"p99_us"`
+	P999us float64 `json:"p999_us"`
+	MaxUs  float64 `json:"max_us"`
+}
+
+func latencies(h *Hist) Lat {
+	return Lat{P50us: us(h.Quantile(0.5)), P99us: us(h.Quantile(0.99)), P999us: us(h.Quantile(0.999)), MaxUs: us(h.Max())}
+}
+
+// Point is one closed-loop measurement.
+type Point struct {
+	Round       int     `json:"round"`
+	Server      string  `json:"server"`
+	Case        string  `json:"case"`
+	Concurrency int     `json:"concurrency"`
+	Requests    int64   `json:"requests"`
+	OK          int64   `json:"ok"`
+	Denied      int64   `json:"denied"`
+	Errors      int64   `json:"errors"`
+	Seconds     float64 `json:"seconds"`
+	RPS         float64 `json:"rps"`
+	Lat
+	ServerCPUSeconds float64 `json:"server_cpu_s"`
+	CPUUsPerReq      float64 `json:"server_cpu_us_per_req"`
+	ClientCPUSeconds float64 `json:"harness_cpu_s"`
+}
+
+// OpenLoopPoint is one open-loop run (latency from the intended send time).
+type OpenLoopPoint struct {
+	Round       int     `json:"round"`
+	Server      string  `json:"server"`
+	TargetRPS   float64 `json:"target_rps"`
+	AchievedRPS float64 `json:"achieved_rps"`
+	Requests    int64   `json:"requests"`
+	OK          int64   `json:"ok"`
+	Denied      int64   `json:"denied"`
+	Errors      int64   `json:"errors"`
+	Lat
+	CPUUsPerReq float64 `json:"server_cpu_us_per_req"`
+}
+
+// Stats pools one server's rounds of one case and concurrency.
+type Stats struct {
+	Requests    int64   `json:"requests"`
+	Errors      int64   `json:"errors"`
+	RPS         float64 `json:"rps"`
+	RPSMin      float64 `json:"rps_min"`
+	RPSMax      float64 `json:"rps_max"`
+	CPUUsPerReq float64 `json:"server_cpu_us_per_req"`
+	Lat
+}
+
+// Summary compares scopegate with the floor for one case and concurrency.
+type Summary struct {
+	Case        string  `json:"case"`
+	Concurrency int     `json:"concurrency"`
+	Floor       Stats   `json:"floor"`
+	Scopegate   Stats   `json:"scopegate"`
+	RPSRatio    float64 `json:"rps_ratio"`
+	CPURatio    float64 `json:"cpu_per_req_ratio"`
+}
+
+// OpenLoopStats pools a server's open-loop rounds.
+type OpenLoopStats struct {
+	Server      string  `json:"server"`
+	TargetRPS   float64 `json:"target_rps_mean"`
+	AchievedRPS float64 `json:"achieved_rps_mean"`
+	Requests    int64   `json:"requests"`
+	Lat
+}
+
+// Goals is the reading against issue 6.
+type Goals struct {
+	WarmRPSRatio      Goal               `json:"warm_rps_ratio"`
+	WarmCPURatio      Goal               `json:"warm_cpu_per_req_ratio"`
+	Cold              map[string]Goal    `json:"cold_cpu_per_req_us"`
+	OpenLoopP99us     Goal               `json:"open_loop_p99_us"`
+	WarmSaturationRPS map[string]float64 `json:"warm_saturation_rps"`
+}
+
+// Goal is a measured value against a bound.
+type Goal struct {
+	Value float64 `json:"value"`
+	Bound float64 `json:"bound"`
+	Rule  string  `json:"rule"`
+	Met   bool    `json:"met"`
+}
+
+// Profile is the CPU profile of the in-process authz variant under warm load.
+type Profile struct {
+	File        string   `json:"file"`
+	Bytes       int64    `json:"bytes"`
+	Concurrency int      `json:"concurrency"`
+	Requests    int64    `json:"requests"`
+	RPS         float64  `json:"rps"`
+	CPUUsPerReq float64  `json:"server_cpu_us_per_req"`
+	Top         []string `json:"pprof_top,omitempty"`
+}
+
+func machine() Machine {
+	m := Machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		LoadAvgBefore: loadAvg(),
+		Note:          "server under test and load generator share the machine's cores (and, on a shared host, with other work: see loadavg)"}
+	if raw, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(raw))
+	}
+	return m
+}
+
+func (r *Report) summarize(hists map[pointKey]*Hist) {
+	pool := func(server, c string, conc int) Stats {
+		var s Stats
+		var cpu float64
+		n := 0
+		for _, p := range r.Points {
+			if p.Server != server || p.Case != c || p.Concurrency != conc {
+				continue
+			}
+			s.Requests += p.Requests
+			s.Errors += p.Errors
+			cpu += p.ServerCPUSeconds
+			s.RPS += p.RPS
+			if n == 0 || p.RPS < s.RPSMin {
+				s.RPSMin = p.RPS
+			}
+			s.RPSMax = max(s.RPSMax, p.RPS)
+			n++
+		}
+		if n > 0 {
+			s.RPS /= float64(n)
+		}
+		if s.Requests > 0 {
+			s.CPUUsPerReq = cpu * 1e6 / float64(s.Requests)
+		}
+		if h := hists[pointKey{server, c, conc}]; h != nil {
+			s.Lat = latencies(h)
+		}
+		return s
+	}
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	concs := r.Settings.Concurrency
+	r.Summary = nil
+	for _, c := range Cases {
+		for _, conc := range concs {
+			f, s := pool(ServerFloor, c, conc), pool(ServerAuthz, c, conc)
+			r.Summary = append(r.Summary, Summary{Case: c, Concurrency: conc, Floor: f, Scopegate: s,
+				RPSRatio: ratio(s.RPS, f.RPS), CPURatio: ratio(s.CPUUsPerReq, f.CPUUsPerReq)})
+		}
+	}
+	for _, server := range []string{ServerFloor, ServerAuthz} {
+		ol := OpenLoopStats{Server: server}
+		n := 0
+		for _, p := range r.OpenLoop {
+			if p.Server == server {
+				ol.TargetRPS += p.TargetRPS
+				ol.AchievedRPS += p.AchievedRPS
+				ol.Requests += p.Requests
+				n++
+			}
+		}
+		if n > 0 {
+			ol.TargetRPS /= float64(n)
+			ol.AchievedRPS /= float64(n)
+		}
+		if h := hists[pointKey{server, "open-loop", 0}]; h != nil {
+			ol.Lat = latencies(h)
+		}
+		r.OpenLoopSummary = append(r.OpenLoopSummary, ol)
+	}
+
+	// Goals. Warm throughput: saturation (the best concurrency) of each; warm CPU per request:
+	// at the highest concurrency (both servers saturated).
+	g := Goals{Cold: map[string]Goal{}, WarmSaturationRPS: map[string]float64{}}
+	var top Summary
+	for _, s := range r.Summary {
+		if s.Case != CaseWarm {
+			continue
+		}
+		g.WarmSaturationRPS[ServerFloor] = max(g.WarmSaturationRPS[ServerFloor], s.Floor.RPS)
+		g.WarmSaturationRPS[ServerAuthz] = max(g.WarmSaturationRPS[ServerAuthz], s.Scopegate.RPS)
+		if s.Concurrency >= top.Concurrency {
+			top = s
+		}
+	}
+	v := ratio(g.WarmSaturationRPS[ServerAuthz], g.WarmSaturationRPS[ServerFloor])
+	g.WarmRPSRatio = Goal{Value: v, Bound: 0.8, Rule: "scopegate warm saturation req/s ÷ floor's ≥ 0.8", Met: v >= 0.8}
+	g.WarmCPURatio = Goal{Value: top.CPURatio, Bound: 1.5, Met: top.CPURatio > 0 && top.CPURatio <= 1.5,
+		Rule: "scopegate warm server CPU/request ÷ floor's (highest concurrency) ≤ 1.5"}
+	for _, c := range []struct{ name, alg string }{{CaseColdRS, "RS256"}, {CaseColdES, "ES256"}} {
+		var fcpu, scpu float64
+		var fn, sn int64
+		for _, p := range r.Points {
+			if p.Case != c.name {
+				continue
+			}
+			if p.Server == ServerFloor {
+				fcpu, fn = fcpu+p.ServerCPUSeconds, fn+p.Requests
+			} else {
+				scpu, sn = scpu+p.ServerCPUSeconds, sn+p.Requests
+			}
+		}
+		if fn == 0 || sn == 0 {
+			continue
+		}
+		bound := fcpu*1e6/float64(fn) + 1.3*r.BareVerify[c.alg].CPUUsPerOp
+		val := scpu * 1e6 / float64(sn)
+		g.Cold[c.alg] = Goal{Value: val, Bound: bound, Met: val <= bound,
+			Rule: "scopegate cold server CPU µs/request ≤ floor's + 1.3 × bare " + c.alg + " verify (all concurrencies pooled)"}
+	}
+	for _, ol := range r.OpenLoopSummary {
+		if ol.Server == ServerAuthz {
+			g.OpenLoopP99us = Goal{Value: ol.P99us, Bound: 1000, Met: ol.Requests > 0 && ol.P99us <= 1000,
+				Rule: "scopegate open-loop p99 at half its warm saturation rate ≤ 1 ms"}
+		}
+	}
+	r.Goals = g
+}
+
+// Write writes load.json and load.svg into dir.
+func (r *Report) Write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "load.json"), append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "load.svg"), []byte(r.SVG()), 0o644)
+}
+
+// pprofTop is `go tool pprof -top` of the profile (nil if the go tool isn't there).
+func pprofTop(bin, profile string) []string {
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=30", bin, profile).Output()
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+}

@@ -1,0 +1,371 @@
+// Package load is scopegate's load benchmark harness: it runs the floor (a no-op ext_authz
+// server) and `scopegate authz` as separate processes, alternating, drives them over real
+// gRPC with Envoy-shaped CheckRequests, reads their CPU from /proc, and reports throughput,
+// latency, CPU per request and the ratios to the floor as JSON and an SVG chart.
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/scopegate/scopegate/internal/testissuer"
+)
+
+// Case names.
+const (
+	CaseWarm    = "warm"
+	CaseColdRS  = "cold-RS256"
+	CaseColdES  = "cold-ES256"
+	CaseDeny    = "deny-heavy"
+	ServerFloor = "floor"
+	ServerAuthz = "scopegate"
+)
+
+// Cases is every closed-loop case, in run order.
+var Cases = []string{CaseWarm, CaseColdRS, CaseColdES, CaseDeny}
+
+// Options configure a run.
+type Options struct {
+	Smoke bool
+	// Duration bounds each closed-loop point; cold points also end when their tokens run out.
+	Duration         time.Duration
+	OpenLoopDuration time.Duration
+	Concurrency      []int
+	// Rounds of floor then scopegate (a, b, a, b, ...).
+	Rounds int
+	// Conns is the number of gRPC connections (at most one per worker).
+	Conns int
+	// WarmTokens is the pool cycled by the warm case; DenyTokens the deny-heavy pool (half
+	// invalid signatures, half valid tokens without the route's scope).
+	WarmTokens, DenyTokens int
+	// ColdRS256 and ColdES256 are the never-seen tokens signed per cold point (each server
+	// process gets the same set: its token cache starts empty).
+	ColdRS256, ColdES256 int
+	// BareVerify bounds each bare signature verification measurement.
+	BareVerify time.Duration
+	// Profile: a CPU profile of the in-process authz variant under warm load.
+	ProfileDuration    time.Duration
+	ProfileConcurrency int
+	// Floor and Authz start the servers under test; AuthzProfile (optional) the in-process
+	// authz variant with a --cpuprofile flag appended by ProfileArgs.
+	Floor, Authz Launcher
+	AuthzProfile func(addr, cfgPath, profile string) (argv, env []string)
+	// PprofBinary, if set, is passed to `go tool pprof -top` with the profile.
+	PprofBinary string
+	// StartTimeout bounds the wait for a server's health SERVING.
+	StartTimeout time.Duration
+	OutDir       string
+	Command      string
+	Progress     io.Writer
+}
+
+// FullOptions is `make bench-load`: about 8 minutes on a 2-core machine.
+func FullOptions() Options {
+	return Options{
+		Duration: 5 * time.Second, OpenLoopDuration: 5 * time.Second, Concurrency: []int{1, 4, 16, 64},
+		Rounds: 2, Conns: 4, WarmTokens: 1000, DenyTokens: 1000, ColdRS256: 4000, ColdES256: 10000,
+		BareVerify: time.Second, ProfileDuration: 10 * time.Second, ProfileConcurrency: 16, StartTimeout: time.Minute,
+	}
+}
+
+// SmokeOptions is the -smoke mode: about a second per case, one concurrency level, one round.
+func SmokeOptions() Options {
+	return Options{
+		Smoke: true, Duration: 700 * time.Millisecond, OpenLoopDuration: 700 * time.Millisecond, Concurrency: []int{4},
+		Rounds: 1, Conns: 2, WarmTokens: 100, DenyTokens: 100, ColdRS256: 60, ColdES256: 300,
+		BareVerify: 100 * time.Millisecond, ProfileDuration: 300 * time.Millisecond, ProfileConcurrency: 4, StartTimeout: 45 * time.Second,
+	}
+}
+
+func (o *Options) logf(format string, args ...any) {
+	if o.Progress != nil {
+		fmt.Fprintf(o.Progress, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+	}
+}
+
+// workload is the pre-built requests.
+type workload struct {
+	warm, deny     []*authv3.CheckRequest
+	coldRS, coldES [][]*authv3.CheckRequest // per concurrency level
+}
+
+func (w *workload) reqs(c string, level int) (reqs []*authv3.CheckRequest, limit int) {
+	switch c {
+	case CaseWarm:
+		return w.warm, 0
+	case CaseDeny:
+		return w.deny, 0
+	case CaseColdRS:
+		return w.coldRS[level], len(w.coldRS[level])
+	default:
+		return w.coldES[level], len(w.coldES[level])
+	}
+}
+
+func buildWorkload(f *fixture, o *Options) *workload {
+	w := &workload{}
+	w.warm = requests(f.sign(f.rs, "warm", o.WarmTokens, "orders:read orders:write"))
+	// Deny-heavy: invalid signatures (RS256 and ES256, each token distinct) interleaved with
+	// valid tokens that lack orders:read.
+	half := o.DenyTokens / 2
+	seeds := max(1, half/20)
+	bad := append(badSignatures(f.sign(f.rs, "badrs", seeds, "orders:read"), half/2),
+		badSignatures(f.sign(f.es, "bades", seeds, "orders:read"), half-half/2)...)
+	noScope := f.sign(f.es, "noscope", o.DenyTokens-half, "profile:read inventory:read") // (orders:write would imply orders:read)
+	var deny []string
+	for i := range max(len(bad), len(noScope)) {
+		if i < len(bad) {
+			deny = append(deny, bad[i])
+		}
+		if i < len(noScope) {
+			deny = append(deny, noScope[i])
+		}
+	}
+	w.deny = requests(deny)
+	for l := range o.Concurrency {
+		w.coldRS = append(w.coldRS, requests(f.sign(f.rs, fmt.Sprintf("coldrs%d-", l), o.ColdRS256, "orders:read")))
+		w.coldES = append(w.coldES, requests(f.sign(f.es, fmt.Sprintf("coldes%d-", l), o.ColdES256, "orders:read")))
+	}
+	return w
+}
+
+// bareVerify measures jwt.GetSigningMethod(alg).Verify alone on one locked OS thread: CPU
+// time (RUSAGE_THREAD) and wall time per verification.
+func bareVerify(k *testissuer.Key, dur time.Duration) BareVerify {
+	tok := testissuer.Sign(k, testissuer.Claims{"sub": "x", "exp": time.Now().Add(time.Hour).Unix()}, nil)
+	i := strings.LastIndexByte(tok, '.')
+	sig, err := jwt.NewParser().DecodeSegment(tok[i+1:])
+	if err != nil {
+		panic(err)
+	}
+	m, pub := jwt.GetSigningMethod(k.Alg), k.Private.Public()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu0, okCPU := threadCPU()
+	start := time.Now()
+	n := 0
+	for ; n < 1_000_000 && (n%64 != 0 || time.Since(start) < dur); n++ {
+		if err := m.Verify(tok[:i], sig, pub); err != nil {
+			panic(err)
+		}
+	}
+	wall := time.Since(start)
+	cpu1, _ := threadCPU()
+	b := BareVerify{Alg: k.Alg, N: n, WallUsPerOp: us(wall) / float64(n)}
+	if okCPU {
+		b.CPUUsPerOp = us(cpu1-cpu0) / float64(n)
+	} else {
+		b.CPUUsPerOp = b.WallUsPerOp
+	}
+	return b
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+type pointKey struct {
+	server, c string
+	conc      int
+}
+
+// Run runs the benchmark and returns its report (written to o.OutDir if set).
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Floor == nil || o.Authz == nil {
+		return nil, errors.New("load: Floor and Authz launchers are required")
+	}
+	work, err := os.MkdirTemp("", "scopegate-loadbench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	rep := &Report{
+		Generated: time.Now().UTC().Format(time.RFC3339), Command: o.Command, Machine: machine(),
+		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(),
+			Concurrency: o.Concurrency, Rounds: o.Rounds, Conns: o.Conns, WarmTokens: o.WarmTokens, DenyTokens: o.DenyTokens,
+			ColdRS256PerPoint: o.ColdRS256, ColdES256PerPoint: o.ColdES256, GOMAXPROCS: runtime.GOMAXPROCS(0)},
+		BareVerify: map[string]BareVerify{},
+	}
+	f := newFixture(work)
+	defer f.close()
+	o.logf("signing tokens (warm %d, deny %d, cold %d RS256 + %d ES256 per level)", o.WarmTokens, o.DenyTokens, o.ColdRS256, o.ColdES256)
+	wl := buildWorkload(f, &o)
+	for _, k := range []*testissuer.Key{f.rs, f.es} {
+		rep.BareVerify[k.Alg] = bareVerify(k, o.BareVerify)
+		o.logf("bare verify %s: %.1f µs CPU/op", k.Alg, rep.BareVerify[k.Alg].CPUUsPerOp)
+	}
+
+	hists := map[pointKey]*Hist{}
+	for round := 1; round <= o.Rounds; round++ {
+		for _, name := range []string{ServerFloor, ServerAuthz} {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			launch, writeCfg := o.Floor, (func(string) (string, error))(nil)
+			if name == ServerAuthz {
+				launch, writeCfg = o.Authz, f.writeConfig
+			}
+			pts, ol, err := runServer(ctx, &o, round, name, launch, writeCfg, wl, hists, filepath.Join(work, name+".log"))
+			if err != nil {
+				return nil, fmt.Errorf("round %d, %s: %w", round, name, err)
+			}
+			rep.Points = append(rep.Points, pts...)
+			rep.OpenLoop = append(rep.OpenLoop, ol)
+		}
+	}
+	if o.ProfileDuration > 0 && o.AuthzProfile != nil {
+		prof, err := runProfile(ctx, &o, f, wl, work)
+		if err != nil {
+			return nil, fmt.Errorf("profile: %w", err)
+		}
+		rep.Profile = prof
+	}
+	rep.Machine.LoadAvgAfter = loadAvg()
+	rep.summarize(hists)
+	if o.OutDir != "" {
+		if err := rep.Write(o.OutDir); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// runServer starts one server process, runs every closed-loop point and the open-loop run
+// against it, and stops it.
+func runServer(ctx context.Context, o *Options, round int, name string, launch Launcher, writeCfg func(string) (string, error),
+	wl *workload, hists map[pointKey]*Hist, logPath string) ([]Point, OpenLoopPoint, error) {
+	o.logf("round %d: starting %s", round, name)
+	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout)
+	if err != nil {
+		return nil, OpenLoopPoint{}, err
+	}
+	defer ch.stop(10 * time.Second)
+	cl, err := dial(ch.addr, o.Conns)
+	if err != nil {
+		return nil, OpenLoopPoint{}, err
+	}
+	defer cl.close()
+	// Warm-up: every warm and deny-heavy token once (fills the token cache, opens the
+	// connections); cold tokens are never sent outside their point.
+	closedLoop(ctx, cl, min(4, len(cl.c)*2), wl.warm, len(wl.warm), time.Minute)
+	closedLoop(ctx, cl, min(4, len(cl.c)*2), wl.deny, len(wl.deny), time.Minute)
+
+	var pts []Point
+	maxWarm := 0.0
+	for _, c := range Cases {
+		for li, conc := range o.Concurrency {
+			reqs, limit := wl.reqs(c, li)
+			cpu0, err := ProcCPU(ch.pid())
+			if err != nil {
+				return nil, OpenLoopPoint{}, err
+			}
+			self0, _ := ProcCPU(os.Getpid())
+			t := closedLoop(ctx, cl, conc, reqs, limit, o.Duration)
+			cpu1, err := ProcCPU(ch.pid())
+			if err != nil {
+				return nil, OpenLoopPoint{}, err
+			}
+			self1, _ := ProcCPU(os.Getpid())
+			p := newPoint(round, name, c, conc, t, cpu1-cpu0, self1-self0)
+			pts = append(pts, p)
+			k := pointKey{name, c, conc}
+			if hists[k] == nil {
+				hists[k] = &Hist{}
+			}
+			hists[k].Merge(&t.Hist)
+			if c == CaseWarm && p.RPS > maxWarm {
+				maxWarm = p.RPS
+			}
+			o.logf("  %-9s %-10s c=%-3d %8.0f req/s  p50 %7.0fµs  p99 %7.0fµs  CPU %6.1fµs/req  ok %d denied %d errors %d",
+				name, c, conc, p.RPS, p.P50us, p.P99us, p.CPUUsPerReq, p.OK, p.Denied, p.Errors)
+		}
+	}
+	// Open loop at half of this server's warm saturation rate, measured just above.
+	rate := maxWarm / 2
+	cpu0, err := ProcCPU(ch.pid())
+	if err != nil {
+		return nil, OpenLoopPoint{}, err
+	}
+	t := openLoop(ctx, cl, 64, wl.warm, rate, o.OpenLoopDuration)
+	cpu1, err := ProcCPU(ch.pid())
+	if err != nil {
+		return nil, OpenLoopPoint{}, err
+	}
+	ol := OpenLoopPoint{Round: round, Server: name, TargetRPS: rate, AchievedRPS: float64(t.Requests) / t.Elapsed.Seconds(),
+		Requests: t.Requests, OK: t.OK, Denied: t.Denied, Errors: t.Errors, Lat: latencies(&t.Hist),
+		CPUUsPerReq: perReq(cpu1-cpu0, t.Requests)}
+	k := pointKey{name, "open-loop", 0}
+	if hists[k] == nil {
+		hists[k] = &Hist{}
+	}
+	hists[k].Merge(&t.Hist)
+	o.logf("  %-9s open-loop  %6.0f req/s target, %6.0f achieved  p50 %7.0fµs  p99 %7.0fµs  p99.9 %7.0fµs",
+		name, rate, ol.AchievedRPS, ol.P50us, ol.P99us, ol.P999us)
+	if err := ch.stop(10 * time.Second); err != nil {
+		return nil, OpenLoopPoint{}, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
+	}
+	return pts, ol, nil
+}
+
+// runProfile runs the in-process authz variant with a CPU profile over a warm closed loop.
+func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work string) (*Profile, error) {
+	path := filepath.Join(work, "authz-cpu.pprof")
+	if o.OutDir != "" && !o.Smoke {
+		path = filepath.Join(o.OutDir, "authz-cpu.pprof")
+	}
+	o.logf("profile: in-process authz, warm c=%d for %s", o.ProfileConcurrency, o.ProfileDuration)
+	launch := func(addr, cfg string) ([]string, []string) { return o.AuthzProfile(addr, cfg, path) }
+	logPath := filepath.Join(work, "profile.log")
+	ch, err := startChild(ctx, launch, f.writeConfig, logPath, o.StartTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.stop(10 * time.Second)
+	cl, err := dial(ch.addr, o.Conns)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.close()
+	closedLoop(ctx, cl, 4, wl.warm, len(wl.warm), time.Minute)
+	if err := ch.signal(syscall.SIGUSR1); err != nil {
+		return nil, err
+	}
+	cpu0, _ := ProcCPU(ch.pid())
+	t := closedLoop(ctx, cl, o.ProfileConcurrency, wl.warm, 0, o.ProfileDuration)
+	cpu1, _ := ProcCPU(ch.pid())
+	if err := ch.stop(10 * time.Second); err != nil {
+		return nil, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &Profile{File: filepath.Base(path), Bytes: st.Size(), Concurrency: o.ProfileConcurrency, Requests: t.Requests,
+		RPS: float64(t.Requests) / t.Elapsed.Seconds(), CPUUsPerReq: perReq(cpu1-cpu0, t.Requests)}
+	if o.PprofBinary != "" {
+		p.Top = pprofTop(o.PprofBinary, path)
+	}
+	return p, nil
+}
+
+func perReq(cpu time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return us(cpu) / float64(n)
+}
+
+func newPoint(round int, server, c string, conc int, t *tally, cpu, self time.Duration) Point {
+	return Point{Round: round, Server: server, Case: c, Concurrency: conc, Requests: t.Requests, OK: t.OK, Denied: t.Denied,
+		Errors: t.Errors, Seconds: t.Elapsed.Seconds(), RPS: float64(t.Requests) / t.Elapsed.Seconds(), Lat: latencies(&t.Hist),
+		ServerCPUSeconds: cpu.Seconds(), CPUUsPerReq: perReq(cpu, t.Requests), ClientCPUSeconds: self.Seconds()}
+}
