@@ -424,7 +424,7 @@ func TestCertificateRotation(t *testing.T) {
 	cfg := strings.Replace(testConfig(cfgOpt{}), "port: 10000\n", "port: 10000\n        tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n", 1)
 	h := start(t, cfg)
 	types := []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.SecretType}
-	c := h.sotw("edge-1", "edge", envoysim.Options{})
+	c := h.sotw("edge-1", "edge", envoysim.Options{KeepResources: true})
 	d := h.delta("edge-2", "edge", envoysim.Options{})
 	h.waitHolds(c, "edge", types...)
 	h.waitHolds(d, "edge", types...)

@@ -38,8 +38,9 @@ type NACKFunc func(typeURL, version string, resources []proto.Message) string
 type Options struct {
 	// NACK rejects responses (nil: ACK everything).
 	NACK NACKFunc
-	// KeepResources keeps every resource received (see Resources). Off, only names,
-	// versions and references are kept, as benchmarks with many clients want.
+	// KeepResources keeps every resource received (see Resource). Off, only versions and
+	// references are kept, and state-of-the-world routes and secrets are not even
+	// unpacked (Names lists them as "#0", "#1", ...), as benchmarks with many clients want.
 	KeepResources bool
 }
 
@@ -128,17 +129,23 @@ func SotW(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node, o
 		}
 		typeURL := resp.GetTypeUrl()
 		nonces[typeURL] = resp.GetNonce()
-		msgs, err := unpack(resp.GetResources())
-		if err != nil {
-			return err
+		add := map[string]proto.Message{}
+		var msgs []proto.Message
+		if c.needsUnpack(typeURL) {
+			if msgs, err = unpack(resp.GetResources()); err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				add[nameOf(m)] = m
+			}
+		} else {
+			for i := range resp.GetResources() {
+				add[fmt.Sprintf("#%d", i)] = nil // unnamed: not unpacked
+			}
 		}
 		nack := c.nackFor(typeURL, resp.GetVersionInfo(), msgs)
 		if nack == "" {
 			acked[typeURL] = resp.GetVersionInfo()
-		}
-		add := map[string]proto.Message{}
-		for _, m := range msgs {
-			add[nameOf(m)] = m
 		}
 		return c.apply(typeURL, resp.GetVersionInfo(), add, nil, true, nack)
 	})
@@ -180,19 +187,25 @@ func Delta(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node, 
 		}
 		typeURL := resp.GetTypeUrl()
 		nonces[typeURL] = resp.GetNonce()
-		anys := make([]*anypb.Any, 0, len(resp.GetResources()))
-		for _, r := range resp.GetResources() {
-			anys = append(anys, r.GetResource())
+		add := map[string]proto.Message{}
+		var msgs []proto.Message
+		if c.needsUnpack(typeURL) {
+			anys := make([]*anypb.Any, 0, len(resp.GetResources()))
+			for _, r := range resp.GetResources() {
+				anys = append(anys, r.GetResource())
+			}
+			if msgs, err = unpack(anys); err != nil {
+				return err
+			}
 		}
-		msgs, err := unpack(anys)
-		if err != nil {
-			return err
+		for i, r := range resp.GetResources() {
+			var m proto.Message
+			if msgs != nil {
+				m = msgs[i]
+			}
+			add[r.GetName()] = m
 		}
 		nack := c.nackFor(typeURL, resp.GetSystemVersionInfo(), msgs)
-		add := map[string]proto.Message{}
-		for i, r := range resp.GetResources() {
-			add[r.GetName()] = msgs[i]
-		}
 		return c.apply(typeURL, resp.GetSystemVersionInfo(), add, resp.GetRemovedResources(), false, nack)
 	})
 	return c, nil
@@ -217,6 +230,15 @@ func (c *Client) loop(recv func() error) {
 			return
 		}
 	}
+}
+
+// needsUnpack: clusters, endpoints and listeners are always unpacked (they say what to
+// subscribe to and when clusters are warm);
+// other types only when resources are kept or a NACK policy inspects them. A benchmark client
+// thus spends little CPU of its own.
+func (c *Client) needsUnpack(typeURL string) bool {
+	return c.opts.KeepResources || c.opts.NACK != nil ||
+		typeURL == resource.ClusterType || typeURL == resource.EndpointType || typeURL == resource.ListenerType
 }
 
 func (c *Client) nackFor(typeURL, version string, msgs []proto.Message) string {

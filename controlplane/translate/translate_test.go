@@ -15,6 +15,7 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
@@ -235,5 +236,37 @@ func TestBuildCancelled(t *testing.T) {
 	cancel()
 	if _, err := Build(ctx, load(t, "testdata/in/basic.yaml"), nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestPreEncodedRoutes: the snapshot's pre-encoded route configurations are, on the wire, the
+// translated ones.
+func TestPreEncodedRoutes(t *testing.T) {
+	fleets, err := Build(context.Background(), load(t, "testdata/in/fleets.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fleets["edge"]
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range f.Resources[resource.RouteType] {
+		rc := r.(*route.RouteConfiguration)
+		enc := snap.GetResources(resource.RouteType)[rc.GetName()]
+		if enc == nil {
+			t.Fatalf("%s missing from snapshot", rc.GetName())
+		}
+		b, err := proto.Marshal(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := &route.RouteConfiguration{}
+		if err := proto.Unmarshal(b, back); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(back, rc) {
+			t.Errorf("%s: decoded pre-encoded route configuration differs:\n%v\nwant\n%v", rc.GetName(), back, rc)
+		}
 	}
 }
