@@ -1,0 +1,706 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
+	"golang.org/x/net/html"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/scopegate/scopegate/controlplane"
+	"github.com/scopegate/scopegate/demoapi"
+	authzconfig "github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/internal/devstack"
+	"github.com/scopegate/scopegate/oauthclient"
+)
+
+// repo is the repository root, where the demo's configs live.
+const repo = "../.."
+
+// stack is the demo, started in-process on 127.0.0.1:0 from the compose configs.
+type stack struct {
+	idp   *devstack.IDP
+	authz *devstack.Authz
+	api   *devstack.API
+	xds   *devstack.XDS
+	hc    *http.Client
+}
+
+func (s *stack) issuer() string { return s.idp.Provider.Issuer() }
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewJSONHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s := &stack{hc: &http.Client{Timeout: 10 * time.Second}}
+	var started []*devstack.Service
+	t.Cleanup(func() {
+		cancel()
+		for _, svc := range started {
+			if err := svc.Wait(); err != nil {
+				t.Errorf("stopping %s: %v", svc.Name, err)
+			}
+		}
+	})
+
+	// idp: compose/idp.yaml with its listeners on port 0 and the issuer its real URL.
+	icfg, err := idp.Load(filepath.Join(repo, "compose", "idp.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	icfg.Listen, icfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	if s.idp, err = devstack.StartIDP(ctx, icfg, log.With("service", "idp"), devstack.WithIssuerFromListener()); err != nil {
+		t.Fatal(err)
+	}
+	started = append(started, s.idp.Service)
+
+	// authz: compose/authz.local.yaml, keys from that idp.
+	// Its policy path is relative to the repository root, where `scopegate dev` runs.
+	araw, err := os.ReadFile(filepath.Join(repo, "compose", "authz.local.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(araw, []byte("path: ./policies")) {
+		t.Fatal("authz.local.yaml no longer has policy path ./policies: update the test")
+	}
+	policies, err := filepath.Abs(filepath.Join(repo, "policies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acfg, err := authzconfig.Parse(bytes.Replace(araw, []byte("path: ./policies"), []byte("path: "+policies), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acfg.Issuers) != 1 {
+		t.Fatalf("authz.local.yaml has %d issuers, the test expects the one demo issuer", len(acfg.Issuers))
+	}
+	acfg.Listen, acfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	acfg.Issuers[0].Issuer = s.issuer()
+	acfg.Issuers[0].JWKSURI = s.issuer() + idp.PathKeys
+	acfg.Policy.Watch = false
+	acfg.DecisionLog.Output = "off"
+	if s.authz, err = devstack.StartAuthz(ctx, acfg, log.With("service", "authz")); err != nil {
+		t.Fatal(err)
+	}
+	started = append(started, s.authz.Service)
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	if err := s.authz.WaitReady(rctx); err != nil {
+		t.Fatal(err)
+	}
+
+	if s.api, err = devstack.StartAPI(ctx, "127.0.0.1:0", log.With("service", "demo-api"), demoapi.WithoutSeed()); err != nil {
+		t.Fatal(err)
+	}
+	started = append(started, s.api.Service)
+
+	// xds: a temporary copy of compose/xds.local.yaml pointing at this authz and this API.
+	raw, err := os.ReadFile(filepath.Join(repo, "compose", "xds.local.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xcfg := string(raw)
+	for from, to := range map[string]string{"127.0.0.1:9191": s.authz.Server.GRPCAddr(), "127.0.0.1:8081": s.api.Addr} {
+		if !strings.Contains(xcfg, `"`+from+`"`) {
+			t.Fatalf("xds.local.yaml no longer has %q: update the test", from)
+		}
+		xcfg = strings.ReplaceAll(xcfg, `"`+from+`"`, `"`+to+`"`)
+	}
+	xpath := filepath.Join(t.TempDir(), "xds.yaml")
+	if err := os.WriteFile(xpath, []byte(xcfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s.xds, err = devstack.StartXDS(ctx, controlplane.Options{
+		ConfigPath: xpath, Logger: log.With("service", "xds"), Listen: "127.0.0.1:0", Admin: "127.0.0.1:0",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	started = append(started, s.xds.Service)
+	return s
+}
+
+// pushedRoutes connects to the control plane as an Envoy of fleet "edge" over ADS (state of
+// the world), the way Envoy does (CDS and LDS by wildcard, RDS by the name the listener's HTTP
+// connection manager references), ACKs each response, and returns the RouteConfiguration.
+func pushedRoutes(t *testing.T, addr string) *route.RouteConfiguration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := &core.Node{Id: "flow-test", Cluster: "edge"}
+	acked := map[string]*discovery.DiscoveryRequest{}
+	// fetch subscribes to typeURL (names nil: wildcard) and waits for its response, ACKing it.
+	fetch := func(typeURL string, names []string) []*discovery.DiscoveryResponse {
+		req := &discovery.DiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNames: names}
+		if err := stream.Send(req); err != nil {
+			t.Fatalf("ADS send %s: %v", typeURL, err)
+		}
+		var got []*discovery.DiscoveryResponse
+		for {
+			resp, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("ADS waiting for %s: %v", typeURL, err)
+			}
+			ack := &discovery.DiscoveryRequest{Node: node, TypeUrl: resp.TypeUrl, VersionInfo: resp.VersionInfo,
+				ResponseNonce: resp.Nonce, ResourceNames: acked[resp.TypeUrl].GetResourceNames()}
+			if resp.TypeUrl == typeURL {
+				ack.ResourceNames = names
+			}
+			acked[resp.TypeUrl] = ack
+			if err := stream.Send(ack); err != nil {
+				t.Fatalf("ADS ACK %s: %v", resp.TypeUrl, err)
+			}
+			got = append(got, resp)
+			if resp.TypeUrl == typeURL {
+				return got
+			}
+		}
+	}
+	fetch(resource.ClusterType, nil)
+	lds := fetch(resource.ListenerType, nil)
+	var rdsName string
+	for _, r := range lds[len(lds)-1].Resources {
+		var l listener.Listener
+		if err := r.UnmarshalTo(&l); err != nil {
+			t.Fatal(err)
+		}
+		for _, fc := range l.FilterChains {
+			for _, f := range fc.Filters {
+				if f.Name != wellknown.HTTPConnectionManager {
+					continue
+				}
+				var m hcm.HttpConnectionManager
+				if err := f.GetTypedConfig().UnmarshalTo(&m); err != nil {
+					t.Fatal(err)
+				}
+				rdsName = m.GetRds().GetRouteConfigName()
+			}
+		}
+	}
+	if rdsName == "" {
+		t.Fatal("no listener with an HTTP connection manager using RDS was pushed")
+	}
+	rds := fetch(resource.RouteType, []string{rdsName})
+	res := rds[len(rds)-1].Resources
+	if len(res) != 1 {
+		t.Fatalf("RDS %q: %d resources", rdsName, len(res))
+	}
+	var rc route.RouteConfiguration
+	if err := res[0].UnmarshalTo(&rc); err != nil {
+		t.Fatal(err)
+	}
+	return &rc
+}
+
+// matchRoute finds the route Envoy would pick for method and path: the first route of the
+// first virtual host whose path specifier and header matchers (only :method is used) match.
+func matchRoute(t *testing.T, rc *route.RouteConfiguration, method, path string) *route.Route {
+	t.Helper()
+	p, _, _ := strings.Cut(path, "?")
+	for _, vh := range rc.VirtualHosts {
+		for _, r := range vh.Routes {
+			m := r.GetMatch()
+			var ok bool
+			switch {
+			case m.GetPath() != "":
+				ok = p == m.GetPath()
+			case m.GetPathSeparatedPrefix() != "":
+				pre := m.GetPathSeparatedPrefix()
+				ok = p == pre || strings.HasPrefix(p, pre+"/")
+			case m.GetPrefix() != "":
+				ok = strings.HasPrefix(p, m.GetPrefix())
+			default:
+				t.Fatalf("route %s: path specifier %T not handled by the test", r.Name, m.GetPathSpecifier())
+			}
+			for _, h := range m.GetHeaders() {
+				if h.Name != ":method" {
+					t.Fatalf("route %s: header matcher %q not handled by the test", r.Name, h.Name)
+				}
+				sm := h.GetStringMatch()
+				switch {
+				case sm.GetExact() != "":
+					ok = ok && method == sm.GetExact()
+				case sm.GetSafeRegex() != nil:
+					ok = ok && regexp.MustCompile(sm.GetSafeRegex().GetRegex()).MatchString(method)
+				default:
+					t.Fatalf("route %s: :method matcher %v not handled by the test", r.Name, sm)
+				}
+			}
+			if ok {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no pushed route matches %s %s", method, path)
+	return nil
+}
+
+// perRoute is the route's ext_authz per-route config as pushed.
+func perRoute(t *testing.T, r *route.Route) *extauthzv3.ExtAuthzPerRoute {
+	t.Helper()
+	a, ok := r.TypedPerFilterConfig[wellknown.HTTPExternalAuthorization]
+	if !ok {
+		t.Fatalf("route %s has no %s per-route config", r.Name, wellknown.HTTPExternalAuthorization)
+	}
+	var pr extauthzv3.ExtAuthzPerRoute
+	if err := a.UnmarshalTo(&pr); err != nil {
+		t.Fatal(err)
+	}
+	return &pr
+}
+
+// envoyCheck builds the CheckRequest Envoy sends for a request on route r: headers lowercased
+// (pseudo-headers included), :path with its query, and the route's context_extensions.
+func envoyCheck(t *testing.T, r *route.Route, method, path, bearer string) *authv3.CheckRequest {
+	t.Helper()
+	pr := perRoute(t, r)
+	if pr.GetDisabled() {
+		t.Fatalf("route %s has ext_authz disabled: Envoy would not call authz", r.Name)
+	}
+	h := map[string]string{":authority": "localhost:10000", ":method": method, ":path": path, ":scheme": "http",
+		"user-agent": "curl/8.5.0", "accept": "*/*", "x-request-id": "flow-test", "x-forwarded-proto": "http"}
+	if bearer != "" {
+		h["authorization"] = "Bearer " + bearer
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "flow-test", Method: method, Headers: h, Path: path, Host: "localhost:10000", Scheme: "http", Protocol: "HTTP/1.1",
+		}},
+		ContextExtensions: pr.GetCheckSettings().GetContextExtensions(),
+	}}
+}
+
+// decision is a CheckResponse as Envoy acts on it.
+type decision struct {
+	status  int               // 200 for OK, else the denied response's status
+	headers map[string]string // headers added upstream (OK) or sent to the client (denied)
+	body    string
+}
+
+func toDecision(resp *authv3.CheckResponse) decision {
+	d := decision{headers: map[string]string{}}
+	if resp.GetStatus().GetCode() == 0 {
+		d.status = http.StatusOK
+		for _, h := range resp.GetOkResponse().GetHeaders() {
+			d.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		return d
+	}
+	dr := resp.GetDeniedResponse()
+	d.status, d.body = int(dr.GetStatus().GetCode()), dr.GetBody()
+	for _, h := range dr.GetHeaders() {
+		d.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	return d
+}
+
+// browser drives the idp's login and consent pages the way a user's browser does: it follows
+// redirects, keeps cookies, and posts the forms as the pages render them (hidden fields
+// included, so the CSRF token comes from the page).
+type browser struct {
+	t  *testing.T
+	hc *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+}
+
+// page is a fetched HTML page and its first form.
+type page struct {
+	url    *url.URL
+	status int
+	body   string
+	action string
+	fields url.Values
+}
+
+func (b *browser) do(req *http.Request) (*page, error) {
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	p := &page{url: resp.Request.URL, status: resp.StatusCode, body: string(raw), fields: url.Values{}}
+	doc, err := html.Parse(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	var walk func(n *html.Node, inForm bool)
+	walk = func(n *html.Node, inForm bool) {
+		if n.Type == html.ElementNode {
+			attr := map[string]string{}
+			for _, a := range n.Attr {
+				attr[a.Key] = a.Val
+			}
+			switch {
+			case n.Data == "form" && p.action == "":
+				p.action, inForm = attr["action"], true
+			case n.Data == "input" && inForm && attr["type"] == "hidden":
+				p.fields.Set(attr["name"], attr["value"])
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inForm)
+		}
+	}
+	walk(doc, false)
+	return p, nil
+}
+
+func (b *browser) get(u string) (*page, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.do(req)
+}
+
+// submit posts p's form with its hidden fields plus extra.
+func (b *browser) submit(p *page, extra url.Values) (*page, error) {
+	if p.action == "" {
+		return nil, fmt.Errorf("%s (%d): no form on the page: %s", p.url, p.status, p.body)
+	}
+	form := url.Values{}
+	for k, v := range p.fields {
+		form[k] = v
+	}
+	for k, v := range extra {
+		form[k] = v
+	}
+	u, err := p.url.Parse(p.action)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(req)
+}
+
+// login runs `scopegate token login`'s flow (oauthclient.Login: PKCE, loopback redirect) for
+// orders-cli, with a browser that signs in as user and allows; it returns the token entry and
+// the consent page.
+func (s *stack) login(t *testing.T, user string, scopes []string) (*oauthclient.Entry, *page) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ep, err := oauthclient.Discover(ctx, s.hc, s.issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consent *page
+	var browserErr error
+	entry, err := oauthclient.Login(ctx, s.hc, oauthclient.LoginOptions{
+		Endpoints: ep, ClientID: "orders-cli", Scopes: scopes,
+		ShowURL: func(authURL string) {
+			browserErr = func() error {
+				b := newBrowser(t)
+				loginPage, err := b.get(authURL)
+				if err != nil {
+					return err
+				}
+				if loginPage.status != http.StatusOK || loginPage.fields.Get("csrf") == "" {
+					return fmt.Errorf("login page %s: %d, fields %v", loginPage.url, loginPage.status, loginPage.fields)
+				}
+				consent, err = b.submit(loginPage, url.Values{"username": {user}, "password": {user}})
+				if err != nil {
+					return err
+				}
+				if consent.status != http.StatusOK || !strings.Contains(consent.body, `value="allow"`) {
+					return fmt.Errorf("consent page %s: %d: %s", consent.url, consent.status, consent.body)
+				}
+				done, err := b.submit(consent, url.Values{"decision": {"allow"}})
+				if err != nil {
+					return err
+				}
+				if done.status != http.StatusOK || done.url.Path != oauthclient.CallbackPath {
+					return fmt.Errorf("after consent: %s: %d: %s", done.url, done.status, done.body)
+				}
+				return nil
+			}()
+			if browserErr != nil {
+				cancel() // Login stops waiting for a redirect that will not come
+			}
+		},
+	})
+	if browserErr != nil {
+		t.Fatalf("%s's browser: %v", user, browserErr)
+	}
+	if err != nil {
+		t.Fatalf("%s's login: %v", user, err)
+	}
+	return entry, consent
+}
+
+func (s *stack) clientCredentials(t *testing.T, id, secret string) *oauthclient.Entry {
+	t.Helper()
+	e, err := oauthclient.ClientCredentials(context.Background(), s.hc, oauthclient.ClientCredentialsOptions{
+		Issuer: s.issuer(), TokenURL: s.issuer() + idp.PathToken, ClientID: id, Secret: secret,
+	})
+	if err != nil {
+		t.Fatalf("client credentials for %s: %v", id, err)
+	}
+	return e
+}
+
+func claims(t *testing.T, tok string) *oauthclient.Decoded {
+	t.Helper()
+	d, err := oauthclient.Decode(tok, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestDemoFlow is the demo of docs/demo.md without Docker, Envoy or a browser: the services run
+// in-process; tokens come from the idp through the real OAuth flows; Envoy's part is played by
+// CheckRequests built from the routes the control plane pushed over ADS.
+func TestDemoFlow(t *testing.T) {
+	s := startStack(t)
+	rc := pushedRoutes(t, s.xds.CP.XDSAddr())
+
+	conn, err := grpc.NewClient(s.authz.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	authz := authv3.NewAuthorizationClient(conn)
+	check := func(t *testing.T, method, path, tok string) decision {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		resp, err := authz.Check(ctx, envoyCheck(t, matchRoute(t, rc, method, path), method, path, tok))
+		if err != nil {
+			t.Fatalf("Check %s %s: %v", method, path, err)
+		}
+		return toDecision(resp)
+	}
+
+	t.Run("healthz is public in the pushed config", func(t *testing.T) {
+		r := matchRoute(t, rc, http.MethodGet, "/healthz")
+		if !perRoute(t, r).GetDisabled() {
+			t.Fatalf("route %s: ext_authz not disabled: %v", r.Name, perRoute(t, r))
+		}
+	})
+
+	// Tokens: client credentials for the two confidential clients, the authorization code flow
+	// with PKCE for alice and bob.
+	reporting := s.clientCredentials(t, "reporting-job", "reporting-secret")
+	ops := s.clientCredentials(t, "ops-console", "ops-secret")
+	alice, _ := s.login(t, "alice", []string{"orders:read", "orders:write"})
+	bob, bobConsent := s.login(t, "bob", []string{"orders:read", "orders:write"})
+
+	for _, tc := range []struct {
+		entry *oauthclient.Entry
+		sub   string
+		scope string
+	}{
+		{reporting, "reporting-job", "orders:read"},
+		{ops, "ops-console", "admin orders:read orders:write"},
+		{alice, "alice", "orders:read orders:write"},
+		{bob, "bob", "orders:read"},
+	} {
+		c := claims(t, tc.entry.AccessToken)
+		if c.Header["typ"] != idp.AccessTokenType || c.Claims["sub"] != tc.sub || c.Claims["scope"] != tc.scope || c.Claims["iss"] != s.issuer() {
+			t.Errorf("%s's token: header %v claims %v; want typ at+jwt, sub %s, scope %q", tc.sub, c.Header, c.Claims, tc.sub, tc.scope)
+		}
+	}
+	if !regexp.MustCompile(`class="refused"><code>orders:write</code>`).MatchString(bobConsent.body) {
+		t.Errorf("bob's consent page does not show orders:write as refused:\n%s", bobConsent.body)
+	}
+	if alice.RefreshToken == "" || bob.RefreshToken == "" {
+		t.Fatal("the authorization code flow returned no refresh token")
+	}
+
+	const identity = "x-scopegate-"
+	tests := []struct {
+		name           string
+		method, path   string
+		token          string
+		status         int
+		headers        map[string]string // exact values
+		headerContains map[string]string
+	}{
+		{name: "no token", method: "GET", path: "/orders", status: 401,
+			headerContains: map[string]string{"www-authenticate": `Bearer realm="`}},
+		{name: "garbage token", method: "GET", path: "/orders", token: "not-a-jwt", status: 401,
+			headerContains: map[string]string{"www-authenticate": `error="invalid_token"`}},
+		{name: "bob writes", method: "POST", path: "/orders", token: bob.AccessToken, status: 403,
+			headerContains: map[string]string{"www-authenticate": `error="insufficient_scope"`}},
+		{name: "bob reads", method: "GET", path: "/orders?status=shipped", token: bob.AccessToken, status: 200,
+			headers: map[string]string{identity + "subject": "bob", identity + "scopes": "orders:read"}},
+		{name: "alice writes", method: "POST", path: "/orders", token: alice.AccessToken, status: 200,
+			headers: map[string]string{identity + "subject": "alice", identity + "client-id": "orders-cli",
+				identity + "scopes": "orders:read orders:write", identity + "issuer": "demo"}},
+		{name: "reporting-job reads", method: "GET", path: "/orders/1", token: reporting.AccessToken, status: 200,
+			headers: map[string]string{identity + "subject": "reporting-job", identity + "client-id": "reporting-job"}},
+		{name: "reporting-job on /admin", method: "GET", path: "/admin/summary", token: reporting.AccessToken, status: 403,
+			headerContains: map[string]string{"www-authenticate": `scope="admin"`}},
+		{name: "ops-console on /admin", method: "GET", path: "/admin", token: ops.AccessToken, status: 200,
+			headers: map[string]string{identity + "subject": "ops-console", identity + "client-id": "ops-console"}},
+		{name: "alice on /admin", method: "DELETE", path: "/admin/orders", token: alice.AccessToken, status: 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := check(t, tt.method, tt.path, tt.token)
+			if d.status != tt.status {
+				t.Fatalf("%s %s: status %d, want %d (headers %v, body %s)", tt.method, tt.path, d.status, tt.status, d.headers, d.body)
+			}
+			for k, v := range tt.headers {
+				if d.headers[k] != v {
+					t.Errorf("header %s = %q, want %q (all: %v)", k, d.headers[k], v, d.headers)
+				}
+			}
+			for k, v := range tt.headerContains {
+				if !strings.Contains(d.headers[k], v) {
+					t.Errorf("header %s = %q, want it to contain %q", k, d.headers[k], v)
+				}
+			}
+		})
+	}
+
+	t.Run("insufficient_scope names the scope", func(t *testing.T) {
+		d := check(t, "POST", "/orders", bob.AccessToken)
+		if wa := d.headers["www-authenticate"]; !strings.Contains(wa, `scope="orders:write"`) {
+			t.Errorf("www-authenticate %q does not name scope=\"orders:write\"", wa)
+		}
+		var body struct{ Error, Scope string }
+		if err := json.Unmarshal([]byte(d.body), &body); err != nil || body.Error != "insufficient_scope" {
+			t.Errorf("body %s: want error insufficient_scope (%v)", d.body, err)
+		}
+	})
+
+	t.Run("allowed request reaches the demo API with the identity headers", func(t *testing.T) {
+		d := check(t, "POST", "/orders", alice.AccessToken)
+		if d.status != 200 {
+			t.Fatalf("status %d", d.status)
+		}
+		req, err := http.NewRequest(http.MethodPost, "http://"+s.api.Addr+"/orders", strings.NewReader(`{"item":"grinder","quantity":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range d.headers { // what Envoy adds upstream on OK
+			req.Header.Set(k, v)
+		}
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var got demoapi.Response
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusCreated || got.Order == nil || got.Order.Owner != "alice" {
+			t.Fatalf("demo API: %s, %+v", resp.Status, got)
+		}
+		for k, v := range d.headers {
+			if got.Identity[k] != v {
+				t.Errorf("demo API echoed %s = %q, want %q", k, got.Identity[k], v)
+			}
+		}
+	})
+
+	t.Run("refresh rotates the refresh token", func(t *testing.T) {
+		ctx := context.Background()
+		next, err := oauthclient.Refresh(ctx, s.hc, alice, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next.RefreshToken == "" || next.RefreshToken == alice.RefreshToken || next.AccessToken == alice.AccessToken {
+			t.Fatal("refresh did not return a new access and refresh token")
+		}
+		if d := check(t, "POST", "/orders", next.AccessToken); d.status != 200 || d.headers[identity+"subject"] != "alice" {
+			t.Fatalf("refreshed token: %d %v", d.status, d.headers)
+		}
+		if _, err := oauthclient.Refresh(ctx, s.hc, alice, nil); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+			t.Fatalf("the old refresh token was accepted again (err %v)", err)
+		}
+		// Reuse of a rotated refresh token revokes its whole grant (OAuth 2.0 Security BCP).
+		if _, err := oauthclient.Refresh(ctx, s.hc, next, nil); err == nil {
+			t.Fatal("after reuse of the old refresh token, the new one still works: the grant was not revoked")
+		}
+	})
+
+	t.Run("key rotation", func(t *testing.T) {
+		// Two tokens signed by the current key: one authz has already verified, one it has not.
+		seen := s.clientCredentials(t, "reporting-job", "reporting-secret")
+		unseen := s.clientCredentials(t, "reporting-job", "reporting-secret")
+		if d := check(t, "GET", "/orders", seen.AccessToken); d.status != 200 {
+			t.Fatalf("before rotation: %d %s", d.status, d.body)
+		}
+		oldKid := claims(t, seen.AccessToken).Header["kid"]
+
+		res, err := idp.RotateKeysAt(context.Background(), s.hc, "http://"+s.idp.AdminAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Active.ID == oldKid || len(res.Keys) != 2 {
+			t.Fatalf("after rotation: active %s (old %s), %d keys published", res.Active.ID, oldKid, len(res.Keys))
+		}
+		fresh := s.clientCredentials(t, "reporting-job", "reporting-secret")
+		if kid := claims(t, fresh.AccessToken).Header["kid"]; kid != res.Active.ID {
+			t.Fatalf("new token signed by %v, want the new key %s", kid, res.Active.ID)
+		}
+		// The first Check with the new kid makes authz refetch the JWKS: no 401 in between.
+		if d := check(t, "GET", "/orders", fresh.AccessToken); d.status != 200 {
+			t.Fatalf("token signed by the new key, first Check: %d %v %s", d.status, d.headers, d.body)
+		}
+		for name, e := range map[string]*oauthclient.Entry{"verified before": seen, "not verified before": unseen} {
+			if d := check(t, "GET", "/orders", e.AccessToken); d.status != 200 {
+				t.Errorf("old-key token %s the rotation: %d %s", name, d.status, d.body)
+			}
+		}
+	})
+}
+
+// TestMain quiets the OIDC library, which logs every route it registers through slog's default
+// logger at info level.
+func TestMain(m *testing.M) {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	os.Exit(m.Run())
+}
