@@ -46,6 +46,7 @@ type Service struct {
 	authv3.UnimplementedAuthorizationServer
 	o        Options
 	identity []string // identity header names in use, removed from every request they aren't set on
+	denials  *denialCache
 }
 
 // New builds the service.
@@ -59,7 +60,7 @@ func New(o Options) *Service {
 	if o.Realm == "" {
 		o.Realm = "scopegate"
 	}
-	s := &Service{o: o}
+	s := &Service{o: o, denials: &denialCache{realm: o.Realm}}
 	for _, h := range []string{o.Headers.Subject, o.Headers.ClientID, o.Headers.Scopes, o.Headers.Issuer} {
 		if h != "" && h != "-" {
 			s.identity = append(s.identity, h)
@@ -266,7 +267,7 @@ func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int,
 
 func (s *Service) deny(rec *decisionlog.Record, status int, reason string, d denial) *authv3.CheckResponse {
 	rec.Allow, rec.Status, rec.Reason = false, status, reason
-	return cachedDenial(reason+"\x00"+d.description, d, s.o.Realm)
+	return s.denials.get(reason+"\x00"+d.description, d)
 }
 
 func (s *Service) memo(id *token.Identity) *perToken {

@@ -27,17 +27,21 @@ type denial struct {
 	extra       []*corev3.HeaderValueOption
 }
 
-// staticDenials caches denials that depend only on fixed strings (bearer and token errors),
-// so a flood of bad tokens costs no response building. Proto messages are only read once
-// built, so sharing them across Checks is safe.
-var staticDenials sync.Map // key string → *authv3.CheckResponse
+// denialCache holds a service's denials that depend only on fixed strings (bearer and token
+// errors), so a flood of bad tokens costs no response building. Proto messages are only
+// read once built, so sharing them across Checks is safe. The key set is bounded by our own
+// reasons and descriptions.
+type denialCache struct {
+	m     sync.Map // key string → *authv3.CheckResponse
+	realm string
+}
 
-func cachedDenial(key string, d denial, realm string) *authv3.CheckResponse {
-	if r, ok := staticDenials.Load(key); ok {
+func (c *denialCache) get(key string, d denial) *authv3.CheckResponse {
+	if r, ok := c.m.Load(key); ok {
 		return r.(*authv3.CheckResponse)
 	}
-	r := buildDenial(d, realm)
-	staticDenials.Store(key, r)
+	r := buildDenial(d, c.realm)
+	c.m.Store(key, r)
 	return r
 }
 
