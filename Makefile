@@ -6,7 +6,7 @@ BIN       := bin/scopegate
 OPA       := $(GO) tool opa
 POLICIES  := policies
 
-.PHONY: all build test test-go test-policies lint run bench tidy-check demo
+.PHONY: all build test test-go test-policies lint run bench demo
 
 all: build
 
@@ -31,7 +31,8 @@ lint:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## run: the authz service on the example config and a local JWKS (no other service needed).
+## run: the demo idp, demo API, authz and xds in one process on localhost (`scopegate dev`);
+## Envoy too when an envoy binary is on PATH.
 run:
 	$(GO) run ./cmd/scopegate dev
 
