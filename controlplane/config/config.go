@@ -52,7 +52,14 @@ type Authz struct {
 	IncludePeerCertificate bool `yaml:"include_peer_certificate"`
 	// ConnectTimeout bounds connection setup to the authz service.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// IdentityHeaders are the headers the authz service sets on allowed requests. Public routes
+	// never reach it, so Envoy strips these names from their requests: a client can't hand
+	// the upstream an identity of its own choosing.
+	IdentityHeaders []string `yaml:"identity_headers"`
 }
+
+// DefaultIdentityHeaders are scopegate authz's default identity header names.
+var DefaultIdentityHeaders = []string{"x-scopegate-subject", "x-scopegate-client-id", "x-scopegate-scopes", "x-scopegate-issuer"}
 
 // Fleet is one group of Envoys.
 type Fleet struct {
@@ -200,6 +207,9 @@ func Parse(name string, data []byte) (*Config, error) {
 
 // applyDefaults fills per-item defaults the top-level Default cannot reach.
 func (c *Config) applyDefaults() {
+	if c.Authz.IdentityHeaders == nil {
+		c.Authz.IdentityHeaders = append([]string(nil), DefaultIdentityHeaders...)
+	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
 		if u.Timeout == 0 {

@@ -37,21 +37,27 @@ func virtualHost(vh *config.VirtualHost, cfg *config.Config) *route.VirtualHost 
 	for i := range vh.Routes {
 		r := &vh.Routes[i]
 		u, _ := cfg.Upstream(r.Upstream) // Validate guarantees it exists
-		out.Routes = append(out.Routes, httpRoute(r, u))
+		out.Routes = append(out.Routes, httpRoute(r, u, cfg.Authz.IdentityHeaders))
 	}
 	return out
 }
 
 // httpRoute builds one route: match, forward to the upstream's cluster, and the ext_authz
 // per-route config (context extensions for a protected route, disabled for a public one).
-func httpRoute(r *config.Route, u *config.Upstream) *route.Route {
+// A public route also strips the identity headers, which only ext_authz may set.
+func httpRoute(r *config.Route, u *config.Upstream, identityHeaders []string) *route.Route {
 	timeout := u.Timeout
 	if r.Timeout > 0 {
 		timeout = r.Timeout
 	}
+	var strip []string
+	if r.Public {
+		strip = append(strip, identityHeaders...)
+	}
 	return &route.Route{
-		Name:  r.Name,
-		Match: routeMatch(r.Match),
+		RequestHeadersToRemove: strip,
+		Name:                   r.Name,
+		Match:                  routeMatch(r.Match),
 		Action: &route.Route_Route{Route: &route.RouteAction{
 			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: u.Name},
 			Timeout:          durationpb.New(timeout),
