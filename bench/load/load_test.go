@@ -133,8 +133,13 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("cold goal %s: %+v", alg, g)
 		}
 	}
-	if rep.Profile == nil || rep.Profile.Bytes == 0 || rep.Profile.Requests == 0 {
-		t.Errorf("profile: %+v", rep.Profile)
+	if len(rep.Profiles) != 2 {
+		t.Errorf("%d profiles, want warm and cold", len(rep.Profiles))
+	}
+	for _, p := range rep.Profiles {
+		if p.Bytes == 0 || p.Requests == 0 {
+			t.Errorf("profile: %+v", p)
+		}
 	}
 	if rep.Machine.NProc == 0 || rep.Machine.GoVersion == "" {
 		t.Errorf("machine: %+v", rep.Machine)

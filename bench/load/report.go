@@ -21,7 +21,7 @@ type Report struct {
 	Summary         []Summary       `json:"summary"`
 	OpenLoopSummary []OpenLoopStats `json:"open_loop_summary"`
 	Goals           Goals           `json:"goals"`
-	Profile         *Profile        `json:"profile,omitempty"`
+	Profiles        []Profile       `json:"profiles,omitempty"`
 	// Points and OpenLoop are every measurement, per round, in run order.
 	Points   []Point         `json:"points"`
 	OpenLoop []OpenLoopPoint `json:"open_loop"`
@@ -153,8 +153,9 @@ type Goal struct {
 	Met   bool    `json:"met"`
 }
 
-// Profile is the CPU profile of the in-process authz variant under warm load.
+// Profile is a CPU profile of the in-process authz variant under one case's load.
 type Profile struct {
+	Case        string   `json:"case"`
 	File        string   `json:"file"`
 	Bytes       int64    `json:"bytes"`
 	Concurrency int      `json:"concurrency"`

@@ -223,11 +223,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if o.ProfileDuration > 0 && o.AuthzProfile != nil {
-		prof, err := runProfile(ctx, &o, f, wl, work)
-		if err != nil {
-			return nil, fmt.Errorf("profile: %w", err)
+		// Warm: where an allowed, cached request's time goes. Cold RS256: every token new
+		// (all levels' cold tokens, never sent to this process before).
+		var cold []*authv3.CheckRequest
+		for _, l := range wl.coldRS {
+			cold = append(cold, l...)
 		}
-		rep.Profile = prof
+		for _, pc := range []struct {
+			name  string
+			reqs  []*authv3.CheckRequest
+			limit int
+		}{{CaseWarm, wl.warm, 0}, {CaseColdRS, cold, len(cold)}} {
+			prof, err := runProfile(ctx, &o, f, wl, work, pc.name, pc.reqs, pc.limit)
+			if err != nil {
+				return nil, fmt.Errorf("profile %s: %w", pc.name, err)
+			}
+			rep.Profiles = append(rep.Profiles, *prof)
+		}
 	}
 	rep.Machine.LoadAvgAfter = loadAvg()
 	rep.summarize(hists)
@@ -316,13 +328,15 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 	return pts, ol, nil
 }
 
-// runProfile runs the in-process authz variant with a CPU profile over a warm closed loop.
-func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work string) (*Profile, error) {
-	path := filepath.Join(work, "authz-cpu.pprof")
+// runProfile runs the in-process authz variant with a CPU profile over a closed loop of reqs
+// (after a warm-up pass over the warm tokens).
+func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work, name string, reqs []*authv3.CheckRequest, limit int) (*Profile, error) {
+	file := "authz-cpu-" + name + ".pprof"
+	path := filepath.Join(work, file)
 	if o.OutDir != "" && !o.Smoke {
-		path = filepath.Join(o.OutDir, "authz-cpu.pprof")
+		path = filepath.Join(o.OutDir, file)
 	}
-	o.logf("profile: in-process authz, warm c=%d for %s", o.ProfileConcurrency, o.ProfileDuration)
+	o.logf("profile: in-process authz, %s c=%d for up to %s", name, o.ProfileConcurrency, o.ProfileDuration)
 	launch := func(addr, cfg string) ([]string, []string) { return o.AuthzProfile(addr, cfg, path) }
 	logPath := filepath.Join(work, "profile.log")
 	ch, err := startChild(ctx, launch, f.writeConfig, logPath, o.StartTimeout)
@@ -340,7 +354,7 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work 
 		return nil, err
 	}
 	cpu0, _ := ProcCPU(ch.pid())
-	t := closedLoop(ctx, cl, o.ProfileConcurrency, wl.warm, 0, o.ProfileDuration)
+	t := closedLoop(ctx, cl, o.ProfileConcurrency, reqs, limit, o.ProfileDuration)
 	cpu1, _ := ProcCPU(ch.pid())
 	if err := ch.stop(10 * time.Second); err != nil {
 		return nil, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
@@ -349,7 +363,7 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work 
 	if err != nil {
 		return nil, err
 	}
-	p := &Profile{File: filepath.Base(path), Bytes: st.Size(), Concurrency: o.ProfileConcurrency, Requests: t.Requests,
+	p := &Profile{Case: name, File: filepath.Base(path), Bytes: st.Size(), Concurrency: o.ProfileConcurrency, Requests: t.Requests,
 		RPS: float64(t.Requests) / t.Elapsed.Seconds(), CPUUsPerReq: perReq(cpu1-cpu0, t.Requests)}
 	if o.PprofBinary != "" {
 		p.Top = pprofTop(o.PprofBinary, path)
