@@ -40,17 +40,17 @@ type Issuer struct {
 // Verifier checks tokens against the issuers and caches the result.
 type Verifier struct {
 	byIss   map[string]*issuer
+	only    *issuer // the issuer, when exactly one is configured
 	cache   *Cache
 	now     func() time.Time
 	metrics *Metrics
 }
 
 type issuer struct {
-	cfg       config.Issuer
-	keys      *jwks.Source
-	parser    *jwt.Parser
-	typ       string // lower-cased required typ, "" for none
-	leewayNan int64
+	cfg    config.Issuer
+	keys   *jwks.Source
+	parser *jwt.Parser
+	typ    string // lower-cased required typ, "" for none
 }
 
 // Options configure a Verifier.
@@ -82,8 +82,12 @@ func NewVerifier(o Options) *Verifier {
 				jwt.WithTimeFunc(func() time.Time { return v.now() }),
 				jwt.WithStrictDecoding(),
 			),
-			typ:       normTyp(c.RequireTyp),
-			leewayNan: int64(c.Leeway),
+			typ: normTyp(c.RequireTyp),
+		}
+	}
+	if len(v.byIss) == 1 {
+		for _, is := range v.byIss {
+			v.only = is
 		}
 	}
 	return v
@@ -140,13 +144,17 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	default:
 		return nil, "", fp, refuse("malformed", "the token is not a JWS compact serialization")
 	}
-	iss, err := peekIssuer(raw)
-	if err != nil {
-		return nil, "", fp, err
-	}
-	is := v.byIss[iss]
+	is := v.only
 	if is == nil {
-		return nil, "", fp, refuse("unknown_issuer", "the token's issuer is not trusted")
+		// Several issuers: the unverified iss picks the keys and rules. With one, the parser's
+		// exact iss check alone suffices, and the payload is decoded once, not twice.
+		iss, err := peekIssuer(raw)
+		if err != nil {
+			return nil, "", fp, err
+		}
+		if is = v.byIss[iss]; is == nil {
+			return nil, "", fp, refuse("unknown_issuer", "the token's issuer is not trusted")
+		}
 	}
 	if is.keys.Current().Len() == 0 {
 		return nil, "", fp, &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
@@ -276,9 +284,14 @@ func classify(err error) *Error {
 		return refuse("malformed", "the token is malformed")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
 		return refuse("bad_signature", "the token signature is invalid")
+	case errors.Is(err, jwt.ErrInvalidType):
+		return refuse("malformed", "a registered claim has the wrong type")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		if strings.Contains(err.Error(), "exp") {
+		if strings.Contains(err.Error(), "exp claim is required") {
 			return refuse("missing_exp", "the token has no expiry")
+		}
+		if strings.Contains(err.Error(), "iss claim is required") {
+			return refuse("unknown_issuer", "the token has no issuer")
 		}
 		return refuse("missing_claim", "the token lacks a required claim")
 	case errors.Is(err, jwt.ErrTokenExpired):

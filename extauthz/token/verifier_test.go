@@ -403,3 +403,43 @@ func TestDiscoveryAndFile(t *testing.T) {
 		t.Fatalf("jwks_file: %v", err)
 	}
 }
+
+// With several issuers the unverified iss picks the keys: a token must verify with its own
+// issuer's keys, never another's.
+func TestTwoIssuers(t *testing.T) {
+	ka, kb := testissuer.NewKey("a1", "ES256"), testissuer.NewKey("b1", "RS256")
+	a, b := testissuer.New(ka), testissuer.New(kb)
+	defer a.Close()
+	defer b.Close()
+	fa := newFixture(t, a, func(c *config.Issuer) { c.Name = "a" })
+	fb := newFixture(t, b, func(c *config.Issuer) { c.Name = "b" })
+	v := NewVerifier(Options{Issuers: []Issuer{{Config: fa.cfg, Keys: fa.src}, {Config: fb.cfg, Keys: fb.src}}})
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name, token, reason, issuer string
+	}{
+		{"issuer a", testissuer.Sign(ka, a.Standard(aud, "x", "", time.Minute), nil), "", "a"},
+		{"issuer b", testissuer.Sign(kb, b.Standard(aud, "x", "", time.Minute), nil), "", "b"},
+		{"b's iss signed with a's key", testissuer.Sign(ka, b.Standard(aud, "x", "", time.Minute), nil), "unknown_kid", ""},
+		{"unknown iss", testissuer.Sign(ka, with(a.Standard(aud, "x", "", time.Minute), "iss", "https://other"), nil), "unknown_issuer", ""},
+		{"no iss", testissuer.Sign(ka, with(a.Standard(aud, "x", "", time.Minute), "iss", nil), nil), "unknown_issuer", ""},
+		{"iss not a string", testissuer.Sign(ka, with(a.Standard(aud, "x", "", time.Minute), "iss", 1), nil), "malformed", ""},
+	} {
+		id, err := v.Verify(ctx, tt.token)
+		if got := reasonOf(err); got != tt.reason {
+			t.Errorf("%s: reason %q, want %q", tt.name, got, tt.reason)
+		}
+		if tt.reason == "" && id.Issuer != tt.issuer {
+			t.Errorf("%s: issuer %q, want %q", tt.name, id.Issuer, tt.issuer)
+		}
+	}
+}
+
+func with(c testissuer.Claims, name string, v any) testissuer.Claims {
+	if v == nil {
+		delete(c, name)
+	} else {
+		c[name] = v
+	}
+	return c
+}
