@@ -16,13 +16,16 @@ type needs = Fields
 
 // Fields lists the optional input.request fields a revision reads.
 type Fields struct {
-	Headers, Query, PathSegments, SourceAddress bool
+	Headers       bool `json:"headers"`
+	Query         bool `json:"query"`
+	PathSegments  bool `json:"path_segments"`
+	SourceAddress bool `json:"source_address"`
 	// Cacheable is true when a decision can depend only on input.token, input.route,
 	// input.request.method and data: no other request field is read, input is never used
 	// whole, and no non-deterministic builtin (time.now_ns, http.send, rand.*...) is called.
 	// Such a decision is a function of (token, route, method) for the revision's lifetime,
 	// so the Check path may reuse it per token.
-	Cacheable bool
+	Cacheable bool `json:"cacheable"`
 }
 
 var needAll = Fields{Headers: true, Query: true, PathSegments: true, SourceAddress: true}
