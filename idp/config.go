@@ -1,10 +1,8 @@
 package idp
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -12,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
 // Defaults applied by Load when a field is left out.
@@ -118,18 +116,9 @@ func Load(path string) (*Config, error) {
 
 // Parse decodes, defaults and validates a config document.
 func Parse(data []byte) (*Config, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var cfg Config
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("empty document")
-		}
+	if err := yamlfile.Decode(data, &cfg); err != nil {
 		return nil, err
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, errors.New("more than one YAML document")
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {

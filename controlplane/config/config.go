@@ -3,15 +3,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
 // Defaults applied when the file leaves a field out.
@@ -186,17 +184,11 @@ func (c *Config) resolvePaths(dir string) {
 // Unknown fields are errors, so a misspelt key never silently means "default".
 func Parse(name string, data []byte) (*Config, error) {
 	cfg := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
-		if errors.Is(err, io.EOF) {
+	if err := yamlfile.Decode(data, cfg); err != nil {
+		if errors.Is(err, yamlfile.ErrEmpty) {
 			return nil, fmt.Errorf("%s: empty config", name)
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: more than one YAML document", name)
 	}
 	cfg.applyDefaults()
 	if err := cfg.Validate(); err != nil {

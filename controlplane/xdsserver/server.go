@@ -32,6 +32,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/scopegate/scopegate/controlplane/translate"
+
+	"github.com/scopegate/scopegate/internal/grpcstop"
 )
 
 // Options tune the server; zero values take the defaults below.
@@ -177,17 +179,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // forcibly once ctx is done.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.cancel()
-	done := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.grpc.Stop()
-		<-done
-	}
+	grpcstop.Graceful(ctx, s.grpc)
 }
 
 // Apply installs the fleets' snapshots: every connected node of a fleet receives the types

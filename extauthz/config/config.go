@@ -2,17 +2,15 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
 // Config is the file users write for `scopegate authz`.
@@ -121,10 +119,8 @@ func Load(path string) (*Config, error) {
 // Parse decodes YAML (unknown fields are errors), fills defaults and validates.
 func Parse(raw []byte) (*Config, error) {
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
 	// An empty file is valid: every field has a default (issuers aside, which Validate names).
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	if err := yamlfile.Decode(raw, &c); err != nil && !errors.Is(err, yamlfile.ErrEmpty) {
 		return nil, err
 	}
 	c.setDefaults()

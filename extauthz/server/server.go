@@ -30,6 +30,8 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/policies"
+
+	"github.com/scopegate/scopegate/internal/grpcstop"
 )
 
 // Server is a running authz service.
@@ -223,16 +225,7 @@ func (s *Server) Start() {
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.health.Shutdown() // tell health checkers first, so load balancers drain us
-	done := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.grpc.Stop()
-	}
+	grpcstop.Graceful(ctx, s.grpc)
 	err := s.admin.Shutdown(ctx)
 	s.cancel()
 	s.wg.Wait()
