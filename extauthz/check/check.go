@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -224,7 +226,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 		s.o.Metrics.policyError(class)
 		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", route.Name)
 		if shadow {
-			return s.shadowAllow(rec, pt, s.o.ErrorStatus, "policy_"+class, nil)
+			return s.shadowAllow(rec, pt, s.o.ErrorStatus, "policy_"+class)
 		}
 		return s.deny(rec, s.o.ErrorStatus, "policy_"+class, denial{status: s.o.ErrorStatus, code: codes.Internal, errCode: "server_error", description: "the authorization policy failed"})
 	}
@@ -239,7 +241,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 		}
 		rec.MissingScopes = dec.MissingScopes
 		if shadow {
-			return s.shadowAllow(rec, pt, status, reason, nil)
+			return s.shadowAllow(rec, pt, status, reason)
 		}
 		d := denial{status: status, code: grpcCode(status), errCode: "access_denied", description: "the request is not allowed", extra: headerOptions(dec.ResponseHeaders)}
 		if len(dec.MissingScopes) > 0 {
@@ -259,7 +261,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 }
 
 // shadowAllow lets a would-be denial through, recording what would have happened.
-func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int, reason string, _ []string) *authv3.CheckResponse {
+func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int, reason string) *authv3.CheckResponse {
 	rec.Allow, rec.Shadow, rec.Status, rec.Reason = true, true, status, reason
 	s.o.Metrics.shadowDenial(reason)
 	return pt.allow
@@ -383,28 +385,7 @@ func requestDoc(attrs *authv3.AttributeContext, h *authv3.AttributeContext_HttpR
 		r.Query = policy.ParseQuery(rawQuery)
 	}
 	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil && reads.SourceAddress {
-		r.SourceAddress = joinHostPort(sa.GetAddress(), sa.GetPortValue())
+		r.SourceAddress = net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 	}
 	return r
-}
-
-func joinHostPort(host string, port uint32) string {
-	if strings.IndexByte(host, ':') >= 0 {
-		host = "[" + host + "]"
-	}
-	return host + ":" + itoa(port)
-}
-
-func itoa(n uint32) string {
-	var b [10]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
 }
