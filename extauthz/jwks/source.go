@@ -232,6 +232,8 @@ func (s *Source) connect(ctx context.Context) error {
 		return err
 	}
 	s.kf.Store(&kf)
+	// Only now, with unknown-kid refreshes possible, does the first key set become visible.
+	store.goLive()
 	s.stop = cancel // the refresh goroutine lives until ctx ends; kept for vet's sake and clarity
 	s.log.Info("jwks loaded", "url", u, "kids", s.Current().KIDs())
 	return nil
@@ -273,9 +275,17 @@ func (s *Source) discover(ctx context.Context) (string, error) {
 
 // observed is jwkset's storage with a hook on replacement: it refuses an empty or unusable
 // key set (the last good one stays) and publishes each accepted one as a snapshot.
+//
+// jwkset fetches the first set inside NewStorageFromHTTP, before the keyfunc that refreshes
+// on unknown kids exists. Publishing it then would let a Check see keys but find no way to
+// refresh for a just-rotated kid, so the first set is held until goLive.
 type observed struct {
 	*jwkset.MemoryJWKSet
 	src *Source
+
+	mu    sync.Mutex
+	live  bool
+	first *Set
 }
 
 func (o *observed) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
@@ -286,9 +296,26 @@ func (o *observed) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error 
 	if err := o.MemoryJWKSet.KeyReplaceAll(ctx, given); err != nil {
 		return err
 	}
-	o.src.publish(set)
 	o.src.opts.Metrics.refreshed(o.src.opts.Name)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.live {
+		o.first = set
+		return nil
+	}
+	o.src.publish(set)
 	return nil
+}
+
+// goLive publishes the held first set; every later one is published as it arrives.
+func (o *observed) goLive() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.live = true
+	if o.first != nil {
+		o.src.publish(o.first)
+		o.first = nil
+	}
 }
 
 func parseSet(raw []byte) (*Set, error) {
