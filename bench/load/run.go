@@ -134,8 +134,8 @@ func buildWorkload(f *fixture, o *Options) *workload {
 	}
 	w.deny = requests(deny)
 	for l := range o.Concurrency {
-		w.coldRS = append(w.coldRS, requests(f.sign(f.rs, fmt.Sprintf("coldrs%d-", l), o.ColdRS256, "orders:read")))
-		w.coldES = append(w.coldES, requests(f.sign(f.es, fmt.Sprintf("coldes%d-", l), o.ColdES256, "orders:read")))
+		w.coldRS = append(w.coldRS, requests(f.sign(f.rs, fmt.Sprintf("coldrs%d-", l), o.ColdRS256, coldScopes()...)))
+		w.coldES = append(w.coldES, requests(f.sign(f.es, fmt.Sprintf("coldes%d-", l), o.ColdES256, coldScopes()...)))
 	}
 	return w
 }
@@ -182,6 +182,12 @@ type pointKey struct {
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Floor == nil || o.Authz == nil {
 		return nil, errors.New("load: Floor and Authz launchers are required")
+	}
+	if o.OutDir != "" {
+		// Made now, not when the results are written minutes later.
+		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+			return nil, fmt.Errorf("load: -out: %w", err)
+		}
 	}
 	work, err := os.MkdirTemp("", "scopegate-loadbench-")
 	if err != nil {

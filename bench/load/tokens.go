@@ -56,21 +56,38 @@ decision_log:
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
 
-// sign signs n tokens in parallel: token i has sub user-<prefix><i>, a unique jti and scope.
-func (f *fixture) sign(k *testissuer.Key, prefix string, n int, scope string) []string {
+// sign signs n tokens in parallel: token i has sub user-<prefix><i>, a unique jti and the
+// scope scopes[i % len(scopes)].
+func (f *fixture) sign(k *testissuer.Key, prefix string, n int, scopes ...string) []string {
 	out := make([]string, n)
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	for w := range workers {
 		wg.Go(func() {
 			for i := w; i < n; i += workers {
-				c := f.is.Standard("orders-api", fmt.Sprintf("user-%s%d", prefix, i), scope, 2*time.Hour)
+				c := f.is.Standard("orders-api", fmt.Sprintf("user-%s%d", prefix, i), scopes[i%len(scopes)], 2*time.Hour)
 				c["jti"] = fmt.Sprintf("%s-%d", prefix, i)
 				out[i] = testissuer.Sign(k, c, nil)
 			}
 		})
 	}
 	wg.Wait()
+	return out
+}
+
+// coldScopes are the scope sets of the cold tokens: 32 distinct sets, all holding
+// orders:read, as a fleet's clients (each with its own grant) would present. A policy decision
+// depends on the scopes, so scopegate evaluates the policy once per set and reuses the
+// decision for later tokens with the same set (policy.Fields.Shareable); with one set for
+// every token the cold case would flatter that reuse.
+func coldScopes() []string {
+	out := make([]string, 32)
+	for i := range out {
+		out[i] = fmt.Sprintf("orders:read app:%02d", i)
+		if i%2 == 1 {
+			out[i] += " profile:read"
+		}
+	}
 	return out
 }
 

@@ -123,7 +123,7 @@ func BenchmarkCheck(b *testing.B) {
 				r := newRig(b, []*testissuer.Key{k}, pol, 64)
 				reqs := make([]*authv3.CheckRequest, 2048)
 				for i := range reqs {
-					reqs[i] = request(r.token(k, i, "orders:read"))
+					reqs[i] = request(r.token(k, i, fmt.Sprintf("orders:read app:%02d", i%32)))
 				}
 				b.ReportAllocs()
 				b.ResetTimer()

@@ -2,11 +2,14 @@ package check_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/check"
@@ -15,6 +18,12 @@ import (
 )
 
 func policyRig(t *testing.T, src string) (*rig, *policy.Engine, string, *testissuer.Key) {
+	r, eng, dir, k, _ := policyRigMetrics(t, src)
+	return r, eng, dir, k
+}
+
+// policyRigMetrics also returns the registry the service's metrics are registered with.
+func policyRigMetrics(t *testing.T, src string) (*rig, *policy.Engine, string, *testissuer.Key, *prometheus.Registry) {
 	t.Helper()
 	k := testissuer.NewKey("k1", "ES256")
 	r := newRig(t, []*testissuer.Key{k}, "token-only", 1000)
@@ -24,8 +33,28 @@ func policyRig(t *testing.T, src string) (*rig, *policy.Engine, string, *testiss
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.svc = check.New(check.Options{Verifier: r.svc.Verifier(), Policy: eng})
-	return r, eng, dir, k
+	reg := prometheus.NewRegistry()
+	r.svc = check.New(check.Options{Verifier: r.svc.Verifier(), Policy: eng, Metrics: check.NewMetrics(reg)})
+	return r, eng, dir, k, reg
+}
+
+// decisions reads scopegate_policy_decisions_total by source.
+func decisions(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "scopegate_policy_decisions_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }
 
 func write(t *testing.T, dir, src string) {
@@ -82,5 +111,126 @@ func TestDecisionNotCachedWhenThePolicyReadsTheRequest(t *testing.T) {
 	req.Attributes.Request.Http.Path = "/orders/43"
 	if allowed(t, r.svc, req) {
 		t.Fatal("/orders/43 allowed: a decision for another path was reused")
+	}
+}
+
+// tokenWith signs a token with extra claims.
+func (r *rig) tokenWith(k *testissuer.Key, i int, scope string, extra map[string]any) string {
+	c := r.is.Standard("orders-api", fmt.Sprintf("user-%d", i), scope, time.Hour)
+	c["jti"] = fmt.Sprintf("jti-%d", i)
+	for name, v := range extra {
+		c[name] = v
+	}
+	return testissuer.Sign(k, c, nil)
+}
+
+// A never-seen token reuses the decision of a token that agrees on everything the policy
+// reads, and only that: different scopes, route, method, extension or revision are decided
+// on their own.
+func TestSharedDecisions(t *testing.T) {
+	r, eng, dir, k, reg := policyRigMetrics(t, `package scopegate.authz
+decision := {"allow": true} if {
+	"orders:read" in input.token.scopes
+	input.route.name == "orders-read"
+	input.request.method == "GET"
+	object.get(input.route, "tenant", "a") == "a"
+} else := {"allow": false, "status": 403, "reason": "no"}
+`)
+	if rd := eng.Revision().Reads; !rd.Shareable || !rd.Token.Scopes {
+		t.Fatalf("reads %+v: should be shareable, keyed by scopes", rd)
+	}
+	want := func(wantEval, wantToken, wantShared float64) {
+		t.Helper()
+		got := decisions(t, reg)
+		if got["evaluated"] != wantEval || got["token_cache"] != wantToken || got["shared_cache"] != wantShared {
+			t.Fatalf("decisions %v, want evaluated %v, token_cache %v, shared_cache %v", got, wantEval, wantToken, wantShared)
+		}
+	}
+	if !allowed(t, r.svc, request(r.token(k, 1, "orders:read"))) {
+		t.Fatal("first token denied")
+	}
+	want(1, 0, 0)
+	// Another token, same scopes: shared.
+	second := request(r.token(k, 2, "orders:read"))
+	if !allowed(t, r.svc, second) {
+		t.Fatal("second token denied")
+	}
+	want(1, 0, 1)
+	// The same token again: its own cache.
+	if !allowed(t, r.svc, second) {
+		t.Fatal("second token denied on its second request")
+	}
+	want(1, 1, 1)
+
+	for _, tc := range []struct {
+		name  string
+		req   *authv3.CheckRequest
+		allow bool
+	}{
+		{"other scopes", request(r.token(k, 3, "profile")), false},
+		{"scopes as an array claim, same set", request(r.tokenWith(k, 4, "", map[string]any{"scp": []string{"orders:read"}})), true},
+		{"other method", func() *authv3.CheckRequest {
+			q := request(r.token(k, 5, "orders:read"))
+			q.Attributes.Request.Http.Method = "DELETE"
+			return q
+		}(), false},
+		{"other route", func() *authv3.CheckRequest {
+			q := request(r.token(k, 6, "orders:read"))
+			q.Attributes.ContextExtensions = map[string]string{"route": "admin", "scopes": "orders:read"}
+			return q
+		}(), false},
+		{"extra extension", func() *authv3.CheckRequest {
+			q := request(r.token(k, 7, "orders:read"))
+			q.Attributes.ContextExtensions["tenant"] = "b"
+			return q
+		}(), false},
+	} {
+		if got := allowed(t, r.svc, tc.req); got != tc.allow {
+			t.Errorf("%s: allowed %v, want %v", tc.name, got, tc.allow)
+		}
+	}
+	// Every case above differs in something the policy reads, except the array claim with
+	// the same scopes: four evaluations, one more shared hit.
+	want(5, 1, 2)
+
+	// A new revision starts with no shared decisions.
+	write(t, dir, "package scopegate.authz\ndecision := {\"allow\": false}\n")
+	if _, err := eng.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if allowed(t, r.svc, request(r.token(k, 8, "orders:read"))) {
+		t.Fatal("a decision of the previous revision was shared")
+	}
+}
+
+// A revision that reads claims, or a per-token field such as sub, never lets one token's
+// decision stand for another's with the same scopes.
+func TestSharedDecisionsNeverCrossWhatThePolicyReads(t *testing.T) {
+	for _, tc := range []struct {
+		name, policy string
+		shareable    bool
+		a, b         map[string]any // claims of an allowed and a denied token, same scopes
+	}{
+		{"claims", `decision := {"allow": input.token.claims.tenant == "a"}`, false,
+			map[string]any{"tenant": "a"}, map[string]any{"tenant": "b"}},
+		{"sub", `decision := {"allow": input.token.sub == "alice"}`, true,
+			map[string]any{"sub": "alice"}, map[string]any{"sub": "bob"}},
+		{"client_id", `decision := {"allow": input.token.client_id == "app"}`, true,
+			map[string]any{"client_id": "app"}, map[string]any{"client_id": "other"}},
+		{"whole token", `decision := {"allow": object.get(input.token, "sub", "") == "alice"}`, false,
+			map[string]any{"sub": "alice"}, map[string]any{"sub": "bob"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, eng, _, k := policyRig(t, "package scopegate.authz\n"+tc.policy+"\n")
+			if got := eng.Revision().Reads.Shareable; got != tc.shareable {
+				t.Fatalf("shareable = %v, want %v", got, tc.shareable)
+			}
+			if !allowed(t, r.svc, request(r.tokenWith(k, 1, "orders:read", tc.a))) {
+				t.Fatal("token a denied")
+			}
+			if allowed(t, r.svc, request(r.tokenWith(k, 2, "orders:read", tc.b))) {
+				t.Fatal("token b allowed: token a's decision was reused")
+			}
+		})
 	}
 }

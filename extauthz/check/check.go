@@ -9,12 +9,11 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
@@ -49,6 +48,7 @@ type Service struct {
 	o        Options
 	identity []string // identity header names in use, removed from every request they aren't set on
 	denials  *denialCache
+	shared   atomic.Pointer[sharedDecisions]
 }
 
 // New builds the service.
@@ -73,71 +73,6 @@ func New(o Options) *Service {
 
 // Verifier returns the token verifier the service uses.
 func (s *Service) Verifier() Verifier { return s.o.Verifier }
-
-// perToken is what the service derives once per verified token and memoises on the
-// identity: the policy's token document, the plain allow response, and (for a policy
-// revision whose decision depends only on token, route and method) its decisions.
-type perToken struct {
-	term  *ast.Term
-	allow *authv3.CheckResponse
-
-	mu        sync.RWMutex
-	decisions map[decisionKey]policy.Decision
-}
-
-// decisionKey is everything a cacheable decision can depend on besides the token.
-type decisionKey struct {
-	rev                         *policy.Revision
-	route, scopes, mode, method string
-}
-
-// maxDecisionsPerToken bounds the per-token decision cache (a token is used on few routes).
-const maxDecisionsPerToken = 32
-
-func (pt *perToken) decision(k decisionKey) (policy.Decision, bool) {
-	pt.mu.RLock()
-	d, ok := pt.decisions[k]
-	pt.mu.RUnlock()
-	return d, ok
-}
-
-func (pt *perToken) remember(k decisionKey, d policy.Decision) {
-	pt.mu.Lock()
-	defer pt.mu.Unlock()
-	if pt.decisions == nil {
-		pt.decisions = make(map[decisionKey]policy.Decision, 4)
-	}
-	if len(pt.decisions) >= maxDecisionsPerToken {
-		for old := range pt.decisions {
-			if old.rev != k.rev { // drop decisions of revisions no longer in force first
-				delete(pt.decisions, old)
-			}
-		}
-		if len(pt.decisions) >= maxDecisionsPerToken {
-			return
-		}
-	}
-	pt.decisions[k] = d
-}
-
-// cacheKey returns the decision key when rev's decisions may be reused for this request:
-// the policy reads nothing of the request beyond the method, and the route carries no
-// extension beyond route, scopes and mode.
-func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
-	if !rev.Reads.Cacheable {
-		return decisionKey{}, false
-	}
-	n := 0
-	for _, name := range [...]string{"route", "scopes", "mode"} {
-		if _, ok := ext[name]; ok {
-			n++
-		}
-	}
-	if n != len(ext) {
-		return decisionKey{}, false
-	}
-	return decisionKey{rev: rev, route: ext["route"], scopes: ext["scopes"], mode: ext["mode"], method: method}, true
-}
 
 // Check answers one ext_authz request. It never returns an error: every failure is a
 // deny response, so Envoy's failure_mode_allow never comes into play for our own faults.
@@ -192,23 +127,50 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 	return s.authorize(ctx, req, httpReq, rawQuery, rec, id, pt)
 }
 
-// evaluate returns the policy's decision for a verified request, reusing this token's
-// earlier decision when the revision's decisions are cacheable.
-func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, route policy.Route, pt *perToken) (policy.Decision, error) {
+// evaluate returns the policy's decision for a verified request. A cacheable revision's
+// decision is reused from this token's earlier requests, then (shareable revisions) from any
+// token that agrees on what the revision reads; only a miss on both is evaluated. The
+// decision returned is shared: read it, never change it.
+func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, route policy.Route, id *token.Identity, pt *perToken) (*policy.Decision, error) {
 	rev := s.o.Policy.Revision()
 	rec.Revision = rev.ID
-	key, cacheable := cacheKey(rev, req.GetAttributes().GetContextExtensions(), httpReq.GetMethod())
+	ext := req.GetAttributes().GetContextExtensions()
+	key, cacheable := cacheKey(rev, ext, httpReq.GetMethod())
 	if cacheable {
 		if d, ok := pt.decision(key); ok {
+			s.o.Metrics.decision(fromToken)
+			return d, nil
+		}
+	}
+	var (
+		shared *sharedDecisions
+		skey   []byte
+		buf    [256]byte // the key stays on the stack unless it is long
+	)
+	if rev.Reads.Shareable {
+		shared = s.sharedFor(rev)
+		skey = sharedKey(buf[:0], rev.Reads.Token, httpReq.GetMethod(), ext, id)
+		if d, ok := shared.get(skey); ok {
+			if cacheable {
+				pt.remember(key, d)
+			}
+			s.o.Metrics.decision(fromShared)
 			return d, nil
 		}
 	}
 	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: route}
-	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.term))
-	if err == nil && cacheable {
-		pt.remember(key, dec)
+	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.tokenTerm(id)))
+	if err != nil {
+		return nil, err
 	}
-	return dec, err
+	s.o.Metrics.decision(evaluated)
+	if cacheable {
+		pt.remember(key, &dec)
+	}
+	if shared != nil {
+		shared.put(skey, &dec)
+	}
+	return &dec, nil
 }
 
 // authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass).
@@ -216,7 +178,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 	ext := req.GetAttributes().GetContextExtensions()
 	route := policy.RouteFrom(ext)
 	shadow := s.o.Shadow || route.Mode == "shadow"
-	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, route, pt)
+	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, route, id, pt)
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"
@@ -277,9 +239,6 @@ func (s *Service) memo(id *token.Identity) *perToken {
 		return pt
 	}
 	pt := &perToken{allow: s.allow(id, nil, nil)}
-	if s.o.Policy != nil {
-		pt.term = policy.TokenTerm(id)
-	}
 	id.SetMemo(pt)
 	return pt
 }
@@ -288,7 +247,14 @@ func (s *Service) memo(id *token.Identity) *perToken {
 // are removed from the request, so a client can never supply them itself.
 func (s *Service) allow(id *token.Identity, extra, respHeaders []policy.Header) *authv3.CheckResponse {
 	h := s.o.Headers
-	ok := &authv3.OkHttpResponse{}
+	// One allocation for the identity headers' messages, not two per header: this response is
+	// built for every new token.
+	type pair struct {
+		opt corev3.HeaderValueOption
+		hv  corev3.HeaderValue
+	}
+	var slab []pair
+	ok := &authv3.OkHttpResponse{Headers: make([]*corev3.HeaderValueOption, 0, len(s.identity)+len(extra))}
 	for _, kv := range [][2]string{{h.Subject, id.Subject}, {h.ClientID, id.ClientID}, {h.Scopes, id.ScopeString}, {h.Issuer, id.Issuer}} {
 		if kv[0] == "" || kv[0] == "-" {
 			continue
@@ -297,7 +263,14 @@ func (s *Service) allow(id *token.Identity, extra, respHeaders []policy.Header) 
 			ok.HeadersToRemove = append(ok.HeadersToRemove, kv[0])
 			continue
 		}
-		ok.Headers = append(ok.Headers, header(kv[0], kv[1]))
+		if slab == nil {
+			slab = make([]pair, 0, len(s.identity))
+		}
+		slab = append(slab, pair{})
+		p := &slab[len(slab)-1]
+		p.hv.Key, p.hv.Value = kv[0], kv[1]
+		p.opt.Header, p.opt.AppendAction = &p.hv, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		ok.Headers = append(ok.Headers, &p.opt)
 	}
 	for _, x := range extra {
 		if s.isIdentityHeader(x.Name) {

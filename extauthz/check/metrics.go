@@ -13,6 +13,7 @@ type Metrics struct {
 	duration     *prometheus.HistogramVec
 	policyErrors *prometheus.CounterVec
 	shadow       *prometheus.CounterVec
+	decisions    [3]prometheus.Counter // by decisionSource
 	allowed      prometheus.Counter
 	allowedDur   prometheus.Observer
 }
@@ -34,7 +35,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "scopegate_shadow_denials_total", Help: "Requests shadow mode allowed that the policy would have denied, by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.checks, m.duration, m.policyErrors, m.shadow)
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "scopegate_policy_decisions_total",
+		Help: "Policy decisions by source: evaluated, or reused from this token's earlier requests (token_cache) or from another token that agrees on everything the policy reads (shared_cache).",
+	}, []string{"source"})
+	reg.MustRegister(m.checks, m.duration, m.policyErrors, m.shadow, decisions)
+	for src, name := range [...]string{evaluated: "evaluated", fromToken: "token_cache", fromShared: "shared_cache"} {
+		m.decisions[src] = decisions.WithLabelValues(name)
+	}
 	m.allowed = m.checks.WithLabelValues("allow", "")
 	m.allowedDur = m.duration.WithLabelValues("allow")
 	return m
@@ -54,6 +62,21 @@ func (m *Metrics) observe(r *decisionlog.Record) {
 	default:
 		m.checks.WithLabelValues("deny", r.Reason).Inc()
 		m.duration.WithLabelValues("deny").Observe(r.Duration.Seconds())
+	}
+}
+
+// decisionSource is where a policy decision came from.
+type decisionSource int
+
+const (
+	evaluated decisionSource = iota
+	fromToken
+	fromShared
+)
+
+func (m *Metrics) decision(src decisionSource) {
+	if m != nil {
+		m.decisions[src].Inc()
 	}
 }
 

@@ -165,8 +165,8 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil || d.Allow || d.Status != 403 || !reflect.DeepEqual(d.MissingScopes, []string{"orders:read"}) {
 		t.Fatalf("deny: %+v %v", d, err)
 	}
-	if e.Revision().Reads != (Fields{Cacheable: true}) {
-		t.Errorf("the default policy reads %+v; its input need not carry them", e.Revision().Reads)
+	if want := (Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true}}); e.Revision().Reads != want {
+		t.Errorf("the default policy reads %+v, want %+v: its decisions should be shared by tokens with the same scopes", e.Revision().Reads, want)
 	}
 }
 
@@ -175,11 +175,11 @@ func TestAnalyzeNeeds(t *testing.T) {
 		src  string
 		want Fields
 	}{
-		{`allow if input.token.sub == "a"`, Fields{Cacheable: true}},
-		{`allow if input.request.method == "GET"`, Fields{Cacheable: true}},
+		{`allow if input.token.sub == "a"`, Fields{Cacheable: true, Shareable: true, Token: TokenFields{Sub: true}}},
+		{`allow if input.request.method == "GET"`, Fields{Cacheable: true, Shareable: true}},
 		{`allow if input.request.path == "/"`, Fields{}},
-		{`allow if input.token.exp > time.now_ns() / 1000000000`, Fields{}},
-		{`allow if input.route.scopes[_] == data.x`, Fields{Cacheable: true}},
+		{`allow if input.token.exp > time.now_ns() / 1000000000`, Fields{Token: TokenFields{Exp: true}}},
+		{`allow if input.route.scopes[_] == data.x`, Fields{Cacheable: true, Shareable: true}},
 		{`allow if input.request.headers["x-a"] == "1"`, Fields{Headers: true}},
 		{`allow if input.request.query.a[0] == "1"`, Fields{Query: true}},
 		{`allow if input.request.path_segments[0] == "a"`, Fields{PathSegments: true}},
@@ -188,6 +188,22 @@ func TestAnalyzeNeeds(t *testing.T) {
 		{`allow if input.request[x] == "a"`, needAll},
 		{`allow if walk(input, _)`, needAll},
 		{`r := input`, needAll},
+		// Token reads: named fields can key a shared decision; claims and the whole token can't.
+		{`allow if { {"a", "b"} & {s | some s in input.token.scopes} != set(); input.token.client_id == "c" }`,
+			Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true, ClientID: true}}},
+		{`allow if { input.token.aud[_] == "x"; input.token.iss == "i"; input.token.iat > 0; input.token.jti != ""; input.token.issuer == "demo" }`,
+			Fields{Cacheable: true, Shareable: true, Token: TokenFields{Aud: true, Iss: true, Iat: true, JTI: true, Issuer: true}}},
+		{`allow if input.token.claims.tenant == "t"`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
+		{`allow if object.get(input.token, "scopes", []) != []`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
+		{`allow if input.token[k] == "a"`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
+		{`allow if input.token.scopes with input.token as {"scopes": ["a"]}`, Fields{Cacheable: true, Token: TokenFields{Whole: true, Scopes: true}}},
+		// A type test of an engine-built object is a constant: it reads nothing.
+		{`allow if { is_object(input.token); is_object(input); is_object(input.request); input.token.scopes[_] == "a" }`,
+			Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true}}},
+		{`allow if type_name(input.route) == "object"`, Fields{Cacheable: true, Shareable: true}},
+		// ...but a type test of anything else reads it.
+		{`allow if is_string(input.token.claims.x)`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
+		{`allow if is_object(input.request.headers)`, Fields{Headers: true}},
 		{`allow if data.x[input.request.headers.k]`, Fields{Headers: true}},
 	}
 	for _, tt := range tests {

@@ -26,9 +26,64 @@ type Fields struct {
 	// Such a decision is a function of (token, route, method) for the revision's lifetime,
 	// so the Check path may reuse it per token.
 	Cacheable bool `json:"cacheable"`
+	// Token lists the input.token fields a revision reads.
+	Token TokenFields `json:"token"`
+	// Shareable is true when a cacheable decision also depends on nothing of the token but
+	// the fields in Token: tokens that agree on those (say, the same scopes) on the same
+	// route and method get the same decision, so a never-seen token can reuse another's.
+	Shareable bool `json:"shareable"`
 }
 
-var needAll = Fields{Headers: true, Query: true, PathSegments: true, SourceAddress: true}
+// TokenFields says which input.token fields a revision reads. Whole is set when it reads
+// input.token as a whole, with a computed key, or any of its claims: then no decision can be
+// shared between tokens (the claims are not part of a shared decision's key).
+type TokenFields struct {
+	Whole    bool `json:"whole,omitempty"`
+	Issuer   bool `json:"issuer,omitempty"`
+	Iss      bool `json:"iss,omitempty"`
+	Sub      bool `json:"sub,omitempty"`
+	ClientID bool `json:"client_id,omitempty"`
+	Aud      bool `json:"aud,omitempty"`
+	Scopes   bool `json:"scopes,omitempty"`
+	Exp      bool `json:"exp,omitempty"`
+	Iat      bool `json:"iat,omitempty"`
+	JTI      bool `json:"jti,omitempty"`
+}
+
+var needAll = Fields{Headers: true, Query: true, PathSegments: true, SourceAddress: true, Token: TokenFields{Whole: true}}
+
+// typeOnly are the builtins that read only the type of their argument. The engine always
+// builds input, input.request, input.route and input.token as objects, so a type test of one
+// of them is a constant and reads none of its values.
+var typeOnly = map[string]bool{
+	"is_object": true, "is_array": true, "is_set": true, "is_string": true, "is_number": true,
+	"is_boolean": true, "is_null": true, "type_name": true,
+}
+
+// isTypeTest reports whether call (operator first) is a type test of an engine-built object.
+func isTypeTest(call []*ast.Term) bool {
+	if len(call) != 2 {
+		return false
+	}
+	op, ok := call[0].Value.(ast.Ref)
+	if !ok || !typeOnly[op.String()] {
+		return false
+	}
+	switch arg := call[1].Value.(type) {
+	case ast.Var:
+		return arg == ast.InputRootDocument.Value.(ast.Var)
+	case ast.Ref:
+		if len(arg) == 0 || len(arg) > 2 || !arg[0].Equal(ast.InputRootDocument) {
+			return false
+		}
+		if len(arg) == 1 {
+			return true
+		}
+		k, ok := arg[1].Value.(ast.String)
+		return ok && (k == "request" || k == "route" || k == "token")
+	}
+	return false
+}
 
 func analyzeNeeds(b *bundle.Bundle) needs {
 	var n needs
@@ -39,6 +94,14 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 			return true
 		}
 		switch x := x.(type) {
+		case *ast.Expr:
+			if x.IsCall() && len(x.With) == 0 && isTypeTest(x.Terms.([]*ast.Term)) {
+				return true
+			}
+		case ast.Call:
+			if isTypeTest(x) {
+				return true
+			}
 		case ast.Var:
 			if x == ast.InputRootDocument.Value.(ast.Var) {
 				all = true // input used whole (passed to a function, walked, aliased...)
@@ -70,6 +133,7 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 		return needAll
 	}
 	n.Cacheable = !otherRequest && !nondeterministic && !n.Headers && !n.Query && !n.PathSegments && !n.SourceAddress
+	n.Shareable = n.Cacheable && !n.Token.Whole
 	return n
 }
 
@@ -81,6 +145,10 @@ func (n *needs) markRef(r ast.Ref, all, otherRequest *bool) {
 	top, ok := r[1].Value.(ast.String)
 	if !ok {
 		*all = true // input[x]
+		return
+	}
+	if top == "token" {
+		n.Token.mark(r)
 		return
 	}
 	if top != "request" {
@@ -107,5 +175,42 @@ func (n *needs) markRef(r ast.Ref, all, otherRequest *bool) {
 	case "method":
 	default:
 		*otherRequest = true
+	}
+}
+
+// mark records the input.token field r reads.
+func (t *TokenFields) mark(r ast.Ref) {
+	if len(r) < 3 {
+		t.Whole = true
+		return
+	}
+	field, ok := r[2].Value.(ast.String)
+	if !ok {
+		t.Whole = true // input.token[x]
+		return
+	}
+	switch field {
+	case "issuer":
+		t.Issuer = true
+	case "iss":
+		t.Iss = true
+	case "sub":
+		t.Sub = true
+	case "client_id":
+		t.ClientID = true
+	case "aud":
+		t.Aud = true
+	case "scopes":
+		t.Scopes = true
+	case "exp":
+		t.Exp = true
+	case "iat":
+		t.Iat = true
+	case "jti":
+		t.JTI = true
+	default:
+		// claims, or a field the engine never sends (undefined whatever the token): the
+		// former can't be keyed, and the latter costs nothing to treat alike.
+		t.Whole = true
 	}
 }

@@ -38,7 +38,10 @@ decision := {"allow": true} if {
 
 	# Bound first so that it is always defined: `not s in input.token.scopes`
 	# with no scopes claim would be undefined, and the comprehension empty.
-	held := object.get(input.token, "scopes", [])
+	# Read as input.token.scopes, not object.get(input.token, ...): a policy
+	# that reads only named token fields lets scopegate share its decisions
+	# between tokens holding the same scopes (policies/README.md).
+	held := [s | some s in input.token.scopes]
 	count([s | some s in input.route.scopes; not s in held; not s in scopes.granted]) == 0
 
 	# The same test as `count(deny) == 0`, without evaluating every denial

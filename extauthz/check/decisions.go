@@ -1,0 +1,204 @@
+package check
+
+import (
+	"encoding/binary"
+	"slices"
+	"sync"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
+)
+
+// perToken is what the service derives once per verified token and memoises on the
+// identity: the plain allow response, the policy's token document (built on the token's
+// first evaluation, so a token whose decision comes from the shared cache never pays for
+// it), and (for a revision whose decision depends only on token, route and method) its
+// decisions.
+type perToken struct {
+	allow *authv3.CheckResponse
+
+	termOnce sync.Once
+	term     *ast.Term
+
+	mu sync.RWMutex
+	// decisions is a short list, not a map: a token is used on few routes, and a map's
+	// buckets would cost more than a kilobyte per token.
+	decisions []tokenDecision
+}
+
+type tokenDecision struct {
+	key decisionKey
+	d   *policy.Decision // shared with other tokens when it came from the shared decisions
+}
+
+func (pt *perToken) tokenTerm(id *token.Identity) *ast.Term {
+	pt.termOnce.Do(func() { pt.term = policy.TokenTerm(id) })
+	return pt.term
+}
+
+// decisionKey is everything a cacheable decision can depend on besides the token.
+type decisionKey struct {
+	rev                         *policy.Revision
+	route, scopes, mode, method string
+}
+
+// maxDecisionsPerToken bounds the per-token decision cache.
+const maxDecisionsPerToken = 32
+
+func (pt *perToken) decision(k decisionKey) (*policy.Decision, bool) {
+	pt.mu.RLock()
+	defer pt.mu.RUnlock()
+	for i := range pt.decisions {
+		if pt.decisions[i].key == k {
+			return pt.decisions[i].d, true
+		}
+	}
+	return nil, false
+}
+
+func (pt *perToken) remember(k decisionKey, d *policy.Decision) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if len(pt.decisions) >= maxDecisionsPerToken {
+		// Drop decisions of revisions no longer in force first.
+		pt.decisions = slices.DeleteFunc(pt.decisions, func(td tokenDecision) bool { return td.key.rev != k.rev })
+		if len(pt.decisions) >= maxDecisionsPerToken {
+			return
+		}
+	}
+	pt.decisions = append(pt.decisions, tokenDecision{key: k, d: d})
+}
+
+// cacheKey returns the decision key when rev's decisions may be reused for this request:
+// the policy reads nothing of the request beyond the method, and the route carries no
+// extension beyond route, scopes and mode.
+func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
+	if !rev.Reads.Cacheable {
+		return decisionKey{}, false
+	}
+	n := 0
+	for _, name := range [...]string{"route", "scopes", "mode"} {
+		if _, ok := ext[name]; ok {
+			n++
+		}
+	}
+	if n != len(ext) {
+		return decisionKey{}, false
+	}
+	return decisionKey{rev: rev, route: ext["route"], scopes: ext["scopes"], mode: ext["mode"], method: method}, true
+}
+
+// sharedDecisions are one shareable revision's decisions, keyed by everything they can
+// depend on: the method, every route extension, and the values of the token fields the
+// revision reads (policy.Fields.Shareable). A never-seen token whose scopes (say) match an
+// earlier token's on the same route gets its decision without an evaluation: on a cold
+// token that evaluation is most of scopegate's own cost after the signature check.
+type sharedDecisions struct {
+	rev *policy.Revision
+	mu  sync.RWMutex
+	m   map[string]*policy.Decision
+}
+
+const (
+	// maxSharedDecisions bounds the cache. Keys are what distinct (route, method, scopes...)
+	// combinations the fleet sees, normally far fewer; when a revision that reads sub or jti
+	// makes every token distinct, the cache starts over instead of growing.
+	maxSharedDecisions = 1 << 14
+	// maxSharedKey leaves out requests with an outsized key (huge scope lists, extensions).
+	maxSharedKey = 4 << 10
+)
+
+// sharedFor returns the shared decisions of rev, starting them empty on a new revision (a
+// decision never outlives the revision that made it).
+func (s *Service) sharedFor(rev *policy.Revision) *sharedDecisions {
+	for {
+		cur := s.shared.Load()
+		if cur != nil && cur.rev == rev {
+			return cur
+		}
+		next := &sharedDecisions{rev: rev, m: make(map[string]*policy.Decision)}
+		if s.shared.CompareAndSwap(cur, next) {
+			return next
+		}
+	}
+}
+
+func (sd *sharedDecisions) get(key []byte) (*policy.Decision, bool) {
+	if len(key) > maxSharedKey {
+		return nil, false
+	}
+	sd.mu.RLock()
+	d, ok := sd.m[string(key)]
+	sd.mu.RUnlock()
+	return d, ok
+}
+
+func (sd *sharedDecisions) put(key []byte, d *policy.Decision) {
+	if len(key) > maxSharedKey {
+		return
+	}
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if len(sd.m) >= maxSharedDecisions {
+		clear(sd.m)
+	}
+	sd.m[string(key)] = d
+}
+
+// sharedKey encodes what a shareable decision depends on, unambiguously: every string and
+// list is length-prefixed, so no two different inputs share a key. The route extensions
+// are all included, sorted, not only route, scopes and mode: input.route carries the others.
+func sharedKey(b []byte, reads policy.TokenFields, method string, ext map[string]string, id *token.Identity) []byte {
+	b = appendString(b, method)
+	var names [8]string
+	keys := names[:0]
+	for k := range ext {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = appendString(b, ext[k])
+	}
+	// One entry per field, present or not, in a fixed order: the field set is the
+	// revision's, so equal revisions give equal layouts.
+	tok := policy.TokenFrom(id)
+	for _, f := range [...]struct {
+		read bool
+		s    string
+	}{{reads.Issuer, tok.Issuer}, {reads.Iss, tok.Iss}, {reads.Sub, tok.Sub}, {reads.ClientID, tok.ClientID}, {reads.JTI, tok.JTI}} {
+		if f.read {
+			b = appendString(b, f.s)
+		}
+	}
+	if reads.Aud {
+		b = appendStrings(b, tok.Aud)
+	}
+	if reads.Scopes {
+		b = appendStrings(b, tok.Scopes)
+	}
+	if reads.Exp {
+		b = binary.AppendVarint(b, tok.Exp)
+	}
+	if reads.Iat {
+		b = binary.AppendVarint(b, tok.Iat)
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
