@@ -193,7 +193,7 @@ func decodeClaims(raw []byte, err error) (*token.Identity, error) {
 	if err := json.Unmarshal(raw, &claims); err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
-	return token.IdentityFromClaims("unverified", claims, []string{"scope", "scp"}, []string{"client_id", "azp", "cid"}), nil
+	return token.IdentityFromClaims("unverified", claims, []string{"scope", "scp"}, []string{"client_id", "azp", "cid"})
 }
 
 func verifyWithConfig(ctx context.Context, cfg *config.Config, raw string) (*token.Identity, error) {

@@ -164,28 +164,32 @@ func sharedKey(b []byte, reads policy.TokenFields, method string, ext map[string
 		b = appendString(b, k)
 		b = appendString(b, ext[k])
 	}
-	// One entry per field, present or not, in a fixed order: the field set is the
+	// The token's values as policy.TokenFrom gives them to the policy (claims excepted: a
+	// revision that reads them is never shareable), in a fixed order; the field set is the
 	// revision's, so equal revisions give equal layouts.
-	tok := policy.TokenFrom(id)
 	for _, f := range [...]struct {
 		read bool
 		s    string
-	}{{reads.Issuer, tok.Issuer}, {reads.Iss, tok.Iss}, {reads.Sub, tok.Sub}, {reads.ClientID, tok.ClientID}, {reads.JTI, tok.JTI}} {
+	}{{reads.Issuer, id.Issuer}, {reads.Iss, id.Iss}, {reads.Sub, id.Subject}, {reads.ClientID, id.ClientID}, {reads.JTI, id.JTI}} {
 		if f.read {
 			b = appendString(b, f.s)
 		}
 	}
 	if reads.Aud {
-		b = appendStrings(b, tok.Aud)
+		b = appendStrings(b, id.Audience) // nil and empty are both [] to the policy
 	}
 	if reads.Scopes {
-		b = appendStrings(b, tok.Scopes)
+		b = appendStrings(b, id.Scopes)
 	}
 	if reads.Exp {
-		b = binary.AppendVarint(b, tok.Exp)
+		b = binary.AppendVarint(b, id.ExpiresAt.Unix())
 	}
 	if reads.Iat {
-		b = binary.AppendVarint(b, tok.Iat)
+		var iat int64
+		if !id.IssuedAt.IsZero() {
+			iat = id.IssuedAt.Unix()
+		}
+		b = binary.AppendVarint(b, iat)
 	}
 	return b
 }

@@ -59,7 +59,7 @@ type Token struct {
 // TokenFrom is the token document of a verified identity.
 func TokenFrom(id *token.Identity) Token {
 	t := Token{Issuer: id.Issuer, Iss: id.Iss, Sub: id.Subject, ClientID: id.ClientID, Aud: id.Audience,
-		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Claims: id.Claims}
+		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Claims: id.Claims()}
 	if !id.IssuedAt.IsZero() {
 		t.Iat = id.IssuedAt.Unix()
 	}

@@ -3,7 +3,10 @@
 package token
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,7 +26,10 @@ type Identity struct {
 	ScopeString string
 	ExpiresAt   time.Time
 	IssuedAt    time.Time // zero when the token has no iat
-	Claims      map[string]any
+
+	raw        []byte // the claims set as JSON
+	claimsOnce sync.Once
+	claims     map[string]any
 
 	// memo holds a later stage's per-token derivation (the policy input's token document), so
 	// it is built once per token rather than once per request.
@@ -41,68 +47,49 @@ func (id *Identity) Memo() any {
 // SetMemo stores a derived value; racing writers store equal values, so last wins.
 func (id *Identity) SetMemo(v any) { id.memo.Store(&v) }
 
-func newIdentity(issuerName string, claims map[string]any, scopeClaims, clientIDClaims []string, kid string) *Identity {
-	id := &Identity{Issuer: issuerName, KID: kid, Claims: claims}
-	id.Iss, _ = claims["iss"].(string)
-	id.Subject, _ = claims["sub"].(string)
-	id.JTI, _ = claims["jti"].(string)
-	for _, c := range clientIDClaims {
-		if v, ok := claims[c].(string); ok && v != "" {
-			id.ClientID = v
-			break
-		}
-	}
-	switch aud := claims["aud"].(type) {
-	case string:
-		id.Audience = []string{aud}
-	case []any:
-		for _, a := range aud {
-			if s, ok := a.(string); ok {
-				id.Audience = append(id.Audience, s)
-			}
-		}
-	}
-	seen := map[string]bool{}
-	add := func(s string) {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			id.Scopes = append(id.Scopes, s)
-		}
-	}
-	for _, c := range scopeClaims {
-		switch v := claims[c].(type) {
-		case string:
-			for _, s := range strings.Fields(v) {
-				add(s)
-			}
-		case []any:
-			for _, s := range v {
-				if str, ok := s.(string); ok {
-					add(str)
-				}
-			}
-		}
-	}
+func newIdentity(issuerName string, c *accessClaims, kid string) *Identity {
+	id := &Identity{Issuer: issuerName, KID: kid, Iss: c.iss, Subject: c.sub, JTI: c.jti, ClientID: c.clientID,
+		Audience: c.aud, Scopes: c.scopes, raw: c.raw}
 	if id.Scopes == nil {
 		id.Scopes = []string{}
 	}
 	id.ScopeString = strings.Join(id.Scopes, " ")
-	id.ExpiresAt = numericDate(claims["exp"])
-	id.IssuedAt = numericDate(claims["iat"])
+	if c.exp != nil {
+		id.ExpiresAt = c.exp.Time
+	}
+	if c.iat != nil {
+		id.IssuedAt = c.iat.Time
+	}
 	return id
 }
 
-func numericDate(v any) time.Time {
-	f, ok := v.(float64)
-	if !ok {
-		return time.Time{}
-	}
-	sec := int64(f)
-	return time.Unix(sec, int64((f-float64(sec))*1e9))
+// Claims is the token's whole claims set. It is decoded from the payload on first use: only
+// a policy that reads input.token.claims needs it, and most tokens never get there.
+func (id *Identity) Claims() map[string]any {
+	id.claimsOnce.Do(func() {
+		if id.claims != nil || id.raw == nil {
+			return
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(id.raw, &m); err == nil { // checked valid when the token was
+			id.claims = m
+		}
+	})
+	return id.claims
 }
 
 // IdentityFromClaims builds an identity from claims that were verified elsewhere (or, in
-// `scopegate check`, deliberately not at all).
-func IdentityFromClaims(issuerName string, claims map[string]any, scopeClaims, clientIDClaims []string) *Identity {
-	return newIdentity(issuerName, claims, scopeClaims, clientIDClaims, "")
+// `scopegate check`, deliberately not at all), read by the same rules as a token's.
+func IdentityFromClaims(issuerName string, claims map[string]any, scopeClaims, clientIDClaims []string) (*Identity, error) {
+	raw, err := json.Marshal(claims)
+	if err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	c := &accessClaims{names: &claimNames{scope: scopeClaims, clientID: clientIDClaims}}
+	if err := c.UnmarshalJSON(raw); err != nil {
+		return nil, fmt.Errorf("claims: %w", err)
+	}
+	id := newIdentity(issuerName, c, "")
+	id.claims = claims
+	return id, nil
 }

@@ -51,6 +51,7 @@ type issuer struct {
 	keys   *jwks.Source
 	parser *jwt.Parser
 	typ    string // lower-cased required typ, "" for none
+	names  claimNames
 }
 
 // Options configure a Verifier.
@@ -82,7 +83,8 @@ func NewVerifier(o Options) *Verifier {
 				jwt.WithTimeFunc(func() time.Time { return v.now() }),
 				jwt.WithStrictDecoding(),
 			),
-			typ: normTyp(c.RequireTyp),
+			typ:   normTyp(c.RequireTyp),
+			names: claimNames{scope: c.ScopeClaims, clientID: c.ClientIDClaims},
 		}
 	}
 	if len(v.byIss) == 1 {
@@ -215,7 +217,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		kid, fp = key.KID, key.Fingerprint
 		return key.Public, nil
 	}
-	claims := jwt.MapClaims{}
+	claims := &accessClaims{names: &is.names}
 	if _, err := is.parser.ParseWithClaims(raw, claims, keyfn); err != nil {
 		if reason != nil {
 			return nil, "", fp, reason
@@ -227,7 +229,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		}
 		return nil, "", fp, classify(err)
 	}
-	return newIdentity(is.cfg.Name, claims, is.cfg.ScopeClaims, is.cfg.ClientIDClaims, kid), kid, fp, nil
+	return newIdentity(is.cfg.Name, claims, kid), kid, fp, nil
 }
 
 // checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515
