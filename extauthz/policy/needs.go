@@ -85,6 +85,15 @@ func isTypeTest(call []*ast.Term) bool {
 	return false
 }
 
+// readsClock are deterministic-flagged builtins that still read the current time (to check
+// a token's or a certificate's validity when no time is given): a decision that calls them
+// is not reusable either.
+var readsClock = map[string]bool{
+	"io.jwt.decode_verify":                                   true,
+	"crypto.x509.parse_and_verify_certificates":              true,
+	"crypto.x509.parse_and_verify_certificates_with_options": true,
+}
+
 func analyzeNeeds(b *bundle.Bundle) needs {
 	var n needs
 	all, otherRequest, nondeterministic := false, false, false
@@ -107,7 +116,7 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 				all = true // input used whole (passed to a function, walked, aliased...)
 			}
 		case ast.Ref:
-			if bi, ok := ast.BuiltinMap[x.String()]; ok && bi.Nondeterministic {
+			if bi, ok := ast.BuiltinMap[x.String()]; ok && (bi.Nondeterministic || readsClock[bi.Name]) {
 				nondeterministic = true
 			}
 			if len(x) > 0 && x[0].Equal(ast.InputRootDocument) {
