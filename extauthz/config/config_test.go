@@ -32,7 +32,7 @@ func TestBadValuesNameTheField(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown field", minimal + "listn: ':1'\n", "field listn not found"},
+		{"unknown field", minimal + "listn: ':1'\n", "listn: line 7: field listn not found"},
 		{"no issuers", "listen: ':1'\n", "issuers: at least one issuer"},
 		{"bad listen", minimal + "listen: '9191'\n", `listen: "9191" is not host:port`},
 		{"HMAC algorithm", strings.Replace(minimal, "audiences", "algorithms: [HS256]\n    audiences", 1), `issuers[0] (demo).algorithms: "HS256" is not allowed`},
@@ -41,7 +41,7 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"two key sources", strings.Replace(minimal, "audiences", "jwks_file: x.json\n    audiences", 1), "exactly one of discovery"},
 		{"no key source", strings.Replace(minimal, `    jwks_uri: "http://localhost:9400/keys"`+"\n", "", 1), "exactly one of discovery"},
 		{"jwks_uri not http", strings.Replace(minimal, "http://localhost:9400/keys", "file:///etc/keys", 1), "jwks_uri: want an http(s) URL"},
-		{"duration", strings.Replace(minimal, "audiences", "leeway: ten\n    audiences", 1), "line 6: cannot unmarshal !!str `ten` into time.Duration"},
+		{"duration", strings.Replace(minimal, "audiences", "leeway: ten\n    audiences", 1), "issuers[0].leeway: line 6: cannot unmarshal !!str `ten` into time.Duration"},
 		{"leeway too large", strings.Replace(minimal, "audiences", "leeway: 1h\n    audiences", 1), "leeway: 1h0m0s is out of range"},
 		{"duplicate issuer", minimal + `  - name: demo
     issuer: "http://localhost:9400"

@@ -50,6 +50,9 @@ type Server struct {
 	Registry *prometheus.Registry
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	shutdownOnce sync.Once
+	shutdownErr  error
 }
 
 // New builds everything and binds the listeners; Start serves. A bad policy or a listener
@@ -223,7 +226,13 @@ func (s *Server) Start() {
 }
 
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
+// Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.health.Shutdown() // tell health checkers first, so load balancers drain us
 	grpcstop.Graceful(ctx, s.grpc)
 	err := s.admin.Shutdown(ctx)

@@ -311,3 +311,98 @@ func TestBadPolicyFailsStart(t *testing.T) {
 		t.Fatalf("New with a broken policy = %v, want an error naming p.rego", err)
 	}
 }
+
+// waitServing waits for the Authorization service's health to turn SERVING.
+func waitServing(t *testing.T, hc healthpb.HealthClient) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health never SERVING: %v %v", resp, err)
+		}
+		<-healthWatch(t, hc)
+	}
+}
+
+// SIGTERM's Shutdown tells health watchers first, then lets a Check already in flight finish
+// with its real answer (here one waiting on a key refresh at the IdP) before it returns.
+func TestShutdownDrainsInFlightChecks(t *testing.T) {
+	k1 := testissuer.NewKey("k1", "ES256")
+	is := testissuer.New(k1)
+	defer is.Close()
+	srv := startServer(t, is, "")
+	conn := dial(t, srv.GRPCAddr())
+	hc := healthpb.NewHealthClient(conn)
+	waitServing(t, hc)
+
+	// A token signed with a key rotated in since start: its Check waits on a key refresh,
+	// which the IdP holds.
+	k2 := testissuer.NewKey("k2", "ES256")
+	is.SetKeys(k1, k2)
+	hold := is.HoldNext()
+	type result struct {
+		resp *authv3.CheckResponse
+		err  error
+	}
+	checked := make(chan result, 1)
+	go func() {
+		tok := "Bearer " + testissuer.Sign(k2, is.Standard("orders-api", "a", "orders:read", time.Minute), nil)
+		resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(),
+			envoyRequest("GET", "/orders", tok, map[string]string{"route": "orders-read", "scopes": "orders:read"}, nil))
+		checked <- result{resp, err}
+	}()
+	select {
+	case <-hold.Arrived:
+	case r := <-checked:
+		t.Fatalf("the Check did not wait for the key refresh: %v %v", r.resp, r.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no key refresh reached the IdP")
+	}
+
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer wcancel()
+	watch, err := hc.Watch(wctx, &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health before shutdown: %v %v", r, err)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shut <- srv.Shutdown(ctx)
+	}()
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health at shutdown: %v %v; want NOT_SERVING", r, err)
+	}
+	wcancel() // the watch is an RPC too: a graceful stop would wait for it
+
+	// Shutdown must still be waiting for the held Check.
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) with a Check in flight", err)
+	case r := <-checked:
+		t.Fatalf("the in-flight Check ended before its key refresh: %v %v", r.resp, r.err)
+	default:
+	}
+	hold.Release()
+	r := <-checked
+	if r.err != nil || codes.Code(r.resp.GetStatus().GetCode()) != codes.OK {
+		t.Fatalf("in-flight Check: %v %v; want allowed", r.resp, r.err)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	// Stopped: a new connection is refused.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(dial(t, srv.GRPCAddr())).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatal("health answered after shutdown")
+	}
+}

@@ -74,8 +74,28 @@ type Issuer struct {
 
 	mu       sync.Mutex
 	keys     []*Key
+	hold     *Hold
 	mode     atomic.Int32
 	requests atomic.Int64
+}
+
+// Hold keeps the next key-set request waiting: Arrived is closed when it comes in, and it
+// is answered when Release is called.
+type Hold struct {
+	Arrived chan struct{}
+	release chan struct{}
+}
+
+// Release lets the held request be answered.
+func (h *Hold) Release() { close(h.release) }
+
+// HoldNext makes the next /keys request wait until the returned Hold is released.
+func (is *Issuer) HoldNext() *Hold {
+	h := &Hold{Arrived: make(chan struct{}), release: make(chan struct{})}
+	is.mu.Lock()
+	is.hold = h
+	is.mu.Unlock()
+	return h
 }
 
 // New starts an issuer serving keys at /keys and discovery at /.well-known/openid-configuration.
@@ -141,6 +161,18 @@ func (is *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": is.Issuer, "jwks_uri": is.JWKSURL()})
 	case "/keys":
 		is.requests.Add(1)
+		is.mu.Lock()
+		h := is.hold
+		is.hold = nil
+		is.mu.Unlock()
+		if h != nil {
+			close(h.Arrived)
+			select {
+			case <-h.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		switch Mode(is.mode.Load()) {
 		case Down:
 			http.Error(w, "down", http.StatusServiceUnavailable)
