@@ -41,20 +41,30 @@ type Request struct {
 
 // Extract returns the token or an *Error. maxBytes <= 0 means DefaultMaxBytes.
 func Extract(r Request, maxBytes int) (string, error) {
+	first := ""
+	if len(r.Authorization) > 0 {
+		first = r.Authorization[0]
+	}
+	return ExtractFirst(first, len(r.Authorization), r.RawQuery, maxBytes)
+}
+
+// ExtractFirst is Extract for a request that sent n Authorization values, the first being
+// first: the Check path counts them without building a slice on every request.
+func ExtractFirst(first string, n int, rawQuery string, maxBytes int) (string, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
-	if queryHasToken(r.RawQuery) {
+	if queryHasToken(rawQuery) {
 		return "", errInQuery
 	}
-	switch len(r.Authorization) {
+	switch n {
 	case 0:
 		return "", errMissing
 	case 1:
 	default:
 		return "", errSeveral
 	}
-	h := r.Authorization[0]
+	h := first
 	if h == "" {
 		return "", errMissing
 	}

@@ -96,7 +96,8 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 	if httpReq == nil {
 		return s.deny(rec, 400, "invalid_request", denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
 	}
-	raw, err := bearer.Extract(bearer.Request{Authorization: authorizationValues(httpReq), RawQuery: rawQuery}, s.o.MaxTokenBytes)
+	first, n := authorization(httpReq)
+	raw, err := bearer.ExtractFirst(first, n, rawQuery, s.o.MaxTokenBytes)
 	if err != nil {
 		var be *bearer.Error
 		errors.As(err, &be)
@@ -131,7 +132,7 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 // decision is reused from this token's earlier requests, then (shareable revisions) from any
 // token that agrees on what the revision reads; only a miss on both is evaluated. The
 // decision returned is shared: read it, never change it.
-func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, route policy.Route, id *token.Identity, pt *perToken) (*policy.Decision, error) {
+func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, id *token.Identity, pt *perToken) (*policy.Decision, error) {
 	rev := s.o.Policy.Revision()
 	rec.Revision = rev.ID
 	ext := req.GetAttributes().GetContextExtensions()
@@ -158,7 +159,7 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 			return d, nil
 		}
 	}
-	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: route}
+	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: policy.RouteFrom(ext)}
 	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.tokenTerm(id)))
 	if err != nil {
 		return nil, err
@@ -176,9 +177,9 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 // authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass).
 func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	ext := req.GetAttributes().GetContextExtensions()
-	route := policy.RouteFrom(ext)
-	shadow := s.o.Shadow || route.Mode == "shadow"
-	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, route, id, pt)
+	// input.route is built only when the policy runs: a reused decision needs only the mode.
+	shadow := s.o.Shadow || ext["mode"] == "shadow"
+	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, id, pt)
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"
@@ -186,7 +187,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 			class = ee.Class
 		}
 		s.o.Metrics.policyError(class)
-		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", route.Name)
+		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", ext["route"])
 		if shadow {
 			return s.shadowAllow(rec, pt, s.o.ErrorStatus, "policy_"+class)
 		}
@@ -210,7 +211,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 			// RFC 6750 §3.1: the challenge names the scope the resource needs.
 			d.status, d.code, d.errCode, d.challenge = 403, codes.PermissionDenied, "insufficient_scope", true
 			d.description = "the token lacks a required scope"
-			d.scope = strings.Join(route.Scopes, " ")
+			d.scope = strings.Join(policy.RouteFrom(ext).Scopes, " ")
 		}
 		rec.Allow, rec.Status, rec.Reason = false, d.status, reason
 		return buildDenial(d, s.o.Realm)
@@ -318,23 +319,24 @@ func grpcCode(status int) codes.Code {
 	return codes.PermissionDenied
 }
 
-// authorizationValues returns the Authorization header's values: from the headers map
-// (Envoy joins repeats with ","), or from header_map when Envoy sends raw headers.
-func authorizationValues(h *authv3.AttributeContext_HttpRequest) []string {
+// authorization returns the first Authorization value and how many there are: from the
+// headers map (Envoy joins repeats with ","), or from header_map when Envoy sends raw headers.
+func authorization(h *authv3.AttributeContext_HttpRequest) (first string, n int) {
 	if v, ok := h.GetHeaders()["authorization"]; ok {
-		return []string{v}
+		return v, 1
 	}
-	var out []string
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		if strings.EqualFold(hv.GetKey(), "authorization") {
-			v := hv.GetValue()
-			if v == "" {
-				v = string(hv.GetRawValue())
+			if n == 0 {
+				first = hv.GetValue()
+				if first == "" {
+					first = string(hv.GetRawValue())
+				}
 			}
-			out = append(out, v)
+			n++
 		}
 	}
-	return out
+	return first, n
 }
 
 // requestDoc builds input.request, with the optional fields the policy revision reads.
