@@ -234,3 +234,46 @@ func TestSharedDecisionsNeverCrossWhatThePolicyReads(t *testing.T) {
 		})
 	}
 }
+
+// Concurrent Checks while the revision flips between allow and deny: once a reload has
+// returned, no Check may answer with a decision of the revision before it, whatever the
+// shared and per-token caches held (run under -race).
+func TestSharedDecisionsUnderReload(t *testing.T) {
+	allow := "package scopegate.authz\ndecision := {\"allow\": \"orders:read\" in input.token.scopes}\n"
+	deny := "package scopegate.authz\ndecision := {\"allow\": false, \"status\": 403, \"reason\": \"off\"} if \"orders:read\" in input.token.scopes\n"
+	r, eng, dir, k := policyRig(t, allow)
+	reqs := make([]*authv3.CheckRequest, 64)
+	for i := range reqs {
+		reqs[i] = request(r.token(k, i, fmt.Sprintf("orders:read app:%d", i%4)))
+	}
+	for round := 0; round < 6; round++ {
+		src, want := allow, true
+		if round%2 == 0 {
+			src, want = deny, false
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { // traffic during the reload
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, _ = r.svc.Check(context.Background(), reqs[i%len(reqs)])
+			}
+		}()
+		write(t, dir, src)
+		if _, err := eng.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		<-done
+		for i, req := range reqs {
+			if got := allowed(t, r.svc, req); got != want {
+				t.Fatalf("round %d, token %d: allowed %v after the reload, want %v", round, i, got, want)
+			}
+		}
+	}
+}
