@@ -3,6 +3,7 @@ package check_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,39 @@ func must(r *authv3.CheckResponse, err error) *authv3.CheckResponse {
 		panic(err)
 	}
 	return r
+}
+
+// BenchmarkRetainedPerToken measures the heap a verified token keeps while it is cached (its
+// cache entry, identity, claims payload, memoised OK response and decision), to size
+// token_cache.max_entries: each op checks 2,000 new ES256 tokens with the built-in policy.
+func BenchmarkRetainedPerToken(b *testing.B) {
+	k := testissuer.NewKey("es", "ES256")
+	ctx := context.Background()
+	const n = 2000
+	var total, tokens float64
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		r := newRig(b, []*testissuer.Key{k}, "default-policy", 2*n)
+		reqs := make([]*authv3.CheckRequest, n)
+		for j := range reqs {
+			reqs[j] = request(r.token(k, i*n+j, fmt.Sprintf("orders:read app:%02d", j%32)))
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		for _, req := range reqs {
+			mustAllow(b, must(r.svc.Check(ctx, req)))
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		// The requests were live at both readings, so only what the Checks kept counts.
+		runtime.KeepAlive(reqs)
+		runtime.KeepAlive(r)
+		total += float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		tokens += n
+		b.StartTimer()
+	}
+	b.ReportMetric(total/tokens, "retained-B/token")
 }
