@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -275,5 +276,59 @@ func TestSharedDecisionsUnderReload(t *testing.T) {
 				t.Fatalf("round %d, token %d: allowed %v after the reload, want %v", round, i, got, want)
 			}
 		}
+	}
+}
+
+// A revision that reads named request fields shares decisions between tokens on requests
+// that agree on those fields, and only on those.
+func TestSharedDecisionsByRequestFields(t *testing.T) {
+	r, eng, _, k, reg := policyRigMetrics(t, `package scopegate.authz
+decision := {"allow": true} if {
+	input.request.path_segments == ["orders", "42"]
+	input.request.headers["x-tenant"] == "a"
+	input.request.query.v == ["1"]
+	input.request.host == "api.example.com"
+	not input.request.headers.authorization # never visible to a policy
+} else := {"allow": false, "status": 403, "reason": "no"}
+`)
+	rd := eng.Revision().Reads
+	if !rd.Shareable || rd.Cacheable || !rd.Request.Path || !rd.Request.Host || !rd.Query ||
+		!reflect.DeepEqual(rd.Request.HeaderNames, []string{"authorization", "x-tenant"}) {
+		t.Fatalf("reads %+v", rd)
+	}
+	req := func(i int, edit func(*authv3.AttributeContext_HttpRequest)) *authv3.CheckRequest {
+		q := request(r.token(k, i, "orders:read"))
+		h := q.Attributes.Request.Http
+		h.Path, h.Headers[":path"], h.Headers["x-tenant"] = "/orders/42?v=1", "/orders/42?v=1", "a"
+		if edit != nil {
+			edit(h)
+		}
+		return q
+	}
+	if !allowed(t, r.svc, req(1, nil)) {
+		t.Fatal("first request denied")
+	}
+	if !allowed(t, r.svc, req(2, nil)) { // another token, same request: shared
+		t.Fatal("second request denied")
+	}
+	if got := decisions(t, reg); got["evaluated"] != 1 || got["shared_cache"] != 1 {
+		t.Fatalf("decisions %v, want 1 evaluated and 1 shared", got)
+	}
+	for i, tc := range []struct {
+		name string
+		edit func(*authv3.AttributeContext_HttpRequest)
+	}{
+		{"other path", func(h *authv3.AttributeContext_HttpRequest) { h.Path = "/orders/43?v=1" }},
+		{"other header value", func(h *authv3.AttributeContext_HttpRequest) { h.Headers["x-tenant"] = "b" }},
+		{"header missing", func(h *authv3.AttributeContext_HttpRequest) { delete(h.Headers, "x-tenant") }},
+		{"other query", func(h *authv3.AttributeContext_HttpRequest) { h.Path = "/orders/42?v=2" }},
+		{"other host", func(h *authv3.AttributeContext_HttpRequest) { h.Host = "evil.example.com" }},
+	} {
+		if allowed(t, r.svc, req(10+i, tc.edit)) {
+			t.Errorf("%s: allowed from another request's decision", tc.name)
+		}
+	}
+	if got := decisions(t, reg); got["evaluated"] != 6 || got["shared_cache"] != 1 {
+		t.Fatalf("decisions %v: each differing request should have been evaluated", got)
 	}
 }

@@ -150,7 +150,7 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 	)
 	if rev.Reads.Shareable {
 		shared = s.sharedFor(rev)
-		skey = sharedKey(buf[:0], rev.Reads.Token, httpReq.GetMethod(), ext, id)
+		skey = sharedKey(buf[:0], &rev.Reads, &requestView{attrs: req.GetAttributes(), http: httpReq, path: rec.Path, rawQuery: rawQuery}, ext, id)
 		if d, ok := shared.get(skey); ok {
 			if cacheable {
 				pt.remember(key, d)
@@ -347,7 +347,7 @@ func requestDoc(attrs *authv3.AttributeContext, h *authv3.AttributeContext_HttpR
 	if reads.Headers {
 		r.Headers = make(map[string]string, len(h.GetHeaders()))
 		for k, v := range h.GetHeaders() {
-			if k == "authorization" || k == "cookie" || k == "proxy-authorization" || strings.HasPrefix(k, ":") {
+			if hiddenHeader(k) {
 				continue
 			}
 			r.Headers[k] = v
@@ -359,8 +359,32 @@ func requestDoc(attrs *authv3.AttributeContext, h *authv3.AttributeContext_HttpR
 	if reads.Query {
 		r.Query = policy.ParseQuery(rawQuery)
 	}
-	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil && reads.SourceAddress {
-		r.SourceAddress = net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
+	if reads.SourceAddress {
+		r.SourceAddress = sourceAddress(attrs)
 	}
 	return r
+}
+
+// hiddenHeader is a header the policy never sees: credentials, and pseudo-headers (their
+// values are method, path, host and scheme).
+func hiddenHeader(name string) bool {
+	return name == "authorization" || name == "cookie" || name == "proxy-authorization" || strings.HasPrefix(name, ":")
+}
+
+// policyHeader is input.request.headers[name] as the policy sees it.
+func policyHeader(h *authv3.AttributeContext_HttpRequest, name string) (string, bool) {
+	if hiddenHeader(name) {
+		return "", false
+	}
+	v, ok := h.GetHeaders()[name]
+	return v, ok
+}
+
+// sourceAddress is input.request.source_address: ip:port of the downstream peer, or "".
+func sourceAddress(attrs *authv3.AttributeContext) string {
+	sa := attrs.GetSource().GetAddress().GetSocketAddress()
+	if sa == nil {
+		return ""
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }

@@ -92,10 +92,11 @@ func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decis
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can
-// depend on: the method, every route extension, and the values of the token fields the
+// depend on: every route extension, and the values of the request and token fields the
 // revision reads (policy.Fields.Shareable). A never-seen token whose scopes (say) match an
-// earlier token's on the same route gets its decision without an evaluation: on a cold
-// token that evaluation is most of scopegate's own cost after the signature check.
+// earlier token's on the same route gets its decision without an evaluation, and so does a
+// request to a path the revision has decided before for a token like it: evaluation is
+// most of scopegate's own cost after the signature check.
 type sharedDecisions struct {
 	rev *policy.Revision
 	mu  sync.RWMutex
@@ -103,9 +104,9 @@ type sharedDecisions struct {
 }
 
 const (
-	// maxSharedDecisions bounds the cache. Keys are what distinct (route, method, scopes...)
-	// combinations the fleet sees, normally far fewer; when a revision that reads sub or jti
-	// makes every token distinct, the cache starts over instead of growing.
+	// maxSharedDecisions bounds the cache. Keys are the distinct (route, scopes, path...)
+	// combinations the fleet sees; when a revision reads something with many values (sub,
+	// a path with ids in it), a random entry makes room for each new one.
 	maxSharedDecisions = 1 << 14
 	// maxSharedKey leaves out requests with an outsized key (huge scope lists, extensions).
 	maxSharedKey = 4 << 10
@@ -143,16 +144,20 @@ func (sd *sharedDecisions) put(key []byte, d *policy.Decision) {
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
 	if len(sd.m) >= maxSharedDecisions {
-		clear(sd.m)
+		for k := range sd.m { // map iteration starts at random: a random eviction
+			delete(sd.m, k)
+			break
+		}
 	}
 	sd.m[string(key)] = d
 }
 
 // sharedKey encodes what a shareable decision depends on, unambiguously: every string and
 // list is length-prefixed, so no two different inputs share a key. The route extensions
-// are all included, sorted, not only route, scopes and mode: input.route carries the others.
-func sharedKey(b []byte, reads policy.TokenFields, method string, ext map[string]string, id *token.Identity) []byte {
-	b = appendString(b, method)
+// are all included, sorted (input.route carries every one); of the request and the token,
+// the fields the revision reads, as the policy would see them, in a fixed order (the field
+// set is the revision's, so equal revisions give equal layouts).
+func sharedKey(b []byte, reads *policy.Fields, in *requestView, ext map[string]string, id *token.Identity) []byte {
 	var names [8]string
 	keys := names[:0]
 	for k := range ext {
@@ -164,27 +169,52 @@ func sharedKey(b []byte, reads policy.TokenFields, method string, ext map[string
 		b = appendString(b, k)
 		b = appendString(b, ext[k])
 	}
+
+	rq := &reads.Request
+	h := in.http
+	for _, f := range [...]struct {
+		read bool
+		s    func() string
+	}{
+		{rq.Method, h.GetMethod}, {rq.Path, func() string { return in.path }}, {reads.Query, func() string { return in.rawQuery }},
+		{rq.Host, h.GetHost}, {rq.Scheme, h.GetScheme}, {rq.Protocol, h.GetProtocol},
+		{reads.SourceAddress, func() string { return sourceAddress(in.attrs) }},
+	} {
+		if f.read {
+			b = appendString(b, f.s())
+		}
+	}
+	for _, name := range rq.HeaderNames {
+		v, ok := policyHeader(h, name)
+		if !ok {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1)
+		b = appendString(b, v)
+	}
+
 	// The token's values as policy.TokenFrom gives them to the policy (claims excepted: a
-	// revision that reads them is never shareable), in a fixed order; the field set is the
-	// revision's, so equal revisions give equal layouts.
+	// revision that reads them is never shareable).
+	t := &reads.Token
 	for _, f := range [...]struct {
 		read bool
 		s    string
-	}{{reads.Issuer, id.Issuer}, {reads.Iss, id.Iss}, {reads.Sub, id.Subject}, {reads.ClientID, id.ClientID}, {reads.JTI, id.JTI}} {
+	}{{t.Issuer, id.Issuer}, {t.Iss, id.Iss}, {t.Sub, id.Subject}, {t.ClientID, id.ClientID}, {t.JTI, id.JTI}} {
 		if f.read {
 			b = appendString(b, f.s)
 		}
 	}
-	if reads.Aud {
+	if t.Aud {
 		b = appendStrings(b, id.Audience) // nil and empty are both [] to the policy
 	}
-	if reads.Scopes {
+	if t.Scopes {
 		b = appendStrings(b, id.Scopes)
 	}
-	if reads.Exp {
+	if t.Exp {
 		b = binary.AppendVarint(b, id.ExpiresAt.Unix())
 	}
-	if reads.Iat {
+	if t.Iat {
 		var iat int64
 		if !id.IssuedAt.IsZero() {
 			iat = id.IssuedAt.Unix()
@@ -192,6 +222,13 @@ func sharedKey(b []byte, reads policy.TokenFields, method string, ext map[string
 		b = binary.AppendVarint(b, iat)
 	}
 	return b
+}
+
+// requestView is the request as the Check path has split it.
+type requestView struct {
+	attrs          *authv3.AttributeContext
+	http           *authv3.AttributeContext_HttpRequest
+	path, rawQuery string
 }
 
 func appendString(b []byte, s string) []byte {

@@ -7,8 +7,9 @@ import (
 	"github.com/scopegate/scopegate/policies"
 )
 
-// BenchmarkEval is the policy's own cost per Check: the default policy against a constant
-// policy (OPA's floor for any query), with the input built once.
+// BenchmarkEval is what a decision costs when it is evaluated, not reused: the default
+// policy, the repository's policies/ (with the demo rules), and a constant policy (OPA's
+// floor for any query), with the input built once.
 func BenchmarkEval(b *testing.B) {
 	for _, tc := range []struct {
 		name string
@@ -16,10 +17,11 @@ func BenchmarkEval(b *testing.B) {
 	}{
 		{"constant", Options{}},
 		{"default", Options{FS: policies.Default}},
+		{"demo", Options{Path: "../../policies"}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			o := tc.opts
-			if o.FS == nil {
+			if o.FS == nil && o.Path == "" {
 				dir := b.TempDir()
 				writePolicy(b, dir, "package scopegate.authz\ndecision := {\"allow\": true}\n")
 				o.Path = dir

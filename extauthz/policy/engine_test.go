@@ -165,7 +165,7 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil || d.Allow || d.Status != 403 || !reflect.DeepEqual(d.MissingScopes, []string{"orders:read"}) {
 		t.Fatalf("deny: %+v %v", d, err)
 	}
-	if want := (Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true}}); e.Revision().Reads != want {
+	if want := (Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true}}); !reflect.DeepEqual(e.Revision().Reads, want) {
 		t.Errorf("the default policy reads %+v, want %+v: its decisions should be shared by tokens with the same scopes", e.Revision().Reads, want)
 	}
 }
@@ -176,16 +176,23 @@ func TestAnalyzeNeeds(t *testing.T) {
 		want Fields
 	}{
 		{`allow if input.token.sub == "a"`, Fields{Cacheable: true, Shareable: true, Token: TokenFields{Sub: true}}},
-		{`allow if input.request.method == "GET"`, Fields{Cacheable: true, Shareable: true}},
-		{`allow if input.request.path == "/"`, Fields{}},
+		{`allow if input.request.method == "GET"`, Fields{Cacheable: true, Shareable: true, Request: RequestFields{Method: true}}},
+		{`allow if input.request.path == "/"`, Fields{Shareable: true, Request: RequestFields{Path: true}}},
 		{`allow if input.token.exp > time.now_ns() / 1000000000`, Fields{Token: TokenFields{Exp: true}}},
 		{`allow if input.route.scopes[_] == data.x`, Fields{Cacheable: true, Shareable: true}},
 		// io.jwt.decode_verify is not flagged non-deterministic by OPA, but checks exp against the clock.
-		{`allow if { [ok, _, _] := io.jwt.decode_verify(data.jwt, {"cert": data.cert}); ok }`, Fields{}},
-		{`allow if input.request.headers["x-a"] == "1"`, Fields{Headers: true}},
-		{`allow if input.request.query.a[0] == "1"`, Fields{Query: true}},
-		{`allow if input.request.path_segments[0] == "a"`, Fields{PathSegments: true}},
-		{`allow if startswith(input.request.source_address, "10.")`, Fields{SourceAddress: true}},
+		{`allow if { [ok, _, _] := io.jwt.decode_verify(data.jwt, {"cert": data.cert}); ok }`, Fields{Shareable: false}},
+		{`allow if input.request.headers["x-a"] == "1"`, Fields{Headers: true, Shareable: true, Request: RequestFields{HeaderNames: []string{"x-a"}}}},
+		{`allow if { input.request.headers["x-b"] == "1"; input.request.headers.x_a == "2"; input.request.headers["x-b"] != "" }`,
+			Fields{Headers: true, Shareable: true, Request: RequestFields{HeaderNames: []string{"x-b", "x_a"}}}},
+		{`allow if input.request.headers[k] == "1"`, Fields{Headers: true, Request: RequestFields{AnyHeader: true}}},
+		{`allow if count(input.request.headers) > 3`, Fields{Headers: true, Request: RequestFields{AnyHeader: true}}},
+		{`allow if input.request.query.a[0] == "1"`, Fields{Query: true, Shareable: true}},
+		{`allow if input.request.path_segments[0] == "a"`, Fields{PathSegments: true, Shareable: true, Request: RequestFields{Path: true}}},
+		{`allow if startswith(input.request.source_address, "10.")`, Fields{SourceAddress: true, Shareable: true}},
+		{`allow if { input.request.host == "a"; input.request.scheme == "https"; input.request.protocol == "HTTP/2" }`,
+			Fields{Shareable: true, Request: RequestFields{Host: true, Scheme: true, Protocol: true}}},
+		{`allow if input.request.body == "x"`, Fields{Request: RequestFields{Unknown: true}}},
 		{`allow if object.get(input.request, "headers", {}) != {}`, needAll},
 		{`allow if input.request[x] == "a"`, needAll},
 		{`allow if walk(input, _)`, needAll},
@@ -205,8 +212,8 @@ func TestAnalyzeNeeds(t *testing.T) {
 		{`allow if type_name(input.route) == "object"`, Fields{Cacheable: true, Shareable: true}},
 		// ...but a type test of anything else reads it.
 		{`allow if is_string(input.token.claims.x)`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
-		{`allow if is_object(input.request.headers)`, Fields{Headers: true}},
-		{`allow if data.x[input.request.headers.k]`, Fields{Headers: true}},
+		{`allow if is_object(input.request.headers)`, Fields{Headers: true, Request: RequestFields{AnyHeader: true}}},
+		{`allow if data.x[input.request.headers.k]`, Fields{Headers: true, Shareable: true, Request: RequestFields{HeaderNames: []string{"k"}}}},
 	}
 	for _, tt := range tests {
 		dir := t.TempDir()
@@ -215,7 +222,7 @@ func TestAnalyzeNeeds(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.src, err)
 		}
-		if got := analyzeNeeds(b); got != tt.want {
+		if got := analyzeNeeds(b); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: needs %+v, want %+v", tt.src, got, tt.want)
 		}
 	}

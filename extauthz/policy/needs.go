@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -14,7 +15,9 @@ import (
 // towards including: it only leaves out what no rule can reference.
 type needs = Fields
 
-// Fields lists the optional input.request fields a revision reads.
+// Fields lists what of the input a revision reads: the optional input.request fields the
+// engine builds only for revisions that read them, and what decides whether a decision may
+// be reused.
 type Fields struct {
 	Headers       bool `json:"headers"`
 	Query         bool `json:"query"`
@@ -28,10 +31,36 @@ type Fields struct {
 	Cacheable bool `json:"cacheable"`
 	// Token lists the input.token fields a revision reads.
 	Token TokenFields `json:"token"`
-	// Shareable is true when a cacheable decision also depends on nothing of the token but
-	// the fields in Token: tokens that agree on those (say, the same scopes) on the same
-	// route and method get the same decision, so a never-seen token can reuse another's.
+	// Request lists the input.request fields a revision reads.
+	Request RequestFields `json:"request"`
+	// Shareable is true when a decision depends on nothing but the route, data and named
+	// fields of the request and token (no whole input, no computed key into the request or
+	// the token, no claims, no header by a computed name, nothing non-deterministic): requests
+	// that agree on those fields get the same decision, whichever token they carry, so the
+	// Check path may share it (keyed by exactly those values).
 	Shareable bool `json:"shareable"`
+}
+
+// RequestFields says which input.request fields a revision reads (Fields has the ones the
+// engine builds on demand; these are for the shared-decision key).
+type RequestFields struct {
+	Method   bool `json:"method,omitempty"`
+	Path     bool `json:"path,omitempty"` // path, or path_segments (derived from it)
+	Host     bool `json:"host,omitempty"`
+	Scheme   bool `json:"scheme,omitempty"`
+	Protocol bool `json:"protocol,omitempty"`
+	// HeaderNames are the headers read by a constant name (input.request.headers["x-a"]);
+	// AnyHeader is set when headers are read whole or by a computed name.
+	HeaderNames []string `json:"header_names,omitempty"`
+	AnyHeader   bool     `json:"any_header,omitempty"`
+	// Unknown is set for a field the engine never sends.
+	Unknown bool `json:"unknown,omitempty"`
+}
+
+func (r *RequestFields) header(name string) {
+	if !slices.Contains(r.HeaderNames, name) {
+		r.HeaderNames = append(r.HeaderNames, name)
+	}
 }
 
 // TokenFields says which input.token fields a revision reads. Whole is set when it reads
@@ -96,7 +125,7 @@ var readsClock = map[string]bool{
 
 func analyzeNeeds(b *bundle.Bundle) needs {
 	var n needs
-	all, otherRequest, nondeterministic := false, false, false
+	all, nondeterministic := false, false
 	var visit func(x any) bool
 	visit = func(x any) bool {
 		if all {
@@ -120,7 +149,7 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 				nondeterministic = true
 			}
 			if len(x) > 0 && x[0].Equal(ast.InputRootDocument) {
-				n.markRef(x, &all, &otherRequest)
+				n.markRef(x, &all)
 			} else {
 				ast.NewGenericVisitor(visit).Walk(x[0])
 			}
@@ -141,12 +170,15 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 	if all {
 		return needAll
 	}
-	n.Cacheable = !otherRequest && !nondeterministic && !n.Headers && !n.Query && !n.PathSegments && !n.SourceAddress
-	n.Shareable = n.Cacheable && !n.Token.Whole
+	rq := n.Request
+	n.Cacheable = !nondeterministic && !n.Headers && !n.Query && !n.PathSegments && !n.SourceAddress &&
+		!rq.Path && !rq.Host && !rq.Scheme && !rq.Protocol && !rq.Unknown
+	n.Shareable = !nondeterministic && !n.Token.Whole && !rq.AnyHeader && !rq.Unknown
+	slices.Sort(n.Request.HeaderNames)
 	return n
 }
 
-func (n *needs) markRef(r ast.Ref, all, otherRequest *bool) {
+func (n *needs) markRef(r ast.Ref, all *bool) {
 	if len(r) < 2 {
 		*all = true
 		return
@@ -175,15 +207,32 @@ func (n *needs) markRef(r ast.Ref, all, otherRequest *bool) {
 	switch field {
 	case "headers":
 		n.Headers = true
+		if len(r) < 4 {
+			n.Request.AnyHeader = true
+		} else if name, ok := r[3].Value.(ast.String); ok {
+			n.Request.header(string(name))
+		} else {
+			n.Request.AnyHeader = true // headers[x]
+		}
 	case "query":
 		n.Query = true
 	case "path_segments":
 		n.PathSegments = true
+		n.Request.Path = true
 	case "source_address":
 		n.SourceAddress = true
 	case "method":
+		n.Request.Method = true
+	case "path":
+		n.Request.Path = true
+	case "host":
+		n.Request.Host = true
+	case "scheme":
+		n.Request.Scheme = true
+	case "protocol":
+		n.Request.Protocol = true
 	default:
-		*otherRequest = true
+		n.Request.Unknown = true
 	}
 }
 
