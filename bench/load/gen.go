@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type tally struct {
 	Requests, OK, Denied, Errors int64
 	Elapsed                      time.Duration
 	Hist                         Hist
+	// Late is how late the open-loop dispatcher handed each request to a worker.
+	Late Hist
 }
 
 func (t *tally) add(o *tally) {
@@ -151,21 +154,19 @@ func openLoop(ctx context.Context, cl *clients, workers int, reqs []*authv3.Chec
 			mu.Unlock()
 		})
 	}
-	// Pacing: wait for each request's send time (a timer, not synchronisation); a late
-	// dispatcher sends the overdue requests at once, and their lateness is measured.
-	pace := time.NewTimer(time.Hour)
-	defer pace.Stop()
+	// Pacing: wait for each request's send time (a clock, not synchronisation); a late
+	// dispatcher sends the overdue requests at once, and their lateness is measured, in the
+	// requests' latency and on its own (Late), so the generator's precision is on record.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	p := newPacer()
 	for i := range n {
-		if d := time.Until(start.Add(offs[i])); d > 0 {
-			pace.Reset(d)
-			select {
-			case <-pace.C:
-			case <-ctx.Done():
-			}
-		}
+		at := start.Add(offs[i])
+		p.sleepUntil(at)
 		if ctx.Err() != nil {
 			break
 		}
+		all.Late.Record(time.Since(at))
 		due <- i
 	}
 	close(due)

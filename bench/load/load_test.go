@@ -124,6 +124,10 @@ func TestSmoke(t *testing.T) {
 		if ol.Requests == 0 || ol.TargetRPS <= 0 || ol.Errors != 0 || ol.P99us <= 0 {
 			t.Errorf("open loop %s: %+v", ol.Server, ol)
 		}
+		// The generator's own lateness is on record, and is part of the latency it measured.
+		if ol.DispatchLate.MaxUs <= 0 || ol.DispatchLate.P50us > ol.P99us {
+			t.Errorf("open loop %s: dispatch lateness %+v", ol.Server, ol.DispatchLate)
+		}
 	}
 	for _, alg := range []string{"RS256", "ES256"} {
 		if v := rep.BareVerify[alg]; v.N == 0 || v.CPUUsPerOp <= 0 {

@@ -83,6 +83,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	dur := fs.Duration("duration", 0, "per closed-loop point (default 5s)")
 	conc := fs.String("concurrency", "", "comma-separated worker counts (default 1,4,16,64)")
 	noProfile := fs.Bool("no-profile", false, "skip the CPU profile run")
+	olFraction := fs.Float64("open-loop-fraction", 0.5, "open-loop arrival rate as a fraction of the warm saturation rate (issue 6's goal is at 0.5)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -108,6 +109,10 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			o.Concurrency = append(o.Concurrency, n)
 		}
 	}
+	if *olFraction <= 0 || *olFraction > 1 {
+		return fmt.Errorf("-open-loop-fraction: %v is not in (0, 1]", *olFraction)
+	}
+	o.OpenLoopFraction = *olFraction
 	if *noProfile {
 		o.ProfileDuration = 0
 	}

@@ -41,6 +41,8 @@ type Options struct {
 	// Duration bounds each closed-loop point; cold points also end when their tokens run out.
 	Duration         time.Duration
 	OpenLoopDuration time.Duration
+	// OpenLoopFraction of the warm saturation rate is the open-loop arrival rate (0: 0.5).
+	OpenLoopFraction float64
 	Concurrency      []int
 	// Rounds of floor then scopegate (a, b, a, b, ...).
 	Rounds int
@@ -86,6 +88,13 @@ func SmokeOptions() Options {
 		Rounds: 1, Conns: 2, WarmTokens: 100, DenyTokens: 100, ColdRS256: 60, ColdES256: 300,
 		BareVerify: 100 * time.Millisecond, ProfileDuration: 300 * time.Millisecond, ProfileConcurrency: 4, StartTimeout: 45 * time.Second,
 	}
+}
+
+func (o *Options) openLoopFraction() float64 {
+	if o.OpenLoopFraction <= 0 {
+		return 0.5
+	}
+	return o.OpenLoopFraction
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -196,7 +205,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer os.RemoveAll(work)
 	rep := &Report{
 		Generated: time.Now().UTC().Format(time.RFC3339), Command: o.Command, Machine: machine(),
-		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(),
+		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(), OpenLoopFraction: o.openLoopFraction(),
 			Concurrency: o.Concurrency, Rounds: o.Rounds, Conns: o.Conns, WarmTokens: o.WarmTokens, DenyTokens: o.DenyTokens,
 			ColdRS256PerPoint: o.ColdRS256, ColdES256PerPoint: o.ColdES256, GOMAXPROCS: runtime.GOMAXPROCS(0)},
 		BareVerify: map[string]BareVerify{},
@@ -307,8 +316,9 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 				name, c, conc, p.RPS, p.P50us, p.P99us, p.CPUUsPerReq, p.OK, p.Denied, p.Errors)
 		}
 	}
-	// Open loop at half of this server's warm saturation rate, measured just above.
-	rate := maxWarm / 2
+	// Open loop at a fraction (issue 6: half) of this server's warm saturation rate, measured
+	// just above.
+	rate := maxWarm * o.openLoopFraction()
 	cpu0, err := ProcCPU(ch.pid())
 	if err != nil {
 		return nil, OpenLoopPoint{}, err
@@ -320,14 +330,16 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 	}
 	ol := OpenLoopPoint{Round: round, Server: name, TargetRPS: rate, AchievedRPS: float64(t.Requests) / t.Elapsed.Seconds(),
 		Requests: t.Requests, OK: t.OK, Denied: t.Denied, Errors: t.Errors, Lat: latencies(&t.Hist),
-		CPUUsPerReq: perReq(cpu1-cpu0, t.Requests)}
-	k := pointKey{name, "open-loop", 0}
-	if hists[k] == nil {
-		hists[k] = &Hist{}
+		CPUUsPerReq: perReq(cpu1-cpu0, t.Requests), DispatchLate: latencies(&t.Late)}
+	for kind, h := range map[string]*Hist{"open-loop": &t.Hist, "open-loop-dispatch": &t.Late} {
+		k := pointKey{name, kind, 0}
+		if hists[k] == nil {
+			hists[k] = &Hist{}
+		}
+		hists[k].Merge(h)
 	}
-	hists[k].Merge(&t.Hist)
-	o.logf("  %-9s open-loop  %6.0f req/s target, %6.0f achieved  p50 %7.0fµs  p99 %7.0fµs  p99.9 %7.0fµs",
-		name, rate, ol.AchievedRPS, ol.P50us, ol.P99us, ol.P999us)
+	o.logf("  %-9s open-loop  %6.0f req/s target, %6.0f achieved  p50 %7.0fµs  p99 %7.0fµs  p99.9 %7.0fµs  (dispatch late p50 %.0fµs p99 %.0fµs)",
+		name, rate, ol.AchievedRPS, ol.P50us, ol.P99us, ol.P999us, ol.DispatchLate.P50us, ol.DispatchLate.P99us)
 	if err := ch.stop(10 * time.Second); err != nil {
 		return nil, OpenLoopPoint{}, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
 	}
