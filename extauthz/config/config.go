@@ -65,7 +65,9 @@ type Bearer struct {
 
 // TokenCache bounds the verified-token cache.
 type TokenCache struct {
-	MaxEntries int `yaml:"max_entries"`
+	// MaxEntries bounds the cache (default 100000); 0 turns it off. A pointer, so that an
+	// explicit 0 is not taken for "unset".
+	MaxEntries *int `yaml:"max_entries"`
 }
 
 // Policy is the Rego policy evaluated after a token is verified.
@@ -149,8 +151,9 @@ func (c *Config) setDefaults() {
 	if c.Bearer.MaxTokenBytes == 0 {
 		c.Bearer.MaxTokenBytes = 8 << 10
 	}
-	if c.TokenCache.MaxEntries == 0 {
-		c.TokenCache.MaxEntries = 100000
+	if c.TokenCache.MaxEntries == nil {
+		n := 100000
+		c.TokenCache.MaxEntries = &n
 	}
 	def(&c.Policy.Query, "data.scopegate.authz.decision")
 	if c.Policy.EvalTimeout == 0 {
@@ -297,7 +300,7 @@ func (c *Config) Validate() error {
 	if c.Bearer.MaxTokenBytes < 256 || c.Bearer.MaxTokenBytes > 1<<20 {
 		bad("bearer.max_token_bytes", "%d is out of range (256 to 1048576)", c.Bearer.MaxTokenBytes)
 	}
-	if c.TokenCache.MaxEntries < 0 {
+	if *c.TokenCache.MaxEntries < 0 {
 		bad("token_cache.max_entries", "must not be negative (0 turns the cache off)")
 	}
 	if !strings.HasPrefix(c.Policy.Query, "data.") {

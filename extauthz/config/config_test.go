@@ -20,11 +20,26 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	is := c.Issuers[0]
-	if c.Listen != ":9191" || c.Admin != ":9092" || c.TokenCache.MaxEntries != 100000 || c.Bearer.MaxTokenBytes != 8192 ||
+	if c.Listen != ":9191" || c.Admin != ":9092" || *c.TokenCache.MaxEntries != 100000 || c.Bearer.MaxTokenBytes != 8192 ||
 		c.Policy.Query != "data.scopegate.authz.decision" || !*c.Policy.RunTests || c.Policy.ErrorStatus != 500 ||
 		is.Leeway != 30*time.Second || is.RefreshInterval != 15*time.Minute || strings.Join(is.Algorithms, ",") != "RS256,ES256,EdDSA,PS256" ||
 		strings.Join(is.ScopeClaims, ",") != "scope,scp" || c.Headers.Subject != "x-scopegate-subject" || *c.DecisionLog.SampleRate != 1 {
 		t.Fatalf("defaults: %+v %+v", c, is)
+	}
+}
+
+// An explicit 0 turns the token cache off, as documented; it is not taken for "unset".
+func TestTokenCacheOff(t *testing.T) {
+	c, err := Parse([]byte(minimal + "token_cache: {max_entries: 0}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *c.TokenCache.MaxEntries != 0 {
+		t.Fatalf("max_entries = %d, want 0 (off)", *c.TokenCache.MaxEntries)
+	}
+	c, err = Parse([]byte(minimal + "token_cache: {max_entries: 500}\n"))
+	if err != nil || *c.TokenCache.MaxEntries != 500 {
+		t.Fatalf("max_entries 500: %v %v", c.TokenCache.MaxEntries, err)
 	}
 }
 

@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
 	}
 	tm := token.NewMetrics(reg)
-	cache := token.NewCache(cfg.TokenCache.MaxEntries)
+	cache := token.NewCache(*cfg.TokenCache.MaxEntries)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
 	}, func() float64 { return float64(cache.Len()) }))
