@@ -36,11 +36,14 @@ type Issuer struct {
 	JWKSFile  string   `yaml:"jwks_file"`
 	Audiences []string `yaml:"audiences"`
 	// Algorithms is the allow-list of JWS algorithms; asymmetric only.
-	Algorithms     []string      `yaml:"algorithms"`
-	ScopeClaims    []string      `yaml:"scope_claims"`
-	ClientIDClaims []string      `yaml:"client_id_claims"`
-	RequireTyp     string        `yaml:"require_typ"`
-	Leeway         time.Duration `yaml:"leeway"`
+	Algorithms     []string `yaml:"algorithms"`
+	ScopeClaims    []string `yaml:"scope_claims"`
+	ClientIDClaims []string `yaml:"client_id_claims"`
+	RequireTyp     string   `yaml:"require_typ"`
+	// Leeway is the clock skew allowed on exp, nbf and iat: SetLeeway from the file (a
+	// pointer, so that an explicit 0 is not taken for "unset"), 30s when absent.
+	Leeway    time.Duration  `yaml:"-"`
+	SetLeeway *time.Duration `yaml:"leeway"`
 	// RefreshInterval is how often the JWKS is fetched in the background.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
 	// UnknownKIDInterval is the least time between two refreshes triggered by a token whose kid
@@ -182,7 +185,10 @@ func (c *Config) setDefaults() {
 		if len(is.ClientIDClaims) == 0 {
 			is.ClientIDClaims = []string{"client_id", "azp", "cid"}
 		}
-		if is.Leeway == 0 {
+		switch {
+		case is.SetLeeway != nil:
+			is.Leeway = *is.SetLeeway
+		case is.Leeway == 0:
 			is.Leeway = 30 * time.Second
 		}
 		if is.RefreshInterval == 0 {

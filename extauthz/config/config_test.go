@@ -43,6 +43,17 @@ func TestTokenCacheOff(t *testing.T) {
 	}
 }
 
+// An explicit leeway of 0 is strict, not the default.
+func TestZeroLeeway(t *testing.T) {
+	c, err := Parse([]byte(strings.Replace(minimal, "audiences", "leeway: 0s\n    audiences", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuers[0].Leeway != 0 {
+		t.Fatalf("leeway = %s, want 0", c.Issuers[0].Leeway)
+	}
+}
+
 func TestBadValuesNameTheField(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
