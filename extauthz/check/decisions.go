@@ -172,16 +172,23 @@ func sharedKey(b []byte, reads *policy.Fields, in *requestView, ext map[string]s
 
 	rq := &reads.Request
 	h := in.http
+	var source string
+	if reads.SourceAddress {
+		source = sourceAddress(in.attrs)
+	}
+	tok := policy.TokenWithoutClaims(id) // claims excepted: a revision that reads them is never shareable
 	for _, f := range [...]struct {
 		read bool
-		s    func() string
+		s    string
 	}{
-		{rq.Method, h.GetMethod}, {rq.Path, func() string { return in.path }}, {reads.Query, func() string { return in.rawQuery }},
-		{rq.Host, h.GetHost}, {rq.Scheme, h.GetScheme}, {rq.Protocol, h.GetProtocol},
-		{reads.SourceAddress, func() string { return sourceAddress(in.attrs) }},
+		{rq.Method, h.GetMethod()}, {rq.Path, in.path}, {reads.Query, in.rawQuery},
+		{rq.Host, h.GetHost()}, {rq.Scheme, h.GetScheme()}, {rq.Protocol, h.GetProtocol()},
+		{reads.SourceAddress, source},
+		{reads.Token.Issuer, tok.Issuer}, {reads.Token.Iss, tok.Iss}, {reads.Token.Sub, tok.Sub},
+		{reads.Token.ClientID, tok.ClientID}, {reads.Token.JTI, tok.JTI},
 	} {
 		if f.read {
-			b = appendString(b, f.s())
+			b = appendString(b, f.s)
 		}
 	}
 	for _, name := range rq.HeaderNames {
@@ -193,33 +200,18 @@ func sharedKey(b []byte, reads *policy.Fields, in *requestView, ext map[string]s
 		b = append(b, 1)
 		b = appendString(b, v)
 	}
-
-	// The token's values as policy.TokenFrom gives them to the policy (claims excepted: a
-	// revision that reads them is never shareable).
 	t := &reads.Token
-	for _, f := range [...]struct {
-		read bool
-		s    string
-	}{{t.Issuer, id.Issuer}, {t.Iss, id.Iss}, {t.Sub, id.Subject}, {t.ClientID, id.ClientID}, {t.JTI, id.JTI}} {
-		if f.read {
-			b = appendString(b, f.s)
-		}
-	}
 	if t.Aud {
-		b = appendStrings(b, id.Audience) // nil and empty are both [] to the policy
+		b = appendStrings(b, tok.Aud)
 	}
 	if t.Scopes {
-		b = appendStrings(b, id.Scopes)
+		b = appendStrings(b, tok.Scopes)
 	}
 	if t.Exp {
-		b = binary.AppendVarint(b, id.ExpiresAt.Unix())
+		b = binary.AppendVarint(b, tok.Exp)
 	}
 	if t.Iat {
-		var iat int64
-		if !id.IssuedAt.IsZero() {
-			iat = id.IssuedAt.Unix()
-		}
-		b = binary.AppendVarint(b, iat)
+		b = binary.AppendVarint(b, tok.Iat)
 	}
 	return b
 }

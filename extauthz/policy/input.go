@@ -58,8 +58,16 @@ type Token struct {
 
 // TokenFrom is the token document of a verified identity.
 func TokenFrom(id *token.Identity) Token {
+	t := TokenWithoutClaims(id)
+	t.Claims = id.Claims()
+	return t
+}
+
+// TokenWithoutClaims is the token document without its claims, which are decoded only when asked
+// for: what the Check path keys shared decisions on.
+func TokenWithoutClaims(id *token.Identity) Token {
 	t := Token{Issuer: id.Issuer, Iss: id.Iss, Sub: id.Subject, ClientID: id.ClientID, Aud: id.Audience,
-		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Claims: id.Claims()}
+		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI}
 	if !id.IssuedAt.IsZero() {
 		t.Iat = id.IssuedAt.Unix()
 	}
