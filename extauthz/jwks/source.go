@@ -130,7 +130,7 @@ func (s *Source) publish(set *Set) {
 // Lookup returns the key for kid. A kid not in the set triggers one refresh (rate-limited
 // by UnknownKIDInterval, shared by every concurrent miss on that kid) so that a key the IdP
 // just rotated in verifies on its first token; the caller never waits past ctx.
-func (s *Source) Lookup(ctx context.Context, kid string, tok *jwt.Token) (*Key, error) {
+func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 	set := s.Current()
 	if k := set.Get(kid); k != nil {
 		return k, nil
@@ -148,7 +148,8 @@ func (s *Source) Lookup(ctx context.Context, kid string, tok *jwt.Token) (*Key, 
 		fctx, cancel := context.WithTimeout(s.baseCtx, s.opts.FetchTimeout)
 		defer cancel()
 		s.opts.Metrics.unknownKID(s.opts.Name)
-		_, err := (*kf).KeyfuncCtx(fctx)(tok)
+		// keyfunc reads only kid and alg of the token to decide what to fetch.
+		_, err := (*kf).KeyfuncCtx(fctx)(&jwt.Token{Header: map[string]any{"kid": kid, "alg": alg}})
 		return nil, err
 	})
 	select {

@@ -13,9 +13,8 @@ import (
 )
 
 // accessClaims is what the verifier reads of a token's claims set, decoded in one pass by
-// exact, case-sensitive name. jwt/v5 hands it the payload through UnmarshalJSON (after
-// encoding/json has checked the payload is valid JSON) and validates it through the
-// jwt.Claims getters, which fail on a wrong type exactly where jwt.MapClaims would.
+// exact, case-sensitive name. jwt/v5's Validator checks it through the jwt.Claims getters,
+// which fail on a wrong type exactly where jwt.MapClaims would.
 //
 // Decoding every claim into a map[string]any took most of a cold token's cost after the
 // signature (~10 µs, 45 allocations for a typical access token) and kept a pointer-dense map
@@ -50,21 +49,25 @@ var parsers fastjson.ParserPool
 // token (scopegate, the upstream, a policy reading claims) can disagree on its claims.
 var ErrDuplicateClaim = errors.New("duplicate claim name")
 
+// UnmarshalJSON decodes a claims set (IdentityFromClaims and tests; the verifier parses the
+// payload itself and calls read).
 func (c *accessClaims) UnmarshalJSON(data []byte) error {
 	p := parsers.Get()
 	defer parsers.Put(p)
-	v, err := p.ParseBytes(data)
-	if err != nil {
-		return err
-	}
-	obj, err := v.Object()
+	obj, err := parseObject(p, data)
 	if err != nil {
 		return fmt.Errorf("the claims set is not a JSON object: %w", err)
 	}
+	return c.read(obj, append([]byte(nil), data...))
+}
+
+// read takes the claims from obj, a parse of raw; raw is kept (not copied) for
+// Identity.Claims.
+func (c *accessClaims) read(obj *fastjson.Object, raw []byte) error {
 	if name := duplicateKey(obj); name != "" {
 		return fmt.Errorf("%w %q", ErrDuplicateClaim, name)
 	}
-	c.raw = append([]byte(nil), data...)
+	c.raw = raw
 
 	if v := obj.Get("iss"); v != nil {
 		c.iss = c.str("iss", v)

@@ -1,11 +1,8 @@
 package token
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/valyala/fastjson"
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/jwks"
@@ -47,11 +45,12 @@ type Verifier struct {
 }
 
 type issuer struct {
-	cfg    config.Issuer
-	keys   *jwks.Source
-	parser *jwt.Parser
-	typ    string // lower-cased required typ, "" for none
-	names  claimNames
+	cfg       config.Issuer
+	keys      *jwks.Source
+	methods   map[string]jwt.SigningMethod // the allow-list
+	validator *jwt.Validator
+	typ       string // lower-cased required typ, "" for none
+	names     claimNames
 }
 
 // Options configure a Verifier.
@@ -70,18 +69,23 @@ func NewVerifier(o Options) *Verifier {
 	}
 	for _, is := range o.Issuers {
 		c := is.Config
+		methods := map[string]jwt.SigningMethod{}
+		for _, alg := range c.Algorithms {
+			if m := jwt.GetSigningMethod(alg); m != nil {
+				methods[alg] = m
+			}
+		}
 		v.byIss[c.Issuer] = &issuer{
-			cfg:  c,
-			keys: is.Keys,
-			parser: jwt.NewParser(
-				jwt.WithValidMethods(c.Algorithms), // checked before any key is looked up
+			cfg:     c,
+			keys:    is.Keys,
+			methods: methods,
+			validator: jwt.NewValidator(
 				jwt.WithIssuer(c.Issuer),
 				jwt.WithAudience(c.Audiences...),
 				jwt.WithExpirationRequired(),
 				jwt.WithIssuedAt(),
 				jwt.WithLeeway(c.Leeway),
 				jwt.WithTimeFunc(func() time.Time { return v.now() }),
-				jwt.WithStrictDecoding(),
 			),
 			typ:   normTyp(c.RequireTyp),
 			names: claimNames{scope: c.ScopeClaims, clientID: c.ClientIDClaims},
@@ -139,94 +143,102 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 
 func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [32]byte, error) {
 	var fp [32]byte
-	switch strings.Count(raw, ".") {
-	case 2:
-	case 4:
-		return nil, "", fp, refuse("unsupported_token", "encrypted tokens (JWE) are not accepted")
-	default:
-		return nil, "", fp, refuse("malformed", "the token is not a JWS compact serialization")
+	tok, rerr := split(raw)
+	if rerr != nil {
+		return nil, "", fp, rerr
+	}
+	h, rerr := readHeader(tok.header)
+	if rerr != nil {
+		return nil, "", fp, rerr
+	}
+	payload, err := decodeSegment(nil, tok.payload) // kept by the identity: its own slice
+	if err != nil {
+		return nil, "", fp, refuse("malformed", "the token payload is not base64url")
+	}
+	p := parsers.Get()
+	defer parsers.Put(p)
+	obj, err := parseObject(p, payload)
+	if err != nil {
+		return nil, "", fp, refuse("malformed", "the token payload is not a JSON object")
 	}
 	is := v.only
 	if is == nil {
-		// Several issuers: the unverified iss picks the keys and rules. With one, the parser's
-		// exact iss check alone suffices, and the payload is decoded once, not twice.
-		iss, err := peekIssuer(raw)
-		if err != nil {
-			return nil, "", fp, err
+		// Several issuers: the unverified iss picks the keys and rules. With one, the
+		// Validator's exact iss check alone suffices.
+		iss := obj.Get("iss")
+		if iss == nil || iss.Type() == fastjson.TypeNull {
+			return nil, "", fp, refuse("unknown_issuer", "the token has no issuer")
 		}
-		if is = v.byIss[iss]; is == nil {
+		if iss.Type() != fastjson.TypeString {
+			return nil, "", fp, refuse("malformed", "the iss claim is not a string")
+		}
+		if is = v.byIss[string(iss.GetStringBytes())]; is == nil {
 			return nil, "", fp, refuse("unknown_issuer", "the token's issuer is not trusted")
 		}
+	}
+	claims := &accessClaims{names: &is.names}
+	if err := claims.read(obj, payload); err != nil {
+		return nil, "", fp, refuse("malformed", "the token names a claim twice")
+	}
+	// The allow-list is checked before any key is looked up ("none" and HS* never are on it).
+	method := is.methods[h.alg]
+	if !h.algOK || method == nil {
+		return nil, "", fp, refuse("alg_not_allowed", "the token's signing algorithm is not accepted")
+	}
+	var sigBuf [512]byte // RSA-4096
+	sig, err := decodeSegment(sigBuf[:], tok.signature)
+	if err != nil {
+		return nil, "", fp, refuse("malformed", "the token signature is not base64url")
+	}
+	if e := checkHeader(&h, is.typ); e != nil {
+		return nil, "", fp, e
 	}
 	if is.keys.Current().Len() == 0 {
 		return nil, "", fp, &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
 	}
 
-	var (
-		kid       string
-		reason    *Error
-		keyCalled bool
-	)
-	keyfn := func(t *jwt.Token) (any, error) {
-		keyCalled = true
-		if reason = checkHeader(t.Header, is.typ); reason != nil {
-			return nil, reason
-		}
-		alg := t.Method.Alg()
-		k, hasKID := t.Header["kid"]
-		if !hasKID {
-			// No kid: try each key that can verify this algorithm.
-			var set jwt.VerificationKeySet
-			var last *jwks.Key
-			for _, key := range is.keys.Current().All() {
-				if key.Allows(alg) == nil {
-					set.Keys = append(set.Keys, key.Public)
-					last = key
-				}
+	var kid string
+	if !h.hasKID {
+		// No kid: try each key that can verify this algorithm.
+		var tried, ok bool
+		for _, key := range is.keys.Current().All() {
+			if key.Allows(h.alg) != nil {
+				continue
 			}
-			if len(set.Keys) == 0 {
-				reason = refuse("key_mismatch", "no key of the issuer can verify this algorithm")
-				return nil, reason
+			tried = true
+			if method.Verify(tok.signed, sig, key.Public) == nil {
+				kid, fp, ok = key.KID, key.Fingerprint, true
+				break
 			}
-			if len(set.Keys) == 1 {
-				kid, fp = last.KID, last.Fingerprint
-			}
-			return set, nil
 		}
-		s, ok := k.(string)
-		if !ok || s == "" {
-			reason = refuse("malformed", "the kid header is not a string")
-			return nil, reason
+		if !tried {
+			return nil, "", fp, refuse("key_mismatch", "no key of the issuer can verify this algorithm")
 		}
-		key, err := is.keys.Lookup(ctx, s, t)
+		if !ok {
+			return nil, "", fp, refuse("bad_signature", "the token signature is invalid")
+		}
+	} else {
+		if !h.kidOK {
+			return nil, "", fp, refuse("malformed", "the kid header is not a string")
+		}
+		key, err := is.keys.Lookup(ctx, h.kid, h.alg)
 		switch {
 		case errors.Is(err, jwks.ErrNoKeys):
-			reason = &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
-			return nil, reason
+			return nil, "", fp, &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			reason = refuse("unknown_kid", "the signing key is not known (key refresh did not finish in time)")
-			return nil, reason
+			return nil, "", fp, refuse("unknown_kid", "the signing key is not known (key refresh did not finish in time)")
 		case err != nil:
-			reason = refuse("unknown_kid", "the signing key is not known")
-			return nil, reason
+			return nil, "", fp, refuse("unknown_kid", "the signing key is not known")
 		}
-		if err := key.Allows(alg); err != nil {
-			reason = refuse("key_mismatch", "the signing key can't verify this algorithm")
-			return nil, reason
+		if err := key.Allows(h.alg); err != nil {
+			return nil, "", fp, refuse("key_mismatch", "the signing key can't verify this algorithm")
+		}
+		if method.Verify(tok.signed, sig, key.Public) != nil {
+			return nil, "", fp, refuse("bad_signature", "the token signature is invalid")
 		}
 		kid, fp = key.KID, key.Fingerprint
-		return key.Public, nil
 	}
-	claims := &accessClaims{names: &is.names}
-	if _, err := is.parser.ParseWithClaims(raw, claims, keyfn); err != nil {
-		if reason != nil {
-			return nil, "", fp, reason
-		}
-		if !keyCalled && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
-			// Refused before any key was looked up: the algorithm is outside the allow-list
-			// ("none" and HS* always are) or unknown.
-			return nil, "", fp, refuse("alg_not_allowed", "the token's signing algorithm is not accepted")
-		}
+	if err := is.validator.Validate(claims); err != nil {
 		return nil, "", fp, classify(err)
 	}
 	return newIdentity(is.cfg.Name, claims, kid), kid, fp, nil
@@ -234,13 +246,12 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 
 // checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515
 // §4.1.11: we implement no extension, so any crit is refused). jku, x5u and x5c are never read.
-func checkHeader(h map[string]any, wantTyp string) *Error {
-	if _, ok := h["crit"]; ok {
+func checkHeader(h *joseHeader, wantTyp string) *Error {
+	if h.crit {
 		return refuse("unsupported_crit", "the token names a critical header extension")
 	}
 	if wantTyp != "" {
-		typ, _ := h["typ"].(string)
-		if normTyp(typ) != wantTyp {
+		if normTyp(h.typ) != wantTyp {
 			return refuse("wrong_typ", "the token type is not accepted here")
 		}
 	}
@@ -251,32 +262,6 @@ func checkHeader(h map[string]any, wantTyp string) *Error {
 func normTyp(t string) string {
 	t = strings.ToLower(t)
 	return strings.TrimPrefix(t, "application/")
-}
-
-// peekIssuer reads the unverified iss to choose the issuer (and so the keys and rules).
-func peekIssuer(raw string) (string, error) {
-	first := strings.IndexByte(raw, '.')
-	last := strings.LastIndexByte(raw, '.')
-	payload := raw[first+1 : last]
-	buf := make([]byte, base64.RawURLEncoding.DecodedLen(len(payload)))
-	n, err := base64.RawURLEncoding.Strict().Decode(buf, []byte(payload))
-	if err != nil {
-		return "", refuse("malformed", "the token payload is not base64url")
-	}
-	var p struct {
-		Iss json.RawMessage `json:"iss"`
-	}
-	if err := json.Unmarshal(buf[:n], &p); err != nil {
-		return "", refuse("malformed", "the token payload is not a JSON object")
-	}
-	var iss string
-	if len(p.Iss) == 0 || bytes.Equal(p.Iss, []byte("null")) {
-		return "", refuse("unknown_issuer", "the token has no issuer")
-	}
-	if err := json.Unmarshal(p.Iss, &iss); err != nil {
-		return "", refuse("malformed", "the iss claim is not a string")
-	}
-	return iss, nil
 }
 
 // classify maps jwt/v5's errors to our reasons.

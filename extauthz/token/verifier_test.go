@@ -38,7 +38,7 @@ func issuerConfig(is *testissuer.Issuer) config.Issuer {
 
 // newFixture starts the key source and waits (on its change signal) until it has keys, unless
 // the issuer is down.
-func newFixture(t *testing.T, is *testissuer.Issuer, edit func(*config.Issuer), opts ...func(*jwks.Options)) *fixture {
+func newFixture(t testing.TB, is *testissuer.Issuer, edit func(*config.Issuer), opts ...func(*jwks.Options)) *fixture {
 	t.Helper()
 	cfg := issuerConfig(is)
 	if edit != nil {
