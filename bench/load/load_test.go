@@ -56,6 +56,21 @@ func TestProcCPU(t *testing.T) {
 	if _, err := ProcCPU(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
+	m0, err := readMachineCPU()
+	if err != nil || m0.total <= 0 || m0.idle > m0.total {
+		t.Fatalf("/proc/stat: %+v, %v", m0, err)
+	}
+}
+
+func TestMachineCPUSince(t *testing.T) {
+	m0 := machineCPU{total: 1000, idle: 600, steal: 10}
+	busy, steal := machineCPU{total: 1200, idle: 650, steal: 30}.since(m0)
+	if busy != 0.75 || steal != 0.1 {
+		t.Fatalf("busy %v steal %v, want 0.75 0.1", busy, steal)
+	}
+	if busy, steal := m0.since(m0); busy != 0 || steal != 0 {
+		t.Fatalf("no time passed: busy %v steal %v", busy, steal)
+	}
 }
 
 // TestSmoke runs the harness in -smoke mode: the floor and the authz server are this test
@@ -117,17 +132,30 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("summary %s/%d: %+v", s.Case, s.Concurrency, s)
 		}
 	}
-	if len(rep.OpenLoop) != 2 {
-		t.Fatalf("%d open-loop runs", len(rep.OpenLoop))
+	if len(rep.OpenLoop) != 2*len(o.OpenLoopFractions) || len(rep.OpenLoopSummary) != len(rep.OpenLoop) {
+		t.Fatalf("%d open-loop runs, %d summarised", len(rep.OpenLoop), len(rep.OpenLoopSummary))
 	}
 	for _, ol := range rep.OpenLoop {
 		if ol.Requests == 0 || ol.TargetRPS <= 0 || ol.Errors != 0 || ol.P99us <= 0 {
 			t.Errorf("open loop %s: %+v", ol.Server, ol)
 		}
+		// The machine was busy (a server and the generator ran), never more than all of it.
+		if ol.MachineBusy <= 0 || ol.MachineBusy > 1 || ol.Steal < 0 || ol.Steal > ol.MachineBusy {
+			t.Errorf("open loop %s: machine busy %v steal %v", ol.Server, ol.MachineBusy, ol.Steal)
+		}
 		// The generator's own lateness is on record, and is part of the latency it measured.
 		if ol.DispatchLate.MaxUs <= 0 || ol.DispatchLate.P50us > ol.P99us {
 			t.Errorf("open loop %s: dispatch lateness %+v", ol.Server, ol.DispatchLate)
 		}
+	}
+	// Rates rise with the fraction; the goal is read at 0.5, with the floor's p99 beside it.
+	for i := 2; i < len(rep.OpenLoopSummary); i++ {
+		if a, b := rep.OpenLoopSummary[i-2], rep.OpenLoopSummary[i]; a.Server != b.Server || a.TargetRPS >= b.TargetRPS {
+			t.Errorf("open-loop summary out of order: %+v then %+v", a, b)
+		}
+	}
+	if g := rep.Goals.OpenLoopP99us; g.Value <= 0 || g.Floor <= 0 || strings.Contains(g.Rule, "not run") {
+		t.Errorf("open-loop goal: %+v", g)
 	}
 	for _, alg := range []string{"RS256", "ES256"} {
 		if v := rep.BareVerify[alg]; v.N == 0 || v.CPUUsPerOp <= 0 {

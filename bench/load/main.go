@@ -83,7 +83,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	dur := fs.Duration("duration", 0, "per closed-loop point (default 5s)")
 	conc := fs.String("concurrency", "", "comma-separated worker counts (default 1,4,16,64)")
 	noProfile := fs.Bool("no-profile", false, "skip the CPU profile run")
-	olFraction := fs.Float64("open-loop-fraction", 0.5, "open-loop arrival rate as a fraction of the warm saturation rate (issue 6's goal is at 0.5)")
+	olFractions := fs.String("open-loop-fractions", "", "comma-separated open-loop arrival rates as fractions of the warm saturation rate (default 0.1,0.25,0.5; 0.5 with -smoke; issue 6's goal is judged at 0.5)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,10 +109,16 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			o.Concurrency = append(o.Concurrency, n)
 		}
 	}
-	if *olFraction <= 0 || *olFraction > 1 {
-		return fmt.Errorf("-open-loop-fraction: %v is not in (0, 1]", *olFraction)
+	if *olFractions != "" {
+		o.OpenLoopFractions = nil
+		for f := range strings.SplitSeq(*olFractions, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || !(v > 0 && v <= 1) {
+				return fmt.Errorf("-open-loop-fractions: %q is not a fraction in (0, 1]", f)
+			}
+			o.OpenLoopFractions = append(o.OpenLoopFractions, v)
+		}
 	}
-	o.OpenLoopFraction = *olFraction
 	if *noProfile {
 		o.ProfileDuration = 0
 	}

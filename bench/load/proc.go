@@ -78,3 +78,47 @@ func cpuModel() string {
 	}
 	return ""
 }
+
+// machineCPU is the first line of /proc/stat: the whole machine's CPU time in clock ticks
+// (every process, the kernel, and time the hypervisor gave to others: steal).
+type machineCPU struct {
+	total, idle, steal int64
+}
+
+func readMachineCPU() (machineCPU, error) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	var m machineCPU
+	// user nice system idle iowait irq softirq steal (guest time is inside user).
+	for i, s := range f[1:9] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return machineCPU{}, fmt.Errorf("/proc/stat: field %d: %w", i+1, err)
+		}
+		m.total += v
+		switch i {
+		case 3, 4:
+			m.idle += v
+		case 7:
+			m.steal += v
+		}
+	}
+	return m, nil
+}
+
+// since is the fraction of the machine's CPU time that was busy (anything but idle and
+// iowait) and stolen by the hypervisor between m0 and m.
+func (m machineCPU) since(m0 machineCPU) (busy, steal float64) {
+	d := m.total - m0.total
+	if d <= 0 {
+		return 0, 0
+	}
+	return float64(d-(m.idle-m0.idle)) / float64(d), float64(m.steal-m0.steal) / float64(d)
+}

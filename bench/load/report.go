@@ -45,16 +45,16 @@ type Settings struct {
 	Smoke             bool    `json:"smoke"`
 	DurationS         float64 `json:"duration_s_per_point"`
 	OpenLoopDurationS float64 `json:"open_loop_duration_s"`
-	// OpenLoopFraction of each server's warm saturation rate is the open-loop arrival rate.
-	OpenLoopFraction  float64 `json:"open_loop_fraction"`
-	Concurrency       []int   `json:"concurrency"`
-	Rounds            int     `json:"rounds"`
-	Conns             int     `json:"grpc_connections"`
-	WarmTokens        int     `json:"warm_tokens"`
-	DenyTokens        int     `json:"deny_tokens"`
-	ColdRS256PerPoint int     `json:"cold_rs256_tokens_per_point"`
-	ColdES256PerPoint int     `json:"cold_es256_tokens_per_point"`
-	GOMAXPROCS        int     `json:"harness_gomaxprocs"`
+	// OpenLoopFractions of each server's warm saturation rate are the open-loop arrival rates.
+	OpenLoopFractions []float64 `json:"open_loop_fractions"`
+	Concurrency       []int     `json:"concurrency"`
+	Rounds            int       `json:"rounds"`
+	Conns             int       `json:"grpc_connections"`
+	WarmTokens        int       `json:"warm_tokens"`
+	DenyTokens        int       `json:"deny_tokens"`
+	ColdRS256PerPoint int       `json:"cold_rs256_tokens_per_point"`
+	ColdES256PerPoint int       `json:"cold_es256_tokens_per_point"`
+	GOMAXPROCS        int       `json:"harness_gomaxprocs"`
 }
 
 // BareVerify is jwt.GetSigningMethod(alg).Verify alone.
@@ -99,6 +99,7 @@ type Point struct {
 type OpenLoopPoint struct {
 	Round       int     `json:"round"`
 	Server      string  `json:"server"`
+	Fraction    float64 `json:"fraction"`
 	TargetRPS   float64 `json:"target_rps"`
 	AchievedRPS float64 `json:"achieved_rps"`
 	Requests    int64   `json:"requests"`
@@ -106,7 +107,13 @@ type OpenLoopPoint struct {
 	Denied      int64   `json:"denied"`
 	Errors      int64   `json:"errors"`
 	Lat
-	CPUUsPerReq float64 `json:"server_cpu_us_per_req"`
+	CPUUsPerReq        float64 `json:"server_cpu_us_per_req"`
+	HarnessCPUUsPerReq float64 `json:"harness_cpu_us_per_req"`
+	// MachineBusy and Steal are fractions of the whole machine's CPU time during the run
+	// (/proc/stat): busy counts everything (server, generator, kernel, anything else), steal
+	// is time the hypervisor ran something else on our cores.
+	MachineBusy float64 `json:"machine_busy"`
+	Steal       float64 `json:"steal"`
 	// DispatchLate is how late the generator handed requests to its workers: part of every
 	// latency above, and the generator's, not the server's.
 	DispatchLate Lat `json:"dispatch_late"`
@@ -133,15 +140,26 @@ type Summary struct {
 	CPURatio    float64 `json:"cpu_per_req_ratio"`
 }
 
-// OpenLoopStats pools a server's open-loop rounds.
+// OpenLoopStats pools a server's open-loop rounds at one fraction.
 type OpenLoopStats struct {
 	Server      string  `json:"server"`
+	Fraction    float64 `json:"fraction"`
 	TargetRPS   float64 `json:"target_rps_mean"`
 	AchievedRPS float64 `json:"achieved_rps_mean"`
 	Requests    int64   `json:"requests"`
 	Lat
-	DispatchLate Lat `json:"dispatch_late"`
+	CPUUsPerReq  float64 `json:"server_cpu_us_per_req"`
+	MachineBusy  float64 `json:"machine_busy_mean"`
+	Steal        float64 `json:"steal_mean"`
+	DispatchLate Lat     `json:"dispatch_late"`
 }
+
+// GoalFraction is the open-loop rate, as a fraction of warm saturation, that issue 6's p99
+// goal is judged at.
+const GoalFraction = 0.5
+
+// openLoopKind names the pooled histograms of an open-loop fraction.
+func openLoopKind(frac float64) string { return fmt.Sprintf("open-loop@%g", frac) }
 
 // Goals is the reading against issue 6.
 type Goals struct {
@@ -158,6 +176,9 @@ type Goal struct {
 	Bound float64 `json:"bound"`
 	Rule  string  `json:"rule"`
 	Met   bool    `json:"met"`
+	// Floor is the floor's own value under the same rule, where that says what the machine
+	// allows (open-loop p99).
+	Floor float64 `json:"floor,omitempty"`
 }
 
 // Profile is a CPU profile of the in-process authz variant under one case's load.
@@ -227,28 +248,39 @@ func (r *Report) summarize(hists map[pointKey]*Hist) {
 				RPSRatio: ratio(s.RPS, f.RPS), CPURatio: ratio(s.CPUUsPerReq, f.CPUUsPerReq)})
 		}
 	}
-	for _, server := range []string{ServerFloor, ServerAuthz} {
-		ol := OpenLoopStats{Server: server}
-		n := 0
-		for _, p := range r.OpenLoop {
-			if p.Server == server {
-				ol.TargetRPS += p.TargetRPS
-				ol.AchievedRPS += p.AchievedRPS
-				ol.Requests += p.Requests
-				n++
+	for _, frac := range r.Settings.OpenLoopFractions {
+		for _, server := range []string{ServerFloor, ServerAuthz} {
+			ol := OpenLoopStats{Server: server, Fraction: frac}
+			n, cpu := 0, 0.0
+			for _, p := range r.OpenLoop {
+				if p.Server == server && p.Fraction == frac {
+					ol.TargetRPS += p.TargetRPS
+					ol.AchievedRPS += p.AchievedRPS
+					ol.Requests += p.Requests
+					ol.MachineBusy += p.MachineBusy
+					ol.Steal += p.Steal
+					cpu += p.CPUUsPerReq * float64(p.Requests)
+					n++
+				}
 			}
-		}
-		if n > 0 {
+			if n == 0 {
+				continue
+			}
 			ol.TargetRPS /= float64(n)
 			ol.AchievedRPS /= float64(n)
+			ol.MachineBusy /= float64(n)
+			ol.Steal /= float64(n)
+			if ol.Requests > 0 {
+				ol.CPUUsPerReq = cpu / float64(ol.Requests)
+			}
+			if h := hists[pointKey{server, openLoopKind(frac), 0}]; h != nil {
+				ol.Lat = latencies(h)
+			}
+			if h := hists[pointKey{server, openLoopKind(frac) + "-dispatch", 0}]; h != nil {
+				ol.DispatchLate = latencies(h)
+			}
+			r.OpenLoopSummary = append(r.OpenLoopSummary, ol)
 		}
-		if h := hists[pointKey{server, "open-loop", 0}]; h != nil {
-			ol.Lat = latencies(h)
-		}
-		if h := hists[pointKey{server, "open-loop-dispatch", 0}]; h != nil {
-			ol.DispatchLate = latencies(h)
-		}
-		r.OpenLoopSummary = append(r.OpenLoopSummary, ol)
 	}
 
 	// Goals. Warm throughput: saturation (the best concurrency) of each; warm CPU per request:
@@ -290,15 +322,17 @@ func (r *Report) summarize(hists map[pointKey]*Hist) {
 		g.Cold[c.alg] = Goal{Value: val, Bound: bound, Met: val <= bound,
 			Rule: "scopegate cold server CPU µs/request ≤ floor's + 1.3 × bare " + c.alg + " verify (all concurrencies pooled)"}
 	}
+	g.OpenLoopP99us = Goal{Bound: 1000, Rule: fmt.Sprintf("scopegate open-loop p99 at %g of its warm saturation rate ≤ 1 ms (not run)", GoalFraction)}
 	for _, ol := range r.OpenLoopSummary {
-		if ol.Server == ServerAuthz {
-			g.OpenLoopP99us = Goal{Value: ol.P99us, Bound: 1000, Met: ol.Requests > 0 && ol.P99us <= 1000,
-				Rule: "scopegate open-loop p99 at half its warm saturation rate ≤ 1 ms"}
-			if f := r.Settings.OpenLoopFraction; f != 0.5 {
-				// Another rate than the goal's: reported, never counted as the goal.
-				g.OpenLoopP99us.Met = false
-				g.OpenLoopP99us.Rule = fmt.Sprintf("scopegate open-loop p99 at %.2f of its warm saturation rate (the goal is at 0.5: not judged)", f)
-			}
+		if ol.Fraction != GoalFraction {
+			continue
+		}
+		switch ol.Server {
+		case ServerAuthz:
+			g.OpenLoopP99us.Value, g.OpenLoopP99us.Met = ol.P99us, ol.Requests > 0 && ol.P99us <= 1000
+			g.OpenLoopP99us.Rule = "scopegate open-loop p99 at half its warm saturation rate ≤ 1 ms"
+		case ServerFloor:
+			g.OpenLoopP99us.Floor = ol.P99us
 		}
 	}
 	r.Goals = g

@@ -41,9 +41,10 @@ type Options struct {
 	// Duration bounds each closed-loop point; cold points also end when their tokens run out.
 	Duration         time.Duration
 	OpenLoopDuration time.Duration
-	// OpenLoopFraction of the warm saturation rate is the open-loop arrival rate (0: 0.5).
-	OpenLoopFraction float64
-	Concurrency      []int
+	// OpenLoopFractions of the warm saturation rate are the open-loop arrival rates, one run
+	// each (none: 0.5, the goal's).
+	OpenLoopFractions []float64
+	Concurrency       []int
 	// Rounds of floor then scopegate (a, b, a, b, ...).
 	Rounds int
 	// Conns is the number of gRPC connections (at most one per worker).
@@ -75,7 +76,7 @@ type Options struct {
 // FullOptions is `make bench-load`: about 8 minutes on a 2-core machine.
 func FullOptions() Options {
 	return Options{
-		Duration: 5 * time.Second, OpenLoopDuration: 5 * time.Second, Concurrency: []int{1, 4, 16, 64},
+		Duration: 5 * time.Second, OpenLoopDuration: 5 * time.Second, OpenLoopFractions: []float64{0.1, 0.25, 0.5}, Concurrency: []int{1, 4, 16, 64},
 		Rounds: 2, Conns: 4, WarmTokens: 1000, DenyTokens: 1000, ColdRS256: 4000, ColdES256: 10000,
 		BareVerify: time.Second, ProfileDuration: 10 * time.Second, ProfileConcurrency: 16, StartTimeout: time.Minute,
 	}
@@ -84,17 +85,17 @@ func FullOptions() Options {
 // SmokeOptions is the -smoke mode: about a second per case, one concurrency level, one round.
 func SmokeOptions() Options {
 	return Options{
-		Smoke: true, Duration: 700 * time.Millisecond, OpenLoopDuration: 700 * time.Millisecond, Concurrency: []int{4},
+		Smoke: true, Duration: 700 * time.Millisecond, OpenLoopDuration: 700 * time.Millisecond, OpenLoopFractions: []float64{0.25, GoalFraction}, Concurrency: []int{4},
 		Rounds: 1, Conns: 2, WarmTokens: 100, DenyTokens: 100, ColdRS256: 60, ColdES256: 300,
 		BareVerify: 100 * time.Millisecond, ProfileDuration: 300 * time.Millisecond, ProfileConcurrency: 4, StartTimeout: 45 * time.Second,
 	}
 }
 
-func (o *Options) openLoopFraction() float64 {
-	if o.OpenLoopFraction <= 0 {
-		return 0.5
+func (o *Options) openLoopFractions() []float64 {
+	if len(o.OpenLoopFractions) == 0 {
+		return []float64{GoalFraction}
 	}
-	return o.OpenLoopFraction
+	return o.OpenLoopFractions
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -205,7 +206,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer os.RemoveAll(work)
 	rep := &Report{
 		Generated: time.Now().UTC().Format(time.RFC3339), Command: o.Command, Machine: machine(),
-		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(), OpenLoopFraction: o.openLoopFraction(),
+		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(), OpenLoopFractions: o.openLoopFractions(),
 			Concurrency: o.Concurrency, Rounds: o.Rounds, Conns: o.Conns, WarmTokens: o.WarmTokens, DenyTokens: o.DenyTokens,
 			ColdRS256PerPoint: o.ColdRS256, ColdES256PerPoint: o.ColdES256, GOMAXPROCS: runtime.GOMAXPROCS(0)},
 		BareVerify: map[string]BareVerify{},
@@ -234,7 +235,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				return nil, fmt.Errorf("round %d, %s: %w", round, name, err)
 			}
 			rep.Points = append(rep.Points, pts...)
-			rep.OpenLoop = append(rep.OpenLoop, ol)
+			rep.OpenLoop = append(rep.OpenLoop, ol...)
 		}
 	}
 	if o.ProfileDuration > 0 && o.AuthzProfile != nil {
@@ -266,19 +267,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// runServer starts one server process, runs every closed-loop point and the open-loop run
+// runServer starts one server process, runs every closed-loop point and the open-loop runs
 // against it, and stops it.
 func runServer(ctx context.Context, o *Options, round int, name string, launch Launcher, writeCfg func(string) (string, error),
-	wl *workload, hists map[pointKey]*Hist, logPath string) ([]Point, OpenLoopPoint, error) {
+	wl *workload, hists map[pointKey]*Hist, logPath string) ([]Point, []OpenLoopPoint, error) {
 	o.logf("round %d: starting %s", round, name)
 	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout)
 	if err != nil {
-		return nil, OpenLoopPoint{}, err
+		return nil, nil, err
 	}
 	defer ch.stop(10 * time.Second)
 	cl, err := dial(ch.addr, o.Conns)
 	if err != nil {
-		return nil, OpenLoopPoint{}, err
+		return nil, nil, err
 	}
 	defer cl.close()
 	// Warm-up: every warm and deny-heavy token once (fills the token cache, opens the
@@ -293,13 +294,13 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 			reqs, limit := wl.reqs(c, li)
 			cpu0, err := ProcCPU(ch.pid())
 			if err != nil {
-				return nil, OpenLoopPoint{}, err
+				return nil, nil, err
 			}
 			self0, _ := ProcCPU(os.Getpid())
 			t := closedLoop(ctx, cl, conc, reqs, limit, o.Duration)
 			cpu1, err := ProcCPU(ch.pid())
 			if err != nil {
-				return nil, OpenLoopPoint{}, err
+				return nil, nil, err
 			}
 			self1, _ := ProcCPU(os.Getpid())
 			p := newPoint(round, name, c, conc, t, cpu1-cpu0, self1-self0)
@@ -316,34 +317,44 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 				name, c, conc, p.RPS, p.P50us, p.P99us, p.CPUUsPerReq, p.OK, p.Denied, p.Errors)
 		}
 	}
-	// Open loop at a fraction (issue 6: half) of this server's warm saturation rate, measured
+	// Open loop at fractions (issue 6: half) of this server's warm saturation rate, measured
 	// just above.
-	rate := maxWarm * o.openLoopFraction()
-	cpu0, err := ProcCPU(ch.pid())
-	if err != nil {
-		return nil, OpenLoopPoint{}, err
-	}
-	t := openLoop(ctx, cl, 64, wl.warm, rate, o.OpenLoopDuration)
-	cpu1, err := ProcCPU(ch.pid())
-	if err != nil {
-		return nil, OpenLoopPoint{}, err
-	}
-	ol := OpenLoopPoint{Round: round, Server: name, TargetRPS: rate, AchievedRPS: float64(t.Requests) / t.Elapsed.Seconds(),
-		Requests: t.Requests, OK: t.OK, Denied: t.Denied, Errors: t.Errors, Lat: latencies(&t.Hist),
-		CPUUsPerReq: perReq(cpu1-cpu0, t.Requests), DispatchLate: latencies(&t.Late)}
-	for kind, h := range map[string]*Hist{"open-loop": &t.Hist, "open-loop-dispatch": &t.Late} {
-		k := pointKey{name, kind, 0}
-		if hists[k] == nil {
-			hists[k] = &Hist{}
+	var ols []OpenLoopPoint
+	for _, frac := range o.openLoopFractions() {
+		rate := maxWarm * frac
+		cpu0, err := ProcCPU(ch.pid())
+		if err != nil {
+			return nil, nil, err
 		}
-		hists[k].Merge(h)
+		self0, _ := ProcCPU(os.Getpid())
+		m0, _ := readMachineCPU()
+		t := openLoop(ctx, cl, 64, wl.warm, rate, o.OpenLoopDuration)
+		m1, _ := readMachineCPU()
+		self1, _ := ProcCPU(os.Getpid())
+		cpu1, err := ProcCPU(ch.pid())
+		if err != nil {
+			return nil, nil, err
+		}
+		busy, steal := m1.since(m0)
+		ol := OpenLoopPoint{Round: round, Server: name, Fraction: frac, TargetRPS: rate, AchievedRPS: float64(t.Requests) / t.Elapsed.Seconds(),
+			Requests: t.Requests, OK: t.OK, Denied: t.Denied, Errors: t.Errors, Lat: latencies(&t.Hist),
+			CPUUsPerReq: perReq(cpu1-cpu0, t.Requests), HarnessCPUUsPerReq: perReq(self1-self0, t.Requests),
+			MachineBusy: busy, Steal: steal, DispatchLate: latencies(&t.Late)}
+		for kind, h := range map[string]*Hist{openLoopKind(frac): &t.Hist, openLoopKind(frac) + "-dispatch": &t.Late} {
+			k := pointKey{name, kind, 0}
+			if hists[k] == nil {
+				hists[k] = &Hist{}
+			}
+			hists[k].Merge(h)
+		}
+		o.logf("  %-9s open-loop  %.2f: %6.0f req/s target, %6.0f achieved  p50 %7.0fµs  p99 %7.0fµs  p99.9 %7.0fµs  machine busy %.0f%%  (dispatch late p50 %.0fµs p99 %.0fµs)",
+			name, frac, rate, ol.AchievedRPS, ol.P50us, ol.P99us, ol.P999us, 100*ol.MachineBusy, ol.DispatchLate.P50us, ol.DispatchLate.P99us)
+		ols = append(ols, ol)
 	}
-	o.logf("  %-9s open-loop  %6.0f req/s target, %6.0f achieved  p50 %7.0fµs  p99 %7.0fµs  p99.9 %7.0fµs  (dispatch late p50 %.0fµs p99 %.0fµs)",
-		name, rate, ol.AchievedRPS, ol.P50us, ol.P99us, ol.P999us, ol.DispatchLate.P50us, ol.DispatchLate.P99us)
 	if err := ch.stop(10 * time.Second); err != nil {
-		return nil, OpenLoopPoint{}, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
+		return nil, nil, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
 	}
-	return pts, ol, nil
+	return pts, ols, nil
 }
 
 // runProfile runs the in-process authz variant with a CPU profile over a closed loop of reqs

@@ -39,17 +39,18 @@ func (r *Report) stat(server, c string, conc int) (Stats, bool) {
 	return Stats{}, false
 }
 
-// SVG draws throughput and p99 against concurrency, scopegate beside the floor.
+// SVG draws throughput and p99 against concurrency (closed loop), and p99 against the
+// offered rate (open loop), scopegate beside the floor.
 func (r *Report) SVG() string {
 	const (
-		W, H         = 960, 470
-		pw, ph       = 380, 290
-		top          = 60
-		leftA, leftB = 80, 560
-		legendY      = top + ph + 55
-		footerY      = H - 14
-		tickFont     = `font-size="11"`
-		ticks        = 5
+		W, H                = 1440, 470
+		pw, ph              = 380, 290
+		top                 = 60
+		leftA, leftB, leftC = 80, 560, 1040
+		legendY             = top + ph + 55
+		footerY             = H - 14
+		tickFont            = `font-size="11"`
+		ticks               = 5
 	)
 	concs := r.Settings.Concurrency
 	xAt := func(left, i int) float64 {
@@ -62,7 +63,7 @@ func (r *Report) SVG() string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="16" font-weight="bold" text-anchor="middle">%s</text>`+"\n", W/2,
-		esc("scopegate authz vs the no-op ext_authz floor (closed loop, Envoy-shaped CheckRequests over gRPC)"))
+		esc("scopegate authz vs the no-op ext_authz floor (Envoy-shaped CheckRequests over gRPC)"))
 
 	// Left: throughput, linear.
 	maxRPS := 0.0
@@ -91,12 +92,15 @@ func (r *Report) SVG() string {
 		return float64(top+ph) - (math.Log10(v)-dLo)/(dHi-dLo)*ph
 	}
 
-	panel := func(left int, title, ylabel string) {
+	frame := func(left int, title, ylabel, xlabel string) {
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="13" font-weight="bold" text-anchor="middle">%s</text>`+"\n", left+pw/2, top-10, esc(title))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#333"/>`+"\n", left, top, pw, ph)
 		fmt.Fprintf(&b, `<text x="%d" y="%d" %s text-anchor="middle" transform="rotate(-90 %d %d)">%s</text>`+"\n",
 			left-55, top+ph/2, tickFont, left-55, top+ph/2, esc(ylabel))
-		fmt.Fprintf(&b, `<text x="%d" y="%d" %s text-anchor="middle">concurrent workers (closed loop)</text>`+"\n", left+pw/2, top+ph+34, tickFont)
+		fmt.Fprintf(&b, `<text x="%d" y="%d" %s text-anchor="middle">%s</text>`+"\n", left+pw/2, top+ph+34, tickFont, esc(xlabel))
+	}
+	panel := func(left int, title, ylabel string) {
+		frame(left, title, ylabel, "concurrent workers (closed loop)")
 		for i, c := range concs {
 			x := xAt(left, i)
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`+"\n", x, top, x, top+ph)
@@ -117,10 +121,14 @@ func (r *Report) SVG() string {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`+"\n", leftB, y, leftB+pw, y)
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%g</text>`+"\n", leftB-5, y+4, tickFont, v)
 	}
-	if y := yP99(1000); 1000 >= math.Pow(10, dLo) && 1000 <= math.Pow(10, dHi) {
-		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#d62728" stroke-dasharray="2,3"/>`+"\n", leftB, y, leftB+pw, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="10" fill="#d62728" text-anchor="end">1 ms</text>`+"\n", leftB+pw-4, y-3)
+	oneMS := func(left int, yOf func(float64) float64, dLo, dHi float64) {
+		if y := yOf(1000); 1000 >= math.Pow(10, dLo) && 1000 <= math.Pow(10, dHi) {
+			fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#d62728" stroke-dasharray="2,3"/>`+"\n", left, y, left+pw, y)
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="10" fill="#d62728" text-anchor="end">1 ms</text>`+"\n", left+pw-4, y-3)
+		}
 	}
+	oneMS(leftB, yP99, dLo, dHi)
+	r.openLoopPanel(&b, leftC, top, pw, ph, frame)
 
 	for _, se := range chartSeries {
 		for pi, left := range []int{leftA, leftB} {
@@ -170,6 +178,62 @@ func (r *Report) SVG() string {
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555" text-anchor="middle">%s</text>`+"\n", W/2, footerY, esc(r.Command))
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// openLoopPanel draws open-loop p99 against the offered rate, one line per server, on a
+// log scale that always shows the 1 ms goal.
+func (r *Report) openLoopPanel(b *strings.Builder, left, top, pw, ph int, frame func(left int, title, ylabel, xlabel string)) {
+	const tickFont = `font-size="11"`
+	frame(left, "Open loop: p99 latency (µs, log) vs offered load", "p99 latency (µs)", "offered req/s (Poisson arrivals; fractions of each server's saturation)")
+	xMax, lo, hi := 0.0, 1000.0, 1000.0
+	for _, o := range r.OpenLoopSummary {
+		xMax = max(xMax, o.TargetRPS)
+		if o.P99us > 0 {
+			lo, hi = min(lo, o.P99us), max(hi, o.P99us)
+		}
+	}
+	xMax = niceCeil(xMax * 1.05)
+	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if dHi == dLo {
+		dHi++
+	}
+	x := func(v float64) float64 { return float64(left) + v/xMax*float64(pw) }
+	y := func(v float64) float64 { return float64(top+ph) - (math.Log10(v)-dLo)/(dHi-dLo)*float64(ph) }
+	for i := 0; i <= 4; i++ {
+		v := xMax * float64(i) / 4
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eee"/>`+"\n", x(v), top, x(v), top+ph)
+		fmt.Fprintf(b, `<text x="%.1f" y="%d" %s text-anchor="middle">%.0f</text>`+"\n", x(v), top+ph+16, tickFont, v)
+	}
+	for d := dLo; d <= dHi; d++ {
+		v := math.Pow(10, d)
+		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`+"\n", left, y(v), left+pw, y(v))
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" %s text-anchor="end">%g</text>`+"\n", left-5, y(v)+4, tickFont, v)
+	}
+	fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#d62728" stroke-dasharray="2,3"/>`+"\n", left, y(1000), left+pw, y(1000))
+	fmt.Fprintf(b, `<text x="%d" y="%.1f" font-size="10" fill="#d62728" text-anchor="end">1 ms</text>`+"\n", left+pw-4, y(1000)-3)
+	for _, se := range chartSeries {
+		if se.c != CaseWarm {
+			continue // the open loop sends the warm tokens
+		}
+		var pts []string
+		for _, o := range r.OpenLoopSummary {
+			if o.Server == se.server && o.P99us > 0 {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(o.TargetRPS), y(o.P99us)))
+			}
+		}
+		if len(pts) == 0 {
+			continue
+		}
+		dash := ""
+		if se.dash != "" {
+			dash = fmt.Sprintf(` stroke-dasharray="%s"`, se.dash)
+		}
+		fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), se.color, dash)
+		for _, p := range pts {
+			xy := strings.Split(p, ",")
+			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], se.color)
+		}
+	}
 }
 
 // niceCeil rounds v up to 1, 2 or 5 × a power of ten.
