@@ -84,7 +84,7 @@ func request(tok string) *authv3.CheckRequest {
 }
 
 func mustAllow(b *testing.B, resp *authv3.CheckResponse) {
-	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+	if resp.GetDeniedResponse() != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		b.Fatalf("denied: %v", resp)
 	}
 }

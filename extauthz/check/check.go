@@ -239,7 +239,7 @@ func (s *Service) memo(id *token.Identity) *perToken {
 	if pt, ok := id.Memo().(*perToken); ok {
 		return pt
 	}
-	pt := &perToken{allow: s.allow(id, nil, nil)}
+	pt := &perToken{allow: preEncoded(s.allow(id, nil, nil))}
 	id.SetMemo(pt)
 	return pt
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
+	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
@@ -52,7 +53,10 @@ func FuzzCheck(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		resp, err := r.svc.Check(ctx, req)
-		if err != nil || resp == nil {
+		if err == nil {
+			resp, err = check.Decoded(resp)
+		}
+		if err != nil || resp.GetStatus() == nil {
 			t.Fatalf("Check = %v, %v", resp, err)
 		}
 		if codes.Code(resp.GetStatus().GetCode()) == codes.OK {

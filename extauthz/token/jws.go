@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/valyala/fastjson"
@@ -36,8 +37,17 @@ func split(raw string) (compact, *Error) {
 	return compact{}, refuse("malformed", "the token is not a JWS compact serialization")
 }
 
-// decodeSegment decodes s into buf when it fits (the header and signature are short and die
-// with the Check) or into a new slice.
+// scratch holds a Check's decoded header and signature: both die with the Check, and
+// passing the signature to jwt's SigningMethod interface would move a stack buffer to the
+// heap (512 bytes per never-seen token).
+type scratch struct {
+	header [256]byte
+	sig    [512]byte // RSA-4096
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// decodeSegment decodes s into buf when it fits, else into a new slice.
 func decodeSegment(buf []byte, s string) ([]byte, error) {
 	if n := segment.DecodedLen(len(s)); n > len(buf) {
 		buf = make([]byte, n)
@@ -92,10 +102,9 @@ func parseObject(p *fastjson.Parser, data []byte) (*fastjson.Object, error) {
 // readHeader decodes and reads the protected header. A header naming a parameter twice is
 // refused (RFC 7515 §4 allows refusing or taking the last; refusing leaves no room for two
 // readers to disagree).
-func readHeader(seg string) (joseHeader, *Error) {
+func readHeader(seg string, buf []byte) (joseHeader, *Error) {
 	var h joseHeader
-	var buf [256]byte
-	b, err := decodeSegment(buf[:], seg)
+	b, err := decodeSegment(buf, seg)
 	if err != nil {
 		return h, refuse("malformed", "the token header is not base64url")
 	}

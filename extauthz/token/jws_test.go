@@ -202,7 +202,8 @@ func BenchmarkDecode(b *testing.B) {
 			if e != nil {
 				b.Fatal(e)
 			}
-			h, e := readHeader(tok.header)
+			sc := scratches.Get().(*scratch)
+			h, e := readHeader(tok.header, sc.header[:])
 			if e != nil || h.alg != "RS256" {
 				b.Fatal(e)
 			}
@@ -219,11 +220,11 @@ func BenchmarkDecode(b *testing.B) {
 			if err := c.read(obj, payload); err != nil || c.sub != "alice" {
 				b.Fatal(err)
 			}
-			var sigBuf [512]byte
-			if _, err := decodeSegment(sigBuf[:], tok.signature); err != nil {
+			if _, err := decodeSegment(sc.sig[:], tok.signature); err != nil {
 				b.Fatal(err)
 			}
 			parsers.Put(p)
+			scratches.Put(sc)
 		}
 	})
 }

@@ -147,7 +147,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	if rerr != nil {
 		return nil, "", fp, rerr
 	}
-	h, rerr := readHeader(tok.header)
+	sc := scratches.Get().(*scratch)
+	defer scratches.Put(sc)
+	h, rerr := readHeader(tok.header, sc.header[:])
 	if rerr != nil {
 		return nil, "", fp, rerr
 	}
@@ -185,8 +187,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	if !h.algOK || method == nil {
 		return nil, "", fp, refuse("alg_not_allowed", "the token's signing algorithm is not accepted")
 	}
-	var sigBuf [512]byte // RSA-4096
-	sig, err := decodeSegment(sigBuf[:], tok.signature)
+	sig, err := decodeSegment(sc.sig[:], tok.signature)
 	if err != nil {
 		return nil, "", fp, refuse("malformed", "the token signature is not base64url")
 	}
