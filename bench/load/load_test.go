@@ -201,4 +201,18 @@ func TestSmoke(t *testing.T) {
 	if md := rep.Markdown(); !strings.Contains(md, "cold-ES256") {
 		t.Errorf("markdown table:\n%s", md)
 	}
+	// render redraws the same chart from load.json alone.
+	if err := os.Remove(o.OutDir + "/load.svg"); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Main([]string{"render", "-in", o.OutDir + "/load.json"}, &out, &errOut); code != 0 {
+		t.Fatalf("render: exit %d: %s", code, errOut.String())
+	}
+	if again, err := os.ReadFile(o.OutDir + "/load.svg"); err != nil || string(again) != string(svg) {
+		t.Errorf("render drew another chart from load.json (%v)", err)
+	}
+	if out.String() != rep.Markdown() {
+		t.Errorf("render printed other tables:\n%s", out.String())
+	}
 }

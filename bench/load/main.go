@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -59,13 +60,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = ServeAuthz(ctx, *cfg, *prof)
+	case "render":
+		in := fs.String("in", filepath.Join("bench", "results", "load.json"), "a load.json written by run")
+		if fs.Parse(args) != nil {
+			return 2
+		}
+		err = render(*in, stdout)
 	case "run":
 		err = runCmd(ctx, fs, args, stdout, stderr)
 		if err == flag.ErrHelp {
 			return 0
 		}
 	default:
-		fmt.Fprintf(stderr, "scopegate-loadbench: unknown subcommand %q (run, floor, authz)\n", sub)
+		fmt.Fprintf(stderr, "scopegate-loadbench: unknown subcommand %q (run, render, floor, authz)\n", sub)
 		return 2
 	}
 	if err != nil {
@@ -151,6 +158,27 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		return err
 	}
 	o.logf("done in %s", time.Since(start).Round(time.Second))
+	fmt.Fprint(stdout, rep.Markdown())
+	return nil
+}
+
+// render redraws load.svg beside a load.json (after a change to the chart, without a new
+// run) and prints the Markdown tables.
+func render(in string, stdout io.Writer) error {
+	raw, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	if len(rep.Summary) == 0 {
+		return fmt.Errorf("%s: no summary: not a load.json written by run", in)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(in), "load.svg"), []byte(rep.SVG()), 0o644); err != nil {
+		return err
+	}
 	fmt.Fprint(stdout, rep.Markdown())
 	return nil
 }

@@ -119,7 +119,7 @@ func (r *Report) SVG() string {
 		v := math.Pow(10, d)
 		y := yP99(v)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`+"\n", leftB, y, leftB+pw, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%g</text>`+"\n", leftB-5, y+4, tickFont, v)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%.0f</text>`+"\n", leftB-5, y+4, tickFont, v)
 	}
 	oneMS := func(left int, yOf func(float64) float64, dLo, dHi float64) {
 		if y := yOf(1000); 1000 >= math.Pow(10, dLo) && 1000 <= math.Pow(10, dHi) {
@@ -192,22 +192,22 @@ func (r *Report) openLoopPanel(b *strings.Builder, left, top, pw, ph int, frame 
 			lo, hi = min(lo, o.P99us), max(hi, o.P99us)
 		}
 	}
-	xMax = niceCeil(xMax * 1.05)
+	step := niceCeil(xMax * 1.05 / 4)
+	xMax = math.Max(step, math.Ceil(xMax*1.05/step)*step)
 	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
 	if dHi == dLo {
 		dHi++
 	}
 	x := func(v float64) float64 { return float64(left) + v/xMax*float64(pw) }
 	y := func(v float64) float64 { return float64(top+ph) - (math.Log10(v)-dLo)/(dHi-dLo)*float64(ph) }
-	for i := 0; i <= 4; i++ {
-		v := xMax * float64(i) / 4
+	for v := 0.0; v <= xMax; v += step {
 		fmt.Fprintf(b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#eee"/>`+"\n", x(v), top, x(v), top+ph)
 		fmt.Fprintf(b, `<text x="%.1f" y="%d" %s text-anchor="middle">%.0f</text>`+"\n", x(v), top+ph+16, tickFont, v)
 	}
 	for d := dLo; d <= dHi; d++ {
 		v := math.Pow(10, d)
 		fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eee"/>`+"\n", left, y(v), left+pw, y(v))
-		fmt.Fprintf(b, `<text x="%d" y="%.1f" %s text-anchor="end">%g</text>`+"\n", left-5, y(v)+4, tickFont, v)
+		fmt.Fprintf(b, `<text x="%d" y="%.1f" %s text-anchor="end">%.0f</text>`+"\n", left-5, y(v)+4, tickFont, v)
 	}
 	fmt.Fprintf(b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#d62728" stroke-dasharray="2,3"/>`+"\n", left, y(1000), left+pw, y(1000))
 	fmt.Fprintf(b, `<text x="%d" y="%.1f" font-size="10" fill="#d62728" text-anchor="end">1 ms</text>`+"\n", left+pw-4, y(1000)-3)
