@@ -7,9 +7,13 @@ import (
 	"encoding/xml"
 	"io"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
 // childEnv marks this test binary, re-executed, as a server under test (floor or authz).
@@ -59,6 +63,37 @@ func TestProcCPU(t *testing.T) {
 	m0, err := readMachineCPU()
 	if err != nil || m0.total <= 0 || m0.idle > m0.total {
 		t.Fatalf("/proc/stat: %+v, %v", m0, err)
+	}
+}
+
+// A pinned server process stays on its CPU, threads started after the pinning included.
+func TestPinProcess(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.NumCPU() < 2 {
+		t.Skip("needs Linux and two CPUs")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The floor is a Go server: it starts threads as load arrives, after the pinning.
+	ch, err := startChild(context.Background(), func(addr, _ string) ([]string, []string) {
+		return []string{self, "floor", "--listen", addr}, []string{childEnv + "=1"}
+	}, nil, filepath.Join(t.TempDir(), "floor.log"), 45*time.Second, serverCPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.stop(10 * time.Second)
+	cl, err := dial(ch.addr, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	closedLoop(context.Background(), cl, 8, []*authv3.CheckRequest{{}}, 2000, time.Minute)
+	for _, cpu := range []int{serverCPU, harnessCPU} {
+		on, err := onCPU(ch.pid(), cpu)
+		if err != nil || on != (cpu == serverCPU) {
+			t.Fatalf("server on CPU %d only: %v (%v)", cpu, on, err)
+		}
 	}
 }
 

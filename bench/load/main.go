@@ -90,6 +90,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	dur := fs.Duration("duration", 0, "per closed-loop point (default 5s)")
 	conc := fs.String("concurrency", "", "comma-separated worker counts (default 1,4,16,64)")
 	noProfile := fs.Bool("no-profile", false, "skip the CPU profile run")
+	pin := fs.Bool("pin", false, "pin the harness to CPU 0 and each server to CPU 1 (GOMAXPROCS=1); issue 6's goals are not judged on such a run")
 	olFractions := fs.String("open-loop-fractions", "", "comma-separated open-loop arrival rates as fractions of the warm saturation rate (default 0.1,0.25,0.5; 0.5 with -smoke; issue 6's goal is judged at 0.5)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,6 +130,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if *noProfile {
 		o.ProfileDuration = 0
 	}
+	o.Pin = *pin
 	o.OutDir, o.Progress = *out, stderr
 	o.Command = os.Getenv("LOADBENCH_COMMAND")
 	if o.Command == "" {

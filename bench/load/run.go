@@ -47,6 +47,10 @@ type Options struct {
 	Concurrency       []int
 	// Rounds of floor then scopegate (a, b, a, b, ...).
 	Rounds int
+	// Pin puts the harness on CPU 0 and each server under test on CPU 1 (with GOMAXPROCS=1):
+	// the server with a core of its own, as in production, instead of sharing both with the
+	// load generator. Not the setup issue 6's goals are set for: their reading is marked so.
+	Pin bool
 	// Conns is the number of gRPC connections (at most one per worker).
 	Conns int
 	// WarmTokens is the pool cycled by the warm case; DenyTokens the deny-heavy pool (half
@@ -96,6 +100,17 @@ func (o *Options) openLoopFractions() []float64 {
 		return []float64{GoalFraction}
 	}
 	return o.OpenLoopFractions
+}
+
+// The CPUs of a pinned run.
+const harnessCPU, serverCPU = 0, 1
+
+// serverCPU is the CPU a server under test is pinned to, or -1.
+func (o *Options) serverCPU() int {
+	if o.Pin {
+		return serverCPU
+	}
+	return -1
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -199,6 +214,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("load: -out: %w", err)
 		}
 	}
+	if o.Pin {
+		if runtime.NumCPU() < 2 {
+			return nil, errors.New("load: -pin needs two CPUs (the harness on one, the server on the other)")
+		}
+		if err := pinProcess(os.Getpid(), harnessCPU); err != nil {
+			return nil, fmt.Errorf("load: -pin: %w", err)
+		}
+	}
 	work, err := os.MkdirTemp("", "scopegate-loadbench-")
 	if err != nil {
 		return nil, err
@@ -208,8 +231,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		Generated: time.Now().UTC().Format(time.RFC3339), Command: o.Command, Machine: machine(),
 		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(), OpenLoopFractions: o.openLoopFractions(),
 			Concurrency: o.Concurrency, Rounds: o.Rounds, Conns: o.Conns, WarmTokens: o.WarmTokens, DenyTokens: o.DenyTokens,
-			ColdRS256PerPoint: o.ColdRS256, ColdES256PerPoint: o.ColdES256, GOMAXPROCS: runtime.GOMAXPROCS(0)},
+			ColdRS256PerPoint: o.ColdRS256, ColdES256PerPoint: o.ColdES256, GOMAXPROCS: runtime.GOMAXPROCS(0), Pinned: o.Pin},
 		BareVerify: map[string]BareVerify{},
+	}
+	if o.Pin {
+		rep.Machine.Note = "server under test pinned to CPU 1 (GOMAXPROCS=1), load generator to CPU 0 (on a shared host, other work may run on either: see loadavg)"
 	}
 	f := newFixture(work)
 	defer f.close()
@@ -272,7 +298,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 func runServer(ctx context.Context, o *Options, round int, name string, launch Launcher, writeCfg func(string) (string, error),
 	wl *workload, hists map[pointKey]*Hist, logPath string) ([]Point, []OpenLoopPoint, error) {
 	o.logf("round %d: starting %s", round, name)
-	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout)
+	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout, o.serverCPU())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -368,7 +394,7 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work,
 	o.logf("profile: in-process authz, %s c=%d for up to %s", name, o.ProfileConcurrency, o.ProfileDuration)
 	launch := func(addr, cfg string) ([]string, []string) { return o.AuthzProfile(addr, cfg, path) }
 	logPath := filepath.Join(work, "profile.log")
-	ch, err := startChild(ctx, launch, f.writeConfig, logPath, o.StartTimeout)
+	ch, err := startChild(ctx, launch, f.writeConfig, logPath, o.StartTimeout, o.serverCPU())
 	if err != nil {
 		return nil, err
 	}

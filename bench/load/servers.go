@@ -140,8 +140,9 @@ func freeAddr() (string, error) {
 
 // startChild starts a server process and returns once its gRPC health says SERVING for the
 // Authorization service (or it exited, or timeout passed). A port taken between picking and
-// binding is retried with a fresh one, a bounded number of times.
-func startChild(ctx context.Context, launch Launcher, writeConfig func(addr string) (string, error), logPath string, timeout time.Duration) (*child, error) {
+// binding is retried with a fresh one, a bounded number of times. cpu ≥ 0 pins the process
+// to that CPU, with GOMAXPROCS=1, before any load.
+func startChild(ctx context.Context, launch Launcher, writeConfig func(addr string) (string, error), logPath string, timeout time.Duration, cpu int) (*child, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		addr, err := freeAddr()
@@ -161,6 +162,9 @@ func startChild(ctx context.Context, launch Launcher, writeConfig func(addr stri
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Env = append(os.Environ(), env...)
+		if cpu >= 0 {
+			cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+		}
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			logf.Close()
@@ -172,6 +176,12 @@ func startChild(ctx context.Context, launch Launcher, writeConfig func(addr stri
 			logf.Close()
 			close(c.done)
 		}()
+		if cpu >= 0 {
+			if err := pinProcess(cmd.Process.Pid, cpu); err != nil {
+				c.stop(5 * time.Second)
+				return nil, fmt.Errorf("%s: %w", argv[0], err)
+			}
+		}
 		if err := waitServing(ctx, addr, c.done, timeout); err != nil {
 			c.stop(5 * time.Second)
 			lastErr = fmt.Errorf("%s: %w (log: %s)", argv[0], err, tail(logPath))

@@ -172,8 +172,12 @@ func (r *Report) SVG() string {
 		fmt.Fprintf(&b, `<text x="%d" y="%d" %s>%s</text>`+"\n", x+28, legendY+4, tickFont, esc(se.label))
 		x += 36 + 7*len(se.label)
 	}
-	foot := fmt.Sprintf("%d × %s, %s, loadavg %s → %s; %d round(s) alternating floor/scopegate; server and load generator share the cores",
-		r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter, r.Settings.Rounds)
+	cores := "server and load generator share the cores"
+	if r.Settings.Pinned {
+		cores = "server pinned to CPU 1 (GOMAXPROCS=1), load generator to CPU 0"
+	}
+	foot := fmt.Sprintf("%d × %s, %s, loadavg %s → %s; %d round(s) alternating floor/scopegate; %s",
+		r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter, r.Settings.Rounds, cores)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555" text-anchor="middle">%s</text>`+"\n", W/2, footerY-14, esc(foot))
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555" text-anchor="middle">%s</text>`+"\n", W/2, footerY, esc(r.Command))
 	b.WriteString("</svg>\n")
