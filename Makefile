@@ -44,7 +44,7 @@ bench:
 demo:
 	docker compose -f compose/compose.yaml up --build
 
-## bench-load: the load benchmark (about 8 minutes, 2 cores): the no-op floor and `scopegate authz`
+## bench-load: the load benchmark (about 5–6 minutes, 2 cores): the no-op floor and `scopegate authz`
 ## as separate processes, alternating; writes bench/results/load.json, load.svg and the CPU profile.
 ## `go run ./bench/load/cmd/scopegate-loadbench -smoke` is the quick version (go test runs it).
 .PHONY: bench-load
