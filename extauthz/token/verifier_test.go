@@ -443,3 +443,32 @@ func with(c testissuer.Claims, name string, v any) testissuer.Claims {
 	}
 	return c
 }
+
+// A token without kid is verified by trying the issuer's keys; the key that verified it is
+// recorded, so the token is cached and its entry dies with that key.
+func TestNoKIDTokenCachedUnderItsKey(t *testing.T) {
+	k1, k2 := testissuer.NewKey("k1", "RS256"), testissuer.NewKey("k2", "RS256")
+	is := testissuer.New(k1, k2)
+	defer is.Close()
+	f := newFixture(t, is, nil)
+	tok := testissuer.Sign(k2, is.Standard(aud, "alice", "a", time.Minute), map[string]any{"kid": nil})
+	first, err := f.v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.KID != "k2" || f.v.cache.Len() != 1 {
+		t.Fatalf("kid %q, %d cached; want k2 and 1", first.KID, f.v.cache.Len())
+	}
+	if again, err := f.v.Verify(context.Background(), tok); err != nil || again != first {
+		t.Fatalf("second Verify = %p, %v; want the cached %p", again, err, first)
+	}
+	changed := f.src.Changed()
+	is.SetKeys(k1)
+	if _, err := f.v.Verify(context.Background(), testissuer.Sign(testissuer.NewKey("k3", "RS256"), is.Standard(aud, "x", "", time.Minute), nil)); reasonOf(err) != "unknown_kid" {
+		t.Fatalf("k3: %v", err)
+	}
+	<-changed
+	if _, err := f.v.Verify(context.Background(), tok); reasonOf(err) != "bad_signature" {
+		t.Fatalf("after its key left the JWKS: %v, want bad_signature", err)
+	}
+}
