@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -79,6 +81,9 @@ func TestPinProcess(t *testing.T) {
 	ch, err := startChild(context.Background(), func(addr, _ string) ([]string, []string) {
 		return []string{self, "floor", "--listen", addr}, []string{childEnv + "=1"}
 	}, nil, filepath.Join(t.TempDir(), "floor.log"), 45*time.Second, serverCPU)
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+		t.Skipf("this sandbox does not let a process choose its CPUs: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
