@@ -147,28 +147,13 @@ func (r *Report) SVG() string {
 				}
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", xAt(left, i), y))
 			}
-			if len(pts) == 0 {
-				continue
-			}
-			dash := ""
-			if se.dash != "" {
-				dash = fmt.Sprintf(` stroke-dasharray="%s"`, se.dash)
-			}
-			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), se.color, dash)
-			for _, p := range pts {
-				xy := strings.Split(p, ",")
-				fmt.Fprintf(&b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], se.color)
-			}
+			se.line(&b, pts)
 		}
 	}
 	// Legend.
 	x := leftA
 	for _, se := range chartSeries {
-		dash := ""
-		if se.dash != "" {
-			dash = fmt.Sprintf(` stroke-dasharray="%s"`, se.dash)
-		}
-		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`+"\n", x, legendY, x+24, legendY, se.color, dash)
+		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`+"\n", x, legendY, x+24, legendY, se.color, se.dashAttr())
 		fmt.Fprintf(&b, `<text x="%d" y="%d" %s>%s</text>`+"\n", x+28, legendY+4, tickFont, esc(se.label))
 		x += 36 + 7*len(se.label)
 	}
@@ -225,18 +210,26 @@ func (r *Report) openLoopPanel(b *strings.Builder, left, top, pw, ph int, frame 
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(o.TargetRPS), y(o.P99us)))
 			}
 		}
-		if len(pts) == 0 {
-			continue
-		}
-		dash := ""
-		if se.dash != "" {
-			dash = fmt.Sprintf(` stroke-dasharray="%s"`, se.dash)
-		}
-		fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), se.color, dash)
-		for _, p := range pts {
-			xy := strings.Split(p, ",")
-			fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], se.color)
-		}
+		se.line(b, pts)
+	}
+}
+
+func (se series) dashAttr() string {
+	if se.dash == "" {
+		return ""
+	}
+	return fmt.Sprintf(` stroke-dasharray="%s"`, se.dash)
+}
+
+// line draws the series through pts ("x,y"), with a dot at each.
+func (se series) line(b *strings.Builder, pts []string) {
+	if len(pts) == 0 {
+		return
+	}
+	fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), se.color, se.dashAttr())
+	for _, p := range pts {
+		xy := strings.Split(p, ",")
+		fmt.Fprintf(b, `<circle cx="%s" cy="%s" r="3" fill="%s"/>`+"\n", xy[0], xy[1], se.color)
 	}
 }
 
