@@ -29,6 +29,9 @@ func (e *Error) Error() string { return e.Reason + ": " + e.Description }
 
 func refuse(reason, desc string) *Error { return &Error{Reason: reason, Description: desc} }
 
+// errNoKeys is our side's fault (the issuer's keys have not loaded): answered 503, not 401.
+var errNoKeys = &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
+
 // Issuer is a trusted issuer with its key source.
 type Issuer struct {
 	Config config.Issuer
@@ -195,7 +198,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		return nil, "", fp, e
 	}
 	if is.keys.Current().Len() == 0 {
-		return nil, "", fp, &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
+		return nil, "", fp, errNoKeys
 	}
 
 	var kid string
@@ -225,7 +228,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		key, err := is.keys.Lookup(ctx, h.kid, h.alg)
 		switch {
 		case errors.Is(err, jwks.ErrNoKeys):
-			return nil, "", fp, &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
+			return nil, "", fp, errNoKeys
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 			return nil, "", fp, refuse("unknown_kid", "the signing key is not known (key refresh did not finish in time)")
 		case err != nil:
