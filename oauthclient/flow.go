@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -72,6 +73,10 @@ type LoginOptions struct {
 // CallbackPath is the redirect URI's path; the provider registers http://127.0.0.1/callback.
 const CallbackPath = "/callback"
 
+// callbackShutdownTimeout bounds how long Login waits for the callback page to reach a slow
+// browser before it closes the listener anyway.
+const callbackShutdownTimeout = 5 * time.Second
+
 // Login runs the authorization code flow with PKCE (S256) for a public client: it listens on a
 // loopback port, has the user open the authorization URL, waits for the redirect, checks the
 // state and exchanges the code.
@@ -117,7 +122,16 @@ func Login(ctx context.Context, hc *http.Client, o LoginOptions) (*Entry, error)
 	results := make(chan callbackResult, 1)
 	srv := &http.Server{Handler: callbackHandler(state, results), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	// Shut down gracefully: the browser that delivered the code must get its whole page, not a
+	// reset (the handler hands the code over only after the page is flushed, and Shutdown waits
+	// for that handler to return).
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callbackShutdownTimeout)
+		defer cancel()
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close()
+		}
+	}()
 
 	if o.ShowURL != nil {
 		o.ShowURL(authURL)
@@ -153,8 +167,10 @@ var callbackPage = template.Must(template.New("cb").Parse(`<!DOCTYPE html>
 `))
 
 // callbackHandler answers the one redirect the flow waits for; later requests find the result
-// already delivered and get an error page.
+// already claimed and get an error page. The result is handed to Login only after the page has
+// been written and flushed, so Login's shutdown never cuts the browser's response short.
 func callbackHandler(state string, results chan<- callbackResult) http.Handler {
+	var claimed atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+CallbackPath, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -172,9 +188,7 @@ func callbackHandler(state string, results chan<- callbackResult) http.Handler {
 		default:
 			res.code = q.Get("code")
 		}
-		select {
-		case results <- res:
-		default:
+		if !claimed.CompareAndSwap(false, true) {
 			w.WriteHeader(http.StatusConflict)
 			_ = callbackPage.Execute(w, map[string]string{"Title": "Already done", "Message": "This login has already completed."})
 			return
@@ -183,9 +197,13 @@ func callbackHandler(state string, results chan<- callbackResult) http.Handler {
 		if res.err != nil {
 			w.WriteHeader(http.StatusBadRequest)
 			_ = callbackPage.Execute(w, map[string]string{"Title": "Login failed", "Message": res.err.Error()})
-			return
+		} else {
+			_ = callbackPage.Execute(w, map[string]string{"Title": "Logged in", "Message": "You can close this window and return to the terminal."})
 		}
-		_ = callbackPage.Execute(w, map[string]string{"Title": "Logged in", "Message": "You can close this window and return to the terminal."})
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		results <- res // buffered for exactly the one claimed result
 	})
 	return mux
 }

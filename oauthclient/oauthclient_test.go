@@ -115,6 +115,15 @@ func userAgent(authURL, user, decision string, errc chan<- error) {
 		fail("consent ended at %s, not the loopback callback: %s", r.Request.URL, body)
 		return
 	}
+	// The browser must get the whole result page, not a reset from a listener closed under it.
+	want := "Logged in"
+	if decision != "allow" {
+		want = "Login failed"
+	}
+	if !strings.Contains(string(body), want) {
+		fail("callback page %q, want %q", body, want)
+		return
+	}
 	errc <- nil
 }
 
@@ -163,7 +172,7 @@ func TestLogin(t *testing.T) {
 					go userAgent(u, "alice", tt.decision, errc)
 				},
 			})
-			if uaErr := <-errc; uaErr != nil && tt.wantErr == "" {
+			if uaErr := <-errc; uaErr != nil {
 				t.Fatal(uaErr)
 			}
 			if tt.wantErr != "" {
