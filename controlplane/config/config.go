@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/yamlfile"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // Defaults applied when the file leaves a field out.
@@ -56,9 +58,6 @@ type Authz struct {
 	IdentityHeaders []string `yaml:"identity_headers"`
 }
 
-// DefaultIdentityHeaders are scopegate authz's default identity header names.
-var DefaultIdentityHeaders = []string{"x-scopegate-subject", "x-scopegate-client-id", "x-scopegate-scopes", "x-scopegate-issuer"}
-
 // Fleet is one group of Envoys.
 type Fleet struct {
 	Name      string     `yaml:"name"`
@@ -90,12 +89,6 @@ type VirtualHost struct {
 	Domains []string `yaml:"domains"`
 	Routes  []Route  `yaml:"routes"`
 }
-
-// Route modes.
-const (
-	ModeEnforce = "enforce"
-	ModeShadow  = "shadow"
-)
 
 // Route is one matched request class, sent to one upstream.
 type Route struct {
@@ -200,7 +193,7 @@ func Parse(name string, data []byte) (*Config, error) {
 // applyDefaults fills per-item defaults the top-level Default cannot reach.
 func (c *Config) applyDefaults() {
 	if c.Authz.IdentityHeaders == nil {
-		c.Authz.IdentityHeaders = append([]string(nil), DefaultIdentityHeaders...)
+		c.Authz.IdentityHeaders = contract.IdentityHeaders()
 	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
@@ -217,7 +210,7 @@ func (c *Config) applyDefaults() {
 				vh := &c.Fleets[fi].Listeners[li].VirtualHosts[vi]
 				for ri := range vh.Routes {
 					if vh.Routes[ri].Mode == "" && !vh.Routes[ri].Public {
-						vh.Routes[ri].Mode = ModeEnforce
+						vh.Routes[ri].Mode = contract.ModeEnforce
 					}
 				}
 			}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 const good = `
@@ -51,7 +53,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Errorf("upstream defaults wrong: %+v", u)
 	}
 	routes := cfg.Fleets[0].Listeners[0].VirtualHosts[0].Routes
-	if routes[0].Mode != ModeEnforce || routes[1].Mode != "" {
+	if routes[0].Mode != contract.ModeEnforce || routes[1].Mode != "" {
 		t.Errorf("modes = %q, %q; want enforce for protected, empty for public", routes[0].Mode, routes[1].Mode)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // AuthzClusterName is the cluster the ext_authz filter calls; no upstream may take this name.
@@ -237,8 +239,8 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 		}
 		return
 	}
-	if r.Mode != ModeEnforce && r.Mode != ModeShadow {
-		v.addf("%s: mode: %q is not one of %q, %q", rat, r.Mode, ModeEnforce, ModeShadow)
+	if r.Mode != contract.ModeEnforce && r.Mode != contract.ModeShadow {
+		v.addf("%s: mode: %q is not one of %q, %q", rat, r.Mode, contract.ModeEnforce, contract.ModeShadow)
 	}
 	seenScope := map[string]bool{}
 	for i, s := range r.Scopes {

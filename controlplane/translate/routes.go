@@ -11,13 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
-)
-
-// Context extension keys: the contract with the authz policy (input.route).
-const (
-	ContextRoute  = "route"
-	ContextScopes = "scopes"
-	ContextMode   = "mode"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // routeConfiguration builds the listener's route configuration (named after the listener).
@@ -118,11 +112,11 @@ func extAuthzPerRoute(r *config.Route) *extauthz.ExtAuthzPerRoute {
 		return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_Disabled{Disabled: true}}
 	}
 	ext := map[string]string{
-		ContextRoute:  r.Name,
-		ContextScopes: strings.Join(r.Scopes, " "),
+		contract.ExtRoute:  r.Name,
+		contract.ExtScopes: strings.Join(r.Scopes, " "),
 	}
-	if r.Mode == config.ModeShadow {
-		ext[ContextMode] = config.ModeShadow
+	if r.Mode == contract.ModeShadow {
+		ext[contract.ExtMode] = contract.ModeShadow
 	}
 	return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthz.CheckSettings{ContextExtensions: ext},

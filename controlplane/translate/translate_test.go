@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 func load(t *testing.T, path string) *config.Config {
@@ -114,7 +115,7 @@ func TestComposeConfigs(t *testing.T) {
 					continue
 				}
 				ext := per.GetCheckSettings().GetContextExtensions()
-				if ext[ContextRoute] != r.GetName() || ext[ContextScopes] != want[r.GetName()] {
+				if ext[contract.ExtRoute] != r.GetName() || ext[contract.ExtScopes] != want[r.GetName()] {
 					t.Errorf("%s: context extensions %v", r.GetName(), ext)
 				}
 			}

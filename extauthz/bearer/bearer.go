@@ -3,6 +3,7 @@
 package bearer
 
 import (
+	"github.com/scopegate/scopegate/internal/contract"
 	"net/url"
 	"strings"
 )
@@ -22,13 +23,13 @@ type Error struct {
 func (e *Error) Error() string { return e.Reason + ": " + e.Description }
 
 var (
-	errMissing       = &Error{Missing: true, Reason: "missing_token", Description: "no bearer token in the request"}
-	errOtherScheme   = &Error{Missing: true, Reason: "missing_token", Description: "the Authorization scheme is not Bearer"}
-	errSeveral       = &Error{Reason: "invalid_request", Description: "more than one Authorization header"}
-	errMalformed     = &Error{Reason: "invalid_request", Description: "malformed Bearer credentials"}
-	errTooLarge      = &Error{Reason: "token_too_large", Description: "the bearer token exceeds the size limit"}
-	errInQuery       = &Error{Reason: "invalid_request", Description: "access tokens are not accepted in the query string"}
-	errNotSingleLine = &Error{Reason: "invalid_request", Description: "the Authorization header holds several values"}
+	errMissing       = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "no bearer token in the request"}
+	errOtherScheme   = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "the Authorization scheme is not Bearer"}
+	errSeveral       = &Error{Reason: contract.ReasonInvalidRequest, Description: "more than one Authorization header"}
+	errMalformed     = &Error{Reason: contract.ReasonInvalidRequest, Description: "malformed Bearer credentials"}
+	errTooLarge      = &Error{Reason: contract.ReasonTokenTooLarge, Description: "the bearer token exceeds the size limit"}
+	errInQuery       = &Error{Reason: contract.ReasonInvalidRequest, Description: "access tokens are not accepted in the query string"}
+	errNotSingleLine = &Error{Reason: contract.ReasonInvalidRequest, Description: "the Authorization header holds several values"}
 )
 
 // Request is what Extract reads: the Authorization values (as Envoy lists them) and the raw query.

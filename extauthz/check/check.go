@@ -21,6 +21,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // Verifier is what the service needs of token verification.
@@ -80,7 +81,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	start := time.Now()
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
-	rec := decisionlog.Record{Time: start, Route: attrs.GetContextExtensions()["route"], Method: httpReq.GetMethod()}
+	rec := decisionlog.Record{Time: start, Route: attrs.GetContextExtensions()[contract.ExtRoute], Method: httpReq.GetMethod()}
 	fullPath := httpReq.GetPath()
 	var rawQuery string
 	rec.Path, rawQuery = policy.SplitPathQuery(fullPath)
@@ -112,7 +113,7 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 		if !errors.As(err, &te) {
 			// Not one of ours: fail closed, say nothing about it to the client.
 			s.o.Logger.Error("token verification failed unexpectedly", "error", err)
-			return s.deny(rec, 503, "internal_error", denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "try again later", retryAfter: "5"})
+			return s.deny(rec, 503, contract.ReasonInternalError, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "try again later", retryAfter: "5"})
 		}
 		if te.Unavailable {
 			return s.deny(rec, 503, te.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: te.Description, retryAfter: "5"})
@@ -178,7 +179,7 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	ext := req.GetAttributes().GetContextExtensions()
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
-	shadow := s.o.Shadow || ext["mode"] == "shadow"
+	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
 	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, id, pt)
 	if err != nil {
 		var ee *policy.EvalError
@@ -187,11 +188,11 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 			class = ee.Class
 		}
 		s.o.Metrics.policyError(class)
-		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", ext["route"])
+		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", ext[contract.ExtRoute])
 		if shadow {
-			return s.shadowAllow(rec, pt, s.o.ErrorStatus, "policy_"+class)
+			return s.shadowAllow(rec, pt, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class)
 		}
-		return s.deny(rec, s.o.ErrorStatus, "policy_"+class, denial{status: s.o.ErrorStatus, code: codes.Internal, errCode: "server_error", description: "the authorization policy failed"})
+		return s.deny(rec, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class, denial{status: s.o.ErrorStatus, code: codes.Internal, errCode: "server_error", description: "the authorization policy failed"})
 	}
 	if !dec.Allow {
 		status := dec.Status
@@ -200,7 +201,7 @@ func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpR
 		}
 		reason := dec.Reason
 		if reason == "" {
-			reason = "policy_denied"
+			reason = contract.ReasonPolicyDenied
 		}
 		rec.MissingScopes = dec.MissingScopes
 		if shadow {

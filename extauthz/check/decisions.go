@@ -10,6 +10,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // perToken is what the service derives once per verified token and memoises on the
@@ -80,7 +81,7 @@ func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decis
 		return decisionKey{}, false
 	}
 	n := 0
-	for _, name := range [...]string{"route", "scopes", "mode"} {
+	for _, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode} {
 		if _, ok := ext[name]; ok {
 			n++
 		}
@@ -88,7 +89,7 @@ func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decis
 	if n != len(ext) {
 		return decisionKey{}, false
 	}
-	return decisionKey{rev: rev, route: ext["route"], scopes: ext["scopes"], mode: ext["mode"], method: method}, true
+	return decisionKey{rev: rev, route: ext[contract.ExtRoute], scopes: ext[contract.ExtScopes], mode: ext[contract.ExtMode], method: method}, true
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
@@ -147,10 +148,10 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
-	def(&c.Headers.Subject, "x-scopegate-subject")
-	def(&c.Headers.ClientID, "x-scopegate-client-id")
-	def(&c.Headers.Scopes, "x-scopegate-scopes")
-	def(&c.Headers.Issuer, "x-scopegate-issuer")
+	def(&c.Headers.Subject, contract.HeaderSubject)
+	def(&c.Headers.ClientID, contract.HeaderClientID)
+	def(&c.Headers.Scopes, contract.HeaderScopes)
+	def(&c.Headers.Issuer, contract.HeaderIssuer)
 	if c.Bearer.MaxTokenBytes == 0 {
 		c.Bearer.MaxTokenBytes = 8 << 10
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // Input is the document a policy sees as `input` (see policies/README.md).
@@ -80,13 +81,13 @@ func TokenWithoutClaims(id *token.Identity) Token {
 // RouteFrom reads input.route from context extensions: "route", "scopes" (space-separated)
 // and "mode" are named fields; any other key passes through as a string.
 func RouteFrom(ext map[string]string) Route {
-	r := Route{Name: ext["route"], Scopes: strings.Fields(ext["scopes"]), Mode: ext["mode"]}
+	r := Route{Name: ext[contract.ExtRoute], Scopes: strings.Fields(ext[contract.ExtScopes]), Mode: ext[contract.ExtMode]}
 	if r.Scopes == nil {
 		r.Scopes = []string{}
 	}
 	for k, v := range ext {
 		switch k {
-		case "route", "scopes", "mode":
+		case contract.ExtRoute, contract.ExtScopes, contract.ExtMode:
 		default:
 			if r.Extra == nil {
 				r.Extra = make(map[string]string, len(ext))

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/valyala/fastjson"
 )
 
@@ -34,9 +35,9 @@ func split(raw string) (compact, *Error) {
 		first, last := strings.IndexByte(raw, '.'), strings.LastIndexByte(raw, '.')
 		return compact{header: raw[:first], payload: raw[first+1 : last], signature: raw[last+1:], signed: raw[:last]}, nil
 	case 4:
-		return compact{}, refuse("unsupported_token", "encrypted tokens (JWE) are not accepted")
+		return compact{}, refuse(contract.ReasonUnsupportedToken, "encrypted tokens (JWE) are not accepted")
 	}
-	return compact{}, refuse("malformed", "the token is not a JWS compact serialization")
+	return compact{}, refuse(contract.ReasonMalformed, "the token is not a JWS compact serialization")
 }
 
 // scratch holds a Check's decoded header and signature: both die with the Check, and
@@ -108,16 +109,16 @@ func readHeader(seg string, buf []byte) (joseHeader, *Error) {
 	var h joseHeader
 	b, err := decodeSegment(buf, seg)
 	if err != nil {
-		return h, refuse("malformed", "the token header is not base64url")
+		return h, refuse(contract.ReasonMalformed, "the token header is not base64url")
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
 	obj, err := parseObject(p, b)
 	if err != nil {
-		return h, refuse("malformed", "the token header is not a JSON object")
+		return h, refuse(contract.ReasonMalformed, "the token header is not a JSON object")
 	}
 	if duplicateKey(obj) != "" {
-		return h, refuse("malformed", "the token header names a parameter twice")
+		return h, refuse(contract.ReasonMalformed, "the token header names a parameter twice")
 	}
 	if v := obj.Get("alg"); v != nil && v.Type() == fastjson.TypeString {
 		h.alg, h.algOK = internAlg(v.GetStringBytes()), true

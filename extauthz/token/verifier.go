@@ -14,6 +14,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/jwks"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // Error is a refused token. Reason is a fixed label (metric-safe); Description is short and
@@ -30,7 +31,7 @@ func (e *Error) Error() string { return e.Reason + ": " + e.Description }
 func refuse(reason, desc string) *Error { return &Error{Reason: reason, Description: desc} }
 
 // errNoKeys is our side's fault (the issuer's keys have not loaded): answered 503, not 401.
-var errNoKeys = &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
+var errNoKeys = &Error{Reason: contract.ReasonNoKeys, Description: "the issuer's keys are not available yet", Unavailable: true}
 
 // Issuer is a trusted issuer with its key source.
 type Issuer struct {
@@ -158,13 +159,13 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	}
 	payload, err := decodeSegment(nil, tok.payload) // kept by the identity: its own slice
 	if err != nil {
-		return nil, "", fp, refuse("malformed", "the token payload is not base64url")
+		return nil, "", fp, refuse(contract.ReasonMalformed, "the token payload is not base64url")
 	}
 	p := parsers.Get()
 	defer parsers.Put(p)
 	obj, err := parseObject(p, payload)
 	if err != nil {
-		return nil, "", fp, refuse("malformed", "the token payload is not a JSON object")
+		return nil, "", fp, refuse(contract.ReasonMalformed, "the token payload is not a JSON object")
 	}
 	is := v.only
 	if is == nil {
@@ -172,27 +173,27 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		// Validator's exact iss check alone suffices.
 		iss := obj.Get("iss")
 		if iss == nil || iss.Type() == fastjson.TypeNull {
-			return nil, "", fp, refuse("unknown_issuer", "the token has no issuer")
+			return nil, "", fp, refuse(contract.ReasonUnknownIssuer, "the token has no issuer")
 		}
 		if iss.Type() != fastjson.TypeString {
-			return nil, "", fp, refuse("malformed", "the iss claim is not a string")
+			return nil, "", fp, refuse(contract.ReasonMalformed, "the iss claim is not a string")
 		}
 		if is = v.byIss[string(iss.GetStringBytes())]; is == nil {
-			return nil, "", fp, refuse("unknown_issuer", "the token's issuer is not trusted")
+			return nil, "", fp, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
 		}
 	}
 	claims := &accessClaims{names: &is.names}
 	if err := claims.read(obj, payload); err != nil {
-		return nil, "", fp, refuse("malformed", "the token names a claim twice")
+		return nil, "", fp, refuse(contract.ReasonMalformed, "the token names a claim twice")
 	}
 	// The allow-list is checked before any key is looked up ("none" and HS* never are on it).
 	method := is.methods[h.alg]
 	if !h.algOK || method == nil {
-		return nil, "", fp, refuse("alg_not_allowed", "the token's signing algorithm is not accepted")
+		return nil, "", fp, refuse(contract.ReasonAlgNotAllowed, "the token's signing algorithm is not accepted")
 	}
 	sig, err := decodeSegment(sc.sig[:], tok.signature)
 	if err != nil {
-		return nil, "", fp, refuse("malformed", "the token signature is not base64url")
+		return nil, "", fp, refuse(contract.ReasonMalformed, "the token signature is not base64url")
 	}
 	if e := checkHeader(&h, is.typ); e != nil {
 		return nil, "", fp, e
@@ -216,29 +217,29 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 			}
 		}
 		if !tried {
-			return nil, "", fp, refuse("key_mismatch", "no key of the issuer can verify this algorithm")
+			return nil, "", fp, refuse(contract.ReasonKeyMismatch, "no key of the issuer can verify this algorithm")
 		}
 		if !ok {
-			return nil, "", fp, refuse("bad_signature", "the token signature is invalid")
+			return nil, "", fp, refuse(contract.ReasonBadSignature, "the token signature is invalid")
 		}
 	} else {
 		if !h.kidOK {
-			return nil, "", fp, refuse("malformed", "the kid header is not a string")
+			return nil, "", fp, refuse(contract.ReasonMalformed, "the kid header is not a string")
 		}
 		key, err := is.keys.Lookup(ctx, h.kid, h.alg)
 		switch {
 		case errors.Is(err, jwks.ErrNoKeys):
 			return nil, "", fp, errNoKeys
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			return nil, "", fp, refuse("unknown_kid", "the signing key is not known (key refresh did not finish in time)")
+			return nil, "", fp, refuse(contract.ReasonUnknownKID, "the signing key is not known (key refresh did not finish in time)")
 		case err != nil:
-			return nil, "", fp, refuse("unknown_kid", "the signing key is not known")
+			return nil, "", fp, refuse(contract.ReasonUnknownKID, "the signing key is not known")
 		}
 		if err := key.Allows(h.alg); err != nil {
-			return nil, "", fp, refuse("key_mismatch", "the signing key can't verify this algorithm")
+			return nil, "", fp, refuse(contract.ReasonKeyMismatch, "the signing key can't verify this algorithm")
 		}
 		if method.Verify(tok.signed, sig, key.Public) != nil {
-			return nil, "", fp, refuse("bad_signature", "the token signature is invalid")
+			return nil, "", fp, refuse(contract.ReasonBadSignature, "the token signature is invalid")
 		}
 		kid, fp = key.KID, key.Fingerprint
 	}
@@ -252,11 +253,11 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 // §4.1.11: we implement no extension, so any crit is refused). jku, x5u and x5c are never read.
 func checkHeader(h *joseHeader, wantTyp string) *Error {
 	if h.crit {
-		return refuse("unsupported_crit", "the token names a critical header extension")
+		return refuse(contract.ReasonUnsupportedCrit, "the token names a critical header extension")
 	}
 	if wantTyp != "" {
 		if normTyp(h.typ) != wantTyp {
-			return refuse("wrong_typ", "the token type is not accepted here")
+			return refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
 		}
 	}
 	return nil
@@ -272,31 +273,31 @@ func normTyp(t string) string {
 func classify(err error) *Error {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return refuse("malformed", "the token is malformed")
+		return refuse(contract.ReasonMalformed, "the token is malformed")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return refuse("bad_signature", "the token signature is invalid")
+		return refuse(contract.ReasonBadSignature, "the token signature is invalid")
 	case errors.Is(err, jwt.ErrInvalidType):
-		return refuse("malformed", "a registered claim has the wrong type")
+		return refuse(contract.ReasonMalformed, "a registered claim has the wrong type")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		if strings.Contains(err.Error(), "exp claim is required") {
-			return refuse("missing_exp", "the token has no expiry")
+			return refuse(contract.ReasonMissingExp, "the token has no expiry")
 		}
 		if strings.Contains(err.Error(), "iss claim is required") {
-			return refuse("unknown_issuer", "the token has no issuer")
+			return refuse(contract.ReasonUnknownIssuer, "the token has no issuer")
 		}
-		return refuse("missing_claim", "the token lacks a required claim")
+		return refuse(contract.ReasonMissingClaim, "the token lacks a required claim")
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return refuse("expired", "the token has expired")
+		return refuse(contract.ReasonExpired, "the token has expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return refuse("not_yet_valid", "the token is not valid yet")
+		return refuse(contract.ReasonNotYetValid, "the token is not valid yet")
 	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return refuse("issued_in_future", "the token was issued in the future")
+		return refuse(contract.ReasonIssuedInFuture, "the token was issued in the future")
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return refuse("wrong_audience", "the token is not meant for this audience")
+		return refuse(contract.ReasonWrongAudience, "the token is not meant for this audience")
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return refuse("unknown_issuer", "the token's issuer is not trusted")
+		return refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
-		return refuse("invalid_claims", "the token's claims are invalid")
+		return refuse(contract.ReasonInvalidClaims, "the token's claims are invalid")
 	}
-	return refuse("invalid_token", fmt.Sprintf("the token could not be verified (%T)", errors.Unwrap(err)))
+	return refuse(contract.ReasonInvalidToken, fmt.Sprintf("the token could not be verified (%T)", errors.Unwrap(err)))
 }

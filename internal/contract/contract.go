@@ -1,0 +1,85 @@
+// Package contract is what the control plane and the authz service must agree on: the
+// ext_authz context_extensions the control plane writes on each route and authz reads, the
+// route modes, the default identity header names, and the deny reasons authz reports (metric
+// labels, decision log values and documented behaviour). Neither half spells these strings
+// itself.
+package contract
+
+// Context extension keys: ExtAuthzPerRoute.check_settings.context_extensions on a protected
+// route, input.route in the policy.
+const (
+	// ExtRoute is the route's name (input.route.name).
+	ExtRoute = "route"
+	// ExtScopes are the route's required scopes, space-separated (input.route.scopes).
+	ExtScopes = "scopes"
+	// ExtMode is the route's mode, ModeEnforce or ModeShadow (input.route.mode).
+	ExtMode = "mode"
+)
+
+// Route modes (the value of ExtMode).
+const (
+	// ModeEnforce denies what the policy denies; a route without ExtMode is enforced.
+	ModeEnforce = "enforce"
+	// ModeShadow lets the policy's denials through, logging and counting them; token
+	// failures (400, 401, 503) are still denied.
+	ModeShadow = "shadow"
+)
+
+// Default identity headers authz sets on allowed requests and the control plane strips from
+// incoming ones.
+const (
+	HeaderSubject  = "x-scopegate-subject"
+	HeaderClientID = "x-scopegate-client-id"
+	HeaderScopes   = "x-scopegate-scopes"
+	HeaderIssuer   = "x-scopegate-issuer"
+)
+
+// IdentityHeaders are the default identity header names, in a fixed order.
+func IdentityHeaders() []string {
+	return []string{HeaderSubject, HeaderClientID, HeaderScopes, HeaderIssuer}
+}
+
+// Reason is why a Check was denied (or, in shadow mode, would have been): a fixed label,
+// safe as a metric label value, documented in README.md.
+type Reason = string
+
+// Request and credential reasons (400 or 401 without a token error).
+const (
+	ReasonMissingToken   Reason = "missing_token"
+	ReasonInvalidRequest Reason = "invalid_request"
+	ReasonTokenTooLarge  Reason = "token_too_large"
+)
+
+// Token reasons (401 invalid_token, or 503 for ReasonNoKeys).
+const (
+	ReasonMalformed        Reason = "malformed"
+	ReasonUnsupportedToken Reason = "unsupported_token"
+	ReasonUnknownIssuer    Reason = "unknown_issuer"
+	ReasonAlgNotAllowed    Reason = "alg_not_allowed"
+	ReasonKeyMismatch      Reason = "key_mismatch"
+	ReasonBadSignature     Reason = "bad_signature"
+	ReasonUnknownKID       Reason = "unknown_kid"
+	ReasonUnsupportedCrit  Reason = "unsupported_crit"
+	ReasonWrongTyp         Reason = "wrong_typ"
+	ReasonMissingExp       Reason = "missing_exp"
+	ReasonMissingClaim     Reason = "missing_claim"
+	ReasonExpired          Reason = "expired"
+	ReasonNotYetValid      Reason = "not_yet_valid"
+	ReasonIssuedInFuture   Reason = "issued_in_future"
+	ReasonWrongAudience    Reason = "wrong_audience"
+	ReasonInvalidClaims    Reason = "invalid_claims"
+	ReasonInvalidToken     Reason = "invalid_token"
+	// ReasonNoKeys: the issuer's keys were never fetched (503).
+	ReasonNoKeys Reason = "no_keys"
+)
+
+// Service-side reasons.
+const (
+	// ReasonInternalError: verification failed in a way scopegate did not expect (503).
+	ReasonInternalError Reason = "internal_error"
+	// ReasonPolicyDenied: the policy denied without naming a reason of its own.
+	ReasonPolicyDenied Reason = "policy_denied"
+	// ReasonPolicyErrorPrefix prefixes the policy error class (policy_undefined,
+	// policy_conflict, policy_timeout, policy_malformed, policy_multiple, policy_eval_error).
+	ReasonPolicyErrorPrefix = "policy_"
+)
