@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/spf13/cobra"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -121,30 +124,39 @@ func newCheckCmd() *cobra.Command {
 			}
 			ext := map[string]string{}
 			if route != "" {
-				ext["route"] = route
+				ext[contract.ExtRoute] = route
 			}
 			if scopes != "" {
-				ext["scopes"] = scopes
+				ext[contract.ExtScopes] = scopes
 			}
-			p, q := policy.SplitPathQuery(path)
-			req := policy.Request{Method: strings.ToUpper(method), Path: p, PathSegments: policy.SplitPath(p),
-				Query: policy.ParseQuery(q), Host: host, Scheme: "https", Protocol: "HTTP/1.1", Headers: map[string]string{}}
+			hs := map[string]string{}
 			for _, h := range headers {
 				k, v, ok := strings.Cut(h, ":")
 				if !ok {
 					return fmt.Errorf("--header %q: want name:value", h)
 				}
-				req.Headers[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+				hs[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
 			}
-			in := policy.Input{Request: req, Route: policy.RouteFrom(ext), Token: policy.TokenFrom(id)}
-			dec, fired, err := eng.Explain(ctx, in.Value(nil))
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+					Method: strings.ToUpper(method), Path: path, Host: host, Scheme: "https", Protocol: "HTTP/1.1", Headers: hs}},
+				ContextExtensions: ext,
+			}}
+			// The input is built as the service builds it, with every field a policy can read.
+			v := policy.NewView(req)
+			input := policy.BuildInput(&v, policy.AllFields(), policy.TokenTerm(id))
+			dec, fired, err := eng.Explain(ctx, input)
+			inJSON, jerr := ast.JSON(input)
+			if jerr != nil {
+				return jerr
+			}
 			out := struct {
 				Decision *policy.Decision `json:"decision,omitempty"`
 				Error    string           `json:"error,omitempty"`
 				Revision string           `json:"policy_revision"`
 				Fired    []string         `json:"rules_fired"`
-				Input    policy.Input     `json:"input"`
-			}{Revision: eng.Revision().ID, Fired: fired, Input: in}
+				Input    any              `json:"input"`
+			}{Revision: eng.Revision().ID, Fired: fired, Input: inJSON}
 			if err != nil {
 				out.Error = err.Error()
 			} else {

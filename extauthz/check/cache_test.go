@@ -140,7 +140,7 @@ decision := {"allow": true} if {
 	object.get(input.route, "tenant", "a") == "a"
 } else := {"allow": false, "status": 403, "reason": "no"}
 `)
-	if rd := eng.Revision().Reads; !rd.Shareable || !rd.Token.Scopes {
+	if rd := eng.Revision().Reads; !rd.Shareable || !rd.Reads("token.scopes") {
 		t.Fatalf("reads %+v: should be shareable, keyed by scopes", rd)
 	}
 	want := func(wantEval, wantToken, wantShared float64) {
@@ -295,8 +295,8 @@ decision := {"allow": true} if {
 } else := {"allow": false, "status": 403, "reason": "no"}
 `)
 	rd := eng.Revision().Reads
-	if !rd.Shareable || rd.Cacheable || !rd.Request.Path || !rd.Request.Host || !rd.Query ||
-		!reflect.DeepEqual(rd.Request.HeaderNames, []string{"authorization", "x-tenant"}) {
+	if !rd.Shareable || rd.Cacheable || !rd.Reads("request.path_segments") || !rd.Reads("request.host") || !rd.Reads("request.query") ||
+		!reflect.DeepEqual(rd.HeaderNames, []string{"authorization", "x-tenant"}) {
 		t.Fatalf("reads %+v", rd)
 	}
 	req := func(i int, edit func(*authv3.AttributeContext_HttpRequest)) *authv3.CheckRequest {

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -79,26 +77,21 @@ func (s *Service) Verifier() Verifier { return s.o.Verifier }
 // deny response, so Envoy's failure_mode_allow never comes into play for our own faults.
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
-	attrs := req.GetAttributes()
-	httpReq := attrs.GetRequest().GetHttp()
-	rec := decisionlog.Record{Time: start, Route: attrs.GetContextExtensions()[contract.ExtRoute], Method: httpReq.GetMethod()}
-	fullPath := httpReq.GetPath()
-	var rawQuery string
-	rec.Path, rawQuery = policy.SplitPathQuery(fullPath)
-
-	resp := s.decide(ctx, req, httpReq, rawQuery, &rec)
+	v := policy.NewView(req)
+	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path}
+	resp := s.decide(ctx, &v, &rec)
 	rec.Duration = time.Since(start)
 	s.o.Metrics.observe(&rec)
 	s.o.DecisionLog.Log(&rec)
 	return resp, nil
 }
 
-func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record) *authv3.CheckResponse {
-	if httpReq == nil {
-		return s.deny(rec, 400, "invalid_request", denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
+func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.Record) *authv3.CheckResponse {
+	if v.HTTP == nil {
+		return s.deny(rec, 400, contract.ReasonInvalidRequest, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
 	}
-	first, n := authorization(httpReq)
-	raw, err := bearer.ExtractFirst(first, n, rawQuery, s.o.MaxTokenBytes)
+	first, n := authorization(v.HTTP)
+	raw, err := bearer.ExtractFirst(first, n, v.RawQuery, s.o.MaxTokenBytes)
 	if err != nil {
 		var be *bearer.Error
 		errors.As(err, &be)
@@ -126,18 +119,17 @@ func (s *Service) decide(ctx context.Context, req *authv3.CheckRequest, httpReq 
 		rec.Allow, rec.Status = true, 200
 		return pt.allow
 	}
-	return s.authorize(ctx, req, httpReq, rawQuery, rec, id, pt)
+	return s.authorize(ctx, v, rec, id, pt)
 }
 
 // evaluate returns the policy's decision for a verified request. A cacheable revision's
 // decision is reused from this token's earlier requests, then (shareable revisions) from any
 // token that agrees on what the revision reads; only a miss on both is evaluated. The
 // decision returned is shared: read it, never change it.
-func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, id *token.Identity, pt *perToken) (*policy.Decision, error) {
+func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken) (*policy.Decision, error) {
 	rev := s.o.Policy.Revision()
 	rec.Revision = rev.ID
-	ext := req.GetAttributes().GetContextExtensions()
-	key, cacheable := cacheKey(rev, ext, httpReq.GetMethod())
+	key, cacheable := cacheKey(rev, v.Attrs.GetContextExtensions(), v.HTTP.GetMethod())
 	if cacheable {
 		if d, ok := pt.decision(key); ok {
 			s.o.Metrics.decision(fromToken)
@@ -151,7 +143,7 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 	)
 	if rev.Reads.Shareable {
 		shared = s.sharedFor(rev)
-		skey = sharedKey(buf[:0], &rev.Reads, &requestView{attrs: req.GetAttributes(), http: httpReq, path: rec.Path, rawQuery: rawQuery}, ext, id)
+		skey = policy.AppendSharedKey(buf[:0], &rev.Reads, v, id)
 		if d, ok := shared.get(skey); ok {
 			if cacheable {
 				pt.remember(key, d)
@@ -160,8 +152,7 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 			return d, nil
 		}
 	}
-	in := policy.Input{Request: requestDoc(req.GetAttributes(), httpReq, rec.Path, rawQuery, rev.Reads), Route: policy.RouteFrom(ext)}
-	dec, err := s.o.Policy.Eval(ctx, rev, in.Value(pt.tokenTerm(id)))
+	dec, err := s.o.Policy.Eval(ctx, rev, policy.BuildInput(v, &rev.Reads, pt.tokenTerm(id)))
 	if err != nil {
 		return nil, err
 	}
@@ -176,11 +167,11 @@ func (s *Service) evaluate(ctx context.Context, req *authv3.CheckRequest, httpRe
 }
 
 // authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass).
-func (s *Service) authorize(ctx context.Context, req *authv3.CheckRequest, httpReq *authv3.AttributeContext_HttpRequest, rawQuery string, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
-	ext := req.GetAttributes().GetContextExtensions()
+func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
+	ext := v.Attrs.GetContextExtensions()
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
 	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
-	dec, err := s.evaluate(ctx, req, httpReq, rawQuery, rec, id, pt)
+	dec, err := s.evaluate(ctx, v, rec, id, pt)
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"
@@ -338,54 +329,4 @@ func authorization(h *authv3.AttributeContext_HttpRequest) (first string, n int)
 		}
 	}
 	return first, n
-}
-
-// requestDoc builds input.request, with the optional fields the policy revision reads.
-// Pseudo-headers are represented by method, path, host and scheme; credentials
-// (authorization, cookie) never reach the policy.
-func requestDoc(attrs *authv3.AttributeContext, h *authv3.AttributeContext_HttpRequest, path, rawQuery string, reads policy.Fields) policy.Request {
-	r := policy.Request{Method: h.GetMethod(), Path: path, Host: h.GetHost(), Scheme: h.GetScheme(), Protocol: h.GetProtocol()}
-	if reads.Headers {
-		r.Headers = make(map[string]string, len(h.GetHeaders()))
-		for k, v := range h.GetHeaders() {
-			if hiddenHeader(k) {
-				continue
-			}
-			r.Headers[k] = v
-		}
-	}
-	if reads.PathSegments {
-		r.PathSegments = policy.SplitPath(path)
-	}
-	if reads.Query {
-		r.Query = policy.ParseQuery(rawQuery)
-	}
-	if reads.SourceAddress {
-		r.SourceAddress = sourceAddress(attrs)
-	}
-	return r
-}
-
-// hiddenHeader is a header the policy never sees: credentials, and pseudo-headers (their
-// values are method, path, host and scheme).
-func hiddenHeader(name string) bool {
-	return name == "authorization" || name == "cookie" || name == "proxy-authorization" || strings.HasPrefix(name, ":")
-}
-
-// policyHeader is input.request.headers[name] as the policy sees it.
-func policyHeader(h *authv3.AttributeContext_HttpRequest, name string) (string, bool) {
-	if hiddenHeader(name) {
-		return "", false
-	}
-	v, ok := h.GetHeaders()[name]
-	return v, ok
-}
-
-// sourceAddress is input.request.source_address: ip:port of the downstream peer, or "".
-func sourceAddress(attrs *authv3.AttributeContext) string {
-	sa := attrs.GetSource().GetAddress().GetSocketAddress()
-	if sa == nil {
-		return ""
-	}
-	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }

@@ -1,7 +1,6 @@
 package check
 
 import (
-	"encoding/binary"
 	"slices"
 	"sync"
 
@@ -151,88 +150,4 @@ func (sd *sharedDecisions) put(key []byte, d *policy.Decision) {
 		}
 	}
 	sd.m[string(key)] = d
-}
-
-// sharedKey encodes what a shareable decision depends on, unambiguously: every string and
-// list is length-prefixed, so no two different inputs share a key. The route extensions
-// are all included, sorted (input.route carries every one); of the request and the token,
-// the fields the revision reads, as the policy would see them, in a fixed order (the field
-// set is the revision's, so equal revisions give equal layouts).
-func sharedKey(b []byte, reads *policy.Fields, in *requestView, ext map[string]string, id *token.Identity) []byte {
-	var names [8]string
-	keys := names[:0]
-	for k := range ext {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	b = binary.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = appendString(b, k)
-		b = appendString(b, ext[k])
-	}
-
-	rq := &reads.Request
-	h := in.http
-	var source string
-	if reads.SourceAddress {
-		source = sourceAddress(in.attrs)
-	}
-	tok := policy.TokenWithoutClaims(id) // claims excepted: a revision that reads them is never shareable
-	for _, f := range [...]struct {
-		read bool
-		s    string
-	}{
-		{rq.Method, h.GetMethod()}, {rq.Path, in.path}, {reads.Query, in.rawQuery},
-		{rq.Host, h.GetHost()}, {rq.Scheme, h.GetScheme()}, {rq.Protocol, h.GetProtocol()},
-		{reads.SourceAddress, source},
-		{reads.Token.Issuer, tok.Issuer}, {reads.Token.Iss, tok.Iss}, {reads.Token.Sub, tok.Sub},
-		{reads.Token.ClientID, tok.ClientID}, {reads.Token.JTI, tok.JTI},
-	} {
-		if f.read {
-			b = appendString(b, f.s)
-		}
-	}
-	for _, name := range rq.HeaderNames {
-		v, ok := policyHeader(h, name)
-		if !ok {
-			b = append(b, 0)
-			continue
-		}
-		b = append(b, 1)
-		b = appendString(b, v)
-	}
-	t := &reads.Token
-	if t.Aud {
-		b = appendStrings(b, tok.Aud)
-	}
-	if t.Scopes {
-		b = appendStrings(b, tok.Scopes)
-	}
-	if t.Exp {
-		b = binary.AppendVarint(b, tok.Exp)
-	}
-	if t.Iat {
-		b = binary.AppendVarint(b, tok.Iat)
-	}
-	return b
-}
-
-// requestView is the request as the Check path has split it.
-type requestView struct {
-	attrs          *authv3.AttributeContext
-	http           *authv3.AttributeContext_HttpRequest
-	path, rawQuery string
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendStrings(b []byte, ss []string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(ss)))
-	for _, s := range ss {
-		b = appendString(b, s)
-	}
-	return b
 }

@@ -6,14 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -105,12 +108,13 @@ func writePolicy(t testing.TB, dir, src string) {
 }
 
 func sampleInput(scopes ...string) ast.Value {
-	in := Input{
-		Request: Request{Method: "GET", Path: "/orders", PathSegments: []string{"orders"}},
-		Route:   Route{Name: "orders-read", Scopes: []string{"orders:read"}},
-		Token:   Token{Issuer: "demo", Sub: "alice", Scopes: scopes, Aud: []string{"orders-api"}},
-	}
-	return in.Value(nil)
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request:           &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/orders"}},
+		ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
+	}}
+	v := NewView(req)
+	tok := Token{Issuer: "demo", Sub: "alice", Scopes: scopes, Aud: []string{"orders-api"}}
+	return BuildInput(&v, &needAll, tok.Term())
 }
 
 func TestFailClosedOnEveryPolicyError(t *testing.T) {
@@ -165,55 +169,89 @@ func TestDefaultPolicy(t *testing.T) {
 	if err != nil || d.Allow || d.Status != 403 || !reflect.DeepEqual(d.MissingScopes, []string{"orders:read"}) {
 		t.Fatalf("deny: %+v %v", d, err)
 	}
-	if want := (Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true}}); !reflect.DeepEqual(e.Revision().Reads, want) {
+	if want := (Fields{Cacheable: true, Shareable: true, Token: reads("", "scopes").Token}); !reflect.DeepEqual(e.Revision().Reads, want) {
 		t.Errorf("the default policy reads %+v, want %+v: its decisions should be shared by tokens with the same scopes", e.Revision().Reads, want)
 	}
 }
 
+// reads is a Fields for tests: request and token fields by name, space-separated, and the
+// header names read.
+func reads(request, tok string, headers ...string) Fields {
+	var f Fields
+	for _, n := range strings.Fields(request) {
+		i := slices.IndexFunc(requestFields[:], func(r requestField) bool { return r.name == n })
+		if i < 0 {
+			panic("no request field " + n)
+		}
+		f.Request |= 1 << i
+	}
+	if tok == "*" {
+		f.Token = allToken
+	}
+	for _, n := range strings.Fields(tok) {
+		if n == "*" {
+			continue
+		}
+		i := slices.IndexFunc(tokenFields[:], func(r tokenField) bool { return r.name == n })
+		if i < 0 {
+			panic("no token field " + n)
+		}
+		f.Token |= 1 << i
+	}
+	f.HeaderNames = headers
+	return f
+}
+
 func TestAnalyzeNeeds(t *testing.T) {
+	with := func(f Fields, edit func(*Fields)) Fields { edit(&f); return f }
+	cs := func(f *Fields) { f.Cacheable, f.Shareable = true, true }
+	shareable := func(f *Fields) { f.Shareable = true }
+	cacheable := func(f *Fields) { f.Cacheable = true }
+	anyHeader := func(f *Fields) { f.AnyHeader = true }
 	tests := []struct {
 		src  string
 		want Fields
 	}{
-		{`allow if input.token.sub == "a"`, Fields{Cacheable: true, Shareable: true, Token: TokenFields{Sub: true}}},
-		{`allow if input.request.method == "GET"`, Fields{Cacheable: true, Shareable: true, Request: RequestFields{Method: true}}},
-		{`allow if input.request.path == "/"`, Fields{Shareable: true, Request: RequestFields{Path: true}}},
-		{`allow if input.token.exp > time.now_ns() / 1000000000`, Fields{Token: TokenFields{Exp: true}}},
-		{`allow if input.route.scopes[_] == data.x`, Fields{Cacheable: true, Shareable: true}},
+		{`allow if input.token.sub == "a"`, with(reads("", "sub"), cs)},
+		{`allow if input.request.method == "GET"`, with(reads("method", ""), cs)},
+		{`allow if input.request.path == "/"`, with(reads("path", ""), shareable)},
+		{`allow if input.token.exp > time.now_ns() / 1000000000`, reads("", "exp")},
+		{`allow if input.route.scopes[_] == data.x`, with(reads("", ""), cs)},
 		// io.jwt.decode_verify is not flagged non-deterministic by OPA, but checks exp against the clock.
-		{`allow if { [ok, _, _] := io.jwt.decode_verify(data.jwt, {"cert": data.cert}); ok }`, Fields{Shareable: false}},
-		{`allow if input.request.headers["x-a"] == "1"`, Fields{Headers: true, Shareable: true, Request: RequestFields{HeaderNames: []string{"x-a"}}}},
+		{`allow if { [ok, _, _] := io.jwt.decode_verify(data.jwt, {"cert": data.cert}); ok }`, reads("", "")},
+		{`allow if input.request.headers["x-a"] == "1"`, with(reads("headers", "", "x-a"), shareable)},
 		{`allow if { input.request.headers["x-b"] == "1"; input.request.headers.x_a == "2"; input.request.headers["x-b"] != "" }`,
-			Fields{Headers: true, Shareable: true, Request: RequestFields{HeaderNames: []string{"x-b", "x_a"}}}},
-		{`allow if input.request.headers[k] == "1"`, Fields{Headers: true, Request: RequestFields{AnyHeader: true}}},
-		{`allow if count(input.request.headers) > 3`, Fields{Headers: true, Request: RequestFields{AnyHeader: true}}},
-		{`allow if input.request.query.a[0] == "1"`, Fields{Query: true, Shareable: true}},
-		{`allow if input.request.path_segments[0] == "a"`, Fields{PathSegments: true, Shareable: true, Request: RequestFields{Path: true}}},
-		{`allow if startswith(input.request.source_address, "10.")`, Fields{SourceAddress: true, Shareable: true}},
+			with(reads("headers", "", "x-b", "x_a"), shareable)},
+		{`allow if input.request.headers[k] == "1"`, with(reads("headers", ""), anyHeader)},
+		{`allow if count(input.request.headers) > 3`, with(reads("headers", ""), anyHeader)},
+		{`allow if input.request.query.a[0] == "1"`, with(reads("query", ""), shareable)},
+		{`allow if input.request.path_segments[0] == "a"`, with(reads("path_segments", ""), shareable)},
+		{`allow if startswith(input.request.source_address, "10.")`, with(reads("source_address", ""), shareable)},
 		{`allow if { input.request.host == "a"; input.request.scheme == "https"; input.request.protocol == "HTTP/2" }`,
-			Fields{Shareable: true, Request: RequestFields{Host: true, Scheme: true, Protocol: true}}},
-		{`allow if input.request.body == "x"`, Fields{Request: RequestFields{Unknown: true}}},
+			with(reads("host scheme protocol", ""), shareable)},
+		{`allow if input.request.body == "x"`, with(reads("", ""), func(f *Fields) { f.Unknown = true })},
 		{`allow if object.get(input.request, "headers", {}) != {}`, needAll},
 		{`allow if input.request[x] == "a"`, needAll},
 		{`allow if walk(input, _)`, needAll},
 		{`r := input`, needAll},
 		// Token reads: named fields can key a shared decision; claims and the whole token can't.
 		{`allow if { {"a", "b"} & {s | some s in input.token.scopes} != set(); input.token.client_id == "c" }`,
-			Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true, ClientID: true}}},
+			with(reads("", "scopes client_id"), cs)},
 		{`allow if { input.token.aud[_] == "x"; input.token.iss == "i"; input.token.iat > 0; input.token.jti != ""; input.token.issuer == "demo" }`,
-			Fields{Cacheable: true, Shareable: true, Token: TokenFields{Aud: true, Iss: true, Iat: true, JTI: true, Issuer: true}}},
-		{`allow if input.token.claims.tenant == "t"`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
-		{`allow if object.get(input.token, "scopes", []) != []`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
-		{`allow if input.token[k] == "a"`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
-		{`allow if input.token.scopes with input.token as {"scopes": ["a"]}`, Fields{Cacheable: true, Token: TokenFields{Whole: true, Scopes: true}}},
+			with(reads("", "aud iss iat jti issuer"), cs)},
+		{`allow if input.token.claims.tenant == "t"`, with(reads("", "claims"), cacheable)},
+		{`allow if object.get(input.token, "scopes", []) != []`, with(reads("", "*"), cacheable)},
+		{`allow if input.token[k] == "a"`, with(reads("", "*"), cacheable)},
+		{`allow if input.token.nonsense == "a"`, with(reads("", "*"), cacheable)},
+		{`allow if input.token.scopes with input.token as {"scopes": ["a"]}`, with(reads("", "*"), cacheable)},
 		// A type test of an engine-built object is a constant: it reads nothing.
 		{`allow if { is_object(input.token); is_object(input); is_object(input.request); input.token.scopes[_] == "a" }`,
-			Fields{Cacheable: true, Shareable: true, Token: TokenFields{Scopes: true}}},
-		{`allow if type_name(input.route) == "object"`, Fields{Cacheable: true, Shareable: true}},
+			with(reads("", "scopes"), cs)},
+		{`allow if type_name(input.route) == "object"`, with(reads("", ""), cs)},
 		// ...but a type test of anything else reads it.
-		{`allow if is_string(input.token.claims.x)`, Fields{Cacheable: true, Token: TokenFields{Whole: true}}},
-		{`allow if is_object(input.request.headers)`, Fields{Headers: true, Request: RequestFields{AnyHeader: true}}},
-		{`allow if data.x[input.request.headers.k]`, Fields{Headers: true, Shareable: true, Request: RequestFields{HeaderNames: []string{"k"}}}},
+		{`allow if is_string(input.token.claims.x)`, with(reads("", "claims"), cacheable)},
+		{`allow if is_object(input.request.headers)`, with(reads("headers", ""), anyHeader)},
+		{`allow if data.x[input.request.headers.k]`, with(reads("headers", "", "k"), shareable)},
 	}
 	for _, tt := range tests {
 		dir := t.TempDir()

@@ -14,26 +14,6 @@ import (
 	"github.com/scopegate/scopegate/internal/contract"
 )
 
-// Input is the document a policy sees as `input` (see policies/README.md).
-type Input struct {
-	Request Request `json:"request"`
-	Route   Route   `json:"route"`
-	Token   Token   `json:"token"`
-}
-
-// Request is input.request.
-type Request struct {
-	Method        string              `json:"method"`
-	Path          string              `json:"path"`
-	PathSegments  []string            `json:"path_segments"`
-	Query         map[string][]string `json:"query"`
-	Host          string              `json:"host"`
-	Scheme        string              `json:"scheme"`
-	Headers       map[string]string   `json:"headers"`
-	SourceAddress string              `json:"source_address"`
-	Protocol      string              `json:"protocol"`
-}
-
 // Route is input.route, from the ext_authz context extensions of the route Envoy matched.
 type Route struct {
 	Name   string   `json:"name"`
@@ -143,76 +123,6 @@ func ParseQuery(raw string) map[string][]string {
 		q[k] = append(q[k], v)
 	}
 	return q
-}
-
-// Value converts the input to an OPA value; the token part is built once per identity
-// by TokenTerm and reused.
-func (in *Input) Value(tok *ast.Term) ast.Value {
-	if tok == nil {
-		tok = tokenTerm(in.Token)
-	}
-	return ast.NewObject(
-		ast.Item(ast.InternedTerm("request"), requestTerm(&in.Request)),
-		ast.Item(ast.InternedTerm("route"), routeTerm(&in.Route)),
-		ast.Item(ast.InternedTerm("token"), tok),
-	)
-}
-
-// TokenTerm returns the token document for id as an OPA term. The caller memoises it per
-// token (see check), so the claims are converted once per token, not once per request.
-func TokenTerm(id *token.Identity) *ast.Term { return tokenTerm(TokenFrom(id)) }
-
-func tokenTerm(t Token) *ast.Term {
-	claims, err := ast.InterfaceToValue(t.Claims)
-	if err != nil || t.Claims == nil {
-		claims = ast.NewObject()
-	}
-	return ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("issuer"), ast.StringTerm(t.Issuer)),
-		ast.Item(ast.InternedTerm("iss"), ast.StringTerm(t.Iss)),
-		ast.Item(ast.InternedTerm("sub"), ast.StringTerm(t.Sub)),
-		ast.Item(ast.InternedTerm("client_id"), ast.StringTerm(t.ClientID)),
-		ast.Item(ast.InternedTerm("aud"), stringsTerm(t.Aud)),
-		ast.Item(ast.InternedTerm("scopes"), stringsTerm(t.Scopes)),
-		ast.Item(ast.InternedTerm("exp"), ast.IntNumberTerm(int(t.Exp))),
-		ast.Item(ast.InternedTerm("iat"), ast.IntNumberTerm(int(t.Iat))),
-		ast.Item(ast.InternedTerm("jti"), ast.StringTerm(t.JTI)),
-		ast.Item(ast.InternedTerm("claims"), ast.NewTerm(claims)),
-	)
-}
-
-// requestTerm converts input.request; nil maps and slices (fields the revision does not
-// read, so the caller did not build them) are left out.
-func requestTerm(r *Request) *ast.Term {
-	items := make([][2]*ast.Term, 0, 9)
-	items = append(items,
-		ast.Item(ast.InternedTerm("method"), ast.StringTerm(r.Method)),
-		ast.Item(ast.InternedTerm("path"), ast.StringTerm(r.Path)),
-		ast.Item(ast.InternedTerm("host"), ast.StringTerm(r.Host)),
-		ast.Item(ast.InternedTerm("scheme"), ast.StringTerm(r.Scheme)),
-		ast.Item(ast.InternedTerm("protocol"), ast.StringTerm(r.Protocol)),
-	)
-	if r.PathSegments != nil {
-		items = append(items, ast.Item(ast.InternedTerm("path_segments"), stringsTerm(r.PathSegments)))
-	}
-	if r.Query != nil {
-		query := make([][2]*ast.Term, 0, len(r.Query))
-		for k, vs := range r.Query {
-			query = append(query, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
-		}
-		items = append(items, ast.Item(ast.InternedTerm("query"), ast.ObjectTerm(query...)))
-	}
-	if r.Headers != nil {
-		headers := make([][2]*ast.Term, 0, len(r.Headers))
-		for k, v := range r.Headers {
-			headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
-		}
-		items = append(items, ast.Item(ast.InternedTerm("headers"), ast.ObjectTerm(headers...)))
-	}
-	if r.SourceAddress != "" {
-		items = append(items, ast.Item(ast.InternedTerm("source_address"), ast.StringTerm(r.SourceAddress)))
-	}
-	return ast.ObjectTerm(items...)
 }
 
 func routeTerm(r *Route) *ast.Term {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 
@@ -8,78 +9,99 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 )
 
-// needs says which of the costlier input.request fields a policy revision can read.
-// Building headers, query and path segments as OPA values is most of the per-request input
-// cost, and the default scope policy reads none of them; a revision that mentions a field (or
-// input.request, or input, as a whole, or with a computed key) gets it. The analysis errs
-// towards including: it only leaves out what no rule can reference.
+// needs says which input fields a policy revision can read. Building headers, query and
+// path segments as OPA values is most of the per-request input cost, and the default scope
+// policy reads none of them; a revision that mentions a field (or input.request, or input,
+// as a whole, or with a computed key) gets it. The analysis errs towards including: it only
+// leaves out what no rule can reference. Field names come from the tables in fields.go.
 type needs = Fields
 
-// Fields lists what of the input a revision reads: the optional input.request fields the
-// engine builds only for revisions that read them, and what decides whether a decision may
-// be reused.
+// FieldSet is a set of fields of one input document, a bit per row of its table.
+type FieldSet uint32
+
+func (s FieldSet) has(i int) bool { return s&(1<<i) != 0 }
+
+// names lists the set's fields by name, in table order.
+func (s FieldSet) names(name func(i int) string, n int) []string {
+	out := []string{}
+	for i := 0; i < n; i++ {
+		if s.has(i) {
+			out = append(out, name(i))
+		}
+	}
+	return out
+}
+
+// Fields lists what of the input a revision reads, and what follows for reusing decisions.
 type Fields struct {
-	Headers       bool `json:"headers"`
-	Query         bool `json:"query"`
-	PathSegments  bool `json:"path_segments"`
-	SourceAddress bool `json:"source_address"`
+	// Request and Token are the input.request and input.token fields read (a bit per row of
+	// requestFields and tokenFields).
+	Request, Token FieldSet
+	// HeaderNames are the headers read by a constant name (input.request.headers["x-a"]);
+	// AnyHeader is set when headers are read whole or by a computed name.
+	HeaderNames []string
+	AnyHeader   bool
+	// Unknown is set when the revision reads an input.request field the engine never sends.
+	Unknown bool
 	// Cacheable is true when a decision can depend only on input.token, input.route,
 	// input.request.method and data: no other request field is read, input is never used
 	// whole, and no non-deterministic builtin (time.now_ns, http.send, rand.*...) is called.
 	// Such a decision is a function of (token, route, method) for the revision's lifetime,
 	// so the Check path may reuse it per token.
-	Cacheable bool `json:"cacheable"`
-	// Token lists the input.token fields a revision reads.
-	Token TokenFields `json:"token"`
-	// Request lists the input.request fields a revision reads.
-	Request RequestFields `json:"request"`
-	// Shareable is true when a decision depends on nothing but the route, data and named
-	// fields of the request and token (no whole input, no computed key into the request or
-	// the token, no claims, no header by a computed name, nothing non-deterministic): requests
-	// that agree on those fields get the same decision, whichever token they carry, so the
-	// Check path may share it (keyed by exactly those values).
-	Shareable bool `json:"shareable"`
+	Cacheable bool
+	// Shareable is true when a decision depends on nothing but the route, data and fields of
+	// the request and token that a shared key holds (no whole input, no computed key into the
+	// request or the token, no claims, no header by a computed name, nothing
+	// non-deterministic): requests that agree on those fields get the same decision, whichever
+	// token they carry, so the Check path may share it (keyed by AppendSharedKey).
+	Shareable bool
 }
 
-// RequestFields says which input.request fields a revision reads (Fields has the ones the
-// engine builds on demand; these are for the shared-decision key).
-type RequestFields struct {
-	Method   bool `json:"method,omitempty"`
-	Path     bool `json:"path,omitempty"` // path, or path_segments (derived from it)
-	Host     bool `json:"host,omitempty"`
-	Scheme   bool `json:"scheme,omitempty"`
-	Protocol bool `json:"protocol,omitempty"`
-	// HeaderNames are the headers read by a constant name (input.request.headers["x-a"]);
-	// AnyHeader is set when headers are read whole or by a computed name.
-	HeaderNames []string `json:"header_names,omitempty"`
-	AnyHeader   bool     `json:"any_header,omitempty"`
-	// Unknown is set for a field the engine never sends.
-	Unknown bool `json:"unknown,omitempty"`
+// MarshalJSON names the fields read (for /readyz and `scopegate check`).
+func (f Fields) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Request     []string `json:"request"`
+		HeaderNames []string `json:"header_names,omitempty"`
+		AnyHeader   bool     `json:"any_header,omitempty"`
+		Unknown     bool     `json:"unknown_request_field,omitempty"`
+		Token       []string `json:"token"`
+		Cacheable   bool     `json:"cacheable"`
+		Shareable   bool     `json:"shareable"`
+	}{
+		Request:     f.Request.names(func(i int) string { return requestFields[i].name }, len(requestFields)),
+		HeaderNames: f.HeaderNames, AnyHeader: f.AnyHeader, Unknown: f.Unknown,
+		Token:     f.Token.names(func(i int) string { return tokenFields[i].name }, len(tokenFields)),
+		Cacheable: f.Cacheable, Shareable: f.Shareable,
+	})
 }
 
-func (r *RequestFields) header(name string) {
-	if !slices.Contains(r.HeaderNames, name) {
-		r.HeaderNames = append(r.HeaderNames, name)
+// Reads reports whether the revision reads the named field, "request.<name>" or
+// "token.<name>".
+func (f *Fields) Reads(field string) bool {
+	doc, name, _ := strings.Cut(field, ".")
+	switch doc {
+	case "request":
+		i := slices.IndexFunc(requestFields[:], func(r requestField) bool { return r.name == name })
+		return i >= 0 && f.Request.has(i)
+	case "token":
+		i := slices.IndexFunc(tokenFields[:], func(t tokenField) bool { return t.name == name })
+		return i >= 0 && f.Token.has(i)
 	}
+	return false
 }
 
-// TokenFields says which input.token fields a revision reads. Whole is set when it reads
-// input.token as a whole, with a computed key, or any of its claims: then no decision can be
-// shared between tokens (the claims are not part of a shared decision's key).
-type TokenFields struct {
-	Whole    bool `json:"whole,omitempty"`
-	Issuer   bool `json:"issuer,omitempty"`
-	Iss      bool `json:"iss,omitempty"`
-	Sub      bool `json:"sub,omitempty"`
-	ClientID bool `json:"client_id,omitempty"`
-	Aud      bool `json:"aud,omitempty"`
-	Scopes   bool `json:"scopes,omitempty"`
-	Exp      bool `json:"exp,omitempty"`
-	Iat      bool `json:"iat,omitempty"`
-	JTI      bool `json:"jti,omitempty"`
-}
+const (
+	allRequest = FieldSet(1)<<len(requestFields) - 1
+	allToken   = FieldSet(1)<<len(tokenFields) - 1
+)
 
-var needAll = Fields{Headers: true, Query: true, PathSegments: true, SourceAddress: true, Token: TokenFields{Whole: true}}
+var needAll = Fields{Request: allRequest, Token: allToken, AnyHeader: true}
+
+// AllFields reads every field: the input of a revision that reads input whole.
+func AllFields() *Fields {
+	f := needAll
+	return &f
+}
 
 // typeOnly are the builtins that read only the type of their argument. The engine always
 // builds input, input.request, input.route and input.token as objects, so a type test of one
@@ -170,11 +192,19 @@ func analyzeNeeds(b *bundle.Bundle) needs {
 	if all {
 		return needAll
 	}
-	rq := n.Request
-	n.Cacheable = !nondeterministic && !n.Headers && !n.Query && !n.PathSegments && !n.SourceAddress &&
-		!rq.Path && !rq.Host && !rq.Scheme && !rq.Protocol && !rq.Unknown
-	n.Shareable = !nondeterministic && !n.Token.Whole && !rq.AnyHeader && !rq.Unknown
-	slices.Sort(n.Request.HeaderNames)
+	n.Cacheable, n.Shareable = !nondeterministic && !n.Unknown, !nondeterministic && !n.Unknown && !n.AnyHeader
+	for i := range requestFields {
+		if n.Request.has(i) {
+			n.Cacheable = n.Cacheable && requestFields[i].perToken
+			n.Shareable = n.Shareable && (requestFields[i].key != nil || requestFields[i].byName)
+		}
+	}
+	for i := range tokenFields {
+		if n.Token.has(i) {
+			n.Shareable = n.Shareable && tokenFields[i].key != nil
+		}
+	}
+	slices.Sort(n.HeaderNames)
 	return n
 }
 
@@ -188,87 +218,54 @@ func (n *needs) markRef(r ast.Ref, all *bool) {
 		*all = true // input[x]
 		return
 	}
-	if top == "token" {
-		n.Token.mark(r)
-		return
+	switch top {
+	case "token":
+		n.markToken(r)
+	case "request":
+		n.markRequest(r, all)
 	}
-	if top != "request" {
-		return
-	}
+}
+
+func (n *needs) markRequest(r ast.Ref, all *bool) {
 	if len(r) < 3 {
 		*all = true // input.request as a whole
 		return
 	}
-	field, ok := r[2].Value.(ast.String)
+	name, ok := r[2].Value.(ast.String)
 	if !ok {
 		*all = true // input.request[x]
 		return
 	}
-	switch field {
-	case "headers":
-		n.Headers = true
-		if len(r) < 4 {
-			n.Request.AnyHeader = true
-		} else if name, ok := r[3].Value.(ast.String); ok {
-			n.Request.header(string(name))
-		} else {
-			n.Request.AnyHeader = true // headers[x]
+	i := slices.IndexFunc(requestFields[:], func(f requestField) bool { return f.name == string(name) })
+	if i < 0 {
+		n.Unknown = true
+		return
+	}
+	n.Request |= 1 << i
+	if !requestFields[i].byName {
+		return
+	}
+	if len(r) < 4 {
+		n.AnyHeader = true
+	} else if key, ok := r[3].Value.(ast.String); ok {
+		if !slices.Contains(n.HeaderNames, string(key)) {
+			n.HeaderNames = append(n.HeaderNames, string(key))
 		}
-	case "query":
-		n.Query = true
-	case "path_segments":
-		n.PathSegments = true
-		n.Request.Path = true
-	case "source_address":
-		n.SourceAddress = true
-	case "method":
-		n.Request.Method = true
-	case "path":
-		n.Request.Path = true
-	case "host":
-		n.Request.Host = true
-	case "scheme":
-		n.Request.Scheme = true
-	case "protocol":
-		n.Request.Protocol = true
-	default:
-		n.Request.Unknown = true
+	} else {
+		n.AnyHeader = true // headers[x]
 	}
 }
 
-// mark records the input.token field r reads.
-func (t *TokenFields) mark(r ast.Ref) {
-	if len(r) < 3 {
-		t.Whole = true
-		return
+// markToken records the input.token field r reads; the token as a whole, a computed key or
+// a field the engine never sends reads every field (claims included: nothing to key on).
+func (n *needs) markToken(r ast.Ref) {
+	if len(r) >= 3 {
+		if name, ok := r[2].Value.(ast.String); ok {
+			if i := slices.IndexFunc(tokenFields[:], func(f tokenField) bool { return f.name == string(name) }); i >= 0 {
+				n.Token |= 1 << i
+				return
+			}
+		}
 	}
-	field, ok := r[2].Value.(ast.String)
-	if !ok {
-		t.Whole = true // input.token[x]
-		return
-	}
-	switch field {
-	case "issuer":
-		t.Issuer = true
-	case "iss":
-		t.Iss = true
-	case "sub":
-		t.Sub = true
-	case "client_id":
-		t.ClientID = true
-	case "aud":
-		t.Aud = true
-	case "scopes":
-		t.Scopes = true
-	case "exp":
-		t.Exp = true
-	case "iat":
-		t.Iat = true
-	case "jti":
-		t.JTI = true
-	default:
-		// claims, or a field the engine never sends (undefined whatever the token): the
-		// former can't be keyed, and the latter costs nothing to treat alike.
-		t.Whole = true
-	}
+	n.Token = allToken
 }

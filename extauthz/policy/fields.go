@@ -1,0 +1,329 @@
+package policy
+
+import (
+	"encoding/binary"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/scopegate/scopegate/extauthz/token"
+)
+
+// The input a policy sees is defined once, here: every field of input.request and
+// input.token is a row of requestFields or tokenFields, and that row is what builds the
+// field's value (BuildInput, TokenTerm), what the static analysis matches a reference
+// against (needs.go), and what keys a decision shared between tokens (AppendSharedKey).
+// Adding a field is adding a row.
+
+// View is a CheckRequest as the policy input is built from it: Envoy's :path already split
+// into path and query.
+type View struct {
+	Attrs    *authv3.AttributeContext
+	HTTP     *authv3.AttributeContext_HttpRequest
+	Path     string // :path up to the '?'
+	RawQuery string // after the '?'
+}
+
+// NewView splits the request Envoy sent.
+func NewView(req *authv3.CheckRequest) View {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	p, q := SplitPathQuery(h.GetPath())
+	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q}
+}
+
+// requestField is one field of input.request.
+type requestField struct {
+	name string
+	// lazy fields are built only for revisions that read them: converting headers, query
+	// and path segments is most of the per-request input cost.
+	lazy bool
+	// perToken: a decision that reads the field (and no other request field) is still a
+	// function of (token, route, method), reusable per token.
+	perToken bool
+	// byName: the field is a map the analysis tracks by constant key (headers["x-a"]).
+	byName bool
+	// value is the field's term; nil leaves the field out of the input.
+	value func(v View) *ast.Term
+	// key is the field's value as a shared decision's key holds it (a byName field is keyed
+	// by the values of the names read instead); nil for a field no key can hold.
+	key func(v View) keyPart
+}
+
+// Request field indexes (bit positions in Fields.Request).
+const (
+	reqMethod = iota
+	reqPath
+	reqPathSegments
+	reqQuery
+	reqHost
+	reqScheme
+	reqProtocol
+	reqHeaders
+	reqSourceAddress
+)
+
+var requestFields = [...]requestField{
+	reqMethod: {name: "method", perToken: true,
+		value: func(v View) *ast.Term { return ast.StringTerm(v.HTTP.GetMethod()) },
+		key:   func(v View) keyPart { return str(v.HTTP.GetMethod()) }},
+	reqPath: {name: "path",
+		value: func(v View) *ast.Term { return ast.StringTerm(v.Path) },
+		key:   func(v View) keyPart { return str(v.Path) }},
+	reqPathSegments: {name: "path_segments", lazy: true,
+		value: func(v View) *ast.Term { return stringsTerm(SplitPath(v.Path)) },
+		key:   func(v View) keyPart { return str(v.Path) }},
+	reqQuery: {name: "query", lazy: true,
+		value: func(v View) *ast.Term { return queryTerm(ParseQuery(v.RawQuery)) },
+		key:   func(v View) keyPart { return str(v.RawQuery) }},
+	reqHost: {name: "host",
+		value: func(v View) *ast.Term { return ast.StringTerm(v.HTTP.GetHost()) },
+		key:   func(v View) keyPart { return str(v.HTTP.GetHost()) }},
+	reqScheme: {name: "scheme",
+		value: func(v View) *ast.Term { return ast.StringTerm(v.HTTP.GetScheme()) },
+		key:   func(v View) keyPart { return str(v.HTTP.GetScheme()) }},
+	reqProtocol: {name: "protocol",
+		value: func(v View) *ast.Term { return ast.StringTerm(v.HTTP.GetProtocol()) },
+		key:   func(v View) keyPart { return str(v.HTTP.GetProtocol()) }},
+	reqHeaders: {name: "headers", lazy: true, byName: true, value: headersTerm},
+	reqSourceAddress: {name: "source_address", lazy: true,
+		value: func(v View) *ast.Term {
+			if a := SourceAddress(v.Attrs); a != "" {
+				return ast.StringTerm(a)
+			}
+			return nil
+		},
+		key: func(v View) keyPart { return str(SourceAddress(v.Attrs)) }},
+}
+
+// tokenField is one field of input.token, built once per verified token.
+type tokenField struct {
+	name  string
+	value func(t *Token) *ast.Term
+	// key is the field's value as a shared decision's key holds it; nil for a field no key
+	// can hold (claims): a revision that reads it decides per token.
+	key func(t Token) keyPart
+}
+
+// Token field indexes (bit positions in Fields.Token).
+const (
+	tokIssuer = iota
+	tokIss
+	tokSub
+	tokClientID
+	tokAud
+	tokScopes
+	tokExp
+	tokIat
+	tokJTI
+	tokClaims
+)
+
+var tokenFields = [...]tokenField{
+	tokIssuer: {name: "issuer",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Issuer) },
+		key:   func(t Token) keyPart { return str(t.Issuer) }},
+	tokIss: {name: "iss",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Iss) },
+		key:   func(t Token) keyPart { return str(t.Iss) }},
+	tokSub: {name: "sub",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Sub) },
+		key:   func(t Token) keyPart { return str(t.Sub) }},
+	tokClientID: {name: "client_id",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.ClientID) },
+		key:   func(t Token) keyPart { return str(t.ClientID) }},
+	tokAud: {name: "aud",
+		value: func(t *Token) *ast.Term { return stringsTerm(t.Aud) },
+		key:   func(t Token) keyPart { return keyPart{list: t.Aud, kind: partList} }},
+	tokScopes: {name: "scopes",
+		value: func(t *Token) *ast.Term { return stringsTerm(t.Scopes) },
+		key:   func(t Token) keyPart { return keyPart{list: t.Scopes, kind: partList} }},
+	tokExp: {name: "exp",
+		value: func(t *Token) *ast.Term { return ast.IntNumberTerm(int(t.Exp)) },
+		key:   func(t Token) keyPart { return keyPart{n: t.Exp, kind: partNumber} }},
+	tokIat: {name: "iat",
+		value: func(t *Token) *ast.Term { return ast.IntNumberTerm(int(t.Iat)) },
+		key:   func(t Token) keyPart { return keyPart{n: t.Iat, kind: partNumber} }},
+	tokJTI: {name: "jti",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.JTI) },
+		key:   func(t Token) keyPart { return str(t.JTI) }},
+	tokClaims: {name: "claims", value: func(t *Token) *ast.Term {
+		claims, err := ast.InterfaceToValue(t.Claims)
+		if err != nil || t.Claims == nil {
+			claims = ast.NewObject()
+		}
+		return ast.NewTerm(claims)
+	}},
+}
+
+// BuildInput is the policy input for a request: input.request with the fields reads asks
+// for (and every field that costs nothing to build), input.route from the context
+// extensions, and input.token (tok, from TokenTerm, which callers memoise per token).
+func BuildInput(v *View, reads *Fields, tok *ast.Term) ast.Value {
+	items := make([][2]*ast.Term, 0, len(requestFields))
+	for i := range requestFields {
+		f := &requestFields[i]
+		if f.lazy && !reads.Request.has(i) {
+			continue
+		}
+		if t := f.value(*v); t != nil {
+			items = append(items, ast.Item(ast.InternedTerm(f.name), t))
+		}
+	}
+	route := RouteFrom(v.Attrs.GetContextExtensions())
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("request"), ast.ObjectTerm(items...)),
+		ast.Item(ast.InternedTerm("route"), routeTerm(&route)),
+		ast.Item(ast.InternedTerm("token"), tok),
+	)
+}
+
+// TokenTerm returns the token document for id as an OPA term. The caller memoises it per
+// token, so the claims are converted once per token, not once per request.
+func TokenTerm(id *token.Identity) *ast.Term {
+	t := TokenFrom(id)
+	return t.Term()
+}
+
+// Term is the token document as an OPA term.
+func (t *Token) Term() *ast.Term {
+	items := make([][2]*ast.Term, len(tokenFields))
+	for i := range tokenFields {
+		items[i] = ast.Item(ast.InternedTerm(tokenFields[i].name), tokenFields[i].value(t))
+	}
+	return ast.ObjectTerm(items...)
+}
+
+// AppendSharedKey appends what a shareable revision's decision depends on, unambiguously
+// (every string and list length-prefixed): every route extension, sorted (input.route
+// carries every one), then the value of each request and token field the revision reads, in
+// table order (the field set is the revision's, so equal revisions give equal layouts).
+// The caller checks reads.Shareable first.
+func AppendSharedKey(b []byte, reads *Fields, v *View, id *token.Identity) []byte {
+	ext := v.Attrs.GetContextExtensions()
+	var names [8]string
+	keys := names[:0]
+	for k := range ext {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = appendString(b, ext[k])
+	}
+	for i := range requestFields {
+		switch f := &requestFields[i]; {
+		case !reads.Request.has(i):
+		case f.byName:
+			b = appendByName(b, v.HTTP.GetHeaders(), reads.HeaderNames)
+		default:
+			b = f.key(*v).append(b)
+		}
+	}
+	if reads.Token == 0 {
+		return b
+	}
+	tok := TokenWithoutClaims(id) // claims excepted: a revision that reads them is never shareable
+	for i := range tokenFields {
+		if reads.Token.has(i) {
+			b = tokenFields[i].key(tok).append(b)
+		}
+	}
+	return b
+}
+
+// keyPart is one field's value in a shared key: a string, a list of strings or a number.
+// The key functions return it rather than appending, so the key's buffer never passes
+// through a function value (and stays on the caller's stack).
+type keyPart struct {
+	s    string
+	list []string
+	n    int64
+	kind uint8
+}
+
+const (
+	partString = iota
+	partList
+	partNumber
+)
+
+func str(s string) keyPart { return keyPart{s: s} }
+
+func (p keyPart) append(b []byte) []byte {
+	switch p.kind {
+	case partList:
+		return appendStrings(b, p.list)
+	case partNumber:
+		return binary.AppendVarint(b, p.n)
+	}
+	return appendString(b, p.s)
+}
+
+// HiddenHeader is a header the policy never sees: credentials, and pseudo-headers (their
+// values are method, path, host and scheme).
+func HiddenHeader(name string) bool {
+	return name == "authorization" || name == "cookie" || name == "proxy-authorization" || strings.HasPrefix(name, ":")
+}
+
+func headersTerm(v View) *ast.Term {
+	hs := v.HTTP.GetHeaders()
+	items := make([][2]*ast.Term, 0, len(hs))
+	for k, val := range hs {
+		if HiddenHeader(k) {
+			continue
+		}
+		items = append(items, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(val)})
+	}
+	return ast.ObjectTerm(items...)
+}
+
+// appendByName keys the headers read by name, as the policy sees them (a hidden header is
+// absent, whatever the request holds).
+func appendByName(b []byte, hs map[string]string, names []string) []byte {
+	for _, name := range names {
+		val, ok := hs[name]
+		if !ok || HiddenHeader(name) {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, 1)
+		b = appendString(b, val)
+	}
+	return b
+}
+
+func queryTerm(q map[string][]string) *ast.Term {
+	items := make([][2]*ast.Term, 0, len(q))
+	for k, vs := range q {
+		items = append(items, [2]*ast.Term{ast.StringTerm(k), stringsTerm(vs)})
+	}
+	return ast.ObjectTerm(items...)
+}
+
+// SourceAddress is input.request.source_address: ip:port of the downstream peer, or "".
+func SourceAddress(attrs *authv3.AttributeContext) string {
+	sa := attrs.GetSource().GetAddress().GetSocketAddress()
+	if sa == nil {
+		return ""
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
