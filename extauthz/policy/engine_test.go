@@ -202,6 +202,28 @@ func reads(request, tok string, headers ...string) Fields {
 	return f
 }
 
+// The built-in policy carries no scope model of its own: orders:write implies nothing there,
+// while the demo's policy directory (with its scope_hierarchy data) grants orders:read by it.
+func TestBuiltInPolicyImpliesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		allow bool
+	}{
+		{"built-in", Options{FS: policies.Default, RunTests: true}, false},
+		{"demo directory", Options{Path: "../../policies", RunTests: true}, true},
+	} {
+		e, err := New(context.Background(), tc.opts)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		d, err := e.Eval(context.Background(), e.Revision(), sampleInput("orders:write"))
+		if err != nil || d.Allow != tc.allow {
+			t.Errorf("%s: orders:write on a route requiring orders:read: %+v %v, want allow=%v", tc.name, d, err, tc.allow)
+		}
+	}
+}
+
 func TestAnalyzeNeeds(t *testing.T) {
 	with := func(f Fields, edit func(*Fields)) Fields { edit(&f); return f }
 	cs := func(f *Fields) { f.Cacheable, f.Shareable = true, true }

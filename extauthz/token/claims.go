@@ -10,6 +10,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fastjson"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // accessClaims is what the verifier reads of a token's claims set, decoded in one pass by
@@ -32,6 +34,9 @@ type accessClaims struct {
 	exp, iat, nbf *jwt.NumericDate
 	scopes        []string
 	clientID      string
+	// badScope names a configured scope claim of the wrong type ("" if none): the token is
+	// malformed, not merely without scopes (RFC 9068 §2.2.3, RFC 8693 §4.2).
+	badScope string
 	// errs holds, per registered claim, why it is unusable (wrong JSON type); the getter of
 	// that claim returns it.
 	errs map[string]error
@@ -88,7 +93,7 @@ func (c *accessClaims) read(obj *fastjson.Object, raw []byte) error {
 	if v := obj.Get("nbf"); v != nil {
 		c.nbf = c.date("nbf", v)
 	}
-	c.scopes = scopesOf(obj, c.names.scope)
+	c.scopes, c.badScope = scopesOf(obj, c.names.scope)
 	for _, name := range c.names.clientID {
 		if s, ok := stringOf(obj.Get(name)); ok && s != "" {
 			c.clientID = s
@@ -214,9 +219,10 @@ func (c *accessClaims) audience(v *fastjson.Value) jwt.ClaimStrings {
 }
 
 // scopesOf merges the configured scope claims, in configured order, without duplicates: a
-// space-delimited string (RFC 8693 "scope") or a list of strings ("scp"); other types and
-// non-string items are ignored, so an odd claim grants nothing.
-func scopesOf(obj *fastjson.Object, names []string) []string {
+// space-delimited string (RFC 8693 "scope") or a list of strings ("scp"). A claim of any
+// other type, or a list holding a non-string, is named in bad: the caller refuses the token
+// rather than read it as "no scopes".
+func scopesOf(obj *fastjson.Object, names []string) (scopes []string, bad string) {
 	var out []string
 	add := func(s string) {
 		if s == "" {
@@ -243,16 +249,25 @@ func scopesOf(obj *fastjson.Object, names []string) []string {
 		case fastjson.TypeArray:
 			items, _ := v.Array()
 			for _, it := range items {
-				if s, ok := stringOf(it); ok {
-					add(s)
+				s, ok := stringOf(it)
+				if !ok {
+					return []string{}, name
 				}
+				add(s)
 			}
+		default:
+			return []string{}, name
 		}
 	}
 	if out == nil {
 		out = []string{}
 	}
-	return out
+	return out, ""
+}
+
+// scopeClaimError refuses a token whose scope claim has the wrong type.
+func scopeClaimError(name string) *Error {
+	return refuse(contract.ReasonMalformed, fmt.Sprintf("the %q claim is not a space-delimited string or an array of strings", name))
 }
 
 // The jwt.Claims getters: a claim of the wrong type fails validation as it would with

@@ -89,6 +89,9 @@ func IdentityFromClaims(issuerName string, claims map[string]any, scopeClaims, c
 	if err := c.UnmarshalJSON(raw); err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
+	if c.badScope != "" {
+		return nil, fmt.Errorf("claims: %w", scopeClaimError(c.badScope))
+	}
 	id := newIdentity(issuerName, c, "")
 	id.claims = claims
 	return id, nil

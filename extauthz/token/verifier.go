@@ -246,6 +246,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	if err := is.validator.Validate(claims); err != nil {
 		return nil, "", fp, classify(err)
 	}
+	if claims.badScope != "" {
+		return nil, "", fp, scopeClaimError(claims.badScope)
+	}
 	return newIdentity(is.cfg.Name, claims, kid), kid, fp, nil
 }
 

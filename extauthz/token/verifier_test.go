@@ -156,6 +156,12 @@ func TestVerifyAttacks(t *testing.T) {
 		{"invalid base64 header", "!!!." + parts[1] + "." + parts[2], "malformed"},
 		{"non-JSON header", b64("not json") + "." + parts[1] + "." + parts[2], "malformed"},
 		{"non-JSON payload", parts[0] + "." + b64("[1,2") + "." + parts[2], "malformed"},
+		// A configured scope claim of the wrong type is a malformed token, not "no scopes".
+		{"scope a number", testissuer.Sign(rsaKey, with(func(c testissuer.Claims) { c["scope"] = 12345 }), nil), "malformed"},
+		{"scope an object", testissuer.Sign(rsaKey, with(func(c testissuer.Claims) { c["scope"] = map[string]any{"a": "b"} }), nil), "malformed"},
+		{"scp holding a non-string", testissuer.Sign(rsaKey, with(func(c testissuer.Claims) { c["scp"] = []any{"orders:read", 7} }), nil), "malformed"},
+		{"scope null", testissuer.Sign(rsaKey, with(func(c testissuer.Claims) { c["scope"] = nil }), nil), "malformed"},
+		{"scp a list of strings", testissuer.Sign(rsaKey, with(func(c testissuer.Claims) { c["scp"] = []string{"a", "b"} }), nil), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,6 +174,9 @@ func TestVerifyAttacks(t *testing.T) {
 			}
 			if err != nil && strings.Contains(err.Error(), tt.token) {
 				t.Fatal("error echoes the token")
+			}
+			if strings.HasPrefix(tt.name, "sc") && tt.reason != "" && !strings.Contains(err.Error(), `claim is not a space-delimited string or an array of strings`) {
+				t.Fatalf("error %q should name the scope claim", err)
 			}
 		})
 	}

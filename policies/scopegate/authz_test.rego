@@ -46,8 +46,9 @@ insufficient(missing, reasons) := {
 	"reasons": reasons,
 }
 
-# The scope check, with the shipped hierarchy (orders:write implies
-# orders:read). Demo rules do not fire: the path is /orders/1.
+# The scope check, with a hierarchy fixture (orders:write implies
+# orders:read; the built-in data implies nothing). Demo rules do not fire: the
+# path is /orders/1.
 test_scopes[note] if {
 	some note, tc in {
 		"exact scope": {"route": ["orders:read"], "token": ["orders:read"], "want": allow},
@@ -85,6 +86,7 @@ test_scopes[note] if {
 		},
 	}
 	got := authz.decision with input as with_route_and_scopes(tc.route, tc.token)
+		with data.scopegate.scope_hierarchy as {"orders:write": ["orders:read"]}
 	got == tc.want
 }
 

@@ -83,13 +83,6 @@ test_granted_without_token_is_empty if {
 	got == set()
 }
 
-# The shipped policies/scopegate/data.json is loaded at
-# data.scopegate.scope_hierarchy (its directory relative to the policy root).
-test_shipped_hierarchy_is_loaded if {
-	scopes.hierarchy["orders:write"] == ["orders:read"]
-	scopes.expand(["orders:write"]) == {"orders:write", "orders:read"}
-}
-
 # admin is deliberately not a super-scope: it implies nothing.
 test_shipped_admin_implies_nothing if {
 	scopes.expand(["admin"]) == {"admin"}
