@@ -33,7 +33,7 @@ var claimSets = []string{
 
 // reference reads a MapClaims the way scopegate read claims before accessClaims, for the
 // fields jwt.Claims does not cover.
-func reference(m jwt.MapClaims) (scopes []string, clientID, jti string) {
+func reference(m jwt.MapClaims) (scopes []string, badScope, clientID, jti string) {
 	seen := map[string]bool{}
 	add := func(s string) {
 		if s != "" && !seen[s] {
@@ -41,18 +41,29 @@ func reference(m jwt.MapClaims) (scopes []string, clientID, jti string) {
 			scopes = append(scopes, s)
 		}
 	}
+scopeClaims:
 	for _, c := range testNames.scope {
-		switch v := m[c].(type) {
+		v, present := m[c]
+		if !present {
+			continue
+		}
+		switch v := v.(type) {
 		case string:
 			for _, s := range strings.Fields(v) {
 				add(s)
 			}
 		case []any:
 			for _, s := range v {
-				if str, ok := s.(string); ok {
-					add(str)
+				str, ok := s.(string)
+				if !ok {
+					scopes, badScope = nil, c
+					break scopeClaims
 				}
+				add(str)
 			}
+		default: // a number, an object, null: the token is malformed
+			scopes, badScope = nil, c
+			break scopeClaims
 		}
 	}
 	if scopes == nil {
@@ -65,7 +76,7 @@ func reference(m jwt.MapClaims) (scopes []string, clientID, jti string) {
 		}
 	}
 	jti, _ = m["jti"].(string)
-	return scopes, clientID, jti
+	return scopes, badScope, clientID, jti
 }
 
 func compareWithMapClaims(t *testing.T, payload []byte) {
@@ -101,9 +112,9 @@ func compareWithMapClaims(t *testing.T, payload []byte) {
 			t.Errorf("%s: %s: MapClaims %+v, accessClaims %+v", payload, p.name, p.want, p.have)
 		}
 	}
-	scopes, clientID, jti := reference(m)
-	if !reflect.DeepEqual(scopes, c.scopes) || clientID != c.clientID || jti != c.jti {
-		t.Errorf("%s: scopes %q client %q jti %q, want %q %q %q", payload, c.scopes, c.clientID, c.jti, scopes, clientID, jti)
+	scopes, badScope, clientID, jti := reference(m)
+	if !reflect.DeepEqual(scopes, c.scopes) || badScope != c.badScope || clientID != c.clientID || jti != c.jti {
+		t.Errorf("%s: scopes %q (bad claim %q) client %q jti %q, want %q (%q) %q %q", payload, c.scopes, c.badScope, c.clientID, c.jti, scopes, badScope, clientID, jti)
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/internal/testissuer"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // referenceParser is how scopegate verified tokens before it split them itself: jwt.Parser
@@ -93,6 +95,15 @@ func compareWithJWTParser(t *testing.T, f *fixture, ref func(string) (jwt.MapCla
 		}
 		return
 	}
+	if refErr == nil {
+		// jwt.Parser does not read scope claims; scopegate refuses one of the wrong type.
+		if _, bad, _, _ := reference(m); bad != "" {
+			if reasonOf(err) != contract.ReasonMalformed {
+				t.Fatalf("header %s payload %s: scope claim %q of the wrong type: %v, want malformed", header, payload, bad, err)
+			}
+			return
+		}
+	}
 	if (err == nil) != (refErr == nil) {
 		t.Fatalf("header %s payload %s: scopegate %v, jwt.Parser %v", header, payload, err, refErr)
 	}
@@ -100,7 +111,7 @@ func compareWithJWTParser(t *testing.T, f *fixture, ref func(string) (jwt.MapCla
 		return
 	}
 	sub, _ := m["sub"].(string)
-	scopes, clientID, jti := reference(m)
+	scopes, _, clientID, jti := reference(m)
 	if id.Subject != sub || id.ClientID != clientID || id.JTI != jti || !reflect.DeepEqual(id.Scopes, scopes) {
 		t.Fatalf("header %s payload %s: identity %+v, jwt.Parser read sub %q scopes %q client %q jti %q", header, payload, id, sub, scopes, clientID, jti)
 	}
