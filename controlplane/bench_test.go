@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/scopegate/scopegate/controlplane/envoysim"
+	"github.com/scopegate/scopegate/internal/envoysim"
 )
 
 // benchRoutes is the size of the benchmark's config.

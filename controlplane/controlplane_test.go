@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/scopegate/scopegate/controlplane/envoysim"
+	"github.com/scopegate/scopegate/internal/envoysim"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 )
 

@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/scopegate/scopegate/controlplane/envoysim"
+	"github.com/scopegate/scopegate/internal/envoysim"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 )
 

@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/scopegate/scopegate/internal/checkreq"
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
@@ -109,24 +110,16 @@ func badSignatures(valid []string, n int) []string {
 	return out
 }
 
-// envoyRequest is a CheckRequest shaped as Envoy sends it (as in extauthz/check/bench_test.go):
+// envoyRequest is a CheckRequest shaped as Envoy sends it (checkreq, as the tests use):
 // lower-cased headers, :path with the query, the route's context extensions.
 func envoyRequest(tok string, id int) *authv3.CheckRequest {
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 41234}}}}},
-		Destination: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.2", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 8443}}}}},
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: fmt.Sprint(id), Method: "GET", Path: "/orders/42?expand=items", Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2",
-			Headers: map[string]string{
-				":method": "GET", ":path": "/orders/42?expand=items", ":authority": "api.example.com", ":scheme": "https",
-				"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
-				"x-forwarded-proto": "https", "x-request-id": fmt.Sprintf("7f8e5b2c-1d3a-4e5f-9a8b-%012d", id), "x-envoy-expected-rq-timeout-ms": "15000",
-			},
-		}},
-		ContextExtensions: map[string]string{"route": "orders-read", "scopes": "orders:read"},
-	}}
+	return checkreq.Request{ID: fmt.Sprint(id), Path: "/orders/42?expand=items", Host: "api.example.com", Protocol: "HTTP/2", Source: "10.0.0.7:41234",
+		Headers: map[string]string{
+			"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
+			"x-forwarded-proto": "https", "x-request-id": fmt.Sprintf("7f8e5b2c-1d3a-4e5f-9a8b-%012d", id), "x-envoy-expected-rq-timeout-ms": "15000",
+		},
+		ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
+	}.MustBuild()
 }
 
 func requests(toks []string) []*authv3.CheckRequest {

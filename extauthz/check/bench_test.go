@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/codes"
@@ -18,6 +17,8 @@ import (
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/checkreq"
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/testissuer"
 	"github.com/scopegate/scopegate/policies"
 )
@@ -68,19 +69,13 @@ func (r *rig) token(k *testissuer.Key, i int, scope string) string {
 // request is shaped as Envoy sends it: lower-cased headers, :path with the query, the
 // route's context extensions.
 func request(tok string) *authv3.CheckRequest {
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 41234}}}}},
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: "1", Method: "GET", Path: "/orders/42?expand=items", Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2",
-			Headers: map[string]string{
-				":method": "GET", ":path": "/orders/42?expand=items", ":authority": "api.example.com", ":scheme": "https",
-				"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
-				"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
-			},
-		}},
-		ContextExtensions: map[string]string{"route": "orders-read", "scopes": "orders:read"},
-	}}
+	return checkreq.Request{ID: "1", Path: "/orders/42?expand=items", Host: "api.example.com", Protocol: "HTTP/2", Source: "10.0.0.7:41234",
+		Headers: map[string]string{
+			"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
+			"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
+		},
+		ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
+	}.MustBuild()
 }
 
 func mustAllow(b *testing.B, resp *authv3.CheckResponse) {

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
@@ -73,24 +74,15 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 
 // envoyRequest shapes a CheckRequest the way Envoy's ext_authz filter sends it.
 func envoyRequest(method, path, authz string, ext map[string]string, more map[string]string) *authv3.CheckRequest {
-	h := map[string]string{":method": method, ":path": path, ":authority": "api.example.com", ":scheme": "https",
-		"user-agent": "curl/8", "x-request-id": "r-1", "x-scopegate-subject": "spoofed", "x-scopegate-client-id": "spoofed"}
+	h := map[string]string{"user-agent": "curl/8", "x-request-id": "r-1", "x-scopegate-subject": "spoofed", "x-scopegate-client-id": "spoofed"}
 	if authz != "" {
 		h["authorization"] = authz
 	}
 	for k, v := range more {
 		h[k] = v
 	}
-	p, _, _ := strings.Cut(path, "?")
-	_ = p
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "203.0.113.7", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 51234}}}}},
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: "1", Method: method, Headers: h, Path: path, Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2",
-		}},
-		ContextExtensions: ext,
-	}}
+	return checkreq.Request{ID: "1", Method: method, Path: path, Host: "api.example.com", Protocol: "HTTP/2", Source: "203.0.113.7:51234",
+		Headers: h, ContextExtensions: ext}.MustBuild()
 }
 
 func headerValue(hs []*corev3.HeaderValueOption, name string) (string, bool) {

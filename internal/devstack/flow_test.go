@@ -18,12 +18,9 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
-	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"golang.org/x/net/html"
@@ -34,7 +31,9 @@ import (
 	"github.com/scopegate/scopegate/demoapi"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/devstack"
+	"github.com/scopegate/scopegate/internal/envoysim"
 	"github.com/scopegate/scopegate/oauthclient"
 )
 
@@ -144,8 +143,8 @@ func startStack(t *testing.T) *stack {
 }
 
 // pushedRoutes connects to the control plane as an Envoy of fleet "edge" over ADS (state of
-// the world), the way Envoy does (CDS and LDS by wildcard, RDS by the name the listener's HTTP
-// connection manager references), ACKs each response, and returns the RouteConfiguration.
+// the world, envoysim: CDS and LDS by wildcard, RDS by the name the listener's HTTP
+// connection manager references, every response ACKed) and returns the RouteConfiguration.
 func pushedRoutes(t *testing.T, addr string) *route.RouteConfiguration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -155,73 +154,19 @@ func pushedRoutes(t *testing.T, addr string) *route.RouteConfiguration {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	c, err := envoysim.SotW(ctx, conn, &core.Node{Id: "flow-test", Cluster: "edge"}, envoysim.Options{KeepResources: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := &core.Node{Id: "flow-test", Cluster: "edge"}
-	acked := map[string]*discovery.DiscoveryRequest{}
-	// fetch subscribes to typeURL (names nil: wildcard) and waits for its response, ACKing it.
-	fetch := func(typeURL string, names []string) []*discovery.DiscoveryResponse {
-		req := &discovery.DiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNames: names}
-		if err := stream.Send(req); err != nil {
-			t.Fatalf("ADS send %s: %v", typeURL, err)
-		}
-		var got []*discovery.DiscoveryResponse
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("ADS waiting for %s: %v", typeURL, err)
-			}
-			ack := &discovery.DiscoveryRequest{Node: node, TypeUrl: resp.TypeUrl, VersionInfo: resp.VersionInfo,
-				ResponseNonce: resp.Nonce, ResourceNames: acked[resp.TypeUrl].GetResourceNames()}
-			if resp.TypeUrl == typeURL {
-				ack.ResourceNames = names
-			}
-			acked[resp.TypeUrl] = ack
-			if err := stream.Send(ack); err != nil {
-				t.Fatalf("ADS ACK %s: %v", resp.TypeUrl, err)
-			}
-			got = append(got, resp)
-			if resp.TypeUrl == typeURL {
-				return got
-			}
-		}
+	defer c.Close()
+	if err := c.Wait(ctx, func(c *envoysim.Client) bool { return len(c.Names(resource.RouteType)) > 0 }); err != nil {
+		t.Fatalf("no route configuration pushed: %v", err)
 	}
-	fetch(resource.ClusterType, nil)
-	lds := fetch(resource.ListenerType, nil)
-	var rdsName string
-	for _, r := range lds[len(lds)-1].Resources {
-		var l listener.Listener
-		if err := r.UnmarshalTo(&l); err != nil {
-			t.Fatal(err)
-		}
-		for _, fc := range l.FilterChains {
-			for _, f := range fc.Filters {
-				if f.Name != wellknown.HTTPConnectionManager {
-					continue
-				}
-				var m hcm.HttpConnectionManager
-				if err := f.GetTypedConfig().UnmarshalTo(&m); err != nil {
-					t.Fatal(err)
-				}
-				rdsName = m.GetRds().GetRouteConfigName()
-			}
-		}
+	names := c.Names(resource.RouteType)
+	if len(names) != 1 {
+		t.Fatalf("route configurations %v, want one", names)
 	}
-	if rdsName == "" {
-		t.Fatal("no listener with an HTTP connection manager using RDS was pushed")
-	}
-	rds := fetch(resource.RouteType, []string{rdsName})
-	res := rds[len(rds)-1].Resources
-	if len(res) != 1 {
-		t.Fatalf("RDS %q: %d resources", rdsName, len(res))
-	}
-	var rc route.RouteConfiguration
-	if err := res[0].UnmarshalTo(&rc); err != nil {
-		t.Fatal(err)
-	}
-	return &rc
+	return c.Resource(resource.RouteType, names[0]).(*route.RouteConfiguration)
 }
 
 // matchRoute finds the route Envoy would pick for method and path: the first route of the
@@ -289,17 +234,12 @@ func envoyCheck(t *testing.T, r *route.Route, method, path, bearer string) *auth
 	if pr.GetDisabled() {
 		t.Fatalf("route %s has ext_authz disabled: Envoy would not call authz", r.Name)
 	}
-	h := map[string]string{":authority": "localhost:10000", ":method": method, ":path": path, ":scheme": "http",
-		"user-agent": "curl/8.5.0", "accept": "*/*", "x-request-id": "flow-test", "x-forwarded-proto": "http"}
+	h := map[string]string{"user-agent": "curl/8.5.0", "accept": "*/*", "x-request-id": "flow-test", "x-forwarded-proto": "http"}
 	if bearer != "" {
 		h["authorization"] = "Bearer " + bearer
 	}
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: "flow-test", Method: method, Headers: h, Path: path, Host: "localhost:10000", Scheme: "http", Protocol: "HTTP/1.1",
-		}},
-		ContextExtensions: pr.GetCheckSettings().GetContextExtensions(),
-	}}
+	return checkreq.Request{ID: "flow-test", Method: method, Path: path, Host: "localhost:10000", Scheme: "http",
+		Headers: h, ContextExtensions: pr.GetCheckSettings().GetContextExtensions()}.MustBuild()
 }
 
 // decision is a CheckResponse as Envoy acts on it.
