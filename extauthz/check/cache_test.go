@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
@@ -35,7 +36,7 @@ func policyRigMetrics(t *testing.T, src string) (*rig, *policy.Engine, string, *
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	r.svc = check.New(check.Options{Verifier: r.svc.Verifier(), Policy: eng, Metrics: check.NewMetrics(reg)})
+	r.svc = check.New(check.Options{Verifier: r.svc.Verifier(), Policy: eng, Headers: identityHeaders, Metrics: check.NewMetrics(reg)})
 	return r, eng, dir, k, reg
 }
 
@@ -73,7 +74,20 @@ func allowed(t *testing.T, svc *check.Service, req *authv3.CheckRequest) bool {
 	if err != nil || resp.GetStatus() == nil {
 		t.Fatalf("Check = %v, %v", resp, err)
 	}
-	return codes.Code(resp.GetStatus().GetCode()) == codes.OK
+	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		if resp.GetDeniedResponse() == nil {
+			t.Fatalf("a denial without a denied response: %v", resp)
+		}
+		return false
+	}
+	// OK means an OK response carrying the verified identity, not merely "not a denial".
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		if h.GetHeader().GetKey() == contract.HeaderSubject && h.GetHeader().GetValue() != "" {
+			return true
+		}
+	}
+	t.Fatalf("OK without the identity headers: %v", resp)
+	return false
 }
 
 // A decision reused per token must never outlive its policy revision.

@@ -35,7 +35,6 @@ type Options struct {
 	MaxTokenBytes int
 	Shadow        bool // global shadow mode
 	ErrorStatus   int  // status of a deny caused by a policy error (default 500)
-	Realm         string
 	DecisionLog   *decisionlog.Logger
 	Logger        *slog.Logger
 	Metrics       *Metrics
@@ -58,10 +57,7 @@ func New(o Options) *Service {
 	if o.ErrorStatus == 0 {
 		o.ErrorStatus = 500
 	}
-	if o.Realm == "" {
-		o.Realm = "scopegate"
-	}
-	s := &Service{o: o, denials: &denialCache{realm: o.Realm}}
+	s := &Service{o: o, denials: &denialCache{}}
 	for _, h := range []string{o.Headers.Subject, o.Headers.ClientID, o.Headers.Scopes, o.Headers.Issuer} {
 		if h != "" && h != "-" {
 			s.identity = append(s.identity, h)
@@ -206,7 +202,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 			d.scope = strings.Join(policy.RouteFrom(ext).Scopes, " ")
 		}
 		rec.Allow, rec.Status, rec.Reason = false, d.status, reason
-		return buildDenial(d, s.o.Realm)
+		return buildDenial(d)
 	}
 	rec.Allow, rec.Status = true, 200
 	if len(dec.Headers) == 0 && len(dec.ResponseHeaders) == 0 {

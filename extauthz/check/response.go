@@ -15,6 +15,9 @@ import (
 
 var okStatus = &rpcstatus.Status{Code: int32(codes.OK)}
 
+// realm is the protection space named in every Bearer challenge (RFC 6750 §3).
+const realm = "scopegate"
+
 // denial describes a deny response before it becomes a proto.
 type denial struct {
 	status      int
@@ -32,20 +35,19 @@ type denial struct {
 // read once built, so sharing them across Checks is safe. The key set is bounded by our own
 // reasons and descriptions.
 type denialCache struct {
-	m     sync.Map // key string → *authv3.CheckResponse
-	realm string
+	m sync.Map // key string → *authv3.CheckResponse
 }
 
 func (c *denialCache) get(key string, d denial) *authv3.CheckResponse {
 	if r, ok := c.m.Load(key); ok {
 		return r.(*authv3.CheckResponse)
 	}
-	r := buildDenial(d, c.realm)
+	r := buildDenial(d)
 	c.m.Store(key, r)
 	return r
 }
 
-func buildDenial(d denial, realm string) *authv3.CheckResponse {
+func buildDenial(d denial) *authv3.CheckResponse {
 	body, _ := json.Marshal(struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
@@ -53,7 +55,7 @@ func buildDenial(d denial, realm string) *authv3.CheckResponse {
 	}{Error: bodyError(d), Description: d.description, Scope: d.scope})
 	headers := []*corev3.HeaderValueOption{header("content-type", "application/json"), header("cache-control", "no-store")}
 	if d.challenge {
-		headers = append(headers, header("www-authenticate", challenge(realm, d)))
+		headers = append(headers, header("www-authenticate", challenge(d)))
 	}
 	if d.retryAfter != "" {
 		headers = append(headers, header("retry-after", d.retryAfter))
@@ -81,7 +83,7 @@ func bodyError(d denial) string {
 
 // challenge builds an RFC 6750 §3 WWW-Authenticate value. Descriptions are our own fixed
 // strings (never client data); quotes are escaped anyway.
-func challenge(realm string, d denial) string {
+func challenge(d denial) string {
 	var b strings.Builder
 	b.WriteString(`Bearer realm=`)
 	b.WriteString(strconv.Quote(realm))

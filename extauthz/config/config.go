@@ -81,7 +81,8 @@ type Policy struct {
 	Path  string `yaml:"path"`
 	Query string `yaml:"query"`
 	Watch bool   `yaml:"watch"`
-	// Shadow evaluates and logs every decision but allows the request: for rolling out rules.
+	// Shadow evaluates and logs every policy decision but lets policy denials (and policy
+	// errors) through: for rolling out rules. Token failures (400, 401, 503) are still denied.
 	Shadow      bool          `yaml:"shadow"`
 	EvalTimeout time.Duration `yaml:"eval_timeout"`
 	// ErrorStatus is the HTTP status of a deny caused by a policy runtime error.

@@ -267,7 +267,7 @@ func scopesOf(obj *fastjson.Object, names []string) (scopes []string, bad string
 
 // scopeClaimError refuses a token whose scope claim has the wrong type.
 func scopeClaimError(name string) *Error {
-	return refuse(contract.ReasonMalformed, fmt.Sprintf("the %q claim is not a space-delimited string or an array of strings", name))
+	return refuse(contract.ReasonMalformed, fmt.Sprintf("the %s claim is not a space-delimited string or an array of strings", name))
 }
 
 // The jwt.Claims getters: a claim of the wrong type fails validation as it would with

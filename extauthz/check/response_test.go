@@ -1,0 +1,166 @@
+package check_test
+
+import (
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/scopegate/scopegate/extauthz/check"
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/jwks"
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/checkreq"
+	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/testissuer"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/responses golden files from the service's answers")
+
+// identityHeaders are the default identity header names, as `scopegate authz` configures them.
+var identityHeaders = config.Headers{Subject: contract.HeaderSubject, ClientID: contract.HeaderClientID,
+	Scopes: contract.HeaderScopes, Issuer: contract.HeaderIssuer}
+
+// A policy error: the decision is undefined for every input.
+const undefinedPolicy = "package scopegate.authz\ndecision := {\"allow\": true} if input.route.name == \"nowhere\"\n"
+
+// TestResponses holds what Envoy gets back, one golden CheckResponse per row of the README's
+// "What Envoy gets back" table (and the shadow-mode rows of the Operations section), compared
+// as protos. Run `go test ./extauthz/check -run TestResponses -update` to accept a change.
+func TestResponses(t *testing.T) {
+	k := testissuer.NewKey("k1", "ES256")
+	r := newRig(t, []*testissuer.Key{k}, "demo-policy", 1000)
+	demo := mustEngine(t, context.Background(), policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
+	undefined := policyEngine(t, undefinedPolicy)
+	svc := func(pol *policy.Engine, shadow bool) *check.Service {
+		return check.New(check.Options{Verifier: r.svc.Verifier(), Policy: pol, Headers: identityHeaders, MaxTokenBytes: 4096, Shadow: shadow})
+	}
+	enforce, globalShadow, failing := svc(demo, false), svc(demo, true), svc(undefined, false)
+	unreachable, unreachableIss := unreachableIssuer(t)
+	noKeys := check.New(check.Options{Verifier: unreachable, Headers: identityHeaders})
+
+	tok := func(scope, client string, edit func(testissuer.Claims)) string {
+		c := r.is.Standard("orders-api", "alice", scope, time.Hour)
+		c["client_id"] = client
+		if edit != nil {
+			edit(c)
+		}
+		return testissuer.Sign(k, c, nil)
+	}
+	read := map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"}
+	write := map[string]string{contract.ExtRoute: "orders-write", contract.ExtScopes: "orders:write"}
+	shadowWrite := map[string]string{contract.ExtRoute: "orders-write", contract.ExtScopes: "orders:write", contract.ExtMode: contract.ModeShadow}
+	admin := map[string]string{contract.ExtRoute: "admin", contract.ExtScopes: "admin"}
+	req := func(method, path string, ext map[string]string, headers ...string) *authv3.CheckRequest {
+		rq := checkreq.Request{Method: method, Path: path, Host: "api.example.com", ContextExtensions: ext}
+		rq.Add(contract.HeaderSubject, "spoofed") // a client's own identity header never reaches the upstream
+		for i := 0; i+1 < len(headers); i += 2 {
+			rq.Add(headers[i], headers[i+1])
+		}
+		return rq.MustBuild()
+	}
+	bearer := func(t string) string { return "Bearer " + t }
+	expired := tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })
+
+	tests := []struct {
+		name string
+		svc  *check.Service
+		req  *authv3.CheckRequest
+	}{
+		{"no-credentials", enforce, req("GET", "/orders", read)},
+		{"other-scheme", enforce, req("GET", "/orders", read, "authorization", "Basic YTpi")},
+		{"malformed-header", enforce, req("GET", "/orders", read, "authorization", "Bearer a b")},
+		{"several-authorization-values", enforce, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "c", nil)), "authorization", "Bearer x")},
+		{"token-in-query", enforce, req("GET", "/orders?access_token=abc", read)},
+		{"token-too-large", enforce, req("GET", "/orders", read, "authorization", "Bearer "+strings.Repeat("a", 5000))},
+		{"expired-token", enforce, req("GET", "/orders", read, "authorization", bearer(expired))},
+		{"unknown-issuer", enforce, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "c", func(c testissuer.Claims) { c["iss"] = "https://evil.example" })))},
+		{"scope-claim-wrong-type", enforce, req("GET", "/orders", read, "authorization", bearer(tok("", "c", func(c testissuer.Claims) { c["scope"] = 12345 })))},
+		{"missing-scope", enforce, req("POST", "/orders", write, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"policy-denial", enforce, req("GET", "/admin/users", admin, "authorization", bearer(tok("admin", "orders-cli", nil)))},
+		{"policy-error", failing, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"keys-never-fetched", noKeys, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
+		{"allowed", enforce, req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		// Shadow mode lets policy denials through; token failures are still denied.
+		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},
+		{"shadow-global-policy-denial", globalShadow, req("POST", "/orders", write, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"shadow-global-no-credentials", globalShadow, req("POST", "/orders", write)},
+		{"shadow-global-policy-error", svc(undefined, true), req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := tt.svc.Check(context.Background(), tt.req)
+			if err == nil {
+				resp, err = check.Decoded(resp)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "responses", tt.name+".textproto")
+			if *update {
+				b, err := prototext.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(resp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			b, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./extauthz/check -run TestResponses -update)", err)
+			}
+			want := &authv3.CheckResponse{}
+			if err := prototext.Unmarshal(b, want); err != nil {
+				t.Fatalf("%s: %v", golden, err)
+			}
+			if d := cmp.Diff(want, resp, protocmp.Transform()); d != "" {
+				t.Errorf("response differs from %s (-want +got); review and run with -update:\n%s", golden, d)
+			}
+		})
+	}
+}
+
+func policyEngine(t *testing.T, src string) *policy.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, dir, src)
+	eng, err := policy.New(context.Background(), policy.Options{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// unreachableIssuer is a verifier (and its issuer) whose keys were never fetched: its JWKS
+// URL refuses connections.
+func unreachableIssuer(t *testing.T) (*token.Verifier, string) {
+	t.Helper()
+	is := testissuer.New(testissuer.NewKey("k1", "ES256"))
+	is.Close() // nothing listens there any more
+	src, err := jwks.New(jwks.Options{Name: "demo", Issuer: is.Issuer, URL: is.JWKSURL(), RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Second, FetchTimeout: time.Second, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	src.Start(ctx)
+	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
+		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: time.Minute}
+	return token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}}), is.Issuer
+}
