@@ -26,10 +26,13 @@ test-policies:
 	$(OPA) check --strict $(POLICIES)
 	$(OPA) test $(POLICIES)
 
+## lint: gofmt, go.mod tidy, go vet, and staticcheck (the version pinned in go.mod's tool directive).
 lint:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 ## run: the demo idp, demo API, authz and xds in one process on localhost (`scopegate dev`);
 ## Envoy too when an envoy binary is on PATH.

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/scopegate/scopegate/internal/envoysim"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
+	"github.com/scopegate/scopegate/internal/envoysim"
 )
 
 const baseConfig = `

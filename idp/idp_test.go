@@ -173,7 +173,7 @@ func decodeSegment(t *testing.T, token string, i int) map[string]any {
 // verify checks the token's signature against the published JWKS and returns its claims.
 func (ti *testIDP) verify(t *testing.T, token string) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
 	if err != nil {
 		t.Fatalf("parse JWS: %v", err)
 	}

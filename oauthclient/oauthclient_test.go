@@ -101,7 +101,7 @@ func userAgent(authURL, user, decision string, errc chan<- error) {
 		b, _ := io.ReadAll(r.Body)
 		return r, b, nil
 	}
-	_, body, err = post(idp.PathLogin, url.Values{"authRequestID": {string(id[1])}, "csrf": {string(csrf[1])}, "username": {user}, "password": {user}})
+	_, _, err = post(idp.PathLogin, url.Values{"authRequestID": {string(id[1])}, "csrf": {string(csrf[1])}, "username": {user}, "password": {user}})
 	if err != nil {
 		fail("login: %v", err)
 		return

@@ -161,7 +161,7 @@ func definesQuery(b *bundle.Bundle, query string) bool {
 	}
 	for _, m := range b.Modules {
 		for _, r := range m.Parsed.Rules {
-			p := r.Path().GroundPrefix()
+			p := r.Ref().GroundPrefix()
 			// The query names this rule, something inside it, or a package that holds it.
 			if ref.HasPrefix(p) || p.HasPrefix(ref) {
 				return true
@@ -230,7 +230,8 @@ func TestResults(ctx context.Context, b *bundle.Bundle) ([]*tester.Result, error
 	ch, err := tester.NewRunner().
 		SetStore(inmem.NewFromObject(b.Data)).
 		SetTimeout(30*time.Second).
-		Run(ctx, modules)
+		SetModules(modules).
+		RunTests(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("policy tests: %w", err)
 	}
