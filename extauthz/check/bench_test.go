@@ -24,8 +24,9 @@ import (
 )
 
 type rig struct {
-	is  *testissuer.Issuer
-	svc *check.Service
+	is       *testissuer.Issuer
+	verifier *token.Verifier
+	svc      *check.Service
 }
 
 // newRig wires the Check path as `scopegate authz` does, with no policy ("token-only"), the
@@ -57,7 +58,7 @@ func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int)
 	case "demo-policy":
 		o.Policy = mustEngine(tb, ctx, policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
 	}
-	return &rig{is: is, svc: check.New(o)}
+	return &rig{is: is, verifier: v, svc: check.New(o)}
 }
 
 func (r *rig) token(k *testissuer.Key, i int, scope string) string {

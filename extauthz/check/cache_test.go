@@ -36,7 +36,7 @@ func policyRigMetrics(t *testing.T, src string) (*rig, *policy.Engine, string, *
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	r.svc = check.New(check.Options{Verifier: r.svc.Verifier(), Policy: eng, Headers: identityHeaders, Metrics: check.NewMetrics(reg)})
+	r.svc = check.New(check.Options{Verifier: r.verifier, Policy: eng, Headers: identityHeaders, Metrics: check.NewMetrics(reg)})
 	return r, eng, dir, k, reg
 }
 

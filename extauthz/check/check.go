@@ -66,9 +66,6 @@ func New(o Options) *Service {
 	return s
 }
 
-// Verifier returns the token verifier the service uses.
-func (s *Service) Verifier() Verifier { return s.o.Verifier }
-
 // Check answers one ext_authz request. It never returns an error: every failure is a
 // deny response, so Envoy's failure_mode_allow never comes into play for our own faults.
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {

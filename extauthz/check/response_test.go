@@ -42,7 +42,7 @@ func TestResponses(t *testing.T) {
 	demo := mustEngine(t, context.Background(), policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
 	undefined := policyEngine(t, undefinedPolicy)
 	svc := func(pol *policy.Engine, shadow bool) *check.Service {
-		return check.New(check.Options{Verifier: r.svc.Verifier(), Policy: pol, Headers: identityHeaders, MaxTokenBytes: 4096, Shadow: shadow})
+		return check.New(check.Options{Verifier: r.verifier, Policy: pol, Headers: identityHeaders, MaxTokenBytes: 4096, Shadow: shadow})
 	}
 	enforce, globalShadow, failing := svc(demo, false), svc(demo, true), svc(undefined, false)
 	unreachable, unreachableIss := unreachableIssuer(t)

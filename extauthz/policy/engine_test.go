@@ -36,15 +36,15 @@ func TestSplitPath(t *testing.T) {
 		{"/space%20here", []string{"space here"}},
 	}
 	for _, tt := range tests {
-		if got := SplitPath(tt.path); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("SplitPath(%q) = %q, want %q", tt.path, got, tt.want)
+		if got := splitPath(tt.path); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("splitPath(%q) = %q, want %q", tt.path, got, tt.want)
 		}
 	}
-	if p, q := SplitPathQuery("/a/b?x=1&y"); p != "/a/b" || q != "x=1&y" {
-		t.Errorf("SplitPathQuery = %q %q", p, q)
+	if p, q := splitPathQuery("/a/b?x=1&y"); p != "/a/b" || q != "x=1&y" {
+		t.Errorf("splitPathQuery = %q %q", p, q)
 	}
-	if got := ParseQuery("a=1&a=2&b&c=%zz&d=x%20y"); !reflect.DeepEqual(got, map[string][]string{"a": {"1", "2"}, "b": {""}, "c": {"%zz"}, "d": {"x y"}}) {
-		t.Errorf("ParseQuery = %v", got)
+	if got := parseQuery("a=1&a=2&b&c=%zz&d=x%20y"); !reflect.DeepEqual(got, map[string][]string{"a": {"1", "2"}, "b": {""}, "c": {"%zz"}, "d": {"x y"}}) {
+		t.Errorf("parseQuery = %v", got)
 	}
 	r := RouteFrom(map[string]string{"route": "r", "scopes": " a  b ", "mode": "shadow", "team": "x"})
 	if r.Name != "r" || !reflect.DeepEqual(r.Scopes, []string{"a", "b"}) || r.Mode != "shadow" || r.Extra["team"] != "x" || len(r.Extra) != 1 {

@@ -32,7 +32,7 @@ type View struct {
 func NewView(req *authv3.CheckRequest) View {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
-	p, q := SplitPathQuery(h.GetPath())
+	p, q := splitPathQuery(h.GetPath())
 	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q}
 }
 
@@ -75,10 +75,10 @@ var requestFields = [...]requestField{
 		value: func(v View) *ast.Term { return ast.StringTerm(v.Path) },
 		key:   func(v View) keyPart { return str(v.Path) }},
 	reqPathSegments: {name: "path_segments", lazy: true,
-		value: func(v View) *ast.Term { return stringsTerm(SplitPath(v.Path)) },
+		value: func(v View) *ast.Term { return stringsTerm(splitPath(v.Path)) },
 		key:   func(v View) keyPart { return str(v.Path) }},
 	reqQuery: {name: "query", lazy: true,
-		value: func(v View) *ast.Term { return queryTerm(ParseQuery(v.RawQuery)) },
+		value: func(v View) *ast.Term { return queryTerm(parseQuery(v.RawQuery)) },
 		key:   func(v View) keyPart { return str(v.RawQuery) }},
 	reqHost: {name: "host",
 		value: func(v View) *ast.Term { return ast.StringTerm(v.HTTP.GetHost()) },
@@ -92,12 +92,12 @@ var requestFields = [...]requestField{
 	reqHeaders: {name: "headers", lazy: true, byName: true, value: headersTerm},
 	reqSourceAddress: {name: "source_address", lazy: true,
 		value: func(v View) *ast.Term {
-			if a := SourceAddress(v.Attrs); a != "" {
+			if a := sourceAddress(v.Attrs); a != "" {
 				return ast.StringTerm(a)
 			}
 			return nil
 		},
-		key: func(v View) keyPart { return str(SourceAddress(v.Attrs)) }},
+		key: func(v View) keyPart { return str(sourceAddress(v.Attrs)) }},
 }
 
 // tokenField is one field of input.token, built once per verified token.
@@ -185,7 +185,7 @@ func BuildInput(v *View, reads *Fields, tok *ast.Term) ast.Value {
 // TokenTerm returns the token document for id as an OPA term. The caller memoises it per
 // token, so the claims are converted once per token, not once per request.
 func TokenTerm(id *token.Identity) *ast.Term {
-	t := TokenFrom(id)
+	t := tokenFrom(id)
 	return t.Term()
 }
 
@@ -228,7 +228,7 @@ func AppendSharedKey(b []byte, reads *Fields, v *View, id *token.Identity) []byt
 	if reads.Token == 0 {
 		return b
 	}
-	tok := TokenWithoutClaims(id) // claims excepted: a revision that reads them is never shareable
+	tok := tokenWithoutClaims(id) // claims excepted: a revision that reads them is never shareable
 	for i := range tokenFields {
 		if reads.Token.has(i) {
 			b = tokenFields[i].key(tok).append(b)
@@ -265,9 +265,9 @@ func (p keyPart) append(b []byte) []byte {
 	return appendString(b, p.s)
 }
 
-// HiddenHeader is a header the policy never sees: credentials, and pseudo-headers (their
+// hiddenHeader is a header the policy never sees: credentials, and pseudo-headers (their
 // values are method, path, host and scheme).
-func HiddenHeader(name string) bool {
+func hiddenHeader(name string) bool {
 	return name == "authorization" || name == "cookie" || name == "proxy-authorization" || strings.HasPrefix(name, ":")
 }
 
@@ -275,7 +275,7 @@ func headersTerm(v View) *ast.Term {
 	hs := v.HTTP.GetHeaders()
 	items := make([][2]*ast.Term, 0, len(hs))
 	for k, val := range hs {
-		if HiddenHeader(k) {
+		if hiddenHeader(k) {
 			continue
 		}
 		items = append(items, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(val)})
@@ -288,7 +288,7 @@ func headersTerm(v View) *ast.Term {
 func appendByName(b []byte, hs map[string]string, names []string) []byte {
 	for _, name := range names {
 		val, ok := hs[name]
-		if !ok || HiddenHeader(name) {
+		if !ok || hiddenHeader(name) {
 			b = append(b, 0)
 			continue
 		}
@@ -306,8 +306,8 @@ func queryTerm(q map[string][]string) *ast.Term {
 	return ast.ObjectTerm(items...)
 }
 
-// SourceAddress is input.request.source_address: ip:port of the downstream peer, or "".
-func SourceAddress(attrs *authv3.AttributeContext) string {
+// sourceAddress is input.request.source_address: ip:port of the downstream peer, or "".
+func sourceAddress(attrs *authv3.AttributeContext) string {
 	sa := attrs.GetSource().GetAddress().GetSocketAddress()
 	if sa == nil {
 		return ""

@@ -102,7 +102,7 @@ func TestEveryFieldKeysSharedDecisions(t *testing.T) {
 			issuer, claims := "demo", fieldsClaims()
 			edit(&issuer, claims)
 			a, b := identity(t, "demo", fieldsClaims()), identity(t, issuer, claims)
-			ta, tb := TokenFrom(a), TokenFrom(b)
+			ta, tb := tokenFrom(a), tokenFrom(b)
 			if f.value(&ta).Equal(f.value(&tb)) {
 				t.Fatalf("input.token.%s: the edit does not change the field's value", f.name)
 			}

@@ -37,16 +37,16 @@ type Token struct {
 	Claims   map[string]any `json:"claims"`
 }
 
-// TokenFrom is the token document of a verified identity.
-func TokenFrom(id *token.Identity) Token {
-	t := TokenWithoutClaims(id)
+// tokenFrom is the token document of a verified identity.
+func tokenFrom(id *token.Identity) Token {
+	t := tokenWithoutClaims(id)
 	t.Claims = id.Claims()
 	return t
 }
 
-// TokenWithoutClaims is the token document without its claims, which are decoded only when asked
+// tokenWithoutClaims is the token document without its claims, which are decoded only when asked
 // for: what the Check path keys shared decisions on.
-func TokenWithoutClaims(id *token.Identity) Token {
+func tokenWithoutClaims(id *token.Identity) Token {
 	t := Token{Issuer: id.Issuer, Iss: id.Iss, Sub: id.Subject, ClientID: id.ClientID, Aud: id.Audience,
 		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI}
 	if !id.IssuedAt.IsZero() {
@@ -78,11 +78,11 @@ func RouteFrom(ext map[string]string) Route {
 	return r
 }
 
-// SplitPath splits a path (query already removed) into percent-decoded segments with string
+// splitPath splits a path (query already removed) into percent-decoded segments with string
 // functions only: "/a/b" → [a b], "//admin" → ["" admin], "/" → [""]. A segment that is not
 // valid percent-encoding stays as it was. Decoding happens after splitting, so an encoded
 // slash ("%2F") stays inside its segment and can't forge a path boundary.
-func SplitPath(p string) []string {
+func splitPath(p string) []string {
 	p = strings.TrimPrefix(p, "/")
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
@@ -95,17 +95,17 @@ func SplitPath(p string) []string {
 	return segs
 }
 
-// SplitPathQuery separates Envoy's :path into path and raw query.
-func SplitPathQuery(full string) (path, rawQuery string) {
+// splitPathQuery separates Envoy's :path into path and raw query.
+func splitPathQuery(full string) (path, rawQuery string) {
 	if i := strings.IndexByte(full, '?'); i >= 0 {
 		return full[:i], full[i+1:]
 	}
 	return full, ""
 }
 
-// ParseQuery decodes a raw query into a map of lists; malformed pairs are kept raw rather
+// parseQuery decodes a raw query into a map of lists; malformed pairs are kept raw rather
 // than dropped, so nothing the client sent is invisible to the policy.
-func ParseQuery(raw string) map[string][]string {
+func parseQuery(raw string) map[string][]string {
 	q := map[string][]string{}
 	for raw != "" {
 		var pair string

@@ -49,10 +49,10 @@ type claimNames struct {
 
 var parsers fastjson.ParserPool
 
-// ErrDuplicateClaim refuses a claims set that names a claim twice. RFC 7519 §4 lets a
+// errDuplicateClaim refuses a claims set that names a claim twice. RFC 7519 §4 lets a
 // parser reject duplicates or take the last one; rejecting means no two readers of the same
 // token (scopegate, the upstream, a policy reading claims) can disagree on its claims.
-var ErrDuplicateClaim = errors.New("duplicate claim name")
+var errDuplicateClaim = errors.New("duplicate claim name")
 
 // UnmarshalJSON decodes a claims set (IdentityFromClaims and tests; the verifier parses the
 // payload itself and calls read).
@@ -70,7 +70,7 @@ func (c *accessClaims) UnmarshalJSON(data []byte) error {
 // Identity.Claims.
 func (c *accessClaims) read(obj *fastjson.Object, raw []byte) error {
 	if name := duplicateKey(obj); name != "" {
-		return fmt.Errorf("%w %q", ErrDuplicateClaim, name)
+		return fmt.Errorf("%w %q", errDuplicateClaim, name)
 	}
 	c.raw = raw
 

@@ -87,7 +87,7 @@ func compareWithMapClaims(t *testing.T, payload []byte) {
 	}
 	c := &accessClaims{names: &testNames}
 	if err := json.Unmarshal(payload, c); err != nil {
-		if errors.Is(err, ErrDuplicateClaim) {
+		if errors.Is(err, errDuplicateClaim) {
 			return // encoding/json keeps the last duplicate; accessClaims refuses
 		}
 		t.Fatalf("%s: accessClaims refused what MapClaims read: %v", payload, err)
@@ -179,7 +179,7 @@ func TestClaimsStrict(t *testing.T) {
 		c := &accessClaims{names: &testNames}
 		err := json.Unmarshal([]byte(tt.payload), c)
 		if tt.dup {
-			if !errors.Is(err, ErrDuplicateClaim) {
+			if !errors.Is(err, errDuplicateClaim) {
 				t.Errorf("%s: err = %v, want a duplicate-claim error", tt.name, err)
 			}
 			continue
