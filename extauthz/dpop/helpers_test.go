@@ -8,7 +8,7 @@ import (
 )
 
 func publicJWK(key crypto.Signer) map[string]any { return jwkMap(key.Public()) }
-func privateJWK(key any) map[string]any                      { return jwkMap(key) }
+func privateJWK(key any) map[string]any          { return jwkMap(key) }
 
 func jwkMap(k any) map[string]any {
 	b, err := json.Marshal(jose.JSONWebKey{Key: k})
