@@ -100,10 +100,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		cancel()
 		return nil, err
 	}
+	proofs, err := DPoPVerifier(cfg, log)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	s.Service = check.New(check.Options{
 		Verifier: verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: s.dlog, Logger: log,
-		Metrics: check.NewMetrics(reg),
+		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL,
 	})
 
 	s.lis, err = net.Listen("tcp", cfg.Listen)

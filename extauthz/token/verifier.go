@@ -249,7 +249,12 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	if claims.badScope != "" {
 		return nil, "", fp, scopeClaimError(claims.badScope)
 	}
-	return newIdentity(is.cfg.Name, claims, kid), kid, fp, nil
+	if claims.badCnf {
+		return nil, "", fp, errBadCnf
+	}
+	id := newIdentity(is.cfg.Name, claims, kid)
+	id.RequireBinding = is.cfg.RequireBinding
+	return id, kid, fp, nil
 }
 
 // checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515
