@@ -3,8 +3,8 @@ package check_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"crypto/ecdsa"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
