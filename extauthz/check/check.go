@@ -120,10 +120,10 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true, dpop: dpopScheme})
 	}
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
-	if resp := s.checkBinding(v, rec, raw, scheme, id); resp != nil {
+	pt := s.memo(id)
+	if resp := s.checkBinding(v, rec, raw, scheme, id, pt); resp != nil {
 		return resp
 	}
-	pt := s.memo(id)
 	if s.o.Policy == nil {
 		rec.Allow, rec.Status = true, 200
 		return pt.allow

@@ -64,6 +64,7 @@ type Verifier struct {
 	replay  *replayCache
 	nonces  *Nonces
 	now     func() time.Time
+	keys    keyCache
 }
 
 // New builds a Verifier; an algorithm that is not asymmetric is an error.
@@ -97,7 +98,7 @@ type Request struct {
 	Proof       string // the DPoP header's value
 	Method      string // the request's method
 	URI         string // the request's URI without query or fragment (htu is compared normalised)
-	AccessToken string // the token presented with the DPoP scheme
+	TokenHash   string // TokenHash of the token presented with the DPoP scheme (callers memoise it per token)
 	JKT         string // the token's cnf.jkt
 }
 
@@ -152,12 +153,14 @@ func (v *Verifier) Verify(r Request) error {
 	if len(r.Proof) > MaxProofBytes {
 		return invalid("the DPoP proof is too large")
 	}
-	parts := strings.Split(r.Proof, ".")
-	if len(parts) != 3 {
+	dot1 := strings.IndexByte(r.Proof, '.')
+	dot2 := strings.LastIndexByte(r.Proof, '.')
+	if dot1 < 0 || dot2 == dot1 || strings.IndexByte(r.Proof[dot1+1:dot2], '.') >= 0 {
 		return invalid("the DPoP proof is not a JWS compact serialization")
 	}
+	signed, claimsPart, sigPart := r.Proof[:dot2], r.Proof[dot1+1:dot2], r.Proof[dot2+1:]
 	var h proofHeader
-	if err := decodePart(parts[0], &h); err != nil {
+	if err := decodePart(r.Proof[:dot1], &h); err != nil {
 		return invalid("the DPoP proof header is not a base64url JSON object")
 	}
 	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(h.Typ), "application/"), "dpop+jwt") {
@@ -166,20 +169,20 @@ func (v *Verifier) Verify(r Request) error {
 	if !slices.Contains(v.algs, h.Alg) {
 		return invalid("the DPoP proof's algorithm is not accepted")
 	}
-	key, jkt, err := publicKey(h.JWK, h.Alg)
+	key, jkt, err := v.keys.get(h.JWK, h.Alg)
 	if err != nil {
 		return invalid(err.Error())
 	}
-	sig, err := b64.DecodeString(parts[2])
+	sig, err := b64.DecodeString(sigPart)
 	if err != nil {
 		return invalid("the DPoP proof signature is not base64url")
 	}
 	method := jwt.GetSigningMethod(h.Alg)
-	if method == nil || method.Verify(parts[0]+"."+parts[1], sig, key) != nil {
+	if method == nil || method.Verify(signed, sig, key) != nil {
 		return invalid("the DPoP proof signature is invalid")
 	}
 	var c proofClaims
-	if err := decodePart(parts[1], &c); err != nil {
+	if err := decodePart(claimsPart, &c); err != nil {
 		return invalid("the DPoP proof claims are not a base64url JSON object")
 	}
 	switch {
@@ -200,7 +203,7 @@ func (v *Verifier) Verify(r Request) error {
 	if d := time.Duration((iat - float64(now.Unix())) * float64(time.Second)); d > v.window || d < -v.window {
 		return invalid("the DPoP proof's iat is outside the accepted window")
 	}
-	if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(TokenHash(r.AccessToken))) != 1 {
+	if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(r.TokenHash)) != 1 {
 		return invalid("the DPoP proof's ath does not match the access token")
 	}
 	if subtle.ConstantTimeCompare([]byte(jkt), []byte(r.JKT)) != 1 {
