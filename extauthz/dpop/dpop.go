@@ -95,11 +95,11 @@ func (v *Verifier) Algorithms() string { return v.algList }
 
 // Request is what a proof is checked against.
 type Request struct {
-	Proof       string // the DPoP header's value
-	Method      string // the request's method
-	URI         string // the request's URI without query or fragment (htu is compared normalised)
-	TokenHash   string // TokenHash of the token presented with the DPoP scheme (callers memoise it per token)
-	JKT         string // the token's cnf.jkt
+	Proof     string // the DPoP header's value
+	Method    string // the request's method
+	URI       string // the request's URI without query or fragment (htu is compared normalised)
+	TokenHash string // TokenHash of the token presented with the DPoP scheme (callers memoise it per token)
+	JKT       string // the token's cnf.jkt
 }
 
 // Error is a refused proof. Reason is a fixed label; Description is short and never echoes
