@@ -27,6 +27,16 @@ var ErrNoKeys = errors.New("no keys for this issuer yet")
 // ErrUnknownKID means the kid is not in the key set, even after a refresh.
 var ErrUnknownKID = errors.New("unknown kid")
 
+// ErrRefreshPending means a refresh for an unknown kid was still under way when the
+// caller's budget ran out: the kid may yet be published, so it is not called unknown.
+var ErrRefreshPending = errors.New("key refresh did not finish within the request's deadline")
+
+// DeadlineMargin is kept back from a caller's deadline when waiting on a key fetch: a Check
+// must still verify, evaluate the policy and send its answer before Envoy's ext_authz timeout
+// (250ms from our control plane) fires, or Envoy answers for us. 50ms leaves a 250ms Check
+// 200ms for the fetch and the rest comfortably for what follows it.
+const DeadlineMargin = 50 * time.Millisecond
+
 // Options configure one issuer's key source.
 type Options struct {
 	Name   string // the configured issuer name, for logs and metrics
@@ -44,6 +54,9 @@ type Options struct {
 	// RetryMin and RetryMax bound the back-off between attempts while no key set was ever
 	// fetched (defaults 500ms and 30s).
 	RetryMin, RetryMax time.Duration
+	// DeadlineMargin is kept back from a caller's deadline when it waits on a fetch
+	// (default DeadlineMargin).
+	DeadlineMargin time.Duration
 
 	Client  *http.Client // nil: a client with FetchTimeout and the MaxBytes limit
 	Logger  *slog.Logger
@@ -73,6 +86,9 @@ func New(opts Options) (*Source, error) {
 	}
 	if opts.RetryMax == 0 {
 		opts.RetryMax = 30 * time.Second
+	}
+	if opts.DeadlineMargin == 0 {
+		opts.DeadlineMargin = DeadlineMargin
 	}
 	if opts.Client == nil {
 		opts.Client = NewHTTPClient(opts.FetchTimeout, opts.MaxBytes)
@@ -129,7 +145,9 @@ func (s *Source) publish(set *Set) {
 
 // Lookup returns the key for kid. A kid not in the set triggers one refresh (rate-limited
 // by UnknownKIDInterval, shared by every concurrent miss on that kid) so that a key the IdP
-// just rotated in verifies on its first token; the caller never waits past ctx.
+// just rotated in verifies on its first token. The caller waits for it at most until its
+// deadline less DeadlineMargin (with no deadline, as long as the fetch takes: FetchTimeout),
+// then gets ErrRefreshPending; the refresh itself goes on for later requests.
 func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 	set := s.Current()
 	if k := set.Get(kid); k != nil {
@@ -152,10 +170,22 @@ func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 		_, err := (*kf).KeyfuncCtx(fctx)(&jwt.Token{Header: map[string]any{"kid": kid, "alg": alg}})
 		return nil, err
 	})
+	var budget <-chan time.Time
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline) - s.opts.DeadlineMargin
+		if left <= 0 {
+			return nil, fmt.Errorf("%w (kid %q)", ErrRefreshPending, kid)
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		budget = t.C
+	}
 	select {
 	case <-ch:
+	case <-budget:
+		return nil, fmt.Errorf("%w (kid %q)", ErrRefreshPending, kid)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w (kid %q): %w", ErrRefreshPending, kid, ctx.Err())
 	}
 	if k := s.Current().Get(kid); k != nil {
 		return k, nil

@@ -32,6 +32,10 @@ func refuse(reason, desc string) *Error { return &Error{Reason: reason, Descript
 // errNoKeys is our side's fault (the issuer's keys have not loaded): answered 503, not 401.
 var errNoKeys = &Error{Reason: "no_keys", Description: "the issuer's keys are not available yet", Unavailable: true}
 
+// errRefreshPending: a key refresh for the token's kid did not finish within the Check's
+// deadline budget (jwks.DeadlineMargin before the deadline).
+var errRefreshPending = &Error{Reason: "key_refresh_pending", Description: "the signing key could not be fetched in time", Unavailable: true}
+
 // Issuer is a trusted issuer with its key source.
 type Issuer struct {
 	Config config.Issuer
@@ -229,8 +233,10 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		switch {
 		case errors.Is(err, jwks.ErrNoKeys):
 			return nil, "", fp, errNoKeys
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			return nil, "", fp, refuse("unknown_kid", "the signing key is not known (key refresh did not finish in time)")
+		case errors.Is(err, jwks.ErrRefreshPending):
+			// The IdP is slow or unreachable: the kid may be a real new key. Our side's
+			// fault, answered in time with 503 and Retry-After rather than after Envoy's timeout.
+			return nil, "", fp, errRefreshPending
 		case err != nil:
 			return nil, "", fp, refuse("unknown_kid", "the signing key is not known")
 		}
