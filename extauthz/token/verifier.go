@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 	"unsafe"
@@ -249,7 +248,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		kid, fp = key.KID, key.Fingerprint
 	}
 	if err := is.validator.Validate(claims); err != nil {
-		return nil, "", fp, classify(err)
+		return nil, "", fp, classify(err, claims)
 	}
 	return newIdentity(is.cfg.Name, claims, kid), kid, fp, nil
 }
@@ -274,8 +273,10 @@ func normTyp(t string) string {
 	return strings.TrimPrefix(t, "application/")
 }
 
-// classify maps jwt/v5's errors to our reasons.
-func classify(err error) *Error {
+// classify maps jwt/v5's errors to our reasons by its sentinels alone, never by message text
+// (which jwt may reword in any release); which required claim is missing is read from our
+// own claims. Descriptions are fixed strings: nothing of the error itself reaches the client.
+func classify(err error, c *accessClaims) *Error {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse("malformed", "the token is malformed")
@@ -284,10 +285,10 @@ func classify(err error) *Error {
 	case errors.Is(err, jwt.ErrInvalidType):
 		return refuse("malformed", "a registered claim has the wrong type")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		if strings.Contains(err.Error(), "exp claim is required") {
+		switch {
+		case c.exp == nil:
 			return refuse("missing_exp", "the token has no expiry")
-		}
-		if strings.Contains(err.Error(), "iss claim is required") {
+		case c.iss == "":
 			return refuse("unknown_issuer", "the token has no issuer")
 		}
 		return refuse("missing_claim", "the token lacks a required claim")
@@ -304,5 +305,9 @@ func classify(err error) *Error {
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
 		return refuse("invalid_claims", "the token's claims are invalid")
 	}
-	return refuse("invalid_token", fmt.Sprintf("the token could not be verified (%T)", errors.Unwrap(err)))
+	return errUnverifiable
 }
+
+// errUnverifiable is any other validation failure: a fixed description, since what it wraps
+// (types, messages) is ours and jwt's business, not the client's.
+var errUnverifiable = refuse("invalid_token", "the token could not be verified")
