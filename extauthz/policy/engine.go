@@ -58,6 +58,9 @@ type Engine struct {
 	current atomic.Pointer[Revision]
 	reload  sync.Mutex // one compile at a time; readers never wait on it
 	log     *slog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when a new revision goes live
 }
 
 // New compiles the first revision; a policy that does not compile or pass its tests fails
@@ -69,7 +72,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if o.Query == "" {
 		o.Query = "data.scopegate.authz.decision"
 	}
-	e := &Engine{opts: o, log: o.Logger}
+	e := &Engine{opts: o, log: o.Logger, changed: make(chan struct{})}
 	rev, err := e.compile(ctx)
 	if err != nil {
 		return nil, err
@@ -81,6 +84,14 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 
 // Revision is the revision in force.
 func (e *Engine) Revision() *Revision { return e.current.Load() }
+
+// Changed returns a channel closed when the next revision goes live (a reload that only
+// recompiles the same revision ID does not count).
+func (e *Engine) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
 
 // Reload compiles the policy source again; on any error the revision in force stays.
 func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
@@ -95,6 +106,10 @@ func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
 	old := e.current.Swap(rev)
 	if old.ID != rev.ID {
 		e.log.Info("policy revision loaded", "revision", rev.ID, "previous", old.ID, "tests_passed", rev.Tests)
+		e.mu.Lock()
+		close(e.changed)
+		e.changed = make(chan struct{})
+		e.mu.Unlock()
 	}
 	return rev, nil
 }
