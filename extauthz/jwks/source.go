@@ -19,6 +19,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
+
+	"github.com/scopegate/scopegate/internal/watch"
 )
 
 // ErrNoKeys means the issuer has published no usable key yet (its JWKS was never fetched).
@@ -76,7 +78,8 @@ type Source struct {
 	stop    context.CancelFunc
 }
 
-// New makes a source; Start begins fetching. A File source is loaded here and fails fast.
+// New makes a source; Start begins fetching. A File source is loaded here and fails fast;
+// Start then watches it.
 func New(opts Options) (*Source, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -95,27 +98,79 @@ func New(opts Options) (*Source, error) {
 	}
 	s := &Source{opts: opts, changed: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name)}
 	if opts.File != "" {
-		raw, err := os.ReadFile(opts.File)
+		set, err := readSetFile(opts.File)
 		if err != nil {
-			return nil, fmt.Errorf("jwks_file: %w", err)
-		}
-		set, err := parseSet(raw)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_file %s: %w", opts.File, err)
+			return nil, err
 		}
 		s.publish(set)
 	}
 	return s, nil
 }
 
-// Start fetches the key set in the background until ctx ends. It returns at once: a Check
-// that arrives before the first fetch succeeds is answered 503 (ErrNoKeys), never allowed.
+// Start fetches the key set in the background until ctx ends (a File source: watches the
+// file and reloads it on change). It returns at once: a Check that arrives before the first
+// fetch succeeds is answered 503 (ErrNoKeys), never allowed.
 func (s *Source) Start(ctx context.Context) {
 	s.baseCtx = ctx
 	if s.opts.File != "" {
+		s.watchFile(ctx)
 		return
 	}
 	go s.run(ctx)
+}
+
+// watchFile reloads the jwks_file whenever it changes on disk: written in place, replaced by
+// rename, or swapped through a Kubernetes ConfigMap/Secret "..data" link (see internal/watch).
+func (s *Source) watchFile(ctx context.Context) {
+	w, err := watch.New(s.log, 0)
+	if err != nil {
+		s.log.Warn("jwks_file watch not started; a changed file needs a restart", "file", s.opts.File, "error", err)
+		return
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	go w.Run(wctx) // closes the watcher when wctx ends
+	if err := w.Set([]string{s.opts.File}); err != nil {
+		cancel()
+		s.log.Warn("jwks_file watch not started; a changed file needs a restart", "file", s.opts.File, "error", err)
+		return
+	}
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.Changes():
+				s.reloadFile()
+			}
+		}
+	}()
+}
+
+// reloadFile reads the jwks_file again; a file that can't be read or holds no usable key
+// leaves the last good key set in force (logged, counted as a refresh failure).
+func (s *Source) reloadFile() {
+	set, err := readSetFile(s.opts.File)
+	if err != nil {
+		s.opts.Metrics.failed(s.opts.Name)
+		s.log.Error("jwks_file reload failed; keeping the last good key set", "error", err)
+		return
+	}
+	s.opts.Metrics.refreshed(s.opts.Name)
+	s.publish(set)
+	s.log.Info("jwks_file reloaded", "file", s.opts.File, "kids", set.KIDs())
+}
+
+func readSetFile(path string) (*Set, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_file: %w", err)
+	}
+	set, err := parseSet(raw)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_file %s: %w", path, err)
+	}
+	return set, nil
 }
 
 // Current is the key set in force (nil before the first successful fetch).
