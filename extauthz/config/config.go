@@ -96,9 +96,11 @@ type Policy struct {
 type Signing struct {
 	// PublicKeyFile is the PEM public key (RSA: RS256; EC: ES256/384/512 by curve; Ed25519).
 	PublicKeyFile string `yaml:"public_key_file"`
-	// KeyID names the key (opa build --verification-key-id; default "default").
+	// KeyID names the key (default "default"); it is used whatever kid the signature names,
+	// as OPA does with a configured key id.
 	KeyID string `yaml:"key_id"`
-	// Scope, when set, must equal the scope in the bundle's signature (opa build --scope).
+	// Scope must equal the "scope" claim of the bundle's signature (set at signing with
+	// opa build --claims-file); empty means the signature carries no scope.
 	Scope string `yaml:"scope"`
 }
 
