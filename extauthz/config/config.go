@@ -109,6 +109,21 @@ type Policy struct {
 	ErrorStatus int `yaml:"error_status"`
 	// RunTests runs the policy's own *_test.rego before a reload goes live.
 	RunTests *bool `yaml:"run_tests"`
+	// Signing verifies a signed OPA bundle (`opa build --signing-key`). Set, every revision
+	// must be signed by this key; unset, a signed bundle is refused.
+	Signing *Signing `yaml:"signing"`
+}
+
+// Signing is the key that signs the policy bundle.
+type Signing struct {
+	// PublicKeyFile is the PEM public key (RSA: RS256; EC: ES256/384/512 by curve; Ed25519).
+	PublicKeyFile string `yaml:"public_key_file"`
+	// KeyID names the key (default "default"); it is used whatever kid the signature names,
+	// as OPA does with a configured key id.
+	KeyID string `yaml:"key_id"`
+	// Scope must equal the "scope" claim of the bundle's signature (set at signing with
+	// opa build --claims-file); empty means the signature carries no scope.
+	Scope string `yaml:"scope"`
 }
 
 // DecisionLog configures the one-JSON-line-per-decision log.
@@ -199,6 +214,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DPoPReplayCacheEntries == 0 {
 		c.DPoPReplayCacheEntries = dpop.DefaultReplayEntries
+	}
+	if c.Policy.Signing != nil {
+		def(&c.Policy.Signing.KeyID, "default")
 	}
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.SampleRate == nil {
@@ -352,6 +370,16 @@ func (c *Config) Validate() error {
 	if c.Policy.Path != "" {
 		if _, err := os.Stat(c.Policy.Path); err != nil {
 			bad("policy.path", "%v", err)
+		}
+	}
+	if s := c.Policy.Signing; s != nil {
+		if c.Policy.Path == "" {
+			bad("policy.signing", "needs policy.path (the built-in policy is not a signed bundle)")
+		}
+		if s.PublicKeyFile == "" {
+			bad("policy.signing.public_key_file", "required")
+		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
+			bad("policy.signing.public_key_file", "%v", err)
 		}
 	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {

@@ -86,9 +86,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}, func() float64 { return float64(cache.Len()) }))
 	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
 
+	verification, err := policy.Verification(cfg.Policy.Signing)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	engine, err := policy.New(ctx, policy.Options{
 		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
-		EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
+		Verification: verification, EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
 	})
 	if err != nil {
 		cancel()

@@ -77,6 +77,9 @@ const (
 	ReasonInvalidToken     Reason = "invalid_token"
 	// ReasonNoKeys: the issuer's keys were never fetched (503).
 	ReasonNoKeys Reason = "no_keys"
+	// ReasonKeyRefreshPending: an unknown kid's key refresh did not finish within the Check's
+	// deadline budget (503).
+	ReasonKeyRefreshPending Reason = "key_refresh_pending"
 )
 
 // Sender-constraint reasons (401 invalid_token; a bad DPoP proof is invalid_dpop_proof,
