@@ -21,7 +21,7 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
-	"github.com/scopegate/scopegate/controlplane/watch"
+	"github.com/scopegate/scopegate/internal/watch"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 	"github.com/scopegate/scopegate/internal/admin"
 )
