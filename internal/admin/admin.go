@@ -4,6 +4,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -56,6 +57,9 @@ func New(addr string, gatherer prometheus.Gatherer, ready ReadyFunc) (*Server, e
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
 	}, nil
 }
+
+// UseTLS makes the server speak TLS with cfg (call before Serve).
+func (s *Server) UseTLS(cfg *tls.Config) { s.ln = tls.NewListener(s.ln, cfg) }
 
 // Handle registers an extra endpoint.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,6 +93,9 @@ type Reloader struct {
 	o       Options
 	log     *slog.Logger
 	current atomic.Pointer[material]
+
+	mu      sync.Mutex
+	changed chan struct{}
 }
 
 // material is one loaded generation: the per-handshake config is built once per load, so a
@@ -115,7 +119,7 @@ func New(o Options) (*Reloader, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &Reloader{o: o, log: o.Logger.With("tls_endpoint", o.Name)}
+	r := &Reloader{o: o, log: o.Logger.With("tls_endpoint", o.Name), changed: make(chan struct{})}
 	m, err := r.load()
 	if err != nil {
 		r.o.Metrics.reloads.WithLabelValues(o.Name, "rejected").Inc()
@@ -193,8 +197,19 @@ func (r *Reloader) Start(ctx context.Context) error {
 	return nil
 }
 
+// Changed is closed the next time a new certificate or CA is installed.
+func (r *Reloader) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
 func (r *Reloader) install(m *material) {
 	r.current.Store(m)
+	r.mu.Lock()
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
 	r.o.Metrics.reloads.WithLabelValues(r.o.Name, "ok").Inc()
 	r.o.Metrics.notAfter.WithLabelValues(r.o.Name).Set(float64(m.leaf.NotAfter.Unix()))
 }
