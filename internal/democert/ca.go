@@ -18,6 +18,9 @@ import (
 	"time"
 )
 
+// DefaultTrustDomain is the demo's SPIFFE trust domain.
+const DefaultTrustDomain = "scopegate.demo"
+
 // CAFile is the demo CA's certificate in a set written by WriteSet. The CA's key is never
 // written: the demo makes a new CA, and new certificates, at every start.
 const CAFile = "ca.crt"
@@ -174,7 +177,7 @@ var Services = []string{"authz", "xds", "envoy"}
 // dir/<service>.crt and .key (keys 0600). The CA's key is not written.
 func WriteSet(dir string, o SetOptions) (*CA, error) {
 	if o.TrustDomain == "" {
-		o.TrustDomain = "scopegate.demo"
+		o.TrustDomain = DefaultTrustDomain
 	}
 	if o.Fleet == "" {
 		o.Fleet = "edge"
