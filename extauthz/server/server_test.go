@@ -24,12 +24,12 @@ import (
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
-func repoPolicies(t *testing.T) string {
+func repoPolicies(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "policies")
 }
 
-func startServer(t *testing.T, is *testissuer.Issuer, extra string) *Server {
+func startServer(t testing.TB, is *testissuer.Issuer, extra string) *Server {
 	t.Helper()
 	listen := "listen: \"127.0.0.1:0\"\n"
 	if strings.HasPrefix(extra, "listen:") {

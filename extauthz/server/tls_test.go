@@ -38,7 +38,7 @@ type testPKI struct {
 	expiredCert, expiredKey string
 }
 
-func newTestPKI(t *testing.T) *testPKI {
+func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
 	p := &testPKI{dir: t.TempDir()}
 	var err error
@@ -60,7 +60,7 @@ func newTestPKI(t *testing.T) *testPKI {
 	return p
 }
 
-func (p *testPKI) issue(t *testing.T, ca *democert.CA, stem string, l democert.Leaf) (string, string) {
+func (p *testPKI) issue(t testing.TB, ca *democert.CA, stem string, l democert.Leaf) (string, string) {
 	t.Helper()
 	c, k, err := ca.WriteLeaf(p.dir, stem, l)
 	if err != nil {
@@ -75,7 +75,7 @@ func (p *testPKI) tlsBlock(key string) string {
 
 // clientTLS trusts the test CA, expects serverName, and always presents certFile (when set),
 // whoever the server says it accepts.
-func (p *testPKI) clientTLS(t *testing.T, serverName, certFile, keyFile string) *tls.Config {
+func (p *testPKI) clientTLS(t testing.TB, serverName, certFile, keyFile string) *tls.Config {
 	t.Helper()
 	cfg, err := certreload.ClientConfig(p.caFile, "", "", serverName)
 	if err != nil {
@@ -91,7 +91,7 @@ func (p *testPKI) clientTLS(t *testing.T, serverName, certFile, keyFile string) 
 	return cfg
 }
 
-func dialCreds(t *testing.T, target string, creds credentials.TransportCredentials) *grpc.ClientConn {
+func dialCreds(t testing.TB, target string, creds credentials.TransportCredentials) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
