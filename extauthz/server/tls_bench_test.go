@@ -21,7 +21,9 @@ import (
 
 // floor is the no-op ext_authz server: it answers OK at once, so a benchmark against it
 // measures gRPC, the transport and the client alone.
-type floor struct{ authv3.UnimplementedAuthorizationServer }
+type floor struct {
+	authv3.UnimplementedAuthorizationServer
+}
 
 var floorOK = &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}
 
