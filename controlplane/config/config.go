@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/scopegate/scopegate/internal/certreload"
@@ -45,7 +46,7 @@ type Config struct {
 
 // Authz configures the ext_authz filter and the cluster it calls.
 type Authz struct {
-	// Address is host:port of the authz gRPC service.
+	// Address is host:port of the authz gRPC service, or unix:///path for a sidecar.
 	Address string `yaml:"address"`
 	// Timeout bounds each Check call.
 	Timeout time.Duration `yaml:"timeout"`
@@ -64,6 +65,13 @@ type Authz struct {
 	// the upstream an identity of its own choosing.
 	IdentityHeaders []string `yaml:"identity_headers"`
 }
+
+// UnixPrefix marks an authz address that is a Unix socket (unix:///path): Envoy and authz
+// share a pod or host, and the socket's file mode guards it.
+const UnixPrefix = "unix://"
+
+// SocketPath is the Unix socket path when Address is unix:///path.
+func (a Authz) SocketPath() (string, bool) { return strings.CutPrefix(a.Address, UnixPrefix) }
 
 // ServerTLS is the ADS server's certificate and, with ClientCAFile, the CA Envoys'
 // certificates must chain to.

@@ -130,6 +130,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "authz tls cert without key", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, cert_file: c.pem}"), wantErr: "authz: tls: cert_file and key_file go together"},
 		{name: "authz tls bad server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, server_name: \"a b\"}"), wantErr: `authz: tls: server_name: "a b" is not a DNS name`},
 		{name: "ADS tls without key", edit: add("tls: {cert_file: x.crt}"), wantErr: "tls.key_file: required"},
+		{name: "authz socket relative", edit: repl(`address: "127.0.0.1:9191"`, `address: "unix://authz.sock"`), wantErr: `authz: address: "unix://authz.sock": a Unix socket needs an absolute path`},
+		{name: "authz socket with tls, no server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"unix:///run/authz.sock\"\n  tls: {ca_file: ca.pem}"), wantErr: "authz: tls: server_name: required when address is a Unix socket"},
 		{name: "ADS mTLS without trust domain", edit: add("tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt}"), wantErr: "tls.trust_domain: required with client_ca_file"},
 		{name: "trust domain without client CA", edit: add("tls: {cert_file: x.crt, key_file: x.key, trust_domain: example.org}"), wantErr: "tls.trust_domain: needs client_ca_file"},
 		{name: "no domains", edit: repl(`domains: ["*"]`, `domains: []`), wantErr: `fleet "edge": listener "public": virtual host "api": domains: at least one domain is required`},

@@ -84,10 +84,17 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateAuthz(v *validator) {
 	a := c.Authz
-	if a.Address == "" {
+	socket, isSocket := a.SocketPath()
+	switch {
+	case a.Address == "":
 		v.addf("authz: address: required (host:port of the scopegate authz service)")
-	} else {
+	case isSocket && !strings.HasPrefix(socket, "/"):
+		v.addf("authz: address: %q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", a.Address)
+	case !isSocket:
 		v.hostPort("authz: address", a.Address, false)
+	}
+	if isSocket && a.TLS != nil && a.TLS.ServerName == "" {
+		v.addf("authz: tls: server_name: required when address is a Unix socket (there is no host name to match)")
 	}
 	if a.Timeout <= 0 {
 		v.addf("authz: timeout: must be positive, got %s", a.Timeout)
