@@ -277,3 +277,48 @@ func TestInsecurePlaintextSecrets(t *testing.T) {
 		t.Errorf("last reload error = %q, want it to say the server started without tls", msg)
 	}
 }
+
+// TestADSCertificateRotation: the control plane's own certificate is reloaded from disk: new
+// connections get the new one, and an open ADS stream keeps receiving pushes.
+func TestADSCertificateRotation(t *testing.T) {
+	p := newADSPKI(t)
+	cfg := p.config()
+	h := start(t, cfg)
+	edge := credentials.NewTLS(p.envoyTLS(p.ca, "envoy-edge", democert.FleetSpiffeID(trustDomain, "edge")))
+	c := newClient(t, dialADS(t, h, edge), "sotw", "edge-1", "edge")
+	h.waitHolds(c, "edge", pushOrder...)
+	old := h.svc.tls.Leaf().SerialNumber
+
+	changed := h.svc.tls.Changed()
+	p.issue(p.ca, "xds", democert.Leaf{Name: "xds-rotated", Hosts: []string{"xds", "127.0.0.1"}, Server: true})
+	select {
+	case <-changed:
+	case <-time.After(waitTimeout):
+		t.Fatal("the rotated ADS certificate was not loaded")
+	}
+	if h.svc.tls.Leaf().SerialNumber.Cmp(old) == 0 {
+		t.Fatal("serial unchanged")
+	}
+
+	// A new connection handshakes with the new certificate.
+	conn, err := tls.Dial("tcp", h.svc.XDSAddr(), p.envoyTLS(p.ca, "envoy-edge-2", democert.FleetSpiffeID(trustDomain, "edge")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := conn.ConnectionState().PeerCertificates[0].SerialNumber
+	conn.Close()
+	if got.Cmp(h.svc.tls.Leaf().SerialNumber) != 0 {
+		t.Errorf("new connection got serial %x, want the rotated %x", got, h.svc.tls.Leaf().SerialNumber)
+	}
+
+	// The open stream still works: a config change reaches it.
+	before := c.Version(resource.RouteType)
+	h.writeFile(strings.Replace(cfg, "scopes: [orders:read]", "scopes: [orders:list]", 1))
+	h.eventually("route change pushed over the stream opened before the rotation", func() bool {
+		v := c.Version(resource.RouteType)
+		return v != before && v == h.versions("edge")[resource.RouteType]
+	})
+	if err := c.Err(); err != nil {
+		t.Errorf("stream opened before the rotation: %v", err)
+	}
+}
