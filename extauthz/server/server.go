@@ -199,7 +199,8 @@ func (s *Server) openDecisionLog() error {
 
 // GRPCAddr and AdminAddr are the bound addresses (useful with port 0); a Unix socket's
 // GRPCAddr is its path.
-func (s *Server) GRPCAddr() string { return s.lis.Addr().String() }
+func (s *Server) GRPCAddr() string  { return s.lis.Addr().String() }
+func (s *Server) AdminAddr() string { return s.admin.Addr() }
 
 // GRPCTarget is what a gRPC client dials: host:port, or unix:///path.
 func (s *Server) GRPCTarget() string {
@@ -208,7 +209,6 @@ func (s *Server) GRPCTarget() string {
 	}
 	return s.GRPCAddr()
 }
-func (s *Server) AdminAddr() string { return s.admin.Addr() }
 
 // Ready reports whether every issuer has keys.
 func (s *Server) Ready() bool {

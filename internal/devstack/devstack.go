@@ -109,6 +109,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	started = append(started, az.Service)
 	if authzCfg.TLS != nil {
+		if o.CertsDir == "" {
+			return fmt.Errorf("%s has tls: scopegate dev reaches authz with the Envoy certificate it makes, so it needs --certs-dir", o.AuthzConfig)
+		}
 		// Ask for health the way Envoy does: with Envoy's certificate.
 		if az.ClientTLS, err = EnvoyClientTLS(o.CertsDir, "authz"); err != nil {
 			return err
