@@ -70,6 +70,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Serve blocks until Shutdown; it logs a failure rather than returning it, since admin
 // endpoints must not take the data path down with them.
 func (s *Server) Serve(log *slog.Logger) {
+	// net/http's own errors (a refused TLS handshake, say) go to the JSON log too.
+	s.srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("admin server stopped", "error", err)
 	}
