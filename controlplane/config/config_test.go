@@ -70,7 +70,10 @@ func TestParseDurations(t *testing.T) {
 
 func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 	dir := t.TempDir()
-	body := strings.Replace(good, `port: 10000`, "port: 10000\n        tls: {cert_file: certs/tls.crt, key_file: /abs/tls.key}", 1)
+	body := strings.Replace(good, `port: 10000`, "port: 10000\n        tls: {cert_file: certs/tls.crt, key_file: /abs/tls.key}", 1) +
+		"tls: {cert_file: xds.crt, key_file: xds.key, client_ca_file: ca.crt, trust_domain: example.org}\n" +
+		"authz: {address: \"authz:9191\", tls: {ca_file: ca.crt, cert_file: envoy.crt, key_file: /abs/envoy.key}}\n"
+	body = strings.Replace(body, "authz:\n  address: \"127.0.0.1:9191\"\n", "", 1)
 	path := filepath.Join(dir, "xds.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,8 +86,16 @@ func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 	if tls.CertFile != filepath.Join(dir, "certs/tls.crt") || tls.KeyFile != "/abs/tls.key" {
 		t.Errorf("tls paths = %q, %q", tls.CertFile, tls.KeyFile)
 	}
-	if got := cfg.TLSFiles(); len(got) != 2 {
-		t.Errorf("TLSFiles = %v", got)
+	if cfg.TLS.ClientCAFile != filepath.Join(dir, "ca.crt") || cfg.TLS.CertFile != filepath.Join(dir, "xds.crt") {
+		t.Errorf("ADS tls paths = %+v", cfg.TLS)
+	}
+	if a := cfg.Authz.TLS; a.CAFile != filepath.Join(dir, "ca.crt") || a.CertFile != filepath.Join(dir, "envoy.crt") || a.KeyFile != "/abs/envoy.key" {
+		t.Errorf("authz tls paths = %+v", a)
+	}
+	// The files pushed to Envoy are followed; the ADS server's own reload by themselves.
+	want := []string{filepath.Join(dir, "certs/tls.crt"), "/abs/tls.key", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "envoy.crt"), "/abs/envoy.key"}
+	if got := cfg.TLSFiles(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("TLSFiles = %v, want %v", got, want)
 	}
 }
 
@@ -113,6 +124,18 @@ func TestParseErrors(t *testing.T) {
 		{name: "port clash", edit: secondListener("public2", "127.0.0.1", 10000), wantErr: `fleet "edge": listener "public2": port 10000 clashes with listener "public"`},
 		{name: "duplicate listener", edit: secondListener("public", "0.0.0.0", 10001), wantErr: `fleet "edge": listener "public": duplicate listener name`},
 		{name: "tls key without cert", edit: repl("port: 10000", "port: 10000\n        tls: {key_file: k.pem}"), wantErr: `fleet "edge": listener "public": tls: cert_file is required with key_file`},
+		{name: "listener key over plaintext ADS", edit: repl("port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem}"),
+			wantErr: `insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (fleet "edge": listener "public": tls)`},
+		{name: "authz client key over plaintext ADS", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}"),
+			wantErr: `insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (authz: tls: key_file)`},
+		{name: "authz tls without CA", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {server_name: authz}"), wantErr: "authz: tls: ca_file: required"},
+		{name: "authz tls cert without key", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, cert_file: c.pem}"), wantErr: "authz: tls: cert_file and key_file go together"},
+		{name: "authz tls bad server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, server_name: \"a b\"}"), wantErr: `authz: tls: server_name: "a b" is not a DNS name`},
+		{name: "ADS tls without key", edit: add("tls: {cert_file: x.crt}"), wantErr: "tls.key_file: required"},
+		{name: "authz socket relative", edit: repl(`address: "127.0.0.1:9191"`, `address: "unix://authz.sock"`), wantErr: `authz: address: "unix://authz.sock": a Unix socket needs an absolute path`},
+		{name: "authz socket with tls, no server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"unix:///run/authz.sock\"\n  tls: {ca_file: ca.pem}"), wantErr: "authz: tls: server_name: required when address is a Unix socket"},
+		{name: "ADS mTLS without trust domain", edit: add("tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt}"), wantErr: "tls.trust_domain: required with client_ca_file"},
+		{name: "trust domain without client CA", edit: add("tls: {cert_file: x.crt, key_file: x.key, trust_domain: example.org}"), wantErr: "tls.trust_domain: needs client_ca_file"},
 		{name: "no domains", edit: repl(`domains: ["*"]`, `domains: []`), wantErr: `fleet "edge": listener "public": virtual host "api": domains: at least one domain is required`},
 		{name: "bad wildcard", edit: repl(`domains: ["*"]`, `domains: ["a.*.com"]`), wantErr: `virtual host "api": domains[0]: "a.*.com" is not a host name`},
 		{name: "unknown upstream", edit: repl("upstream: orders\n                scopes", "upstream: payments\n                scopes"), wantErr: `fleet "edge": listener "public": virtual host "api": route "orders-read": upstream "payments" is not defined in upstreams`},
@@ -193,3 +216,30 @@ func secondListener(name, addr string, port int) func(string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestInsecurePlaintextSecrets: a listener key over ADS needs tls on the ADS server, or the
+// explicit development switch.
+func TestInsecurePlaintextSecrets(t *testing.T) {
+	withKey := strings.Replace(good, "port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem}", 1)
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"plaintext ADS", withKey, false},
+		{"plaintext ADS, insecure_plaintext_secrets: true", withKey + "insecure_plaintext_secrets: true\n", true},
+		{"plaintext ADS, insecure_plaintext_secrets: false", withKey + "insecure_plaintext_secrets: false\n", false},
+		{"mutual TLS ADS", withKey + "tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt, trust_domain: example.org}\n", true},
+		{"no keys pushed", good, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tt.body))
+			if tt.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "insecure_plaintext_secrets") {
+				t.Fatalf("error does not name insecure_plaintext_secrets: %v", err)
+			}
+		})
+	}
+}

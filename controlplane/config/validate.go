@@ -31,6 +31,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	v.hostPort("listen", c.Listen, true)
 	v.hostPort("admin", c.Admin, true)
+	c.validateTLS(v)
 	c.validateAuthz(v)
 
 	upstreams := map[string]bool{}
@@ -85,10 +86,17 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateAuthz(v *validator) {
 	a := c.Authz
-	if a.Address == "" {
+	socket, isSocket := a.SocketPath()
+	switch {
+	case a.Address == "":
 		v.addf("authz: address: required (host:port of the scopegate authz service)")
-	} else {
+	case isSocket && !strings.HasPrefix(socket, "/"):
+		v.addf("authz: address: %q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", a.Address)
+	case !isSocket:
 		v.hostPort("authz: address", a.Address, false)
+	}
+	if isSocket && a.TLS != nil && a.TLS.ServerName == "" {
+		v.addf("authz: tls: server_name: required when address is a Unix socket (there is no host name to match)")
 	}
 	if a.Timeout <= 0 {
 		v.addf("authz: timeout: must be positive, got %s", a.Timeout)
@@ -98,6 +106,38 @@ func (c *Config) validateAuthz(v *validator) {
 	}
 	if a.StatusOnError < 400 || a.StatusOnError > 599 {
 		v.addf("authz: status_on_error: %d is not an HTTP error status (400-599)", a.StatusOnError)
+	}
+	if t := a.TLS; t != nil {
+		if t.CAFile == "" {
+			v.addf("authz: tls: ca_file: required (the CA that signed the authz service's certificate)")
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			v.addf("authz: tls: cert_file and key_file go together (Envoy's client certificate for authz)")
+		}
+		if t.ServerName != "" && !dnsRE.MatchString(t.ServerName) {
+			v.addf("authz: tls: server_name: %q is not a DNS name", t.ServerName)
+		}
+	}
+}
+
+func (c *Config) validateTLS(v *validator) {
+	if t := c.TLS; t != nil {
+		if err := t.Files.Validate("tls"); err != nil {
+			v.errs = append(v.errs, err)
+		}
+		switch {
+		case t.ClientCAFile != "" && t.TrustDomain == "":
+			v.addf("tls.trust_domain: required with client_ca_file (Envoy certificates must name spiffe://<trust_domain>/fleet/<fleet>)")
+		case t.TrustDomain != "" && !dnsRE.MatchString(t.TrustDomain):
+			v.addf("tls.trust_domain: %q is not a SPIFFE trust domain (a DNS-like name such as example.org)", t.TrustDomain)
+		case t.TrustDomain != "" && t.ClientCAFile == "":
+			v.addf("tls.trust_domain: needs client_ca_file (without client certificates there is no identity to check)")
+		}
+	}
+	if keys := c.PrivateKeysPushed(); len(keys) > 0 && c.TLS == nil && !c.InsecurePlaintextSecrets {
+		v.addf("insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (%s): configure tls "+
+			"(with client_ca_file) for the ADS server, or set insecure_plaintext_secrets: true for local development only",
+			strings.Join(keys, "; "))
 	}
 }
 

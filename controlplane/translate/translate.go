@@ -91,6 +91,16 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 
 	authz := authzUpstream(cfg.Authz)
 	c, eds := upstreamCluster(authz, true)
+	if cfg.Authz.TLS != nil {
+		ts, s, err := authzTLS(cfg.Authz, files)
+		if err != nil {
+			return nil, err
+		}
+		c.TransportSocket = ts
+		for _, x := range s {
+			secrets = append(secrets, x)
+		}
+	}
 	clusters = append(clusters, c)
 	if eds != nil {
 		endpoints = append(endpoints, eds)

@@ -11,22 +11,34 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
+// UnixPrefix marks a listen address that is a Unix socket path (unix:///run/authz.sock).
+const UnixPrefix = "unix://"
+
 // Config is the file users write for `scopegate authz`.
 type Config struct {
-	Listen          string        `yaml:"listen"`
-	Admin           string        `yaml:"admin"`
-	LogLevel        string        `yaml:"log_level"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Issuers         []Issuer      `yaml:"issuers"`
-	Headers         Headers       `yaml:"headers"`
-	Bearer          Bearer        `yaml:"bearer"`
-	TokenCache      TokenCache    `yaml:"token_cache"`
-	Policy          Policy        `yaml:"policy"`
-	DecisionLog     DecisionLog   `yaml:"decision_log"`
+	// Listen is host:port, or unix:///path for a Unix socket (sidecar deployments).
+	Listen string `yaml:"listen"`
+	// SocketGroup, with a Unix socket, lets this group read and write it (mode 0660); without
+	// it the socket is the owner's only (0600).
+	SocketGroup string `yaml:"socket_group"`
+	// TLS serves gRPC (Check and health) over TLS; with client_ca_file, mutual TLS.
+	TLS   *certreload.Files `yaml:"tls"`
+	Admin string            `yaml:"admin"`
+	// AdminTLS serves the admin HTTP endpoints over TLS (same shape as TLS).
+	AdminTLS        *certreload.Files `yaml:"admin_tls"`
+	LogLevel        string            `yaml:"log_level"`
+	ShutdownTimeout time.Duration     `yaml:"shutdown_timeout"`
+	Issuers         []Issuer          `yaml:"issuers"`
+	Headers         Headers           `yaml:"headers"`
+	Bearer          Bearer            `yaml:"bearer"`
+	TokenCache      TokenCache        `yaml:"token_cache"`
+	Policy          Policy            `yaml:"policy"`
+	DecisionLog     DecisionLog       `yaml:"decision_log"`
 
 	// Sender-constrained tokens (RFC 9449 DPoP): a token bound to a key (cnf.jkt) is accepted
 	// only with the DPoP scheme and a proof signed by that key; see README.
@@ -255,15 +267,40 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// SocketPath is the Unix socket path when Listen is unix:///path.
+func (c *Config) SocketPath() (string, bool) {
+	return strings.CutPrefix(c.Listen, UnixPrefix)
+}
+
 // Validate checks every field; the error names the field at fault.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	for _, a := range [][2]string{{"listen", c.Listen}, {"admin", c.Admin}} {
-		if _, _, err := net.SplitHostPort(a[1]); err != nil {
-			bad(a[0], "%q is not host:port", a[1])
+	if path, ok := c.SocketPath(); ok {
+		if !strings.HasPrefix(path, "/") {
+			bad("listen", "%q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", c.Listen)
+		}
+	} else {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("listen", "%q is not host:port or unix:///path", c.Listen)
+		}
+		if c.SocketGroup != "" {
+			bad("socket_group", "applies to a Unix socket listen address only (listen: unix:///path)")
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+		bad("admin", "%q is not host:port", c.Admin)
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate("tls"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.AdminTLS != nil {
+		if err := c.AdminTLS.Validate("admin_tls"); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.ShutdownTimeout < 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -29,9 +30,9 @@ import (
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
-	"github.com/scopegate/scopegate/policies"
-
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/grpcstop"
+	"github.com/scopegate/scopegate/policies"
 )
 
 // Server is a running authz service.
@@ -48,8 +49,11 @@ type Server struct {
 	dlogFile io.Closer
 	Service  *check.Service
 	Registry *prometheus.Registry
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// GRPCTLS and AdminTLS serve the certificates of the tls and admin_tls blocks (nil
+	// without them).
+	GRPCTLS, AdminTLS *certreload.Reloader
+	cancel            context.CancelFunc
+	wg                sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -116,18 +120,36 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL,
 	})
 
-	s.lis, err = net.Listen("tcp", cfg.Listen)
+	tlsMetrics := certreload.NewMetrics(reg)
+	grpcOpts := []grpc.ServerOption{}
+	if cfg.TLS != nil {
+		s.GRPCTLS, err = certreload.New(certreload.Options{Files: *cfg.TLS, Name: "grpc", Logger: log, Metrics: tlsMetrics})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(s.GRPCTLS.ServerConfig())))
+	}
+	if cfg.AdminTLS != nil {
+		s.AdminTLS, err = certreload.New(certreload.Options{Files: *cfg.AdminTLS, Name: "admin", Logger: log, Metrics: tlsMetrics,
+			NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("admin_tls: %w", err)
+		}
+	}
+	s.lis, err = listen(cfg)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(grpcOpts,
 		// Reused worker goroutines keep the stacks policy evaluation has grown; a fresh
 		// goroutine per request would grow its stack again on every cold token.
 		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	authv3.RegisterAuthorizationServer(s.grpc, s.Service)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -139,6 +161,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		s.lis.Close()
 		cancel()
 		return nil, fmt.Errorf("admin: %w", err)
+	}
+	if s.AdminTLS != nil {
+		s.admin.UseTLS(s.AdminTLS.ServerConfig())
+	}
+	for _, r := range []*certreload.Reloader{s.GRPCTLS, s.AdminTLS} {
+		if r == nil {
+			continue
+		}
+		if err := r.Start(bg); err != nil {
+			log.Warn("TLS files not watched: certificate rotation needs a restart", "error", err)
+		}
 	}
 
 	for _, src := range s.sources {
@@ -174,9 +207,18 @@ func (s *Server) openDecisionLog() error {
 	return nil
 }
 
-// GRPCAddr and AdminAddr are the bound addresses (useful with port 0).
+// GRPCAddr and AdminAddr are the bound addresses (useful with port 0); a Unix socket's
+// GRPCAddr is its path.
 func (s *Server) GRPCAddr() string  { return s.lis.Addr().String() }
 func (s *Server) AdminAddr() string { return s.admin.Addr() }
+
+// GRPCTarget is what a gRPC client dials: host:port, or unix:///path.
+func (s *Server) GRPCTarget() string {
+	if _, ok := s.cfg.SocketPath(); ok {
+		return config.UnixPrefix + s.GRPCAddr()
+	}
+	return s.GRPCAddr()
+}
 
 // Ready reports whether every issuer has keys.
 func (s *Server) Ready() bool {
@@ -232,7 +274,8 @@ func (s *Server) Start() {
 			s.log.Error("grpc server stopped", "error", err)
 		}
 	})
-	s.log.Info("scopegate authz serving", "grpc", s.GRPCAddr(), "admin", s.AdminAddr(), "policy_revision", s.engine.Revision().ID)
+	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(s.cfg.TLS), "admin", s.AdminAddr(),
+		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", s.engine.Revision().ID)
 }
 
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
@@ -255,4 +298,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.dlogFile.Close()
 	}
 	return err
+}
+
+func tlsMode(f *certreload.Files) string {
+	switch {
+	case f == nil:
+		return "off"
+	case f.ClientCAFile != "":
+		return "mutual"
+	}
+	return "server"
 }
