@@ -122,7 +122,16 @@ type Listener struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile makes the listener ask clients for a certificate signed by this CA (for
+	// certificate-bound tokens, RFC 8705): Envoy verifies it and forwards it to authz.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// RequireClientCertificate refuses the handshake without a client certificate (with
+	// client_ca_file); otherwise one is requested but optional.
+	RequireClientCertificate bool `yaml:"require_client_certificate"`
 }
+
+// ClientCASecretName is the SDS secret holding a listener's client CA.
+func ClientCASecretName(listener string) string { return listener + ".client-ca" }
 
 // Enabled reports whether the listener terminates TLS.
 func (t *TLS) Enabled() bool { return t != nil && (t.CertFile != "" || t.KeyFile != "") }
@@ -214,7 +223,7 @@ func (c *Config) resolvePaths(dir string) {
 	for fi := range c.Fleets {
 		for li := range c.Fleets[fi].Listeners {
 			if t := c.Fleets[fi].Listeners[li].TLS; t != nil {
-				t.CertFile, t.KeyFile = abs(t.CertFile), abs(t.KeyFile)
+				t.CertFile, t.KeyFile, t.ClientCAFile = abs(t.CertFile), abs(t.KeyFile), abs(t.ClientCAFile)
 			}
 		}
 	}

@@ -148,6 +148,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "duplicate method", edit: repl("methods: [GET]", "methods: [GET, GET]"), wantErr: `route "orders-read": match: methods[1]: duplicate method "GET"`},
 		{name: "public with scopes", edit: repl("public: true", "public: true\n                scopes: [x]"), wantErr: `route "health": public route cannot require scopes`},
 		{name: "public with mode", edit: repl("public: true", "public: true\n                mode: shadow"), wantErr: `route "health": mode "shadow" applies to protected routes only`},
+		{name: "client cert required without CA", edit: repl("port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem, require_client_certificate: true}"), wantErr: `listener "public": tls: require_client_certificate needs client_ca_file`},
+		{name: "client CA without a certificate", edit: repl("port: 10000", "port: 10000\n        tls: {client_ca_file: ca.pem}"), wantErr: `listener "public": tls: client_ca_file needs cert_file and key_file`},
 		{name: "public with binding", edit: repl("public: true", "public: true\n                binding: required"), wantErr: `route "health": binding "required" applies to protected routes only`},
 		{name: "unknown binding", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                binding: dpop"), wantErr: `route "orders-read": binding: "dpop" is not "required"`},
 		{name: "unknown mode", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                mode: audit"), wantErr: `route "orders-read": mode: "audit" is not one of`},

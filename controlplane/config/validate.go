@@ -185,6 +185,12 @@ func (c *Config) validateFleet(v *validator, at string, f *Fleet, upstreams map[
 				v.addf("%s: tls: key_file is required with cert_file", lat)
 			}
 		}
+		if l.TLS != nil && l.TLS.RequireClientCertificate && l.TLS.ClientCAFile == "" {
+			v.addf("%s: tls: require_client_certificate needs client_ca_file", lat)
+		}
+		if l.TLS != nil && l.TLS.ClientCAFile != "" && !l.TLS.Enabled() {
+			v.addf("%s: tls: client_ca_file needs cert_file and key_file", lat)
+		}
 		validateListenerRoutes(v, lat, l, upstreams)
 	}
 }

@@ -118,6 +118,14 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 			}
 			secrets = append(secrets, s)
 			secretName = s.GetName()
+			if l.TLS.ClientCAFile != "" {
+				ca, err := caSecret(config.ClientCASecretName(l.Name), l.TLS.ClientCAFile, files)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("listener %q: tls: client_%w", l.Name, err))
+					continue
+				}
+				secrets = append(secrets, ca)
+			}
 		}
 		listeners = append(listeners, httpListener(l, cfg.Authz, secretName))
 		routes = append(routes, routeConfiguration(l, cfg))
