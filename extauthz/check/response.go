@@ -27,7 +27,9 @@ type denial struct {
 	scope       string // the required scopes, for insufficient_scope
 	challenge   bool   // add WWW-Authenticate
 	retryAfter  string
-	extra       []*corev3.HeaderValueOption
+	// resourceMetadata is the route's RFC 9728 metadata URL, named in the challenge (§5.1).
+	resourceMetadata string
+	extra            []*corev3.HeaderValueOption
 }
 
 // denialCache holds a service's denials that depend only on fixed strings (bearer and token
@@ -98,6 +100,10 @@ func challenge(d denial) string {
 	if d.scope != "" {
 		b.WriteString(`, scope=`)
 		b.WriteString(strconv.Quote(d.scope))
+	}
+	if d.resourceMetadata != "" {
+		b.WriteString(`, resource_metadata=`)
+		b.WriteString(strconv.Quote(d.resourceMetadata))
 	}
 	return b.String()
 }

@@ -90,6 +90,14 @@ func TestResponses(t *testing.T) {
 		{"policy-error", failing, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"keys-never-fetched", noKeys, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
 		{"allowed", enforce, req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		// A route of a virtual host with RFC 9728 metadata: every challenge names the document
+		// (§5.1); insufficient_scope still names the scopes; a label that is no plain URL is left out.
+		{"metadata-no-credentials", enforce, req("GET", "/orders", withMetadata(read, metadataURL))},
+		{"metadata-expired-token", enforce, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", bearer(expired))},
+		{"metadata-malformed-header", enforce, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", "Bearer a b")},
+		{"metadata-missing-scope", enforce, req("POST", "/orders", withMetadata(write, metadataURL), "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"metadata-keys-never-fetched", noKeys, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
+		{"metadata-not-a-url", enforce, req("GET", "/orders", withMetadata(read, `https://x" error="evil`))},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},
@@ -163,4 +171,15 @@ func unreachableIssuer(t *testing.T) (*token.Verifier, string) {
 	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
 		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: time.Minute}
 	return token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}}), is.Issuer
+}
+
+const metadataURL = "https://api.example.com/.well-known/oauth-protected-resource"
+
+// withMetadata is a route's context extensions with the resource_metadata URL added.
+func withMetadata(ext map[string]string, url string) map[string]string {
+	out := map[string]string{contract.ExtResourceMetadata: url}
+	for k, v := range ext {
+		out[k] = v
+	}
+	return out
 }

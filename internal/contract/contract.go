@@ -14,6 +14,10 @@ const (
 	ExtScopes = "scopes"
 	// ExtMode is the route's mode, ModeEnforce or ModeShadow (input.route.mode).
 	ExtMode = "mode"
+	// ExtResourceMetadata is the URL of the virtual host's RFC 9728 protected resource
+	// metadata document; authz names it in every challenge (RFC 9728 §5.1). Absent when the
+	// virtual host publishes none.
+	ExtResourceMetadata = "resource_metadata"
 )
 
 // Route modes (the value of ExtMode).
