@@ -52,7 +52,34 @@ type Issuer struct {
 	UnknownKIDInterval time.Duration `yaml:"unknown_kid_interval"`
 	FetchTimeout       time.Duration `yaml:"fetch_timeout"`
 	MaxJWKSBytes       int64         `yaml:"max_jwks_bytes"`
+	// Introspection, when set, accepts this issuer's opaque tokens by RFC 7662 introspection.
+	Introspection *Introspection `yaml:"introspection"`
 }
+
+// Introspection is how an issuer's opaque access tokens are checked (RFC 7662).
+type Introspection struct {
+	// Endpoint is the introspection endpoint; with discovery: true and no endpoint, the
+	// discovery document's introspection_endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// ClientID and the secret in ClientSecretFile authenticate scopegate to the endpoint
+	// (client_secret_basic).
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// CacheTTL: a positive answer is reused until min(exp, now + cache_ttl) (default 60s).
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// NegativeCacheTTL: an inactive (or refused) answer is reused this long (default 5s).
+	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// TokenPrefix routes opaque tokens between several introspecting issuers: a token goes
+	// to the first introspecting issuer, in file order, whose prefix it starts with; an
+	// issuer without a prefix takes every token (so it must come last).
+	TokenPrefix string `yaml:"token_prefix"`
+}
+
+// Introspecting reports whether the issuer accepts opaque tokens by introspection.
+func (is *Issuer) Introspecting() bool { return is.Introspection != nil }
+
+// HasKeys reports whether the issuer verifies JWTs (it has a key source).
+func (is *Issuer) HasKeys() bool { return is.Discovery || is.JWKSURI != "" || is.JWKSFile != "" }
 
 // Headers names the identity headers sent upstream on allow; an empty name turns one off.
 type Headers struct {
@@ -205,6 +232,14 @@ func (c *Config) setDefaults() {
 		if is.MaxJWKSBytes == 0 {
 			is.MaxJWKSBytes = 1 << 20
 		}
+		if in := is.Introspection; in != nil {
+			if in.CacheTTL == 0 {
+				in.CacheTTL = 60 * time.Second
+			}
+			if in.NegativeCacheTTL == 0 {
+				in.NegativeCacheTTL = 5 * time.Second
+			}
+		}
 	}
 }
 
@@ -252,8 +287,16 @@ func (c *Config) Validate() error {
 				sources++
 			}
 		}
-		if sources != 1 {
-			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required")
+		switch {
+		case sources == 0 && is.Introspection != nil:
+			if is.Introspection.Endpoint == "" {
+				bad(f+".introspection.endpoint", "required without discovery: true")
+			}
+		case sources != 1:
+			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required (or, for opaque tokens only, introspection with an endpoint)")
+		}
+		if in := is.Introspection; in != nil {
+			validateIntrospection(bad, f+".introspection", in)
 		}
 		if is.Discovery {
 			if u, err := url.Parse(is.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -299,6 +342,22 @@ func (c *Config) Validate() error {
 			bad(f+".max_jwks_bytes", "%d is too small (at least 1024)", is.MaxJWKSBytes)
 		}
 	}
+	// Routing of opaque tokens: an introspecting issuer without token_prefix takes every
+	// token, so any introspecting issuer after it could never be reached.
+	catchAll := ""
+	for i := range c.Issuers {
+		in := c.Issuers[i].Introspection
+		if in == nil {
+			continue
+		}
+		if catchAll != "" {
+			bad(fmt.Sprintf("issuers[%d].introspection.token_prefix", i), "issuer %q introspects every opaque token (no token_prefix), so this one would never be asked: give %q a token_prefix or list it first", catchAll, catchAll)
+			continue
+		}
+		if in.TokenPrefix == "" {
+			catchAll = c.Issuers[i].Name
+		}
+	}
 	for _, h := range [][2]string{{"headers.subject", c.Headers.Subject}, {"headers.client_id", c.Headers.ClientID},
 		{"headers.scopes", c.Headers.Scopes}, {"headers.issuer", c.Headers.Issuer}} {
 		if h[1] != strings.ToLower(h[1]) || strings.ContainsAny(h[1], " :\t") {
@@ -329,4 +388,43 @@ func (c *Config) Validate() error {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
 	}
 	return errors.Join(errs...)
+}
+
+func validateIntrospection(bad func(field, format string, args ...any), f string, in *Introspection) {
+	if in.Endpoint != "" {
+		if u, err := url.Parse(in.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			bad(f+".endpoint", "want an http(s) URL without user info, got %q", in.Endpoint)
+		}
+	}
+	if in.ClientID == "" {
+		bad(f+".client_id", "required (scopegate's client at the introspection endpoint)")
+	}
+	if in.ClientSecretFile == "" {
+		bad(f+".client_secret_file", "required (a file holding the client secret)")
+	} else if _, err := os.Stat(in.ClientSecretFile); err != nil {
+		bad(f+".client_secret_file", "%v", err)
+	}
+	if in.CacheTTL < 0 || in.CacheTTL > time.Hour {
+		bad(f+".cache_ttl", "%s is out of range (up to 1h)", in.CacheTTL)
+	}
+	if in.NegativeCacheTTL < 0 || in.NegativeCacheTTL > 10*time.Minute {
+		bad(f+".negative_cache_ttl", "%s is out of range (up to 10m)", in.NegativeCacheTTL)
+	}
+	if strings.ContainsAny(in.TokenPrefix, " \t\r\n") {
+		bad(f+".token_prefix", "%q must not contain whitespace", in.TokenPrefix)
+	}
+}
+
+// ReadSecret reads an introspection client secret file: its content less surrounding
+// whitespace (a trailing newline is usual). The error names the file, never the content.
+func ReadSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("client_secret_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("client_secret_file %s: empty", path)
+	}
+	return s, nil
 }

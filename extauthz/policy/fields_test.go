@@ -86,6 +86,7 @@ func TestEveryFieldKeysSharedDecisions(t *testing.T) {
 		"exp":       func(_ *string, c map[string]any) { c["exp"] = 2000000001 },
 		"iat":       func(_ *string, c map[string]any) { c["iat"] = 1000000001 },
 		"jti":       func(_ *string, c map[string]any) { c["jti"] = "j2" },
+		"source":    func(_ *string, c map[string]any) { c[sourceMarker] = token.SourceIntrospection },
 		"claims":    func(_ *string, c map[string]any) { c["tenant"] = "u" },
 	}
 	for i := range tokenFields {
@@ -152,12 +153,21 @@ func analyzeSource(t *testing.T, src string) Fields {
 
 func identity(t *testing.T, issuer string, claims map[string]any) *token.Identity {
 	t.Helper()
+	source, _ := claims[sourceMarker].(string)
+	delete(claims, sourceMarker)
 	id, err := token.IdentityFromClaims(issuer, claims, []string{"scope"}, []string{"client_id"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if source != "" {
+		id.Source = source
+	}
 	return id
 }
+
+// sourceMarker in a test's claims sets the identity's source (how the token was checked),
+// which no claim carries.
+const sourceMarker = "\x00source"
 
 func requestValue(v *View, i int) *ast.Term {
 	if t := requestFields[i].value(*v); t != nil {

@@ -77,6 +77,16 @@ const (
 	ReasonNoKeys Reason = "no_keys"
 )
 
+// Introspection reasons (opaque tokens, RFC 7662): 401 invalid_token, or 503 for
+// ReasonIntrospectionUnavailable. The token reasons above (expired, wrong_audience,
+// unknown_issuer, wrong_typ, missing_exp, not_yet_valid) apply to an introspection answer too.
+const (
+	// ReasonInactive: the issuer answered active: false.
+	ReasonInactive Reason = "inactive"
+	// ReasonIntrospectionUnavailable: no answer in time and no cached one to fall back on (503).
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+)
+
 // Service-side reasons.
 const (
 	// ReasonInternalError: verification failed in a way scopegate did not expect (503).

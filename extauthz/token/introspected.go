@@ -1,0 +1,164 @@
+package token
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/scopegate/scopegate/extauthz/introspect"
+	"github.com/scopegate/scopegate/internal/contract"
+)
+
+// DeadlineMargin is kept back from a Check's deadline when it waits on an introspection call
+// (the same rule as key fetches): the answer must reach Envoy before Envoy gives up.
+const DeadlineMargin = 50 * time.Millisecond
+
+// errIntrospectionUnavailable: no answer in time, nothing cached to fall back on (503).
+var errIntrospectionUnavailable = &Error{Reason: contract.ReasonIntrospectionUnavailable,
+	Description: "the token could not be checked with its issuer in time", Unavailable: true}
+
+// outcome is one introspection's result, shared by every Check that waited on it.
+type outcome struct {
+	id  *Identity
+	err *Error
+}
+
+// route picks the issuer an opaque token goes to: the first introspecting issuer, in file
+// order, whose token_prefix the token starts with (no prefix: every token). Exactly one
+// issuer is asked, so a token is never shown to an IdP that the routing did not choose.
+func (v *Verifier) route(raw string) *issuer {
+	for _, is := range v.introspecting {
+		if strings.HasPrefix(raw, is.cfg.Introspection.TokenPrefix) {
+			return is
+		}
+	}
+	return nil
+}
+
+// introspect checks an opaque token with its issuer. Concurrent Checks of one token share
+// one call; the call runs on its own (bounded by fetch_timeout), so its answer is cached even
+// if every waiter's deadline passed. A waiter waits until its deadline less DeadlineMargin;
+// then, or when the call fails, a stale positive answer (past cache_ttl, before exp) stands
+// in, else 503.
+func (v *Verifier) introspect(ctx context.Context, raw string, key *[32]byte, stale *entry) (*Identity, error) {
+	is := v.route(raw)
+	if is == nil {
+		_, err := split(raw) // as without introspection: malformed, or JWE not accepted
+		return nil, err
+	}
+	k := *key
+	ch := v.flight.DoChan(string(k[:]), func() (any, error) {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), is.cfg.FetchTimeout)
+		defer cancel()
+		r, err := is.intro.Introspect(cctx, raw)
+		if err != nil {
+			v.log.Warn("token introspection failed", "issuer", is.cfg.Name, "error", err)
+			return nil, err
+		}
+		now := v.now()
+		id, terr := is.fromIntrospection(r, now)
+		v.remember(&k, is, id, terr, now)
+		return outcome{id: id, err: terr}, nil
+	})
+	is.imetrics.Miss() // after joining the call: a test can tell when every waiter has
+	var budget <-chan time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl) - DeadlineMargin
+		if left <= 0 {
+			return v.unavailable(is, stale)
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		budget = t.C
+	}
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return v.unavailable(is, stale)
+		}
+		o := res.Val.(outcome)
+		if o.err != nil {
+			return nil, o.err
+		}
+		return o.id, nil
+	case <-budget:
+	case <-ctx.Done():
+	}
+	return v.unavailable(is, stale)
+}
+
+func (v *Verifier) unavailable(is *issuer, stale *entry) (*Identity, error) {
+	if stale != nil && v.now().UnixNano() < stale.stale {
+		is.imetrics.Stale()
+		return stale.id, nil
+	}
+	is.imetrics.Failed()
+	return nil, errIntrospectionUnavailable
+}
+
+// remember caches an answer: a positive one fresh until min(exp, now + cache_ttl) and usable
+// as a fallback until exp; a refusal for negative_cache_ttl.
+func (v *Verifier) remember(key *[32]byte, is *issuer, id *Identity, terr *Error, now time.Time) {
+	if v.cache == nil {
+		return
+	}
+	in := is.cfg.Introspection
+	n := now.UnixNano()
+	if terr != nil {
+		if in.NegativeCacheTTL > 0 {
+			v.cache.put(key, &entry{is: is, err: terr, expiry: n + int64(in.NegativeCacheTTL)}, n)
+		}
+		return
+	}
+	exp := id.ExpiresAt.UnixNano()
+	fresh := min(exp, n+int64(in.CacheTTL))
+	if fresh <= n {
+		return // inside the leeway past exp: accepted once, never reused
+	}
+	v.cache.put(key, &entry{is: is, id: id, expiry: fresh, stale: exp}, n)
+}
+
+// fromIntrospection checks an answer as strictly as a JWT's claims and builds the identity.
+func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Identity, *Error) {
+	c := &is.cfg
+	switch {
+	case !r.Active:
+		return nil, refuse(contract.ReasonInactive, "the token is not active")
+	case r.Exp == 0:
+		return nil, refuse(contract.ReasonMissingExp, "the token has no expiry")
+	case now.After(time.Unix(r.Exp, 0).Add(c.Leeway)):
+		return nil, refuse(contract.ReasonExpired, "the token has expired")
+	case r.Nbf != 0 && now.Add(c.Leeway).Before(time.Unix(r.Nbf, 0)):
+		return nil, refuse(contract.ReasonNotYetValid, "the token is not valid yet")
+	case r.Iss != "" && r.Iss != c.Issuer:
+		return nil, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
+	case len(r.Aud) > 0 && !anyIn(r.Aud, c.Audiences):
+		return nil, refuse(contract.ReasonWrongAudience, "the token is not meant for this audience")
+	case r.TokenType != "" && !strings.EqualFold(r.TokenType, "bearer") && !strings.EqualFold(r.TokenType, "access_token"):
+		return nil, refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
+	}
+	id := &Identity{Source: SourceIntrospection, Issuer: c.Name, Iss: r.Iss, Subject: r.Sub, ClientID: r.ClientID,
+		JTI: r.JTI, Audience: r.Aud, Scopes: strings.Fields(r.Scope), ExpiresAt: time.Unix(r.Exp, 0), raw: r.Raw}
+	if id.Iss == "" {
+		id.Iss = c.Issuer
+	}
+	if id.Scopes == nil {
+		id.Scopes = []string{}
+	}
+	id.ScopeString = strings.Join(id.Scopes, " ")
+	if r.Iat != 0 {
+		id.IssuedAt = time.Unix(r.Iat, 0)
+	}
+	return id, nil
+}
+
+func anyIn(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
