@@ -3,6 +3,9 @@ package check_test
 import (
 	"context"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +50,11 @@ func TestResponses(t *testing.T) {
 	enforce, globalShadow, failing := svc(demo, false), svc(demo, true), svc(undefined, false)
 	unreachable, unreachableIss := unreachableIssuer(t)
 	noKeys := check.New(check.Options{Verifier: unreachable, Headers: identityHeaders})
+
+	// An issuer that also accepts opaque tokens by introspection.
+	idp := goldenIntrospection(t)
+	ri := newRigIntrospecting(t, []*testissuer.Key{k}, "demo-policy", 1000, idp.URL)
+	introspecting := check.New(check.Options{Verifier: ri.verifier, Policy: demo, Headers: identityHeaders, MaxTokenBytes: 4096})
 
 	tok := func(scope, client string, edit func(testissuer.Claims)) string {
 		c := r.is.Standard("orders-api", "alice", scope, time.Hour)
@@ -98,6 +106,12 @@ func TestResponses(t *testing.T) {
 		{"metadata-missing-scope", enforce, req("POST", "/orders", withMetadata(write, metadataURL), "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"metadata-keys-never-fetched", noKeys, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
 		{"metadata-not-a-url", enforce, req("GET", "/orders", withMetadata(read, `https://x" error="evil`))},
+		// Opaque tokens, checked by introspection: the same answers as for a JWT, and 503 with
+		// Retry-After when the issuer can't answer (nothing cached).
+		{"introspected-allowed", introspecting, req("GET", "/orders/1", read, "authorization", "Bearer opaque.active.x.y.z")},
+		{"introspected-missing-scope", introspecting, req("POST", "/orders", write, "authorization", "Bearer opaque.active.x.y.z")},
+		{"introspected-inactive", introspecting, req("GET", "/orders/1", withMetadata(read, metadataURL), "authorization", "Bearer opaque.inactive.x.y.z")},
+		{"introspection-unavailable", introspecting, req("GET", "/orders/1", read, "authorization", "Bearer opaque.failing.x.y.z")},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},
@@ -182,4 +196,21 @@ func withMetadata(ext map[string]string, url string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// goldenIntrospection answers introspection by the token's second part: active (orders:read
+// for alice via orders-cli), inactive, or failing with 500.
+func goldenIntrospection(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.Split(r.FormValue("token"), ".")[1] {
+		case "active":
+			fmt.Fprintf(w, `{"active":true,"scope":"orders:read","client_id":"orders-cli","sub":"alice","aud":["orders-api"],"exp":%d}`, time.Now().Add(time.Hour).Unix())
+		case "inactive":
+			fmt.Fprint(w, `{"active":false}`)
+		default:
+			http.Error(w, "down", http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
