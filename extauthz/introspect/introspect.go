@@ -140,6 +140,19 @@ func (c *Client) Start(ctx context.Context) {
 	}()
 }
 
+// Discover finds the endpoint now, once (for one-shot tools); a no-op when it is known.
+func (c *Client) Discover(ctx context.Context) error {
+	if c.Ready() {
+		return nil
+	}
+	ep, err := c.discover(ctx)
+	if err != nil {
+		return err
+	}
+	c.endpoint.Store(&ep)
+	return nil
+}
+
 func (c *Client) discover(ctx context.Context) (string, error) {
 	u := strings.TrimSuffix(c.o.Issuer, "/") + "/.well-known/openid-configuration"
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
