@@ -155,6 +155,40 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+	// warm-interleaved: the ratio above, measured in alternating batches of 100 Checks (JWT,
+	// then opaque) in one service, so both see the same machine load; reported as
+	// jwt-ns/check, introspected-ns/check and introspected/jwt.
+	for _, pol := range []string{"token-only", "default-policy", "demo-policy"} {
+		b.Run("warm-interleaved/"+pol, func(b *testing.B) {
+			r := newRigIntrospecting(b, []*testissuer.Key{rs}, pol, 100000, idp.URL)
+			jwts, opaques := make([]*authv3.CheckRequest, 1000), make([]*authv3.CheckRequest, 1000)
+			for i := range jwts {
+				jwts[i], opaques[i] = request(r.token(rs, i, "orders:read orders:write")), request(opaqueToken(i))
+				mustAllow(b, must(r.svc.Check(ctx, jwts[i])))
+				mustAllow(b, must(r.svc.Check(ctx, opaques[i])))
+			}
+			var jwtNs, opaqueNs time.Duration
+			n := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				start := time.Now()
+				for j := range 100 {
+					mustAllow(b, must(r.svc.Check(ctx, jwts[(n+j)%len(jwts)])))
+				}
+				mid := time.Now()
+				for j := range 100 {
+					mustAllow(b, must(r.svc.Check(ctx, opaques[(n+j)%len(opaques)])))
+				}
+				jwtNs += mid.Sub(start)
+				opaqueNs += time.Since(mid)
+				n += 100
+			}
+			b.ReportMetric(float64(jwtNs.Nanoseconds())/float64(n), "jwt-ns/check")
+			b.ReportMetric(float64(opaqueNs.Nanoseconds())/float64(n), "introspected-ns/check")
+			b.ReportMetric(float64(opaqueNs)/float64(jwtNs), "introspected/jwt")
+		})
+	}
 	for _, k := range []*testissuer.Key{rs, es} {
 		for _, pol := range []string{"token-only", "default-policy"} {
 			b.Run("cold/"+pol+"/"+k.Alg, func(b *testing.B) {
@@ -190,13 +224,14 @@ func BenchmarkCheck(b *testing.B) {
 	}
 }
 
-// opaqueToken is the i-th opaque token of a pool, JWE-shaped as zitadel's are.
+// opaqueToken is the i-th opaque token of a pool, JWE-shaped and as long (252 bytes) as the
+// demo idp's (zitadel/oidc's) opaque tokens.
 func opaqueToken(i int) string {
-	return fmt.Sprintf("eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..bm9uY2Utbm9uY2U.%032x.dGFnLXRhZy10YWctdGFn", i)
+	return fmt.Sprintf("eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..bm9uY2Utbm9uY2U.%0174x.dGFnLXRhZy10YWctdGFn", i)
 }
 
 // introspectionServer is an RFC 7662 endpoint that finds every token active, with the same
-// claims the JWT pool carries (subject from the token, audience orders-api).
+// claims the JWT pool carries (subject from the token's number, audience orders-api).
 func introspectionServer(tb testing.TB) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if id, secret, ok := r.BasicAuth(); !ok || id != "orders-api" || secret != "s3cret" {
@@ -206,7 +241,7 @@ func introspectionServer(tb testing.TB) *httptest.Server {
 		tok := r.FormValue("token")
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"active":true,"scope":"orders:read orders:write","client_id":"orders-cli","sub":"user-%s","aud":"orders-api","exp":%d,"iat":%d,"token_type":"Bearer"}`,
-			tok[len(tok)-40:len(tok)-24], time.Now().Add(time.Hour).Unix(), time.Now().Unix())
+			tok[len(tok)-29:len(tok)-21], time.Now().Add(time.Hour).Unix(), time.Now().Unix())
 	}))
 	tb.Cleanup(srv.Close)
 	return srv
