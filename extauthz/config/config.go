@@ -289,13 +289,14 @@ func (c *Config) Validate() error {
 		}
 		switch {
 		case sources == 0 && is.Introspection != nil:
-			if is.Introspection.Endpoint == "" {
-				bad(f+".introspection.endpoint", "required without discovery: true")
-			}
+			// Introspection only: validateIntrospection requires the endpoint.
 		case sources != 1:
 			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required (or, for opaque tokens only, introspection with an endpoint)")
 		}
 		if in := is.Introspection; in != nil {
+			if in.Endpoint == "" && !is.Discovery {
+				bad(f+".introspection.endpoint", "required without discovery: true")
+			}
 			validateIntrospection(bad, f+".introspection", in)
 		}
 		if is.Discovery {
