@@ -48,7 +48,11 @@ func (v *Verifier) introspect(ctx context.Context, raw string, key *[32]byte, st
 	}
 	k := *key
 	ch := v.flight.DoChan(string(k[:]), func() (any, error) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), is.cfg.FetchTimeout)
+		timeout := is.cfg.FetchTimeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second // config defaults it; a hand-built Issuer may not
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		r, err := is.intro.Introspect(cctx, raw)
 		if err != nil {
