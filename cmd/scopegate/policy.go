@@ -220,7 +220,7 @@ func verifyWithConfig(ctx context.Context, cfg *config.Config, raw string) (*tok
 				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
 			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
-				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, Timeout: ic.FetchTimeout})
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, JWTResponse: in.JWTResponse, Timeout: ic.FetchTimeout})
 			if err != nil {
 				return nil, err
 			}

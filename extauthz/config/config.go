@@ -73,6 +73,10 @@ type Introspection struct {
 	// to the first introspecting issuer, in file order, whose prefix it starts with; an
 	// issuer without a prefix takes every token (so it must come last).
 	TokenPrefix string `yaml:"token_prefix"`
+	// JWTResponse asks for RFC 9701 signed responses (application/token-introspection+jwt),
+	// verified with the issuer's keys (so the issuer needs a key source); an unsigned answer
+	// is then refused.
+	JWTResponse bool `yaml:"jwt_response"`
 }
 
 // Introspecting reports whether the issuer accepts opaque tokens by introspection.
@@ -296,6 +300,9 @@ func (c *Config) Validate() error {
 		if in := is.Introspection; in != nil {
 			if in.Endpoint == "" && !is.Discovery {
 				bad(f+".introspection.endpoint", "required without discovery: true")
+			}
+			if in.JWTResponse && sources == 0 {
+				bad(f+".introspection.jwt_response", "needs the issuer's keys (discovery: true, jwks_uri or jwks_file) to verify the signed responses")
 			}
 			validateIntrospection(bad, f+".introspection", in)
 		}

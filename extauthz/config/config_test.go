@@ -130,6 +130,7 @@ func TestIntrospectionConfig(t *testing.T) {
 		{"no endpoint without discovery", strings.Replace(only, "endpoint: 'https://idp.example.com/introspect', ", "", 1), "issuers[0] (corp).introspection.endpoint: required without discovery: true"},
 		{"endpoint not http", strings.Replace(only, "https://idp.example.com/introspect", "ftp://idp/x", 1), `introspection.endpoint: want an http(s) URL without user info, got "ftp://idp/x"`},
 		{"jwks_uri, no discovery, no endpoint", "issuers:\n" + strings.Replace(introspecting("corp", "", secret), "discovery: true", "jwks_uri: https://corp.example.com/keys", 1), "issuers[0] (corp).introspection.endpoint: required without discovery: true"},
+		{"jwt_response without keys", strings.Replace(only, "client_id: c,", "client_id: c, jwt_response: true,", 1), "issuers[0] (corp).introspection.jwt_response: needs the issuer's keys"},
 		{"no client_id", strings.Replace(only, "client_id: c, ", "", 1), "introspection.client_id: required"},
 		{"no secret file", strings.Replace(only, ", client_secret_file: "+secret, "", 1), "introspection.client_secret_file: required"},
 		{"missing secret file", strings.Replace(only, secret, secret+".missing", 1), "introspection.client_secret_file: stat " + secret + ".missing"},

@@ -43,6 +43,9 @@ type Options struct {
 	ClientSecret string
 	// HTTP is the client for calls; nil: a client bounded by Timeout.
 	HTTP *http.Client
+	// JWTResponse asks for a signed JWT response (RFC 9701) and refuses a plain JSON one; the
+	// caller verifies the JWT (Response.JWT) with the issuer's keys.
+	JWTResponse bool
 	// Timeout bounds one call (and one discovery attempt).
 	Timeout  time.Duration
 	Metrics  *Metrics
@@ -209,6 +212,9 @@ func (c *Client) call(ctx context.Context, ep, token string) (*Response, error) 
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	if c.o.JWTResponse {
+		req.Header.Set("Accept", JWTMediaType)
+	}
 	req.Header.Set("Authorization", c.auth)
 	resp, err := c.o.HTTP.Do(req)
 	if err != nil {
@@ -227,12 +233,22 @@ func (c *Client) call(ctx context.Context, ep, token string) (*Response, error) 
 	if len(body) > MaxResponseBytes {
 		return nil, fmt.Errorf("%w: %s: response larger than %d bytes", ErrUnavailable, ep, MaxResponseBytes)
 	}
+	if c.o.JWTResponse {
+		// RFC 9701 §5: the answer is a JWS; a plain JSON answer would be unsigned: refused.
+		if mt := strings.TrimSpace(strings.Split(resp.Header.Get("Content-Type"), ";")[0]); !strings.EqualFold(mt, JWTMediaType) {
+			return nil, fmt.Errorf("%w: %s: a signed (%s) response was asked for, got %q", ErrUnavailable, ep, JWTMediaType, mt)
+		}
+		return &Response{JWT: strings.TrimSpace(string(body))}, nil
+	}
 	r, err := Parse(body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ep, err)
 	}
 	return r, nil
 }
+
+// JWTMediaType is the media type of an RFC 9701 JWT introspection response.
+const JWTMediaType = "application/token-introspection+jwt"
 
 // Response is an introspection answer with the members scopegate reads, type-checked.
 // Optional numeric members are 0 when absent.
@@ -250,6 +266,9 @@ type Response struct {
 	Nbf       int64
 	// Raw is the whole response, the token's claims for the policy (input.token.claims).
 	Raw []byte
+	// JWT is set, and nothing else, for an RFC 9701 response: the signed JWT, still to be
+	// verified; its token_introspection claim is the answer (Parse it).
+	JWT string
 }
 
 // Parse reads a response body strictly: a JSON object with a boolean active, string members

@@ -92,7 +92,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
 			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
-				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, JWTResponse: in.JWTResponse,
 				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
 			if err != nil {
 				cancel()

@@ -2,6 +2,8 @@ package token
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -55,6 +57,9 @@ func (v *Verifier) introspect(ctx context.Context, raw string, key *[32]byte, st
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		r, err := is.intro.Introspect(cctx, raw)
+		if err == nil && r.JWT != "" {
+			r, err = is.verifyIntrospectionJWT(cctx, r.JWT)
+		}
 		if err != nil {
 			v.log.Warn("token introspection failed", "issuer", is.cfg.Name, "error", err)
 			return nil, err
@@ -165,4 +170,98 @@ func anyIn(have, want []string) bool {
 		}
 	}
 	return false
+}
+
+// introspectionJWTType is the typ of an RFC 9701 response (media type without application/).
+const introspectionJWTType = "token-introspection+jwt"
+
+// verifyIntrospectionJWT checks an RFC 9701 response as strictly as an access token: a JWS
+// by one of the issuer's keys (its algorithm allow-list, typ token-introspection+jwt, no
+// crit), iss the issuer, aud naming scopegate's introspection client, iat present. Its
+// token_introspection claim is the answer, parsed like a JSON one. Every failure is the
+// IdP's side (ErrUnavailable): 503, never cached.
+func (is *issuer) verifyIntrospectionJWT(ctx context.Context, jws string) (*introspect.Response, error) {
+	fail := func(format string, args ...any) (*introspect.Response, error) {
+		return nil, fmt.Errorf("%w: signed response of %s: %s", introspect.ErrUnavailable, is.cfg.Name, fmt.Sprintf(format, args...))
+	}
+	if is.keys == nil {
+		return fail("the issuer has no keys to verify it with")
+	}
+	tok, terr := split(jws)
+	if terr != nil {
+		return fail("%s", terr.Description)
+	}
+	var hb [256]byte
+	h, terr := readHeader(tok.header, hb[:])
+	if terr != nil {
+		return fail("%s", terr.Description)
+	}
+	method := is.methods[h.alg]
+	switch {
+	case !h.algOK || method == nil:
+		return fail("signing algorithm not accepted")
+	case h.crit:
+		return fail("critical header extension")
+	case normTyp(h.typ) != introspectionJWTType:
+		return fail("typ is not %s", introspectionJWTType)
+	case h.hasKID && !h.kidOK:
+		return fail("kid is not a string")
+	}
+	sig, err := decodeSegment(nil, tok.signature)
+	if err != nil {
+		return fail("signature is not base64url")
+	}
+	verified := false
+	if h.hasKID {
+		key, err := is.keys.Lookup(ctx, h.kid, h.alg)
+		if err != nil {
+			return fail("signing key: %v", err)
+		}
+		verified = key.Allows(h.alg) == nil && method.Verify(tok.signed, sig, key.Public) == nil
+	} else {
+		for _, key := range is.keys.Current().All() {
+			if key.Allows(h.alg) == nil && method.Verify(tok.signed, sig, key.Public) == nil {
+				verified = true
+				break
+			}
+		}
+	}
+	if !verified {
+		return fail("signature is invalid")
+	}
+	payload, err := decodeSegment(nil, tok.payload)
+	if err != nil {
+		return fail("payload is not base64url")
+	}
+	var c struct {
+		Iss string          `json:"iss"`
+		Aud json.RawMessage `json:"aud"`
+		Iat *float64        `json:"iat"`
+		TI  json.RawMessage `json:"token_introspection"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fail("claims are not a JSON object of the expected types")
+	}
+	var auds []string
+	if json.Unmarshal(c.Aud, &auds) != nil {
+		var one string
+		if json.Unmarshal(c.Aud, &one) == nil {
+			auds = []string{one}
+		}
+	}
+	switch {
+	case c.Iss != is.cfg.Issuer:
+		return fail("iss is not the issuer")
+	case !anyIn(auds, []string{is.cfg.Introspection.ClientID}):
+		return fail("aud does not name client %s", is.cfg.Introspection.ClientID)
+	case c.Iat == nil:
+		return fail("no iat")
+	case len(c.TI) == 0:
+		return fail("no token_introspection claim")
+	}
+	r, err := introspect.Parse(c.TI)
+	if err != nil {
+		return fail("token_introspection: %v", err)
+	}
+	return r, nil
 }
