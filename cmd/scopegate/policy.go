@@ -215,12 +215,12 @@ func verifyWithConfig(ctx context.Context, cfg *config.Config, raw string) (*tok
 		is := token.Issuer{Config: ic}
 		if in := ic.Introspection; in != nil {
 			// As the service does: opaque tokens go to the issuer's introspection endpoint.
-			secret, err := config.ReadSecret(in.ClientSecretFile)
+			secret, key, err := in.Credentials()
 			if err != nil {
 				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
 			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
-				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, JWTResponse: in.JWTResponse, Timeout: ic.FetchTimeout})
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse, Timeout: ic.FetchTimeout})
 			if err != nil {
 				return nil, err
 			}

@@ -2,6 +2,9 @@
 package config
 
 import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -65,6 +68,10 @@ type Introspection struct {
 	// (client_secret_basic).
 	ClientID         string `yaml:"client_id"`
 	ClientSecretFile string `yaml:"client_secret_file"`
+	// KeyFile, instead of ClientSecretFile, authenticates with private_key_jwt (RFC 7523): a
+	// PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC); KeyID is sent as the assertion's kid.
+	KeyFile string `yaml:"key_file"`
+	KeyID   string `yaml:"key_id"`
 	// CacheTTL: a positive answer is reused until min(exp, now + cache_ttl) (default 60s).
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// NegativeCacheTTL: an inactive (or refused) answer is reused this long (default 5s).
@@ -407,10 +414,19 @@ func validateIntrospection(bad func(field, format string, args ...any), f string
 	if in.ClientID == "" {
 		bad(f+".client_id", "required (scopegate's client at the introspection endpoint)")
 	}
-	if in.ClientSecretFile == "" {
-		bad(f+".client_secret_file", "required (a file holding the client secret)")
-	} else if _, err := os.Stat(in.ClientSecretFile); err != nil {
-		bad(f+".client_secret_file", "%v", err)
+	switch {
+	case in.ClientSecretFile == "" && in.KeyFile == "":
+		bad(f+".client_secret_file", "required (a file holding the client secret), or key_file for private_key_jwt")
+	case in.ClientSecretFile != "" && in.KeyFile != "":
+		bad(f, "client_secret_file and key_file are exclusive: one client authentication method")
+	case in.ClientSecretFile != "":
+		if _, err := os.Stat(in.ClientSecretFile); err != nil {
+			bad(f+".client_secret_file", "%v", err)
+		}
+	default:
+		if _, err := ReadPrivateKey(in.KeyFile); err != nil {
+			bad(f+".key_file", "%v", err)
+		}
 	}
 	if in.CacheTTL < 0 || in.CacheTTL > time.Hour {
 		bad(f+".cache_ttl", "%s is out of range (up to 1h)", in.CacheTTL)
@@ -435,4 +451,50 @@ func ReadSecret(path string) (string, error) {
 		return "", fmt.Errorf("client_secret_file %s: empty", path)
 	}
 	return s, nil
+}
+
+// ReadPrivateKey reads a PEM private key for private_key_jwt: PKCS#8, PKCS#1 (RSA) or SEC 1
+// (EC). Errors name the file, never key material.
+func ReadPrivateKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	var key any
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: PEM block %q is not a private key", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return signer, nil
+}
+
+// Credentials reads what authenticates scopegate at the introspection endpoint: the client
+// secret (client_secret_file) or the private key (key_file), whichever is configured.
+func (in *Introspection) Credentials() (secret string, key crypto.Signer, err error) {
+	if in.KeyFile != "" {
+		key, err = ReadPrivateKey(in.KeyFile)
+		if err != nil {
+			return "", nil, fmt.Errorf("key_file: %w", err)
+		}
+		return "", key, nil
+	}
+	secret, err = ReadSecret(in.ClientSecretFile)
+	return secret, nil, err
 }

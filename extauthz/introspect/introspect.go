@@ -10,6 +10,12 @@ package introspect
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +26,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // MaxResponseBytes bounds an introspection response: the answer about one token is small,
@@ -40,7 +48,11 @@ type Options struct {
 	Endpoint     string
 	Discovery    bool
 	ClientID     string
-	ClientSecret string
+	ClientSecret string // client_secret_basic; or
+	// ClientKey authenticates with private_key_jwt (RFC 7523 §2.2): a fresh client assertion
+	// signed with it for every call. KeyID names it in the assertion's kid (optional).
+	ClientKey crypto.Signer
+	KeyID     string
 	// HTTP is the client for calls; nil: a client bounded by Timeout.
 	HTTP *http.Client
 	// JWTResponse asks for a signed JWT response (RFC 9701) and refuses a plain JSON one; the
@@ -206,6 +218,15 @@ func (c *Client) call(ctx context.Context, ep, token string) (*Response, error) 
 	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	if c.o.ClientKey != nil {
+		assertion, err := c.assertion(ep)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client assertion: %v", ErrUnavailable, err)
+		}
+		form.Set("client_id", c.o.ClientID)
+		form.Set("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+		form.Set("client_assertion", assertion)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnavailable, ep, err)
@@ -215,7 +236,9 @@ func (c *Client) call(ctx context.Context, ep, token string) (*Response, error) 
 	if c.o.JWTResponse {
 		req.Header.Set("Accept", JWTMediaType)
 	}
-	req.Header.Set("Authorization", c.auth)
+	if c.o.ClientKey == nil {
+		req.Header.Set("Authorization", c.auth)
+	}
 	resp, err := c.o.HTTP.Do(req)
 	if err != nil {
 		// *url.Error names the method and URL only; the token is in the body, never in it.
@@ -351,4 +374,46 @@ func noDuplicates(body []byte) error {
 		}
 	}
 	return nil
+}
+
+// assertion is a private_key_jwt client assertion (RFC 7523 §3): iss and sub the client, aud
+// the endpoint, a minute's life, a random jti so it can't be replayed.
+func (c *Client) assertion(endpoint string) (string, error) {
+	method, err := SigningMethodFor(c.o.ClientKey)
+	if err != nil {
+		return "", err
+	}
+	var jti [16]byte
+	_, _ = rand.Read(jti[:])
+	now := time.Now()
+	t := jwt.NewWithClaims(method, jwt.RegisteredClaims{
+		Issuer: c.o.ClientID, Subject: c.o.ClientID, Audience: jwt.ClaimStrings{endpoint},
+		ID: base64.RawURLEncoding.EncodeToString(jti[:]), IssuedAt: jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(time.Minute)),
+	})
+	if c.o.KeyID != "" {
+		t.Header["kid"] = c.o.KeyID
+	}
+	return t.SignedString(c.o.ClientKey)
+}
+
+// SigningMethodFor picks the assertion's algorithm from the key: RS256, ES256/384/512 by
+// curve, or EdDSA.
+func SigningMethodFor(k crypto.Signer) (jwt.SigningMethod, error) {
+	switch key := k.(type) {
+	case *rsa.PrivateKey:
+		return jwt.SigningMethodRS256, nil
+	case *ecdsa.PrivateKey:
+		switch key.Curve.Params().BitSize {
+		case 256:
+			return jwt.SigningMethodES256, nil
+		case 384:
+			return jwt.SigningMethodES384, nil
+		case 521:
+			return jwt.SigningMethodES512, nil
+		}
+	case ed25519.PrivateKey:
+		return jwt.SigningMethodEdDSA, nil
+	}
+	return nil, errors.New("unsupported client key (want RSA, ECDSA P-256/384/521 or Ed25519)")
 }

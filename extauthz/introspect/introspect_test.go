@@ -2,13 +2,22 @@ package introspect
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 func TestParse(t *testing.T) {
@@ -103,5 +112,50 @@ func TestCallAndErrors(t *testing.T) {
 	srv.Close()
 	if _, err := c.Introspect(context.Background(), "the-token"); !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), "the-token") {
 		t.Fatalf("server down: %v", err)
+	}
+}
+
+// private_key_jwt (RFC 7523): a fresh assertion per call, signed with the client's key, iss and
+// sub the client, aud the endpoint, short-lived, with a jti; no Authorization header.
+func TestPrivateKeyJWT(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	for name, key := range map[string]crypto.Signer{"ES256": ec, "RS256": rk, "EdDSA": ed} {
+		t.Run(name, func(t *testing.T) {
+			var jtis []string
+			var srvURL string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != "" || r.FormValue("client_id") != "orders-api" ||
+					r.FormValue("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+					http.Error(w, "bad client authentication", http.StatusUnauthorized)
+					return
+				}
+				var claims jwt.RegisteredClaims
+				tok, err := jwt.ParseWithClaims(r.FormValue("client_assertion"), &claims, func(*jwt.Token) (any, error) { return key.Public(), nil },
+					jwt.WithValidMethods([]string{name}), jwt.WithAudience(srvURL), jwt.WithIssuer("orders-api"), jwt.WithExpirationRequired())
+				if err != nil || claims.Subject != "orders-api" || claims.ID == "" || tok.Header["kid"] != "k-1" ||
+					claims.ExpiresAt.Sub(claims.IssuedAt.Time) > time.Minute {
+					http.Error(w, fmt.Sprint("bad assertion: ", err), http.StatusUnauthorized)
+					return
+				}
+				jtis = append(jtis, claims.ID)
+				_, _ = w.Write([]byte(`{"active":true,"exp":1}`))
+			}))
+			defer srv.Close()
+			srvURL = srv.URL
+			c, err := New(Options{Name: "corp", Endpoint: srv.URL, ClientID: "orders-api", ClientKey: key, KeyID: "k-1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				if r, err := c.Introspect(context.Background(), "tok"); err != nil || !r.Active {
+					t.Fatalf("call: %+v %v", r, err)
+				}
+			}
+			if len(jtis) != 2 || jtis[0] == jtis[1] {
+				t.Fatalf("jtis %v: want a fresh assertion per call", jtis)
+			}
+		})
 	}
 }

@@ -86,13 +86,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			is.Keys = src
 		}
 		if in := ic.Introspection; in != nil {
-			secret, err := config.ReadSecret(in.ClientSecretFile)
+			secret, key, err := in.Credentials()
 			if err != nil {
 				cancel()
 				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
 			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
-				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, JWTResponse: in.JWTResponse,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
 				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
 			if err != nil {
 				cancel()
