@@ -84,6 +84,9 @@ type Introspection struct {
 	// verified with the issuer's keys (so the issuer needs a key source); an unsigned answer
 	// is then refused.
 	JWTResponse bool `yaml:"jwt_response"`
+	// IntrospectJWS sends a JWS that this issuer's keys fail to verify (bad or unknown key,
+	// wrong algorithm, ...) to introspection instead of refusing it. Off by default.
+	IntrospectJWS bool `yaml:"introspect_jws"`
 }
 
 // Introspecting reports whether the issuer accepts opaque tokens by introspection.

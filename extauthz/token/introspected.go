@@ -48,6 +48,38 @@ func (v *Verifier) introspect(ctx context.Context, raw string, key *[32]byte, st
 		_, err := split(raw) // as without introspection: malformed, or JWE not accepted
 		return nil, err
 	}
+	return v.introspectWith(ctx, is, raw, key, stale)
+}
+
+// jwsFallback picks the issuer a JWS that failed verification may be introspected by: its
+// issuer (the only one, or the one its unverified iss names) when that issuer has
+// introspection with introspect_jws; nil otherwise.
+func (v *Verifier) jwsFallback(raw string) *issuer {
+	is := v.only
+	if is == nil {
+		tok, err := split(raw)
+		if err != nil {
+			return nil
+		}
+		payload, derr := decodeSegment(nil, tok.payload)
+		if derr != nil {
+			return nil
+		}
+		var c struct {
+			Iss string `json:"iss"`
+		}
+		if json.Unmarshal(payload, &c) != nil {
+			return nil
+		}
+		is = v.byIss[c.Iss]
+	}
+	if is == nil || is.intro == nil || !is.cfg.Introspection.IntrospectJWS {
+		return nil
+	}
+	return is
+}
+
+func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, key *[32]byte, stale *entry) (*Identity, error) {
 	k := *key
 	ch := v.flight.DoChan(string(k[:]), func() (any, error) {
 		timeout := is.cfg.FetchTimeout

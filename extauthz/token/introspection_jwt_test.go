@@ -94,3 +94,42 @@ func TestIntrospectionJWTResponse(t *testing.T) {
 		})
 	}
 }
+
+// introspect_jws: a JWS the issuer's keys can't verify goes to introspection; a JWS they
+// verify never does; without the option the JWS is refused and the IdP never sees it.
+func TestIntrospectJWS(t *testing.T) {
+	k, stranger := testissuer.NewKey("k1", "ES256"), testissuer.NewKey("k9", "ES256")
+	is := testissuer.New(k)
+	t.Cleanup(is.Close)
+	idp := newFakeIdP(t)
+	idp.always(200, fmt.Sprintf(`{"active":true,"sub":"from-idp","scope":"orders:read","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	f := newFixture(t, is, nil)
+	mk := func(on bool) *Verifier {
+		cfg := f.cfg
+		cfg.Introspection = introIssuer("test", idp.srv.URL).Introspection
+		cfg.Introspection.IntrospectJWS = on
+		c, err := introspect.New(introspect.Options{Name: "test", Issuer: cfg.Issuer, Endpoint: idp.srv.URL, ClientID: "scopegate", ClientSecret: "s3cret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: f.src, Introspect: c}}, Cache: NewCache(100)})
+	}
+	unverifiable := testissuer.Sign(stranger, is.Standard(aud, "alice", "orders:read", time.Hour), nil)
+	good := testissuer.Sign(k, is.Standard(aud, "alice", "orders:read", time.Hour), nil)
+
+	off := mk(false)
+	if _, err := off.Verify(context.Background(), unverifiable); reasonOf(err) != contract.ReasonUnknownKID || idp.calls.Load() != 0 {
+		t.Fatalf("off: %v, %d calls; want unknown_kid and no call", err, idp.calls.Load())
+	}
+	on := mk(true)
+	if id, err := on.Verify(context.Background(), good); err != nil || id.Source != SourceJWT || idp.calls.Load() != 0 {
+		t.Fatalf("verifiable JWS: %v, %v, %d calls; want a local verification", id, err, idp.calls.Load())
+	}
+	id, err := on.Verify(context.Background(), unverifiable)
+	if err != nil || id.Source != SourceIntrospection || id.Subject != "from-idp" || idp.calls.Load() != 1 {
+		t.Fatalf("unverifiable JWS: %+v, %v, %d calls; want the IdP's answer", id, err, idp.calls.Load())
+	}
+	if again, err := on.Verify(context.Background(), unverifiable); err != nil || again != id || idp.calls.Load() != 1 {
+		t.Fatalf("again: %v, %d calls; want the cached answer", err, idp.calls.Load())
+	}
+}

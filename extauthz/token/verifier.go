@@ -184,6 +184,16 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	}
 	id, kid, fp, err := v.verify(ctx, raw)
 	if err != nil {
+		// introspect_jws: a JWS its issuer's keys can't vouch for (say, signed with a key it
+		// does not publish) is the issuer's to judge. Our own faults (503) are not.
+		if te := (*Error)(nil); errors.As(err, &te) && !te.Unavailable && len(v.introspecting) > 0 {
+			if is := v.jwsFallback(raw); is != nil {
+				if v.cache == nil {
+					key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+				}
+				return v.introspectWith(ctx, is, raw, &key, stale)
+			}
+		}
 		return nil, err
 	}
 	if v.cache != nil && kid != "" {
