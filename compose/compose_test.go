@@ -374,9 +374,31 @@ func TestAddressesAgree(t *testing.T) {
 				f, _ := dig(d, "tls", k).(string)
 				dig(d, "tls").(map[string]any)[k] = filepath.Base(f)
 			}
+			delete(dig(d, "issuers", 0, "introspection").(map[string]any), "endpoint")
+			delete(dig(d, "issuers", 0, "introspection").(map[string]any), "client_secret_file")
 		}
 		if fmt.Sprint(a) != fmt.Sprint(b) {
-			t.Errorf("authz.yaml and authz.local.yaml differ beyond jwks_uri, policy.path and the certificates' directory")
+			t.Errorf("authz.yaml and authz.local.yaml differ beyond jwks_uri, policy.path, the certificates' directory and the introspection endpoint and secret file")
+		}
+		for _, tc := range []struct{ file, host string }{{authzPath, "idp"}, {"authz.local.yaml", "127.0.0.1"}} {
+			in := dig(readYAML(t, tc.file), "issuers", 0, "introspection")
+			if u, err := url.Parse(fmt.Sprint(dig(in, "endpoint"))); err != nil || u.Hostname() != tc.host || u.Port() != idpPort || u.Path != idp.PathIntrospect {
+				t.Errorf("%s: introspection endpoint %v, want http://%s:%s%s", tc.file, dig(in, "endpoint"), tc.host, idpPort, idp.PathIntrospect)
+			}
+			if dig(in, "client_id") != idpCfg.API.Audience {
+				t.Errorf("%s: introspection client_id %v, want the API's audience %q (only it may introspect)", tc.file, dig(in, "client_id"), idpCfg.API.Audience)
+			}
+		}
+		secret, err := os.ReadFile("introspection-secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, c := range idpCfg.Clients {
+			found = found || (c.ID == idpCfg.API.Audience && c.Secret == strings.TrimSpace(string(secret)))
+		}
+		if !found {
+			t.Errorf("compose/introspection-secret is not the secret of the idp client %q", idpCfg.API.Audience)
 		}
 	})
 
@@ -385,6 +407,8 @@ func TestAddressesAgree(t *testing.T) {
 		policyDir, _ := dig(authzDoc, "policy", "path").(string)
 		d := readYAML(t, authzPath)
 		dig(d, "policy").(map[string]any)["path"] = mountSource(t, authzSvc, policyDir)
+		in := dig(d, "issuers", 0, "introspection").(map[string]any)
+		in["client_secret_file"] = mountSource(t, authzSvc, in["client_secret_file"].(string))
 		raw, err := yaml.Marshal(d)
 		if err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
@@ -211,6 +212,27 @@ func decodeClaims(raw []byte, err error) (*token.Identity, error) {
 func verifyWithConfig(ctx context.Context, cfg *config.Config, raw string) (*token.Identity, error) {
 	var issuers []token.Issuer
 	for _, ic := range cfg.Issuers {
+		is := token.Issuer{Config: ic}
+		if in := ic.Introspection; in != nil {
+			// As the service does: opaque tokens go to the issuer's introspection endpoint.
+			secret, key, err := in.Credentials()
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
+			}
+			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse, Timeout: ic.FetchTimeout})
+			if err != nil {
+				return nil, err
+			}
+			if err := c.Discover(ctx); err != nil {
+				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
+			}
+			is.Introspect = c
+		}
+		if !ic.HasKeys() {
+			issuers = append(issuers, is)
+			continue
+		}
 		src, err := jwks.New(jwks.Options{Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
 			RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval, FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes})
 		if err != nil {
@@ -225,7 +247,8 @@ func verifyWithConfig(ctx context.Context, cfg *config.Config, raw string) (*tok
 				return nil, fmt.Errorf("issuer %s: no keys: %w", ic.Name, ctx.Err())
 			}
 		}
-		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
+		is.Keys = src
+		issuers = append(issuers, is)
 	}
 	return token.NewVerifier(token.Options{Issuers: issuers}).Verify(ctx, raw)
 }

@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,6 +142,56 @@ type VirtualHost struct {
 	Name    string   `yaml:"name"`
 	Domains []string `yaml:"domains"`
 	Routes  []Route  `yaml:"routes"`
+	// ResourceMetadata, when set, publishes the virtual host's RFC 9728 protected resource
+	// metadata (answered by Envoy itself) and points every 401 challenge at it.
+	ResourceMetadata *ResourceMetadata `yaml:"resource_metadata"`
+}
+
+// ResourceMetadata is the configured part of an RFC 9728 §2 protected resource metadata
+// document. scopes_supported (from the routes) and bearer_methods_supported (["header"]) are
+// computed by the control plane, never configured.
+type ResourceMetadata struct {
+	// Resource is the protected resource's identifier: an https URL without query or fragment.
+	Resource string `yaml:"resource"`
+	// AuthorizationServers are issuer identifiers of the authorization servers this API trusts.
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// Optional RFC 9728 §2 members, copied into the document as given.
+	JWKSURI                               string   `yaml:"jwks_uri"`
+	ResourceName                          string   `yaml:"resource_name"`
+	ResourceDocumentation                 string   `yaml:"resource_documentation"`
+	ResourcePolicyURI                     string   `yaml:"resource_policy_uri"`
+	ResourceTOSURI                        string   `yaml:"resource_tos_uri"`
+	ResourceSigningAlgValuesSupported     []string `yaml:"resource_signing_alg_values_supported"`
+	TLSClientCertificateBoundAccessTokens bool     `yaml:"tls_client_certificate_bound_access_tokens"`
+	AuthorizationDetailsTypesSupported    []string `yaml:"authorization_details_types_supported"`
+	// CacheMaxAge is the document's Cache-Control max-age (default 1h).
+	CacheMaxAge time.Duration `yaml:"cache_max_age"`
+}
+
+// DefaultMetadataMaxAge is how long clients and caches may keep a metadata document.
+const DefaultMetadataMaxAge = time.Hour
+
+// WellKnownResourcePath is RFC 9728 §3's well-known path component.
+const WellKnownResourcePath = "/.well-known/oauth-protected-resource"
+
+// DocumentPath is the path Envoy answers the document on (RFC 9728 §3.1): the well-known
+// component inserted between the host and the resource's path, a terminating slash removed.
+// Resource must have passed Validate.
+func (m *ResourceMetadata) DocumentPath() string {
+	u, err := url.Parse(m.Resource)
+	if err != nil {
+		return WellKnownResourcePath
+	}
+	return WellKnownResourcePath + strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
+// DocumentURL is the document's absolute URL, sent in 401 challenges (RFC 9728 §5.1).
+func (m *ResourceMetadata) DocumentURL() string {
+	u, err := url.Parse(m.Resource)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host + m.DocumentPath()
 }
 
 // Route is one matched request class, sent to one upstream.
@@ -270,6 +321,9 @@ func (c *Config) applyDefaults() {
 		for li := range c.Fleets[fi].Listeners {
 			for vi := range c.Fleets[fi].Listeners[li].VirtualHosts {
 				vh := &c.Fleets[fi].Listeners[li].VirtualHosts[vi]
+				if m := vh.ResourceMetadata; m != nil && m.CacheMaxAge == 0 {
+					m.CacheMaxAge = DefaultMetadataMaxAge
+				}
 				for ri := range vh.Routes {
 					if vh.Routes[ri].Mode == "" && !vh.Routes[ri].Public {
 						vh.Routes[ri].Mode = contract.ModeEnforce

@@ -159,6 +159,20 @@ func TestParseErrors(t *testing.T) {
 		{name: "endpoint without port", edit: repl(`endpoints: ["127.0.0.1:8081"]`, `endpoints: ["127.0.0.1"]`), wantErr: `upstreams[0] "orders": endpoints[0]: "127.0.0.1" is not host:port`},
 		{name: "endpoint bad host", edit: repl(`endpoints: ["127.0.0.1:8081"]`, `endpoints: ["bad_host!:80"]`), wantErr: `endpoints[0]: "bad_host!:80": host "bad_host!" is neither an IP address nor a DNS name`},
 		{name: "reserved upstream name", edit: repl("  - name: orders\n    endpoints", "  - name: scopegate_authz\n    endpoints"), wantErr: `upstreams[0] "scopegate_authz": name "scopegate_authz" is reserved`},
+		{name: "metadata without resource", edit: withMetadata(`{authorization_servers: ["https://idp.example.com/"]}`), wantErr: `virtual host "api": resource_metadata: resource: required`},
+		{name: "metadata http resource", edit: withMetadata(`{resource: "http://api.example.com", authorization_servers: ["https://idp.example.com/"]}`), wantErr: `resource_metadata: resource: "http://api.example.com" must use https`},
+		{name: "metadata resource with fragment", edit: withMetadata(`{resource: "https://api.example.com/#x", authorization_servers: ["https://idp.example.com/"]}`), wantErr: `resource_metadata: resource: "https://api.example.com/#x" must not have a query or fragment`},
+		{name: "metadata without servers", edit: withMetadata(`{resource: "https://api.example.com"}`), wantErr: `resource_metadata: authorization_servers: at least one issuer URL is required`},
+		{name: "metadata relative server", edit: withMetadata(`{resource: "https://api.example.com", authorization_servers: ["/idp"]}`), wantErr: `resource_metadata: authorization_servers[0]: "/idp" must be an absolute URL`},
+		{name: "metadata alg none", edit: withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"], resource_signing_alg_values_supported: [none]}`), wantErr: `resource_signing_alg_values_supported[0]: "none" is not a signing algorithm`},
+		{name: "metadata unknown member", edit: withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"], documentation: "https://x"}`), wantErr: "field documentation not found"},
+		{name: "route shadowed by metadata (exact)", edit: shadowing(`{path: /.well-known/oauth-protected-resource}`, "https://api.example.com"), wantErr: `virtual host "api": route "wk" matches the resource metadata path /.well-known/oauth-protected-resource; the metadata route would shadow it`},
+		{name: "route shadowed by metadata (prefix)", edit: shadowing(`{prefix: /.well-known/}`, "https://api.example.com"), wantErr: `route "wk" matches the resource metadata path`},
+		{name: "route shadowed by metadata (segment prefix)", edit: shadowing(`{prefix: /.well-known}`, "https://api.example.com"), wantErr: `route "wk" matches the resource metadata path`},
+		{name: "route shadowed by metadata (suffixed path)", edit: shadowing(`{prefix: /.well-known/oauth-protected-resource/orders}`, "https://api.example.com/orders"), wantErr: `matches the resource metadata path /.well-known/oauth-protected-resource/orders`},
+		{name: "metadata route name taken", edit: func(s string) string {
+			return withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"]}`)(repl("name: health", "name: api.resource-metadata")(s))
+		}, wantErr: `virtual host "api": route name "api.resource-metadata" (in virtual host "api") is reserved for the resource metadata route`},
 		{name: "negative route timeout", edit: repl("public: true", "public: true\n                timeout: -1s"), wantErr: `route "health": timeout: must not be negative`},
 	}
 	for _, tt := range tests {
@@ -243,5 +257,51 @@ func TestInsecurePlaintextSecrets(t *testing.T) {
 				t.Fatalf("error does not name insecure_plaintext_secrets: %v", err)
 			}
 		})
+	}
+}
+
+// withMetadata gives the good config's virtual host a resource_metadata block.
+func withMetadata(block string) func(string) string {
+	return repl(`domains: ["*"]`, "domains: [\"*\"]\n            resource_metadata: "+block)
+}
+
+// shadowing adds a route with match m next to resource_metadata for resource.
+func shadowing(m, resource string) func(string) string {
+	return func(s string) string {
+		s = withMetadata(`{resource: "` + resource + `", authorization_servers: ["https://idp.example.com/"]}`)(s)
+		return repl("            routes:\n", "            routes:\n              - name: wk\n                match: "+m+"\n                upstream: orders\n                public: true\n")(s)
+	}
+}
+
+func TestResourceMetadataDocumentURL(t *testing.T) {
+	tests := []struct{ resource, path, url string }{
+		{"https://api.example.com", "/.well-known/oauth-protected-resource", "https://api.example.com/.well-known/oauth-protected-resource"},
+		{"https://api.example.com/", "/.well-known/oauth-protected-resource", "https://api.example.com/.well-known/oauth-protected-resource"},
+		{"https://api.example.com:8443/orders", "/.well-known/oauth-protected-resource/orders", "https://api.example.com:8443/.well-known/oauth-protected-resource/orders"},
+		{"https://api.example.com/v1/orders/", "/.well-known/oauth-protected-resource/v1/orders", "https://api.example.com/.well-known/oauth-protected-resource/v1/orders"},
+		{"http://localhost:10000", "/.well-known/oauth-protected-resource", "http://localhost:10000/.well-known/oauth-protected-resource"},
+	}
+	for _, tt := range tests {
+		m := &ResourceMetadata{Resource: tt.resource}
+		if got := m.DocumentPath(); got != tt.path {
+			t.Errorf("%s: DocumentPath = %q, want %q", tt.resource, got, tt.path)
+		}
+		if got := m.DocumentURL(); got != tt.url {
+			t.Errorf("%s: DocumentURL = %q, want %q", tt.resource, got, tt.url)
+		}
+	}
+}
+
+// TestResourceMetadataCatchAll: a catch-all prefix "/" is "everything else"; the document's
+// exact route is carved out of it, so it is no shadowing error. Defaults: max-age one hour.
+func TestResourceMetadataCatchAll(t *testing.T) {
+	in := withMetadata(`{resource: "http://127.0.0.1:10000", authorization_servers: ["https://idp.example.com/"]}`)(good)
+	in = repl("match: {path: /healthz}", "match: {prefix: /}")(in)
+	cfg, err := Parse("good.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Fleets[0].Listeners[0].VirtualHosts[0].ResourceMetadata.CacheMaxAge; got != DefaultMetadataMaxAge {
+		t.Errorf("cache_max_age = %s, want the default %s", got, DefaultMetadataMaxAge)
 	}
 }

@@ -114,13 +114,16 @@ func TestComposeConfigs(t *testing.T) {
 				if err := r.GetTypedPerFilterConfig()[ExtAuthzFilterName].UnmarshalTo(per); err != nil {
 					t.Fatal(err)
 				}
-				if r.GetName() == "health" {
+				if r.GetName() == "health" || r.GetName() == "api.resource-metadata" {
 					if !per.GetDisabled() {
-						t.Error("health: ext_authz not disabled")
+						t.Errorf("%s: ext_authz not disabled", r.GetName())
 					}
 					continue
 				}
 				ext := per.GetCheckSettings().GetContextExtensions()
+				if !strings.HasSuffix(ext[contract.ExtResourceMetadata], "/.well-known/oauth-protected-resource") {
+					t.Errorf("%s: no resource_metadata URL in %v", r.GetName(), ext)
+				}
 				if ext[contract.ExtRoute] != r.GetName() || ext[contract.ExtScopes] != want[r.GetName()] {
 					t.Errorf("%s: context extensions %v", r.GetName(), ext)
 				}

@@ -26,6 +26,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
@@ -37,18 +38,20 @@ import (
 
 // Server is a running authz service.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	grpc     *grpc.Server
-	health   *health.Server
-	admin    *admin.Server
-	lis      net.Listener
-	sources  []*jwks.Source
-	engine   *policy.Engine
-	dlog     *decisionlog.Logger
-	dlogFile io.Closer
-	Service  *check.Service
-	Registry *prometheus.Registry
+	cfg     *config.Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	admin   *admin.Server
+	lis     net.Listener
+	sources []*jwks.Source
+	// introspectors are the introspecting issuers' clients (readiness: endpoint known).
+	introspectors []*introspect.Client
+	engine        *policy.Engine
+	dlog          *decisionlog.Logger
+	dlogFile      io.Closer
+	Service       *check.Service
+	Registry      *prometheus.Registry
 	// GRPCTLS and AdminTLS serve the certificates of the tls and admin_tls blocks (nil
 	// without them).
 	GRPCTLS, AdminTLS *certreload.Reloader
@@ -69,26 +72,47 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.cancel = cancel
 
 	jm := jwks.NewMetrics(reg)
+	im := introspect.NewMetrics(reg)
 	var issuers []token.Issuer
 	for _, ic := range cfg.Issuers {
-		src, err := jwks.New(jwks.Options{
-			Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
-			RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
-			FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
-		})
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+		is := token.Issuer{Config: ic}
+		if ic.HasKeys() {
+			src, err := jwks.New(jwks.Options{
+				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
+				RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
+				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
+			})
+			if err != nil {
+				cancel()
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+			s.sources = append(s.sources, src)
+			is.Keys = src
 		}
-		s.sources = append(s.sources, src)
-		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
+		if in := ic.Introspection; in != nil {
+			secret, key, err := in.Credentials()
+			if err != nil {
+				cancel()
+				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
+			}
+			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
+				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
+			if err != nil {
+				cancel()
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+			s.introspectors = append(s.introspectors, c)
+			is.Introspect = c
+		}
+		issuers = append(issuers, is)
 	}
 	tm := token.NewMetrics(reg)
 	cache := token.NewCache(*cfg.TokenCache.MaxEntries)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
 	}, func() float64 { return float64(cache.Len()) }))
-	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
+	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm, Logger: log})
 
 	verification, err := policy.Verification(cfg.Policy.Signing)
 	if err != nil {
@@ -177,6 +201,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	for _, src := range s.sources {
 		src.Start(bg)
 	}
+	for _, c := range s.introspectors {
+		c.Start(bg)
+	}
 	s.wg.Go(func() { verifier.Run(bg) })
 	if cfg.Policy.Watch {
 		if err := engine.Watch(bg, 300*time.Millisecond, nil); err != nil {
@@ -242,6 +269,14 @@ func (s *Server) ready() (any, error) {
 	}
 	if len(missing) > 0 {
 		return r, fmt.Errorf("no keys yet for issuer(s) %v", missing)
+	}
+	for _, c := range s.introspectors {
+		if !c.Ready() {
+			missing = append(missing, c.Name())
+		}
+	}
+	if len(missing) > 0 {
+		return r, fmt.Errorf("introspection endpoint not discovered yet for issuer(s) %v", missing)
 	}
 	return r, nil
 }

@@ -103,6 +103,10 @@ func startStack(t *testing.T) *stack {
 		t.Fatal("authz.local.yaml no longer reads dev-certs/: update the test")
 	}
 	araw = bytes.ReplaceAll(araw, []byte("dev-certs/"), []byte(s.certs+"/"))
+	if !bytes.Contains(araw, []byte("client_secret_file: compose/introspection-secret")) {
+		t.Fatal("authz.local.yaml no longer has client_secret_file compose/introspection-secret: update the test")
+	}
+	araw = bytes.Replace(araw, []byte("client_secret_file: compose/"), []byte("client_secret_file: "+filepath.Join(repo, "compose")+"/"), 1)
 	acfg, err := authzconfig.Parse(bytes.Replace(araw, []byte("path: ./policies"), []byte("path: "+policies), 1))
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +117,7 @@ func startStack(t *testing.T) *stack {
 	acfg.Listen, acfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
 	acfg.Issuers[0].Issuer = s.issuer()
 	acfg.Issuers[0].JWKSURI = s.issuer() + idp.PathKeys
+	acfg.Issuers[0].Introspection.Endpoint = s.issuer() + idp.PathIntrospect
 	acfg.Policy.Watch = false
 	acfg.DecisionLog.Output = "off"
 	if s.authz, err = devstack.StartAuthz(ctx, acfg, log.With("service", "authz")); err != nil {
@@ -544,6 +549,25 @@ func TestDemoFlow(t *testing.T) {
 		return toDecision(resp)
 	}
 
+	t.Run("the resource metadata document is answered by Envoy", func(t *testing.T) {
+		r := matchRoute(t, rc, http.MethodGet, "/.well-known/oauth-protected-resource")
+		if !perRoute(t, r).GetDisabled() || r.GetDirectResponse().GetStatus() != 200 {
+			t.Fatalf("route %s: want a public direct response, got %v", r.Name, r)
+		}
+		var doc struct {
+			Resource             string   `json:"resource"`
+			AuthorizationServers []string `json:"authorization_servers"`
+			ScopesSupported      []string `json:"scopes_supported"`
+		}
+		if err := json.Unmarshal([]byte(r.GetDirectResponse().GetBody().GetInlineString()), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.Resource != "http://127.0.0.1:10000" || strings.Join(doc.AuthorizationServers, ",") != "http://localhost:9400" ||
+			strings.Join(doc.ScopesSupported, " ") != "admin orders:read orders:write" {
+			t.Fatalf("document %+v", doc)
+		}
+	})
+
 	t.Run("healthz is public in the pushed config", func(t *testing.T) {
 		r := matchRoute(t, rc, http.MethodGet, "/healthz")
 		if !perRoute(t, r).GetDisabled() {
@@ -554,6 +578,7 @@ func TestDemoFlow(t *testing.T) {
 	// Tokens: client credentials for the two confidential clients, the authorization code flow
 	// with PKCE for alice and bob.
 	reporting := s.clientCredentials(t, "reporting-job", "reporting-secret")
+	legacy := s.clientCredentials(t, "legacy-batch", "legacy-secret") // opaque: introspected
 	ops := s.clientCredentials(t, "ops-console", "ops-secret")
 	alice, _ := s.login(t, "alice", []string{"orders:read", "orders:write"})
 	bob, bobConsent := s.login(t, "bob", []string{"orders:read", "orders:write"})
@@ -590,7 +615,13 @@ func TestDemoFlow(t *testing.T) {
 		headerContains map[string]string
 	}{
 		{name: "no token", method: "GET", path: "/orders", status: 401,
-			headerContains: map[string]string{"www-authenticate": `Bearer realm="`}},
+			headerContains: map[string]string{"www-authenticate": `Bearer realm="scopegate", resource_metadata="http://127.0.0.1:10000/.well-known/oauth-protected-resource"`}},
+		{name: "legacy-batch reads with an opaque token", method: "GET", path: "/orders/1", token: legacy.AccessToken, status: 200,
+			headers: map[string]string{identity + "subject": "legacy-batch", identity + "client-id": "legacy-batch", identity + "scopes": "orders:read"}},
+		{name: "legacy-batch writes with an opaque token", method: "POST", path: "/orders", token: legacy.AccessToken, status: 403,
+			headerContains: map[string]string{"www-authenticate": `scope="orders:write"`}},
+		{name: "made-up opaque token", method: "GET", path: "/orders", token: "a.b.c.d.e", status: 401,
+			headerContains: map[string]string{"www-authenticate": `error_description="the token is not active"`}},
 		{name: "garbage token", method: "GET", path: "/orders", token: "not-a-jwt", status: 401,
 			headerContains: map[string]string{"www-authenticate": `error="invalid_token"`}},
 		{name: "bob writes", method: "POST", path: "/orders", token: bob.AccessToken, status: 403,
