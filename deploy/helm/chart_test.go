@@ -90,7 +90,10 @@ func checkWiring(t *testing.T, r *rendering, sidecar bool) *wiring {
 			Address string `json:"address"`
 		} `json:"authz"`
 		Fleets []struct {
-			Name string `json:"name"`
+			Name      string `json:"name"`
+			Listeners []struct {
+				Port int32 `json:"port"`
+			} `json:"listeners"`
 		} `json:"fleets"`
 	}
 	if err := yaml.Unmarshal(w.xdsConfig, &xc); err != nil {
@@ -156,16 +159,31 @@ func checkWiring(t *testing.T, r *rendering, sidecar bool) *wiring {
 	if want := serviceAddress(t, xdsSvc, "grpc"); o.XDS != want {
 		t.Errorf("bootstrap --xds %q, want the xds Service's gRPC port %q", o.XDS, want)
 	}
-	if !slices.ContainsFunc(xc.Fleets, func(f struct {
-		Name string `json:"name"`
-	}) bool {
-		return f.Name == o.Fleet
-	}) {
-		t.Errorf("Envoy's fleet %q is not in the xds config", o.Fleet)
-	}
 	envoyC := container(pod, "envoy")
 	if envoyC == nil {
 		t.Fatal("no envoy container")
+	}
+	// The ports the Envoy container (and so the edge Service) exposes are the fleet's listeners.
+	listeners := map[int32]bool{}
+	found := false
+	for _, f := range xc.Fleets {
+		if f.Name == o.Fleet {
+			found = true
+			for _, l := range f.Listeners {
+				listeners[l.Port] = true
+			}
+		}
+	}
+	if !found {
+		t.Errorf("Envoy's fleet %q is not in the xds config", o.Fleet)
+	}
+	for _, p := range envoyC.Ports {
+		if p.Name != "ready" && !listeners[p.ContainerPort] {
+			t.Errorf("Envoy port %s (%d) is no listener of fleet %q", p.Name, p.ContainerPort, o.Fleet)
+		}
+	}
+	if ready, _ := containerPort(envoyC, "ready"); int(ready) != o.ReadyPort {
+		t.Errorf("Envoy's ready port %d, the bootstrap's --ready-port %d", ready, o.ReadyPort)
 	}
 	if i := slices.Index(envoyC.Args, "--config-path"); i < 0 || envoyC.Args[i+1] != out {
 		t.Errorf("envoy args %v do not read the bootstrap written to %s", envoyC.Args, out)
