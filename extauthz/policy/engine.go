@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -141,12 +142,32 @@ func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bund
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	b, err := l.AsBundle(path)
+	// A Kubernetes ConfigMap volume keeps its files in a timestamped directory behind the
+	// ..data symlink, with symlinks to them at the top. OPA's loader walks real files only, so
+	// it would find them under the timestamped name (data.json mounted at the wrong path, and
+	// a revision ID that differs between pods): load the directory ..data points at instead,
+	// and name each file by its path under the mount.
+	src := path
+	if real, err := filepath.EvalSymlinks(filepath.Join(path, "..data")); err == nil {
+		if st, err := os.Stat(real); err == nil && st.IsDir() {
+			src = real
+		}
+	}
+	b, err := l.AsBundle(src)
 	if err != nil {
 		if vc == nil && onDisk && signed(path) {
 			return nil, fmt.Errorf("%s is a signed bundle: set policy.signing (public_key_file, key_id, scope) to verify it", path)
 		}
 		return nil, err
+	}
+	if src != path {
+		for i := range b.Modules {
+			m := &b.Modules[i]
+			if rel, err := filepath.Rel(src, m.Path); err == nil && filepath.IsLocal(rel) {
+				m.Path = filepath.Join(path, rel)
+				m.URL = m.Path
+			}
+		}
 	}
 	if len(b.Modules) == 0 {
 		return nil, fmt.Errorf("%s: no .rego files", path)
