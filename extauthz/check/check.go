@@ -119,8 +119,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 // decision is reused from this token's earlier requests, then (shareable revisions) from any
 // token that agrees on what the revision reads; only a miss on both is evaluated. The
 // decision returned is shared: read it, never change it.
-func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken) (*policy.Decision, error) {
-	rev := s.o.Policy.Revision()
+func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, rev *policy.Revision) (*policy.Decision, error) {
 	rec.Revision = rev.ID
 	key, cacheable := cacheKey(rev, v.Attrs.GetContextExtensions(), v.HTTP.GetMethod())
 	if cacheable {
@@ -164,7 +163,12 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 	ext := v.Attrs.GetContextExtensions()
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
 	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
-	dec, err := s.evaluate(ctx, v, rec, id, pt)
+	rev := s.o.Policy.Revision()
+	if rev == nil {
+		// A bundle-server policy that has not arrived yet: fail closed, like keys never fetched.
+		return s.deny(rec, 503, contract.ReasonNoPolicy, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "the authorization policy is not loaded yet", retryAfter: "5"})
+	}
+	dec, err := s.evaluate(ctx, v, rec, id, pt, rev)
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"

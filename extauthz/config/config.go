@@ -89,6 +89,8 @@ type Policy struct {
 	ErrorStatus int `yaml:"error_status"`
 	// RunTests runs the policy's own *_test.rego before a reload goes live.
 	RunTests *bool `yaml:"run_tests"`
+	// Bundle pulls the policy from a bundle server instead of Path (see bundle.go).
+	Bundle *PolicyBundle `yaml:"bundle"`
 }
 
 // DecisionLog configures the one-JSON-line-per-decision log.
@@ -170,6 +172,9 @@ func (c *Config) setDefaults() {
 	if c.Policy.RunTests == nil {
 		t := true
 		c.Policy.RunTests = &t
+	}
+	if c.Policy.Bundle != nil {
+		c.Policy.Bundle.setDefaults()
 	}
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.SampleRate == nil {
@@ -324,6 +329,9 @@ func (c *Config) Validate() error {
 		if _, err := os.Stat(c.Policy.Path); err != nil {
 			bad("policy.path", "%v", err)
 		}
+	}
+	if c.Policy.Bundle != nil {
+		c.Policy.Bundle.validate(&c.Policy, bad)
 	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)

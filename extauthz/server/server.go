@@ -27,6 +27,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/policy/remote"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/policies"
@@ -44,6 +45,7 @@ type Server struct {
 	lis      net.Listener
 	sources  []*jwks.Source
 	engine   *policy.Engine
+	bundle   *remote.Source // nil unless policy.bundle is set
 	dlog     *decisionlog.Logger
 	dlogFile io.Closer
 	Service  *check.Service
@@ -86,10 +88,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}, func() float64 { return float64(cache.Len()) }))
 	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
 
-	engine, err := policy.New(ctx, policy.Options{
+	popts := policy.Options{
 		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
 		EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
-	})
+	}
+	var engine *policy.Engine
+	var err error
+	if cfg.Policy.Bundle != nil {
+		// The policy arrives from the bundle server (or the persisted copy); until then
+		// Checks are denied with 503 and readiness waits.
+		popts.FS = nil
+		engine = policy.NewPending(popts)
+		s.bundle, err = remote.New(ctx, remote.Options{Config: *cfg.Policy.Bundle, Engine: engine, Logger: log})
+	} else {
+		engine, err = policy.New(ctx, popts)
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -135,6 +148,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		src.Start(bg)
 	}
 	s.wg.Go(func() { verifier.Run(bg) })
+	if s.bundle != nil {
+		s.bundle.Start(bg)
+	}
 	if cfg.Policy.Watch {
 		if err := engine.Watch(bg, 300*time.Millisecond, nil); err != nil {
 			log.Warn("policy watch not started; reload needs a restart", "error", err)
@@ -177,11 +193,19 @@ func (s *Server) Ready() bool {
 type readiness struct {
 	Issuers map[string][]string `json:"issuers"`
 	Policy  *policy.Revision    `json:"policy"`
+	Bundle  *remote.Status      `json:"bundle,omitempty"`
 }
 
 func (s *Server) ready() (any, error) {
 	r := readiness{Issuers: map[string][]string{}, Policy: s.engine.Revision()}
 	var missing []string
+	if s.bundle != nil {
+		st := s.bundle.Status()
+		r.Bundle = &st
+		if r.Policy == nil {
+			missing = append(missing, "policy bundle")
+		}
+	}
 	for _, src := range s.sources {
 		r.Issuers[src.Name()] = src.Current().KIDs()
 		if !src.Ready() {
@@ -189,7 +213,7 @@ func (s *Server) ready() (any, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return r, fmt.Errorf("no keys yet for issuer(s) %v", missing)
+		return r, fmt.Errorf("not loaded yet: %v", missing)
 	}
 	return r, nil
 }
@@ -197,6 +221,13 @@ func (s *Server) ready() (any, error) {
 // trackHealth turns gRPC health to SERVING once every issuer has keys, so Envoy's health
 // checks agree with /readyz. A loaded key set is never emptied, so this happens once.
 func (s *Server) trackHealth(ctx context.Context) {
+	if s.bundle != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.bundle.Ready():
+		}
+	}
 	for _, src := range s.sources {
 		for {
 			changed := src.Changed()
@@ -222,7 +253,7 @@ func (s *Server) Start() {
 			s.log.Error("grpc server stopped", "error", err)
 		}
 	})
-	s.log.Info("scopegate authz serving", "grpc", s.GRPCAddr(), "admin", s.AdminAddr(), "policy_revision", s.engine.Revision().ID)
+	s.log.Info("scopegate authz serving", "grpc", s.GRPCAddr(), "admin", s.AdminAddr(), "policy_revision", revisionID(s.engine.Revision()))
 }
 
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
@@ -236,6 +267,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.health.Shutdown() // tell health checkers first, so load balancers drain us
 	grpcstop.Graceful(ctx, s.grpc)
 	err := s.admin.Shutdown(ctx)
+	if s.bundle != nil {
+		s.bundle.Stop(ctx)
+	}
 	s.cancel()
 	s.wg.Wait()
 	if cerr := s.dlog.Close(); cerr != nil && err == nil {
@@ -245,4 +279,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.dlogFile.Close()
 	}
 	return err
+}
+
+func revisionID(r *policy.Revision) string {
+	if r == nil {
+		return "(none yet)"
+	}
+	return r.ID
 }
