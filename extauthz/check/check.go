@@ -71,7 +71,8 @@ func New(o Options) *Service {
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	v := policy.NewView(req)
-	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path}
+	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
+		RequestID: v.HTTP.GetId(), View: v}
 	resp := s.decide(ctx, &v, &rec)
 	rec.Duration = time.Since(start)
 	s.o.Metrics.observe(&rec)
@@ -107,6 +108,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true})
 	}
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
+	rec.Identity = id
 	pt := s.memo(id)
 	if s.o.Policy == nil {
 		rec.Allow, rec.Status = true, 200

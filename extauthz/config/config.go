@@ -99,6 +99,9 @@ type DecisionLog struct {
 	Output string `yaml:"output"`
 	// SampleRate is the fraction of allowed decisions logged (denials are always logged).
 	SampleRate *float64 `yaml:"sample_rate"`
+	// IncludeInput adds the policy input to each line of a verified request, for replaying
+	// a candidate policy (`scopegate policy impact`). Default true.
+	IncludeInput *bool `yaml:"include_input"`
 }
 
 // DefaultAlgorithms is the algorithm allow-list when an issuer names none.
@@ -177,6 +180,10 @@ func (c *Config) setDefaults() {
 		c.Policy.Bundle.setDefaults()
 	}
 	def(&c.DecisionLog.Output, "stdout")
+	if c.DecisionLog.IncludeInput == nil {
+		t := true
+		c.DecisionLog.IncludeInput = &t
+	}
 	if c.DecisionLog.SampleRate == nil {
 		one := 1.0
 		c.DecisionLog.SampleRate = &one

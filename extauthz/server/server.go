@@ -177,6 +177,9 @@ func (s *Server) openDecisionLog() error {
 		w, s.dlogFile = f, f
 	}
 	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond)
+	if *s.cfg.DecisionLog.IncludeInput {
+		s.dlog.WithInput()
+	}
 	return nil
 }
 
