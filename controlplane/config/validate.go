@@ -32,6 +32,9 @@ func (c *Config) Validate() error {
 	v.hostPort("listen", c.Listen, true)
 	v.hostPort("admin", c.Admin, true)
 	c.validateAuthz(v)
+	if err := c.Tracing.Validate(); err != nil {
+		v.errs = append(v.errs, err)
+	}
 
 	upstreams := map[string]bool{}
 	for i, u := range c.Upstreams {

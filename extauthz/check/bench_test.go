@@ -10,6 +10,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/check"
@@ -20,6 +21,7 @@ import (
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -32,7 +34,7 @@ type rig struct {
 // newRig wires the Check path as `scopegate authz` does, with no policy ("token-only"), the
 // built-in one ("default-policy") or policies/ ("demo-policy"); keys are served over HTTP by
 // a test issuer.
-func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int) *rig {
+func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, opts ...func(*check.Options)) *rig {
 	tb.Helper()
 	is := testissuer.New(keys...)
 	tb.Cleanup(is.Close)
@@ -58,6 +60,9 @@ func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int)
 	case "demo-policy":
 		o.Policy = mustEngine(tb, ctx, policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
 	}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return &rig{is: is, verifier: v, svc: check.New(o)}
 }
 
@@ -69,13 +74,19 @@ func (r *rig) token(k *testissuer.Key, i int, scope string) string {
 
 // request is shaped as Envoy sends it: lower-cased headers, :path with the query, the
 // route's context extensions.
-func request(tok string) *authv3.CheckRequest {
+func request(tok string) *authv3.CheckRequest { return requestWith(tok, nil) }
+
+// requestWith is request with extra headers (a trace context).
+func requestWith(tok string, extra map[string]string) *authv3.CheckRequest {
+	h := map[string]string{
+		"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
+		"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
+	}
+	for k, v := range extra {
+		h[k] = v
+	}
 	return checkreq.Request{ID: "1", Path: "/orders/42?expand=items", Host: "api.example.com", Protocol: "HTTP/2", Source: "10.0.0.7:41234",
-		Headers: map[string]string{
-			"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
-			"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
-		},
-		ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
+		Headers: h, ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
 	}.MustBuild()
 }
 
@@ -117,6 +128,24 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+	// Tracing on, the request carrying an unsampled W3C trace context (what Envoy forwards
+	// for the traces it does not sample): compare with warm/default-policy (tracing off).
+	b.Run("warm-traced-unsampled/default-policy", func(b *testing.B) {
+		tp := tracing.NewSyncForTest(tracetest.NewInMemoryExporter(), 1)
+		defer tp.Shutdown(ctx)
+		r := newRig(b, []*testissuer.Key{rs}, "default-policy", 100000, func(o *check.Options) { o.Tracer = tp.Tracer("bench") })
+		reqs := make([]*authv3.CheckRequest, 1000)
+		for i := range reqs {
+			reqs[i] = requestWith(r.token(rs, i, "orders:read orders:write"),
+				map[string]string{"traceparent": fmt.Sprintf("00-%032x-%016x-00", i+1, i+1)})
+			mustAllow(b, must(r.svc.Check(ctx, reqs[i])))
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+		}
+	})
 	for _, k := range []*testissuer.Key{rs, es} {
 		for _, pol := range []string{"token-only", "default-policy"} {
 			b.Run("cold/"+pol+"/"+k.Alg, func(b *testing.B) {

@@ -12,6 +12,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
@@ -38,6 +39,10 @@ type Options struct {
 	DecisionLog   *decisionlog.Logger
 	Logger        *slog.Logger
 	Metrics       *Metrics
+	// Tracer, when set, traces each Check (joining the trace context in the request's
+	// headers) with child spans for token verification and policy evaluation. Nil: no
+	// tracing, and the Check path does not touch OpenTelemetry at all.
+	Tracer trace.Tracer
 }
 
 // Service implements authv3.AuthorizationServer.
@@ -73,8 +78,15 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 	v := policy.NewView(req)
 	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
 		RequestID: v.HTTP.GetId(), View: v}
+	var span trace.Span
+	if s.o.Tracer != nil {
+		ctx, span = s.startCheckSpan(ctx, v.HTTP)
+	}
 	resp := s.decide(ctx, &v, &rec)
 	rec.Duration = time.Since(start)
+	if span != nil {
+		endCheckSpan(span, &rec)
+	}
 	s.o.Metrics.observe(&rec)
 	s.o.DecisionLog.Log(&rec)
 	return resp, nil
@@ -94,7 +106,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		}
 		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true})
 	}
-	id, err := s.o.Verifier.Verify(ctx, raw)
+	id, err := s.verify(ctx, raw)
 	if err != nil {
 		var te *token.Error
 		if !errors.As(err, &te) {
@@ -170,7 +182,13 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		// A bundle-server policy that has not arrived yet: fail closed, like keys never fetched.
 		return s.deny(rec, 503, contract.ReasonNoPolicy, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "the authorization policy is not loaded yet", retryAfter: "5"})
 	}
-	dec, err := s.evaluate(ctx, v, rec, id, pt, rev)
+	var dec *policy.Decision
+	var err error
+	if s.o.Tracer != nil {
+		dec, err = s.tracedEvaluate(ctx, v, rec, id, pt, rev)
+	} else {
+		dec, err = s.evaluate(ctx, v, rec, id, pt, rev)
+	}
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
@@ -26,6 +27,8 @@ type Config struct {
 	TokenCache      TokenCache    `yaml:"token_cache"`
 	Policy          Policy        `yaml:"policy"`
 	DecisionLog     DecisionLog   `yaml:"decision_log"`
+	// Tracing is OpenTelemetry (off unless tracing.otlp_endpoint is set).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.
@@ -339,6 +342,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Bundle != nil {
 		c.Policy.Bundle.validate(&c.Policy, bad)
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)

@@ -80,6 +80,8 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"policy path", minimal + "policy: {path: /nonexistent/policies}\n", "policy.path:"},
 		{"error status", minimal + "policy: {error_status: 200}\n", "policy.error_status: 200"},
 		{"sample rate", minimal + "decision_log: {sample_rate: 2}\n", "decision_log.sample_rate: 2 is out of range"},
+		{"tracing endpoint", minimal + "tracing: {otlp_endpoint: 'collector:4317'}\n", `tracing.otlp_endpoint: want http://host:port or https://host:port, got "collector:4317"`},
+		{"tracing ratio", minimal + "tracing: {otlp_endpoint: 'http://collector:4317', sample_ratio: 1.5}\n", "tracing.sample_ratio: 1.5 is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

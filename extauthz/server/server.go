@@ -30,6 +30,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/policy/remote"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
 
 	"github.com/scopegate/scopegate/internal/grpcstop"
@@ -46,6 +47,7 @@ type Server struct {
 	sources  []*jwks.Source
 	engine   *policy.Engine
 	bundle   *remote.Source // nil unless policy.bundle is set
+	tracing  *tracing.Provider
 	dlog     *decisionlog.Logger
 	dlogFile io.Closer
 	Service  *check.Service
@@ -66,13 +68,21 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 
+	tp, err := tracing.New(ctx, cfg.Tracing, "scopegate-authz")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.tracing = tp
+	tracer := tp.Tracer("github.com/scopegate/scopegate/extauthz")
+
 	jm := jwks.NewMetrics(reg)
 	var issuers []token.Issuer
 	for _, ic := range cfg.Issuers {
 		src, err := jwks.New(jwks.Options{
 			Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
 			RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
-			FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
+			FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm, Tracer: tracer,
 		})
 		if err != nil {
 			cancel()
@@ -93,7 +103,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
 	}
 	var engine *policy.Engine
-	var err error
 	if cfg.Policy.Bundle != nil {
 		// The policy arrives from the bundle server (or the persisted copy); until then
 		// Checks are denied with 503 and readiness waits.
@@ -116,7 +125,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Service = check.New(check.Options{
 		Verifier: verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: s.dlog, Logger: log,
-		Metrics: check.NewMetrics(reg),
+		Metrics: check.NewMetrics(reg), Tracer: tracer,
 	})
 
 	s.lis, err = net.Listen("tcp", cfg.Listen)
@@ -280,6 +289,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.dlogFile != nil {
 		s.dlogFile.Close()
+	}
+	if terr := s.tracing.Shutdown(ctx); terr != nil && err == nil {
+		err = terr
 	}
 	return err
 }

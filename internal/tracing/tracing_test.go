@@ -1,0 +1,51 @@
+package tracing
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestValidate(t *testing.T) {
+	ratio := func(f float64) *float64 { return &f }
+	for _, tc := range []struct {
+		name string
+		c    Config
+		want string
+	}{
+		{"off", Config{}, ""},
+		{"plain", Config{OTLPEndpoint: "http://collector:4317", SampleRatio: ratio(0.5)}, ""},
+		{"no scheme", Config{OTLPEndpoint: "collector:4317"}, "tracing.otlp_endpoint"},
+		{"ratio", Config{SampleRatio: ratio(-1)}, "tracing.sample_ratio"},
+	} {
+		err := tc.c.Validate()
+		if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// Envoy's headers carry W3C or B3 context; W3C wins when both are there.
+func TestPropagator(t *testing.T) {
+	const w3c, b3 = "4bf92f3577b34da6a3ce929d0e0e4736", "80f198ee56343ba864fe8b2a57d3eff7"
+	for _, tc := range []struct {
+		name    string
+		h       Headers
+		trace   string
+		sampled bool
+	}{
+		{"w3c", Headers{"traceparent": "00-" + w3c + "-00f067aa0ba902b7-01"}, w3c, true},
+		{"b3", Headers{"b3": b3 + "-e457b5a2e4d86bd1-0"}, b3, false},
+		{"both: w3c wins", Headers{"traceparent": "00-" + w3c + "-00f067aa0ba902b7-01", "b3": b3 + "-e457b5a2e4d86bd1-1"}, w3c, true},
+	} {
+		sc := trace.SpanContextFromContext(Propagator.Extract(context.Background(), tc.h))
+		if sc.TraceID().String() != tc.trace || sc.IsSampled() != tc.sampled {
+			t.Errorf("%s: trace %s sampled %v, want %s %v", tc.name, sc.TraceID(), sc.IsSampled(), tc.trace, tc.sampled)
+		}
+	}
+	if p, err := New(context.Background(), Config{}, "x"); p != nil || err != nil || p.Tracer("x") != nil {
+		t.Fatal("no endpoint must mean no provider and a nil tracer")
+	}
+}
