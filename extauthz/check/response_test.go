@@ -90,6 +90,9 @@ func TestResponses(t *testing.T) {
 		{"policy-error", failing, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"keys-never-fetched", noKeys, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
 		{"allowed", enforce, req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		// policy.bundle before the first good bundle: fail closed, in shadow mode too.
+		{"policy-not-loaded", svc(policy.NewPending(policy.Options{}), false), req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"shadow-global-policy-not-loaded", svc(policy.NewPending(policy.Options{}), true), req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},
