@@ -23,7 +23,8 @@ func TestDefaults(t *testing.T) {
 	if c.Listen != ":9191" || c.Admin != ":9092" || *c.TokenCache.MaxEntries != 100000 || c.Bearer.MaxTokenBytes != 8192 ||
 		c.Policy.Query != "data.scopegate.authz.decision" || !*c.Policy.RunTests || c.Policy.ErrorStatus != 500 ||
 		is.Leeway != 30*time.Second || is.RefreshInterval != 15*time.Minute || strings.Join(is.Algorithms, ",") != "RS256,ES256,EdDSA,PS256" ||
-		strings.Join(is.ScopeClaims, ",") != "scope,scp" || c.Headers.Subject != "x-scopegate-subject" || *c.DecisionLog.SampleRate != 1 {
+		strings.Join(is.ScopeClaims, ",") != "scope,scp" || c.Headers.Subject != "x-scopegate-subject" || *c.DecisionLog.SampleRate != 1 ||
+		!*c.DecisionLog.IncludeInput || c.Policy.Bundle != nil || c.Tracing.OTLPEndpoint != "" {
 		t.Fatalf("defaults: %+v %+v", c, is)
 	}
 }

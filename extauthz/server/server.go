@@ -74,6 +74,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.tracing = tp
+	started := false
+	defer func() {
+		if !started { // a failure below: stop the exporter it started
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
 	tracer := tp.Tracer("github.com/scopegate/scopegate/extauthz")
 
 	jm := jwks.NewMetrics(reg)
@@ -166,6 +172,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		}
 	}
 	s.wg.Go(func() { s.trackHealth(bg) })
+	started = true
 	return s, nil
 }
 
