@@ -128,24 +128,33 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
-	// Tracing on, the request carrying an unsampled W3C trace context (what Envoy forwards
-	// for the traces it does not sample): compare with warm/default-policy (tracing off).
-	b.Run("warm-traced-unsampled/default-policy", func(b *testing.B) {
-		tp := tracing.NewSyncForTest(tracetest.NewInMemoryExporter(), 1)
-		defer tp.Shutdown(ctx)
-		r := newRig(b, []*testissuer.Key{rs}, "default-policy", 100000, func(o *check.Options) { o.Tracer = tp.Tracer("bench") })
-		reqs := make([]*authv3.CheckRequest, 1000)
-		for i := range reqs {
-			reqs[i] = requestWith(r.token(rs, i, "orders:read orders:write"),
-				map[string]string{"traceparent": fmt.Sprintf("00-%032x-%016x-00", i+1, i+1)})
-			mustAllow(b, must(r.svc.Check(ctx, reqs[i])))
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; b.Loop(); i++ {
-			mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
-		}
-	})
+	// Tracing on, the request carrying an unsampled trace context (what Envoy forwards for
+	// the traces it does not sample), W3C or B3: compare with warm/default-policy (off).
+	for _, tc := range []struct {
+		name   string
+		header func(i int) map[string]string
+	}{
+		{"w3c", func(i int) map[string]string {
+			return map[string]string{"traceparent": fmt.Sprintf("00-%032x-%016x-00", i+1, i+1)}
+		}},
+		{"b3", func(i int) map[string]string { return map[string]string{"b3": fmt.Sprintf("%032x-%016x-0", i+1, i+1)} }},
+	} {
+		b.Run("warm-traced-unsampled-"+tc.name+"/default-policy", func(b *testing.B) {
+			tp := tracing.NewSyncForTest(tracetest.NewInMemoryExporter(), 1)
+			defer tp.Shutdown(ctx)
+			r := newRig(b, []*testissuer.Key{rs}, "default-policy", 100000, func(o *check.Options) { o.Tracer = tp.Tracer("bench") })
+			reqs := make([]*authv3.CheckRequest, 1000)
+			for i := range reqs {
+				reqs[i] = requestWith(r.token(rs, i, "orders:read orders:write"), tc.header(i))
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i])))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+			}
+		})
+	}
 	for _, k := range []*testissuer.Key{rs, es} {
 		for _, pol := range []string{"token-only", "default-policy"} {
 			b.Run("cold/"+pol+"/"+k.Alg, func(b *testing.B) {

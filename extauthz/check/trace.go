@@ -30,6 +30,9 @@ const (
 // When Envoy's trace is not sampled there is no span at all (the sampler follows the
 // parent, so it would not be recorded): such a Check pays only for reading the headers.
 func (s *Service) startCheckSpan(ctx context.Context, h *authv3.AttributeContext_HttpRequest) (context.Context, trace.Span) {
+	if tracing.NotSampled(h.GetHeaders()) {
+		return ctx, nil // the common case, decided without extracting anything
+	}
 	tctx := tracing.Propagator.Extract(ctx, tracing.Headers(h.GetHeaders()))
 	if sc := trace.SpanContextFromContext(tctx); sc.IsValid() && !sc.IsSampled() {
 		return ctx, nil

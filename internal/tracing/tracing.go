@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -58,6 +59,51 @@ func (c *Config) ratio() float64 {
 // Propagator reads (and writes) trace context as Envoy forwards it: W3C traceparent and
 // tracestate, and B3 (single or multi-header). W3C wins when a request carries both.
 var Propagator propagation.TextMapPropagator = propagation.NewCompositeTextMapPropagator(b3.New(), propagation.TraceContext{})
+
+// NotSampled reports, without extracting the context, that a request's trace context says
+// "not sampled": a W3C traceparent of version 00 with the sampled flag clear, or (with no
+// traceparent) a B3 context, single or multi-header, with a trace id, a span id and sampling
+// state 0. Envoy is not sampling such a trace, so a parent-based sampler records nothing under
+// it and the Check skips tracing altogether (no extraction, no allocation). Anything else
+// answers false and goes through the propagators, which decide.
+func NotSampled(h Headers) bool {
+	if tp, ok := h["traceparent"]; ok {
+		// 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+		if len(tp) != 55 || tp[:3] != "00-" || tp[35] != '-' || tp[52] != '-' ||
+			!isHex(tp[3:35]) || !isHex(tp[36:52]) || !isHex(tp[53:55]) {
+			return false
+		}
+		return hexValue(tp[54])&1 == 0
+	}
+	if b3, ok := h["b3"]; ok {
+		// <16 or 32 hex trace id>-<16 hex span id>-0[-<16 hex parent span id>]
+		i := strings.IndexByte(b3, '-')
+		if (i != 16 && i != 32) || !isHex(b3[:i]) || len(b3) < i+19 || b3[i+17] != '-' || !isHex(b3[i+1:i+17]) || b3[i+18] != '0' {
+			return false
+		}
+		rest := b3[i+19:]
+		return rest == "" || (len(rest) == 17 && rest[0] == '-' && isHex(rest[1:]))
+	}
+	id, span := h["x-b3-traceid"], h["x-b3-spanid"]
+	_, flags := h["x-b3-flags"]
+	return h["x-b3-sampled"] == "0" && !flags && (len(id) == 16 || len(id) == 32) && isHex(id) && len(span) == 16 && isHex(span)
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func hexValue(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
 
 // Provider is a configured tracer provider; a nil *Provider is tracing off.
 type Provider struct {
