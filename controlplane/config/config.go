@@ -15,6 +15,7 @@ import (
 	"github.com/scopegate/scopegate/internal/yamlfile"
 
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/tracing"
 )
 
 // Defaults applied when the file leaves a field out.
@@ -45,6 +46,9 @@ type Config struct {
 	Fleets []Fleet `yaml:"fleets"`
 	// Upstreams are the services routes send traffic to.
 	Upstreams []Upstream `yaml:"upstreams"`
+	// Tracing is OpenTelemetry for reloads and pushes (off unless tracing.otlp_endpoint is
+	// set; read at start-up only).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // Authz configures the ext_authz filter and the cluster it calls.

@@ -29,10 +29,12 @@ import (
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/policy/remote"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/grpcstop"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -55,6 +57,8 @@ type Server struct {
 	// GRPCTLS and AdminTLS serve the certificates of the tls and admin_tls blocks (nil
 	// without them).
 	GRPCTLS, AdminTLS *certreload.Reloader
+	bundle            *remote.Source // nil unless policy.bundle is set
+	tracing           *tracing.Provider
 	cancel            context.CancelFunc
 	wg                sync.WaitGroup
 
@@ -71,6 +75,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 
+	tp, err := tracing.New(ctx, cfg.Tracing, "scopegate-authz")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.tracing = tp
+	started := false
+	defer func() {
+		if !started { // a failure below: stop the exporter it started
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
+	tracer := tp.Tracer("github.com/scopegate/scopegate/extauthz")
+
 	jm := jwks.NewMetrics(reg)
 	im := introspect.NewMetrics(reg)
 	var issuers []token.Issuer
@@ -80,7 +98,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			src, err := jwks.New(jwks.Options{
 				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
 				RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
-				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
+				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm, Tracer: tracer,
 			})
 			if err != nil {
 				cancel()
@@ -119,10 +137,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		cancel()
 		return nil, err
 	}
-	engine, err := policy.New(ctx, policy.Options{
+	popts := policy.Options{
 		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
 		Verification: verification, EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
-	})
+	}
+	var engine *policy.Engine
+	if cfg.Policy.Bundle != nil {
+		// The policy arrives from the bundle server (or the persisted copy); until then
+		// Checks are denied with 503 and readiness waits.
+		popts.FS = nil
+		engine = policy.NewPending(popts)
+		s.bundle, err = remote.New(ctx, remote.Options{Config: *cfg.Policy.Bundle, Engine: engine, Logger: log})
+	} else {
+		engine, err = policy.New(ctx, popts)
+	}
 	if err != nil {
 		cancel()
 		return nil, err
@@ -141,7 +169,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.Service = check.New(check.Options{
 		Verifier: verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: s.dlog, Logger: log,
-		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL,
+		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL, Tracer: tracer,
 	})
 
 	tlsMetrics := certreload.NewMetrics(reg)
@@ -205,12 +233,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		c.Start(bg)
 	}
 	s.wg.Go(func() { verifier.Run(bg) })
+	if s.bundle != nil {
+		s.bundle.Start(bg)
+	}
 	if cfg.Policy.Watch {
 		if err := engine.Watch(bg, 300*time.Millisecond, nil); err != nil {
 			log.Warn("policy watch not started; reload needs a restart", "error", err)
 		}
 	}
 	s.wg.Go(func() { s.trackHealth(bg) })
+	started = true
 	return s, nil
 }
 
@@ -231,6 +263,9 @@ func (s *Server) openDecisionLog() error {
 		w, s.dlogFile = f, f
 	}
 	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond)
+	if *s.cfg.DecisionLog.IncludeInput {
+		s.dlog.WithInput()
+	}
 	return nil
 }
 
@@ -256,11 +291,19 @@ func (s *Server) Ready() bool {
 type readiness struct {
 	Issuers map[string][]string `json:"issuers"`
 	Policy  *policy.Revision    `json:"policy"`
+	Bundle  *remote.Status      `json:"bundle,omitempty"`
 }
 
 func (s *Server) ready() (any, error) {
 	r := readiness{Issuers: map[string][]string{}, Policy: s.engine.Revision()}
 	var missing []string
+	if s.bundle != nil {
+		st := s.bundle.Status()
+		r.Bundle = &st
+		if r.Policy == nil {
+			missing = append(missing, "policy bundle")
+		}
+	}
 	for _, src := range s.sources {
 		r.Issuers[src.Name()] = src.Current().KIDs()
 		if !src.Ready() {
@@ -268,7 +311,7 @@ func (s *Server) ready() (any, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return r, fmt.Errorf("no keys yet for issuer(s) %v", missing)
+		return r, fmt.Errorf("not loaded yet: %v", missing)
 	}
 	for _, c := range s.introspectors {
 		if !c.Ready() {
@@ -284,6 +327,13 @@ func (s *Server) ready() (any, error) {
 // trackHealth turns gRPC health to SERVING once every issuer has keys, so Envoy's health
 // checks agree with /readyz. A loaded key set is never emptied, so this happens once.
 func (s *Server) trackHealth(ctx context.Context) {
+	if s.bundle != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.bundle.Ready():
+		}
+	}
 	for _, src := range s.sources {
 		for {
 			changed := src.Changed()
@@ -310,7 +360,7 @@ func (s *Server) Start() {
 		}
 	})
 	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(s.cfg.TLS), "admin", s.AdminAddr(),
-		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", s.engine.Revision().ID)
+		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", revisionID(s.engine.Revision()))
 }
 
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
@@ -324,6 +374,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.health.Shutdown() // tell health checkers first, so load balancers drain us
 	grpcstop.Graceful(ctx, s.grpc)
 	err := s.admin.Shutdown(ctx)
+	if s.bundle != nil {
+		s.bundle.Stop(ctx)
+	}
 	s.cancel()
 	s.wg.Wait()
 	if cerr := s.dlog.Close(); cerr != nil && err == nil {
@@ -331,6 +384,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.dlogFile != nil {
 		s.dlogFile.Close()
+	}
+	if terr := s.tracing.Shutdown(ctx); terr != nil && err == nil {
+		err = terr
 	}
 	return err
 }
@@ -343,4 +399,11 @@ func tlsMode(f *certreload.Files) string {
 		return "mutual"
 	}
 	return "server"
+}
+
+func revisionID(r *policy.Revision) string {
+	if r == nil {
+		return "(none yet)"
+	}
+	return r.ID
 }

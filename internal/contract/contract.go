@@ -107,6 +107,9 @@ const (
 
 // Service-side reasons.
 const (
+	// ReasonNoPolicy: the policy comes from a bundle server and no good bundle has arrived
+	// yet (503, denied in shadow mode too: there is nothing to shadow).
+	ReasonNoPolicy Reason = "no_policy"
 	// ReasonInternalError: verification failed in a way scopegate did not expect (503).
 	ReasonInternalError Reason = "internal_error"
 	// ReasonPolicyDenied: the policy denied without naming a reason of its own.
