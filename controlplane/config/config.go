@@ -168,6 +168,9 @@ type ResourceMetadata struct {
 	ResourceSigningAlgValuesSupported     []string `yaml:"resource_signing_alg_values_supported"`
 	TLSClientCertificateBoundAccessTokens bool     `yaml:"tls_client_certificate_bound_access_tokens"`
 	AuthorizationDetailsTypesSupported    []string `yaml:"authorization_details_types_supported"`
+	// DPoPSigningAlgValuesSupported are the DPoP proof algorithms the API accepts (default:
+	// scopegate authz's default dpop_algorithms; keep the two in step when you change one).
+	DPoPSigningAlgValuesSupported []string `yaml:"dpop_signing_alg_values_supported"`
 	// CacheMaxAge is the document's Cache-Control max-age (default 1h).
 	CacheMaxAge time.Duration `yaml:"cache_max_age"`
 }

@@ -35,6 +35,10 @@ const (
 	ModeShadow = "shadow"
 )
 
+// DPoPAlgorithms are the DPoP proof algorithms authz accepts by default (dpop_algorithms),
+// which the control plane advertises in RFC 9728 metadata unless told otherwise.
+func DPoPAlgorithms() []string { return []string{"ES256", "EdDSA", "RS256", "PS256"} }
+
 // Default identity headers authz sets on allowed requests and the control plane strips from
 // incoming ones.
 const (
