@@ -116,9 +116,25 @@ func checkWiring(t *testing.T, r *rendering, sidecar bool) *wiring {
 		if authz == nil {
 			t.Fatal("no authz container in the Envoy pod")
 		}
-		port, _ := containerPort(authz, "grpc")
-		if want := fmt.Sprintf("127.0.0.1:%d", port); xc.Authz.Address != want {
-			t.Errorf("xds authz.address = %q, want the sidecar %q", xc.Authz.Address, want)
+		// Envoy reaches the sidecar over a Unix socket in a volume both containers mount.
+		sock, ok := strings.CutPrefix(xc.Authz.Address, "unix://")
+		if !ok {
+			t.Fatalf("xds authz.address = %q, want the sidecar's unix:// socket", xc.Authz.Address)
+		}
+		var ac struct {
+			Listen string `json:"listen"`
+		}
+		if err := yaml.Unmarshal(w.authzConfig, &ac); err != nil || ac.Listen != xc.Authz.Address {
+			t.Errorf("authz listen = %q (%v), want the socket Envoy dials %q", ac.Listen, err, xc.Authz.Address)
+		}
+		envoyC := container(w.authzPod, "envoy")
+		for _, c := range []*corev1.Container{authz, envoyC} {
+			if c == nil || !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == filepath.Dir(sock) }) {
+				t.Errorf("the socket's directory %s is not mounted in container %v", filepath.Dir(sock), c)
+			}
+		}
+		if authz.SecurityContext.RunAsUser == nil || envoyC.SecurityContext.RunAsUser == nil || *authz.SecurityContext.RunAsUser != *envoyC.SecurityContext.RunAsUser {
+			t.Error("authz and Envoy run as different users: Envoy can't open the 0600 socket")
 		}
 	} else {
 		d := r.deployment("authz")

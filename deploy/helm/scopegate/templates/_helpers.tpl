@@ -71,9 +71,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "scopegate.sidecar" -}}{{ eq .Values.authz.mode "sidecar" }}{{- end -}}
 
 {{/* Where Envoy reaches authz, as the xds config's authz.address. */}}
+{{/* The sidecar's socket, in an emptyDir both containers mount: no network hop, no TLS. */}}
+{{- define "scopegate.authz.socketDir" -}}/var/run/scopegate{{- end -}}
 {{- define "scopegate.authz.address" -}}
 {{- if eq .Values.authz.mode "sidecar" -}}
-127.0.0.1:{{ .Values.authz.ports.grpc }}
+unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- else -}}
 {{ include "scopegate.authz.name" . }}.{{ .Release.Namespace }}.svc:{{ .Values.authz.ports.grpc }}
 {{- end -}}
@@ -91,7 +93,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "scopegate.authz.config" -}}
 {{- $cfg := deepCopy .Values.authz.config -}}
 {{- if eq .Values.authz.mode "sidecar" -}}
-{{- $_ := set $cfg "listen" (printf "127.0.0.1:%v" .Values.authz.ports.grpc) -}}
+{{- $_ := set $cfg "listen" (include "scopegate.authz.address" .) -}}
 {{- else -}}
 {{- $_ := set $cfg "listen" (printf ":%v" .Values.authz.ports.grpc) -}}
 {{- end -}}
@@ -168,9 +170,11 @@ capabilities:
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args: [authz, --config, /etc/scopegate/config/authz.yaml]
   ports:
+    {{- if ne .Values.authz.mode "sidecar" }}
     - name: grpc
       containerPort: {{ .Values.authz.ports.grpc }}
       protocol: TCP
+    {{- end }}
     - name: admin
       containerPort: {{ .Values.authz.ports.admin }}
       protocol: TCP
@@ -191,7 +195,16 @@ capabilities:
     {{- toYaml .Values.authz.resources | nindent 4 }}
   securityContext:
     {{- include "scopegate.containerSecurityContext" . | nindent 4 }}
+    {{- if eq .Values.authz.mode "sidecar" }}
+    # Envoy's user: the socket is created 0600, so only Envoy (and authz) can connect.
+    runAsUser: 101
+    runAsGroup: 101
+    {{- end }}
   volumeMounts:
+    {{- if eq .Values.authz.mode "sidecar" }}
+    - name: authz-socket
+      mountPath: {{ include "scopegate.authz.socketDir" . }}
+    {{- end }}
     - name: authz-config
       mountPath: /etc/scopegate/config
       readOnly: true
@@ -208,6 +221,10 @@ capabilities:
 {{- end -}}
 
 {{- define "scopegate.authz.volumes" -}}
+{{- if eq .Values.authz.mode "sidecar" -}}
+- name: authz-socket
+  emptyDir: {medium: Memory, sizeLimit: 1Mi}
+{{ end -}}
 - name: authz-config
   configMap:
     name: {{ include "scopegate.authz.name" . }}
