@@ -24,6 +24,7 @@ import (
 	"github.com/scopegate/scopegate/controlplane/watch"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/internal/bind"
 )
 
 // Options configure a Service.
@@ -103,14 +104,14 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err := s.watcher.Set(s.watchedFiles(cfg)); err != nil {
 		return nil, err
 	}
-	s.grpcLn, err = net.Listen("tcp", listen)
+	s.grpcLn, err = bind.TCP(listen, "listen")
 	if err != nil {
-		return nil, fmt.Errorf("xds listen %s: %w", listen, err)
+		return nil, err
 	}
 	s.admin, err = admin.New(adminAddr, opts.Registry, s.ready)
 	if err != nil {
 		s.grpcLn.Close()
-		return nil, fmt.Errorf("admin listen %s: %w", adminAddr, err)
+		return nil, err
 	}
 	s.admin.Handle("GET /status", http.HandlerFunc(s.serveStatus))
 	return s, nil

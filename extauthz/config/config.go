@@ -26,6 +26,9 @@ type Config struct {
 	TokenCache      TokenCache    `yaml:"token_cache"`
 	Policy          Policy        `yaml:"policy"`
 	DecisionLog     DecisionLog   `yaml:"decision_log"`
+	// GRPCReflection serves gRPC server reflection on the listen port (for grpcurl). Off by
+	// default: it tells anyone who can reach the port what it serves.
+	GRPCReflection bool `yaml:"grpc_reflection"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
@@ -29,6 +30,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/internal/bind"
 	"github.com/scopegate/scopegate/policies"
 
 	"github.com/scopegate/scopegate/internal/grpcstop"
@@ -55,15 +57,34 @@ type Server struct {
 	shutdownErr  error
 }
 
-// New builds everything and binds the listeners; Start serves. A bad policy or a listener
-// that can't bind fails here, before anything is served.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s := &Server{cfg: cfg, log: log, Registry: reg}
-	bg, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+// Handler is the Check service built from a config, with its issuers' key sources and its
+// policy, but no listeners: `scopegate authz` serves it, and `scopegate check --config` asks
+// it in-process, so both decide the same way.
+type Handler struct {
+	Service  *check.Service
+	Verifier *token.Verifier
+	Engine   *policy.Engine
+	Sources  []*jwks.Source
+}
 
+// HandlerOptions are what NewHandler takes besides the config; every field may be nil.
+type HandlerOptions struct {
+	Logger      *slog.Logger
+	Registry    *prometheus.Registry // nil: metrics are kept in a registry nobody reads
+	DecisionLog *decisionlog.Logger
+}
+
+// NewHandler builds the key sources (not started: see StartSources), the verifier with its
+// cache, the policy engine and the Check service from cfg.
+func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Handler, error) {
+	log, reg := o.Logger, o.Registry
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	h := &Handler{}
 	jm := jwks.NewMetrics(reg)
 	var issuers []token.Issuer
 	for _, ic := range cfg.Issuers {
@@ -73,10 +94,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
 		})
 		if err != nil {
-			cancel()
 			return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
 		}
-		s.sources = append(s.sources, src)
+		h.Sources = append(h.Sources, src)
 		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
 	}
 	tm := token.NewMetrics(reg)
@@ -84,32 +104,58 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
 	}, func() float64 { return float64(cache.Len()) }))
-	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
+	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
 
 	engine, err := policy.New(ctx, policy.Options{
 		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
 		EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
 	})
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	s.engine = engine
+	h.Engine = engine
+	h.Service = check.New(check.Options{
+		Verifier: h.Verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
+		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: o.DecisionLog, Logger: log,
+		Metrics: check.NewMetrics(reg),
+	})
+	return h, nil
+}
+
+// StartSources starts fetching every issuer's keys until ctx ends.
+func (h *Handler) StartSources(ctx context.Context) {
+	for _, src := range h.Sources {
+		src.Start(ctx)
+	}
+}
+
+// New builds everything and binds the listeners; Start serves. A bad policy or a listener
+// that can't bind fails here, before anything is served.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s := &Server{cfg: cfg, log: log, Registry: reg}
+	bg, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
 
 	if err := s.openDecisionLog(); err != nil {
 		cancel()
 		return nil, err
 	}
-	s.Service = check.New(check.Options{
-		Verifier: verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
-		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: s.dlog, Logger: log,
-		Metrics: check.NewMetrics(reg),
-	})
-
-	s.lis, err = net.Listen("tcp", cfg.Listen)
+	h, err := NewHandler(ctx, cfg, HandlerOptions{Logger: log, Registry: reg, DecisionLog: s.dlog})
 	if err != nil {
+		s.closeDecisionLog()
 		cancel()
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, err
+	}
+	s.sources, s.engine, s.Service = h.Sources, h.Engine, h.Service
+	verifier, engine := h.Verifier, h.Engine
+
+	s.lis, err = bind.TCP(cfg.Listen, "listen")
+	if err != nil {
+		s.closeDecisionLog()
+		cancel()
+		return nil, err
 	}
 	s.grpc = grpc.NewServer(
 		// Reused worker goroutines keep the stacks policy evaluation has grown; a fresh
@@ -123,12 +169,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if cfg.GRPCReflection {
+		reflection.Register(s.grpc)
+	}
 
 	s.admin, err = admin.New(cfg.Admin, reg, s.ready)
 	if err != nil {
 		s.lis.Close()
+		s.closeDecisionLog()
 		cancel()
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, err
 	}
 
 	for _, src := range s.sources {
@@ -162,6 +212,15 @@ func (s *Server) openDecisionLog() error {
 	}
 	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond)
 	return nil
+}
+
+// closeDecisionLog flushes and closes the decision log (a nil log is a no-op).
+func (s *Server) closeDecisionLog() error {
+	err := s.dlog.Close()
+	if s.dlogFile != nil {
+		s.dlogFile.Close()
+	}
+	return err
 }
 
 // GRPCAddr and AdminAddr are the bound addresses (useful with port 0).

@@ -79,13 +79,13 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	ip, err := StartIDP(ctx, idpCfg, log.With("service", "idp"))
 	if err != nil {
-		return err
+		return fmt.Errorf("idp (--idp-config %s): %w", o.IDPConfig, err)
 	}
 	started = append(started, ip.Service)
 
 	az, err := StartAuthz(ctx, authzCfg, log.With("service", "authz"))
 	if err != nil {
-		return err
+		return fmt.Errorf("authz (--authz-config %s): %w", o.AuthzConfig, err)
 	}
 	started = append(started, az.Service)
 	if err := ready("authz", az.WaitReady); err != nil {
@@ -94,13 +94,13 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	api, err := StartAPI(ctx, o.APIListen, log.With("service", "demo-api"))
 	if err != nil {
-		return err
+		return fmt.Errorf("demo API: %w", err)
 	}
 	started = append(started, api.Service)
 
 	xds, err := StartXDS(ctx, controlplane.Options{ConfigPath: o.XDSConfig, Logger: log.With("service", "xds")})
 	if err != nil {
-		return err
+		return fmt.Errorf("xds (--xds-config %s): %w", o.XDSConfig, err)
 	}
 	started = append(started, xds.Service)
 	if err := ready("xds", func(ctx context.Context) error {
