@@ -140,6 +140,14 @@ func Parse(raw []byte) (*Config, error) {
 	return &c, nil
 }
 
+// Defaults is a config with every default filled in and no issuers (so not a valid one):
+// what `scopegate check` uses when it runs without a config file.
+func Defaults() *Config {
+	var c Config
+	c.setDefaults()
+	return &c
+}
+
 func (c *Config) setDefaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
