@@ -35,7 +35,7 @@ type checkResult struct {
 	checkOutput
 	Policy *struct {
 		Decision *struct{ Allow bool } `json:"decision"`
-		Fired    []string             `json:"rules_fired"`
+		Fired    []string              `json:"rules_fired"`
 	} `json:"policy"`
 }
 
