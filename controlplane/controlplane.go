@@ -172,6 +172,7 @@ func (s *Service) Reload(ctx context.Context) error {
 	s.metrics.reloads.Inc()
 	err := s.reload(ctx)
 	s.mu.Lock()
+	hadConfig := s.cfg != nil
 	s.last = ReloadStatus{At: time.Now(), OK: err == nil}
 	if err != nil {
 		s.last.Error = err.Error()
@@ -180,7 +181,10 @@ func (s *Service) Reload(ctx context.Context) error {
 	if err != nil {
 		s.metrics.rejections.Inc()
 		s.metrics.valid.Set(0)
-		s.log.Error("config rejected: keeping the last good config", "config", s.opts.ConfigPath, "error", err)
+		// At start there is no good config to keep, and New's caller reports the error.
+		if hadConfig {
+			s.log.Error("config rejected: keeping the last good config", "config", s.opts.ConfigPath, "error", err)
+		}
 		return err
 	}
 	s.metrics.valid.Set(1)

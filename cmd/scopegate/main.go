@@ -45,7 +45,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "OAuth 2.0 scope gate for the Envoy edge",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Version,
 	}
+	root.SetVersionTemplate("scopegate {{.Version}}\n")
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

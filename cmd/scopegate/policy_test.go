@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -30,5 +31,14 @@ func TestPolicyTestCommand(t *testing.T) {
 	var ee *exitError
 	if !errors.As(err, &ee) || ee.code != 1 || !bytes.Contains([]byte(out), []byte("FAIL")) {
 		t.Fatalf("a failing test: err %v, output %s", err, out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		out, err := run(t, args...)
+		if err != nil || !strings.HasPrefix(out, "scopegate ") || strings.TrimSpace(out) == "scopegate" {
+			t.Errorf("%v: %q, %v", args, out, err)
+		}
 	}
 }
