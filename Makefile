@@ -35,9 +35,9 @@ lint:
 	$(GO) tool staticcheck ./...
 
 ## run: the demo idp, demo API, authz and xds in one process on localhost (`scopegate dev`);
-## Envoy too when an envoy binary is on PATH. make execs the built binary, so SIGTERM to make
-## reaches it, and --stop-with-parent stops it when make exits on anything else (SIGINT to its
-## pid). RUN_FLAGS adds flags: make run RUN_FLAGS=--no-envoy
+## Envoy too when an envoy binary is on PATH. The recipe execs the built binary: Ctrl-C reaches
+## it, make forwards SIGTERM (kill PID) to it, and --stop-with-parent stops it if make dies
+## (kill -9 PID). RUN_FLAGS adds flags: make run RUN_FLAGS=--no-envoy
 run: build
 	exec $(BIN) dev --stop-with-parent $(RUN_FLAGS)
 

@@ -52,8 +52,8 @@ func newDevCmd() *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if withParent {
-				// make forwards SIGTERM to what it runs, not SIGINT: without this, `kill -INT`
-				// on make's pid would leave the stack running, holding every port.
+				// make forwards SIGTERM to what it runs, but a make killed outright (kill -9)
+				// would leave the stack running, holding every port.
 				if err := parent.TermOnExit(); err != nil {
 					return fmt.Errorf("--stop-with-parent: %w", err)
 				}

@@ -205,18 +205,33 @@ func TestDevStopsOnSignal(t *testing.T) {
 	}
 }
 
-// TestMakeRunStopsOnSignal: `make run` is what a user starts and stops by its pid; SIGTERM
-// (forwarded by make to the exec'd binary) and SIGINT (make exits, --stop-with-parent stops
-// the binary) must both leave no process holding the demo's ports.
+// TestMakeRunStopsOnSignal: `make run` is what a user starts, and stops with Ctrl-C (SIGINT
+// to the terminal's process group), `kill PID` (SIGTERM to make, which make forwards to the
+// binary it exec'd) or `kill -9 PID` (make dies; --stop-with-parent stops the binary). Each
+// must leave no process holding the demo's ports.
 func TestMakeRunStopsOnSignal(t *testing.T) {
 	bin := binary(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
+	tests := []struct {
+		name  string
+		sig   syscall.Signal
+		group bool
+	}{
+		{"ctrl-c", syscall.SIGINT, true},
+		{"kill", syscall.SIGTERM, false},
+		{"kill -9", syscall.SIGKILL, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			flags, addrs := devConfigs(t)
 			cmd := exec.Command("make", "-s", "run", "BIN="+bin, "RUN_FLAGS="+strings.Join(flags, " "))
 			cmd.Dir = repoRoot(t)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal job
 			out, done := startUntilReady(t, cmd)
-			if err := cmd.Process.Signal(sig); err != nil {
+			pid := cmd.Process.Pid
+			if tt.group {
+				pid = -pid
+			}
+			if err := syscall.Kill(pid, tt.sig); err != nil {
 				t.Fatal(err)
 			}
 			err := waitExit(t, cmd, out, done)

@@ -1,6 +1,6 @@
-// Package parent ties a process's life to its parent's: `make run` execs `scopegate dev`, and
-// make forwards SIGTERM to it but not SIGINT (make then exits at once and would leave the demo
-// stack holding its ports).
+// Package parent ties a process's life to its parent's: `make run` execs `scopegate dev`;
+// make forwards SIGTERM to it, but if make is killed outright (SIGKILL) the demo stack would
+// run on, holding its ports.
 package parent
 
 // TermOnExit asks the kernel to send this process SIGTERM when its parent exits, so a
