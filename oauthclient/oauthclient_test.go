@@ -1,6 +1,7 @@
 package oauthclient
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -345,9 +346,23 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Header["typ"] != "at+jwt" || d.Claims["sub"] != "alice" || d.Times["exp"] != "2033-05-18T03:33:20Z" || d.ExpiresIn != "16m40s" {
+			if d.Header["typ"] != "at+jwt" || d.Claims["sub"] != "alice" || d.Times["exp"] != "2033-05-18T03:33:20Z" || d.Expires != "in 16m40s" {
 				t.Fatalf("decoded %+v", d)
 			}
 		})
+	}
+}
+
+func TestDecodeSaysWhenItExpired(t *testing.T) {
+	for _, tt := range []struct {
+		left time.Duration
+		want string
+	}{{43 * time.Second, "expired 43s ago"}, {-5 * time.Minute, "in 5m0s"}, {0, "expired 0s ago"}} {
+		// a token with exp = 2000000000, read tt.left after (or before) it
+		claims := base64.RawURLEncoding.EncodeToString([]byte(`{"exp":2000000000}`))
+		d, err := Decode("e30."+claims+".x", time.Unix(2000000000, 0).Add(tt.left))
+		if err != nil || d.Expires != tt.want {
+			t.Errorf("%v after exp: %q, %v; want %q", tt.left, d.Expires, err, tt.want)
+		}
 	}
 }
