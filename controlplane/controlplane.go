@@ -21,10 +21,10 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
-	"github.com/scopegate/scopegate/controlplane/watch"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/bind"
+	"github.com/scopegate/scopegate/internal/watch"
 )
 
 // Options configure a Service.

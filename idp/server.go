@@ -17,6 +17,8 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
+
+	"github.com/scopegate/scopegate/extauthz/dpop"
 )
 
 // Paths served on the provider listener. Discovery is at /.well-known/openid-configuration.
@@ -42,6 +44,7 @@ type Provider struct {
 	handler http.Handler
 	metrics *metrics
 	now     func() time.Time
+	proofs  *dpop.Verifier // DPoP proofs at the token endpoint
 }
 
 // Option changes how New builds a Provider.
@@ -68,7 +71,11 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{cfg: cfg, log: log, keys: keys, now: o.now, metrics: newMetrics(o.registry)}
+	proofs, err := dpop.New(dpop.Options{Now: o.now})
+	if err != nil {
+		return nil, err
+	}
+	p := &Provider{cfg: cfg, log: log, keys: keys, now: o.now, metrics: newMetrics(o.registry), proofs: proofs}
 	p.store = newStorage(cfg, keys, PathLogin, o.now)
 
 	var cryptoKey [32]byte // encrypts authorization codes; new per process
@@ -241,7 +248,11 @@ func (s *server) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.Acce
 	if r.Data.RedirectURI != authReq.redirectURI {
 		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request")
 	}
-	resp, err := s.p.tokenResponse(ctx, authReq, r.Client.(*client), "", r.Data.Code)
+	jkt, err := s.proofKey(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.p.tokenResponse(ctx, authReq, r.Client.(*client), "", r.Data.Code, jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +272,14 @@ func (s *server) RefreshToken(ctx context.Context, r *op.ClientRequest[oidc.Refr
 	if err := op.ValidateRefreshTokenScopes(r.Data.Scopes, req); err != nil {
 		return nil, err
 	}
-	resp, err := s.p.tokenResponse(ctx, req.(*refreshRequest), r.Client.(*client), r.Data.RefreshToken, "")
+	jkt, err := s.proofKey(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	if bound := req.(*refreshRequest).rec.jkt; bound != "" && jkt != bound {
+		return nil, oidc.ErrInvalidGrant().WithDescription("the refresh token is bound to a DPoP key: send a proof signed with it")
+	}
+	resp, err := s.p.tokenResponse(ctx, req.(*refreshRequest), r.Client.(*client), r.Data.RefreshToken, "", jkt)
 	if err != nil {
 		return nil, err
 	}
@@ -275,12 +293,43 @@ func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequ
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.p.tokenResponse(ctx, req.(*clientCredentialsRequest), r.Client.(*client), "", "")
+	jkt, err := s.proofKey(r.Header)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.p.tokenResponse(ctx, req.(*clientCredentialsRequest), r.Client.(*client), "", "", jkt)
 	if err != nil {
 		return nil, err
 	}
 	s.p.metrics.issued.WithLabelValues(GrantClientCredentials).Inc()
 	return op.NewResponse(resp), nil
+}
+
+// proofKey checks the token request's DPoP proof, if it has one (RFC 9449 §5), and returns
+// the thumbprint of its key; no proof means a plain bearer token.
+func (s *server) proofKey(h http.Header) (string, error) {
+	proofs := h.Values("DPoP")
+	switch len(proofs) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", invalidDPoPProof("exactly one DPoP proof is allowed")
+	}
+	jkt, err := s.p.proofs.KeyOf(proofs[0], http.MethodPost, s.p.cfg.Issuer+PathToken)
+	if err != nil {
+		var e *dpop.Error
+		if errors.As(err, &e) {
+			return "", invalidDPoPProof(e.Description)
+		}
+		return "", invalidDPoPProof("the DPoP proof is invalid")
+	}
+	return jkt, nil
+}
+
+// invalidDPoPProof is RFC 9449 §5's 400 invalid_dpop_proof.
+func invalidDPoPProof(desc string) error {
+	return &oidc.Error{ErrorType: "invalid_dpop_proof", Description: desc}
 }
 
 // grant is what every token request carries: whose token, for which scopes.
@@ -291,7 +340,10 @@ type grant interface {
 
 // tokenResponse mints the access token, a (rotated) refresh token when the client has the
 // refresh_token grant and a user is involved, and an ID token when openid was granted.
-func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, currentRefresh, code string) (*oidc.AccessTokenResponse, error) {
+//
+// jkt, when the request carried a valid DPoP proof, binds the access token to that key
+// (cnf.jkt, token_type DPoP: RFC 9449 §5, §6).
+func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, currentRefresh, code, jkt string) (*oidc.AccessTokenResponse, error) {
 	var refresh string
 	if _, isCC := g.(*clientCredentialsRequest); !isCC && cl.hasGrant(GrantRefreshToken) {
 		var err error
@@ -302,7 +354,11 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 		case *refreshRequest:
 			req = v
 		}
-		if refresh, err = p.store.issueRefresh(req, currentRefresh); err != nil {
+		bind := ""
+		if cl.AuthMethod() == oidc.AuthMethodNone {
+			bind = jkt // a public client's refresh token is bound to its DPoP key (RFC 9449 §5)
+		}
+		if refresh, err = p.store.issueRefresh(req, currentRefresh, bind); err != nil {
 			return nil, oidc.ErrInvalidGrant().WithDescription("invalid refresh token").WithParent(err)
 		}
 	}
@@ -318,13 +374,18 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 		JWTID:    jti,
 		IssuedAt: iat.Unix(),
 		Expiry:   exp.Unix(),
+		Cnf:      confirmation(jkt),
 	})
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}
+	tokenType := oidc.BearerToken
+	if jkt != "" {
+		tokenType = TokenTypeDPoP
+	}
 	resp := &oidc.AccessTokenResponse{
 		AccessToken:  at,
-		TokenType:    oidc.BearerToken,
+		TokenType:    tokenType,
 		RefreshToken: refresh,
 		ExpiresIn:    uint64(exp.Sub(iat) / time.Second),
 		Scope:        scopes,
@@ -349,7 +410,23 @@ type accessTokenClaims struct {
 	JWTID    string `json:"jti"`
 	IssuedAt int64  `json:"iat"`
 	Expiry   int64  `json:"exp"`
+	// Cnf binds the token to the client's DPoP key (RFC 9449 §6.1), when it sent a proof.
+	Cnf *cnfClaim `json:"cnf,omitempty"`
 }
+
+type cnfClaim struct {
+	JKT string `json:"jkt"`
+}
+
+func confirmation(jkt string) *cnfClaim {
+	if jkt == "" {
+		return nil
+	}
+	return &cnfClaim{JKT: jkt}
+}
+
+// TokenTypeDPoP is the token_type of a DPoP-bound access token (RFC 9449 §5).
+const TokenTypeDPoP = "DPoP"
 
 // AccessTokenType is the JOSE `typ` of access tokens (RFC 9068 §2.1); ID tokens carry "JWT",
 // so neither can be passed off as the other.

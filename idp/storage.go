@@ -115,6 +115,9 @@ func (a *authRequest) clone() *authRequest {
 // refreshRecord is what a refresh token stands for. Rotation replaces the token, not the grant:
 // scopes and auth time stay those of the original authorization (RFC 6749 §6).
 type refreshRecord struct {
+	// jkt binds the grant to a DPoP key (RFC 9449 §5): set when a public client started it
+	// with a proof; every refresh must then come with a proof of the same key.
+	jkt       string
 	family    string
 	clientID  string
 	subject   string
@@ -438,7 +441,7 @@ func (s *storage) CreateAccessToken(_ context.Context, _ op.TokenRequest) (strin
 }
 
 func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
-	rt, err := s.issueRefresh(req, current)
+	rt, err := s.issueRefresh(req, current, "")
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
@@ -449,7 +452,7 @@ func (s *storage) CreateAccessAndRefreshTokens(_ context.Context, req op.TokenRe
 // issueRefresh starts a refresh grant (current == "") or rotates current: the old token stops
 // working the moment the new one exists. Presenting a rotated token again revokes the grant
 // (OAuth 2.0 Security BCP, refresh token rotation).
-func (s *storage) issueRefresh(req op.TokenRequest, current string) (string, error) {
+func (s *storage) issueRefresh(req op.TokenRequest, current, jkt string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pruneLocked()
@@ -467,6 +470,7 @@ func (s *storage) issueRefresh(req op.TokenRequest, current string) (string, err
 			scopes:   slices.Clone(a.granted),
 			authTime: a.authTime,
 			amr:      a.GetAMR(),
+			jkt:      jkt,
 		}
 	} else {
 		old, err := s.refreshLocked(current)

@@ -25,9 +25,35 @@ type tokenFlags struct {
 	scopes                    []string
 	httpTimeout               time.Duration
 	raw                       bool
+	dpop                      bool
 }
 
 func (f *tokenFlags) httpClient() *http.Client { return &http.Client{Timeout: f.httpTimeout} }
+
+// tokenClient is the HTTP client for token requests: with bind, it sends a DPoP proof made
+// with the key kept next to the token cache, so the provider binds the token to that key.
+func (f *tokenFlags) tokenClient(bind bool) (*http.Client, error) {
+	hc := f.httpClient()
+	if !bind {
+		return hc, nil
+	}
+	k, err := f.dpopKey()
+	if err != nil {
+		return nil, err
+	}
+	return k.Client(hc), nil
+}
+
+func (f *tokenFlags) dpopKey() (*oauthclient.DPoPKey, error) {
+	c, err := f.cacheFile()
+	if err != nil {
+		return nil, err
+	}
+	return oauthclient.LoadOrCreateDPoPKey(oauthclient.DPoPKeyPath(c.Path))
+}
+
+// isDPoP reports whether a cached token is DPoP-bound (its refreshes need the key too).
+func isDPoP(e *oauthclient.Entry) bool { return strings.EqualFold(e.TokenType, "DPoP") }
 
 func (f *tokenFlags) cacheFile() (oauthclient.Cache, error) {
 	if f.cache != "" {
@@ -102,7 +128,7 @@ func newTokenCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().Duration("http-timeout", 30*time.Second, "timeout of each HTTP request to the provider")
 	cmd.PersistentFlags().String("cache", "", "token cache file (default $SCOPEGATE_TOKEN_CACHE or <user cache dir>/scopegate/tokens.json)")
-	cmd.AddCommand(newTokenLoginCmd(), newTokenClientCredentialsCmd(), newTokenRefreshCmd(), newTokenShowCmd(), newTokenPrintCmd())
+	cmd.AddCommand(newTokenLoginCmd(), newTokenClientCredentialsCmd(), newTokenRefreshCmd(), newTokenShowCmd(), newTokenPrintCmd(), newTokenProofCmd())
 	return cmd
 }
 
@@ -121,7 +147,10 @@ func newTokenLoginCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.common(cmd)
-			hc := f.httpClient()
+			hc, err := f.tokenClient(f.dpop)
+			if err != nil {
+				return err
+			}
 			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, f.authURL, f.tokenURL, true)
 			if err != nil {
 				return err
@@ -144,6 +173,7 @@ func newTokenLoginCmd() *cobra.Command {
 	f.addScopeFlag(cmd, []string{"orders:read", "orders:write"}, "scopes to request")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser's redirect (0: forever)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with `scopegate token proof`")
 	return cmd
 }
 
@@ -162,7 +192,10 @@ func newTokenClientCredentialsCmd() *cobra.Command {
 			if secret == "" {
 				return errors.New("--client-secret or $SCOPEGATE_CLIENT_SECRET is required")
 			}
-			hc := f.httpClient()
+			hc, err := f.tokenClient(f.dpop)
+			if err != nil {
+				return err
+			}
 			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, "", f.tokenURL, false)
 			if err != nil {
 				return err
@@ -181,6 +214,7 @@ func newTokenClientCredentialsCmd() *cobra.Command {
 	cmd.Flags().StringVar(&secret, "client-secret", "", "client secret (prefer $SCOPEGATE_CLIENT_SECRET: flags end up in shell history)")
 	f.addScopeFlag(cmd, nil, "scopes to request (default: all the client may have)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with `scopegate token proof`")
 	return cmd
 }
 
@@ -200,7 +234,11 @@ func newTokenRefreshCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := oauthclient.Refresh(cmd.Context(), f.httpClient(), old, f.scopeList())
+			hc, err := f.tokenClient(isDPoP(old))
+			if err != nil {
+				return err
+			}
+			e, err := oauthclient.Refresh(cmd.Context(), hc, old, f.scopeList())
 			if err != nil {
 				return err
 			}
@@ -284,7 +322,11 @@ func newTokenPrintCmd() *cobra.Command {
 				if noRefresh || e.RefreshToken == "" {
 					return fmt.Errorf("the cached token for %s expired at %s: get a new one (scopegate token login / client-credentials)", e.ClientID, e.Expiry.Local().Format(time.RFC3339))
 				}
-				if e, err = oauthclient.Refresh(cmd.Context(), f.httpClient(), e, nil); err != nil {
+				hc, err := f.tokenClient(isDPoP(e))
+				if err != nil {
+					return err
+				}
+				if e, err = oauthclient.Refresh(cmd.Context(), hc, e, nil); err != nil {
 					return err
 				}
 				if err := c.Put(e); err != nil {
@@ -298,5 +340,47 @@ func newTokenPrintCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&f.clientID, "client-id", "", "whose cached token (default: the last one obtained)")
 	cmd.Flags().BoolVar(&noRefresh, "no-refresh", false, "fail instead of refreshing an expired token")
+	return cmd
+}
+
+func newTokenProofCmd() *cobra.Command {
+	var f tokenFlags
+	var method, target, nonce string
+	cmd := &cobra.Command{
+		Use:   "proof --method GET --url URL",
+		Short: "Print the two headers of one request with the cached DPoP-bound token: Authorization: DPoP ... and DPoP: <a fresh proof>",
+		Long: "A DPoP proof (RFC 9449) is good for one request: its method and URL (query ignored), once.\n" +
+			"Get a bound token first with `scopegate token client-credentials --dpop` (or login --dpop).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.common(cmd)
+			c, err := f.cacheFile()
+			if err != nil {
+				return err
+			}
+			e, err := c.Get(f.clientID)
+			if err != nil {
+				return err
+			}
+			if !isDPoP(e) {
+				return fmt.Errorf("the cached token for %s is a %s token, not DPoP-bound: get one with --dpop", e.ClientID, orNone(e.TokenType))
+			}
+			k, err := f.dpopKey()
+			if err != nil {
+				return err
+			}
+			proof, err := k.Proof(strings.ToUpper(method), target, e.AccessToken, nonce)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Authorization: DPoP %s\nDPoP: %s\n", e.AccessToken, proof)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&f.clientID, "client-id", "", "whose cached token (default: the last one obtained)")
+	cmd.Flags().StringVar(&method, "method", "GET", "the request's method")
+	cmd.Flags().StringVar(&target, "url", "", "the request's URL, as the client calls it (https://host/path)")
+	cmd.Flags().StringVar(&nonce, "nonce", "", "the server's DPoP-Nonce, when it asked for one")
+	_ = cmd.MarkFlagRequired("url")
 	return cmd
 }

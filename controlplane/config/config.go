@@ -103,6 +103,9 @@ type Route struct {
 	Mode string `yaml:"mode"`
 	// Timeout overrides the upstream's request timeout for this route (0: the upstream's).
 	Timeout time.Duration `yaml:"timeout"`
+	// Binding "required" refuses plain bearer tokens on the route: only sender-constrained
+	// ones (DPoP, RFC 9449, or certificate-bound, RFC 8705) pass. Empty: any.
+	Binding string `yaml:"binding"`
 }
 
 // Match selects requests by path and, optionally, method.

@@ -125,6 +125,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "duplicate method", edit: repl("methods: [GET]", "methods: [GET, GET]"), wantErr: `route "orders-read": match: methods[1]: duplicate method "GET"`},
 		{name: "public with scopes", edit: repl("public: true", "public: true\n                scopes: [x]"), wantErr: `route "health": public route cannot require scopes`},
 		{name: "public with mode", edit: repl("public: true", "public: true\n                mode: shadow"), wantErr: `route "health": mode "shadow" applies to protected routes only`},
+		{name: "public with binding", edit: repl("public: true", "public: true\n                binding: required"), wantErr: `route "health": binding "required" applies to protected routes only`},
+		{name: "unknown binding", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                binding: dpop"), wantErr: `route "orders-read": binding: "dpop" is not "required"`},
 		{name: "unknown mode", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                mode: audit"), wantErr: `route "orders-read": mode: "audit" is not one of`},
 		{name: "scope with space", edit: repl("scopes: [orders:read]", `scopes: ["orders read"]`), wantErr: `route "orders-read": scopes[0]: scope "orders read" has a character not allowed`},
 		{name: "scope with quote", edit: repl("scopes: [orders:read]", `scopes: ['a"b']`), wantErr: `scopes[0]: scope "a\"b" has a character not allowed`},

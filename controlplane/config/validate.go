@@ -237,7 +237,13 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 		if r.Mode != "" {
 			v.addf("%s: mode %q applies to protected routes only, not to a public route", rat, r.Mode)
 		}
+		if r.Binding != "" {
+			v.addf("%s: binding %q applies to protected routes only, not to a public route", rat, r.Binding)
+		}
 		return
+	}
+	if r.Binding != "" && r.Binding != contract.BindingRequired {
+		v.addf("%s: binding: %q is not %q (or empty, for any token)", rat, r.Binding, contract.BindingRequired)
 	}
 	if r.Mode != contract.ModeEnforce && r.Mode != contract.ModeShadow {
 		v.addf("%s: mode: %q is not one of %q, %q", rat, r.Mode, contract.ModeEnforce, contract.ModeShadow)

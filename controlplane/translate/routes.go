@@ -106,7 +106,8 @@ func methodMatcher(methods []string) *route.HeaderMatcher {
 }
 
 // extAuthzPerRoute labels a protected route for the policy (route name, required scopes
-// space-separated, and mode "shadow" for shadow routes) or disables ext_authz on a public one.
+// space-separated, mode "shadow" for shadow routes, binding "required" for routes that take
+// only sender-constrained tokens) or disables ext_authz on a public one.
 func extAuthzPerRoute(r *config.Route) *extauthz.ExtAuthzPerRoute {
 	if r.Public {
 		return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_Disabled{Disabled: true}}
@@ -117,6 +118,9 @@ func extAuthzPerRoute(r *config.Route) *extauthz.ExtAuthzPerRoute {
 	}
 	if r.Mode == contract.ModeShadow {
 		ext[contract.ExtMode] = contract.ModeShadow
+	}
+	if r.Binding == contract.BindingRequired {
+		ext[contract.ExtBinding] = contract.BindingRequired
 	}
 	return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthz.CheckSettings{ContextExtensions: ext},

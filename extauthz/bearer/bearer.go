@@ -1,12 +1,31 @@
-// Package bearer takes an OAuth 2.0 bearer token out of a request, per RFC 6750 §2.1, and
-// refuses every other way of presenting one.
+// Package bearer takes an OAuth 2.0 access token out of a request's Authorization header,
+// per RFC 6750 §2.1 (the Bearer scheme) and RFC 9449 §7.1 (the DPoP scheme), and refuses
+// every other way of presenting one.
 package bearer
 
 import (
-	"github.com/scopegate/scopegate/internal/contract"
 	"net/url"
 	"strings"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
+
+// Scheme is how the token was presented.
+type Scheme uint8
+
+const (
+	// SchemeBearer: "Authorization: Bearer <token>" (RFC 6750).
+	SchemeBearer Scheme = iota
+	// SchemeDPoP: "Authorization: DPoP <token>" with a DPoP proof header (RFC 9449).
+	SchemeDPoP
+)
+
+func (s Scheme) String() string {
+	if s == SchemeDPoP {
+		return "DPoP"
+	}
+	return "Bearer"
+}
 
 // DefaultMaxBytes is the default size limit of a token.
 const DefaultMaxBytes = 8 << 10
@@ -24,7 +43,7 @@ func (e *Error) Error() string { return e.Reason + ": " + e.Description }
 
 var (
 	errMissing       = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "no bearer token in the request"}
-	errOtherScheme   = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "the Authorization scheme is not Bearer"}
+	errOtherScheme   = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "the Authorization scheme is not Bearer or DPoP"}
 	errSeveral       = &Error{Reason: contract.ReasonInvalidRequest, Description: "more than one Authorization header"}
 	errMalformed     = &Error{Reason: contract.ReasonInvalidRequest, Description: "malformed Bearer credentials"}
 	errTooLarge      = &Error{Reason: contract.ReasonTokenTooLarge, Description: "the bearer token exceeds the size limit"}
@@ -40,8 +59,8 @@ type Request struct {
 	RawQuery      string
 }
 
-// Extract returns the token or an *Error. maxBytes <= 0 means DefaultMaxBytes.
-func Extract(r Request, maxBytes int) (string, error) {
+// Extract returns the token and its scheme, or an *Error. maxBytes <= 0 means DefaultMaxBytes.
+func Extract(r Request, maxBytes int) (string, Scheme, error) {
 	first := ""
 	if len(r.Authorization) > 0 {
 		first = r.Authorization[0]
@@ -51,46 +70,52 @@ func Extract(r Request, maxBytes int) (string, error) {
 
 // ExtractFirst is Extract for a request that sent n Authorization values, the first being
 // first: the Check path counts them without building a slice on every request.
-func ExtractFirst(first string, n int, rawQuery string, maxBytes int) (string, error) {
+func ExtractFirst(first string, n int, rawQuery string, maxBytes int) (string, Scheme, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
 	if queryHasToken(rawQuery) {
-		return "", errInQuery
+		return "", 0, errInQuery
 	}
 	switch n {
 	case 0:
-		return "", errMissing
+		return "", 0, errMissing
 	case 1:
 	default:
-		return "", errSeveral
+		return "", 0, errSeveral
 	}
 	h := first
 	if h == "" {
-		return "", errMissing
+		return "", 0, errMissing
 	}
 	if strings.IndexByte(h, ',') >= 0 {
-		return "", errNotSingleLine
+		return "", 0, errNotSingleLine
 	}
-	scheme, rest, found := strings.Cut(h, " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		if scheme == "" || !isToken(scheme) {
-			return "", errMalformed
-		}
-		return "", errOtherScheme
+	name, rest, found := strings.Cut(h, " ")
+	var scheme Scheme
+	switch {
+	case strings.EqualFold(name, "Bearer"):
+		scheme = SchemeBearer
+	case strings.EqualFold(name, "DPoP"):
+		scheme = SchemeDPoP
+	case name == "" || !isToken(name):
+		return "", 0, errMalformed
+	default:
+		return "", 0, errOtherScheme
 	}
 	if !found {
-		return "", errMalformed
+		return "", 0, errMalformed
 	}
-	// RFC 6750: "Bearer" 1*SP b64token. Only spaces separate; the token ends the header.
+	// RFC 6750 (and RFC 9449 §7.1, alike): scheme 1*SP b64token. Only spaces separate; the
+	// token ends the header.
 	tok := strings.TrimLeft(rest, " ")
 	if len(tok) > maxBytes {
-		return "", errTooLarge
+		return "", 0, errTooLarge
 	}
 	if !isB64Token(tok) {
-		return "", errMalformed
+		return "", 0, errMalformed
 	}
-	return tok, nil
+	return tok, scheme, nil
 }
 
 // b64tokenChars marks the b64token alphabet; a table keeps the per-byte check branch-free,

@@ -14,7 +14,11 @@ func TestExtract(t *testing.T) {
 		want        string
 		wantReason  string
 		wantMissing bool
+		wantScheme  Scheme
 	}{
+		{name: "dpop", req: Request{Authorization: []string{"DPoP " + tok}}, want: tok, wantScheme: SchemeDPoP},
+		{name: "dpop case-insensitive", req: Request{Authorization: []string{"dpop " + tok}}, want: tok, wantScheme: SchemeDPoP},
+		{name: "dpop scheme only", req: Request{Authorization: []string{"DPoP"}}, wantReason: "invalid_request"},
 		{name: "bearer", req: Request{Authorization: []string{"Bearer " + tok}}, want: tok},
 		{name: "scheme case-insensitive", req: Request{Authorization: []string{"bEaReR " + tok}}, want: tok},
 		{name: "several spaces", req: Request{Authorization: []string{"Bearer   " + tok}}, want: tok},
@@ -42,10 +46,10 @@ func TestExtract(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Extract(tt.req, 0)
+			got, scheme, err := Extract(tt.req, 0)
 			if tt.wantReason == "" {
-				if err != nil || got != tt.want {
-					t.Fatalf("Extract = %q, %v; want %q", got, err, tt.want)
+				if err != nil || got != tt.want || scheme != tt.wantScheme {
+					t.Fatalf("Extract = %q, %v, %v; want %q %v", got, scheme, err, tt.want, tt.wantScheme)
 				}
 				return
 			}

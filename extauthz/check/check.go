@@ -17,6 +17,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/bearer"
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -35,9 +36,14 @@ type Options struct {
 	MaxTokenBytes int
 	Shadow        bool // global shadow mode
 	ErrorStatus   int  // status of a deny caused by a policy error (default 500)
-	DecisionLog   *decisionlog.Logger
-	Logger        *slog.Logger
-	Metrics       *Metrics
+	// DPoP checks proofs of DPoP-bound tokens (RFC 9449); nil refuses the DPoP scheme.
+	DPoP *dpop.Verifier
+	// ExternalBaseURL replaces the request's scheme and authority in the URI a DPoP proof
+	// names (htu), for deployments behind another proxy.
+	ExternalBaseURL string
+	DecisionLog     *decisionlog.Logger
+	Logger          *slog.Logger
+	Metrics         *Metrics
 }
 
 // Service implements authv3.AuthorizationServer.
@@ -58,6 +64,9 @@ func New(o Options) *Service {
 		o.ErrorStatus = 500
 	}
 	s := &Service{o: o, denials: &denialCache{}}
+	if o.DPoP != nil {
+		s.denials.dpopAlgs = o.DPoP.Algorithms()
+	}
 	for _, h := range []string{o.Headers.Subject, o.Headers.ClientID, o.Headers.Scopes, o.Headers.Issuer} {
 		if h != "" && h != "-" {
 			s.identity = append(s.identity, h)
@@ -83,8 +92,8 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	if v.HTTP == nil {
 		return s.deny(rec, 400, contract.ReasonInvalidRequest, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
 	}
-	first, n := authorization(v.HTTP)
-	raw, err := bearer.ExtractFirst(first, n, v.RawQuery, s.o.MaxTokenBytes)
+	first, n := headerValues(v.HTTP, "authorization")
+	raw, scheme, err := bearer.ExtractFirst(first, n, v.RawQuery, s.o.MaxTokenBytes)
 	if err != nil {
 		var be *bearer.Error
 		errors.As(err, &be)
@@ -93,6 +102,10 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		}
 		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true})
 	}
+	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
+		return s.deny(rec, 401, contract.ReasonMissingToken, denial{status: 401, code: codes.Unauthenticated, description: "the DPoP scheme is not accepted here", challenge: true})
+	}
+	dpopScheme := scheme == bearer.SchemeDPoP
 	id, err := s.o.Verifier.Verify(ctx, raw)
 	if err != nil {
 		var te *token.Error
@@ -104,10 +117,13 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		if te.Unavailable {
 			return s.deny(rec, 503, te.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: te.Description, retryAfter: "5"})
 		}
-		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true})
+		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true, dpop: dpopScheme})
 	}
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
 	pt := s.memo(id)
+	if resp := s.checkBinding(v, rec, raw, scheme, id, pt); resp != nil {
+		return resp
+	}
 	if s.o.Policy == nil {
 		rec.Allow, rec.Status = true, 200
 		return pt.allow
@@ -199,7 +215,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 			d.scope = strings.Join(policy.RouteFrom(ext).Scopes, " ")
 		}
 		rec.Allow, rec.Status, rec.Reason = false, d.status, reason
-		return buildDenial(d)
+		return buildDenial(d, s.denials.dpopAlgs)
 	}
 	rec.Allow, rec.Status = true, 200
 	if len(dec.Headers) == 0 && len(dec.ResponseHeaders) == 0 {
@@ -217,7 +233,11 @@ func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int,
 
 func (s *Service) deny(rec *decisionlog.Record, status int, reason string, d denial) *authv3.CheckResponse {
 	rec.Allow, rec.Status, rec.Reason = false, status, reason
-	return s.denials.get(reason+"\x00"+d.description, d)
+	key := reason + "\x00" + d.description
+	if d.dpop {
+		key += "\x00dpop"
+	}
+	return s.denials.get(key, d)
 }
 
 func (s *Service) memo(id *token.Identity) *perToken {
@@ -302,24 +322,4 @@ func grpcCode(status int) codes.Code {
 		return codes.InvalidArgument
 	}
 	return codes.PermissionDenied
-}
-
-// authorization returns the first Authorization value and how many there are: from the
-// headers map (Envoy joins repeats with ","), or from header_map when Envoy sends raw headers.
-func authorization(h *authv3.AttributeContext_HttpRequest) (first string, n int) {
-	if v, ok := h.GetHeaders()["authorization"]; ok {
-		return v, 1
-	}
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		if strings.EqualFold(hv.GetKey(), "authorization") {
-			if n == 0 {
-				first = hv.GetValue()
-				if first == "" {
-					first = string(hv.GetRawValue())
-				}
-			}
-			n++
-		}
-	}
-	return first, n
 }

@@ -7,6 +7,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -23,6 +24,10 @@ type perToken struct {
 	termOnce sync.Once
 	term     *ast.Term
 
+	// ath is the token's hash as DPoP proofs name it, computed on its first DPoP request.
+	athOnce sync.Once
+	ath     string
+
 	mu sync.RWMutex
 	// decisions is a short list, not a map: a token is used on few routes, and a map's
 	// buckets would cost more than a kilobyte per token.
@@ -32,6 +37,11 @@ type perToken struct {
 type tokenDecision struct {
 	key decisionKey
 	d   *policy.Decision // shared with other tokens when it came from the shared decisions
+}
+
+func (pt *perToken) tokenHash(raw string) string {
+	pt.athOnce.Do(func() { pt.ath = dpop.TokenHash(raw) })
+	return pt.ath
 }
 
 func (pt *perToken) tokenTerm(id *token.Identity) *ast.Term {

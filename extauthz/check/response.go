@@ -26,6 +26,7 @@ type denial struct {
 	description string
 	scope       string // the required scopes, for insufficient_scope
 	challenge   bool   // add WWW-Authenticate
+	dpop        bool   // the error is about a DPoP-scheme request: the DPoP challenge carries it
 	retryAfter  string
 	extra       []*corev3.HeaderValueOption
 }
@@ -35,19 +36,23 @@ type denial struct {
 // read once built, so sharing them across Checks is safe. The key set is bounded by our own
 // reasons and descriptions.
 type denialCache struct {
-	m sync.Map // key string → *authv3.CheckResponse
+	m        sync.Map // key string → *authv3.CheckResponse
+	dpopAlgs string   // the DPoP proof algorithms, "" when DPoP is not accepted
 }
 
 func (c *denialCache) get(key string, d denial) *authv3.CheckResponse {
 	if r, ok := c.m.Load(key); ok {
 		return r.(*authv3.CheckResponse)
 	}
-	r := buildDenial(d)
+	r := buildDenial(d, c.dpopAlgs)
 	c.m.Store(key, r)
 	return r
 }
 
-func buildDenial(d denial) *authv3.CheckResponse {
+// buildDenial makes the response. A 401 challenges for every scheme accepted (RFC 9110
+// §11.6.1): Bearer, and DPoP with its algorithms (RFC 9449 §7.1) when dpopAlgs is set; the
+// error goes in the challenge of the scheme the client used.
+func buildDenial(d denial, dpopAlgs string) *authv3.CheckResponse {
 	body, _ := json.Marshal(struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
@@ -55,7 +60,14 @@ func buildDenial(d denial) *authv3.CheckResponse {
 	}{Error: bodyError(d), Description: d.description, Scope: d.scope})
 	headers := []*corev3.HeaderValueOption{header("content-type", "application/json"), header("cache-control", "no-store")}
 	if d.challenge {
-		headers = append(headers, header("www-authenticate", challenge(d)))
+		switch {
+		case d.dpop:
+			headers = append(headers, header("www-authenticate", dpopChallenge(dpopAlgs, d)), appendHeader("www-authenticate", challenge(denial{})))
+		case dpopAlgs != "" && d.status == 401:
+			headers = append(headers, header("www-authenticate", challenge(d)), appendHeader("www-authenticate", dpopChallenge(dpopAlgs, denial{})))
+		default:
+			headers = append(headers, header("www-authenticate", challenge(d)))
+		}
 	}
 	if d.retryAfter != "" {
 		headers = append(headers, header("retry-after", d.retryAfter))
@@ -100,6 +112,29 @@ func challenge(d denial) string {
 		b.WriteString(strconv.Quote(d.scope))
 	}
 	return b.String()
+}
+
+// dpopChallenge builds an RFC 9449 §7.1 WWW-Authenticate value.
+func dpopChallenge(algs string, d denial) string {
+	var b strings.Builder
+	b.WriteString(`DPoP algs=`)
+	b.WriteString(strconv.Quote(algs))
+	if d.errCode != "" {
+		b.WriteString(`, error=`)
+		b.WriteString(strconv.Quote(d.errCode))
+		if d.description != "" {
+			b.WriteString(`, error_description=`)
+			b.WriteString(strconv.Quote(d.description))
+		}
+	}
+	return b.String()
+}
+
+// appendHeader adds a value beside any of the same name (a second challenge).
+func appendHeader(name, value string) *corev3.HeaderValueOption {
+	h := header(name, value)
+	h.AppendAction = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+	return h
 }
 
 func header(name, value string) *corev3.HeaderValueOption {

@@ -1,7 +1,10 @@
 package check_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -11,11 +14,12 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
@@ -41,12 +45,16 @@ func TestResponses(t *testing.T) {
 	r := newRig(t, []*testissuer.Key{k}, "demo-policy", 1000)
 	demo := mustEngine(t, context.Background(), policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
 	undefined := policyEngine(t, undefinedPolicy)
+	proofs, err := dpop.New(dpop.Options{}) // as `scopegate authz` runs by default: DPoP accepted
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc := func(pol *policy.Engine, shadow bool) *check.Service {
-		return check.New(check.Options{Verifier: r.verifier, Policy: pol, Headers: identityHeaders, MaxTokenBytes: 4096, Shadow: shadow})
+		return check.New(check.Options{Verifier: r.verifier, Policy: pol, Headers: identityHeaders, MaxTokenBytes: 4096, Shadow: shadow, DPoP: proofs})
 	}
 	enforce, globalShadow, failing := svc(demo, false), svc(demo, true), svc(undefined, false)
 	unreachable, unreachableIss := unreachableIssuer(t)
-	noKeys := check.New(check.Options{Verifier: unreachable, Headers: identityHeaders})
+	noKeys := check.New(check.Options{Verifier: unreachable, Headers: identityHeaders, DPoP: proofs})
 
 	tok := func(scope, client string, edit func(testissuer.Claims)) string {
 		c := r.is.Standard("orders-api", "alice", scope, time.Hour)
@@ -69,6 +77,20 @@ func TestResponses(t *testing.T) {
 		return rq.MustBuild()
 	}
 	bearer := func(t string) string { return "Bearer " + t }
+	holder := ecKey(t)
+	jkt, err := dpop.Thumbprint(holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boundTok := tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["cnf"] = map[string]any{"jkt": jkt} })
+	proof := func(key *ecdsa.PrivateKey, method, path string) string {
+		p, err := dpop.Sign(key, "ES256", dpop.ProofClaims{Method: method, URI: "https://api.example.com" + path, AccessToken: boundTok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bindingRequired := map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read", contract.ExtBinding: contract.BindingRequired}
 	expired := tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })
 
 	tests := []struct {
@@ -90,6 +112,11 @@ func TestResponses(t *testing.T) {
 		{"policy-error", failing, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"keys-never-fetched", noKeys, req("GET", "/orders", read, "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
 		{"allowed", enforce, req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		// Sender-constrained tokens (RFC 9449, RFC 8705).
+		{"dpop-allowed", enforce, req("GET", "/orders/1", read, "authorization", "DPoP "+boundTok, "dpop", proof(holder, "GET", "/orders/1"))},
+		{"dpop-bound-token-as-bearer", enforce, req("GET", "/orders/1", read, "authorization", bearer(boundTok))},
+		{"dpop-proof-of-another-key", enforce, req("GET", "/orders/1", read, "authorization", "DPoP "+boundTok, "dpop", proof(ecKey(t), "GET", "/orders/1"))},
+		{"binding-required-plain-bearer", enforce, req("GET", "/orders/1", bindingRequired, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},
@@ -106,9 +133,9 @@ func TestResponses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "responses", tt.name+".textproto")
+			golden := filepath.Join("testdata", "responses", tt.name+".json")
 			if *update {
-				b, err := prototext.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(resp)
+				b, err := stableJSON(resp)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -125,7 +152,7 @@ func TestResponses(t *testing.T) {
 				t.Fatalf("%v (run go test ./extauthz/check -run TestResponses -update)", err)
 			}
 			want := &authv3.CheckResponse{}
-			if err := prototext.Unmarshal(b, want); err != nil {
+			if err := protojson.Unmarshal(b, want); err != nil {
 				t.Fatalf("%s: %v", golden, err)
 			}
 			if d := cmp.Diff(want, resp, protocmp.Transform()); d != "" {
@@ -133,6 +160,24 @@ func TestResponses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// stableJSON is resp as indented JSON. protojson varies its whitespace from build to build on
+// purpose; re-indenting it keeps golden files byte-stable, so -update shows only real changes.
+func stableJSON(resp *authv3.CheckResponse) ([]byte, error) {
+	b, err := protojson.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	var compact, out bytes.Buffer
+	if err := json.Compact(&compact, b); err != nil {
+		return nil, err
+	}
+	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+		return nil, err
+	}
+	out.WriteByte('\n')
+	return out.Bytes(), nil
 }
 
 func policyEngine(t *testing.T, src string) *policy.Engine {

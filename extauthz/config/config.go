@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
@@ -29,6 +30,22 @@ type Config struct {
 	// GRPCReflection serves gRPC server reflection on the listen port (for grpcurl). Off by
 	// default: it tells anyone who can reach the port what it serves.
 	GRPCReflection bool `yaml:"grpc_reflection"`
+
+	// Sender-constrained tokens (RFC 9449 DPoP): a token bound to a key (cnf.jkt) is accepted
+	// only with the DPoP scheme and a proof signed by that key; see README.
+	DPoPAlgorithms []string `yaml:"dpop_algorithms"`
+	// DPoPNonce makes every proof carry a server nonce (RFC 9449 §8), stateless and keyed by
+	// DPoPNonceKeyFile so every replica accepts every other's.
+	DPoPNonce        bool   `yaml:"dpop_nonce"`
+	DPoPNonceKeyFile string `yaml:"dpop_nonce_key_file"`
+	// DPoPIATWindow is how far a proof's iat may be from now (default 60s).
+	DPoPIATWindow time.Duration `yaml:"dpop_iat_window"`
+	// DPoPReplayCacheEntries bounds the proof replay cache (default 200000 per generation).
+	DPoPReplayCacheEntries int `yaml:"dpop_replay_cache_entries"`
+	// ExternalBaseURL is the scheme and authority clients use (https://api.example.com), for
+	// checking a proof's htu when another proxy in front of Envoy rewrites them; empty means
+	// the request's own :scheme and :authority.
+	ExternalBaseURL string `yaml:"external_base_url"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.
@@ -55,6 +72,9 @@ type Issuer struct {
 	UnknownKIDInterval time.Duration `yaml:"unknown_kid_interval"`
 	FetchTimeout       time.Duration `yaml:"fetch_timeout"`
 	MaxJWKSBytes       int64         `yaml:"max_jwks_bytes"`
+	// RequireBinding refuses this issuer's tokens unless they are sender-constrained (DPoP
+	// or certificate-bound).
+	RequireBinding bool `yaml:"require_binding"`
 }
 
 // Headers names the identity headers sent upstream on allow; an empty name turns one off.
@@ -92,6 +112,21 @@ type Policy struct {
 	ErrorStatus int `yaml:"error_status"`
 	// RunTests runs the policy's own *_test.rego before a reload goes live.
 	RunTests *bool `yaml:"run_tests"`
+	// Signing verifies a signed OPA bundle (`opa build --signing-key`). Set, every revision
+	// must be signed by this key; unset, a signed bundle is refused.
+	Signing *Signing `yaml:"signing"`
+}
+
+// Signing is the key that signs the policy bundle.
+type Signing struct {
+	// PublicKeyFile is the PEM public key (RSA: RS256; EC: ES256/384/512 by curve; Ed25519).
+	PublicKeyFile string `yaml:"public_key_file"`
+	// KeyID names the key (default "default"); it is used whatever kid the signature names,
+	// as OPA does with a configured key id.
+	KeyID string `yaml:"key_id"`
+	// Scope must equal the "scope" claim of the bundle's signature (set at signing with
+	// opa build --claims-file); empty means the signature carries no scope.
+	Scope string `yaml:"scope"`
 }
 
 // DecisionLog configures the one-JSON-line-per-decision log.
@@ -181,6 +216,18 @@ func (c *Config) setDefaults() {
 	if c.Policy.RunTests == nil {
 		t := true
 		c.Policy.RunTests = &t
+	}
+	if c.DPoPAlgorithms == nil {
+		c.DPoPAlgorithms = append([]string(nil), dpop.DefaultAlgorithms...)
+	}
+	if c.DPoPIATWindow == 0 {
+		c.DPoPIATWindow = dpop.DefaultIATWindow
+	}
+	if c.DPoPReplayCacheEntries == 0 {
+		c.DPoPReplayCacheEntries = dpop.DefaultReplayEntries
+	}
+	if c.Policy.Signing != nil {
+		def(&c.Policy.Signing.KeyID, "default")
 	}
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.SampleRate == nil {
@@ -336,8 +383,48 @@ func (c *Config) Validate() error {
 			bad("policy.path", "%v", err)
 		}
 	}
+	if s := c.Policy.Signing; s != nil {
+		if c.Policy.Path == "" {
+			bad("policy.signing", "needs policy.path (the built-in policy is not a signed bundle)")
+		}
+		if s.PublicKeyFile == "" {
+			bad("policy.signing.public_key_file", "required")
+		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
+			bad("policy.signing.public_key_file", "%v", err)
+		}
+	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
+	}
+	if len(c.DPoPAlgorithms) == 0 {
+		bad("dpop_algorithms", "at least one algorithm is required")
+	}
+	for _, alg := range c.DPoPAlgorithms {
+		if !dpop.Allowed(alg) {
+			bad("dpop_algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+		}
+	}
+	if c.DPoPIATWindow < time.Second || c.DPoPIATWindow > 10*time.Minute {
+		bad("dpop_iat_window", "%s is out of range (1s to 10m)", c.DPoPIATWindow)
+	}
+	if c.DPoPReplayCacheEntries < 1000 {
+		bad("dpop_replay_cache_entries", "%d is too small (at least 1000)", c.DPoPReplayCacheEntries)
+	}
+	if c.DPoPNonceKeyFile != "" {
+		if !c.DPoPNonce {
+			bad("dpop_nonce_key_file", "set, but dpop_nonce is false")
+		}
+		if k, err := os.ReadFile(c.DPoPNonceKeyFile); err != nil {
+			bad("dpop_nonce_key_file", "%v", err)
+		} else if len(strings.TrimSpace(string(k))) < 32 {
+			bad("dpop_nonce_key_file", "%s holds %d bytes: at least 32 random bytes are required", c.DPoPNonceKeyFile, len(strings.TrimSpace(string(k))))
+		}
+	}
+	if c.ExternalBaseURL != "" {
+		if u, err := url.Parse(c.ExternalBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
+			u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
+			bad("external_base_url", "want scheme://host[:port] with no path or query, got %q", c.ExternalBaseURL)
+		}
 	}
 	return errors.Join(errs...)
 }

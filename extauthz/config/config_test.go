@@ -79,6 +79,10 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"query", minimal + "policy: {query: allow}\n", `policy.query: "allow" must be a data reference`},
 		{"policy path", minimal + "policy: {path: /nonexistent/policies}\n", "policy.path:"},
 		{"error status", minimal + "policy: {error_status: 200}\n", "policy.error_status: 200"},
+		{"signing without a key", minimal + "policy: {path: /, signing: {key_id: k}}\n", "policy.signing.public_key_file: required"},
+		{"signing key missing", minimal + "policy: {path: /, signing: {public_key_file: /nonexistent/bundle.pem}}\n", "policy.signing.public_key_file: stat /nonexistent/bundle.pem"},
+		{"signing the built-in policy", minimal + "policy: {signing: {public_key_file: /}}\n", "policy.signing: needs policy.path"},
+		{"signing unknown field", minimal + "policy: {path: /, signing: {public_key: x}}\n", "field public_key not found"},
 		{"sample rate", minimal + "decision_log: {sample_rate: 2}\n", "decision_log.sample_rate: 2 is out of range"},
 	}
 	for _, tt := range tests {
@@ -88,5 +92,18 @@ func TestBadValuesNameTheField(t *testing.T) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSigningDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal + "policy: {path: /, signing: {public_key_file: /, scope: prod}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Policy.Signing; s == nil || s.KeyID != "default" || s.Scope != "prod" || s.PublicKeyFile != "/" {
+		t.Fatalf("signing = %+v, want key_id default, scope prod", s)
+	}
+	if c, err = Parse([]byte(minimal)); err != nil || c.Policy.Signing != nil {
+		t.Fatalf("no signing block: %+v %v", c.Policy.Signing, err)
 	}
 }

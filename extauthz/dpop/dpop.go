@@ -64,6 +64,7 @@ type Verifier struct {
 	replay  *replayCache
 	nonces  *Nonces
 	now     func() time.Time
+	keys    keyCache
 }
 
 // New builds a Verifier; an algorithm that is not asymmetric is an error.
@@ -94,11 +95,11 @@ func (v *Verifier) Algorithms() string { return v.algList }
 
 // Request is what a proof is checked against.
 type Request struct {
-	Proof       string // the DPoP header's value
-	Method      string // the request's method
-	URI         string // the request's URI without query or fragment (htu is compared normalised)
-	AccessToken string // the token presented with the DPoP scheme
-	JKT         string // the token's cnf.jkt
+	Proof     string // the DPoP header's value
+	Method    string // the request's method
+	URI       string // the request's URI without query or fragment (htu is compared normalised)
+	TokenHash string // TokenHash of the token presented with the DPoP scheme (callers memoise it per token)
+	JKT       string // the token's cnf.jkt
 }
 
 // Error is a refused proof. Reason is a fixed label; Description is short and never echoes
@@ -149,75 +150,91 @@ var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // Verify checks r's proof; the order is: shape, header (typ, alg, key), signature, claims,
 // binding to the token, nonce, and last the replay cache (so a forged proof can't fill it).
 func (v *Verifier) Verify(r Request) error {
+	_, err := v.verify(r, true)
+	return err
+}
+
+// KeyOf checks a proof sent to a token endpoint (RFC 9449 §5), where no access token exists
+// yet and no ath is expected, and returns the thumbprint of its key: the cnf.jkt the issued
+// token is bound to.
+func (v *Verifier) KeyOf(proof, method, uri string) (string, error) {
+	return v.verify(Request{Proof: proof, Method: method, URI: uri}, false)
+}
+
+func (v *Verifier) verify(r Request, atResource bool) (string, error) {
 	if len(r.Proof) > MaxProofBytes {
-		return invalid("the DPoP proof is too large")
+		return "", invalid("the DPoP proof is too large")
 	}
-	parts := strings.Split(r.Proof, ".")
-	if len(parts) != 3 {
-		return invalid("the DPoP proof is not a JWS compact serialization")
+	dot1 := strings.IndexByte(r.Proof, '.')
+	dot2 := strings.LastIndexByte(r.Proof, '.')
+	if dot1 < 0 || dot2 == dot1 || strings.IndexByte(r.Proof[dot1+1:dot2], '.') >= 0 {
+		return "", invalid("the DPoP proof is not a JWS compact serialization")
 	}
+	signed, claimsPart, sigPart := r.Proof[:dot2], r.Proof[dot1+1:dot2], r.Proof[dot2+1:]
 	var h proofHeader
-	if err := decodePart(parts[0], &h); err != nil {
-		return invalid("the DPoP proof header is not a base64url JSON object")
+	if err := decodePart(r.Proof[:dot1], &h); err != nil {
+		return "", invalid("the DPoP proof header is not a base64url JSON object")
 	}
 	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(h.Typ), "application/"), "dpop+jwt") {
-		return invalid("the DPoP proof's typ is not dpop+jwt")
+		return "", invalid("the DPoP proof's typ is not dpop+jwt")
 	}
 	if !slices.Contains(v.algs, h.Alg) {
-		return invalid("the DPoP proof's algorithm is not accepted")
+		return "", invalid("the DPoP proof's algorithm is not accepted")
 	}
-	key, jkt, err := publicKey(h.JWK, h.Alg)
+	key, jkt, err := v.keys.get(h.JWK, h.Alg)
 	if err != nil {
-		return invalid(err.Error())
+		return "", invalid(err.Error())
 	}
-	sig, err := b64.DecodeString(parts[2])
+	sig, err := b64.DecodeString(sigPart)
 	if err != nil {
-		return invalid("the DPoP proof signature is not base64url")
+		return "", invalid("the DPoP proof signature is not base64url")
 	}
 	method := jwt.GetSigningMethod(h.Alg)
-	if method == nil || method.Verify(parts[0]+"."+parts[1], sig, key) != nil {
-		return invalid("the DPoP proof signature is invalid")
+	if method == nil || method.Verify(signed, sig, key) != nil {
+		return "", invalid("the DPoP proof signature is invalid")
 	}
 	var c proofClaims
-	if err := decodePart(parts[1], &c); err != nil {
-		return invalid("the DPoP proof claims are not a base64url JSON object")
+	if err := decodePart(claimsPart, &c); err != nil {
+		return "", invalid("the DPoP proof claims are not a base64url JSON object")
 	}
 	switch {
 	case c.JTI == nil || *c.JTI == "":
-		return invalid("the DPoP proof has no jti")
+		return "", invalid("the DPoP proof has no jti")
 	case c.HTM == nil || *c.HTM != r.Method:
-		return invalid("the DPoP proof's htm does not match the request method")
+		return "", invalid("the DPoP proof's htm does not match the request method")
 	case c.HTU == nil || !SameURI(*c.HTU, r.URI):
-		return invalid("the DPoP proof's htu does not match the request URI")
+		return "", invalid("the DPoP proof's htu does not match the request URI")
 	case c.IAT == nil:
-		return invalid("the DPoP proof has no iat")
+		return "", invalid("the DPoP proof has no iat")
 	}
 	iat, err := c.IAT.Float64()
 	if err != nil || math.IsNaN(iat) || math.IsInf(iat, 0) {
-		return invalid("the DPoP proof's iat is not a number")
+		return "", invalid("the DPoP proof's iat is not a number")
 	}
 	now := v.now()
 	if d := time.Duration((iat - float64(now.Unix())) * float64(time.Second)); d > v.window || d < -v.window {
-		return invalid("the DPoP proof's iat is outside the accepted window")
+		return "", invalid("the DPoP proof's iat is outside the accepted window")
 	}
-	if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(TokenHash(r.AccessToken))) != 1 {
-		return invalid("the DPoP proof's ath does not match the access token")
+	if atResource {
+		if c.ATH == nil || subtle.ConstantTimeCompare([]byte(*c.ATH), []byte(r.TokenHash)) != 1 {
+			return "", invalid("the DPoP proof's ath does not match the access token")
+		}
 	}
-	if subtle.ConstantTimeCompare([]byte(jkt), []byte(r.JKT)) != 1 {
-		return &Error{Reason: ReasonKeyMismatch, Description: "the DPoP proof is not signed with the key the token is bound to"}
+	if atResource && subtle.ConstantTimeCompare([]byte(jkt), []byte(r.JKT)) != 1 {
+		return "", &Error{Reason: ReasonKeyMismatch, Description: "the DPoP proof is not signed with the key the token is bound to"}
 	}
 	if v.nonces != nil {
 		if c.Nonce == nil || !v.nonces.Valid(*c.Nonce, now) {
-			return &Error{Reason: ReasonUseNonce, Description: "a fresh DPoP nonce is required", Nonce: v.nonces.Current(now)}
+			return "", &Error{Reason: ReasonUseNonce, Description: "a fresh DPoP nonce is required", Nonce: v.nonces.Current(now)}
 		}
 	}
 	switch v.replay.add(jkt, *c.JTI, now) {
 	case replaySeen:
-		return &Error{Reason: ReasonReplayed, Description: "the DPoP proof was already used"}
+		return "", &Error{Reason: ReasonReplayed, Description: "the DPoP proof was already used"}
 	case replayFull:
-		return &Error{Reason: ReasonReplayFull, Description: "try again later", Unavailable: true}
+		return "", &Error{Reason: ReasonReplayFull, Description: "try again later", Unavailable: true}
 	}
-	return nil
+	return jkt, nil
 }
 
 // CurrentNonce is the nonce a response may carry (DPoP-Nonce), "" without nonces.

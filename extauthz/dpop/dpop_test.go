@@ -130,7 +130,7 @@ func TestVerify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := verifier(t, Options{})
-			r := Request{Proof: tt.proof, Method: "GET", URI: "https://api.example.com/orders", AccessToken: accessToken, JKT: jkt}
+			r := Request{Proof: tt.proof, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
 			if tt.uri != "" {
 				r.URI = tt.uri
 			}
@@ -161,7 +161,7 @@ func TestReplay(t *testing.T) {
 	clock := now
 	v := verifier(t, Options{ReplayEntries: 2, Now: func() time.Time { return clock }})
 	req := func(p string) Request {
-		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", AccessToken: accessToken, JKT: jkt}
+		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
 	}
 	p := sign(t, key, "ES256", good())
 	if err := v.Verify(req(p)); err != nil {
@@ -200,7 +200,7 @@ func TestNonces(t *testing.T) {
 	// Another replica with the same key accepts what this one issued.
 	replica := verifier(t, Options{Nonces: NewNonces(secret, time.Minute), Now: func() time.Time { return clock }})
 	req := func(c ProofClaims) Request {
-		return Request{Proof: sign(t, key, "ES256", c), Method: "GET", URI: "https://api.example.com/orders", AccessToken: accessToken, JKT: jkt}
+		return Request{Proof: sign(t, key, "ES256", c), Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
 	}
 	err := v.Verify(req(good()))
 	e, ok := err.(*Error)
@@ -240,7 +240,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(forge(f, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": 1}}, jwt.MapClaims{}, nil, nil))
 	v := verifier(f, Options{})
 	f.Fuzz(func(t *testing.T, proof string) {
-		err := v.Verify(Request{Proof: proof, Method: "GET", URI: "https://api.example.com/orders", AccessToken: accessToken, JKT: jkt})
+		err := v.Verify(Request{Proof: proof, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt})
 		if err != nil {
 			if _, ok := err.(*Error); !ok {
 				t.Fatalf("not an *Error: %v", err)

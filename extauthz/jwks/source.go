@@ -19,6 +19,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
+
+	"github.com/scopegate/scopegate/internal/watch"
 )
 
 // ErrNoKeys means the issuer has published no usable key yet (its JWKS was never fetched).
@@ -26,6 +28,16 @@ var ErrNoKeys = errors.New("no keys for this issuer yet")
 
 // ErrUnknownKID means the kid is not in the key set, even after a refresh.
 var ErrUnknownKID = errors.New("unknown kid")
+
+// ErrRefreshPending means a refresh for an unknown kid was still under way when the
+// caller's budget ran out: the kid may yet be published, so it is not called unknown.
+var ErrRefreshPending = errors.New("key refresh did not finish within the request's deadline")
+
+// DeadlineMargin is kept back from a caller's deadline when waiting on a key fetch: a Check
+// must still verify, evaluate the policy and send its answer before Envoy's ext_authz timeout
+// (250ms from our control plane) fires, or Envoy answers for us. 50ms leaves a 250ms Check
+// 200ms for the fetch and the rest comfortably for what follows it.
+const DeadlineMargin = 50 * time.Millisecond
 
 // Options configure one issuer's key source.
 type Options struct {
@@ -44,6 +56,9 @@ type Options struct {
 	// RetryMin and RetryMax bound the back-off between attempts while no key set was ever
 	// fetched (defaults 500ms and 30s).
 	RetryMin, RetryMax time.Duration
+	// DeadlineMargin is kept back from a caller's deadline when it waits on a fetch
+	// (default DeadlineMargin).
+	DeadlineMargin time.Duration
 
 	Client  *http.Client // nil: a client with FetchTimeout and the MaxBytes limit
 	Logger  *slog.Logger
@@ -69,7 +84,8 @@ type Source struct {
 	fetchErr      atomic.Pointer[error]
 }
 
-// New makes a source; Start begins fetching. A File source is loaded here and fails fast.
+// New makes a source; Start begins fetching. A File source is loaded here and fails fast;
+// Start then watches it.
 func New(opts Options) (*Source, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -80,18 +96,17 @@ func New(opts Options) (*Source, error) {
 	if opts.RetryMax == 0 {
 		opts.RetryMax = 30 * time.Second
 	}
+	if opts.DeadlineMargin == 0 {
+		opts.DeadlineMargin = DeadlineMargin
+	}
 	if opts.Client == nil {
 		opts.Client = NewHTTPClient(opts.FetchTimeout, opts.MaxBytes)
 	}
 	s := &Source{opts: opts, changed: make(chan struct{}), attempted: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name)}
 	if opts.File != "" {
-		raw, err := os.ReadFile(opts.File)
+		set, err := readSetFile(opts.File)
 		if err != nil {
-			return nil, fmt.Errorf("jwks_file: %w", err)
-		}
-		set, err := parseSet(raw)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_file %s: %w", opts.File, err)
+			return nil, err
 		}
 		s.publish(set)
 		s.attemptDone(nil)
@@ -99,14 +114,70 @@ func New(opts Options) (*Source, error) {
 	return s, nil
 }
 
-// Start fetches the key set in the background until ctx ends. It returns at once: a Check
-// that arrives before the first fetch succeeds is answered 503 (ErrNoKeys), never allowed.
+// Start fetches the key set in the background until ctx ends (a File source: watches the
+// file and reloads it on change). It returns at once: a Check that arrives before the first
+// fetch succeeds is answered 503 (ErrNoKeys), never allowed.
 func (s *Source) Start(ctx context.Context) {
 	s.baseCtx = ctx
 	if s.opts.File != "" {
+		s.watchFile(ctx)
 		return
 	}
 	go s.run(ctx)
+}
+
+// watchFile reloads the jwks_file whenever it changes on disk: written in place, replaced by
+// rename, or swapped through a Kubernetes ConfigMap/Secret "..data" link (see internal/watch).
+func (s *Source) watchFile(ctx context.Context) {
+	w, err := watch.New(s.log, 0)
+	if err != nil {
+		s.log.Warn("jwks_file watch not started; a changed file needs a restart", "file", s.opts.File, "error", err)
+		return
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	go w.Run(wctx) // closes the watcher when wctx ends
+	if err := w.Set([]string{s.opts.File}); err != nil {
+		cancel()
+		s.log.Warn("jwks_file watch not started; a changed file needs a restart", "file", s.opts.File, "error", err)
+		return
+	}
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-w.Changes():
+				s.reloadFile()
+			}
+		}
+	}()
+}
+
+// reloadFile reads the jwks_file again; a file that can't be read or holds no usable key
+// leaves the last good key set in force (logged, counted as a refresh failure).
+func (s *Source) reloadFile() {
+	set, err := readSetFile(s.opts.File)
+	if err != nil {
+		s.opts.Metrics.failed(s.opts.Name)
+		s.log.Error("jwks_file reload failed; keeping the last good key set", "error", err)
+		return
+	}
+	s.opts.Metrics.refreshed(s.opts.Name)
+	s.publish(set)
+	s.log.Info("jwks_file reloaded", "file", s.opts.File, "kids", set.KIDs())
+}
+
+func readSetFile(path string) (*Set, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_file: %w", err)
+	}
+	set, err := parseSet(raw)
+	if err != nil {
+		return nil, fmt.Errorf("jwks_file %s: %w", path, err)
+	}
+	return set, nil
 }
 
 // Current is the key set in force (nil before the first successful fetch).
@@ -158,7 +229,9 @@ func (s *Source) publish(set *Set) {
 
 // Lookup returns the key for kid. A kid not in the set triggers one refresh (rate-limited
 // by UnknownKIDInterval, shared by every concurrent miss on that kid) so that a key the IdP
-// just rotated in verifies on its first token; the caller never waits past ctx.
+// just rotated in verifies on its first token. The caller waits for it at most until its
+// deadline less DeadlineMargin (with no deadline, as long as the fetch takes: FetchTimeout),
+// then gets ErrRefreshPending; the refresh itself goes on for later requests.
 func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 	set := s.Current()
 	if k := set.Get(kid); k != nil {
@@ -181,10 +254,22 @@ func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 		_, err := (*kf).KeyfuncCtx(fctx)(&jwt.Token{Header: map[string]any{"kid": kid, "alg": alg}})
 		return nil, err
 	})
+	var budget <-chan time.Time
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline) - s.opts.DeadlineMargin
+		if left <= 0 {
+			return nil, fmt.Errorf("%w (kid %q)", ErrRefreshPending, kid)
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		budget = t.C
+	}
 	select {
 	case <-ch:
+	case <-budget:
+		return nil, fmt.Errorf("%w (kid %q)", ErrRefreshPending, kid)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, fmt.Errorf("%w (kid %q): %w", ErrRefreshPending, kid, ctx.Err())
 	}
 	if k := s.Current().Get(kid); k != nil {
 		return k, nil

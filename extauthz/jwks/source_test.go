@@ -3,6 +3,7 @@ package jwks
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,44 @@ func TestReadyMeansRefreshable(t *testing.T) {
 	is.SetKeys(k1, k2)
 	if _, err := s.Lookup(ctx, "k2", "EdDSA"); err != nil {
 		t.Fatalf("rotated-in kid: %v", err)
+	}
+}
+
+// A caller waiting on an unknown-kid refresh that the IdP does not answer gets
+// ErrRefreshPending DeadlineMargin before its deadline, not at it.
+func TestLookupKeepsDeadlineMargin(t *testing.T) {
+	k1 := testissuer.NewKey("k1", "ES256")
+	is := testissuer.New(k1)
+	defer is.Close()
+	s, err := New(Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Millisecond, FetchTimeout: 5 * time.Second, MaxBytes: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := s.Changed()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.Start(ctx)
+	<-changed
+	hold := is.HoldNext()
+	defer hold.Release()
+
+	cctx, ccancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer ccancel()
+	deadline, _ := cctx.Deadline()
+	_, err = s.Lookup(cctx, "forged", "ES256")
+	if !errors.Is(err, ErrRefreshPending) {
+		t.Fatalf("Lookup = %v, want ErrRefreshPending", err)
+	}
+	<-hold.Arrived // the refresh was asked for, and is still held
+	if left := time.Until(deadline); left <= 0 {
+		t.Fatalf("Lookup returned %s after the deadline, want about %s before it", -left, DeadlineMargin)
+	}
+	// A caller whose budget is already spent does not wait at all.
+	short, scancel := context.WithTimeout(ctx, DeadlineMargin/2)
+	defer scancel()
+	if _, err := s.Lookup(short, "forged-2", "ES256"); !errors.Is(err, ErrRefreshPending) {
+		t.Fatalf("Lookup with no budget = %v, want ErrRefreshPending", err)
 	}
 }
 

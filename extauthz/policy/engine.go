@@ -34,10 +34,12 @@ type Options struct {
 	// Query is the decision's reference, e.g. data.scopegate.authz.decision.
 	Query string
 	// RunTests runs the policy's own tests (test_* rules) before a revision goes live.
-	RunTests    bool
-	EvalTimeout time.Duration
-	Logger      *slog.Logger
-	Metrics     *Metrics
+	RunTests bool
+	// Verification verifies a signed bundle (see Verification); nil refuses signed bundles.
+	Verification *bundle.VerificationConfig
+	EvalTimeout  time.Duration
+	Logger       *slog.Logger
+	Metrics      *Metrics
 }
 
 // Revision is one compiled policy version.
@@ -58,6 +60,9 @@ type Engine struct {
 	current atomic.Pointer[Revision]
 	reload  sync.Mutex // one compile at a time; readers never wait on it
 	log     *slog.Logger
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced when a new revision goes live
 }
 
 // New compiles the first revision; a policy that does not compile or pass its tests fails
@@ -69,7 +74,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	if o.Query == "" {
 		o.Query = "data.scopegate.authz.decision"
 	}
-	e := &Engine{opts: o, log: o.Logger}
+	e := &Engine{opts: o, log: o.Logger, changed: make(chan struct{})}
 	rev, err := e.compile(ctx)
 	if err != nil {
 		return nil, err
@@ -81,6 +86,14 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 
 // Revision is the revision in force.
 func (e *Engine) Revision() *Revision { return e.current.Load() }
+
+// Changed returns a channel closed when the next revision goes live (a reload that only
+// recompiles the same revision ID does not count).
+func (e *Engine) Changed() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.changed
+}
 
 // Reload compiles the policy source again; on any error the revision in force stays.
 func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
@@ -95,6 +108,10 @@ func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
 	old := e.current.Swap(rev)
 	if old.ID != rev.ID {
 		e.log.Info("policy revision loaded", "revision", rev.ID, "previous", old.ID, "tests_passed", rev.Tests)
+		e.mu.Lock()
+		close(e.changed)
+		e.changed = make(chan struct{})
+		e.mu.Unlock()
 	}
 	return rev, nil
 }
@@ -106,10 +123,19 @@ func (e *Engine) source() string {
 	return "built-in default policy"
 }
 
-// Load reads a policy directory or bundle (or the given FS) as an OPA bundle.
+// Load reads a policy directory or bundle (or the given FS) as an OPA bundle. A signed
+// bundle is refused: LoadVerified verifies one.
 func Load(path string, fsys fs.FS) (*bundle.Bundle, error) {
-	l := loader.NewFileLoader()
-	if path == "" {
+	return LoadVerified(path, fsys, nil)
+}
+
+// LoadVerified is Load with OPA's bundle verification: with vc, a bundle must be signed by
+// its key (an unsigned one or a bad signature is refused); without, a signed one is refused
+// with an error naming policy.signing.
+func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bundle.Bundle, error) {
+	l := loader.NewFileLoader().WithBundleVerificationConfig(vc)
+	onDisk := path != ""
+	if !onDisk {
 		path = "."
 		l = l.WithFS(fsys)
 	} else if _, err := os.Stat(path); err != nil {
@@ -117,6 +143,9 @@ func Load(path string, fsys fs.FS) (*bundle.Bundle, error) {
 	}
 	b, err := l.AsBundle(path)
 	if err != nil {
+		if vc == nil && onDisk && signed(path) {
+			return nil, fmt.Errorf("%s is a signed bundle: set policy.signing (public_key_file, key_id, scope) to verify it", path)
+		}
 		return nil, err
 	}
 	if len(b.Modules) == 0 {
@@ -127,7 +156,7 @@ func Load(path string, fsys fs.FS) (*bundle.Bundle, error) {
 
 func (e *Engine) compile(ctx context.Context) (*Revision, error) {
 	src := e.source()
-	b, err := Load(e.opts.Path, e.opts.FS)
+	b, err := LoadVerified(e.opts.Path, e.opts.FS, e.opts.Verification)
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", src, err)
 	}

@@ -120,6 +120,7 @@ const (
 	tokExp
 	tokIat
 	tokJTI
+	tokBinding
 	tokClaims
 )
 
@@ -151,6 +152,9 @@ var tokenFields = [...]tokenField{
 	tokJTI: {name: "jti",
 		value: func(t *Token) *ast.Term { return ast.StringTerm(t.JTI) },
 		key:   func(t Token) keyPart { return str(t.JTI) }},
+	tokBinding: {name: "binding",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Binding) },
+		key:   func(t Token) keyPart { return str(t.Binding) }},
 	tokClaims: {name: "claims", value: func(t *Token) *ast.Term {
 		claims, err := ast.InterfaceToValue(t.Claims)
 		if err != nil || t.Claims == nil {

@@ -86,6 +86,7 @@ func TestEveryFieldKeysSharedDecisions(t *testing.T) {
 		"exp":       func(_ *string, c map[string]any) { c["exp"] = 2000000001 },
 		"iat":       func(_ *string, c map[string]any) { c["iat"] = 1000000001 },
 		"jti":       func(_ *string, c map[string]any) { c["jti"] = "j2" },
+		"binding":   func(_ *string, c map[string]any) { c["cnf"] = map[string]any{"jkt": "thumbprint"} },
 		"claims":    func(_ *string, c map[string]any) { c["tenant"] = "u" },
 	}
 	for i := range tokenFields {

@@ -34,6 +34,7 @@ type Token struct {
 	Exp      int64          `json:"exp"`
 	Iat      int64          `json:"iat"`
 	JTI      string         `json:"jti"`
+	Binding  string         `json:"binding"`
 	Claims   map[string]any `json:"claims"`
 }
 
@@ -48,7 +49,7 @@ func tokenFrom(id *token.Identity) Token {
 // for: what the Check path keys shared decisions on.
 func tokenWithoutClaims(id *token.Identity) Token {
 	t := Token{Issuer: id.Issuer, Iss: id.Iss, Sub: id.Subject, ClientID: id.ClientID, Aud: id.Audience,
-		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI}
+		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Binding: id.Binding()}
 	if !id.IssuedAt.IsZero() {
 		t.Iat = id.IssuedAt.Unix()
 	}

@@ -106,18 +106,26 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	}, func() float64 { return float64(cache.Len()) }))
 	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
 
+	verification, err := policy.Verification(cfg.Policy.Signing)
+	if err != nil {
+		return nil, err
+	}
 	engine, err := policy.New(ctx, policy.Options{
 		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
-		EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
+		Verification: verification, EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
 	})
 	if err != nil {
 		return nil, err
 	}
 	h.Engine = engine
+	proofs, err := DPoPVerifier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	h.Service = check.New(check.Options{
 		Verifier: h.Verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: o.DecisionLog, Logger: log,
-		Metrics: check.NewMetrics(reg),
+		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL,
 	})
 	return h, nil
 }

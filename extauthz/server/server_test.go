@@ -35,6 +35,12 @@ func repoPolicies(t *testing.T) string {
 
 func startServer(t *testing.T, is *testissuer.Issuer, extra string) *Server {
 	t.Helper()
+	return startServerWithPolicy(t, is, repoPolicies(t), false, extra)
+}
+
+// startServerWithPolicy starts a server with the policy directory dir (watched or not).
+func startServerWithPolicy(t *testing.T, is *testissuer.Issuer, dir string, watch bool, extra ...string) *Server {
+	t.Helper()
 	yaml := fmt.Sprintf(`
 listen: "127.0.0.1:0"
 admin: "127.0.0.1:0"
@@ -46,9 +52,10 @@ issuers:
     require_typ: at+jwt
 policy:
   path: %q
+  watch: %v
 decision_log:
   output: "off"
-%s`, is.Issuer, is.JWKSURL(), repoPolicies(t), extra)
+%s`, is.Issuer, is.JWKSURL(), dir, watch, strings.Join(extra, "\n"))
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)

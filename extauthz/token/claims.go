@@ -37,6 +37,10 @@ type accessClaims struct {
 	// badScope names a configured scope claim of the wrong type ("" if none): the token is
 	// malformed, not merely without scopes (RFC 9068 §2.2.3, RFC 8693 §4.2).
 	badScope string
+	// jkt and x5t are the confirmation claim's key thumbprint (RFC 9449 §6.1) and
+	// certificate thumbprint (RFC 8705 §3.1); badCnf is set when cnf is malformed.
+	jkt, x5t string
+	badCnf   bool
 	// errs holds, per registered claim, why it is unusable (wrong JSON type); the getter of
 	// that claim returns it.
 	errs map[string]error
@@ -94,6 +98,9 @@ func (c *accessClaims) read(obj *fastjson.Object, raw []byte) error {
 		c.nbf = c.date("nbf", v)
 	}
 	c.scopes, c.badScope = scopesOf(obj, c.names.scope)
+	if v := obj.Get("cnf"); v != nil {
+		c.jkt, c.x5t, c.badCnf = cnfOf(v)
+	}
 	for _, name := range c.names.clientID {
 		if s, ok := stringOf(obj.Get(name)); ok && s != "" {
 			c.clientID = s
@@ -264,6 +271,34 @@ func scopesOf(obj *fastjson.Object, names []string) (scopes []string, bad string
 	}
 	return out, ""
 }
+
+// cnfOf reads the confirmation claim: an object whose jkt and x5t#S256 members, when
+// present, are non-empty strings. Anything else binds the token to nothing we could check,
+// so it is malformed rather than unbound.
+func cnfOf(v *fastjson.Value) (jkt, x5t string, bad bool) {
+	obj, err := v.Object()
+	if err != nil {
+		return "", "", true
+	}
+	for _, m := range [...]struct {
+		name string
+		to   *string
+	}{{"jkt", &jkt}, {"x5t#S256", &x5t}} {
+		mv := obj.Get(m.name)
+		if mv == nil {
+			continue
+		}
+		s, ok := stringOf(mv)
+		if !ok || s == "" {
+			return "", "", true
+		}
+		*m.to = s
+	}
+	return jkt, x5t, false
+}
+
+// errBadCnf refuses a token whose confirmation claim is malformed.
+var errBadCnf = refuse(contract.ReasonMalformed, "the cnf claim is not an object of thumbprint strings")
 
 // scopeClaimError refuses a token whose scope claim has the wrong type.
 func scopeClaimError(name string) *Error {

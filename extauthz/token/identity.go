@@ -26,6 +26,13 @@ type Identity struct {
 	ScopeString string
 	ExpiresAt   time.Time
 	IssuedAt    time.Time // zero when the token has no iat
+	// JKT is the token's cnf.jkt: it is DPoP-bound to the key of that thumbprint (RFC 9449).
+	JKT string
+	// X5T is the token's cnf["x5t#S256"]: it is bound to the client certificate of that
+	// thumbprint (RFC 8705).
+	X5T string
+	// RequireBinding is the issuer's require_binding: its tokens must be sender-constrained.
+	RequireBinding bool
 
 	raw        []byte // the claims set as JSON
 	claimsOnce sync.Once
@@ -34,6 +41,18 @@ type Identity struct {
 	// memo holds a later stage's per-token derivation (the policy input's token document), so
 	// it is built once per token rather than once per request.
 	memo atomic.Pointer[any]
+}
+
+// Binding is how the token is sender-constrained: "dpop" (cnf.jkt), "mtls" (cnf x5t#S256)
+// or "none". A token reaching the policy has passed the binding's check.
+func (id *Identity) Binding() string {
+	switch {
+	case id.JKT != "":
+		return "dpop"
+	case id.X5T != "":
+		return "mtls"
+	}
+	return "none"
 }
 
 // Memo returns the value stored by SetMemo, or nil.
@@ -49,7 +68,7 @@ func (id *Identity) SetMemo(v any) { id.memo.Store(&v) }
 
 func newIdentity(issuerName string, c *accessClaims, kid string) *Identity {
 	id := &Identity{Issuer: issuerName, KID: kid, Iss: c.iss, Subject: c.sub, JTI: c.jti, ClientID: c.clientID,
-		Audience: c.aud, Scopes: c.scopes, raw: c.raw}
+		Audience: c.aud, Scopes: c.scopes, JKT: c.jkt, X5T: c.x5t, raw: c.raw}
 	if id.Scopes == nil {
 		id.Scopes = []string{}
 	}
@@ -91,6 +110,9 @@ func IdentityFromClaims(issuerName string, claims map[string]any, scopeClaims, c
 	}
 	if c.badScope != "" {
 		return nil, fmt.Errorf("claims: %w", scopeClaimError(c.badScope))
+	}
+	if c.badCnf {
+		return nil, fmt.Errorf("claims: %w", errBadCnf)
 	}
 	id := newIdentity(issuerName, c, "")
 	id.claims = claims

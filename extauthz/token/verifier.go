@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 	"unsafe"
@@ -32,6 +31,10 @@ func refuse(reason, desc string) *Error { return &Error{Reason: reason, Descript
 
 // errNoKeys is our side's fault (the issuer's keys have not loaded): answered 503, not 401.
 var errNoKeys = &Error{Reason: contract.ReasonNoKeys, Description: "the issuer's keys are not available yet", Unavailable: true}
+
+// errRefreshPending: a key refresh for the token's kid did not finish within the Check's
+// deadline budget (jwks.DeadlineMargin before the deadline).
+var errRefreshPending = &Error{Reason: contract.ReasonKeyRefreshPending, Description: "the signing key could not be fetched in time", Unavailable: true}
 
 // Issuer is a trusted issuer with its key source.
 type Issuer struct {
@@ -230,8 +233,10 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		switch {
 		case errors.Is(err, jwks.ErrNoKeys):
 			return nil, "", fp, errNoKeys
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			return nil, "", fp, refuse(contract.ReasonUnknownKID, "the signing key is not known (key refresh did not finish in time)")
+		case errors.Is(err, jwks.ErrRefreshPending):
+			// The IdP is slow or unreachable: the kid may be a real new key. Our side's
+			// fault, answered in time with 503 and Retry-After rather than after Envoy's timeout.
+			return nil, "", fp, errRefreshPending
 		case err != nil:
 			return nil, "", fp, refuse(contract.ReasonUnknownKID, "the signing key is not known")
 		}
@@ -244,12 +249,17 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		kid, fp = key.KID, key.Fingerprint
 	}
 	if err := is.validator.Validate(claims); err != nil {
-		return nil, "", fp, classify(err)
+		return nil, "", fp, classify(err, claims)
 	}
 	if claims.badScope != "" {
 		return nil, "", fp, scopeClaimError(claims.badScope)
 	}
-	return newIdentity(is.cfg.Name, claims, kid), kid, fp, nil
+	if claims.badCnf {
+		return nil, "", fp, errBadCnf
+	}
+	id := newIdentity(is.cfg.Name, claims, kid)
+	id.RequireBinding = is.cfg.RequireBinding
+	return id, kid, fp, nil
 }
 
 // checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515
@@ -272,8 +282,10 @@ func normTyp(t string) string {
 	return strings.TrimPrefix(t, "application/")
 }
 
-// classify maps jwt/v5's errors to our reasons.
-func classify(err error) *Error {
+// classify maps jwt/v5's errors to our reasons by its sentinels alone, never by message text
+// (which jwt may reword in any release); which required claim is missing is read from our
+// own claims. Descriptions are fixed strings: nothing of the error itself reaches the client.
+func classify(err error, c *accessClaims) *Error {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse(contract.ReasonMalformed, "the token is malformed")
@@ -282,10 +294,10 @@ func classify(err error) *Error {
 	case errors.Is(err, jwt.ErrInvalidType):
 		return refuse(contract.ReasonMalformed, "a registered claim has the wrong type")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		if strings.Contains(err.Error(), "exp claim is required") {
+		switch {
+		case c.exp == nil:
 			return refuse(contract.ReasonMissingExp, "the token has no expiry")
-		}
-		if strings.Contains(err.Error(), "iss claim is required") {
+		case c.iss == "":
 			return refuse(contract.ReasonUnknownIssuer, "the token has no issuer")
 		}
 		return refuse(contract.ReasonMissingClaim, "the token lacks a required claim")
@@ -302,5 +314,9 @@ func classify(err error) *Error {
 	case errors.Is(err, jwt.ErrTokenInvalidClaims):
 		return refuse(contract.ReasonInvalidClaims, "the token's claims are invalid")
 	}
-	return refuse(contract.ReasonInvalidToken, fmt.Sprintf("the token could not be verified (%T)", errors.Unwrap(err)))
+	return errUnverifiable
 }
+
+// errUnverifiable is any other validation failure: a fixed description, since what it wraps
+// (types, messages) is ours and jwt's business, not the client's.
+var errUnverifiable = refuse(contract.ReasonInvalidToken, "the token could not be verified")

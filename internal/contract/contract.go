@@ -14,7 +14,13 @@ const (
 	ExtScopes = "scopes"
 	// ExtMode is the route's mode, ModeEnforce or ModeShadow (input.route.mode).
 	ExtMode = "mode"
+	// ExtBinding is BindingRequired on a route that accepts only sender-constrained tokens
+	// (input.route.binding).
+	ExtBinding = "binding"
 )
+
+// BindingRequired is the value of ExtBinding on a route that refuses plain bearer tokens.
+const BindingRequired = "required"
 
 // Route modes (the value of ExtMode).
 const (
@@ -71,6 +77,18 @@ const (
 	ReasonInvalidToken     Reason = "invalid_token"
 	// ReasonNoKeys: the issuer's keys were never fetched (503).
 	ReasonNoKeys Reason = "no_keys"
+	// ReasonKeyRefreshPending: an unknown kid's key refresh did not finish within the Check's
+	// deadline budget (503).
+	ReasonKeyRefreshPending Reason = "key_refresh_pending"
+)
+
+// Sender-constraint reasons (401 invalid_token; a bad DPoP proof is invalid_dpop_proof,
+// use_dpop_nonce, dpop_replayed or dpop_key_mismatch, named in extauthz/dpop).
+const (
+	ReasonNotDPoPBound        Reason = "not_dpop_bound"
+	ReasonDPoPDowngrade       Reason = "dpop_downgrade"
+	ReasonCertificateMismatch Reason = "certificate_mismatch"
+	ReasonBindingRequired     Reason = "binding_required"
 )
 
 // Service-side reasons.

@@ -261,7 +261,11 @@ func toDecision(resp *authv3.CheckResponse) decision {
 	dr := resp.GetDeniedResponse()
 	d.status, d.body = int(dr.GetStatus().GetCode()), dr.GetBody()
 	for _, h := range dr.GetHeaders() {
-		d.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		k, v := h.GetHeader().GetKey(), h.GetHeader().GetValue()
+		if have, ok := d.headers[k]; ok && h.GetAppendAction() == core.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
+			v = have + ", " + v // a second challenge, as a client sees the two headers combined
+		}
+		d.headers[k] = v
 	}
 	return d
 }

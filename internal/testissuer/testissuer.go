@@ -13,6 +13,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -64,6 +65,9 @@ const (
 	Junk                // 200 with a body that is not JSON
 	Empty               // 200 with {"keys":[]}
 	Huge                // 200 with a body far over any sane limit
+	// BlackHole accepts TCP connections and never answers on them (a hung IdP or a
+	// firewall that drops silently); connections open when it is set are closed first.
+	BlackHole
 )
 
 // Issuer serves keys over HTTP.
@@ -77,6 +81,7 @@ type Issuer struct {
 	hold     *Hold
 	mode     atomic.Int32
 	requests atomic.Int64
+	lis      *holeListener
 }
 
 // Hold keeps the next key-set request waiting: Arrived is closed when it comes in, and it
@@ -101,19 +106,62 @@ func (is *Issuer) HoldNext() *Hold {
 // New starts an issuer serving keys at /keys and discovery at /.well-known/openid-configuration.
 func New(keys ...*Key) *Issuer {
 	is := &Issuer{keys: keys}
-	is.Server = httptest.NewServer(http.HandlerFunc(is.serve))
+	is.Server = httptest.NewUnstartedServer(http.HandlerFunc(is.serve))
+	is.lis = &holeListener{Listener: is.Server.Listener, mode: &is.mode}
+	is.Server.Listener = is.lis
+	is.Server.Start()
 	is.Issuer = is.Server.URL
 	return is
 }
 
 // Close stops the server.
-func (is *Issuer) Close() { is.Server.Close() }
+func (is *Issuer) Close() {
+	is.lis.closeHeld()
+	is.Server.Close()
+}
 
 // JWKSURL is the key-set URL.
 func (is *Issuer) JWKSURL() string { return is.Server.URL + "/keys" }
 
 // SetMode changes how the JWKS endpoint answers.
-func (is *Issuer) SetMode(m Mode) { is.mode.Store(int32(m)) }
+func (is *Issuer) SetMode(m Mode) {
+	is.mode.Store(int32(m))
+	if m == BlackHole {
+		// Kept-alive connections would still be answered: only new ones fall into the hole.
+		is.Server.CloseClientConnections()
+	}
+}
+
+// holeListener hands connections to the HTTP server, or in BlackHole mode accepts and
+// holds them unread.
+type holeListener struct {
+	net.Listener
+	mode *atomic.Int32
+
+	mu   sync.Mutex
+	held []net.Conn
+}
+
+func (l *holeListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || Mode(l.mode.Load()) != BlackHole {
+			return c, err
+		}
+		l.mu.Lock()
+		l.held = append(l.held, c)
+		l.mu.Unlock()
+	}
+}
+
+func (l *holeListener) closeHeld() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.held {
+		c.Close()
+	}
+	l.held = nil
+}
 
 // Requests counts JWKS requests served.
 func (is *Issuer) Requests() int64 { return is.requests.Load() }

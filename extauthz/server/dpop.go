@@ -1,0 +1,37 @@
+package server
+
+import (
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/dpop"
+)
+
+// DPoPVerifier builds the DPoP proof verifier the config asks for. With dpop_nonce and no
+// dpop_nonce_key_file, the nonce key is random: this replica then refuses the nonces of every
+// other, which is fine for one instance and logged as a warning.
+func DPoPVerifier(cfg *config.Config, log *slog.Logger) (*dpop.Verifier, error) {
+	o := dpop.Options{Algorithms: cfg.DPoPAlgorithms, IATWindow: cfg.DPoPIATWindow, ReplayEntries: cfg.DPoPReplayCacheEntries}
+	if cfg.DPoPNonce {
+		var key []byte
+		if cfg.DPoPNonceKeyFile != "" {
+			b, err := os.ReadFile(cfg.DPoPNonceKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("dpop_nonce_key_file: %w", err)
+			}
+			key = []byte(strings.TrimSpace(string(b)))
+		} else {
+			key = make([]byte, 32)
+			if _, err := rand.Read(key); err != nil {
+				return nil, err
+			}
+			log.Warn("dpop_nonce without dpop_nonce_key_file: the nonce key is random, so other authz replicas will refuse this one's nonces")
+		}
+		o.Nonces = dpop.NewNonces(key, 0)
+	}
+	return dpop.New(o)
+}
