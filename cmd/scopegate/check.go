@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/spf13/cobra"
@@ -72,14 +73,15 @@ type checkOutput struct {
 	Authz      string `json:"authz,omitempty"` // --addr: the authz asked
 	Status     int    `json:"status"`          // HTTP status to the client (200: forwarded upstream)
 	GRPCCode   string `json:"grpc_code"`
-	// Allowed: headers set on (and removed from) the request to the upstream.
-	UpstreamHeaders map[string]string `json:"upstream_headers,omitempty"`
-	UpstreamRemoved []string          `json:"upstream_headers_removed,omitempty"`
-	// Headers of the response to the client (a denial's, or those added on allow).
-	ResponseHeaders map[string]string `json:"response_headers,omitempty"`
-	Body            string            `json:"body,omitempty"`
-	Token           *tokenReport      `json:"token,omitempty"`
-	Policy          *policyReport     `json:"policy,omitempty"`
+	// Allowed: headers set on (and removed from) the request to the upstream, "name: value".
+	UpstreamHeaders []string `json:"upstream_headers,omitempty"`
+	UpstreamRemoved []string `json:"upstream_headers_removed,omitempty"`
+	// Headers of the response to the client (a denial's, or those added on allow), in order,
+	// "name: value" (a denial may carry two WWW-Authenticate challenges).
+	ResponseHeaders []string      `json:"response_headers,omitempty"`
+	Body            string        `json:"body,omitempty"`
+	Token           *tokenReport  `json:"token,omitempty"`
+	Policy          *policyReport `json:"policy,omitempty"`
 }
 
 // tokenReport is, in-process, what verification found: the identity, or why it failed (in
@@ -343,28 +345,21 @@ func describe(resp *authv3.CheckResponse) *checkOutput {
 	if resp.GetStatus().GetCode() == int32(codes.OK) {
 		out.Decision, out.Status = "allow", 200
 		ok := resp.GetOkResponse()
-		for _, h := range ok.GetHeaders() {
-			if out.UpstreamHeaders == nil {
-				out.UpstreamHeaders = map[string]string{}
-			}
-			out.UpstreamHeaders[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		}
+		out.UpstreamHeaders = headerLines(ok.GetHeaders())
 		out.UpstreamRemoved = ok.GetHeadersToRemove()
-		for _, h := range ok.GetResponseHeadersToAdd() {
-			if out.ResponseHeaders == nil {
-				out.ResponseHeaders = map[string]string{}
-			}
-			out.ResponseHeaders[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
-		}
+		out.ResponseHeaders = headerLines(ok.GetResponseHeadersToAdd())
 		return out
 	}
 	d := resp.GetDeniedResponse()
 	out.Decision, out.Status, out.Body = "deny", int(d.GetStatus().GetCode()), d.GetBody()
-	for _, h := range d.GetHeaders() {
-		if out.ResponseHeaders == nil {
-			out.ResponseHeaders = map[string]string{}
-		}
-		out.ResponseHeaders[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	out.ResponseHeaders = headerLines(d.GetHeaders())
+	return out
+}
+
+func headerLines(hs []*corev3.HeaderValueOption) []string {
+	var out []string
+	for _, h := range hs {
+		out = append(out, h.GetHeader().GetKey()+": "+h.GetHeader().GetValue())
 	}
 	return out
 }
