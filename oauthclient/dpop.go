@@ -26,7 +26,9 @@ type DPoPKey struct {
 }
 
 // DPoPKeyPath is where the key lives for a token cache at cachePath.
-func DPoPKeyPath(cachePath string) string { return filepath.Join(filepath.Dir(cachePath), "dpop-key.pem") }
+func DPoPKeyPath(cachePath string) string {
+	return filepath.Join(filepath.Dir(cachePath), "dpop-key.pem")
+}
 
 // LoadOrCreateDPoPKey reads the key at path, or makes one and writes it (0600) when there is
 // none.
