@@ -238,8 +238,13 @@ func TestRefreshRotates(t *testing.T) {
 	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken || second.Grant != "refresh_token" {
 		t.Fatalf("refresh did not rotate: %+v", second)
 	}
-	if _, err := Refresh(t.Context(), http.DefaultClient, first, nil); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
-		t.Fatalf("old refresh token: error %v, want invalid_grant", err)
+	if _, err := Refresh(t.Context(), http.DefaultClient, first, nil); err == nil || !strings.Contains(err.Error(), "invalid_grant") ||
+		!strings.Contains(err.Error(), "revoke the whole grant") || !strings.Contains(err.Error(), "scopegate token login") {
+		t.Fatalf("old refresh token: error %v, want invalid_grant saying the grant is revoked and to log in again", err)
+	}
+	// The reuse revoked the grant: the newest refresh token is refused too, with the same advice.
+	if _, err := Refresh(t.Context(), http.DefaultClient, second, nil); err == nil || !strings.Contains(err.Error(), "scopegate token login") {
+		t.Fatalf("refresh after reuse: error %v, want the grant revoked", err)
 	}
 	if _, err := Refresh(t.Context(), http.DefaultClient, &Entry{ClientID: "x"}, nil); err == nil {
 		t.Fatal("want an error without a refresh token")
