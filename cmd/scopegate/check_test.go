@@ -261,3 +261,14 @@ func TestCheckConfigIdPDown(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// TestDocumentedClaimsExample runs README's and policies/README.md's command as written, from
+// the repository root, with the sample claims file they name.
+func TestDocumentedClaimsExample(t *testing.T) {
+	t.Chdir(repoRoot(t))
+	out, _, code := runCode(t, "check", "--policy", "policies", "--claims", "examples/claims.json",
+		"--method", "GET", "--path", "/orders/1", "--route", "orders-read", "--scopes", "orders:read")
+	if code != 0 || !parseCheck(t, out).Unverified {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}

@@ -190,7 +190,7 @@ scopegate dev: the demo is running on localhost (NOT FOR PRODUCTION: its passwor
   envoy      not started (no envoy binary on PATH): the checks below go through 'scopegate check'
 {{- end}}
 
-Next steps, in another shell from the repository root (scopegate = go run ./cmd/scopegate):
+Next steps, in another shell from the repository root (scopegate = bin/scopegate, built by make run):
 
   # a token for the batch job (client credentials, orders:read only)
   SCOPEGATE_CLIENT_SECRET=reporting-secret scopegate token client-credentials --client-id reporting-job
@@ -203,8 +203,13 @@ Next steps, in another shell from the repository root (scopegate = go run ./cmd/
        -d '{"item":"grinder","quantity":1}' {{.Envoy}}/orders                  # 403 insufficient_scope
 {{- end}}
 
-  # the gate's decision for a write, verified against the running idp's keys (exit 1: denied)
-  scopegate check --config {{.AuthzConfig}} --policy policies --token "$(scopegate token print)" \
+  # ask the running authz, as Envoy would (exit 0 allow, 1 deny)
+  scopegate check --addr {{.Authz}} --path /orders --route orders-read --scopes orders:read     # 401, no token
+  scopegate check --addr {{.Authz}} --token "$(scopegate token print)" \
+      --method POST --path /orders --route orders-write --scopes orders:write                    # 403 insufficient_scope
+
+  # the same decision in-process, with what the policy saw and which rules fired
+  scopegate check --config {{.AuthzConfig}} --token "$(scopegate token print)" \
       --method POST --path /orders --route orders-write --scopes orders:write
 
   # a user: authorization code + PKCE; open the printed URL, sign in as alice/alice (or bob/bob)
