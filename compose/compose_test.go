@@ -369,9 +369,36 @@ func TestAddressesAgree(t *testing.T) {
 		for _, d := range []map[string]any{a, b} {
 			delete(dig(d, "issuers", 0).(map[string]any), "jwks_uri")
 			delete(dig(d, "policy").(map[string]any), "path")
+			// The tls files' directory differs (/certs, dev-certs); their names must not.
+			for _, k := range []string{"cert_file", "key_file", "client_ca_file"} {
+				f, _ := dig(d, "tls", k).(string)
+				dig(d, "tls").(map[string]any)[k] = filepath.Base(f)
+			}
+			delete(dig(d, "issuers", 0, "introspection").(map[string]any), "endpoint")
+			delete(dig(d, "issuers", 0, "introspection").(map[string]any), "client_secret_file")
 		}
 		if fmt.Sprint(a) != fmt.Sprint(b) {
-			t.Errorf("authz.yaml and authz.local.yaml differ beyond jwks_uri and policy.path")
+			t.Errorf("authz.yaml and authz.local.yaml differ beyond jwks_uri, policy.path, the certificates' directory and the introspection endpoint and secret file")
+		}
+		for _, tc := range []struct{ file, host string }{{authzPath, "idp"}, {"authz.local.yaml", "127.0.0.1"}} {
+			in := dig(readYAML(t, tc.file), "issuers", 0, "introspection")
+			if u, err := url.Parse(fmt.Sprint(dig(in, "endpoint"))); err != nil || u.Hostname() != tc.host || u.Port() != idpPort || u.Path != idp.PathIntrospect {
+				t.Errorf("%s: introspection endpoint %v, want http://%s:%s%s", tc.file, dig(in, "endpoint"), tc.host, idpPort, idp.PathIntrospect)
+			}
+			if dig(in, "client_id") != idpCfg.API.Audience {
+				t.Errorf("%s: introspection client_id %v, want the API's audience %q (only it may introspect)", tc.file, dig(in, "client_id"), idpCfg.API.Audience)
+			}
+		}
+		secret, err := os.ReadFile("introspection-secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, c := range idpCfg.Clients {
+			found = found || (c.ID == idpCfg.API.Audience && c.Secret == strings.TrimSpace(string(secret)))
+		}
+		if !found {
+			t.Errorf("compose/introspection-secret is not the secret of the idp client %q", idpCfg.API.Audience)
 		}
 	})
 
@@ -380,6 +407,8 @@ func TestAddressesAgree(t *testing.T) {
 		policyDir, _ := dig(authzDoc, "policy", "path").(string)
 		d := readYAML(t, authzPath)
 		dig(d, "policy").(map[string]any)["path"] = mountSource(t, authzSvc, policyDir)
+		in := dig(d, "issuers", 0, "introspection").(map[string]any)
+		in["client_secret_file"] = mountSource(t, authzSvc, in["client_secret_file"].(string))
 		raw, err := yaml.Marshal(d)
 		if err != nil {
 			t.Fatal(err)
@@ -443,6 +472,42 @@ func TestAddressesAgree(t *testing.T) {
 		lp := fmt.Sprint(dig(listener, "port"))
 		if ports := envoySvc.Ports; len(ports) != 1 || strconv.Itoa(int(ports[0].Target)) != lp || ports[0].Published != "8443" {
 			t.Errorf("envoy ports %+v: want the xds listener port %s published as 8443", ports, lp)
+		}
+	})
+
+	// Every internal hop is mutual TLS with the files the certs service writes.
+	t.Run("mTLS: authz, xds and envoy use the certs volume", func(t *testing.T) {
+		certsDir := flagValue(t, service(t, p, "certs"), "--out")
+		certVol := volumeAt(t, service(t, p, "certs"), certsDir)
+		inCerts := func(doc string, v any, what string) {
+			if f, _ := v.(string); filepath.Dir(f) != certsDir {
+				t.Errorf("%s: %s %q is not in %s, where the certs service writes", doc, what, f, certsDir)
+			}
+		}
+		for _, k := range []string{"cert_file", "key_file", "client_ca_file"} {
+			inCerts(authzPath, dig(authzDoc, "tls", k), "tls."+k)
+			inCerts(xdsPath, dig(xdsDoc, "tls", k), "tls."+k)
+		}
+		for _, k := range []string{"ca_file", "cert_file", "key_file"} {
+			inCerts(xdsPath, dig(xdsDoc, "authz", "tls", k), "authz.tls."+k)
+		}
+		if got := dig(xdsDoc, "authz", "tls", "server_name"); got != "authz" {
+			t.Errorf("%s: authz.tls.server_name %v, want authz (the DNS SAN of authz.crt)", xdsPath, got)
+		}
+		if got := dig(xdsDoc, "tls", "trust_domain"); got != "scopegate.demo" {
+			t.Errorf("%s: tls.trust_domain %v, want scopegate.demo (demo-cert's default)", xdsPath, got)
+		}
+		for _, svc := range []types.ServiceConfig{authzSvc, xdsSvc, envoySvc} {
+			if v := volumeAt(t, svc, certsDir); v != certVol {
+				t.Errorf("%s mounts volume %q at %s, certs writes to %q", svc.Name, v, certsDir, certVol)
+			}
+		}
+		b := readYAML(t, mountSource(t, envoySvc, flagValue(t, envoySvc, "-c")))
+		tc := dig(b, "static_resources", "clusters", 0, "transport_socket", "typed_config", "common_tls_context")
+		inCerts("envoy bootstrap", dig(tc, "validation_context", "trusted_ca", "filename"), "xds CA")
+		inCerts("envoy bootstrap", dig(tc, "tls_certificates", 0, "certificate_chain", "filename"), "xds client certificate")
+		if envoySvc.User != "65532:65532" {
+			t.Errorf("envoy runs as %q: envoy.key (0600) belongs to 65532, the certs service's user", envoySvc.User)
 		}
 	})
 

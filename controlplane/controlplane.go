@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/bind"
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/watch"
 )
 
@@ -55,6 +57,11 @@ type Service struct {
 
 	grpcLn net.Listener
 	admin  *admin.Server
+	// serverTLS is the tls block the ADS server started with (nil: plaintext), and tls its
+	// certificate; the block takes effect on restart, the files' contents on change.
+	serverTLS *config.ServerTLS
+	tls       *certreload.Reloader
+	stopTLS   context.CancelFunc
 
 	reloadMu sync.Mutex // one reload at a time
 	mu       sync.Mutex // guards the fields below
@@ -79,13 +86,37 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Service{opts: opts, log: opts.Logger, reg: opts.Registry}
+	s := &Service{opts: opts, log: opts.Logger, reg: opts.Registry, stopTLS: func() {}}
 	s.metrics = newReloadMetrics(opts.Registry)
 	xopts := opts.XDS
 	xopts.Logger, xopts.Registerer = opts.Logger, opts.Registry
+	// The ADS server's own TLS is read first: the server is built with it. A file that does
+	// not load fails here with the same error Reload would give.
+	first, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if first.TLS != nil {
+		s.serverTLS = first.TLS
+		s.tls, err = certreload.New(certreload.Options{Files: first.TLS.Files, Name: "xds", Logger: opts.Logger,
+			Metrics: certreload.NewMetrics(opts.Registry)})
+		if err != nil {
+			return nil, fmt.Errorf("%s: tls: %w", opts.ConfigPath, err)
+		}
+		xopts.TLS = s.tls.ServerConfig()
+		if first.TLS.ClientCAFile != "" {
+			xopts.TrustDomain = first.TLS.TrustDomain
+		}
+		tlsCtx, stop := context.WithCancel(context.Background())
+		s.stopTLS = stop
+		if err := s.tls.Start(tlsCtx); err != nil {
+			s.log.Warn("ADS certificate files not watched: rotation needs a restart", "error", err)
+		}
+	}
 	s.xds = xdsserver.New(xopts)
 
 	if err := s.Reload(ctx); err != nil {
+		s.stopTLS()
 		return nil, err
 	}
 	cfg := s.Config()
@@ -133,7 +164,7 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}, shutdownTimeo
 
 	served := make(chan error, 1)
 	go func() { served <- s.xds.Serve(s.grpcLn) }()
-	s.log.Info("xds control plane serving", "xds", s.XDSAddr(), "admin", s.AdminAddr(), "config", s.opts.ConfigPath)
+	s.log.Info("xds control plane serving", "xds", s.XDSAddr(), "ads_tls", s.adsTLSMode(), "admin", s.AdminAddr(), "config", s.opts.ConfigPath)
 
 	for {
 		select {
@@ -157,6 +188,7 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}, shutdownTimeo
 func (s *Service) shutdown(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	s.stopTLS()
 	s.xds.Shutdown(ctx)
 	if err := s.admin.Shutdown(ctx); err != nil {
 		s.log.Warn("admin shutdown", "error", err)
@@ -197,6 +229,11 @@ func (s *Service) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Validate judged the file's tls block; what counts is the server actually running.
+	if keys := cfg.PrivateKeysPushed(); len(keys) > 0 && s.serverTLS == nil && !cfg.InsecurePlaintextSecrets {
+		return fmt.Errorf("%s: insecure_plaintext_secrets: this ADS server was started without tls (tls takes effect on restart), "+
+			"so private keys would go to Envoy in the clear (%s)", s.opts.ConfigPath, strings.Join(keys, "; "))
+	}
 	start := time.Now()
 	fleets, err := translate.Build(ctx, cfg, s.opts.ReadFile)
 	s.metrics.buildSeconds.Observe(time.Since(start).Seconds())
@@ -207,6 +244,12 @@ func (s *Service) reload(ctx context.Context) error {
 		if cfg.Listen != prev.Listen || cfg.Admin != prev.Admin {
 			s.log.Warn("listen or admin address changed: takes effect on restart", "listen", cfg.Listen, "admin", cfg.Admin)
 		}
+		if !sameServerTLS(cfg.TLS, s.serverTLS) {
+			s.log.Warn("tls block changed: takes effect on restart (the files' contents reload by themselves)")
+		}
+	}
+	for _, w := range s.warnings(cfg) {
+		s.log.Warn(w)
 	}
 	if err := s.xds.Apply(ctx, fleets); err != nil {
 		return err
@@ -257,18 +300,59 @@ type Status struct {
 	Nodes  []xdsserver.NodeStatus  `json:"nodes"`
 }
 
-// ConfigStatus says which config is in force and how the last reload went.
+// ConfigStatus says which config is in force, how the last reload went, and what in it is
+// insecure.
 type ConfigStatus struct {
 	File       string       `json:"file"`
 	LoadedAt   time.Time    `json:"loaded_at"`
 	LastReload ReloadStatus `json:"last_reload"`
+	// ADSTLS is "off", "server" or "mutual" (with each Envoy bound to its fleet).
+	ADSTLS   string   `json:"ads_tls"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func (s *Service) adsTLSMode() string {
+	switch {
+	case s.serverTLS == nil:
+		return "off"
+	case s.serverTLS.ClientCAFile != "":
+		return "mutual"
+	}
+	return "server"
+}
+
+// warnings are the insecure settings in force, logged at each load and shown in /status.
+func (s *Service) warnings(cfg *config.Config) []string {
+	if cfg == nil {
+		return nil
+	}
+	var out []string
+	keys := cfg.PrivateKeysPushed()
+	switch {
+	case s.serverTLS == nil && len(keys) > 0:
+		out = append(out, "insecure_plaintext_secrets: private keys are pushed over plaintext ADS ("+strings.Join(keys, "; ")+"): for local development only")
+	case s.serverTLS == nil && cfg.InsecurePlaintextSecrets:
+		out = append(out, "insecure_plaintext_secrets is set: private keys would be pushed over plaintext ADS")
+	case s.serverTLS != nil && s.serverTLS.ClientCAFile == "" && len(keys) > 0:
+		out = append(out, "ADS tls has no client_ca_file: any client naming a fleet receives its private keys ("+strings.Join(keys, "; ")+")")
+	}
+	return out
+}
+
+func sameServerTLS(a, b *config.ServerTLS) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // Status reports the config, the fleets' versions and every connected node.
 func (s *Service) Status() Status {
 	s.mu.Lock()
-	cs := ConfigStatus{File: s.opts.ConfigPath, LoadedAt: s.loadedAt, LastReload: s.last}
+	cs := ConfigStatus{File: s.opts.ConfigPath, LoadedAt: s.loadedAt, LastReload: s.last, ADSTLS: s.adsTLSMode()}
+	cfg := s.cfg
 	s.mu.Unlock()
+	cs.Warnings = s.warnings(cfg)
 	return Status{Config: cs, Fleets: s.xds.Fleets(), Nodes: s.xds.Nodes()}
 }
 

@@ -423,7 +423,8 @@ func TestReloadSignal(t *testing.T) {
 func TestCertificateRotation(t *testing.T) {
 	certDir := t.TempDir()
 	certFile, keyFile := writeCert(t, certDir, "one.test")
-	cfg := strings.Replace(testConfig(cfgOpt{}), "port: 10000\n", "port: 10000\n        tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n", 1)
+	cfg := "insecure_plaintext_secrets: true\n" +
+		strings.Replace(testConfig(cfgOpt{}), "port: 10000\n", "port: 10000\n        tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n", 1)
 	h := start(t, cfg)
 	types := []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType, resource.SecretType}
 	c := h.sotw("edge-1", "edge", envoysim.Options{KeepResources: true})

@@ -21,6 +21,7 @@ type client struct {
 	redirectURIs []string
 	loginPath    string
 	idTokenLife  time.Duration
+	opaque       bool // opaque access tokens (introspection) instead of JWTs
 }
 
 func newClient(c Client, loginPath string, idTokenLife time.Duration) *client {
@@ -31,6 +32,7 @@ func newClient(c Client, loginPath string, idTokenLife time.Duration) *client {
 		redirectURIs: slices.Clone(c.RedirectURIs),
 		loginPath:    loginPath,
 		idTokenLife:  idTokenLife,
+		opaque:       c.AccessTokenFormat == TokenFormatOpaque,
 	}
 	if !c.Public {
 		cl.secretHash = sha256.Sum256([]byte(c.Secret))
@@ -85,9 +87,14 @@ func (c *client) LoginURL(authRequestID string) string {
 	return c.loginPath + "?" + url.Values{"authRequestID": {authRequestID}}.Encode()
 }
 
-func (c *client) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
-func (c *client) IDTokenLifetime() time.Duration      { return c.idTokenLife }
-func (c *client) DevMode() bool                       { return false }
+func (c *client) AccessTokenType() op.AccessTokenType {
+	if c.opaque {
+		return op.AccessTokenTypeBearer
+	}
+	return op.AccessTokenTypeJWT
+}
+func (c *client) IDTokenLifetime() time.Duration { return c.idTokenLife }
+func (c *client) DevMode() bool                  { return false }
 
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }

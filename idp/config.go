@@ -71,7 +71,17 @@ type Client struct {
 	Scopes       []string `yaml:"scopes"`
 	GrantTypes   []string `yaml:"grant_types"`
 	RedirectURIs []string `yaml:"redirect_uris"`
+	// AccessTokenFormat is "jwt" (default: RFC 9068 JWTs) or "opaque": reference tokens only
+	// this provider can read, checked by RFC 7662 introspection (the library's opaque tokens,
+	// which are JWE-shaped: five dot-separated parts).
+	AccessTokenFormat string `yaml:"access_token_format"`
 }
+
+// Access token formats.
+const (
+	TokenFormatJWT    = "jwt"
+	TokenFormatOpaque = "opaque"
+)
 
 // User is a demo resource owner.
 type User struct {
@@ -240,6 +250,11 @@ func (c *Config) Validate() error {
 			default:
 				add(f, "%q: want authorization_code, refresh_token or client_credentials", g)
 			}
+		}
+		switch cl.AccessTokenFormat {
+		case "", TokenFormatJWT, TokenFormatOpaque:
+		default:
+			add(p+".access_token_format", "%q: want jwt or opaque", cl.AccessTokenFormat)
 		}
 		hasCode := slices.Contains(cl.GrantTypes, GrantAuthorizationCode)
 		if hasCode && len(cl.RedirectURIs) == 0 {

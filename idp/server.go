@@ -27,9 +27,11 @@ const (
 	PathToken     = "/oauth/token"
 	PathKeys      = "/keys"
 	PathRevoke    = "/revoke"
-	PathLogin     = "/login"
-	PathConsent   = "/consent"
-	PathHealth    = "/healthz"
+	// PathIntrospect is the RFC 7662 endpoint for opaque access tokens.
+	PathIntrospect = "/oauth/introspect"
+	PathLogin      = "/login"
+	PathConsent    = "/consent"
+	PathHealth     = "/healthz"
 )
 
 // Warning is logged at start and shown on every page the provider renders.
@@ -45,6 +47,7 @@ type Provider struct {
 	metrics *metrics
 	now     func() time.Time
 	proofs  *dpop.Verifier // DPoP proofs at the token endpoint
+	crypto  op.Crypto      // seals opaque access tokens (the library's format)
 }
 
 // Option changes how New builds a Provider.
@@ -99,7 +102,9 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 		Token:         op.NewEndpoint(strings.TrimPrefix(PathToken, "/")),
 		JwksURI:       op.NewEndpoint(strings.TrimPrefix(PathKeys, "/")),
 		Revocation:    op.NewEndpoint(strings.TrimPrefix(PathRevoke, "/")),
+		Introspection: op.NewEndpoint(strings.TrimPrefix(PathIntrospect, "/")),
 	}
+	p.crypto = provider.Crypto()
 	srv := &server{LegacyServer: op.NewLegacyServer(provider, endpoints), p: p}
 	opHandler := op.RegisterLegacyServer(srv, op.AuthorizeCallbackHandler(provider))
 
@@ -195,7 +200,7 @@ type server struct {
 }
 
 // Discovery trims the library's metadata to what this provider really does: the authorization
-// code flow only (no implicit, no JWT bearer grant, no introspection).
+// code flow only (no implicit, no JWT bearer grant); introspection with client_secret_basic.
 func (s *server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Response, error) {
 	resp, err := s.LegacyServer.Discovery(ctx, r)
 	if err != nil {
@@ -204,7 +209,7 @@ func (s *server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Re
 	if d, ok := resp.Data.(*oidc.DiscoveryConfiguration); ok {
 		d.ResponseTypesSupported = []string{string(oidc.ResponseTypeCode)}
 		d.GrantTypesSupported = []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials}
-		d.IntrospectionEndpointAuthMethodsSupported = nil
+		d.IntrospectionEndpointAuthMethodsSupported = []oidc.AuthMethod{oidc.AuthMethodBasic}
 		d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
 		d.RevocationEndpointAuthSigningAlgValuesSupported = nil
 		d.ResponseModesSupported = []string{"query"}
@@ -365,17 +370,24 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 	scopes := g.GetScopes()
 	apiScopes := slices.DeleteFunc(slices.Clone(scopes), reservedScope)
 	jti, iat, exp := p.store.newAccessToken()
-	at, err := p.signAccessToken(accessTokenClaims{
-		Issuer:   p.cfg.Issuer,
-		Subject:  g.GetSubject(),
-		Audience: p.cfg.API.Audience,
-		ClientID: cl.id,
-		Scope:    strings.Join(apiScopes, " "),
-		JWTID:    jti,
-		IssuedAt: iat.Unix(),
-		Expiry:   exp.Unix(),
-		Cnf:      confirmation(jkt),
-	})
+	var at string
+	var err error
+	if cl.opaque {
+		at, err = op.CreateBearerToken(jti, g.GetSubject(), p.crypto)
+		p.store.recordOpaque(jti, &opaqueRecord{subject: g.GetSubject(), clientID: cl.id, scopes: apiScopes, issuedAt: iat, expires: exp, jkt: jkt})
+	} else {
+		at, err = p.signAccessToken(accessTokenClaims{
+			Issuer:   p.cfg.Issuer,
+			Subject:  g.GetSubject(),
+			Audience: p.cfg.API.Audience,
+			ClientID: cl.id,
+			Scope:    strings.Join(apiScopes, " "),
+			JWTID:    jti,
+			IssuedAt: iat.Unix(),
+			Expiry:   exp.Unix(),
+			Cnf:      confirmation(jkt),
+		})
+	}
 	if err != nil {
 		return nil, oidc.ErrServerError().WithParent(err)
 	}

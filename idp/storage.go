@@ -51,7 +51,17 @@ type storage struct {
 	codes        map[string]string         // authorization code → auth request ID
 	refresh      map[string]*refreshRecord // SHA-256(refresh token) → grant
 	usedRefresh  map[string]usedRefresh    // SHA-256(rotated refresh token) → its grant family
+	opaque       map[string]*opaqueRecord  // opaque access token ID → what it grants
 	lastPrune    time.Time
+}
+
+// opaqueRecord is what the provider knows of an opaque access token it issued: the token
+// itself carries only its ID and subject, encrypted.
+type opaqueRecord struct {
+	subject, clientID string
+	scopes            []string
+	issuedAt, expires time.Time
+	jkt               string // the DPoP key the token is bound to, if any
 }
 
 // authRequest is one authorization request from /authorize to the code exchange.
@@ -176,6 +186,7 @@ func newStorage(cfg *Config, keys *keyRing, loginPath string, now func() time.Ti
 		codes:        map[string]string{},
 		refresh:      map[string]*refreshRecord{},
 		usedRefresh:  map[string]usedRefresh{},
+		opaque:       map[string]*opaqueRecord{},
 	}
 	for _, c := range cfg.Clients {
 		s.clients[c.ID] = newClient(c, loginPath, cfg.Tokens.IDTokenLifetime)
@@ -223,6 +234,19 @@ func (s *storage) pruneLocked() {
 			delete(s.usedRefresh, h)
 		}
 	}
+	for id, r := range s.opaque {
+		if !now.Before(r.expires) {
+			delete(s.opaque, id)
+		}
+	}
+}
+
+// recordOpaque remembers an opaque access token for introspection.
+func (s *storage) recordOpaque(id string, r *opaqueRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pruneLocked()
+	s.opaque[id] = r
 }
 
 // --- authorization requests ---
@@ -642,8 +666,35 @@ func (s *storage) SetUserinfoFromToken(context.Context, *oidc.UserInfo, string, 
 	return errors.New("userinfo is not supported by the demo provider")
 }
 
-func (s *storage) SetIntrospectionFromToken(context.Context, *oidc.IntrospectionResponse, string, string, string) error {
-	return errors.New("introspection is not supported by the demo provider")
+// SetIntrospectionFromToken answers RFC 7662 introspection of an opaque access token from the
+// provider's own record of it (the library's example storage reads user info, which client
+// credentials subjects lack). Only the API the token is for (the client whose ID is the API's
+// audience) learns anything; everyone else, and every unknown or expired token, gets
+// active: false.
+func (s *storage) SetIntrospectionFromToken(_ context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, caller string) error {
+	if caller != s.audience {
+		return errors.New("only the API may introspect its tokens")
+	}
+	s.mu.Lock()
+	r, ok := s.opaque[tokenID]
+	s.mu.Unlock()
+	if !ok || r.subject != subject || !s.now().Before(r.expires) {
+		return errNotFound
+	}
+	resp.Issuer = s.issuer
+	resp.Subject = r.subject
+	resp.ClientID = r.clientID
+	resp.Scope = slices.Clone(r.scopes)
+	resp.Audience = oidc.Audience{s.audience}
+	resp.TokenType = oidc.BearerToken
+	resp.IssuedAt = oidc.FromTime(r.issuedAt)
+	resp.Expiration = oidc.FromTime(r.expires)
+	resp.JWTID = tokenID
+	if r.jkt != "" {
+		resp.TokenType = TokenTypeDPoP
+		resp.Claims = map[string]any{"cnf": map[string]any{"jkt": r.jkt}}
+	}
+	return nil
 }
 
 func (s *storage) GetPrivateClaimsFromScopes(context.Context, string, string, []string) (map[string]any, error) {

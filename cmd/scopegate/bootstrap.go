@@ -11,7 +11,7 @@ func init() { subcommands = append(subcommands, newBootstrapCmd) }
 func newBootstrapCmd() *cobra.Command {
 	var o bootstrap.Options
 	cmd := &cobra.Command{
-		Use:   "bootstrap --node-id ID --fleet NAME --xds HOST:PORT [--admin-port N] [--delta]",
+		Use:   "bootstrap --node-id ID --fleet NAME --xds HOST:PORT [--admin-port N] [--delta] [--xds-ca FILE [--xds-cert FILE --xds-key FILE] [--xds-server-name NAME]]",
 		Short: "Print an Envoy bootstrap (YAML) that gets its configuration from scopegate xds over ADS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -28,6 +28,10 @@ func newBootstrapCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.XDS, "xds", "", "control plane ADS address, host:port")
 	cmd.Flags().IntVar(&o.AdminPort, "admin-port", bootstrap.DefaultAdminPort, "Envoy admin port (bound to 127.0.0.1)")
 	cmd.Flags().BoolVar(&o.Delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+	cmd.Flags().StringVar(&o.XDSCA, "xds-ca", "", "TLS to the control plane: CA file (on the Envoy host) that verifies it")
+	cmd.Flags().StringVar(&o.XDSCert, "xds-cert", "", "Envoy's client certificate file for the control plane (URI SAN spiffe://<trust domain>/fleet/<fleet>)")
+	cmd.Flags().StringVar(&o.XDSKey, "xds-key", "", "the client certificate's private key file")
+	cmd.Flags().StringVar(&o.XDSServerName, "xds-server-name", "", "SNI and SAN expected of the control plane's certificate (default: the host of --xds)")
 	for _, f := range []string{"node-id", "fleet", "xds"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

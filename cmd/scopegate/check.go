@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/scopegate/scopegate/extauthz/check"
@@ -24,6 +25,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/server"
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/policies"
@@ -35,6 +37,7 @@ func init() { subcommands = append(subcommands, newCheckCmd) }
 // CheckRequest (request), whichever way it is then decided.
 type checkFlags struct {
 	addr, cfgPath, policyPath, query string
+	ca, cert, key, serverName        string // --addr over TLS
 	tok, claimsFile                  string
 	unverified                       bool
 	method, path, host, scheme       string
@@ -111,7 +114,8 @@ func newCheckCmd() *cobra.Command {
 		Short: "Ask for one request's decision, as Envoy would (exit 0 allow, 1 deny, 2 usage or config error)",
 		Long: `Build the CheckRequest Envoy would send for one request and decide it:
 
-  --addr HOST:PORT   send it to a running scopegate authz over gRPC
+  --addr HOST:PORT   send it to a running scopegate authz over gRPC (TLS with --ca, mutual
+                     TLS with --cert and --key too)
   --config FILE      decide it in-process with the Check service that config builds: the token
                      is verified with the configured issuers (their keys fetched now) and the
                      configured policy (or --policy) runs, exactly as in scopegate authz
@@ -125,7 +129,11 @@ Exit status: 0 allow, 1 deny, 2 usage or config error (or authz unreachable).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, &f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.addr, "addr", "", "ask the scopegate authz listening here (gRPC, plaintext)")
+	fl.StringVar(&f.addr, "addr", "", "ask the scopegate authz listening here (gRPC; host:port or unix:///path)")
+	fl.StringVar(&f.ca, "ca", "", "with --addr: CA file to verify authz's TLS certificate (plaintext without it)")
+	fl.StringVar(&f.cert, "cert", "", "with --addr: client certificate, for an authz that requires one (mutual TLS)")
+	fl.StringVar(&f.key, "key", "", "with --addr: the client certificate's key")
+	fl.StringVar(&f.serverName, "server-name", "", "with --addr: the name authz's certificate must have (default: the host of --addr)")
 	fl.StringVar(&f.cfgPath, "config", "", "authz config: decide in-process as that service would")
 	fl.StringVar(&f.policyPath, "policy", "", "policy directory or bundle (default: the config's, else the built-in policy)")
 	fl.StringVar(&f.query, "query", "", "decision query (default: the config's, else data.scopegate.authz.decision)")
@@ -154,6 +162,10 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 		return usageErr(errors.New("give at most one of --token and --claims"))
 	case f.addr != "" && (f.cfgPath != "" || f.policyPath != "" || f.query != "" || f.claimsFile != "" || f.unverified):
 		return usageErr(errors.New("--addr asks a running authz: --config, --policy, --query, --claims and --unverified don't apply"))
+	case f.addr == "" && (f.ca != "" || f.cert != "" || f.key != "" || f.serverName != ""):
+		return usageErr(errors.New("--ca, --cert, --key and --server-name are for --addr"))
+	case (f.cert == "") != (f.key == "") || (f.cert != "" && f.ca == ""):
+		return usageErr(errors.New("--cert and --key go together, and need --ca"))
 	case f.cfgPath != "" && (f.claimsFile != "" || f.unverified):
 		return usageErr(errors.New("--config verifies the token: --claims and --unverified don't apply"))
 	case f.addr == "" && f.cfgPath == "" && f.tok != "" && !f.unverified:
@@ -169,7 +181,7 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 	var out *checkOutput
 	switch {
 	case f.addr != "":
-		out, err = checkRemote(ctx, f.addr, req)
+		out, err = checkRemote(ctx, f, req)
 	case f.cfgPath != "":
 		out, err = checkWithConfig(ctx, f, req)
 	default:
@@ -189,9 +201,19 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 	return nil
 }
 
-// checkRemote sends req to a running authz.
-func checkRemote(ctx context.Context, addr string, req *authv3.CheckRequest) (*checkOutput, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// checkRemote sends req to a running authz: plaintext, or TLS with --ca (mutual with --cert
+// and --key, as Envoy connects to an authz with tls.client_ca_file).
+func checkRemote(ctx context.Context, f *checkFlags, req *authv3.CheckRequest) (*checkOutput, error) {
+	addr := f.addr
+	creds := insecure.NewCredentials()
+	if f.ca != "" {
+		tc, err := certreload.ClientConfig(f.ca, f.cert, f.key, f.serverName)
+		if err != nil {
+			return nil, fmt.Errorf("--ca/--cert/--key: %w", err)
+		}
+		creds = credentials.NewTLS(tc)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("--addr %s: %w", addr, err)
 	}
@@ -222,7 +244,7 @@ func checkWithConfig(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 	if err != nil {
 		return nil, err
 	}
-	h.StartSources(ctx)
+	h.Start(ctx)
 	for _, src := range h.Sources {
 		select {
 		case <-src.FirstAttempt():

@@ -67,6 +67,7 @@ func newDevCmd() *cobra.Command {
 	f.StringVar(&o.XDSConfig, "xds-config", "compose/xds.local.yaml", "xds control plane config file")
 	f.StringVar(&o.APIListen, "api-listen", "127.0.0.1:8081", "demo API listen address (the xds config's upstream)")
 	f.StringVar(&o.EnvoyBootstrap, "envoy-bootstrap", "envoy/bootstrap-local.yaml", "Envoy bootstrap file")
+	f.StringVar(&o.CertsDir, "certs-dir", "dev-certs", "where the demo CA and the internal hops' certificates are written at start (the local configs read them there); empty: none")
 	f.StringVar(&envoyBinary, "envoy", "envoy", "Envoy binary (started when found on PATH)")
 	f.BoolVar(&withParent, "stop-with-parent", false, "stop gracefully when the parent process exits (make run sets it; Linux only)")
 	f.BoolVar(&noEnvoy, "no-envoy", false, "do not start Envoy even if it is installed")

@@ -20,6 +20,7 @@ func init() { subcommands = append(subcommands, newTokenCmd) }
 // tokenFlags are shared by the token subcommands.
 type tokenFlags struct {
 	issuer, authURL, tokenURL string
+	api                       string // start from the API: its RFC 9728 metadata names the issuer
 	cache                     string
 	clientID                  string
 	scopes                    []string
@@ -72,6 +73,28 @@ func (f *tokenFlags) addEndpointFlags(cmd *cobra.Command, auth bool) {
 		cmd.Flags().StringVar(&f.authURL, "auth-url", "", "authorization endpoint (skips discovery with --token-url)")
 	}
 	cmd.Flags().StringVar(&f.tokenURL, "token-url", "", "token endpoint (skips discovery)")
+	cmd.Flags().StringVar(&f.api, "api", "", "start from the API (its resource URL, e.g. https://localhost:8443): its protected resource metadata (RFC 9728) names the issuer and, unless --scope is given, the scopes")
+}
+
+// fromAPI applies --api: the API's metadata names the authorization server (its first one)
+// and, when --scope was not given, the scopes to ask for.
+func (f *tokenFlags) fromAPI(cmd *cobra.Command, hc *http.Client) error {
+	if f.api == "" {
+		return nil
+	}
+	if cmd.Flags().Changed("issuer") {
+		return errors.New("--api and --issuer are exclusive: the API's metadata names the issuer")
+	}
+	md, err := oauthclient.DiscoverResource(cmd.Context(), hc, f.api)
+	if err != nil {
+		return err
+	}
+	f.issuer = md.AuthorizationServers[0]
+	if !cmd.Flags().Changed("scope") && len(md.ScopesSupported) > 0 {
+		f.scopes = md.ScopesSupported
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: authorization server %s, scopes %s\n", md.Resource, f.issuer, strings.Join(f.scopeList(), " "))
+	return nil
 }
 
 func (f *tokenFlags) addScopeFlag(cmd *cobra.Command, def []string, usage string) {
@@ -151,6 +174,9 @@ func newTokenLoginCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := f.fromAPI(cmd, hc); err != nil {
+				return err
+			}
 			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, f.authURL, f.tokenURL, true)
 			if err != nil {
 				return err
@@ -194,6 +220,9 @@ func newTokenClientCredentialsCmd() *cobra.Command {
 			}
 			hc, err := f.tokenClient(f.dpop)
 			if err != nil {
+				return err
+			}
+			if err := f.fromAPI(cmd, hc); err != nil {
 				return err
 			}
 			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, "", f.tokenURL, false)

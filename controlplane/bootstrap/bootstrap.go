@@ -16,7 +16,10 @@ import (
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	overload "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
 	downstream "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -45,6 +48,13 @@ type Options struct {
 	AdminPort int
 	// Delta selects incremental xDS (DELTA_GRPC) instead of state-of-the-world.
 	Delta bool
+	// XDSCA, when set, makes the ADS connection TLS, verifying the control plane with this CA
+	// file; XDSCert and XDSKey are Envoy's client certificate (its SPIFFE ID names the fleet).
+	// They are paths on the Envoy host: the xDS hop's credentials can't come from xDS itself.
+	XDSCA, XDSCert, XDSKey string
+	// XDSServerName is the SNI sent and the DNS SAN required of the control plane's
+	// certificate (default: the host of XDS; an IP is matched as an IP SAN).
+	XDSServerName string
 }
 
 // Build makes and validates the bootstrap.
@@ -67,6 +77,12 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || port == 0 {
 		return nil, fmt.Errorf("bootstrap: xds %q has an invalid port", o.XDS)
+	}
+	switch {
+	case o.XDSCA == "" && (o.XDSCert != "" || o.XDSKey != "" || o.XDSServerName != ""):
+		return nil, fmt.Errorf("bootstrap: --xds-cert, --xds-key and --xds-server-name need --xds-ca (TLS to the control plane)")
+	case (o.XDSCert == "") != (o.XDSKey == ""):
+		return nil, fmt.Errorf("bootstrap: --xds-cert and --xds-key go together")
 	}
 
 	apiType := core.ApiConfigSource_GRPC
@@ -92,7 +108,7 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: ads,
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Clusters: []*cluster.Cluster{xdsCluster(host, uint32(port))},
+			Clusters: []*cluster.Cluster{xdsCluster(host, uint32(port), o)},
 		},
 		Admin: &bootstrapv3.Admin{
 			Address: socketAddress("127.0.0.1", uint32(o.AdminPort)),
@@ -114,12 +130,20 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 
 // xdsCluster reaches the control plane over HTTP/2 with keepalive pings, so a dead
 // connection is noticed and ADS reconnects. A host name is resolved by Envoy (STRICT_DNS).
-func xdsCluster(host string, port uint32) *cluster.Cluster {
+func xdsCluster(host string, port uint32, o Options) *cluster.Cluster {
 	typ := cluster.Cluster_STRICT_DNS
 	if net.ParseIP(host) != nil {
 		typ = cluster.Cluster_STATIC
 	}
+	var ts *core.TransportSocket
+	if o.XDSCA != "" {
+		ts = &core.TransportSocket{
+			Name:       wellknown.TransportSocketTLS,
+			ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(xdsTLS(host, o))},
+		}
+	}
 	return &cluster.Cluster{
+		TransportSocket:      ts,
 		Name:                 XDSClusterName,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: typ},
 		ConnectTimeout:       durationpb.New(time.Second),
@@ -146,6 +170,41 @@ func xdsCluster(host string, port uint32) *cluster.Cluster {
 			}),
 		},
 	}
+}
+
+// xdsTLS is Envoy's TLS client context for ADS, from files on the Envoy host: TLS 1.2 at
+// least, ALPN h2 (gRPC servers refuse TLS without it), the control plane's certificate
+// verified by the CA and its SAN matched against the server name (sent as SNI too).
+func xdsTLS(host string, o Options) *tlsv3.UpstreamTlsContext {
+	name, sanType := o.XDSServerName, tlsv3.SubjectAltNameMatcher_DNS
+	if name == "" {
+		name = host
+		if net.ParseIP(host) != nil {
+			sanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+		}
+	}
+	file := func(path string) *core.DataSource {
+		return &core.DataSource{Specifier: &core.DataSource_Filename{Filename: path}}
+	}
+	common := &tlsv3.CommonTlsContext{
+		TlsParams:     &tlsv3.TlsParameters{TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2},
+		AlpnProtocols: []string{"h2"},
+		ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: file(o.XDSCA),
+			MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+				SanType: sanType,
+				Matcher: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: name}},
+			}},
+		}},
+	}
+	if o.XDSCert != "" {
+		common.TlsCertificates = []*tlsv3.TlsCertificate{{CertificateChain: file(o.XDSCert), PrivateKey: file(o.XDSKey)}}
+	}
+	ctx := &tlsv3.UpstreamTlsContext{CommonTlsContext: common}
+	if sanType == tlsv3.SubjectAltNameMatcher_DNS {
+		ctx.Sni = name
+	}
+	return ctx
 }
 
 func socketAddress(host string, port uint32) *core.Address {
@@ -225,6 +284,11 @@ func Command(o Options) string {
 	cmd := fmt.Sprintf("scopegate bootstrap --node-id %s --fleet %s --xds %s --admin-port %d", o.NodeID, o.Fleet, o.XDS, o.AdminPort)
 	if o.Delta {
 		cmd += " --delta"
+	}
+	for _, f := range [][2]string{{"--xds-ca", o.XDSCA}, {"--xds-cert", o.XDSCert}, {"--xds-key", o.XDSKey}, {"--xds-server-name", o.XDSServerName}} {
+		if f[1] != "" {
+			cmd += " " + f[0] + " " + f[1]
+		}
 	}
 	return cmd
 }

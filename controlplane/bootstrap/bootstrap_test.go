@@ -19,8 +19,10 @@ var checkedIn = []struct {
 	file string
 	opts Options
 }{
-	{"bootstrap-compose.yaml", Options{NodeID: "edge-demo", Fleet: "edge", XDS: "xds:18000", AdminPort: 9901}},
-	{"bootstrap-local.yaml", Options{NodeID: "edge-local", Fleet: "edge", XDS: "127.0.0.1:18000", AdminPort: 9901}},
+	{"bootstrap-compose.yaml", Options{NodeID: "edge-demo", Fleet: "edge", XDS: "xds:18000", AdminPort: 9901,
+		XDSCA: "/certs/ca.crt", XDSCert: "/certs/envoy.crt", XDSKey: "/certs/envoy.key", XDSServerName: "xds"}},
+	{"bootstrap-local.yaml", Options{NodeID: "edge-local", Fleet: "edge", XDS: "127.0.0.1:18000", AdminPort: 9901,
+		XDSCA: "dev-certs/ca.crt", XDSCert: "dev-certs/envoy.crt", XDSKey: "dev-certs/envoy.key", XDSServerName: "xds"}},
 }
 
 // TestCheckedInBootstraps regenerates every bootstrap in envoy/ and fails on drift.
@@ -97,6 +99,41 @@ func TestBuild(t *testing.T) {
 				}
 			}
 		}},
+		{name: "mutual TLS by name", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "xds:18000", XDSCA: "/c/ca.crt", XDSCert: "/c/envoy.crt", XDSKey: "/c/envoy.key"}, check: func(t *testing.T, y string) {
+			for _, s := range []string{"name: envoy.transport_sockets.tls", "filename: /c/ca.crt", "filename: /c/envoy.crt", "filename: /c/envoy.key",
+				"san_type: DNS", "exact: xds", "sni: xds", "- h2", "tls_minimum_protocol_version: TLSv1_2", "--xds-ca /c/ca.crt --xds-cert /c/envoy.crt --xds-key /c/envoy.key"} {
+				if !strings.Contains(y, s) {
+					t.Errorf("missing %q", s)
+				}
+			}
+		}},
+		{name: "TLS by IP, server name given", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "10.0.0.1:18000", XDSCA: "ca.crt", XDSServerName: "xds.internal"}, check: func(t *testing.T, y string) {
+			for _, s := range []string{"exact: xds.internal", "sni: xds.internal", "--xds-server-name xds.internal"} {
+				if !strings.Contains(y, s) {
+					t.Errorf("missing %q", s)
+				}
+			}
+			if strings.Contains(y, "tls_certificates") {
+				t.Error("client certificate without --xds-cert")
+			}
+		}},
+		{name: "TLS by IP, no server name", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "10.0.0.1:18000", XDSCA: "ca.crt"}, check: func(t *testing.T, y string) {
+			for _, s := range []string{"san_type: IP_ADDRESS", "exact: 10.0.0.1"} {
+				if !strings.Contains(y, s) {
+					t.Errorf("missing %q", s)
+				}
+			}
+			if strings.Contains(y, "sni:") {
+				t.Error("SNI set to an IP address")
+			}
+		}},
+		{name: "plaintext has no transport socket", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "xds:18000"}, check: func(t *testing.T, y string) {
+			if strings.Contains(y, "transport_socket") {
+				t.Error("transport socket without --xds-ca")
+			}
+		}},
+		{name: "cert without CA", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds:1", XDSCert: "c", XDSKey: "k"}, wantErr: "need --xds-ca"},
+		{name: "cert without key", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds:1", XDSCA: "ca", XDSCert: "c"}, wantErr: "--xds-cert and --xds-key go together"},
 		{name: "no node id", opts: Options{Fleet: "edge", XDS: "xds:1"}, wantErr: "node id is required"},
 		{name: "no fleet", opts: Options{NodeID: "n", XDS: "xds:1"}, wantErr: "fleet is required"},
 		{name: "xds without port", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds"}, wantErr: `xds "xds" is not host:port`},

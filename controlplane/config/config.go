@@ -5,10 +5,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 
 	"github.com/scopegate/scopegate/internal/contract"
@@ -30,6 +33,12 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Admin is the HTTP address of /healthz, /readyz, /metrics and /status.
 	Admin string `yaml:"admin"`
+	// TLS serves ADS over TLS; with client_ca_file, mutual TLS with each Envoy's certificate
+	// bound to its fleet.
+	TLS *ServerTLS `yaml:"tls"`
+	// InsecurePlaintextSecrets allows pushing private keys over an ADS server without tls
+	// (local development only).
+	InsecurePlaintextSecrets bool `yaml:"insecure_plaintext_secrets"`
 	// Authz is the scopegate authz service Envoy's ext_authz filter calls.
 	Authz Authz `yaml:"authz"`
 	// Fleets are groups of Envoys sharing one configuration, selected by node.cluster.
@@ -40,7 +49,7 @@ type Config struct {
 
 // Authz configures the ext_authz filter and the cluster it calls.
 type Authz struct {
-	// Address is host:port of the authz gRPC service.
+	// Address is host:port of the authz gRPC service, or unix:///path for a sidecar.
 	Address string `yaml:"address"`
 	// Timeout bounds each Check call.
 	Timeout time.Duration `yaml:"timeout"`
@@ -52,10 +61,46 @@ type Authz struct {
 	IncludePeerCertificate bool `yaml:"include_peer_certificate"`
 	// ConnectTimeout bounds connection setup to the authz service.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// TLS makes Envoy call the authz service over (mutual) TLS.
+	TLS *AuthzTLS `yaml:"tls"`
 	// IdentityHeaders are the headers the authz service sets on allowed requests. Public routes
 	// never reach it, so Envoy strips these names from their requests: a client can't hand
 	// the upstream an identity of its own choosing.
 	IdentityHeaders []string `yaml:"identity_headers"`
+}
+
+// UnixPrefix marks an authz address that is a Unix socket (unix:///path): Envoy and authz
+// share a pod or host, and the socket's file mode guards it.
+const UnixPrefix = "unix://"
+
+// SocketPath is the Unix socket path when Address is unix:///path.
+func (a Authz) SocketPath() (string, bool) { return strings.CutPrefix(a.Address, UnixPrefix) }
+
+// ServerTLS is the ADS server's certificate and, with ClientCAFile, the CA Envoys'
+// certificates must chain to.
+type ServerTLS struct {
+	certreload.Files `yaml:",inline"`
+	// TrustDomain is the SPIFFE trust domain of Envoy identities: with client_ca_file, an
+	// Envoy's certificate must carry the URI SAN spiffe://<trust_domain>/fleet/<node.cluster>.
+	TrustDomain string `yaml:"trust_domain"`
+}
+
+// FleetSpiffeID is the SPIFFE ID an Envoy of fleet presents (spiffe://td/fleet/<fleet>).
+func FleetSpiffeID(trustDomain, fleet string) string {
+	return "spiffe://" + trustDomain + "/fleet/" + fleet
+}
+
+// AuthzTLS is how Envoy reaches the authz service over TLS. The files are read by the
+// control plane and pushed to Envoy by SDS, so a rotation on disk is an SDS push.
+type AuthzTLS struct {
+	// CAFile verifies the authz service's certificate.
+	CAFile string `yaml:"ca_file"`
+	// ServerName is the SNI sent and the DNS SAN required of the authz certificate (default:
+	// the host of authz.address; an IP address is then matched as an IP SAN).
+	ServerName string `yaml:"server_name"`
+	// CertFile and KeyFile are Envoy's client certificate for authz (optional together).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Fleet is one group of Envoys.
@@ -78,7 +123,16 @@ type Listener struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile makes the listener ask clients for a certificate signed by this CA (for
+	// certificate-bound tokens, RFC 8705): Envoy verifies it and forwards it to authz.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// RequireClientCertificate refuses the handshake without a client certificate (with
+	// client_ca_file); otherwise one is requested but optional.
+	RequireClientCertificate bool `yaml:"require_client_certificate"`
 }
+
+// ClientCASecretName is the SDS secret holding a listener's client CA.
+func ClientCASecretName(listener string) string { return listener + ".client-ca" }
 
 // Enabled reports whether the listener terminates TLS.
 func (t *TLS) Enabled() bool { return t != nil && (t.CertFile != "" || t.KeyFile != "") }
@@ -88,6 +142,56 @@ type VirtualHost struct {
 	Name    string   `yaml:"name"`
 	Domains []string `yaml:"domains"`
 	Routes  []Route  `yaml:"routes"`
+	// ResourceMetadata, when set, publishes the virtual host's RFC 9728 protected resource
+	// metadata (answered by Envoy itself) and points every 401 challenge at it.
+	ResourceMetadata *ResourceMetadata `yaml:"resource_metadata"`
+}
+
+// ResourceMetadata is the configured part of an RFC 9728 §2 protected resource metadata
+// document. scopes_supported (from the routes) and bearer_methods_supported (["header"]) are
+// computed by the control plane, never configured.
+type ResourceMetadata struct {
+	// Resource is the protected resource's identifier: an https URL without query or fragment.
+	Resource string `yaml:"resource"`
+	// AuthorizationServers are issuer identifiers of the authorization servers this API trusts.
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// Optional RFC 9728 §2 members, copied into the document as given.
+	JWKSURI                               string   `yaml:"jwks_uri"`
+	ResourceName                          string   `yaml:"resource_name"`
+	ResourceDocumentation                 string   `yaml:"resource_documentation"`
+	ResourcePolicyURI                     string   `yaml:"resource_policy_uri"`
+	ResourceTOSURI                        string   `yaml:"resource_tos_uri"`
+	ResourceSigningAlgValuesSupported     []string `yaml:"resource_signing_alg_values_supported"`
+	TLSClientCertificateBoundAccessTokens bool     `yaml:"tls_client_certificate_bound_access_tokens"`
+	AuthorizationDetailsTypesSupported    []string `yaml:"authorization_details_types_supported"`
+	// CacheMaxAge is the document's Cache-Control max-age (default 1h).
+	CacheMaxAge time.Duration `yaml:"cache_max_age"`
+}
+
+// DefaultMetadataMaxAge is how long clients and caches may keep a metadata document.
+const DefaultMetadataMaxAge = time.Hour
+
+// WellKnownResourcePath is RFC 9728 §3's well-known path component.
+const WellKnownResourcePath = "/.well-known/oauth-protected-resource"
+
+// DocumentPath is the path Envoy answers the document on (RFC 9728 §3.1): the well-known
+// component inserted between the host and the resource's path, a terminating slash removed.
+// Resource must have passed Validate.
+func (m *ResourceMetadata) DocumentPath() string {
+	u, err := url.Parse(m.Resource)
+	if err != nil {
+		return WellKnownResourcePath
+	}
+	return WellKnownResourcePath + strings.TrimSuffix(u.EscapedPath(), "/")
+}
+
+// DocumentURL is the document's absolute URL, sent in 401 challenges (RFC 9728 §5.1).
+func (m *ResourceMetadata) DocumentURL() string {
+	u, err := url.Parse(m.Resource)
+	if err != nil {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host + m.DocumentPath()
 }
 
 // Route is one matched request class, sent to one upstream.
@@ -170,9 +274,15 @@ func (c *Config) resolvePaths(dir string) {
 	for fi := range c.Fleets {
 		for li := range c.Fleets[fi].Listeners {
 			if t := c.Fleets[fi].Listeners[li].TLS; t != nil {
-				t.CertFile, t.KeyFile = abs(t.CertFile), abs(t.KeyFile)
+				t.CertFile, t.KeyFile, t.ClientCAFile = abs(t.CertFile), abs(t.KeyFile), abs(t.ClientCAFile)
 			}
 		}
+	}
+	if t := c.TLS; t != nil {
+		t.CertFile, t.KeyFile, t.ClientCAFile = abs(t.CertFile), abs(t.KeyFile), abs(t.ClientCAFile)
+	}
+	if t := c.Authz.TLS; t != nil {
+		t.CAFile, t.CertFile, t.KeyFile = abs(t.CAFile), abs(t.CertFile), abs(t.KeyFile)
 	}
 }
 
@@ -211,6 +321,9 @@ func (c *Config) applyDefaults() {
 		for li := range c.Fleets[fi].Listeners {
 			for vi := range c.Fleets[fi].Listeners[li].VirtualHosts {
 				vh := &c.Fleets[fi].Listeners[li].VirtualHosts[vi]
+				if m := vh.ResourceMetadata; m != nil && m.CacheMaxAge == 0 {
+					m.CacheMaxAge = DefaultMetadataMaxAge
+				}
 				for ri := range vh.Routes {
 					if vh.Routes[ri].Mode == "" && !vh.Routes[ri].Public {
 						vh.Routes[ri].Mode = contract.ModeEnforce
@@ -241,7 +354,8 @@ func (c *Config) Fleet(name string) (*Fleet, bool) {
 	return nil, false
 }
 
-// TLSFiles lists every certificate and key file the config names, so a watcher can follow them.
+// TLSFiles lists every certificate and key file pushed to Envoy, so a watcher can follow
+// them (the ADS server's own certificate reloads by itself).
 func (c *Config) TLSFiles() []string {
 	var files []string
 	for _, f := range c.Fleets {
@@ -251,5 +365,28 @@ func (c *Config) TLSFiles() []string {
 			}
 		}
 	}
+	if t := c.Authz.TLS; t != nil {
+		files = append(files, t.CAFile)
+		if t.CertFile != "" {
+			files = append(files, t.CertFile, t.KeyFile)
+		}
+	}
 	return files
+}
+
+// PrivateKeysPushed says what would send Envoys a private key over ADS, for the
+// insecure_plaintext_secrets check ("" when nothing does).
+func (c *Config) PrivateKeysPushed() []string {
+	var what []string
+	for _, f := range c.Fleets {
+		for _, l := range f.Listeners {
+			if l.TLS.Enabled() {
+				what = append(what, fmt.Sprintf("fleet %q: listener %q: tls", f.Name, l.Name))
+			}
+		}
+	}
+	if t := c.Authz.TLS; t != nil && t.KeyFile != "" {
+		what = append(what, "authz: tls: key_file")
+	}
+	return what
 }

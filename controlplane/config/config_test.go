@@ -70,7 +70,10 @@ func TestParseDurations(t *testing.T) {
 
 func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 	dir := t.TempDir()
-	body := strings.Replace(good, `port: 10000`, "port: 10000\n        tls: {cert_file: certs/tls.crt, key_file: /abs/tls.key}", 1)
+	body := strings.Replace(good, `port: 10000`, "port: 10000\n        tls: {cert_file: certs/tls.crt, key_file: /abs/tls.key}", 1) +
+		"tls: {cert_file: xds.crt, key_file: xds.key, client_ca_file: ca.crt, trust_domain: example.org}\n" +
+		"authz: {address: \"authz:9191\", tls: {ca_file: ca.crt, cert_file: envoy.crt, key_file: /abs/envoy.key}}\n"
+	body = strings.Replace(body, "authz:\n  address: \"127.0.0.1:9191\"\n", "", 1)
 	path := filepath.Join(dir, "xds.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,8 +86,16 @@ func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 	if tls.CertFile != filepath.Join(dir, "certs/tls.crt") || tls.KeyFile != "/abs/tls.key" {
 		t.Errorf("tls paths = %q, %q", tls.CertFile, tls.KeyFile)
 	}
-	if got := cfg.TLSFiles(); len(got) != 2 {
-		t.Errorf("TLSFiles = %v", got)
+	if cfg.TLS.ClientCAFile != filepath.Join(dir, "ca.crt") || cfg.TLS.CertFile != filepath.Join(dir, "xds.crt") {
+		t.Errorf("ADS tls paths = %+v", cfg.TLS)
+	}
+	if a := cfg.Authz.TLS; a.CAFile != filepath.Join(dir, "ca.crt") || a.CertFile != filepath.Join(dir, "envoy.crt") || a.KeyFile != "/abs/envoy.key" {
+		t.Errorf("authz tls paths = %+v", a)
+	}
+	// The files pushed to Envoy are followed; the ADS server's own reload by themselves.
+	want := []string{filepath.Join(dir, "certs/tls.crt"), "/abs/tls.key", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "envoy.crt"), "/abs/envoy.key"}
+	if got := cfg.TLSFiles(); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("TLSFiles = %v, want %v", got, want)
 	}
 }
 
@@ -113,6 +124,18 @@ func TestParseErrors(t *testing.T) {
 		{name: "port clash", edit: secondListener("public2", "127.0.0.1", 10000), wantErr: `fleet "edge": listener "public2": port 10000 clashes with listener "public"`},
 		{name: "duplicate listener", edit: secondListener("public", "0.0.0.0", 10001), wantErr: `fleet "edge": listener "public": duplicate listener name`},
 		{name: "tls key without cert", edit: repl("port: 10000", "port: 10000\n        tls: {key_file: k.pem}"), wantErr: `fleet "edge": listener "public": tls: cert_file is required with key_file`},
+		{name: "listener key over plaintext ADS", edit: repl("port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem}"),
+			wantErr: `insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (fleet "edge": listener "public": tls)`},
+		{name: "authz client key over plaintext ADS", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem}"),
+			wantErr: `insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (authz: tls: key_file)`},
+		{name: "authz tls without CA", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {server_name: authz}"), wantErr: "authz: tls: ca_file: required"},
+		{name: "authz tls cert without key", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, cert_file: c.pem}"), wantErr: "authz: tls: cert_file and key_file go together"},
+		{name: "authz tls bad server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, server_name: \"a b\"}"), wantErr: `authz: tls: server_name: "a b" is not a DNS name`},
+		{name: "ADS tls without key", edit: add("tls: {cert_file: x.crt}"), wantErr: "tls.key_file: required"},
+		{name: "authz socket relative", edit: repl(`address: "127.0.0.1:9191"`, `address: "unix://authz.sock"`), wantErr: `authz: address: "unix://authz.sock": a Unix socket needs an absolute path`},
+		{name: "authz socket with tls, no server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"unix:///run/authz.sock\"\n  tls: {ca_file: ca.pem}"), wantErr: "authz: tls: server_name: required when address is a Unix socket"},
+		{name: "ADS mTLS without trust domain", edit: add("tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt}"), wantErr: "tls.trust_domain: required with client_ca_file"},
+		{name: "trust domain without client CA", edit: add("tls: {cert_file: x.crt, key_file: x.key, trust_domain: example.org}"), wantErr: "tls.trust_domain: needs client_ca_file"},
 		{name: "no domains", edit: repl(`domains: ["*"]`, `domains: []`), wantErr: `fleet "edge": listener "public": virtual host "api": domains: at least one domain is required`},
 		{name: "bad wildcard", edit: repl(`domains: ["*"]`, `domains: ["a.*.com"]`), wantErr: `virtual host "api": domains[0]: "a.*.com" is not a host name`},
 		{name: "unknown upstream", edit: repl("upstream: orders\n                scopes", "upstream: payments\n                scopes"), wantErr: `fleet "edge": listener "public": virtual host "api": route "orders-read": upstream "payments" is not defined in upstreams`},
@@ -125,6 +148,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "duplicate method", edit: repl("methods: [GET]", "methods: [GET, GET]"), wantErr: `route "orders-read": match: methods[1]: duplicate method "GET"`},
 		{name: "public with scopes", edit: repl("public: true", "public: true\n                scopes: [x]"), wantErr: `route "health": public route cannot require scopes`},
 		{name: "public with mode", edit: repl("public: true", "public: true\n                mode: shadow"), wantErr: `route "health": mode "shadow" applies to protected routes only`},
+		{name: "client cert required without CA", edit: repl("port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem, require_client_certificate: true}"), wantErr: `listener "public": tls: require_client_certificate needs client_ca_file`},
+		{name: "client CA without a certificate", edit: repl("port: 10000", "port: 10000\n        tls: {client_ca_file: ca.pem}"), wantErr: `listener "public": tls: client_ca_file needs cert_file and key_file`},
 		{name: "public with binding", edit: repl("public: true", "public: true\n                binding: required"), wantErr: `route "health": binding "required" applies to protected routes only`},
 		{name: "unknown binding", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                binding: dpop"), wantErr: `route "orders-read": binding: "dpop" is not "required"`},
 		{name: "unknown mode", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                mode: audit"), wantErr: `route "orders-read": mode: "audit" is not one of`},
@@ -134,6 +159,20 @@ func TestParseErrors(t *testing.T) {
 		{name: "endpoint without port", edit: repl(`endpoints: ["127.0.0.1:8081"]`, `endpoints: ["127.0.0.1"]`), wantErr: `upstreams[0] "orders": endpoints[0]: "127.0.0.1" is not host:port`},
 		{name: "endpoint bad host", edit: repl(`endpoints: ["127.0.0.1:8081"]`, `endpoints: ["bad_host!:80"]`), wantErr: `endpoints[0]: "bad_host!:80": host "bad_host!" is neither an IP address nor a DNS name`},
 		{name: "reserved upstream name", edit: repl("  - name: orders\n    endpoints", "  - name: scopegate_authz\n    endpoints"), wantErr: `upstreams[0] "scopegate_authz": name "scopegate_authz" is reserved`},
+		{name: "metadata without resource", edit: withMetadata(`{authorization_servers: ["https://idp.example.com/"]}`), wantErr: `virtual host "api": resource_metadata: resource: required`},
+		{name: "metadata http resource", edit: withMetadata(`{resource: "http://api.example.com", authorization_servers: ["https://idp.example.com/"]}`), wantErr: `resource_metadata: resource: "http://api.example.com" must use https`},
+		{name: "metadata resource with fragment", edit: withMetadata(`{resource: "https://api.example.com/#x", authorization_servers: ["https://idp.example.com/"]}`), wantErr: `resource_metadata: resource: "https://api.example.com/#x" must not have a query or fragment`},
+		{name: "metadata without servers", edit: withMetadata(`{resource: "https://api.example.com"}`), wantErr: `resource_metadata: authorization_servers: at least one issuer URL is required`},
+		{name: "metadata relative server", edit: withMetadata(`{resource: "https://api.example.com", authorization_servers: ["/idp"]}`), wantErr: `resource_metadata: authorization_servers[0]: "/idp" must be an absolute URL`},
+		{name: "metadata alg none", edit: withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"], resource_signing_alg_values_supported: [none]}`), wantErr: `resource_signing_alg_values_supported[0]: "none" is not a signing algorithm`},
+		{name: "metadata unknown member", edit: withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"], documentation: "https://x"}`), wantErr: "field documentation not found"},
+		{name: "route shadowed by metadata (exact)", edit: shadowing(`{path: /.well-known/oauth-protected-resource}`, "https://api.example.com"), wantErr: `virtual host "api": route "wk" matches the resource metadata path /.well-known/oauth-protected-resource; the metadata route would shadow it`},
+		{name: "route shadowed by metadata (prefix)", edit: shadowing(`{prefix: /.well-known/}`, "https://api.example.com"), wantErr: `route "wk" matches the resource metadata path`},
+		{name: "route shadowed by metadata (segment prefix)", edit: shadowing(`{prefix: /.well-known}`, "https://api.example.com"), wantErr: `route "wk" matches the resource metadata path`},
+		{name: "route shadowed by metadata (suffixed path)", edit: shadowing(`{prefix: /.well-known/oauth-protected-resource/orders}`, "https://api.example.com/orders"), wantErr: `matches the resource metadata path /.well-known/oauth-protected-resource/orders`},
+		{name: "metadata route name taken", edit: func(s string) string {
+			return withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"]}`)(repl("name: health", "name: api.resource-metadata")(s))
+		}, wantErr: `virtual host "api": route name "api.resource-metadata" (in virtual host "api") is reserved for the resource metadata route`},
 		{name: "negative route timeout", edit: repl("public: true", "public: true\n                timeout: -1s"), wantErr: `route "health": timeout: must not be negative`},
 	}
 	for _, tt := range tests {
@@ -193,3 +232,76 @@ func secondListener(name, addr string, port int) func(string) string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestInsecurePlaintextSecrets: a listener key over ADS needs tls on the ADS server, or the
+// explicit development switch.
+func TestInsecurePlaintextSecrets(t *testing.T) {
+	withKey := strings.Replace(good, "port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem}", 1)
+	tests := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"plaintext ADS", withKey, false},
+		{"plaintext ADS, insecure_plaintext_secrets: true", withKey + "insecure_plaintext_secrets: true\n", true},
+		{"plaintext ADS, insecure_plaintext_secrets: false", withKey + "insecure_plaintext_secrets: false\n", false},
+		{"mutual TLS ADS", withKey + "tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt, trust_domain: example.org}\n", true},
+		{"no keys pushed", good, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tt.body))
+			if tt.ok != (err == nil) {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && !strings.Contains(err.Error(), "insecure_plaintext_secrets") {
+				t.Fatalf("error does not name insecure_plaintext_secrets: %v", err)
+			}
+		})
+	}
+}
+
+// withMetadata gives the good config's virtual host a resource_metadata block.
+func withMetadata(block string) func(string) string {
+	return repl(`domains: ["*"]`, "domains: [\"*\"]\n            resource_metadata: "+block)
+}
+
+// shadowing adds a route with match m next to resource_metadata for resource.
+func shadowing(m, resource string) func(string) string {
+	return func(s string) string {
+		s = withMetadata(`{resource: "` + resource + `", authorization_servers: ["https://idp.example.com/"]}`)(s)
+		return repl("            routes:\n", "            routes:\n              - name: wk\n                match: "+m+"\n                upstream: orders\n                public: true\n")(s)
+	}
+}
+
+func TestResourceMetadataDocumentURL(t *testing.T) {
+	tests := []struct{ resource, path, url string }{
+		{"https://api.example.com", "/.well-known/oauth-protected-resource", "https://api.example.com/.well-known/oauth-protected-resource"},
+		{"https://api.example.com/", "/.well-known/oauth-protected-resource", "https://api.example.com/.well-known/oauth-protected-resource"},
+		{"https://api.example.com:8443/orders", "/.well-known/oauth-protected-resource/orders", "https://api.example.com:8443/.well-known/oauth-protected-resource/orders"},
+		{"https://api.example.com/v1/orders/", "/.well-known/oauth-protected-resource/v1/orders", "https://api.example.com/.well-known/oauth-protected-resource/v1/orders"},
+		{"http://localhost:10000", "/.well-known/oauth-protected-resource", "http://localhost:10000/.well-known/oauth-protected-resource"},
+	}
+	for _, tt := range tests {
+		m := &ResourceMetadata{Resource: tt.resource}
+		if got := m.DocumentPath(); got != tt.path {
+			t.Errorf("%s: DocumentPath = %q, want %q", tt.resource, got, tt.path)
+		}
+		if got := m.DocumentURL(); got != tt.url {
+			t.Errorf("%s: DocumentURL = %q, want %q", tt.resource, got, tt.url)
+		}
+	}
+}
+
+// TestResourceMetadataCatchAll: a catch-all prefix "/" is "everything else"; the document's
+// exact route is carved out of it, so it is no shadowing error. Defaults: max-age one hour.
+func TestResourceMetadataCatchAll(t *testing.T) {
+	in := withMetadata(`{resource: "http://127.0.0.1:10000", authorization_servers: ["https://idp.example.com/"]}`)(good)
+	in = repl("match: {path: /healthz}", "match: {prefix: /}")(in)
+	cfg, err := Parse("good.yaml", []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Fleets[0].Listeners[0].VirtualHosts[0].ResourceMetadata.CacheMaxAge; got != DefaultMetadataMaxAge {
+		t.Errorf("cache_max_age = %s, want the default %s", got, DefaultMetadataMaxAge)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -31,6 +32,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	v.hostPort("listen", c.Listen, true)
 	v.hostPort("admin", c.Admin, true)
+	c.validateTLS(v)
 	c.validateAuthz(v)
 
 	upstreams := map[string]bool{}
@@ -85,10 +87,17 @@ func (c *Config) Validate() error {
 
 func (c *Config) validateAuthz(v *validator) {
 	a := c.Authz
-	if a.Address == "" {
+	socket, isSocket := a.SocketPath()
+	switch {
+	case a.Address == "":
 		v.addf("authz: address: required (host:port of the scopegate authz service)")
-	} else {
+	case isSocket && !strings.HasPrefix(socket, "/"):
+		v.addf("authz: address: %q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", a.Address)
+	case !isSocket:
 		v.hostPort("authz: address", a.Address, false)
+	}
+	if isSocket && a.TLS != nil && a.TLS.ServerName == "" {
+		v.addf("authz: tls: server_name: required when address is a Unix socket (there is no host name to match)")
 	}
 	if a.Timeout <= 0 {
 		v.addf("authz: timeout: must be positive, got %s", a.Timeout)
@@ -98,6 +107,38 @@ func (c *Config) validateAuthz(v *validator) {
 	}
 	if a.StatusOnError < 400 || a.StatusOnError > 599 {
 		v.addf("authz: status_on_error: %d is not an HTTP error status (400-599)", a.StatusOnError)
+	}
+	if t := a.TLS; t != nil {
+		if t.CAFile == "" {
+			v.addf("authz: tls: ca_file: required (the CA that signed the authz service's certificate)")
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			v.addf("authz: tls: cert_file and key_file go together (Envoy's client certificate for authz)")
+		}
+		if t.ServerName != "" && !dnsRE.MatchString(t.ServerName) {
+			v.addf("authz: tls: server_name: %q is not a DNS name", t.ServerName)
+		}
+	}
+}
+
+func (c *Config) validateTLS(v *validator) {
+	if t := c.TLS; t != nil {
+		if err := t.Files.Validate("tls"); err != nil {
+			v.errs = append(v.errs, err)
+		}
+		switch {
+		case t.ClientCAFile != "" && t.TrustDomain == "":
+			v.addf("tls.trust_domain: required with client_ca_file (Envoy certificates must name spiffe://<trust_domain>/fleet/<fleet>)")
+		case t.TrustDomain != "" && !dnsRE.MatchString(t.TrustDomain):
+			v.addf("tls.trust_domain: %q is not a SPIFFE trust domain (a DNS-like name such as example.org)", t.TrustDomain)
+		case t.TrustDomain != "" && t.ClientCAFile == "":
+			v.addf("tls.trust_domain: needs client_ca_file (without client certificates there is no identity to check)")
+		}
+	}
+	if keys := c.PrivateKeysPushed(); len(keys) > 0 && c.TLS == nil && !c.InsecurePlaintextSecrets {
+		v.addf("insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (%s): configure tls "+
+			"(with client_ca_file) for the ADS server, or set insecure_plaintext_secrets: true for local development only",
+			strings.Join(keys, "; "))
 	}
 }
 
@@ -144,6 +185,12 @@ func (c *Config) validateFleet(v *validator, at string, f *Fleet, upstreams map[
 			if l.TLS.KeyFile == "" {
 				v.addf("%s: tls: key_file is required with cert_file", lat)
 			}
+		}
+		if l.TLS != nil && l.TLS.RequireClientCertificate && l.TLS.ClientCAFile == "" {
+			v.addf("%s: tls: require_client_certificate needs client_ca_file", lat)
+		}
+		if l.TLS != nil && l.TLS.ClientCAFile != "" && !l.TLS.Enabled() {
+			v.addf("%s: tls: client_ca_file needs cert_file and key_file", lat)
 		}
 		validateListenerRoutes(v, lat, l, upstreams)
 	}
@@ -197,7 +244,109 @@ func validateListenerRoutes(v *validator, lat string, l *Listener, upstreams map
 			routes[r.Name] = vh.Name
 			validateRoute(v, rat, r, upstreams)
 		}
+		if vh.ResourceMetadata != nil {
+			validateResourceMetadata(v, vat, vh)
+		}
 	}
+	for i := range l.VirtualHosts {
+		vh := &l.VirtualHosts[i]
+		if vh.ResourceMetadata == nil {
+			continue
+		}
+		if prev, ok := routes[MetadataRouteName(vh)]; ok {
+			v.addf("%s: virtual host %q: route name %q (in virtual host %q) is reserved for the resource metadata route", lat, vh.Name, MetadataRouteName(vh), prev)
+		}
+	}
+}
+
+// MetadataRouteName names the route that answers a virtual host's resource metadata document.
+func MetadataRouteName(vh *VirtualHost) string { return vh.Name + ".resource-metadata" }
+
+func validateResourceMetadata(v *validator, vat string, vh *VirtualHost) {
+	m := vh.ResourceMetadata
+	at := vat + ": resource_metadata"
+	if m.Resource == "" {
+		v.addf("%s: resource: required (the API's identifier, e.g. https://api.example.com)", at)
+	} else {
+		checkHTTPSURL(v, at+": resource", m.Resource)
+	}
+	if len(m.AuthorizationServers) == 0 {
+		v.addf("%s: authorization_servers: at least one issuer URL is required", at)
+	}
+	for i, s := range m.AuthorizationServers {
+		checkHTTPSURL(v, fmt.Sprintf("%s: authorization_servers[%d]", at, i), s)
+	}
+	for _, o := range [][2]string{{"jwks_uri", m.JWKSURI}, {"resource_documentation", m.ResourceDocumentation},
+		{"resource_policy_uri", m.ResourcePolicyURI}, {"resource_tos_uri", m.ResourceTOSURI}} {
+		if o[1] != "" {
+			checkHTTPSURL(v, at+": "+o[0], o[1])
+		}
+	}
+	for i, alg := range m.ResourceSigningAlgValuesSupported {
+		if alg == "none" || alg == "" {
+			v.addf("%s: resource_signing_alg_values_supported[%d]: %q is not a signing algorithm (RFC 9728 §2 forbids none)", at, i, alg)
+		}
+	}
+	if m.CacheMaxAge < 0 {
+		v.addf("%s: cache_max_age: must not be negative", at)
+	}
+	if m.Resource == "" {
+		return
+	}
+	doc := m.DocumentPath()
+	for j := range vh.Routes {
+		r := &vh.Routes[j]
+		if matchesPath(r.Match, doc) {
+			v.addf("%s: route %q matches the resource metadata path %s; the metadata route would shadow it (narrow the route's match)", vat, r.Name, doc)
+		}
+	}
+}
+
+// matchesPath reports whether a route's match (as translate builds it) takes path. A bare
+// prefix "/" is the catch-all ("everything else") and is not counted: the document's exact
+// route is carved out of it by design.
+func matchesPath(m Match, path string) bool {
+	switch {
+	case m.Path != "":
+		return m.Path == path
+	case m.Prefix == "/":
+		return false
+	case strings.HasSuffix(m.Prefix, "/"):
+		return strings.HasPrefix(path, m.Prefix)
+	case m.Prefix != "":
+		return path == m.Prefix || strings.HasPrefix(path, m.Prefix+"/")
+	}
+	return false
+}
+
+// checkHTTPSURL checks an RFC 9728 / RFC 8414 identifier: absolute https URL without query,
+// fragment or user info. Plain http is accepted for loopback hosts only (local demos).
+func checkHTTPSURL(v *validator, at, s string) {
+	u, err := url.Parse(s)
+	if err != nil {
+		v.addf("%s: %q is not a URL: %v", at, s, err)
+		return
+	}
+	switch {
+	case u.Host == "" || !u.IsAbs():
+		v.addf("%s: %q must be an absolute URL with a host", at, s)
+	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
+		v.addf("%s: %q must use https (http only for localhost)", at, s)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
+		v.addf("%s: %q must not have a query or fragment", at, s)
+	case u.User != nil:
+		v.addf("%s: %q must not carry user info", at, s)
+	case strings.ContainsAny(s, "\"\\ "):
+		v.addf("%s: %q must not contain quotes, backslashes or spaces", at, s)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool) {

@@ -3,6 +3,7 @@ package translate
 import (
 	"net"
 	"strconv"
+	"strings"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -41,6 +42,19 @@ func upstreamCluster(u *config.Upstream, http2 bool) (*cluster.Cluster, *endpoin
 		c.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 			httpProtocolOptionsKey: mustAny(http2ProtocolOptions()),
 		}
+	}
+	if path, ok := strings.CutPrefix(u.Endpoints[0], config.UnixPrefix); ok {
+		// A Unix socket (authz as a sidecar): a static endpoint, nothing to discover.
+		c.ClusterDiscoveryType = &cluster.Cluster_Type{Type: cluster.Cluster_STATIC}
+		c.LoadAssignment = &endpoint.ClusterLoadAssignment{
+			ClusterName: u.Name,
+			Endpoints: []*endpoint.LocalityLbEndpoints{{LbEndpoints: []*endpoint.LbEndpoint{{
+				HostIdentifier: &endpoint.LbEndpoint_Endpoint{Endpoint: &endpoint.Endpoint{
+					Address: &core.Address{Address: &core.Address_Pipe{Pipe: &core.Pipe{Path: path}}},
+				}},
+			}}}},
+		}
+		return c, nil
 	}
 	cla := loadAssignment(u)
 	if allIPs(u.Endpoints) {

@@ -41,7 +41,7 @@ func httpListener(l *config.Listener, authz config.Authz, secretName string) *li
 	if secretName != "" {
 		chain.TransportSocket = &core.TransportSocket{
 			Name:       tlsTransportSocket,
-			ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS(secretName))},
+			ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS(l, secretName))},
 		}
 	}
 	return &listener.Listener{
@@ -101,8 +101,21 @@ func extAuthz(a config.Authz) *extauthz.ExtAuthz {
 	}
 }
 
-// downstreamTLS terminates TLS with the certificate of the named SDS secret.
-func downstreamTLS(secretName string) *tlsv3.DownstreamTlsContext {
+// downstreamTLS terminates TLS with the certificate of the named SDS secret and, with a
+// client CA, asks for (or requires) a client certificate that chains to it: Envoy then
+// forwards it to authz for certificate-bound tokens.
+func downstreamTLS(l *config.Listener, secretName string) *tlsv3.DownstreamTlsContext {
+	ctx := downstreamServerTLS(secretName)
+	if t := l.TLS; t != nil && t.ClientCAFile != "" {
+		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: config.ClientCASecretName(l.Name), SdsConfig: adsConfigSource()},
+		}
+		ctx.RequireClientCertificate = wrapperspb.Bool(t.RequireClientCertificate)
+	}
+	return ctx
+}
+
+func downstreamServerTLS(secretName string) *tlsv3.DownstreamTlsContext {
 	return &tlsv3.DownstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsParams: &tlsv3.TlsParameters{

@@ -28,10 +28,16 @@ func virtualHost(vh *config.VirtualHost, cfg *config.Config) *route.VirtualHost 
 		Name:    vh.Name,
 		Domains: append([]string(nil), vh.Domains...),
 	}
+	docURL := ""
+	if vh.ResourceMetadata != nil {
+		// First, so no API route can take the document's path (Validate refuses one that would).
+		out.Routes = append(out.Routes, metadataRoute(vh))
+		docURL = vh.ResourceMetadata.DocumentURL()
+	}
 	for i := range vh.Routes {
 		r := &vh.Routes[i]
 		u, _ := cfg.Upstream(r.Upstream) // Validate guarantees it exists
-		out.Routes = append(out.Routes, httpRoute(r, u, cfg.Authz.IdentityHeaders))
+		out.Routes = append(out.Routes, httpRoute(r, u, cfg.Authz.IdentityHeaders, docURL))
 	}
 	return out
 }
@@ -39,7 +45,7 @@ func virtualHost(vh *config.VirtualHost, cfg *config.Config) *route.VirtualHost 
 // httpRoute builds one route: match, forward to the upstream's cluster, and the ext_authz
 // per-route config (context extensions for a protected route, disabled for a public one).
 // A public route also strips the identity headers, which only ext_authz may set.
-func httpRoute(r *config.Route, u *config.Upstream, identityHeaders []string) *route.Route {
+func httpRoute(r *config.Route, u *config.Upstream, identityHeaders []string, docURL string) *route.Route {
 	timeout := u.Timeout
 	if r.Timeout > 0 {
 		timeout = r.Timeout
@@ -57,7 +63,7 @@ func httpRoute(r *config.Route, u *config.Upstream, identityHeaders []string) *r
 			Timeout:          durationpb.New(timeout),
 		}},
 		TypedPerFilterConfig: map[string]*anypb.Any{
-			ExtAuthzFilterName: mustAny(extAuthzPerRoute(r)),
+			ExtAuthzFilterName: mustAny(extAuthzPerRoute(r, docURL)),
 		},
 	}
 }
@@ -107,10 +113,11 @@ func methodMatcher(methods []string) *route.HeaderMatcher {
 
 // extAuthzPerRoute labels a protected route for the policy (route name, required scopes
 // space-separated, mode "shadow" for shadow routes, binding "required" for routes that take
-// only sender-constrained tokens) or disables ext_authz on a public one.
-func extAuthzPerRoute(r *config.Route) *extauthz.ExtAuthzPerRoute {
+// only sender-constrained tokens, and the resource metadata document's URL for the 401
+// challenge) or disables ext_authz on a public one.
+func extAuthzPerRoute(r *config.Route, docURL string) *extauthz.ExtAuthzPerRoute {
 	if r.Public {
-		return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_Disabled{Disabled: true}}
+		return disabledExtAuthz()
 	}
 	ext := map[string]string{
 		contract.ExtRoute:  r.Name,
@@ -122,7 +129,14 @@ func extAuthzPerRoute(r *config.Route) *extauthz.ExtAuthzPerRoute {
 	if r.Binding == contract.BindingRequired {
 		ext[contract.ExtBinding] = contract.BindingRequired
 	}
+	if docURL != "" {
+		ext[contract.ExtResourceMetadata] = docURL
+	}
 	return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthz.CheckSettings{ContextExtensions: ext},
 	}}
+}
+
+func disabledExtAuthz() *extauthz.ExtAuthzPerRoute {
+	return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_Disabled{Disabled: true}}
 }

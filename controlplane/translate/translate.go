@@ -91,6 +91,16 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 
 	authz := authzUpstream(cfg.Authz)
 	c, eds := upstreamCluster(authz, true)
+	if cfg.Authz.TLS != nil {
+		ts, s, err := authzTLS(cfg.Authz, files)
+		if err != nil {
+			return nil, err
+		}
+		c.TransportSocket = ts
+		for _, x := range s {
+			secrets = append(secrets, x)
+		}
+	}
 	clusters = append(clusters, c)
 	if eds != nil {
 		endpoints = append(endpoints, eds)
@@ -108,6 +118,14 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 			}
 			secrets = append(secrets, s)
 			secretName = s.GetName()
+			if l.TLS.ClientCAFile != "" {
+				ca, err := caSecret(config.ClientCASecretName(l.Name), l.TLS.ClientCAFile, files)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("listener %q: tls: client_%w", l.Name, err))
+					continue
+				}
+				secrets = append(secrets, ca)
+			}
 		}
 		listeners = append(listeners, httpListener(l, cfg.Authz, secretName))
 		routes = append(routes, routeConfiguration(l, cfg))

@@ -3,6 +3,7 @@ package translate
 import (
 	"context"
 	"errors"
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -77,17 +78,22 @@ func TestVersionsChangePerType(t *testing.T) {
 // TestComposeConfigs: the demo and local configs the compose setup mounts translate cleanly
 // (the demo's /certs files are substituted by the test certificate).
 func TestComposeConfigs(t *testing.T) {
-	testCert := map[string]string{"/certs/tls.crt": "testdata/certs/tls.crt", "/certs/tls.key": "testdata/certs/tls.key"}
+	// The demo's /certs (compose) and dev-certs (local) files, made at start-up, stand in as
+	// the test certificate.
+	testCert := map[string]string{"tls.crt": "testdata/certs/tls.crt", "tls.key": "testdata/certs/tls.key",
+		"ca.crt": "testdata/certs/tls.crt", "envoy.crt": "testdata/certs/tls.crt", "envoy.key": "testdata/certs/tls.key"}
 	read := func(p string) ([]byte, error) {
-		if sub, ok := testCert[p]; ok {
-			return os.ReadFile(sub)
+		if d := filepath.Base(filepath.Dir(p)); d == "certs" || d == "dev-certs" {
+			if sub, ok := testCert[filepath.Base(p)]; ok {
+				return os.ReadFile(sub)
+			}
 		}
 		return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
 	}
 	for _, tt := range []struct {
 		file    string
 		secrets int
-	}{{"xds.yaml", 1}, {"xds.local.yaml", 0}} {
+	}{{"xds.yaml", 3}, {"xds.local.yaml", 2}} {
 		t.Run(tt.file, func(t *testing.T) {
 			cfg := load(t, filepath.Join("..", "..", "compose", tt.file))
 			fleets, err := Build(context.Background(), cfg, read)
@@ -108,13 +114,16 @@ func TestComposeConfigs(t *testing.T) {
 				if err := r.GetTypedPerFilterConfig()[ExtAuthzFilterName].UnmarshalTo(per); err != nil {
 					t.Fatal(err)
 				}
-				if r.GetName() == "health" {
+				if r.GetName() == "health" || r.GetName() == "api.resource-metadata" {
 					if !per.GetDisabled() {
-						t.Error("health: ext_authz not disabled")
+						t.Errorf("%s: ext_authz not disabled", r.GetName())
 					}
 					continue
 				}
 				ext := per.GetCheckSettings().GetContextExtensions()
+				if !strings.HasSuffix(ext[contract.ExtResourceMetadata], "/.well-known/oauth-protected-resource") {
+					t.Errorf("%s: no resource_metadata URL in %v", r.GetName(), ext)
+				}
 				if ext[contract.ExtRoute] != r.GetName() || ext[contract.ExtScopes] != want[r.GetName()] {
 					t.Errorf("%s: context extensions %v", r.GetName(), ext)
 				}
@@ -152,6 +161,71 @@ func TestTLSErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestAuthzTLSErrors: the authz hop's CA and client certificate are checked before they are
+// pushed, with the field named.
+func TestAuthzTLSErrors(t *testing.T) {
+	cert, _ := os.ReadFile("testdata/certs/tls.crt")
+	key, _ := os.ReadFile("testdata/certs/tls.key")
+	tests := []struct {
+		name    string
+		files   map[string][]byte
+		wantErr string
+	}{
+		{"missing CA", map[string][]byte{"c": cert, "k": key}, "authz: tls: ca_file: open ca: file does not exist"},
+		{"CA without a certificate", map[string][]byte{"ca": key, "c": cert, "k": key}, "authz: tls: ca_file ca: no PEM certificate in it"},
+		{"client key mismatch", map[string][]byte{"ca": cert, "c": cert, "k": cert}, "authz: tls: c and k:"},
+		{"missing client key", map[string][]byte{"ca": cert, "c": cert}, "authz: tls: key_file: open k: file does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := load(t, "testdata/in/mtls.yaml")
+			cfg.Authz.TLS = &config.AuthzTLS{CAFile: "ca", CertFile: "c", KeyFile: "k"}
+			read := func(p string) ([]byte, error) {
+				if b, ok := tt.files[p]; ok {
+					return b, nil
+				}
+				if p == cfg.Fleets[0].Listeners[0].TLS.CertFile || p == cfg.Fleets[0].Listeners[0].TLS.KeyFile {
+					return os.ReadFile(p)
+				}
+				return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+			}
+			_, err := Build(context.Background(), cfg, read)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestAuthzTLSSecretsReferenced: the authz secrets are referenced by the authz cluster, so an
+// SDS request for them is answered in ADS mode; dropping the transport socket leaves them
+// unreferenced, which validation refuses.
+func TestAuthzTLSSecretsReferenced(t *testing.T) {
+	fleets, err := Build(context.Background(), load(t, "testdata/in/mtls.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fleets["edge"]
+	var names []string
+	for _, s := range f.Resources[resource.SecretType] {
+		names = append(names, nameOf(s))
+	}
+	if want := "https.tls scopegate_authz.ca scopegate_authz.client"; strings.Join(names, " ") != want {
+		t.Fatalf("secrets = %v, want %s", names, want)
+	}
+	for _, c := range f.Resources[resource.ClusterType] {
+		if c.(*cluster.Cluster).GetName() == config.AuthzClusterName {
+			c.(*cluster.Cluster).TransportSocket = nil
+		}
+	}
+	err = f.validate()
+	for _, want := range []string{`secret "scopegate_authz.ca" is not referenced`, `secret "scopegate_authz.client" is not referenced`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v, want it to contain %q", err, want)
+		}
 	}
 }
 

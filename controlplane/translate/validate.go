@@ -138,7 +138,7 @@ func (r *references) check(res map[resource.Type][]types.Resource) error {
 	}
 	for _, name := range sortedKeys(secrets) {
 		if _, ok := r.secrets[name]; !ok {
-			errs = append(errs, fmt.Errorf("secret %q is not referenced by any listener", name))
+			errs = append(errs, fmt.Errorf("secret %q is not referenced by any listener or cluster", name))
 		}
 	}
 	return errors.Join(errs...)

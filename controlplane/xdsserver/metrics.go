@@ -14,6 +14,8 @@ type metrics struct {
 	acks         *prometheus.CounterVec
 	nacks        *prometheus.CounterVec
 	unknownFleet prometheus.Counter
+	// identityDenied counts streams refused for their client certificate, by a fixed reason.
+	identityDenied *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,9 +40,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scopegate_xds_unknown_fleet_total",
 			Help: "ADS streams refused because the node's cluster names no configured fleet.",
 		}),
+		identityDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scopegate_xds_identity_denials_total",
+			Help: "ADS streams refused with PermissionDenied: the client certificate does not name the node's fleet (fleet_mismatch), or a request switched fleets (fleet_changed).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.unknownFleet)
+		reg.MustRegister(m.connected, m.pushes, m.acks, m.nacks, m.unknownFleet, m.identityDenied)
 	}
 	return m
 }

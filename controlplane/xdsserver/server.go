@@ -5,6 +5,7 @@ package xdsserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ import (
 	xds "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/scopegate/scopegate/controlplane/translate"
@@ -49,6 +51,12 @@ type Options struct {
 	// MaxConnectionAgeGrace for open streams), so Envoys rebalance across replicas.
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
+	// TLS, when set, serves ADS over TLS (a config whose GetConfigForClient follows rotated
+	// files, and which requires client certificates when ADS is mutual TLS).
+	TLS *tls.Config
+	// TrustDomain, when set, binds each stream to its client certificate: the certificate's
+	// URI SAN must be spiffe://<TrustDomain>/fleet/<node.cluster>, or PermissionDenied.
+	TrustDomain string
 	// WarmTimeout bounds how long Apply waits for connected nodes to receive the endpoints
 	// of newly added clusters before it pushes the listeners and routes that use them.
 	WarmTimeout time.Duration
@@ -119,6 +127,7 @@ func New(opts Options) *Server {
 	gcpLog := logAdapter{opts.Logger.With("component", "go-control-plane")}
 	s.cache = cache.NewSnapshotCache(true, FleetHash{}, gcpLog)
 	s.tracker = newTracker(opts.Logger, newMetrics(opts.Registerer), s.known)
+	s.tracker.trustDomain = opts.TrustDomain
 
 	callbacks := xds.CallbackFuncs{
 		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
@@ -145,7 +154,11 @@ func New(opts Options) *Server {
 	}
 	srv := xds.NewServer(s.ctx, s.cache, callbacks, sotw.WithOrderedADS(), sotw.WithLogger(gcpLog))
 
-	s.grpc = grpc.NewServer(
+	var serverOpts []grpc.ServerOption
+	if opts.TLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
+	}
+	s.grpc = grpc.NewServer(append(serverOpts,
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  opts.KeepaliveTime,
 			Timeout:               opts.KeepaliveTimeout,
@@ -155,7 +168,7 @@ func New(opts Options) *Server {
 		// Envoy pings idle xDS connections (connection_keepalive in its bootstrap).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1<<20),
-	)
+	)...)
 	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
 	// The per-type services too, for Envoys configured without ADS (each still keyed by fleet).
 	clusterservice.RegisterClusterDiscoveryServiceServer(s.grpc, srv)

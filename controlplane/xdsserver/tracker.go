@@ -11,8 +11,11 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/scopegate/scopegate/controlplane/config"
 )
 
 // maxPendingDeltaNonces bounds the delta responses remembered while awaiting their ACK.
@@ -29,6 +32,9 @@ type tracker struct {
 	metrics *metrics
 	known   func(fleet string) bool
 	now     func() time.Time
+	// trustDomain, when set, binds each stream to the fleet its client certificate names:
+	// the certificate's one URI SAN must be spiffe://<trustDomain>/fleet/<node.cluster>.
+	trustDomain string
 
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
@@ -46,6 +52,7 @@ type streamState struct {
 	node       string
 	fleet      string
 	peer       string
+	peerIDs    []string // URI SANs of the verified client certificate
 	since      time.Time
 	identified bool // the first request with a node was seen and its fleet is configured
 	types      map[string]*typeState
@@ -79,8 +86,15 @@ func newTracker(log *slog.Logger, m *metrics, known func(string) bool) *tracker 
 
 func (t *tracker) open(ctx context.Context, key streamKey) {
 	st := &streamState{key: key, since: t.now(), types: map[string]*typeState{}}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		st.peer = p.Addr.String()
+	if p, ok := peer.FromContext(ctx); ok {
+		if p.Addr != nil {
+			st.peer = p.Addr.String()
+		}
+		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
+			for _, u := range ti.State.VerifiedChains[0][0].URIs {
+				st.peerIDs = append(st.peerIDs, u.String())
+			}
+		}
 	}
 	t.mu.Lock()
 	t.streams[key] = st
@@ -101,14 +115,32 @@ func (t *tracker) closed(key streamKey) {
 
 // identify binds the stream to its node on the first request that carries one and refuses
 // the stream when the node's fleet is not configured: it would never get a snapshot.
+//
+// A later request may carry the node again, and go-control-plane then serves that node: one
+// naming another fleet is refused, or a stream could switch to a fleet it was not admitted to.
 func (t *tracker) identify(st *streamState, node *core.Node) error {
 	if st.identified {
+		if node != nil && node.GetCluster() != st.fleet {
+			t.metrics.identityDenied.WithLabelValues("fleet_changed").Inc()
+			t.log.Warn("xds stream refused: a request named another fleet", "node", st.node, "fleet", st.fleet,
+				"requested_fleet", node.GetCluster(), "peer", st.peer, "stream", streamName(st.key))
+			return status.Errorf(codes.PermissionDenied, "stream of fleet %q cannot switch to fleet %q", st.fleet, node.GetCluster())
+		}
 		return nil
 	}
 	if node == nil {
 		return status.Error(codes.InvalidArgument, "the first discovery request must carry the node")
 	}
 	st.node, st.fleet = node.GetId(), node.GetCluster()
+	if t.trustDomain != "" {
+		if want := config.FleetSpiffeID(t.trustDomain, st.fleet); len(st.peerIDs) != 1 || st.peerIDs[0] != want {
+			t.metrics.identityDenied.WithLabelValues("fleet_mismatch").Inc()
+			t.log.Warn("xds node refused: its client certificate does not name its fleet", "node", st.node, "fleet", st.fleet,
+				"certificate_uris", st.peerIDs, "want", want, "peer", st.peer, "stream", streamName(st.key))
+			return status.Errorf(codes.PermissionDenied,
+				"node %q: fleet %q (node.cluster) needs a client certificate whose URI SAN is %s", st.node, st.fleet, want)
+		}
+	}
 	if !t.known(st.fleet) {
 		t.metrics.unknownFleet.Inc()
 		t.log.Warn("xds node of an unknown fleet refused", "node", st.node, "fleet", st.fleet, "peer", st.peer, "stream", streamName(st.key))

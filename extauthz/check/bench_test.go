@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
@@ -39,6 +42,13 @@ type rig struct {
 // a test issuer.
 func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int) *rig {
 	tb.Helper()
+	return newRigIntrospecting(tb, keys, pol, cacheEntries, "")
+}
+
+// newRigIntrospecting is newRig whose issuer also accepts opaque tokens by introspection at
+// endpoint ("" for none), with scopegate's client "orders-api" / "s3cret".
+func newRigIntrospecting(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, endpoint string) *rig {
+	tb.Helper()
 	is := testissuer.New(keys...)
 	tb.Cleanup(is.Close)
 	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
@@ -54,7 +64,17 @@ func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int)
 	tb.Cleanup(cancel)
 	src.Start(ctx)
 	<-changed
-	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}, Cache: token.NewCache(cacheEntries)})
+	ti := token.Issuer{Config: ic, Keys: src}
+	if endpoint != "" {
+		ti.Config.FetchTimeout = time.Second
+		ti.Config.Introspection = &config.Introspection{Endpoint: endpoint, ClientID: "orders-api", CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second}
+		c, err := introspect.New(introspect.Options{Name: "demo", Issuer: is.Issuer, Endpoint: endpoint, ClientID: "orders-api", ClientSecret: "s3cret", Timeout: time.Second})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ti.Introspect = c
+	}
+	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{ti}, Cache: token.NewCache(cacheEntries)})
 	o := check.Options{Verifier: v, Headers: config.Headers{Subject: "x-scopegate-subject", ClientID: "x-scopegate-client-id",
 		Scopes: "x-scopegate-scopes", Issuer: "x-scopegate-issuer"}}
 	switch pol {
@@ -122,6 +142,58 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+	// warm-introspected: the same pool, but opaque tokens (shaped like zitadel's: five
+	// dot-separated parts) whose introspection answers are cached; to be compared with warm.
+	idp := introspectionServer(b)
+	for _, pol := range []string{"token-only", "default-policy", "demo-policy"} {
+		b.Run("warm-introspected/"+pol, func(b *testing.B) {
+			r := newRigIntrospecting(b, []*testissuer.Key{rs}, pol, 100000, idp.URL)
+			reqs := make([]*authv3.CheckRequest, 1000)
+			for i := range reqs {
+				reqs[i] = request(opaqueToken(i))
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i])))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+			}
+		})
+	}
+	// warm-interleaved: the ratio above, measured in alternating batches of 100 Checks (JWT,
+	// then opaque) in one service, so both see the same machine load; reported as
+	// jwt-ns/check, introspected-ns/check and introspected/jwt.
+	for _, pol := range []string{"token-only", "default-policy", "demo-policy"} {
+		b.Run("warm-interleaved/"+pol, func(b *testing.B) {
+			r := newRigIntrospecting(b, []*testissuer.Key{rs}, pol, 100000, idp.URL)
+			jwts, opaques := make([]*authv3.CheckRequest, 1000), make([]*authv3.CheckRequest, 1000)
+			for i := range jwts {
+				jwts[i], opaques[i] = request(r.token(rs, i, "orders:read orders:write")), request(opaqueToken(i))
+				mustAllow(b, must(r.svc.Check(ctx, jwts[i])))
+				mustAllow(b, must(r.svc.Check(ctx, opaques[i])))
+			}
+			var jwtNs, opaqueNs time.Duration
+			n := 0
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				start := time.Now()
+				for j := range 100 {
+					mustAllow(b, must(r.svc.Check(ctx, jwts[(n+j)%len(jwts)])))
+				}
+				mid := time.Now()
+				for j := range 100 {
+					mustAllow(b, must(r.svc.Check(ctx, opaques[(n+j)%len(opaques)])))
+				}
+				jwtNs += mid.Sub(start)
+				opaqueNs += time.Since(mid)
+				n += 100
+			}
+			b.ReportMetric(float64(jwtNs.Nanoseconds())/float64(n), "jwt-ns/check")
+			b.ReportMetric(float64(opaqueNs.Nanoseconds())/float64(n), "introspected-ns/check")
+			b.ReportMetric(float64(opaqueNs)/float64(jwtNs), "introspected/jwt")
+		})
+	}
 	for _, k := range []*testissuer.Key{rs, es} {
 		for _, pol := range []string{"token-only", "default-policy"} {
 			b.Run("cold/"+pol+"/"+k.Alg, func(b *testing.B) {
@@ -155,6 +227,29 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// opaqueToken is the i-th opaque token of a pool, JWE-shaped and as long (252 bytes) as the
+// demo idp's (zitadel/oidc's) opaque tokens.
+func opaqueToken(i int) string {
+	return fmt.Sprintf("eyJhbGciOiJkaXIiLCJlbmMiOiJBMjU2R0NNIn0..bm9uY2Utbm9uY2U.%0174x.dGFnLXRhZy10YWctdGFn", i)
+}
+
+// introspectionServer is an RFC 7662 endpoint that finds every token active, with the same
+// claims the JWT pool carries (subject from the token's number, audience orders-api).
+func introspectionServer(tb testing.TB) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "orders-api" || secret != "s3cret" {
+			http.Error(w, "{}", http.StatusUnauthorized)
+			return
+		}
+		tok := r.FormValue("token")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"active":true,"scope":"orders:read orders:write","client_id":"orders-cli","sub":"user-%s","aud":"orders-api","exp":%d,"iat":%d,"token_type":"Bearer"}`,
+			tok[len(tok)-29:len(tok)-21], time.Now().Add(time.Hour).Unix(), time.Now().Unix())
+	}))
+	tb.Cleanup(srv.Close)
+	return srv
 }
 
 func mustEngine(tb testing.TB, ctx context.Context, o policy.Options) *policy.Engine {

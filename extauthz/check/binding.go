@@ -28,7 +28,7 @@ import (
 func (s *Service) checkBinding(v *policy.View, rec *decisionlog.Record, raw string, scheme bearer.Scheme, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	dpopScheme := scheme == bearer.SchemeDPoP
 	refuse := func(reason, desc string) *authv3.CheckResponse {
-		return s.deny(rec, 401, reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: desc, challenge: true, dpop: dpopScheme})
+		return s.deny(rec, 401, reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: desc, challenge: true, dpop: dpopScheme, resourceMetadata: resourceMetadata(v)})
 	}
 	switch {
 	case dpopScheme && id.JKT == "":
@@ -55,7 +55,7 @@ func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string
 	proof, n := headerValues(v.HTTP, "dpop")
 	if n != 1 || strings.IndexByte(proof, ',') >= 0 {
 		return s.deny(rec, 401, dpop.ReasonInvalidProof, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof,
-			description: "exactly one DPoP proof header is required", challenge: true, dpop: true})
+			description: "exactly one DPoP proof header is required", challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
 	}
 	err := s.o.DPoP.Verify(dpop.Request{Proof: proof, Method: v.HTTP.GetMethod(), URI: s.requestURI(v), TokenHash: ath, JKT: id.JKT})
 	if err == nil {
@@ -67,12 +67,12 @@ func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string
 		return s.deny(rec, 503, e.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: e.Description, retryAfter: "1"})
 	case e.Nonce != "":
 		// A fresh nonce per response: not a cacheable denial.
-		d := denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonUseNonce, description: e.Description, challenge: true, dpop: true,
+		d := denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonUseNonce, description: e.Description, challenge: true, dpop: true, resourceMetadata: resourceMetadata(v),
 			extra: []*corev3.HeaderValueOption{header("dpop-nonce", e.Nonce)}}
 		rec.Allow, rec.Status, rec.Reason = false, 401, e.Reason
 		return buildDenial(d, s.denials.dpopAlgs)
 	}
-	return s.deny(rec, 401, e.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof, description: e.Description, challenge: true, dpop: true})
+	return s.deny(rec, 401, e.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof, description: e.Description, challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
 }
 
 // requestURI is the URI a proof's htu must name: scheme, authority and path, without the

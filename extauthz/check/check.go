@@ -98,9 +98,9 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		var be *bearer.Error
 		errors.As(err, &be)
 		if be.Missing {
-			return s.deny(rec, 401, be.Reason, denial{status: 401, code: codes.Unauthenticated, description: "a bearer token is required", challenge: true})
+			return s.deny(rec, 401, be.Reason, denial{status: 401, code: codes.Unauthenticated, description: "a bearer token is required", challenge: true, resourceMetadata: resourceMetadata(v)})
 		}
-		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true})
+		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true, resourceMetadata: resourceMetadata(v)})
 	}
 	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
 		return s.deny(rec, 401, contract.ReasonMissingToken, denial{status: 401, code: codes.Unauthenticated, description: "the DPoP scheme is not accepted here", challenge: true})
@@ -118,7 +118,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		if te.Unavailable {
 			return s.deny(rec, 503, te.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: te.Description, retryAfter: "5"})
 		}
-		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true, dpop: dpopScheme})
+		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true, dpop: dpopScheme, resourceMetadata: resourceMetadata(v)})
 	}
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
 	pt := s.memo(id)
@@ -214,6 +214,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 			d.status, d.code, d.errCode, d.challenge = 403, codes.PermissionDenied, "insufficient_scope", true
 			d.description = "the token lacks a required scope"
 			d.scope = strings.Join(policy.RouteFrom(ext).Scopes, " ")
+			d.resourceMetadata = resourceMetadata(v)
 		}
 		rec.Allow, rec.Status, rec.Reason = false, d.status, reason
 		return buildDenial(d, s.denials.dpopAlgs)
@@ -234,11 +235,32 @@ func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int,
 
 func (s *Service) deny(rec *decisionlog.Record, status int, reason string, d denial) *authv3.CheckResponse {
 	rec.Allow, rec.Status, rec.Reason = false, status, reason
-	key := reason + "\x00" + d.description
+	// The metadata URL comes from the control plane's routes: the key set stays bounded by
+	// the config.
+	key := reason + "\x00" + d.description + "\x00" + d.resourceMetadata
 	if d.dpop {
 		key += "\x00dpop"
 	}
 	return s.denials.get(key, d)
+}
+
+// maxMetadataURL bounds the resource_metadata URL taken from a route's context extensions.
+const maxMetadataURL = 1024
+
+// resourceMetadata is the route's RFC 9728 metadata document URL for the challenge, or "" when
+// the route names none, or names something that is not a plain http(s) URL fit for a quoted
+// string (so a bad route label can never break the header).
+func resourceMetadata(v *policy.View) string {
+	u := v.Attrs.GetContextExtensions()[contract.ExtResourceMetadata]
+	if u == "" || len(u) > maxMetadataURL || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) {
+		return ""
+	}
+	for i := 0; i < len(u); i++ {
+		if c := u[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return ""
+		}
+	}
+	return u
 }
 
 func (s *Service) memo(id *token.Identity) *perToken {

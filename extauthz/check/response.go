@@ -28,7 +28,9 @@ type denial struct {
 	challenge   bool   // add WWW-Authenticate
 	dpop        bool   // the error is about a DPoP-scheme request: the DPoP challenge carries it
 	retryAfter  string
-	extra       []*corev3.HeaderValueOption
+	// resourceMetadata is the route's RFC 9728 metadata URL, named in the challenge (§5.1).
+	resourceMetadata string
+	extra            []*corev3.HeaderValueOption
 }
 
 // denialCache holds a service's denials that depend only on fixed strings (bearer and token
@@ -62,9 +64,9 @@ func buildDenial(d denial, dpopAlgs string) *authv3.CheckResponse {
 	if d.challenge {
 		switch {
 		case d.dpop:
-			headers = append(headers, header("www-authenticate", dpopChallenge(dpopAlgs, d)), appendHeader("www-authenticate", challenge(denial{})))
+			headers = append(headers, header("www-authenticate", dpopChallenge(dpopAlgs, d)), appendHeader("www-authenticate", challenge(denial{resourceMetadata: d.resourceMetadata})))
 		case dpopAlgs != "" && d.status == 401:
-			headers = append(headers, header("www-authenticate", challenge(d)), appendHeader("www-authenticate", dpopChallenge(dpopAlgs, denial{})))
+			headers = append(headers, header("www-authenticate", challenge(d)), appendHeader("www-authenticate", dpopChallenge(dpopAlgs, denial{resourceMetadata: d.resourceMetadata})))
 		default:
 			headers = append(headers, header("www-authenticate", challenge(d)))
 		}
@@ -111,6 +113,10 @@ func challenge(d denial) string {
 		b.WriteString(`, scope=`)
 		b.WriteString(strconv.Quote(d.scope))
 	}
+	if d.resourceMetadata != "" {
+		b.WriteString(`, resource_metadata=`)
+		b.WriteString(strconv.Quote(d.resourceMetadata))
+	}
 	return b.String()
 }
 
@@ -126,6 +132,10 @@ func dpopChallenge(algs string, d denial) string {
 			b.WriteString(`, error_description=`)
 			b.WriteString(strconv.Quote(d.description))
 		}
+	}
+	if d.resourceMetadata != "" {
+		b.WriteString(`, resource_metadata=`)
+		b.WriteString(strconv.Quote(d.resourceMetadata))
 	}
 	return b.String()
 }

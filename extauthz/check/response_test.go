@@ -6,6 +6,9 @@ import (
 	"crypto/ecdsa"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,6 +58,11 @@ func TestResponses(t *testing.T) {
 	enforce, globalShadow, failing := svc(demo, false), svc(demo, true), svc(undefined, false)
 	unreachable, unreachableIss := unreachableIssuer(t)
 	noKeys := check.New(check.Options{Verifier: unreachable, Headers: identityHeaders, DPoP: proofs})
+
+	// An issuer that also accepts opaque tokens by introspection.
+	idp := goldenIntrospection(t)
+	ri := newRigIntrospecting(t, []*testissuer.Key{k}, "demo-policy", 1000, idp.URL)
+	introspecting := check.New(check.Options{Verifier: ri.verifier, Policy: demo, Headers: identityHeaders, MaxTokenBytes: 4096})
 
 	tok := func(scope, client string, edit func(testissuer.Claims)) string {
 		c := r.is.Standard("orders-api", "alice", scope, time.Hour)
@@ -117,6 +125,20 @@ func TestResponses(t *testing.T) {
 		{"dpop-bound-token-as-bearer", enforce, req("GET", "/orders/1", read, "authorization", bearer(boundTok))},
 		{"dpop-proof-of-another-key", enforce, req("GET", "/orders/1", read, "authorization", "DPoP "+boundTok, "dpop", proof(ecKey(t), "GET", "/orders/1"))},
 		{"binding-required-plain-bearer", enforce, req("GET", "/orders/1", bindingRequired, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		// A route of a virtual host with RFC 9728 metadata: every challenge names the document
+		// (§5.1); insufficient_scope still names the scopes; a label that is no plain URL is left out.
+		{"metadata-no-credentials", enforce, req("GET", "/orders", withMetadata(read, metadataURL))},
+		{"metadata-expired-token", enforce, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", bearer(expired))},
+		{"metadata-malformed-header", enforce, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", "Bearer a b")},
+		{"metadata-missing-scope", enforce, req("POST", "/orders", withMetadata(write, metadataURL), "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"metadata-keys-never-fetched", noKeys, req("GET", "/orders", withMetadata(read, metadataURL), "authorization", bearer(tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["iss"] = unreachableIss })))},
+		{"metadata-not-a-url", enforce, req("GET", "/orders", withMetadata(read, `https://x" error="evil`))},
+		// Opaque tokens, checked by introspection: the same answers as for a JWT, and 503 with
+		// Retry-After when the issuer can't answer (nothing cached).
+		{"introspected-allowed", introspecting, req("GET", "/orders/1", read, "authorization", "Bearer opaque.active.x.y.z")},
+		{"introspected-missing-scope", introspecting, req("POST", "/orders", write, "authorization", "Bearer opaque.active.x.y.z")},
+		{"introspected-inactive", introspecting, req("GET", "/orders/1", withMetadata(read, metadataURL), "authorization", "Bearer opaque.inactive.x.y.z")},
+		{"introspection-unavailable", introspecting, req("GET", "/orders/1", read, "authorization", "Bearer opaque.failing.x.y.z")},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},
@@ -208,4 +230,32 @@ func unreachableIssuer(t *testing.T) (*token.Verifier, string) {
 	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
 		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: time.Minute}
 	return token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}}), is.Issuer
+}
+
+const metadataURL = "https://api.example.com/.well-known/oauth-protected-resource"
+
+// withMetadata is a route's context extensions with the resource_metadata URL added.
+func withMetadata(ext map[string]string, url string) map[string]string {
+	out := map[string]string{contract.ExtResourceMetadata: url}
+	for k, v := range ext {
+		out[k] = v
+	}
+	return out
+}
+
+// goldenIntrospection answers introspection by the token's second part: active (orders:read
+// for alice via orders-cli), inactive, or failing with 500.
+func goldenIntrospection(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.Split(r.FormValue("token"), ".")[1] {
+		case "active":
+			fmt.Fprintf(w, `{"active":true,"scope":"orders:read","client_id":"orders-cli","sub":"alice","aud":["orders-api"],"exp":%d}`, time.Now().Add(time.Hour).Unix())
+		case "inactive":
+			fmt.Fprint(w, `{"active":false}`)
+		default:
+			http.Error(w, "down", http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

@@ -2,6 +2,9 @@
 package config
 
 import (
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -11,22 +14,34 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
+// UnixPrefix marks a listen address that is a Unix socket path (unix:///run/authz.sock).
+const UnixPrefix = "unix://"
+
 // Config is the file users write for `scopegate authz`.
 type Config struct {
-	Listen          string        `yaml:"listen"`
-	Admin           string        `yaml:"admin"`
-	LogLevel        string        `yaml:"log_level"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Issuers         []Issuer      `yaml:"issuers"`
-	Headers         Headers       `yaml:"headers"`
-	Bearer          Bearer        `yaml:"bearer"`
-	TokenCache      TokenCache    `yaml:"token_cache"`
-	Policy          Policy        `yaml:"policy"`
-	DecisionLog     DecisionLog   `yaml:"decision_log"`
+	// Listen is host:port, or unix:///path for a Unix socket (sidecar deployments).
+	Listen string `yaml:"listen"`
+	// SocketGroup, with a Unix socket, lets this group read and write it (mode 0660); without
+	// it the socket is the owner's only (0600).
+	SocketGroup string `yaml:"socket_group"`
+	// TLS serves gRPC (Check and health) over TLS; with client_ca_file, mutual TLS.
+	TLS   *certreload.Files `yaml:"tls"`
+	Admin string            `yaml:"admin"`
+	// AdminTLS serves the admin HTTP endpoints over TLS (same shape as TLS).
+	AdminTLS        *certreload.Files `yaml:"admin_tls"`
+	LogLevel        string            `yaml:"log_level"`
+	ShutdownTimeout time.Duration     `yaml:"shutdown_timeout"`
+	Issuers         []Issuer          `yaml:"issuers"`
+	Headers         Headers           `yaml:"headers"`
+	Bearer          Bearer            `yaml:"bearer"`
+	TokenCache      TokenCache        `yaml:"token_cache"`
+	Policy          Policy            `yaml:"policy"`
+	DecisionLog     DecisionLog       `yaml:"decision_log"`
 	// GRPCReflection serves gRPC server reflection on the listen port (for grpcurl). Off by
 	// default: it tells anyone who can reach the port what it serves.
 	GRPCReflection bool `yaml:"grpc_reflection"`
@@ -75,7 +90,45 @@ type Issuer struct {
 	// RequireBinding refuses this issuer's tokens unless they are sender-constrained (DPoP
 	// or certificate-bound).
 	RequireBinding bool `yaml:"require_binding"`
+	// Introspection, when set, accepts this issuer's opaque tokens by RFC 7662 introspection.
+	Introspection *Introspection `yaml:"introspection"`
 }
+
+// Introspection is how an issuer's opaque access tokens are checked (RFC 7662).
+type Introspection struct {
+	// Endpoint is the introspection endpoint; with discovery: true and no endpoint, the
+	// discovery document's introspection_endpoint.
+	Endpoint string `yaml:"endpoint"`
+	// ClientID and the secret in ClientSecretFile authenticate scopegate to the endpoint
+	// (client_secret_basic).
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// KeyFile, instead of ClientSecretFile, authenticates with private_key_jwt (RFC 7523): a
+	// PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC); KeyID is sent as the assertion's kid.
+	KeyFile string `yaml:"key_file"`
+	KeyID   string `yaml:"key_id"`
+	// CacheTTL: a positive answer is reused until min(exp, now + cache_ttl) (default 60s).
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// NegativeCacheTTL: an inactive (or refused) answer is reused this long (default 5s).
+	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
+	// TokenPrefix routes opaque tokens between several introspecting issuers: a token goes
+	// to the first introspecting issuer, in file order, whose prefix it starts with; an
+	// issuer without a prefix takes every token (so it must come last).
+	TokenPrefix string `yaml:"token_prefix"`
+	// JWTResponse asks for RFC 9701 signed responses (application/token-introspection+jwt),
+	// verified with the issuer's keys (so the issuer needs a key source); an unsigned answer
+	// is then refused.
+	JWTResponse bool `yaml:"jwt_response"`
+	// IntrospectJWS sends a JWS that this issuer's keys fail to verify (bad or unknown key,
+	// wrong algorithm, ...) to introspection instead of refusing it. Off by default.
+	IntrospectJWS bool `yaml:"introspect_jws"`
+}
+
+// Introspecting reports whether the issuer accepts opaque tokens by introspection.
+func (is *Issuer) Introspecting() bool { return is.Introspection != nil }
+
+// HasKeys reports whether the issuer verifies JWTs (it has a key source).
+func (is *Issuer) HasKeys() bool { return is.Discovery || is.JWKSURI != "" || is.JWKSFile != "" }
 
 // Headers names the identity headers sent upstream on allow; an empty name turns one off.
 type Headers struct {
@@ -263,7 +316,20 @@ func (c *Config) setDefaults() {
 		if is.MaxJWKSBytes == 0 {
 			is.MaxJWKSBytes = 1 << 20
 		}
+		if in := is.Introspection; in != nil {
+			if in.CacheTTL == 0 {
+				in.CacheTTL = 60 * time.Second
+			}
+			if in.NegativeCacheTTL == 0 {
+				in.NegativeCacheTTL = 5 * time.Second
+			}
+		}
 	}
+}
+
+// SocketPath is the Unix socket path when Listen is unix:///path.
+func (c *Config) SocketPath() (string, bool) {
+	return strings.CutPrefix(c.Listen, UnixPrefix)
 }
 
 // Validate checks every field; the error names the field at fault.
@@ -272,9 +338,29 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	for _, a := range [][2]string{{"listen", c.Listen}, {"admin", c.Admin}} {
-		if _, _, err := net.SplitHostPort(a[1]); err != nil {
-			bad(a[0], "%q is not host:port", a[1])
+	if path, ok := c.SocketPath(); ok {
+		if !strings.HasPrefix(path, "/") {
+			bad("listen", "%q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", c.Listen)
+		}
+	} else {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("listen", "%q is not host:port or unix:///path", c.Listen)
+		}
+		if c.SocketGroup != "" {
+			bad("socket_group", "applies to a Unix socket listen address only (listen: unix:///path)")
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
+		bad("admin", "%q is not host:port", c.Admin)
+	}
+	if c.TLS != nil {
+		if err := c.TLS.Validate("tls"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.AdminTLS != nil {
+		if err := c.AdminTLS.Validate("admin_tls"); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.ShutdownTimeout < 0 {
@@ -310,8 +396,20 @@ func (c *Config) Validate() error {
 				sources++
 			}
 		}
-		if sources != 1 {
-			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required")
+		switch {
+		case sources == 0 && is.Introspection != nil:
+			// Introspection only: validateIntrospection requires the endpoint.
+		case sources != 1:
+			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required (or, for opaque tokens only, introspection with an endpoint)")
+		}
+		if in := is.Introspection; in != nil {
+			if in.Endpoint == "" && !is.Discovery {
+				bad(f+".introspection.endpoint", "required without discovery: true")
+			}
+			if in.JWTResponse && sources == 0 {
+				bad(f+".introspection.jwt_response", "needs the issuer's keys (discovery: true, jwks_uri or jwks_file) to verify the signed responses")
+			}
+			validateIntrospection(bad, f+".introspection", in)
 		}
 		if is.Discovery {
 			if u, err := url.Parse(is.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -355,6 +453,22 @@ func (c *Config) Validate() error {
 		}
 		if is.MaxJWKSBytes < 1024 {
 			bad(f+".max_jwks_bytes", "%d is too small (at least 1024)", is.MaxJWKSBytes)
+		}
+	}
+	// Routing of opaque tokens: an introspecting issuer without token_prefix takes every
+	// token, so any introspecting issuer after it could never be reached.
+	catchAll := ""
+	for i := range c.Issuers {
+		in := c.Issuers[i].Introspection
+		if in == nil {
+			continue
+		}
+		if catchAll != "" {
+			bad(fmt.Sprintf("issuers[%d].introspection.token_prefix", i), "issuer %q introspects every opaque token (no token_prefix), so this one would never be asked: give %q a token_prefix or list it first", catchAll, catchAll)
+			continue
+		}
+		if in.TokenPrefix == "" {
+			catchAll = c.Issuers[i].Name
 		}
 	}
 	for _, h := range [][2]string{{"headers.subject", c.Headers.Subject}, {"headers.client_id", c.Headers.ClientID},
@@ -427,4 +541,98 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func validateIntrospection(bad func(field, format string, args ...any), f string, in *Introspection) {
+	if in.Endpoint != "" {
+		if u, err := url.Parse(in.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			bad(f+".endpoint", "want an http(s) URL without user info, got %q", in.Endpoint)
+		}
+	}
+	if in.ClientID == "" {
+		bad(f+".client_id", "required (scopegate's client at the introspection endpoint)")
+	}
+	switch {
+	case in.ClientSecretFile == "" && in.KeyFile == "":
+		bad(f+".client_secret_file", "required (a file holding the client secret), or key_file for private_key_jwt")
+	case in.ClientSecretFile != "" && in.KeyFile != "":
+		bad(f, "client_secret_file and key_file are exclusive: one client authentication method")
+	case in.ClientSecretFile != "":
+		if _, err := os.Stat(in.ClientSecretFile); err != nil {
+			bad(f+".client_secret_file", "%v", err)
+		}
+	default:
+		if _, err := ReadPrivateKey(in.KeyFile); err != nil {
+			bad(f+".key_file", "%v", err)
+		}
+	}
+	if in.CacheTTL < 0 || in.CacheTTL > time.Hour {
+		bad(f+".cache_ttl", "%s is out of range (up to 1h)", in.CacheTTL)
+	}
+	if in.NegativeCacheTTL < 0 || in.NegativeCacheTTL > 10*time.Minute {
+		bad(f+".negative_cache_ttl", "%s is out of range (up to 10m)", in.NegativeCacheTTL)
+	}
+	if strings.ContainsAny(in.TokenPrefix, " \t\r\n") {
+		bad(f+".token_prefix", "%q must not contain whitespace", in.TokenPrefix)
+	}
+}
+
+// ReadSecret reads an introspection client secret file: its content less surrounding
+// whitespace (a trailing newline is usual). The error names the file, never the content.
+func ReadSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("client_secret_file: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("client_secret_file %s: empty", path)
+	}
+	return s, nil
+}
+
+// ReadPrivateKey reads a PEM private key for private_key_jwt: PKCS#8, PKCS#1 (RSA) or SEC 1
+// (EC). Errors name the file, never key material.
+func ReadPrivateKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	var key any
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: PEM block %q is not a private key", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return signer, nil
+}
+
+// Credentials reads what authenticates scopegate at the introspection endpoint: the client
+// secret (client_secret_file) or the private key (key_file), whichever is configured.
+func (in *Introspection) Credentials() (secret string, key crypto.Signer, err error) {
+	if in.KeyFile != "" {
+		key, err = ReadPrivateKey(in.KeyFile)
+		if err != nil {
+			return "", nil, fmt.Errorf("key_file: %w", err)
+		}
+		return "", key, nil
+	}
+	secret, err = ReadSecret(in.ClientSecretFile)
+	return secret, nil, err
 }

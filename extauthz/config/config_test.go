@@ -1,6 +1,12 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +67,11 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"unknown field", minimal + "listn: ':1'\n", "listn: line 7: field listn not found"},
 		{"no issuers", "listen: ':1'\n", "issuers: at least one issuer"},
 		{"bad listen", minimal + "listen: '9191'\n", `listen: "9191" is not host:port`},
+		{"relative socket", minimal + "listen: unix://run/authz.sock\n", "listen: \"unix://run/authz.sock\": a Unix socket needs an absolute path"},
+		{"socket_group on TCP", minimal + "socket_group: envoy\n", "socket_group: applies to a Unix socket"},
+		{"tls without key", minimal + "tls: {cert_file: a.crt}\n", "tls.key_file: required"},
+		{"admin_tls without cert", minimal + "admin_tls: {key_file: a.key}\n", "admin_tls.cert_file: required"},
+		{"tls misspelt field", minimal + "tls: {cert_file: a.crt, key_file: a.key, ca_file: c.crt}\n", "field ca_file not found"},
 		{"HMAC algorithm", strings.Replace(minimal, "audiences", "algorithms: [HS256]\n    audiences", 1), `issuers[0] (demo).algorithms: "HS256" is not allowed`},
 		{"alg none", strings.Replace(minimal, "audiences", "algorithms: [none]\n    audiences", 1), `"none" is not allowed`},
 		{"no audience", strings.Replace(minimal, "    audiences: [orders-api]\n", "", 1), "issuers[0] (demo).audiences: at least one audience"},
@@ -107,3 +118,88 @@ func TestSigningDefaults(t *testing.T) {
 		t.Fatalf("no signing block: %+v %v", c.Policy.Signing, err)
 	}
 }
+
+// introspecting is an issuer for opaque tokens; secret is the client_secret_file path.
+func introspecting(name, extra, secret string) string {
+	return `  - name: ` + name + `
+    issuer: "https://` + name + `.example.com/"
+    discovery: true
+    audiences: [orders-api]
+    introspection:
+      client_id: orders-api
+      client_secret_file: ` + secret + `
+` + extra
+}
+
+func TestIntrospectionConfig(t *testing.T) {
+	secret := t.TempDir() + "/secret"
+	keyFile := t.TempDir() + "/key.pem"
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(ec)
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeSecret(secret, "s3cret\n"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte("issuers:\n" + introspecting("corp", "", secret)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Issuers[0].Introspection
+	if in.CacheTTL != 60*time.Second || in.NegativeCacheTTL != 5*time.Second || !c.Issuers[0].HasKeys() {
+		t.Fatalf("defaults: %+v", in)
+	}
+	if s, err := ReadSecret(secret); err != nil || s != "s3cret" {
+		t.Fatalf("ReadSecret = %q, %v; want the secret without its newline", s, err)
+	}
+	// Introspection only: an endpoint and no key source.
+	only := "issuers:\n  - name: corp\n    issuer: https://idp.example.com/\n    audiences: [a]\n    introspection: {endpoint: 'https://idp.example.com/introspect', client_id: c, client_secret_file: " + secret + "}\n"
+	if c, err := Parse([]byte(only)); err != nil || c.Issuers[0].HasKeys() {
+		t.Fatalf("introspection-only issuer: %v", err)
+	}
+
+	bad := []struct{ name, yaml, want string }{
+		{"no endpoint without discovery", strings.Replace(only, "endpoint: 'https://idp.example.com/introspect', ", "", 1), "issuers[0] (corp).introspection.endpoint: required without discovery: true"},
+		{"endpoint not http", strings.Replace(only, "https://idp.example.com/introspect", "ftp://idp/x", 1), `introspection.endpoint: want an http(s) URL without user info, got "ftp://idp/x"`},
+		{"jwks_uri, no discovery, no endpoint", "issuers:\n" + strings.Replace(introspecting("corp", "", secret), "discovery: true", "jwks_uri: https://corp.example.com/keys", 1), "issuers[0] (corp).introspection.endpoint: required without discovery: true"},
+		{"jwt_response without keys", strings.Replace(only, "client_id: c,", "client_id: c, jwt_response: true,", 1), "issuers[0] (corp).introspection.jwt_response: needs the issuer's keys"},
+		{"secret and key", strings.Replace(only, "client_id: c,", "client_id: c, key_file: "+keyFile+",", 1), "issuers[0] (corp).introspection: client_secret_file and key_file are exclusive"},
+		{"key file not a key", strings.Replace(only, "client_secret_file: "+secret, "key_file: "+secret, 1), "introspection.key_file: " + secret + ": no PEM block"},
+		{"no client_id", strings.Replace(only, "client_id: c, ", "", 1), "introspection.client_id: required"},
+		{"no secret file", strings.Replace(only, ", client_secret_file: "+secret, "", 1), "introspection.client_secret_file: required"},
+		{"missing secret file", strings.Replace(only, secret, secret+".missing", 1), "introspection.client_secret_file: stat " + secret + ".missing"},
+		{"negative ttl", "issuers:\n" + introspecting("corp", "      negative_cache_ttl: -1s\n", secret), "introspection.negative_cache_ttl: -1s is out of range"},
+		{"ttl too long", "issuers:\n" + introspecting("corp", "      cache_ttl: 2h\n", secret), "introspection.cache_ttl: 2h0m0s is out of range"},
+		{"unknown member", "issuers:\n" + introspecting("corp", "      client_key: k.pem\n", secret), "field client_key not found"},
+		{"unreachable issuer", "issuers:\n" + introspecting("corp", "", secret) + introspecting("other", "", secret),
+			`issuers[1].introspection.token_prefix: issuer "corp" introspects every opaque token (no token_prefix), so this one would never be asked`},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	// private_key_jwt: key_file instead of client_secret_file.
+	withKey := strings.Replace(only, "client_secret_file: "+secret, "key_file: "+keyFile+", key_id: k1", 1)
+	c, err = Parse([]byte(withKey))
+	if err != nil {
+		t.Fatalf("key_file: %v", err)
+	}
+	if s, key, err := c.Issuers[0].Introspection.Credentials(); err != nil || s != "" || key == nil {
+		t.Fatalf("Credentials with key_file = %q, %v, %v", s, key, err)
+	}
+	// With a prefix on the first, both are reachable.
+	two := "issuers:\n" + introspecting("corp", "      token_prefix: corp_\n", secret) + introspecting("other", "", secret)
+	if _, err := Parse([]byte(two)); err != nil {
+		t.Fatalf("prefixed then catch-all: %v", err)
+	}
+	if _, err := ReadSecret(t.TempDir() + "/none"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("ReadSecret of a missing file: %v", err)
+	}
+}
+
+func writeSecret(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }

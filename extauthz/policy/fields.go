@@ -121,6 +121,7 @@ const (
 	tokIat
 	tokJTI
 	tokBinding
+	tokSource
 	tokClaims
 )
 
@@ -155,6 +156,9 @@ var tokenFields = [...]tokenField{
 	tokBinding: {name: "binding",
 		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Binding) },
 		key:   func(t Token) keyPart { return str(t.Binding) }},
+	tokSource: {name: "source",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Source) },
+		key:   func(t Token) keyPart { return str(t.Source) }},
 	tokClaims: {name: "claims", value: func(t *Token) *ast.Term {
 		claims, err := ast.InterfaceToValue(t.Claims)
 		if err != nil || t.Claims == nil {

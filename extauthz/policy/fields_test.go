@@ -87,6 +87,7 @@ func TestEveryFieldKeysSharedDecisions(t *testing.T) {
 		"iat":       func(_ *string, c map[string]any) { c["iat"] = 1000000001 },
 		"jti":       func(_ *string, c map[string]any) { c["jti"] = "j2" },
 		"binding":   func(_ *string, c map[string]any) { c["cnf"] = map[string]any{"jkt": "thumbprint"} },
+		"source":    func(_ *string, c map[string]any) { c[sourceMarker] = token.SourceIntrospection },
 		"claims":    func(_ *string, c map[string]any) { c["tenant"] = "u" },
 	}
 	for i := range tokenFields {
@@ -153,12 +154,21 @@ func analyzeSource(t *testing.T, src string) Fields {
 
 func identity(t *testing.T, issuer string, claims map[string]any) *token.Identity {
 	t.Helper()
+	source, _ := claims[sourceMarker].(string)
+	delete(claims, sourceMarker)
 	id, err := token.IdentityFromClaims(issuer, claims, []string{"scope"}, []string{"client_id"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if source != "" {
+		id.Source = source
+	}
 	return id
 }
+
+// sourceMarker in a test's claims sets the identity's source (how the token was checked),
+// which no claim carries.
+const sourceMarker = "\x00source"
 
 func requestValue(v *View, i int) *ast.Term {
 	if t := requestFields[i].value(*v); t != nil {

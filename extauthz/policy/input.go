@@ -35,6 +35,7 @@ type Token struct {
 	Iat      int64          `json:"iat"`
 	JTI      string         `json:"jti"`
 	Binding  string         `json:"binding"`
+	Source   string         `json:"source"` // "jwt" or "introspection"
 	Claims   map[string]any `json:"claims"`
 }
 
@@ -49,7 +50,7 @@ func tokenFrom(id *token.Identity) Token {
 // for: what the Check path keys shared decisions on.
 func tokenWithoutClaims(id *token.Identity) Token {
 	t := Token{Issuer: id.Issuer, Iss: id.Iss, Sub: id.Subject, ClientID: id.ClientID, Aud: id.Audience,
-		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Binding: id.Binding()}
+		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Binding: id.Binding(), Source: id.Source}
 	if !id.IssuedAt.IsZero() {
 		t.Iat = id.IssuedAt.Unix()
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -26,45 +27,51 @@ import (
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
-	"github.com/scopegate/scopegate/internal/bind"
-	"github.com/scopegate/scopegate/policies"
-
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/grpcstop"
+	"github.com/scopegate/scopegate/policies"
 )
 
 // Server is a running authz service.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	grpc     *grpc.Server
-	health   *health.Server
-	admin    *admin.Server
-	lis      net.Listener
-	sources  []*jwks.Source
-	engine   *policy.Engine
-	dlog     *decisionlog.Logger
-	dlogFile io.Closer
-	Service  *check.Service
-	Registry *prometheus.Registry
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	cfg     *config.Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	admin   *admin.Server
+	lis     net.Listener
+	sources []*jwks.Source
+	// introspectors are the introspecting issuers' clients (readiness: endpoint known).
+	introspectors []*introspect.Client
+	engine        *policy.Engine
+	dlog          *decisionlog.Logger
+	dlogFile      io.Closer
+	Service       *check.Service
+	Registry      *prometheus.Registry
+	// GRPCTLS and AdminTLS serve the certificates of the tls and admin_tls blocks (nil
+	// without them).
+	GRPCTLS, AdminTLS *certreload.Reloader
+	cancel            context.CancelFunc
+	wg                sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
 
-// Handler is the Check service built from a config, with its issuers' key sources and its
-// policy, but no listeners: `scopegate authz` serves it, and `scopegate check --config` asks
-// it in-process, so both decide the same way.
+// Handler is the Check service built from a config, with its issuers' key sources,
+// introspection clients and policy, but no listeners: `scopegate authz` serves it, and
+// `scopegate check --config` asks it in-process, so both decide the same way.
 type Handler struct {
-	Service  *check.Service
-	Verifier *token.Verifier
-	Engine   *policy.Engine
-	Sources  []*jwks.Source
+	Service       *check.Service
+	Verifier      *token.Verifier
+	Engine        *policy.Engine
+	Sources       []*jwks.Source
+	Introspectors []*introspect.Client
 }
 
 // HandlerOptions are what NewHandler takes besides the config; every field may be nil.
@@ -74,8 +81,8 @@ type HandlerOptions struct {
 	DecisionLog *decisionlog.Logger
 }
 
-// NewHandler builds the key sources (not started: see StartSources), the verifier with its
-// cache, the policy engine and the Check service from cfg.
+// NewHandler builds the key sources and introspection clients (not started: see Start), the
+// verifier with its cache, the policy engine and the Check service from cfg.
 func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Handler, error) {
 	log, reg := o.Logger, o.Registry
 	if log == nil {
@@ -86,25 +93,44 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	}
 	h := &Handler{}
 	jm := jwks.NewMetrics(reg)
+	im := introspect.NewMetrics(reg)
 	var issuers []token.Issuer
 	for _, ic := range cfg.Issuers {
-		src, err := jwks.New(jwks.Options{
-			Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
-			RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
-			FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+		is := token.Issuer{Config: ic}
+		if ic.HasKeys() {
+			src, err := jwks.New(jwks.Options{
+				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
+				RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
+				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+			h.Sources = append(h.Sources, src)
+			is.Keys = src
 		}
-		h.Sources = append(h.Sources, src)
-		issuers = append(issuers, token.Issuer{Config: ic, Keys: src})
+		if in := ic.Introspection; in != nil {
+			secret, key, err := in.Credentials()
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
+			}
+			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
+				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+			h.Introspectors = append(h.Introspectors, c)
+			is.Introspect = c
+		}
+		issuers = append(issuers, is)
 	}
 	tm := token.NewMetrics(reg)
 	cache := token.NewCache(*cfg.TokenCache.MaxEntries)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
 	}, func() float64 { return float64(cache.Len()) }))
-	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm})
+	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm, Logger: log})
 
 	verification, err := policy.Verification(cfg.Policy.Signing)
 	if err != nil {
@@ -130,10 +156,13 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	return h, nil
 }
 
-// StartSources starts fetching every issuer's keys until ctx ends.
-func (h *Handler) StartSources(ctx context.Context) {
+// Start starts fetching every issuer's keys and introspection metadata until ctx ends.
+func (h *Handler) Start(ctx context.Context) {
 	for _, src := range h.Sources {
 		src.Start(ctx)
+	}
+	for _, c := range h.Introspectors {
+		c.Start(ctx)
 	}
 }
 
@@ -156,22 +185,40 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		cancel()
 		return nil, err
 	}
-	s.sources, s.engine, s.Service = h.Sources, h.Engine, h.Service
+	s.sources, s.introspectors, s.engine, s.Service = h.Sources, h.Introspectors, h.Engine, h.Service
 	verifier, engine := h.Verifier, h.Engine
 
-	s.lis, err = bind.TCP(cfg.Listen, "listen")
+	tlsMetrics := certreload.NewMetrics(reg)
+	grpcOpts := []grpc.ServerOption{}
+	if cfg.TLS != nil {
+		s.GRPCTLS, err = certreload.New(certreload.Options{Files: *cfg.TLS, Name: "grpc", Logger: log, Metrics: tlsMetrics})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(s.GRPCTLS.ServerConfig())))
+	}
+	if cfg.AdminTLS != nil {
+		s.AdminTLS, err = certreload.New(certreload.Options{Files: *cfg.AdminTLS, Name: "admin", Logger: log, Metrics: tlsMetrics,
+			NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("admin_tls: %w", err)
+		}
+	}
+	s.lis, err = listen(cfg)
 	if err != nil {
 		s.closeDecisionLog()
 		cancel()
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(
+	s.grpc = grpc.NewServer(append(grpcOpts,
 		// Reused worker goroutines keep the stacks policy evaluation has grown; a fresh
 		// goroutine per request would grow its stack again on every cold token.
 		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	authv3.RegisterAuthorizationServer(s.grpc, s.Service)
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -188,10 +235,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		cancel()
 		return nil, err
 	}
-
-	for _, src := range s.sources {
-		src.Start(bg)
+	if s.AdminTLS != nil {
+		s.admin.UseTLS(s.AdminTLS.ServerConfig())
 	}
+	for _, r := range []*certreload.Reloader{s.GRPCTLS, s.AdminTLS} {
+		if r == nil {
+			continue
+		}
+		if err := r.Start(bg); err != nil {
+			log.Warn("TLS files not watched: certificate rotation needs a restart", "error", err)
+		}
+	}
+
+	h.Start(bg)
 	s.wg.Go(func() { verifier.Run(bg) })
 	if cfg.Policy.Watch {
 		if err := engine.Watch(bg, 300*time.Millisecond, nil); err != nil {
@@ -231,9 +287,18 @@ func (s *Server) closeDecisionLog() error {
 	return err
 }
 
-// GRPCAddr and AdminAddr are the bound addresses (useful with port 0).
+// GRPCAddr and AdminAddr are the bound addresses (useful with port 0); a Unix socket's
+// GRPCAddr is its path.
 func (s *Server) GRPCAddr() string  { return s.lis.Addr().String() }
 func (s *Server) AdminAddr() string { return s.admin.Addr() }
+
+// GRPCTarget is what a gRPC client dials: host:port, or unix:///path.
+func (s *Server) GRPCTarget() string {
+	if _, ok := s.cfg.SocketPath(); ok {
+		return config.UnixPrefix + s.GRPCAddr()
+	}
+	return s.GRPCAddr()
+}
 
 // Ready reports whether every issuer has keys.
 func (s *Server) Ready() bool {
@@ -257,6 +322,14 @@ func (s *Server) ready() (any, error) {
 	}
 	if len(missing) > 0 {
 		return r, fmt.Errorf("no keys yet for issuer(s) %v", missing)
+	}
+	for _, c := range s.introspectors {
+		if !c.Ready() {
+			missing = append(missing, c.Name())
+		}
+	}
+	if len(missing) > 0 {
+		return r, fmt.Errorf("introspection endpoint not discovered yet for issuer(s) %v", missing)
 	}
 	return r, nil
 }
@@ -289,7 +362,8 @@ func (s *Server) Start() {
 			s.log.Error("grpc server stopped", "error", err)
 		}
 	})
-	s.log.Info("scopegate authz serving", "grpc", s.GRPCAddr(), "admin", s.AdminAddr(), "policy_revision", s.engine.Revision().ID)
+	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(s.cfg.TLS), "admin", s.AdminAddr(),
+		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", s.engine.Revision().ID)
 }
 
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
@@ -312,4 +386,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.dlogFile.Close()
 	}
 	return err
+}
+
+func tlsMode(f *certreload.Files) string {
+	switch {
+	case f == nil:
+		return "off"
+	case f.ClientCAFile != "":
+		return "mutual"
+	}
+	return "server"
 }

@@ -29,21 +29,26 @@ import (
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
-func repoPolicies(t *testing.T) string {
+func repoPolicies(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "policies")
 }
 
-func startServer(t *testing.T, is *testissuer.Issuer, extra string) *Server {
+func startServer(t testing.TB, is *testissuer.Issuer, extra string) *Server {
 	t.Helper()
 	return startServerWithPolicy(t, is, repoPolicies(t), false, extra)
 }
 
-// startServerWithPolicy starts a server with the policy directory dir (watched or not).
-func startServerWithPolicy(t *testing.T, is *testissuer.Issuer, dir string, watch bool, extra ...string) *Server {
+// startServerWithPolicy starts a server with the policy directory dir (watched or not); an
+// extra block starting with listen: replaces the loopback TCP listener.
+func startServerWithPolicy(t testing.TB, is *testissuer.Issuer, dir string, watch bool, extra ...string) *Server {
 	t.Helper()
-	yaml := fmt.Sprintf(`
-listen: "127.0.0.1:0"
+	more := strings.Join(extra, "\n")
+	listen := "listen: \"127.0.0.1:0\"\n"
+	if strings.HasPrefix(more, "listen:") {
+		listen = "" // the test's own
+	}
+	yaml := listen + fmt.Sprintf(`
 admin: "127.0.0.1:0"
 issuers:
   - name: demo
@@ -56,7 +61,7 @@ policy:
   watch: %v
 decision_log:
   output: "off"
-%s`, is.Issuer, is.JWKSURL(), dir, watch, strings.Join(extra, "\n"))
+%s`, is.Issuer, is.JWKSURL(), dir, watch, more)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)

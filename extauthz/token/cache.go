@@ -23,12 +23,21 @@ type cacheShard struct {
 }
 
 // entry pins what a hit must re-check: expiry, and that the verifying key is still published.
+// An introspected entry (is set) has no key; it is fresh until expiry and may still stand in
+// for a failed introspection call until stale; a negative one holds the refusal (err).
 type entry struct {
 	id     *Identity
-	expiry int64 // unix nanoseconds; the entry is dead from this instant
+	expiry int64 // unix nanoseconds; the entry is dead (introspected: no longer fresh) from this instant
 	kid    string
 	fp     [32]byte
+
+	is    *issuer // the introspecting issuer; nil for a verified JWS
+	err   *Error  // a cached refusal of an opaque token
+	stale int64   // introspected positive: the token's exp, until which it backs up a failing IdP
 }
+
+// deadAt is when the entry can serve nothing any more.
+func (e *entry) deadAt() int64 { return max(e.expiry, e.stale) }
 
 // NewCache returns a cache of at most maxEntries (rounded up to a multiple of the shard count),
 // or nil (no caching) when maxEntries is 0.
@@ -74,7 +83,7 @@ func (c *Cache) evictLocked(s *cacheShard, now int64) {
 		if !found {
 			victim, found = k, true
 		}
-		if e.expiry <= now {
+		if e.deadAt() <= now {
 			victim = k
 			break
 		}
@@ -112,7 +121,7 @@ func (c *Cache) sweep(now int64) {
 		s := &c.shards[i]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expiry <= now {
+			if e.deadAt() <= now {
 				delete(s.m, k)
 				c.size.Add(-1)
 			}

@@ -14,6 +14,8 @@ import (
 // Identity is what a verified token says: immutable once built, shared by every Check that
 // presents the same token while it is cached.
 type Identity struct {
+	// Source is how the token was checked: SourceJWT or SourceIntrospection.
+	Source   string
 	Issuer   string // the configured issuer name
 	Iss      string
 	Subject  string
@@ -55,6 +57,12 @@ func (id *Identity) Binding() string {
 	return "none"
 }
 
+// Token sources (input.token.source).
+const (
+	SourceJWT           = "jwt"
+	SourceIntrospection = "introspection"
+)
+
 // Memo returns the value stored by SetMemo, or nil.
 func (id *Identity) Memo() any {
 	if p := id.memo.Load(); p != nil {
@@ -67,7 +75,7 @@ func (id *Identity) Memo() any {
 func (id *Identity) SetMemo(v any) { id.memo.Store(&v) }
 
 func newIdentity(issuerName string, c *accessClaims, kid string) *Identity {
-	id := &Identity{Issuer: issuerName, KID: kid, Iss: c.iss, Subject: c.sub, JTI: c.jti, ClientID: c.clientID,
+	id := &Identity{Source: SourceJWT, Issuer: issuerName, KID: kid, Iss: c.iss, Subject: c.sub, JTI: c.jti, ClientID: c.clientID,
 		Audience: c.aud, Scopes: c.scopes, JKT: c.jkt, X5T: c.x5t, raw: c.raw}
 	if id.Scopes == nil {
 		id.Scopes = []string{}

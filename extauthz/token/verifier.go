@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fastjson"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -53,10 +56,12 @@ var errNoKeys = &Error{Reason: contract.ReasonNoKeys, Description: "the issuer's
 // deadline budget (jwks.DeadlineMargin before the deadline).
 var errRefreshPending = &Error{Reason: contract.ReasonKeyRefreshPending, Description: "the signing key could not be fetched in time", Unavailable: true}
 
-// Issuer is a trusted issuer with its key source.
+// Issuer is a trusted issuer with its key source (nil: opaque tokens only) and, for opaque
+// tokens, its introspection client (nil: JWTs only).
 type Issuer struct {
-	Config config.Issuer
-	Keys   *jwks.Source
+	Config     config.Issuer
+	Keys       *jwks.Source
+	Introspect *introspect.Client
 }
 
 // Verifier checks tokens against the issuers and caches the result.
@@ -66,6 +71,10 @@ type Verifier struct {
 	cache   *Cache
 	now     func() time.Time
 	metrics *Metrics
+	log     *slog.Logger
+
+	introspecting []*issuer // in file order: the routing order of opaque tokens
+	flight        singleflight.Group
 }
 
 type issuer struct {
@@ -75,6 +84,9 @@ type issuer struct {
 	validator *jwt.Validator
 	typ       string // lower-cased required typ, "" for none
 	names     claimNames
+
+	intro    *introspect.Client
+	imetrics *introspect.IssuerMetrics
 }
 
 // Options configure a Verifier.
@@ -83,13 +95,17 @@ type Options struct {
 	Cache   *Cache
 	Now     func() time.Time // nil: time.Now
 	Metrics *Metrics
+	Logger  *slog.Logger // nil: discard
 }
 
 // NewVerifier builds a verifier; every issuer gets its own jwt parser with its allow-list.
 func NewVerifier(o Options) *Verifier {
-	v := &Verifier{byIss: map[string]*issuer{}, cache: o.Cache, now: o.Now, metrics: o.Metrics}
+	v := &Verifier{byIss: map[string]*issuer{}, cache: o.Cache, now: o.Now, metrics: o.Metrics, log: o.Logger}
 	if v.now == nil {
 		v.now = time.Now
+	}
+	if v.log == nil {
+		v.log = slog.New(slog.DiscardHandler)
 	}
 	for _, is := range o.Issuers {
 		c := is.Config
@@ -99,7 +115,7 @@ func NewVerifier(o Options) *Verifier {
 				methods[alg] = m
 			}
 		}
-		v.byIss[c.Issuer] = &issuer{
+		is2 := &issuer{
 			cfg:     c,
 			keys:    is.Keys,
 			methods: methods,
@@ -114,6 +130,11 @@ func NewVerifier(o Options) *Verifier {
 			typ:   normTyp(c.RequireTyp),
 			names: claimNames{scope: c.ScopeClaims, clientID: c.ClientIDClaims},
 		}
+		if is.Introspect != nil && c.Introspection != nil {
+			is2.intro, is2.imetrics = is.Introspect, is.Introspect.Metrics()
+			v.introspecting = append(v.introspecting, is2)
+		}
+		v.byIss[c.Issuer] = is2
 	}
 	if len(v.byIss) == 1 {
 		for _, is := range v.byIss {
@@ -143,19 +164,56 @@ func (v *Verifier) Run(ctx context.Context) {
 // Verify returns the token's identity, or an *Error.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	var key [32]byte
+	var stale *entry // an introspected answer past cache_ttl: the fallback if the IdP fails
 	if v.cache != nil {
 		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 		if e := v.cache.get(&key); e != nil {
-			if v.now().UnixNano() < e.expiry && v.byIss[e.id.Iss].keys.Current().Still(e.kid, e.fp) {
+			now := v.now().UnixNano()
+			switch {
+			case e.is != nil:
+				if now < e.expiry {
+					if e.err != nil {
+						e.is.imetrics.NegativeHit()
+						return nil, e.err
+					}
+					e.is.imetrics.Hit()
+					return e.id, nil
+				}
+				if e.err == nil && now < e.stale {
+					stale = e
+				} else {
+					v.cache.drop(&key, e)
+				}
+			case now < e.expiry && v.byIss[e.id.Iss].keys.Current().Still(e.kid, e.fp):
 				v.metrics.hit()
 				return e.id, nil
+			default:
+				v.cache.drop(&key, e)
 			}
-			v.cache.drop(&key, e)
 		}
+	}
+	if len(v.introspecting) > 0 && strings.Count(raw, ".") != 2 {
+		// Not a JWS (opaque, or JWE-shaped as zitadel's are): only its issuer can read it.
+		if v.cache == nil {
+			key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+		}
+		return v.introspect(ctx, raw, &key, stale)
+	}
+	if v.cache != nil {
 		v.metrics.miss()
 	}
 	id, kid, fp, err := v.verify(ctx, raw)
 	if err != nil {
+		// introspect_jws: a JWS its issuer's keys can't vouch for (say, signed with a key it
+		// does not publish) is the issuer's to judge. Our own faults (503) are not.
+		if te := (*Error)(nil); errors.As(err, &te) && !te.Unavailable && len(v.introspecting) > 0 {
+			if is := v.jwsFallback(raw); is != nil {
+				if v.cache == nil {
+					key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+				}
+				return v.introspectWith(ctx, is, raw, &key, stale)
+			}
+		}
 		return nil, err
 	}
 	if v.cache != nil && kid != "" {
@@ -202,6 +260,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 			return nil, "", fp, withDetail(refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted"),
 				issuerDetail(string(iss.GetStringBytes()), v.issuers()))
 		}
+	}
+	if is.keys == nil {
+		return nil, "", fp, refuse(contract.ReasonUnsupportedToken, "this issuer's tokens are accepted by introspection only, not as a JWS")
 	}
 	claims := &accessClaims{names: &is.names}
 	if err := claims.read(obj, payload); err != nil {

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -59,6 +60,9 @@ func New(addr string, gatherer prometheus.Gatherer, ready ReadyFunc) (*Server, e
 	}, nil
 }
 
+// UseTLS makes the server speak TLS with cfg (call before Serve).
+func (s *Server) UseTLS(cfg *tls.Config) { s.ln = tls.NewListener(s.ln, cfg) }
+
 // Handle registers an extra endpoint.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
@@ -68,6 +72,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Serve blocks until Shutdown; it logs a failure rather than returning it, since admin
 // endpoints must not take the data path down with them.
 func (s *Server) Serve(log *slog.Logger) {
+	// net/http's own errors (a refused TLS handshake, say) go to the JSON log too.
+	s.srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("admin server stopped", "error", err)
 	}

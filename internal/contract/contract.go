@@ -17,6 +17,10 @@ const (
 	// ExtBinding is BindingRequired on a route that accepts only sender-constrained tokens
 	// (input.route.binding).
 	ExtBinding = "binding"
+	// ExtResourceMetadata is the URL of the virtual host's RFC 9728 protected resource
+	// metadata document; authz names it in every challenge (RFC 9728 §5.1). Absent when the
+	// virtual host publishes none.
+	ExtResourceMetadata = "resource_metadata"
 )
 
 // BindingRequired is the value of ExtBinding on a route that refuses plain bearer tokens.
@@ -89,6 +93,16 @@ const (
 	ReasonDPoPDowngrade       Reason = "dpop_downgrade"
 	ReasonCertificateMismatch Reason = "certificate_mismatch"
 	ReasonBindingRequired     Reason = "binding_required"
+)
+
+// Introspection reasons (opaque tokens, RFC 7662): 401 invalid_token, or 503 for
+// ReasonIntrospectionUnavailable. The token reasons above (expired, wrong_audience,
+// unknown_issuer, wrong_typ, missing_exp, not_yet_valid) apply to an introspection answer too.
+const (
+	// ReasonInactive: the issuer answered active: false.
+	ReasonInactive Reason = "inactive"
+	// ReasonIntrospectionUnavailable: no answer in time and no cached one to fall back on (503).
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 )
 
 // Service-side reasons.

@@ -2,11 +2,13 @@ package devstack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/template"
@@ -15,7 +17,15 @@ import (
 	"github.com/scopegate/scopegate/controlplane"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/democert"
 )
+
+// EnvoyClientTLS is the TLS client config Envoy uses inside the demo: the demo CA, Envoy's
+// certificate from dir (written by democert.WriteSet), and serverName expected.
+func EnvoyClientTLS(dir, serverName string) (*tls.Config, error) {
+	return certreload.ClientConfig(filepath.Join(dir, democert.CAFile), filepath.Join(dir, "envoy.crt"), filepath.Join(dir, "envoy.key"), serverName)
+}
 
 // Options configure Run.
 type Options struct {
@@ -32,6 +42,10 @@ type Options struct {
 	Out, EnvoyOutput io.Writer
 	// ReadyTimeout bounds the wait for each service to become ready (default 30s).
 	ReadyTimeout time.Duration
+	// CertsDir, when set, receives a new demo CA and the authz, xds and Envoy certificates at
+	// start (the files the local configs and bootstrap name), so every internal hop is mutual
+	// TLS with certificates that exist only for this run.
+	CertsDir string
 }
 
 // Run starts the idp, authz (waiting until it has the idp's keys), the demo API, the xDS control
@@ -43,6 +57,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		o.ReadyTimeout = 30 * time.Second
 	}
 	log := o.Logger
+	if o.CertsDir != "" {
+		if _, err := democert.WriteSet(o.CertsDir, democert.SetOptions{}); err != nil {
+			return err
+		}
+		log.Info("demo CA and certificates written (new at every start)", "dir", o.CertsDir)
+	}
 	idpCfg, err := idp.Load(o.IDPConfig)
 	if err != nil {
 		return err
@@ -88,6 +108,15 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("authz (--authz-config %s): %w", o.AuthzConfig, err)
 	}
 	started = append(started, az.Service)
+	if authzCfg.TLS != nil {
+		if o.CertsDir == "" {
+			return fmt.Errorf("%s has tls: scopegate dev reaches authz with the Envoy certificate it makes, so it needs --certs-dir", o.AuthzConfig)
+		}
+		// Ask for health the way Envoy does: with Envoy's certificate.
+		if az.ClientTLS, err = EnvoyClientTLS(o.CertsDir, "authz"); err != nil {
+			return err
+		}
+	}
 	if err := ready("authz", az.WaitReady); err != nil {
 		return err
 	}
@@ -113,7 +142,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		IDP: "http://" + dialable(ip.Addr), Issuer: ip.Provider.Issuer(), IDPAdmin: "http://" + dialable(ip.AdminAddr),
 		Authz: dialable(az.Server.GRPCAddr()), AuthzAdmin: "http://" + dialable(az.Server.AdminAddr()),
 		API: "http://" + dialable(api.Addr), XDS: dialable(xds.CP.XDSAddr()), XDSAdmin: "http://" + dialable(xds.CP.AdminAddr()),
-		AuthzConfig: o.AuthzConfig,
+		AuthzConfig: o.AuthzConfig, CertsDir: o.CertsDir,
 	}
 	if o.Envoy != "" {
 		ev, err := StartEnvoy(ctx, o.Envoy, o.EnvoyBootstrap, o.EnvoyOutput)
@@ -175,6 +204,7 @@ type summary struct {
 	API, XDS, XDSAdmin    string
 	Envoy, EnvoyAdmin     string
 	AuthzConfig           string
+	CertsDir              string
 }
 
 var summaryTmpl = template.Must(template.New("summary").Parse(strings.TrimLeft(`
@@ -184,6 +214,9 @@ scopegate dev: the demo is running on localhost (NOT FOR PRODUCTION: its passwor
   authz      {{.Authz}} (gRPC Check), admin {{.AuthzAdmin}}/readyz
   xds        {{.XDS}} (ADS), admin {{.XDSAdmin}}/status
   demo API   {{.API}} (direct, without the gate)
+{{- if .CertsDir}}
+  mTLS       Envoy -> authz and Envoy -> xds, with a demo CA made for this run in {{.CertsDir}}/
+{{- end}}
 {{- if .Envoy}}
   envoy      {{.Envoy}} (admin {{.EnvoyAdmin}})
 {{- else}}
@@ -204,9 +237,14 @@ Next steps, in another shell from the repository root (scopegate = bin/scopegate
 {{- end}}
 
   # ask the running authz, as Envoy would (exit 0 allow, 1 deny)
-  scopegate check --addr {{.Authz}} --path /orders --route orders-read --scopes orders:read     # 401, no token
-  scopegate check --addr {{.Authz}} --token "$(scopegate token print)" \
-      --method POST --path /orders --route orders-write --scopes orders:write                    # 403 insufficient_scope
+{{- if .CertsDir}}
+  AUTHZ="--addr {{.Authz}} --ca {{.CertsDir}}/ca.crt --cert {{.CertsDir}}/envoy.crt --key {{.CertsDir}}/envoy.key --server-name authz"
+{{- else}}
+  AUTHZ="--addr {{.Authz}}"
+{{- end}}
+  scopegate check $AUTHZ --path /orders --route orders-read --scopes orders:read     # 401, no token
+  scopegate check $AUTHZ --token "$(scopegate token print)" \
+      --method POST --path /orders --route orders-write --scopes orders:write       # 403 insufficient_scope
 
   # the same decision in-process, with what the policy saw and which rules fired
   scopegate check --config {{.AuthzConfig}} --token "$(scopegate token print)" \

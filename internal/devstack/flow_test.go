@@ -3,6 +3,8 @@ package devstack_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,21 +19,24 @@ import (
 	"testing"
 	"time"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	resource "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"golang.org/x/net/html"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/scopegate/scopegate/controlplane"
 	"github.com/scopegate/scopegate/demoapi"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/idp"
 	"github.com/scopegate/scopegate/internal/checkreq"
+	"github.com/scopegate/scopegate/internal/democert"
 	"github.com/scopegate/scopegate/internal/devstack"
 	"github.com/scopegate/scopegate/internal/envoysim"
 	"github.com/scopegate/scopegate/oauthclient"
@@ -42,6 +47,7 @@ const repo = "../.."
 
 // stack is the demo, started in-process on 127.0.0.1:0 from the compose configs.
 type stack struct {
+	certs string // the demo CA and certificates made for this run
 	idp   *devstack.IDP
 	authz *devstack.Authz
 	api   *devstack.API
@@ -55,7 +61,10 @@ func startStack(t *testing.T) *stack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewJSONHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s := &stack{hc: &http.Client{Timeout: 10 * time.Second}}
+	s := &stack{hc: &http.Client{Timeout: 10 * time.Second}, certs: t.TempDir()}
+	if _, err := democert.WriteSet(s.certs, democert.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	var started []*devstack.Service
 	t.Cleanup(func() {
 		cancel()
@@ -90,6 +99,14 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Contains(araw, []byte("dev-certs/")) {
+		t.Fatal("authz.local.yaml no longer reads dev-certs/: update the test")
+	}
+	araw = bytes.ReplaceAll(araw, []byte("dev-certs/"), []byte(s.certs+"/"))
+	if !bytes.Contains(araw, []byte("client_secret_file: compose/introspection-secret")) {
+		t.Fatal("authz.local.yaml no longer has client_secret_file compose/introspection-secret: update the test")
+	}
+	araw = bytes.Replace(araw, []byte("client_secret_file: compose/"), []byte("client_secret_file: "+filepath.Join(repo, "compose")+"/"), 1)
 	acfg, err := authzconfig.Parse(bytes.Replace(araw, []byte("path: ./policies"), []byte("path: "+policies), 1))
 	if err != nil {
 		t.Fatal(err)
@@ -100,12 +117,19 @@ func startStack(t *testing.T) *stack {
 	acfg.Listen, acfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
 	acfg.Issuers[0].Issuer = s.issuer()
 	acfg.Issuers[0].JWKSURI = s.issuer() + idp.PathKeys
+	acfg.Issuers[0].Introspection.Endpoint = s.issuer() + idp.PathIntrospect
 	acfg.Policy.Watch = false
 	acfg.DecisionLog.Output = "off"
 	if s.authz, err = devstack.StartAuthz(ctx, acfg, log.With("service", "authz")); err != nil {
 		t.Fatal(err)
 	}
 	started = append(started, s.authz.Service)
+	if acfg.TLS == nil || acfg.TLS.ClientCAFile == "" {
+		t.Fatal("authz.local.yaml: the demo's authz must serve mutual TLS")
+	}
+	if s.authz.ClientTLS, err = devstack.EnvoyClientTLS(s.certs, "authz"); err != nil {
+		t.Fatal(err)
+	}
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer rcancel()
 	if err := s.authz.WaitReady(rctx); err != nil {
@@ -123,6 +147,10 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	xcfg := string(raw)
+	if !strings.Contains(xcfg, "../dev-certs/") {
+		t.Fatal("xds.local.yaml no longer reads ../dev-certs/: update the test")
+	}
+	xcfg = strings.ReplaceAll(xcfg, "../dev-certs/", s.certs+"/")
 	for from, to := range map[string]string{"127.0.0.1:9191": s.authz.Server.GRPCAddr(), "127.0.0.1:8081": s.api.Addr} {
 		if !strings.Contains(xcfg, `"`+from+`"`) {
 			t.Fatalf("xds.local.yaml no longer has %q: update the test", from)
@@ -142,14 +170,27 @@ func startStack(t *testing.T) *stack {
 	return s
 }
 
-// pushedRoutes connects to the control plane as an Envoy of fleet "edge" over ADS (state of
-// the world, envoysim: CDS and LDS by wildcard, RDS by the name the listener's HTTP
-// connection manager references, every response ACKed) and returns the RouteConfiguration.
-func pushedRoutes(t *testing.T, addr string) *route.RouteConfiguration {
+// pushed is what the control plane sent an Envoy of fleet "edge".
+type pushed struct {
+	routes *route.RouteConfiguration
+	// authzTLS is the TLS client config Envoy would build for the scopegate_authz cluster
+	// from its UpstreamTlsContext and the SDS secrets it references.
+	authzTLS *tls.Config
+}
+
+// pushedConfig connects to the control plane as an Envoy of fleet "edge" over ADS (state of
+// the world, envoysim: CDS and LDS by wildcard, RDS and SDS by the names the listener and the
+// authz cluster reference, every response ACKed) and mutual TLS with Envoy's demo
+// certificate, and returns the route configuration and the authz cluster's TLS.
+func pushedConfig(t *testing.T, s *stack) pushed {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	envoyTLS, err := devstack.EnvoyClientTLS(s.certs, "xds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(s.xds.CP.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(envoyTLS)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +200,57 @@ func pushedRoutes(t *testing.T, addr string) *route.RouteConfiguration {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Wait(ctx, func(c *envoysim.Client) bool { return len(c.Names(resource.RouteType)) > 0 }); err != nil {
-		t.Fatalf("no route configuration pushed: %v", err)
+	if err := c.Wait(ctx, func(c *envoysim.Client) bool {
+		return len(c.Names(resource.RouteType)) > 0 && len(c.Names(resource.SecretType)) >= 2
+	}); err != nil {
+		t.Fatalf("routes and authz secrets not pushed: %v", err)
 	}
+	cl, ok := c.Resource(resource.ClusterType, "scopegate_authz").(*cluster.Cluster)
+	if !ok {
+		t.Fatal("no scopegate_authz cluster pushed")
+	}
+	if cl.GetTransportSocket().GetName() != wellknown.TransportSocketTLS {
+		t.Fatalf("scopegate_authz cluster has no TLS transport socket: %v", cl.GetTransportSocket())
+	}
+	var upstream tlsv3.UpstreamTlsContext
+	if err := cl.GetTransportSocket().GetTypedConfig().UnmarshalTo(&upstream); err != nil {
+		t.Fatal(err)
+	}
+	common := upstream.GetCommonTlsContext()
+	caName := common.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetName()
+	if len(common.GetTlsCertificateSdsSecretConfigs()) != 1 || caName == "" || upstream.GetSni() == "" {
+		t.Fatalf("authz UpstreamTlsContext: want SNI, one client certificate and the CA by SDS: %v", &upstream)
+	}
+	certName := common.GetTlsCertificateSdsSecretConfigs()[0].GetName()
 	names := c.Names(resource.RouteType)
 	if len(names) != 1 {
 		t.Fatalf("route configurations %v, want one", names)
 	}
-	return c.Resource(resource.RouteType, names[0]).(*route.RouteConfiguration)
+	rc := c.Resource(resource.RouteType, names[0]).(*route.RouteConfiguration)
+
+	// SDS: the secrets the authz cluster names, and Envoy's TLS client for authz from them.
+	ca, _ := c.Resource(resource.SecretType, caName).(*tlsv3.Secret)
+	crt, _ := c.Resource(resource.SecretType, certName).(*tlsv3.Secret)
+	if ca == nil || crt == nil {
+		t.Fatalf("SDS secrets %s and %s: got %v", caName, certName, c.Names(resource.SecretType))
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca.GetValidationContext().GetTrustedCa().GetInlineBytes()) {
+		t.Fatalf("SDS secret %s holds no CA", caName)
+	}
+	tc := crt.GetTlsCertificate()
+	pair, err := tls.X509KeyPair(tc.GetCertificateChain().GetInlineBytes(), tc.GetPrivateKey().GetInlineBytes())
+	if err != nil {
+		t.Fatalf("SDS secret %s: %v", certName, err)
+	}
+	san := common.GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
+	if len(san) != 1 || san[0].GetMatcher().GetExact() != upstream.GetSni() {
+		t.Fatalf("authz SAN match %v, want the SNI %q", san, upstream.GetSni())
+	}
+	return pushed{routes: rc, authzTLS: &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: upstream.GetSni(),
+		Certificates: []tls.Certificate{pair}, NextProtos: common.GetAlpnProtocols(),
+	}}
 }
 
 // matchRoute finds the route Envoy would pick for method and path: the first route of the
@@ -444,9 +528,11 @@ func claims(t *testing.T, tok string) *oauthclient.Decoded {
 // CheckRequests built from the routes the control plane pushed over ADS.
 func TestDemoFlow(t *testing.T) {
 	s := startStack(t)
-	rc := pushedRoutes(t, s.xds.CP.XDSAddr())
+	p := pushedConfig(t, s)
+	rc := p.routes
 
-	conn, err := grpc.NewClient(s.authz.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Envoy calls authz over mutual TLS with what the control plane pushed.
+	conn, err := grpc.NewClient(s.authz.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(p.authzTLS)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,6 +549,25 @@ func TestDemoFlow(t *testing.T) {
 		return toDecision(resp)
 	}
 
+	t.Run("the resource metadata document is answered by Envoy", func(t *testing.T) {
+		r := matchRoute(t, rc, http.MethodGet, "/.well-known/oauth-protected-resource")
+		if !perRoute(t, r).GetDisabled() || r.GetDirectResponse().GetStatus() != 200 {
+			t.Fatalf("route %s: want a public direct response, got %v", r.Name, r)
+		}
+		var doc struct {
+			Resource             string   `json:"resource"`
+			AuthorizationServers []string `json:"authorization_servers"`
+			ScopesSupported      []string `json:"scopes_supported"`
+		}
+		if err := json.Unmarshal([]byte(r.GetDirectResponse().GetBody().GetInlineString()), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.Resource != "http://127.0.0.1:10000" || strings.Join(doc.AuthorizationServers, ",") != "http://localhost:9400" ||
+			strings.Join(doc.ScopesSupported, " ") != "admin orders:read orders:write" {
+			t.Fatalf("document %+v", doc)
+		}
+	})
+
 	t.Run("healthz is public in the pushed config", func(t *testing.T) {
 		r := matchRoute(t, rc, http.MethodGet, "/healthz")
 		if !perRoute(t, r).GetDisabled() {
@@ -473,6 +578,7 @@ func TestDemoFlow(t *testing.T) {
 	// Tokens: client credentials for the two confidential clients, the authorization code flow
 	// with PKCE for alice and bob.
 	reporting := s.clientCredentials(t, "reporting-job", "reporting-secret")
+	legacy := s.clientCredentials(t, "legacy-batch", "legacy-secret") // opaque: introspected
 	ops := s.clientCredentials(t, "ops-console", "ops-secret")
 	alice, _ := s.login(t, "alice", []string{"orders:read", "orders:write"})
 	bob, bobConsent := s.login(t, "bob", []string{"orders:read", "orders:write"})
@@ -509,7 +615,13 @@ func TestDemoFlow(t *testing.T) {
 		headerContains map[string]string
 	}{
 		{name: "no token", method: "GET", path: "/orders", status: 401,
-			headerContains: map[string]string{"www-authenticate": `Bearer realm="`}},
+			headerContains: map[string]string{"www-authenticate": `Bearer realm="scopegate", resource_metadata="http://127.0.0.1:10000/.well-known/oauth-protected-resource"`}},
+		{name: "legacy-batch reads with an opaque token", method: "GET", path: "/orders/1", token: legacy.AccessToken, status: 200,
+			headers: map[string]string{identity + "subject": "legacy-batch", identity + "client-id": "legacy-batch", identity + "scopes": "orders:read"}},
+		{name: "legacy-batch writes with an opaque token", method: "POST", path: "/orders", token: legacy.AccessToken, status: 403,
+			headerContains: map[string]string{"www-authenticate": `scope="orders:write"`}},
+		{name: "made-up opaque token", method: "GET", path: "/orders", token: "a.b.c.d.e", status: 401,
+			headerContains: map[string]string{"www-authenticate": `error_description="the token is not active"`}},
 		{name: "garbage token", method: "GET", path: "/orders", token: "not-a-jwt", status: 401,
 			headerContains: map[string]string{"www-authenticate": `error="invalid_token"`}},
 		{name: "bob writes", method: "POST", path: "/orders", token: bob.AccessToken, status: 403,

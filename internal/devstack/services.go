@@ -5,6 +5,7 @@ package devstack
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -171,6 +173,9 @@ func StartAPI(ctx context.Context, listen string, log *slog.Logger, opts ...demo
 type Authz struct {
 	*Service
 	Server *server.Server
+	// ClientTLS is how WaitReady reaches a gRPC port with tls (a client certificate from the
+	// client CA when it is mutual TLS); nil: plaintext.
+	ClientTLS *tls.Config
 }
 
 // StartAuthz builds the authz service from cfg (binding its listeners) and serves until ctx
@@ -196,7 +201,15 @@ func StartAuthz(ctx context.Context, cfg *authzconfig.Config, log *slog.Logger) 
 // WaitReady waits, through the gRPC health service (the signal Envoy's health checks use),
 // until the Check service is SERVING: every issuer has keys. ctx bounds the wait.
 func (a *Authz) WaitReady(ctx context.Context) error {
-	conn, err := grpc.NewClient(dialable(a.Server.GRPCAddr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if a.ClientTLS != nil {
+		creds = credentials.NewTLS(a.ClientTLS)
+	}
+	target := dialable(a.Server.GRPCAddr())
+	if t := a.Server.GRPCTarget(); t != a.Server.GRPCAddr() {
+		target = t // a Unix socket
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("authz health: %w", err)
 	}

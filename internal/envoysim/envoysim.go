@@ -337,6 +337,20 @@ func (c *Client) apply(typeURL, version string, add map[string]proto.Message, re
 }
 
 // references lists what a cluster or listener makes Envoy subscribe to.
+// secretRefs are the SDS secrets a TLS context names: certificates and validation contexts.
+func secretRefs(c *tlsv3.CommonTlsContext) []ref {
+	var out []ref
+	for _, s := range c.GetTlsCertificateSdsSecretConfigs() {
+		out = append(out, ref{resource.SecretType, s.GetName()})
+	}
+	for _, s := range []*tlsv3.SdsSecretConfig{c.GetValidationContextSdsSecretConfig(), c.GetCombinedValidationContext().GetValidationContextSdsSecretConfig()} {
+		if s.GetName() != "" {
+			out = append(out, ref{resource.SecretType, s.GetName()})
+		}
+	}
+	return out
+}
+
 func references(m proto.Message) []ref {
 	var out []ref
 	switch r := m.(type) {
@@ -347,6 +361,12 @@ func references(m proto.Message) []ref {
 				name = r.GetName()
 			}
 			out = append(out, ref{resource.EndpointType, name})
+		}
+		if ts := r.GetTransportSocket().GetTypedConfig(); ts != nil {
+			tc := &tlsv3.UpstreamTlsContext{}
+			if ts.UnmarshalTo(tc) == nil {
+				out = append(out, secretRefs(tc.GetCommonTlsContext())...)
+			}
 		}
 	case *listener.Listener:
 		for _, fc := range r.GetFilterChains() {
@@ -359,9 +379,7 @@ func references(m proto.Message) []ref {
 			if ts := fc.GetTransportSocket().GetTypedConfig(); ts != nil {
 				tc := &tlsv3.DownstreamTlsContext{}
 				if ts.UnmarshalTo(tc) == nil {
-					for _, s := range tc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
-						out = append(out, ref{resource.SecretType, s.GetName()})
-					}
+					out = append(out, secretRefs(tc.GetCommonTlsContext())...)
 				}
 			}
 		}

@@ -1,0 +1,301 @@
+package token
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/scopegate/scopegate/extauthz/introspect"
+	"github.com/scopegate/scopegate/internal/contract"
+)
+
+// DeadlineMargin is kept back from a Check's deadline when it waits on an introspection call
+// (the same rule as key fetches): the answer must reach Envoy before Envoy gives up.
+const DeadlineMargin = 50 * time.Millisecond
+
+// errIntrospectionUnavailable: no answer in time, nothing cached to fall back on (503).
+var errIntrospectionUnavailable = &Error{Reason: contract.ReasonIntrospectionUnavailable,
+	Description: "the token could not be checked with its issuer in time", Unavailable: true}
+
+// outcome is one introspection's result, shared by every Check that waited on it.
+type outcome struct {
+	id  *Identity
+	err *Error
+}
+
+// route picks the issuer an opaque token goes to: the first introspecting issuer, in file
+// order, whose token_prefix the token starts with (no prefix: every token). Exactly one
+// issuer is asked, so a token is never shown to an IdP that the routing did not choose.
+func (v *Verifier) route(raw string) *issuer {
+	for _, is := range v.introspecting {
+		if strings.HasPrefix(raw, is.cfg.Introspection.TokenPrefix) {
+			return is
+		}
+	}
+	return nil
+}
+
+// introspect checks an opaque token with its issuer. Concurrent Checks of one token share
+// one call; the call runs on its own (bounded by fetch_timeout), so its answer is cached even
+// if every waiter's deadline passed. A waiter waits until its deadline less DeadlineMargin;
+// then, or when the call fails, a stale positive answer (past cache_ttl, before exp) stands
+// in, else 503.
+func (v *Verifier) introspect(ctx context.Context, raw string, key *[32]byte, stale *entry) (*Identity, error) {
+	is := v.route(raw)
+	if is == nil {
+		_, err := split(raw) // as without introspection: malformed, or JWE not accepted
+		return nil, err
+	}
+	return v.introspectWith(ctx, is, raw, key, stale)
+}
+
+// jwsFallback picks the issuer a JWS that failed verification may be introspected by: its
+// issuer (the only one, or the one its unverified iss names) when that issuer has
+// introspection with introspect_jws; nil otherwise.
+func (v *Verifier) jwsFallback(raw string) *issuer {
+	is := v.only
+	if is == nil {
+		tok, err := split(raw)
+		if err != nil {
+			return nil
+		}
+		payload, derr := decodeSegment(nil, tok.payload)
+		if derr != nil {
+			return nil
+		}
+		var c struct {
+			Iss string `json:"iss"`
+		}
+		if json.Unmarshal(payload, &c) != nil {
+			return nil
+		}
+		is = v.byIss[c.Iss]
+	}
+	if is == nil || is.intro == nil || !is.cfg.Introspection.IntrospectJWS {
+		return nil
+	}
+	return is
+}
+
+func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, key *[32]byte, stale *entry) (*Identity, error) {
+	k := *key
+	ch := v.flight.DoChan(string(k[:]), func() (any, error) {
+		timeout := is.cfg.FetchTimeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second // config defaults it; a hand-built Issuer may not
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		r, err := is.intro.Introspect(cctx, raw)
+		if err == nil && r.JWT != "" {
+			r, err = is.verifyIntrospectionJWT(cctx, r.JWT)
+		}
+		if err != nil {
+			v.log.Warn("token introspection failed", "issuer", is.cfg.Name, "error", err)
+			return nil, err
+		}
+		now := v.now()
+		id, terr := is.fromIntrospection(r, now)
+		v.remember(&k, is, id, terr, now)
+		return outcome{id: id, err: terr}, nil
+	})
+	is.imetrics.Miss() // after joining the call: a test can tell when every waiter has
+	var budget <-chan time.Time
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl) - DeadlineMargin
+		if left <= 0 {
+			return v.unavailable(is, stale)
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		budget = t.C
+	}
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return v.unavailable(is, stale)
+		}
+		o := res.Val.(outcome)
+		if o.err != nil {
+			return nil, o.err
+		}
+		return o.id, nil
+	case <-budget:
+	case <-ctx.Done():
+	}
+	return v.unavailable(is, stale)
+}
+
+func (v *Verifier) unavailable(is *issuer, stale *entry) (*Identity, error) {
+	if stale != nil && v.now().UnixNano() < stale.stale {
+		is.imetrics.Stale()
+		return stale.id, nil
+	}
+	is.imetrics.Failed()
+	return nil, errIntrospectionUnavailable
+}
+
+// remember caches an answer: a positive one fresh until min(exp, now + cache_ttl) and usable
+// as a fallback until exp; a refusal for negative_cache_ttl.
+func (v *Verifier) remember(key *[32]byte, is *issuer, id *Identity, terr *Error, now time.Time) {
+	if v.cache == nil {
+		return
+	}
+	in := is.cfg.Introspection
+	n := now.UnixNano()
+	if terr != nil {
+		if in.NegativeCacheTTL > 0 {
+			v.cache.put(key, &entry{is: is, err: terr, expiry: n + int64(in.NegativeCacheTTL)}, n)
+		}
+		return
+	}
+	exp := id.ExpiresAt.UnixNano()
+	fresh := min(exp, n+int64(in.CacheTTL))
+	if fresh <= n {
+		return // inside the leeway past exp: accepted once, never reused
+	}
+	v.cache.put(key, &entry{is: is, id: id, expiry: fresh, stale: exp}, n)
+}
+
+// fromIntrospection checks an answer as strictly as a JWT's claims and builds the identity.
+func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Identity, *Error) {
+	c := &is.cfg
+	switch {
+	case !r.Active:
+		return nil, refuse(contract.ReasonInactive, "the token is not active")
+	case r.Exp == 0:
+		return nil, refuse(contract.ReasonMissingExp, "the token has no expiry")
+	case now.After(time.Unix(r.Exp, 0).Add(c.Leeway)):
+		return nil, refuse(contract.ReasonExpired, "the token has expired")
+	case r.Nbf != 0 && now.Add(c.Leeway).Before(time.Unix(r.Nbf, 0)):
+		return nil, refuse(contract.ReasonNotYetValid, "the token is not valid yet")
+	case r.Iss != "" && r.Iss != c.Issuer:
+		return nil, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
+	case len(r.Aud) > 0 && !anyIn(r.Aud, c.Audiences):
+		return nil, refuse(contract.ReasonWrongAudience, "the token is not meant for this audience")
+	case r.TokenType != "" && !strings.EqualFold(r.TokenType, "bearer") && !strings.EqualFold(r.TokenType, "access_token") &&
+		!(strings.EqualFold(r.TokenType, "DPoP") && r.JKT != ""):
+		return nil, refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
+	}
+	id := &Identity{Source: SourceIntrospection, Issuer: c.Name, Iss: r.Iss, Subject: r.Sub, ClientID: r.ClientID,
+		JTI: r.JTI, Audience: r.Aud, Scopes: strings.Fields(r.Scope), ExpiresAt: time.Unix(r.Exp, 0), raw: r.Raw,
+		JKT: r.JKT, X5T: r.X5T, RequireBinding: c.RequireBinding}
+	if id.Iss == "" {
+		id.Iss = c.Issuer
+	}
+	if id.Scopes == nil {
+		id.Scopes = []string{}
+	}
+	id.ScopeString = strings.Join(id.Scopes, " ")
+	if r.Iat != 0 {
+		id.IssuedAt = time.Unix(r.Iat, 0)
+	}
+	return id, nil
+}
+
+func anyIn(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// introspectionJWTType is the typ of an RFC 9701 response (media type without application/).
+const introspectionJWTType = "token-introspection+jwt"
+
+// verifyIntrospectionJWT checks an RFC 9701 response as strictly as an access token: a JWS
+// by one of the issuer's keys (its algorithm allow-list, typ token-introspection+jwt, no
+// crit), iss the issuer, aud naming scopegate's introspection client, iat present. Its
+// token_introspection claim is the answer, parsed like a JSON one. Every failure is the
+// IdP's side (ErrUnavailable): 503, never cached.
+func (is *issuer) verifyIntrospectionJWT(ctx context.Context, jws string) (*introspect.Response, error) {
+	fail := func(format string, args ...any) (*introspect.Response, error) {
+		return nil, fmt.Errorf("%w: signed response of %s: %s", introspect.ErrUnavailable, is.cfg.Name, fmt.Sprintf(format, args...))
+	}
+	if is.keys == nil {
+		return fail("the issuer has no keys to verify it with")
+	}
+	tok, terr := split(jws)
+	if terr != nil {
+		return fail("%s", terr.Description)
+	}
+	var hb [256]byte
+	h, terr := readHeader(tok.header, hb[:])
+	if terr != nil {
+		return fail("%s", terr.Description)
+	}
+	method := is.methods[h.alg]
+	switch {
+	case !h.algOK || method == nil:
+		return fail("signing algorithm not accepted")
+	case h.crit:
+		return fail("critical header extension")
+	case normTyp(h.typ) != introspectionJWTType:
+		return fail("typ is not %s", introspectionJWTType)
+	case h.hasKID && !h.kidOK:
+		return fail("kid is not a string")
+	}
+	sig, err := decodeSegment(nil, tok.signature)
+	if err != nil {
+		return fail("signature is not base64url")
+	}
+	verified := false
+	if h.hasKID {
+		key, err := is.keys.Lookup(ctx, h.kid, h.alg)
+		if err != nil {
+			return fail("signing key: %v", err)
+		}
+		verified = key.Allows(h.alg) == nil && method.Verify(tok.signed, sig, key.Public) == nil
+	} else {
+		for _, key := range is.keys.Current().All() {
+			if key.Allows(h.alg) == nil && method.Verify(tok.signed, sig, key.Public) == nil {
+				verified = true
+				break
+			}
+		}
+	}
+	if !verified {
+		return fail("signature is invalid")
+	}
+	payload, err := decodeSegment(nil, tok.payload)
+	if err != nil {
+		return fail("payload is not base64url")
+	}
+	var c struct {
+		Iss string          `json:"iss"`
+		Aud json.RawMessage `json:"aud"`
+		Iat *float64        `json:"iat"`
+		TI  json.RawMessage `json:"token_introspection"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fail("claims are not a JSON object of the expected types")
+	}
+	var auds []string
+	if json.Unmarshal(c.Aud, &auds) != nil {
+		var one string
+		if json.Unmarshal(c.Aud, &one) == nil {
+			auds = []string{one}
+		}
+	}
+	switch {
+	case c.Iss != is.cfg.Issuer:
+		return fail("iss is not the issuer")
+	case !anyIn(auds, []string{is.cfg.Introspection.ClientID}):
+		return fail("aud does not name client %s", is.cfg.Introspection.ClientID)
+	case c.Iat == nil:
+		return fail("no iat")
+	case len(c.TI) == 0:
+		return fail("no token_introspection claim")
+	}
+	r, err := introspect.Parse(c.TI)
+	if err != nil {
+		return fail("token_introspection: %v", err)
+	}
+	return r, nil
+}
