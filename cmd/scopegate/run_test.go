@@ -94,6 +94,9 @@ func devConfigs(t *testing.T) (flags []string, addrs []string) {
 					line = strings.ReplaceAll(line, from, to)
 				}
 				line = strings.ReplaceAll(line, "./policies", filepath.Join(root, "policies"))
+				// the certificates scopegate dev writes, wherever a config names them
+				line = strings.ReplaceAll(line, "../dev-certs/", filepath.Join(dir, "certs")+"/")
+				line = strings.ReplaceAll(line, " dev-certs/", " "+filepath.Join(dir, "certs")+"/")
 			}
 			out = append(out, line)
 		}
@@ -103,7 +106,7 @@ func devConfigs(t *testing.T) (flags []string, addrs []string) {
 		}
 		return p
 	}
-	flags = []string{"--no-envoy", "--idp-config", write("idp.yaml"), "--authz-config", write("authz.local.yaml"),
+	flags = []string{"--no-envoy", "--certs-dir", filepath.Join(dir, "certs"), "--idp-config", write("idp.yaml"), "--authz-config", write("authz.local.yaml"),
 		"--xds-config", write("xds.local.yaml"), "--api-listen", "127.0.0.1:" + repl["8081"]}
 	return flags, addrs
 }
