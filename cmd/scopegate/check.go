@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
@@ -220,6 +221,9 @@ func checkRemote(ctx context.Context, f *checkFlags, req *authv3.CheckRequest) (
 	defer conn.Close()
 	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req, grpc.WaitForReady(false))
 	if err != nil {
+		if f.ca == "" && status.Code(err) == codes.Unavailable {
+			return nil, fmt.Errorf("--addr %s: Check: %w (if authz serves TLS, give --ca, and --cert/--key for mutual TLS)", addr, err)
+		}
 		return nil, fmt.Errorf("--addr %s: Check: %w", addr, err)
 	}
 	out := describe(resp)
