@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/server"
+	"github.com/scopegate/scopegate/internal/democert"
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
@@ -270,5 +271,47 @@ func TestDocumentedClaimsExample(t *testing.T) {
 		"--method", "GET", "--path", "/orders/1", "--route", "orders-read", "--scopes", "orders:read")
 	if code != 0 || !parseCheck(t, out).Unverified {
 		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+// TestCheckAddrMutualTLS: against an authz that requires client certificates, check --addr
+// gets its answer with --ca/--cert/--key, and without a client certificate it is refused
+// (exit 2), as an Envoy without one would be.
+func TestCheckAddrMutualTLS(t *testing.T) {
+	key := testissuer.NewKey("k1", "RS256")
+	is := testissuer.New(key)
+	defer is.Close()
+	certs := t.TempDir()
+	if _, err := democert.WriteSet(certs, democert.SetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := func(name string) string { return filepath.Join(certs, name) }
+	cfg, err := config.Parse([]byte(authzYAML(t, is) + fmt.Sprintf("tls: {cert_file: %q, key_file: %q, client_ca_file: %q}\n",
+		p("authz.crt"), p("authz.key"), p("ca.crt"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	c := is.Standard("orders-api", "alice", "orders:read", time.Minute)
+	tok := testissuer.Sign(key, c, nil)
+	args := []string{"check", "--addr", srv.GRPCAddr(), "--token", tok, "--route", "orders-read", "--scopes", "orders:read", "--server-name", "authz", "--timeout", "10s"}
+	out, _, code := runCode(t, append(args, "--ca", p("ca.crt"), "--cert", p("envoy.crt"), "--key", p("envoy.key"))...)
+	if code != 0 || parseCheck(t, out).Status != 200 {
+		t.Fatalf("with the client certificate: exit %d\n%s", code, out)
+	}
+	if _, stderr, code := runCode(t, append(args, "--ca", p("ca.crt"))...); code != 2 {
+		t.Fatalf("without a client certificate: exit %d, want 2: %s", code, stderr)
+	}
+	if _, stderr, code := runCode(t, args...); code != 2 || !strings.Contains(stderr, "--ca") {
+		t.Fatalf("plaintext to a TLS authz: exit %d, want 2 with a hint at --ca: %s", code, stderr)
 	}
 }
