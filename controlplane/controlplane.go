@@ -19,6 +19,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
@@ -44,6 +47,8 @@ type Options struct {
 	Debounce time.Duration
 	// XDS tunes the gRPC server (keepalive, connection age).
 	XDS xdsserver.Options
+	// Tracer, when set, traces each reload: loading, translating, and pushing to the fleets.
+	Tracer trace.Tracer
 }
 
 // Service is a running control plane.
@@ -202,7 +207,15 @@ func (s *Service) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	s.metrics.reloads.Inc()
+	var span trace.Span
+	if s.opts.Tracer != nil {
+		ctx, span = s.opts.Tracer.Start(ctx, "scopegate.xds.reload", trace.WithAttributes(attribute.String("scopegate.config", s.opts.ConfigPath)))
+		defer span.End()
+	}
 	err := s.reload(ctx)
+	if span != nil && err != nil {
+		span.SetStatus(codes.Error, "config rejected")
+	}
 	s.mu.Lock()
 	hadConfig := s.cfg != nil
 	s.last = ReloadStatus{At: time.Now(), OK: err == nil}
@@ -235,7 +248,9 @@ func (s *Service) reload(ctx context.Context) error {
 			"so private keys would go to Envoy in the clear (%s)", s.opts.ConfigPath, strings.Join(keys, "; "))
 	}
 	start := time.Now()
-	fleets, err := translate.Build(ctx, cfg, s.opts.ReadFile)
+	tctx, end := s.span(ctx, "scopegate.xds.translate")
+	fleets, err := translate.Build(tctx, cfg, s.opts.ReadFile)
+	end()
 	s.metrics.buildSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.opts.ConfigPath, err)
@@ -251,7 +266,10 @@ func (s *Service) reload(ctx context.Context) error {
 	for _, w := range s.warnings(cfg) {
 		s.log.Warn(w)
 	}
-	if err := s.xds.Apply(ctx, fleets); err != nil {
+	pctx, end := s.span(ctx, "scopegate.xds.push", attribute.Int("scopegate.fleets", len(fleets)))
+	err = s.xds.Apply(pctx, fleets)
+	end()
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -268,6 +286,15 @@ func (s *Service) reload(ctx context.Context) error {
 	}
 	s.log.Info("config applied", "config", s.opts.ConfigPath, "fleets", versions)
 	return nil
+}
+
+// span starts a child span when tracing; end ends it (a no-op otherwise).
+func (s *Service) span(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, func()) {
+	if s.opts.Tracer == nil {
+		return ctx, func() {}
+	}
+	ctx, sp := s.opts.Tracer.Start(ctx, name, trace.WithAttributes(attrs...))
+	return ctx, func() { sp.End() }
 }
 
 func (s *Service) watchedFiles(cfg *config.Config) []string {

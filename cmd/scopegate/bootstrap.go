@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
 
 	"github.com/scopegate/scopegate/controlplane/bootstrap"
@@ -10,14 +12,19 @@ func init() { subcommands = append(subcommands, newBootstrapCmd) }
 
 func newBootstrapCmd() *cobra.Command {
 	var o bootstrap.Options
+	var outFile string
 	cmd := &cobra.Command{
-		Use:   "bootstrap --node-id ID --fleet NAME --xds HOST:PORT [--admin-port N] [--delta] [--xds-ca FILE [--xds-cert FILE --xds-key FILE] [--xds-server-name NAME]]",
+		Use:   "bootstrap --node-id ID --fleet NAME --xds HOST:PORT [--admin-port N] [--delta] [--xds-ca FILE [--xds-cert FILE --xds-key FILE] [--xds-server-name NAME]] [--ready-port N] [--out FILE]",
 		Short: "Print an Envoy bootstrap (YAML) that gets its configuration from scopegate xds over ADS",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, err := bootstrap.Render(o)
 			if err != nil {
 				return err
+			}
+			if outFile != "" {
+				// For init containers without a shell to redirect stdout.
+				return os.WriteFile(outFile, out, 0o644)
 			}
 			_, err = cmd.OutOrStdout().Write(out)
 			return err
@@ -32,6 +39,8 @@ func newBootstrapCmd() *cobra.Command {
 	cmd.Flags().StringVar(&o.XDSCert, "xds-cert", "", "Envoy's client certificate file for the control plane (URI SAN spiffe://<trust domain>/fleet/<fleet>)")
 	cmd.Flags().StringVar(&o.XDSKey, "xds-key", "", "the client certificate's private key file")
 	cmd.Flags().StringVar(&o.XDSServerName, "xds-server-name", "", "SNI and SAN expected of the control plane's certificate (default: the host of --xds)")
+	cmd.Flags().IntVar(&o.ReadyPort, "ready-port", 0, "add a listener on 0.0.0.0:PORT answering GET /ready (readiness probes; 0: none)")
+	cmd.Flags().StringVar(&outFile, "out", "", "write the bootstrap to this file instead of stdout")
 	for _, f := range []string{"node-id", "fleet", "xds"} {
 		_ = cmd.MarkFlagRequired(f)
 	}

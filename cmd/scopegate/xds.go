@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scopegate/scopegate/controlplane"
+	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/internal/logging"
+	"github.com/scopegate/scopegate/internal/tracing"
 )
 
 func init() { subcommands = append(subcommands, newXDSCmd) }
@@ -37,8 +40,23 @@ func newXDSCmd() *cobra.Command {
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Tracing is read once, before the first reload, so that reload is traced too.
+			cfg, err := xdsconfig.Load(configPath)
+			if err != nil {
+				return err
+			}
+			tp, err := tracing.New(ctx, cfg.Tracing, "scopegate-xds")
+			if err != nil {
+				return err
+			}
+			defer func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = tp.Shutdown(sctx)
+			}()
 			svc, err := controlplane.New(ctx, controlplane.Options{
 				ConfigPath: configPath, Logger: log, Registry: reg, Listen: listen, Admin: adminAddr,
+				Tracer: tp.Tracer("github.com/scopegate/scopegate/controlplane"),
 			})
 			if err != nil {
 				return err

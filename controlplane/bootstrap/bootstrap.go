@@ -14,7 +14,12 @@ import (
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	overload "github.com/envoyproxy/go-control-plane/envoy/config/overload/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	healthcheck "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/health_check/v3"
+	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	downstream "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -25,6 +30,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/scopegate/scopegate/controlplane/translate"
 )
@@ -55,6 +61,10 @@ type Options struct {
 	// XDSServerName is the SNI sent and the DNS SAN required of the control plane's
 	// certificate (default: the host of XDS; an IP is matched as an IP SAN).
 	XDSServerName string
+	// ReadyPort, when set, adds a listener on 0.0.0.0 that answers GET /ready with 200 while
+	// Envoy is initialised and not draining: a readiness probe for an orchestrator, which
+	// can't reach the loopback-only admin listener. 0: no such listener.
+	ReadyPort int
 }
 
 // Build makes and validates the bootstrap.
@@ -69,6 +79,10 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: fleet is required (it becomes node.cluster)")
 	case o.AdminPort < 1 || o.AdminPort > 65535:
 		return nil, fmt.Errorf("bootstrap: admin port %d is out of range 1-65535", o.AdminPort)
+	case o.ReadyPort < 0 || o.ReadyPort > 65535:
+		return nil, fmt.Errorf("bootstrap: ready port %d is out of range 1-65535", o.ReadyPort)
+	case o.ReadyPort != 0 && o.ReadyPort == o.AdminPort:
+		return nil, fmt.Errorf("bootstrap: ready port %d is the admin port", o.ReadyPort)
 	}
 	host, portStr, err := net.SplitHostPort(o.XDS)
 	if err != nil || host == "" {
@@ -122,10 +136,47 @@ func Build(o Options) (*bootstrapv3.Bootstrap, error) {
 			}},
 		},
 	}
+	if o.ReadyPort != 0 {
+		b.StaticResources.Listeners = append(b.StaticResources.Listeners, readyListener(uint32(o.ReadyPort)))
+	}
 	if err := translate.ValidateMessage(b, "bootstrap"); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// ReadyListenerName names the static listener that answers readiness probes.
+const ReadyListenerName = "scopegate_ready"
+
+// readyListener answers GET /ready itself (health_check filter, no pass-through): 200 while
+// Envoy is healthy, 503 once it is draining or failed by /healthcheck/fail. Envoy starts
+// listeners only after its initial xDS fetch, so until then the probe can't connect: the
+// same meaning as the admin /ready. Every other path gets 404 from an empty route table.
+func readyListener(port uint32) *listener.Listener {
+	hc := &healthcheck.HealthCheck{
+		PassThroughMode: wrapperspb.Bool(false),
+		Headers: []*route.HeaderMatcher{{
+			Name:                 ":path",
+			HeaderMatchSpecifier: &route.HeaderMatcher_StringMatch{StringMatch: &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: "/ready"}}},
+		}},
+	}
+	cm := &hcm.HttpConnectionManager{
+		StatPrefix:     ReadyListenerName,
+		CodecType:      hcm.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: &route.RouteConfiguration{Name: ReadyListenerName}},
+		HttpFilters: []*hcm.HttpFilter{
+			{Name: wellknown.HealthCheck, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(hc)}},
+			{Name: wellknown.Router, ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(&router.Router{})}},
+		},
+	}
+	return &listener.Listener{
+		Name:    ReadyListenerName,
+		Address: socketAddress("0.0.0.0", port),
+		FilterChains: []*listener.FilterChain{{Filters: []*listener.Filter{{
+			Name:       wellknown.HTTPConnectionManager,
+			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(cm)},
+		}}}},
+	}
 }
 
 // xdsCluster reaches the control plane over HTTP/2 with keepalive pings, so a dead
@@ -289,6 +340,9 @@ func Command(o Options) string {
 		if f[1] != "" {
 			cmd += " " + f[0] + " " + f[1]
 		}
+	}
+	if o.ReadyPort != 0 {
+		cmd += fmt.Sprintf(" --ready-port %d", o.ReadyPort)
 	}
 	return cmd
 }

@@ -107,6 +107,13 @@ func TestBuild(t *testing.T) {
 				}
 			}
 		}},
+		{name: "ready listener", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "xds:18000", ReadyPort: 19003}, check: func(t *testing.T, y string) {
+			for _, s := range []string{"name: scopegate_ready", "port_value: 19003", "envoy.filters.http.health_check", "exact: /ready", "pass_through_mode: false", "--ready-port 19003"} {
+				if !strings.Contains(y, s) {
+					t.Errorf("missing %q", s)
+				}
+			}
+		}},
 		{name: "TLS by IP, server name given", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "10.0.0.1:18000", XDSCA: "ca.crt", XDSServerName: "xds.internal"}, check: func(t *testing.T, y string) {
 			for _, s := range []string{"exact: xds.internal", "sni: xds.internal", "--xds-server-name xds.internal"} {
 				if !strings.Contains(y, s) {
@@ -134,6 +141,12 @@ func TestBuild(t *testing.T) {
 		}},
 		{name: "cert without CA", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds:1", XDSCert: "c", XDSKey: "k"}, wantErr: "need --xds-ca"},
 		{name: "cert without key", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds:1", XDSCA: "ca", XDSCert: "c"}, wantErr: "--xds-cert and --xds-key go together"},
+		{name: "no ready listener by default", opts: Options{NodeID: "n1", Fleet: "edge", XDS: "xds:18000"}, check: func(t *testing.T, y string) {
+			if strings.Contains(y, "scopegate_ready") || strings.Contains(y, "listeners:") {
+				t.Error("a ready listener without --ready-port")
+			}
+		}},
+		{name: "ready port is admin port", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds:1", ReadyPort: 9901}, wantErr: "ready port 9901 is the admin port"},
 		{name: "no node id", opts: Options{Fleet: "edge", XDS: "xds:1"}, wantErr: "node id is required"},
 		{name: "no fleet", opts: Options{NodeID: "n", XDS: "xds:1"}, wantErr: "fleet is required"},
 		{name: "xds without port", opts: Options{NodeID: "n", Fleet: "f", XDS: "xds"}, wantErr: `xds "xds" is not host:port`},

@@ -15,6 +15,7 @@ import (
 	"github.com/scopegate/scopegate/internal/yamlfile"
 
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/tracing"
 )
 
 // Defaults applied when the file leaves a field out.
@@ -45,6 +46,9 @@ type Config struct {
 	Fleets []Fleet `yaml:"fleets"`
 	// Upstreams are the services routes send traffic to.
 	Upstreams []Upstream `yaml:"upstreams"`
+	// Tracing is OpenTelemetry for reloads and pushes (off unless tracing.otlp_endpoint is
+	// set; read at start-up only).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // Authz configures the ext_authz filter and the cluster it calls.
@@ -164,6 +168,9 @@ type ResourceMetadata struct {
 	ResourceSigningAlgValuesSupported     []string `yaml:"resource_signing_alg_values_supported"`
 	TLSClientCertificateBoundAccessTokens bool     `yaml:"tls_client_certificate_bound_access_tokens"`
 	AuthorizationDetailsTypesSupported    []string `yaml:"authorization_details_types_supported"`
+	// DPoPSigningAlgValuesSupported are the DPoP proof algorithms the API accepts (default:
+	// scopegate authz's default dpop_algorithms; keep the two in step when you change one).
+	DPoPSigningAlgValuesSupported []string `yaml:"dpop_signing_alg_values_supported"`
 	// CacheMaxAge is the document's Cache-Control max-age (default 1h).
 	CacheMaxAge time.Duration `yaml:"cache_max_age"`
 }

@@ -34,6 +34,9 @@ func (c *Config) Validate() error {
 	v.hostPort("admin", c.Admin, true)
 	c.validateTLS(v)
 	c.validateAuthz(v)
+	if err := c.Tracing.Validate(); err != nil {
+		v.errs = append(v.errs, err)
+	}
 
 	upstreams := map[string]bool{}
 	for i, u := range c.Upstreams {

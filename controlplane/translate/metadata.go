@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // resourceMetadata is the RFC 9728 §2 document. Field order is the RFC's, so the body (and
@@ -27,6 +28,7 @@ type resourceMetadata struct {
 	ResourceTOSURI                        string   `json:"resource_tos_uri,omitempty"`
 	TLSClientCertificateBoundAccessTokens bool     `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 	AuthorizationDetailsTypesSupported    []string `json:"authorization_details_types_supported,omitempty"`
+	DPoPSigningAlgValuesSupported         []string `json:"dpop_signing_alg_values_supported,omitempty"`
 }
 
 // MetadataDocument is the JSON document Envoy serves for vh (which must have resource_metadata):
@@ -58,6 +60,10 @@ func MetadataDocument(vh *config.VirtualHost) []byte {
 		ResourceTOSURI:                        m.ResourceTOSURI,
 		TLSClientCertificateBoundAccessTokens: m.TLSClientCertificateBoundAccessTokens,
 		AuthorizationDetailsTypesSupported:    m.AuthorizationDetailsTypesSupported,
+		DPoPSigningAlgValuesSupported:         m.DPoPSigningAlgValuesSupported,
+	}
+	if doc.DPoPSigningAlgValuesSupported == nil {
+		doc.DPoPSigningAlgValuesSupported = contract.DPoPAlgorithms() // authz accepts DPoP by default
 	}
 	b, _ := json.Marshal(doc) // strings and string slices only: cannot fail
 	return b

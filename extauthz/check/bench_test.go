@@ -15,6 +15,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/check"
@@ -27,6 +28,7 @@ import (
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -40,14 +42,14 @@ type rig struct {
 // newRig wires the Check path as `scopegate authz` does, with no policy ("token-only"), the
 // built-in one ("default-policy") or policies/ ("demo-policy"); keys are served over HTTP by
 // a test issuer.
-func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int) *rig {
+func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, opts ...func(*check.Options)) *rig {
 	tb.Helper()
-	return newRigIntrospecting(tb, keys, pol, cacheEntries, "")
+	return newRigIntrospecting(tb, keys, pol, cacheEntries, "", opts...)
 }
 
 // newRigIntrospecting is newRig whose issuer also accepts opaque tokens by introspection at
 // endpoint ("" for none), with scopegate's client "orders-api" / "s3cret".
-func newRigIntrospecting(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, endpoint string) *rig {
+func newRigIntrospecting(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, endpoint string, opts ...func(*check.Options)) *rig {
 	tb.Helper()
 	is := testissuer.New(keys...)
 	tb.Cleanup(is.Close)
@@ -83,6 +85,9 @@ func newRigIntrospecting(tb testing.TB, keys []*testissuer.Key, pol string, cach
 	case "demo-policy":
 		o.Policy = mustEngine(tb, ctx, policy.Options{Path: "../../policies", EvalTimeout: 100 * time.Millisecond})
 	}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return &rig{is: is, verifier: v, headers: o.Headers, svc: check.New(o)}
 }
 
@@ -94,13 +99,19 @@ func (r *rig) token(k *testissuer.Key, i int, scope string) string {
 
 // request is shaped as Envoy sends it: lower-cased headers, :path with the query, the
 // route's context extensions.
-func request(tok string) *authv3.CheckRequest {
+func request(tok string) *authv3.CheckRequest { return requestWith(tok, nil) }
+
+// requestWith is request with extra headers (a trace context).
+func requestWith(tok string, extra map[string]string) *authv3.CheckRequest {
+	h := map[string]string{
+		"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
+		"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
+	}
+	for k, v := range extra {
+		h[k] = v
+	}
 	return checkreq.Request{ID: "1", Path: "/orders/42?expand=items", Host: "api.example.com", Protocol: "HTTP/2", Source: "10.0.0.7:41234",
-		Headers: map[string]string{
-			"authorization": "Bearer " + tok, "user-agent": "curl/8.5.0", "accept": "*/*",
-			"x-forwarded-proto": "https", "x-request-id": "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", "x-envoy-expected-rq-timeout-ms": "15000",
-		},
-		ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
+		Headers: h, ContextExtensions: map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"},
 	}.MustBuild()
 }
 
@@ -192,6 +203,33 @@ func BenchmarkCheck(b *testing.B) {
 			b.ReportMetric(float64(jwtNs.Nanoseconds())/float64(n), "jwt-ns/check")
 			b.ReportMetric(float64(opaqueNs.Nanoseconds())/float64(n), "introspected-ns/check")
 			b.ReportMetric(float64(opaqueNs)/float64(jwtNs), "introspected/jwt")
+		})
+	}
+	// Tracing on, the request carrying an unsampled trace context (what Envoy forwards for
+	// the traces it does not sample), W3C or B3: compare with warm/default-policy (off).
+	for _, tc := range []struct {
+		name   string
+		header func(i int) map[string]string
+	}{
+		{"w3c", func(i int) map[string]string {
+			return map[string]string{"traceparent": fmt.Sprintf("00-%032x-%016x-00", i+1, i+1)}
+		}},
+		{"b3", func(i int) map[string]string { return map[string]string{"b3": fmt.Sprintf("%032x-%016x-0", i+1, i+1)} }},
+	} {
+		b.Run("warm-traced-unsampled-"+tc.name+"/default-policy", func(b *testing.B) {
+			tp := tracing.NewSyncForTest(tracetest.NewInMemoryExporter(), 1)
+			defer tp.Shutdown(ctx)
+			r := newRig(b, []*testissuer.Key{rs}, "default-policy", 100000, func(o *check.Options) { o.Tracer = tp.Tracer("bench") })
+			reqs := make([]*authv3.CheckRequest, 1000)
+			for i := range reqs {
+				reqs[i] = requestWith(r.token(rs, i, "orders:read orders:write"), tc.header(i))
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i])))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				mustAllow(b, must(r.svc.Check(ctx, reqs[i%len(reqs)])))
+			}
 		})
 	}
 	for _, k := range []*testissuer.Key{rs, es} {

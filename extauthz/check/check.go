@@ -12,6 +12,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
@@ -44,6 +45,10 @@ type Options struct {
 	DecisionLog     *decisionlog.Logger
 	Logger          *slog.Logger
 	Metrics         *Metrics
+	// Tracer, when set, traces each Check (joining the trace context in the request's
+	// headers) with child spans for token verification and policy evaluation. Nil: no
+	// tracing, and the Check path does not touch OpenTelemetry at all.
+	Tracer trace.Tracer
 }
 
 // Service implements authv3.AuthorizationServer.
@@ -80,9 +85,17 @@ func New(o Options) *Service {
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	v := policy.NewView(req)
-	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path}
+	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
+		RequestID: v.HTTP.GetId(), View: v}
+	var span trace.Span
+	if s.o.Tracer != nil {
+		ctx, span = s.startCheckSpan(ctx, v.HTTP)
+	}
 	resp := s.decide(ctx, &v, &rec)
 	rec.Duration = time.Since(start)
+	if span != nil {
+		endCheckSpan(span, &rec)
+	}
 	s.o.Metrics.observe(&rec)
 	s.o.DecisionLog.Log(&rec)
 	return resp, nil
@@ -106,7 +119,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		return s.deny(rec, 401, contract.ReasonMissingToken, denial{status: 401, code: codes.Unauthenticated, description: "the DPoP scheme is not accepted here", challenge: true})
 	}
 	dpopScheme := scheme == bearer.SchemeDPoP
-	id, err := s.o.Verifier.Verify(ctx, raw)
+	id, err := s.verify(ctx, raw)
 	if err != nil {
 		var te *token.Error
 		if !errors.As(err, &te) {
@@ -121,6 +134,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true, dpop: dpopScheme, resourceMetadata: resourceMetadata(v)})
 	}
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
+	rec.Identity = id
 	pt := s.memo(id)
 	if resp := s.checkBinding(v, rec, raw, scheme, id, pt); resp != nil {
 		return resp
@@ -136,8 +150,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 // decision is reused from this token's earlier requests, then (shareable revisions) from any
 // token that agrees on what the revision reads; only a miss on both is evaluated. The
 // decision returned is shared: read it, never change it.
-func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken) (*policy.Decision, error) {
-	rev := s.o.Policy.Revision()
+func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, rev *policy.Revision) (*policy.Decision, error) {
 	rec.Revision = rev.ID
 	key, cacheable := cacheKey(rev, v.Attrs.GetContextExtensions(), v.HTTP.GetMethod())
 	if cacheable {
@@ -181,7 +194,18 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 	ext := v.Attrs.GetContextExtensions()
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
 	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
-	dec, err := s.evaluate(ctx, v, rec, id, pt)
+	rev := s.o.Policy.Revision()
+	if rev == nil {
+		// A bundle-server policy that has not arrived yet: fail closed, like keys never fetched.
+		return s.deny(rec, 503, contract.ReasonNoPolicy, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "the authorization policy is not loaded yet", retryAfter: "5"})
+	}
+	var dec *policy.Decision
+	var err error
+	if s.o.Tracer != nil {
+		dec, err = s.tracedEvaluate(ctx, v, rec, id, pt, rev)
+	} else {
+		dec, err = s.evaluate(ctx, v, rec, id, pt, rev)
+	}
 	if err != nil {
 		var ee *policy.EvalError
 		class := "eval_error"

@@ -139,6 +139,9 @@ func TestResponses(t *testing.T) {
 		{"introspected-missing-scope", introspecting, req("POST", "/orders", write, "authorization", "Bearer opaque.active.x.y.z")},
 		{"introspected-inactive", introspecting, req("GET", "/orders/1", withMetadata(read, metadataURL), "authorization", "Bearer opaque.inactive.x.y.z")},
 		{"introspection-unavailable", introspecting, req("GET", "/orders/1", read, "authorization", "Bearer opaque.failing.x.y.z")},
+		// policy.bundle before the first good bundle: fail closed, in shadow mode too.
+		{"policy-not-loaded", svc(policy.NewPending(policy.Options{}), false), req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		{"shadow-global-policy-not-loaded", svc(policy.NewPending(policy.Options{}), true), req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},

@@ -16,6 +16,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
@@ -61,6 +62,8 @@ type Config struct {
 	// checking a proof's htu when another proxy in front of Envoy rewrites them; empty means
 	// the request's own :scheme and :authority.
 	ExternalBaseURL string `yaml:"external_base_url"`
+	// Tracing is OpenTelemetry (off unless tracing.otlp_endpoint is set).
+	Tracing tracing.Config `yaml:"tracing"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.
@@ -168,6 +171,8 @@ type Policy struct {
 	// Signing verifies a signed OPA bundle (`opa build --signing-key`). Set, every revision
 	// must be signed by this key; unset, a signed bundle is refused.
 	Signing *Signing `yaml:"signing"`
+	// Bundle pulls the policy from a bundle server instead of Path (see bundle.go).
+	Bundle *PolicyBundle `yaml:"bundle"`
 }
 
 // Signing is the key that signs the policy bundle.
@@ -188,6 +193,9 @@ type DecisionLog struct {
 	Output string `yaml:"output"`
 	// SampleRate is the fraction of allowed decisions logged (denials are always logged).
 	SampleRate *float64 `yaml:"sample_rate"`
+	// IncludeInput adds the policy input to each line of a verified request, for replaying
+	// a candidate policy (`scopegate policy impact`). Default true.
+	IncludeInput *bool `yaml:"include_input"`
 }
 
 // DefaultAlgorithms is the algorithm allow-list when an issuer names none.
@@ -282,7 +290,14 @@ func (c *Config) setDefaults() {
 	if c.Policy.Signing != nil {
 		def(&c.Policy.Signing.KeyID, "default")
 	}
+	if c.Policy.Bundle != nil {
+		c.Policy.Bundle.setDefaults()
+	}
 	def(&c.DecisionLog.Output, "stdout")
+	if c.DecisionLog.IncludeInput == nil {
+		t := true
+		c.DecisionLog.IncludeInput = &t
+	}
 	if c.DecisionLog.SampleRate == nil {
 		one := 1.0
 		c.DecisionLog.SampleRate = &one
@@ -506,6 +521,12 @@ func (c *Config) Validate() error {
 		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
 			bad("policy.signing.public_key_file", "%v", err)
 		}
+	}
+	if c.Policy.Bundle != nil {
+		c.Policy.Bundle.validate(&c.Policy, bad)
+	}
+	if err := c.Tracing.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)

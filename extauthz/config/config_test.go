@@ -29,7 +29,8 @@ func TestDefaults(t *testing.T) {
 	if c.Listen != ":9191" || c.Admin != ":9092" || *c.TokenCache.MaxEntries != 100000 || c.Bearer.MaxTokenBytes != 8192 ||
 		c.Policy.Query != "data.scopegate.authz.decision" || !*c.Policy.RunTests || c.Policy.ErrorStatus != 500 ||
 		is.Leeway != 30*time.Second || is.RefreshInterval != 15*time.Minute || strings.Join(is.Algorithms, ",") != "RS256,ES256,EdDSA,PS256" ||
-		strings.Join(is.ScopeClaims, ",") != "scope,scp" || c.Headers.Subject != "x-scopegate-subject" || *c.DecisionLog.SampleRate != 1 {
+		strings.Join(is.ScopeClaims, ",") != "scope,scp" || c.Headers.Subject != "x-scopegate-subject" || *c.DecisionLog.SampleRate != 1 ||
+		!*c.DecisionLog.IncludeInput || c.Policy.Bundle != nil || c.Tracing.OTLPEndpoint != "" {
 		t.Fatalf("defaults: %+v %+v", c, is)
 	}
 }
@@ -95,6 +96,8 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"signing the built-in policy", minimal + "policy: {signing: {public_key_file: /}}\n", "policy.signing: needs policy.path"},
 		{"signing unknown field", minimal + "policy: {path: /, signing: {public_key: x}}\n", "field public_key not found"},
 		{"sample rate", minimal + "decision_log: {sample_rate: 2}\n", "decision_log.sample_rate: 2 is out of range"},
+		{"tracing endpoint", minimal + "tracing: {otlp_endpoint: 'collector:4317'}\n", `tracing.otlp_endpoint: want http://host:port or https://host:port, got "collector:4317"`},
+		{"tracing ratio", minimal + "tracing: {otlp_endpoint: 'http://collector:4317', sample_ratio: 1.5}\n", "tracing.sample_ratio: 1.5 is out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

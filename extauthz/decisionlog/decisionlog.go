@@ -1,6 +1,8 @@
 // Package decisionlog writes one JSON line per authorization decision: what was asked, who
-// asked, what was decided and why. It never carries the token, the Authorization header or
-// cookies: a Record has no field that could hold them.
+// asked, what was decided and why, and (WithInput) the policy input, so that a candidate
+// policy can be replayed against real traffic (`scopegate policy impact`). It never carries
+// the token, the Authorization header or cookies: the input is built by policy.BuildInput,
+// which leaves them out, and no other field can hold them.
 package decisionlog
 
 import (
@@ -14,6 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
 )
 
 // Record is one decision.
@@ -38,6 +45,12 @@ type Record struct {
 	MissingScopes []string
 	Revision      string
 	Duration      time.Duration
+	// RequestID is Envoy's request id (x-request-id), for finding the request elsewhere.
+	RequestID string
+	// View and Identity are what the policy input is built from, set once the token is
+	// verified; the input is built only for a line that is written with WithInput.
+	View     policy.View // a copy: a pointer to the caller's would move it to the heap
+	Identity *token.Identity
 }
 
 // Logger writes records; the zero of SampleRate logs no allowed decisions, 1 logs all.
@@ -49,6 +62,7 @@ type Logger struct {
 	prefix     string
 	seq        atomic.Uint64
 	buf        []byte
+	input      bool
 	done       chan struct{}
 	stopped    sync.WaitGroup
 }
@@ -79,6 +93,16 @@ func (l *Logger) flusher(every time.Duration) {
 			l.mu.Unlock()
 		}
 	}
+}
+
+// WithInput makes every line of a verified request carry the policy input ("input"): every
+// field a policy can read (policy.AllFields), whatever the revision in force reads, so a
+// candidate that reads more can be replayed too. Call it before the first Log.
+func (l *Logger) WithInput() *Logger {
+	if l != nil {
+		l.input = true
+	}
+	return l
 }
 
 // Close flushes and stops the flusher.
@@ -120,6 +144,7 @@ func (l *Logger) Log(r *Record) {
 	b = append(b, `","decision_id":"`...)
 	b = append(b, id...)
 	b = append(b, '"')
+	b = field(b, "request_id", r.RequestID)
 	b = field(b, "route", r.Route)
 	b = field(b, "method", r.Method)
 	b = field(b, "path", r.Path)
@@ -151,6 +176,9 @@ func (l *Logger) Log(r *Record) {
 	b = field(b, "policy_revision", r.Revision)
 	b = append(b, `,"duration_us":`...)
 	b = strconv.AppendInt(b, r.Duration.Microseconds(), 10)
+	if l.input && r.Identity != nil && r.View.HTTP != nil {
+		b = appendInput(b, r)
+	}
 	b = append(b, "}\n"...)
 	_, _ = l.w.Write(b)
 	l.buf = b
@@ -194,4 +222,55 @@ func quote(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// appendInput appends ,"input":{...}: the input policy.BuildInput makes for the request
+// (credentials are never in it), written straight from OPA's values. Building it costs
+// allocations, paid only for lines written (BenchmarkLog).
+func appendInput(b []byte, r *Record) []byte {
+	in := policy.BuildInput(&r.View, policy.AllFields(), policy.TokenTerm(r.Identity))
+	b = append(b, `,"input":`...)
+	return appendValue(b, in)
+}
+
+// appendValue appends an input value as JSON. The input holds objects with string keys,
+// arrays, strings, numbers, booleans and null (claims are JSON to begin with); anything
+// else would be a bug, written as null.
+func appendValue(b []byte, v ast.Value) []byte {
+	switch x := v.(type) {
+	case ast.String:
+		return quote(b, string(x))
+	case ast.Number:
+		return append(b, x...)
+	case ast.Boolean:
+		return strconv.AppendBool(b, bool(x))
+	case *ast.Array:
+		b = append(b, '[')
+		for i := range x.Len() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendValue(b, x.Elem(i).Value)
+		}
+		return append(b, ']')
+	case ast.Object:
+		b = append(b, '{')
+		first := true
+		// Sorted keys: lines are stable, and goldens of them are possible.
+		for _, k := range x.Keys() {
+			ks, ok := k.Value.(ast.String)
+			if !ok {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = quote(b, string(ks))
+			b = append(b, ':')
+			b = appendValue(b, x.Get(k).Value)
+		}
+		return append(b, '}')
+	}
+	return append(b, "null"...)
 }

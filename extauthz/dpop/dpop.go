@@ -23,10 +23,12 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // DefaultAlgorithms are the proof algorithms accepted unless configured otherwise.
-var DefaultAlgorithms = []string{"ES256", "EdDSA", "RS256", "PS256"}
+var DefaultAlgorithms = contract.DPoPAlgorithms()
 
 // allowed are the algorithms that may ever be configured: asymmetric only.
 var allowed = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}

@@ -17,6 +17,8 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
@@ -63,6 +65,9 @@ type Options struct {
 	Client  *http.Client // nil: a client with FetchTimeout and the MaxBytes limit
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Tracer, when set, traces the refresh an unknown kid triggers, as a child of the
+	// Check that waits for it.
+	Tracer trace.Tracer
 }
 
 // Source is one issuer's keys.
@@ -243,6 +248,11 @@ func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 			return nil, ErrNoKeys
 		}
 		return nil, fmt.Errorf("%w %q", ErrUnknownKID, kid)
+	}
+	if t := s.opts.Tracer; t != nil && trace.SpanFromContext(ctx).IsRecording() {
+		var span trace.Span
+		ctx, span = t.Start(ctx, "scopegate.jwks_fetch", trace.WithAttributes(attribute.String("scopegate.issuer", s.opts.Name)))
+		defer span.End()
 	}
 	ch := s.misses.DoChan(kid, func() (any, error) {
 		// Detached from the first caller's context, so its deadline does not fail the others;

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -84,7 +85,20 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 	return e, nil
 }
 
-// Revision is the revision in force.
+// NewPending returns an engine with no revision yet, for a policy that arrives later (a
+// bundle from a bundle server): until Install succeeds, Revision is nil and the caller must
+// deny.
+func NewPending(o Options) *Engine {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Query == "" {
+		o.Query = "data.scopegate.authz.decision"
+	}
+	return &Engine{opts: o, log: o.Logger, changed: make(chan struct{})}
+}
+
+// Revision is the revision in force; nil only for a pending engine before its first Install.
 func (e *Engine) Revision() *Revision { return e.current.Load() }
 
 // Changed returns a channel closed when the next revision goes live (a reload that only
@@ -95,6 +109,36 @@ func (e *Engine) Changed() <-chan struct{} {
 	return e.changed
 }
 
+// signalChanged wakes every Changed waiter: a new revision is in force.
+func (e *Engine) signalChanged() {
+	e.mu.Lock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+	e.mu.Unlock()
+}
+
+// Install compiles b (read and verified by the caller) and puts it in force when it
+// compiles, defines the query and passes its tests; on any error the revision in force stays
+// and the load is counted as rejected.
+func (e *Engine) Install(ctx context.Context, b *bundle.Bundle, source string) (*Revision, error) {
+	e.reload.Lock()
+	defer e.reload.Unlock()
+	rev, err := e.compileBundle(ctx, b, source)
+	e.opts.Metrics.loaded(rev, err)
+	if err != nil {
+		return nil, err
+	}
+	if old := e.current.Swap(rev); old == nil || old.ID != rev.ID {
+		prev := ""
+		if old != nil {
+			prev = old.ID
+		}
+		e.log.Info("policy revision loaded", "revision", rev.ID, "previous", prev, "source", source, "tests_passed", rev.Tests)
+		e.signalChanged()
+	}
+	return rev, nil
+}
+
 // Reload compiles the policy source again; on any error the revision in force stays.
 func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
 	e.reload.Lock()
@@ -102,18 +146,28 @@ func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
 	rev, err := e.compile(ctx)
 	e.opts.Metrics.loaded(rev, err)
 	if err != nil {
-		e.log.Error("policy reload rejected; keeping the revision in force", "error", err, "revision", e.Revision().ID)
+		e.log.Error("policy reload rejected; keeping the revision in force", "error", err, "revision", e.revisionID())
 		return nil, err
 	}
 	old := e.current.Swap(rev)
-	if old.ID != rev.ID {
-		e.log.Info("policy revision loaded", "revision", rev.ID, "previous", old.ID, "tests_passed", rev.Tests)
-		e.mu.Lock()
-		close(e.changed)
-		e.changed = make(chan struct{})
-		e.mu.Unlock()
+	if old == nil || old.ID != rev.ID {
+		e.log.Info("policy revision loaded", "revision", rev.ID, "tests_passed", rev.Tests)
+		e.signalChanged()
 	}
 	return rev, nil
+}
+
+// Rejected counts a revision refused before it could be compiled (a bundle that did not
+// read or whose signature did not verify).
+func (e *Engine) Rejected() { e.opts.Metrics.loaded(nil, errRejected) }
+
+var errRejected = errors.New("rejected")
+
+func (e *Engine) revisionID() string {
+	if r := e.Revision(); r != nil {
+		return r.ID
+	}
+	return ""
 }
 
 func (e *Engine) source() string {
@@ -141,12 +195,32 @@ func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bund
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
-	b, err := l.AsBundle(path)
+	// A Kubernetes ConfigMap volume keeps its files in a timestamped directory behind the
+	// ..data symlink, with symlinks to them at the top. OPA's loader walks real files only, so
+	// it would find them under the timestamped name (data.json mounted at the wrong path, and
+	// a revision ID that differs between pods): load the directory ..data points at instead,
+	// and name each file by its path under the mount.
+	src := path
+	if real, err := filepath.EvalSymlinks(filepath.Join(path, "..data")); err == nil {
+		if st, err := os.Stat(real); err == nil && st.IsDir() {
+			src = real
+		}
+	}
+	b, err := l.AsBundle(src)
 	if err != nil {
 		if vc == nil && onDisk && signed(path) {
 			return nil, fmt.Errorf("%s is a signed bundle: set policy.signing (public_key_file, key_id, scope) to verify it", path)
 		}
 		return nil, err
+	}
+	if src != path {
+		for i := range b.Modules {
+			m := &b.Modules[i]
+			if rel, err := filepath.Rel(src, m.Path); err == nil && filepath.IsLocal(rel) {
+				m.Path = filepath.Join(path, rel)
+				m.URL = m.Path
+			}
+		}
 	}
 	if len(b.Modules) == 0 {
 		return nil, fmt.Errorf("%s: no .rego files", path)
@@ -160,6 +234,14 @@ func (e *Engine) compile(ctx context.Context) (*Revision, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", src, err)
 	}
+	return e.compileBundle(ctx, b, src)
+}
+
+func (e *Engine) compileBundle(ctx context.Context, b *bundle.Bundle, src string) (*Revision, error) {
+	if len(b.Modules) == 0 {
+		return nil, fmt.Errorf("policy %s: no .rego files", src)
+	}
+	var err error
 	rev := &Revision{ID: revisionID(b), Source: src, LoadedAt: time.Now(), Reads: analyzeNeeds(b)}
 	if e.opts.RunTests {
 		n, err := RunTests(ctx, b)

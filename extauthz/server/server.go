@@ -17,6 +17,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -30,10 +32,12 @@ import (
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/policy/remote"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/grpcstop"
+	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -56,6 +60,8 @@ type Server struct {
 	// GRPCTLS and AdminTLS serve the certificates of the tls and admin_tls blocks (nil
 	// without them).
 	GRPCTLS, AdminTLS *certreload.Reloader
+	bundle            *remote.Source // nil unless policy.bundle is set
+	tracing           *tracing.Provider
 	cancel            context.CancelFunc
 	wg                sync.WaitGroup
 
@@ -72,6 +78,7 @@ type Handler struct {
 	Engine        *policy.Engine
 	Sources       []*jwks.Source
 	Introspectors []*introspect.Client
+	Bundle        *remote.Source // nil unless policy.bundle is set
 }
 
 // HandlerOptions are what NewHandler takes besides the config; every field may be nil.
@@ -79,17 +86,21 @@ type HandlerOptions struct {
 	Logger      *slog.Logger
 	Registry    *prometheus.Registry // nil: metrics are kept in a registry nobody reads
 	DecisionLog *decisionlog.Logger
+	Tracer      trace.Tracer // nil: no spans
 }
 
 // NewHandler builds the key sources and introspection clients (not started: see Start), the
 // verifier with its cache, the policy engine and the Check service from cfg.
 func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Handler, error) {
-	log, reg := o.Logger, o.Registry
+	log, reg, tracer := o.Logger, o.Registry, o.Tracer
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
+	}
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
 	}
 	h := &Handler{}
 	jm := jwks.NewMetrics(reg)
@@ -101,7 +112,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 			src, err := jwks.New(jwks.Options{
 				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
 				RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
-				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm,
+				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm, Tracer: tracer,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
@@ -136,33 +147,45 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	if err != nil {
 		return nil, err
 	}
-	engine, err := policy.New(ctx, policy.Options{
+	popts := policy.Options{
 		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
 		Verification: verification, EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
-	})
+	}
+	if cfg.Policy.Bundle != nil {
+		// The policy arrives from the bundle server (or the persisted copy); until then
+		// Checks are denied with 503 and readiness waits.
+		popts.FS = nil
+		h.Engine = policy.NewPending(popts)
+		h.Bundle, err = remote.New(ctx, remote.Options{Config: *cfg.Policy.Bundle, Engine: h.Engine, Logger: log})
+	} else {
+		h.Engine, err = policy.New(ctx, popts)
+	}
 	if err != nil {
 		return nil, err
 	}
-	h.Engine = engine
 	proofs, err := DPoPVerifier(cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	h.Service = check.New(check.Options{
-		Verifier: h.Verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
+		Verifier: h.Verifier, Policy: h.Engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: o.DecisionLog, Logger: log,
-		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL,
+		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL, Tracer: tracer,
 	})
 	return h, nil
 }
 
-// Start starts fetching every issuer's keys and introspection metadata until ctx ends.
+// Start starts fetching every issuer's keys and introspection metadata (and the policy
+// bundle, when one is configured) until ctx ends.
 func (h *Handler) Start(ctx context.Context) {
 	for _, src := range h.Sources {
 		src.Start(ctx)
 	}
 	for _, c := range h.Introspectors {
 		c.Start(ctx)
+	}
+	if h.Bundle != nil {
+		h.Bundle.Start(ctx)
 	}
 }
 
@@ -175,17 +198,31 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	bg, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 
+	tp, err := tracing.New(ctx, cfg.Tracing, "scopegate-authz")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.tracing = tp
+	started := false
+	defer func() {
+		if !started { // a failure below: stop the exporter it started
+			_ = tp.Shutdown(context.Background())
+		}
+	}()
+	tracer := tp.Tracer("github.com/scopegate/scopegate/extauthz")
+
 	if err := s.openDecisionLog(); err != nil {
 		cancel()
 		return nil, err
 	}
-	h, err := NewHandler(ctx, cfg, HandlerOptions{Logger: log, Registry: reg, DecisionLog: s.dlog})
+	h, err := NewHandler(ctx, cfg, HandlerOptions{Logger: log, Registry: reg, DecisionLog: s.dlog, Tracer: tracer})
 	if err != nil {
 		s.closeDecisionLog()
 		cancel()
 		return nil, err
 	}
-	s.sources, s.introspectors, s.engine, s.Service = h.Sources, h.Introspectors, h.Engine, h.Service
+	s.sources, s.introspectors, s.engine, s.Service, s.bundle = h.Sources, h.Introspectors, h.Engine, h.Service, h.Bundle
 	verifier, engine := h.Verifier, h.Engine
 
 	tlsMetrics := certreload.NewMetrics(reg)
@@ -255,6 +292,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		}
 	}
 	s.wg.Go(func() { s.trackHealth(bg) })
+	started = true
 	return s, nil
 }
 
@@ -275,6 +313,9 @@ func (s *Server) openDecisionLog() error {
 		w, s.dlogFile = f, f
 	}
 	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond)
+	if *s.cfg.DecisionLog.IncludeInput {
+		s.dlog.WithInput()
+	}
 	return nil
 }
 
@@ -309,11 +350,19 @@ func (s *Server) Ready() bool {
 type readiness struct {
 	Issuers map[string][]string `json:"issuers"`
 	Policy  *policy.Revision    `json:"policy"`
+	Bundle  *remote.Status      `json:"bundle,omitempty"`
 }
 
 func (s *Server) ready() (any, error) {
 	r := readiness{Issuers: map[string][]string{}, Policy: s.engine.Revision()}
 	var missing []string
+	if s.bundle != nil {
+		st := s.bundle.Status()
+		r.Bundle = &st
+		if r.Policy == nil {
+			missing = append(missing, "policy bundle")
+		}
+	}
 	for _, src := range s.sources {
 		r.Issuers[src.Name()] = src.Current().KIDs()
 		if !src.Ready() {
@@ -321,7 +370,7 @@ func (s *Server) ready() (any, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return r, fmt.Errorf("no keys yet for issuer(s) %v", missing)
+		return r, fmt.Errorf("not loaded yet: %v", missing)
 	}
 	for _, c := range s.introspectors {
 		if !c.Ready() {
@@ -337,6 +386,13 @@ func (s *Server) ready() (any, error) {
 // trackHealth turns gRPC health to SERVING once every issuer has keys, so Envoy's health
 // checks agree with /readyz. A loaded key set is never emptied, so this happens once.
 func (s *Server) trackHealth(ctx context.Context) {
+	if s.bundle != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.bundle.Ready():
+		}
+	}
 	for _, src := range s.sources {
 		for {
 			changed := src.Changed()
@@ -363,7 +419,7 @@ func (s *Server) Start() {
 		}
 	})
 	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(s.cfg.TLS), "admin", s.AdminAddr(),
-		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", s.engine.Revision().ID)
+		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", revisionID(s.engine.Revision()))
 }
 
 // Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
@@ -377,6 +433,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.health.Shutdown() // tell health checkers first, so load balancers drain us
 	grpcstop.Graceful(ctx, s.grpc)
 	err := s.admin.Shutdown(ctx)
+	if s.bundle != nil {
+		s.bundle.Stop(ctx)
+	}
 	s.cancel()
 	s.wg.Wait()
 	if cerr := s.dlog.Close(); cerr != nil && err == nil {
@@ -384,6 +443,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	if s.dlogFile != nil {
 		s.dlogFile.Close()
+	}
+	if terr := s.tracing.Shutdown(ctx); terr != nil && err == nil {
+		err = terr
 	}
 	return err
 }
@@ -396,4 +458,11 @@ func tlsMode(f *certreload.Files) string {
 		return "mutual"
 	}
 	return "server"
+}
+
+func revisionID(r *policy.Revision) string {
+	if r == nil {
+		return "(none yet)"
+	}
+	return r.ID
 }

@@ -35,6 +35,10 @@ const (
 	ModeShadow = "shadow"
 )
 
+// DPoPAlgorithms are the DPoP proof algorithms authz accepts by default (dpop_algorithms),
+// which the control plane advertises in RFC 9728 metadata unless told otherwise.
+func DPoPAlgorithms() []string { return []string{"ES256", "EdDSA", "RS256", "PS256"} }
+
 // Default identity headers authz sets on allowed requests and the control plane strips from
 // incoming ones.
 const (
@@ -107,6 +111,9 @@ const (
 
 // Service-side reasons.
 const (
+	// ReasonNoPolicy: the policy comes from a bundle server and no good bundle has arrived
+	// yet (503, denied in shadow mode too: there is nothing to shadow).
+	ReasonNoPolicy Reason = "no_policy"
 	// ReasonInternalError: verification failed in a way scopegate did not expect (503).
 	ReasonInternalError Reason = "internal_error"
 	// ReasonPolicyDenied: the policy denied without naming a reason of its own.

@@ -1,0 +1,229 @@
+{{/* Names: <release>-scopegate (or the release name when it already contains "scopegate"). */}}
+{{- define "scopegate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "scopegate.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "scopegate.authz.name" -}}{{ include "scopegate.fullname" . }}-authz{{- end -}}
+{{- define "scopegate.xds.name" -}}{{ include "scopegate.fullname" . }}-xds{{- end -}}
+{{- define "scopegate.envoy.name" -}}{{ include "scopegate.fullname" . }}-envoy{{- end -}}
+
+{{- define "scopegate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "scopegate.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "scopegate.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "scopegate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: scopegate
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "root" $ "component" "authz"). */}}
+{{- define "scopegate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "scopegate.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "scopegate.componentLabels" -}}
+{{ include "scopegate.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "scopegate.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{- define "scopegate.envoy.image" -}}
+{{- if .Values.envoy.image.digest -}}
+{{ .Values.envoy.image.repository }}@{{ .Values.envoy.image.digest }}
+{{- else -}}
+{{ .Values.envoy.image.repository }}:{{ .Values.envoy.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{- define "scopegate.sidecar" -}}{{ eq .Values.authz.mode "sidecar" }}{{- end -}}
+
+{{/* Where Envoy reaches authz, as the xds config's authz.address. */}}
+{{- define "scopegate.authz.address" -}}
+{{- if eq .Values.authz.mode "sidecar" -}}
+127.0.0.1:{{ .Values.authz.ports.grpc }}
+{{- else -}}
+{{ include "scopegate.authz.name" . }}.{{ .Release.Namespace }}.svc:{{ .Values.authz.ports.grpc }}
+{{- end -}}
+{{- end -}}
+
+{{- define "scopegate.xds.address" -}}
+{{ include "scopegate.xds.name" . }}.{{ .Release.Namespace }}.svc:{{ .Values.xds.ports.grpc }}
+{{- end -}}
+
+{{- define "scopegate.tls.authzSecret" -}}{{ default (printf "%s-authz-tls" (include "scopegate.fullname" .)) .Values.tls.authzSecret }}{{- end -}}
+{{- define "scopegate.tls.xdsSecret" -}}{{ default (printf "%s-xds-tls" (include "scopegate.fullname" .)) .Values.tls.xdsSecret }}{{- end -}}
+{{- define "scopegate.tls.envoyClientSecret" -}}{{ default (printf "%s-envoy-client-tls" (include "scopegate.fullname" .)) .Values.tls.envoyClientSecret }}{{- end -}}
+
+{{/* The authz config file: the user's config with the chart's addresses, policy and TLS. */}}
+{{- define "scopegate.authz.config" -}}
+{{- $cfg := deepCopy .Values.authz.config -}}
+{{- if eq .Values.authz.mode "sidecar" -}}
+{{- $_ := set $cfg "listen" (printf "127.0.0.1:%v" .Values.authz.ports.grpc) -}}
+{{- else -}}
+{{- $_ := set $cfg "listen" (printf ":%v" .Values.authz.ports.grpc) -}}
+{{- end -}}
+{{- $_ := set $cfg "admin" (printf ":%v" .Values.authz.ports.admin) -}}
+{{- if .Values.authz.policies -}}
+{{- $policy := default dict (get $cfg "policy") -}}
+{{- $_ := set $policy "path" "/etc/scopegate/policies" -}}
+{{- $_ := set $policy "watch" true -}}
+{{- $_ := set $cfg "policy" $policy -}}
+{{- end -}}
+{{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") -}}
+{{- $_ := set $cfg "tls" (dict "cert_file" "/etc/scopegate/tls/tls.crt" "key_file" "/etc/scopegate/tls/tls.key" "client_ca_file" "/etc/scopegate/tls/ca.crt") -}}
+{{- end -}}
+{{ toYaml $cfg }}
+{{- end -}}
+
+{{/* The xds config file: the user's config with the chart's addresses and TLS. */}}
+{{- define "scopegate.xds.config" -}}
+{{- $cfg := deepCopy .Values.xds.config -}}
+{{- $_ := set $cfg "listen" (printf ":%v" .Values.xds.ports.grpc) -}}
+{{- $_ := set $cfg "admin" (printf ":%v" .Values.xds.ports.admin) -}}
+{{- $authz := default dict (get $cfg "authz") -}}
+{{- $_ := set $authz "address" (include "scopegate.authz.address" .) -}}
+{{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") -}}
+{{- $_ := set $authz "tls" (dict "ca_file" "/etc/scopegate/envoy-client-tls/ca.crt" "server_name" (printf "%s.%s.svc" (include "scopegate.authz.name" .) .Release.Namespace) "cert_file" "/etc/scopegate/envoy-client-tls/tls.crt" "key_file" "/etc/scopegate/envoy-client-tls/tls.key") -}}
+{{- end -}}
+{{- $_ := set $cfg "authz" $authz -}}
+{{- if .Values.tls.enabled -}}
+{{- $_ := set $cfg "tls" (dict "cert_file" "/etc/scopegate/tls/tls.crt" "key_file" "/etc/scopegate/tls/tls.key" "client_ca_file" "/etc/scopegate/tls/ca.crt" "trust_domain" .Values.tls.trustDomain) -}}
+{{- end -}}
+{{ toYaml $cfg }}
+{{- end -}}
+
+{{- define "scopegate.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "scopegate.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+privileged: false
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{/* Spread a component's pods across zones and nodes; call with (dict "root" $ "component" "authz"). */}}
+{{- define "scopegate.topologySpread" -}}
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "scopegate.selectorLabels" . | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "scopegate.selectorLabels" . | nindent 6 }}
+  matchLabelKeys: [pod-template-hash]
+{{- end -}}
+
+{{/* The authz container, in its Deployment or as the Envoy pod's sidecar. */}}
+{{- define "scopegate.authz.container" -}}
+- name: authz
+  image: {{ include "scopegate.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: [authz, --config, /etc/scopegate/config/authz.yaml]
+  ports:
+    - name: grpc
+      containerPort: {{ .Values.authz.ports.grpc }}
+      protocol: TCP
+    - name: admin
+      containerPort: {{ .Values.authz.ports.admin }}
+      protocol: TCP
+  {{- with .Values.authz.env }}
+  env:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  # Ready once every issuer has keys and a policy revision is in force (fail closed until then).
+  readinessProbe:
+    httpGet: {path: /readyz, port: admin}
+    periodSeconds: 5
+    failureThreshold: 2
+  livenessProbe:
+    httpGet: {path: /healthz, port: admin}
+    periodSeconds: 10
+    failureThreshold: 3
+  resources:
+    {{- toYaml .Values.authz.resources | nindent 4 }}
+  securityContext:
+    {{- include "scopegate.containerSecurityContext" . | nindent 4 }}
+  volumeMounts:
+    - name: authz-config
+      mountPath: /etc/scopegate/config
+      readOnly: true
+    {{- if .Values.authz.policies }}
+    - name: authz-policies
+      mountPath: /etc/scopegate/policies
+      readOnly: true
+    {{- end }}
+    {{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") }}
+    - name: authz-tls
+      mountPath: /etc/scopegate/tls
+      readOnly: true
+    {{- end }}
+{{- end -}}
+
+{{- define "scopegate.authz.volumes" -}}
+- name: authz-config
+  configMap:
+    name: {{ include "scopegate.authz.name" . }}
+{{- if .Values.authz.policies }}
+- name: authz-policies
+  configMap:
+    name: {{ include "scopegate.authz.name" . }}-policies
+    items:
+      {{- range $i, $p := .Values.authz.policies }}
+      - key: {{ printf "p%d-%s" $i (base $p.path) }}
+        path: {{ $p.path }}
+      {{- end }}
+{{- end }}
+{{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") }}
+- name: authz-tls
+  secret:
+    secretName: {{ include "scopegate.tls.authzSecret" . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,95 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+)
+
+// PolicyBundle is policy.bundle: the policy as an OPA bundle pulled from a bundle server
+// (OPA's bundle protocol: ETag, 304, polling with jitter, backoff on errors).
+type PolicyBundle struct {
+	URL     string        `yaml:"url"`
+	Polling BundlePolling `yaml:"polling"`
+	// Signing, when set, refuses unsigned and badly signed bundles.
+	Signing *BundleSigning `yaml:"signing"`
+	// PersistDir keeps the last good bundle, so a restart with the server down still serves.
+	PersistDir  string            `yaml:"persist_dir"`
+	Credentials BundleCredentials `yaml:"credentials"`
+}
+
+// BundlePolling bounds the delay between two polls; OPA's downloader counts whole seconds.
+type BundlePolling struct {
+	MinDelay time.Duration `yaml:"min_delay"`
+	MaxDelay time.Duration `yaml:"max_delay"`
+}
+
+// BundleSigning is the key that bundles' .signatures.json must verify with.
+type BundleSigning struct {
+	// PublicKeyFile is a PEM public key (RSA or ECDSA); its type sets the algorithm.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// KeyID is the key's name; a signature naming another keyid is refused.
+	KeyID string `yaml:"key_id"`
+}
+
+// BundleCredentials authenticate scopegate to the bundle server.
+type BundleCredentials struct {
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	ClientCertFile  string `yaml:"client_cert_file"`
+	ClientKeyFile   string `yaml:"client_key_file"`
+	// CAFile is the CA bundle that signs the server's certificate (system roots when empty).
+	CAFile string `yaml:"ca_file"`
+}
+
+func (b *PolicyBundle) setDefaults() {
+	if b.Polling.MinDelay == 0 && b.Polling.MaxDelay == 0 {
+		b.Polling.MinDelay, b.Polling.MaxDelay = 60*time.Second, 120*time.Second
+	}
+}
+
+func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args ...any)) {
+	const f = "policy.bundle"
+	if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad(f+".url", "want an http(s) URL, got %q", b.URL)
+	}
+	if p.Path != "" {
+		bad(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")
+	}
+	if p.Watch {
+		bad("policy.watch", "not used with policy.bundle (bundles are polled)")
+	}
+	minD, maxD := b.Polling.MinDelay, b.Polling.MaxDelay
+	switch {
+	case minD < time.Second || minD%time.Second != 0:
+		bad(f+".polling.min_delay", "%s: want whole seconds, at least 1s", minD)
+	case maxD < minD || maxD%time.Second != 0:
+		bad(f+".polling.max_delay", "%s: want whole seconds, at least min_delay (%s)", maxD, minD)
+	}
+	if s := b.Signing; s != nil {
+		if s.PublicKeyFile == "" {
+			bad(f+".signing.public_key_file", "required when signing is set")
+		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
+			bad(f+".signing.public_key_file", "%v", err)
+		}
+		if s.KeyID == "" {
+			bad(f+".signing.key_id", "required when signing is set")
+		}
+	}
+	c := b.Credentials
+	for _, x := range [][2]string{{"bearer_token_file", c.BearerTokenFile}, {"client_cert_file", c.ClientCertFile},
+		{"client_key_file", c.ClientKeyFile}, {"ca_file", c.CAFile}} {
+		if x[1] == "" {
+			continue
+		}
+		if _, err := os.Stat(x[1]); err != nil {
+			bad(fmt.Sprintf("%s.credentials.%s", f, x[0]), "%v", err)
+		}
+	}
+	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
+		bad(f+".credentials", "client_cert_file and client_key_file go together")
+	}
+	if c.BearerTokenFile != "" && c.ClientCertFile != "" {
+		bad(f+".credentials", "bearer_token_file or a client certificate, not both (OPA's bundle client takes one credential)")
+	}
+}

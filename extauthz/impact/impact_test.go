@@ -1,0 +1,195 @@
+package impact
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/scopegate/scopegate/extauthz/check"
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/jwks"
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/checkreq"
+	"github.com/scopegate/scopegate/internal/testissuer"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden reports")
+
+const repoPolicies = "../../policies"
+
+// decisionLog runs requests through the real Check path (policies/ in force) and returns
+// the decision log it wrote.
+func decisionLog(t *testing.T) []byte {
+	t.Helper()
+	key := testissuer.NewKey("k1", "ES256")
+	is := testissuer.New(key)
+	t.Cleanup(is.Close)
+	src, err := jwks.New(jwks.Options{Name: "demo", Issuer: is.Issuer, URL: is.JWKSURL(), RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Second, FetchTimeout: time.Second, MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := src.Changed()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	src.Start(ctx)
+	<-changed
+	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
+		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: 30 * time.Second}
+	verifier := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}, Cache: token.NewCache(100)})
+	var out bytes.Buffer
+	dlog := decisionlog.New(&out, 1, 0).WithInput()
+	svc := check.New(check.Options{Verifier: verifier, Policy: engine(t, repoPolicies), DecisionLog: dlog,
+		Headers: config.Headers{Subject: "x-scopegate-subject"}})
+
+	tok := func(sub, client, scope string) string {
+		c := is.Standard("orders-api", sub, scope, time.Hour)
+		c["client_id"] = client
+		return "Bearer " + testissuer.Sign(key, c, nil)
+	}
+	for _, r := range []struct{ id, method, path, route, scopes, authz string }{
+		{"read-ok", "GET", "/orders/1", "orders-read", "orders:read", tok("alice", "web", "orders:read")},
+		{"read-by-writer-1", "GET", "/orders/2", "orders-read", "orders:read", tok("bob", "web", "orders:write")},
+		{"read-by-writer-2", "GET", "/orders/3", "orders-read", "orders:read", tok("carol", "web", "orders:write")},
+		{"write-by-reader", "POST", "/orders", "orders-write", "orders:write", tok("alice", "web", "orders:read")},
+		{"admin-support", "GET", "/admin/users", "admin", "admin", tok("dave", "support-console", "admin")},
+		{"admin-ops", "GET", "/admin/users", "admin", "admin", tok("erin", "ops-console", "admin")},
+		{"no-token", "GET", "/orders/1", "orders-read", "orders:read", ""},
+	} {
+		h := map[string]string{"user-agent": "impact-test", "cookie": "session=s3cr3t"}
+		if r.authz != "" {
+			h["authorization"] = r.authz
+		}
+		req := checkreq.Request{ID: r.id, Method: r.method, Path: r.path, Host: "api.example.com", Headers: h,
+			ContextExtensions: map[string]string{"route": r.route, "scopes": r.scopes}}.MustBuild()
+		if _, err := svc.Check(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dlog.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); strings.Contains(s, "s3cr3t") || strings.Contains(s, "eyJ") {
+		t.Fatalf("a credential in the decision log:\n%s", s)
+	}
+	return out.Bytes()
+}
+
+func engine(t *testing.T, path string) *policy.Engine {
+	t.Helper()
+	e, err := policy.New(context.Background(), policy.Options{Path: path, EvalTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// candidate is policies/ with two changes: orders:write no longer implies orders:read, and
+// support-console joins the admin clients.
+func candidate(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := os.CopyFS(dir, os.DirFS(repoPolicies))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"scopegate/scope_hierarchy/data.json": "{}\n",
+		"demo/data.json":                      `{"admin": {"allowed_clients": ["ops-console", "support-console"]}}` + "\n",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.Chmod(p, 0o644); err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), fs.FileMode(0o644)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The demo's own tests pin the old data; impact evaluates, it does not run tests.
+	return dir
+}
+
+func TestImpactGolden(t *testing.T) {
+	log := decisionLog(t)
+	cand := engine(t, candidate(t))
+	for _, tc := range []struct {
+		name     string
+		baseline *policy.Engine
+	}{
+		{"logged", nil},
+		{"baseline", engine(t, repoPolicies)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := Run(t.Context(), bytes.NewReader(log), Options{Candidate: cand, Baseline: tc.baseline,
+				CandidateName: "candidate/", BaselineName: "policies/"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text, js bytes.Buffer
+			if err := rep.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if err := rep.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "report-"+tc.name+".txt", text.Bytes())
+			golden(t, "report-"+tc.name+".json", js.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Fatalf("%s differs (-want +got):\n%s", p, diff)
+	}
+}
+
+func TestKinds(t *testing.T) {
+	allow := Outcome{Allow: true, Status: 200}
+	deny := Outcome{Status: 403, Reason: "insufficient_scope", MissingScopes: []string{"a"}}
+	for _, tc := range []struct {
+		name          string
+		before, after Outcome
+		want          string
+	}{
+		{"same allow", allow, allow, ""},
+		{"same deny", deny, deny, ""},
+		{"allow to deny", allow, deny, AllowToDeny},
+		{"deny to allow", deny, allow, DenyToAllow},
+		{"status", deny, Outcome{Status: 400, Reason: "insufficient_scope", MissingScopes: []string{"a"}}, StatusChange},
+		{"reason", deny, Outcome{Status: 403, Reason: "client_not_allowed", MissingScopes: []string{"a"}}, ReasonChange},
+		{"missing scopes", deny, Outcome{Status: 403, Reason: "insufficient_scope", MissingScopes: []string{"a", "b"}}, MissingChange},
+	} {
+		if got := kind(tc.before, tc.after); got != tc.want {
+			t.Errorf("%s: kind = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestBadLogNamesTheLine(t *testing.T) {
+	_, err := Run(t.Context(), strings.NewReader("{\"allow\":true}\nnot json\n"), Options{Candidate: engine(t, repoPolicies)})
+	if err == nil || !strings.Contains(err.Error(), "decision log line 2") {
+		t.Fatalf("err = %v", err)
+	}
+}

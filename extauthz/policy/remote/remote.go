@@ -1,0 +1,340 @@
+// Package remote keeps the policy in step with a bundle server: OPA's own downloader polls it
+// (ETag / If-None-Match, 304, jittered polling, backoff on errors), OPA's bundle reader checks
+// .signatures.json, and a bundle goes live only through policy.Engine.Install (it compiles and
+// its tests pass). The last good bundle is kept on disk so a restart with the server down
+// still serves it.
+package remote
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/download"
+	"github.com/open-policy-agent/opa/v1/logging"
+	"github.com/open-policy-agent/opa/v1/plugins"
+	"github.com/open-policy-agent/opa/v1/plugins/rest"
+
+	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/policy"
+)
+
+// maxBundleBytes bounds what a bundle server can make scopegate read.
+const maxBundleBytes = 64 << 20
+
+// Persisted file names inside persist_dir.
+const (
+	persistBundle = "bundle.tar.gz"
+	persistMeta   = "bundle.json"
+)
+
+// Options configure a Source.
+type Options struct {
+	Config config.PolicyBundle
+	Engine *policy.Engine
+	Logger *slog.Logger
+	// Manual turns polling off: downloads happen only on Trigger (tests).
+	Manual bool
+}
+
+// Status is what /readyz shows of the bundle in force.
+type Status struct {
+	URL      string    `json:"url"`
+	Revision string    `json:"revision,omitempty"`
+	ETag     string    `json:"etag,omitempty"`
+	From     string    `json:"from,omitempty"` // "server" or "persisted"
+	LoadedAt time.Time `json:"loaded_at,omitzero"`
+	// LastError is the last failed download or rejected bundle, cleared by the next success.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Source downloads, verifies and installs bundles.
+type Source struct {
+	o      Options
+	log    *slog.Logger
+	vc     *bundle.VerificationConfig
+	dl     *download.Downloader
+	ready  chan struct{}
+	once   sync.Once
+	mu     sync.Mutex
+	status Status
+}
+
+// New builds the downloader and installs the persisted bundle, if there is one that reads,
+// verifies, compiles and passes its tests. It does not contact the server: Start does.
+func New(ctx context.Context, o Options) (*Source, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := o.Config
+	s := &Source{o: o, log: o.Logger.With("bundle_url", c.URL), ready: make(chan struct{}), status: Status{URL: c.URL}}
+	if c.Signing != nil {
+		vc, err := verification(c.Signing)
+		if err != nil {
+			return nil, err
+		}
+		s.vc = vc
+	}
+	client, path, err := restClient(c)
+	if err != nil {
+		return nil, err
+	}
+	minS, maxS := int64(c.Polling.MinDelay/time.Second), int64(c.Polling.MaxDelay/time.Second)
+	trigger := plugins.TriggerPeriodic
+	if o.Manual {
+		trigger = plugins.TriggerManual
+	}
+	dc := download.Config{Trigger: &trigger, Polling: download.PollingConfig{MinDelaySeconds: &minS, MaxDelaySeconds: &maxS}}
+	if err := dc.ValidateAndInjectDefaults(); err != nil {
+		return nil, fmt.Errorf("policy.bundle.polling: %w", err)
+	}
+	s.dl = download.New(dc, client, path).
+		WithBundleVerificationConfig(s.vc).
+		WithSizeLimitBytes(maxBundleBytes).
+		WithBundlePersistence(c.PersistDir != "").
+		WithCallback(s.update)
+	if c.PersistDir != "" {
+		s.loadPersisted(ctx)
+	}
+	return s, nil
+}
+
+// verification builds OPA's verification config; the key's type sets the algorithm, so an
+// HMAC algorithm can never be chosen.
+func verification(sc *config.BundleSigning) (*bundle.VerificationConfig, error) {
+	raw, err := os.ReadFile(sc.PublicKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy.bundle.signing.public_key_file: %w", err)
+	}
+	blk, _ := pem.Decode(raw)
+	if blk == nil {
+		return nil, fmt.Errorf("policy.bundle.signing.public_key_file %s: not PEM", sc.PublicKeyFile)
+	}
+	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("policy.bundle.signing.public_key_file %s: %w", sc.PublicKeyFile, err)
+	}
+	var alg string
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		alg = "RS256"
+	case *ecdsa.PublicKey:
+		alg = map[int]string{256: "ES256", 384: "ES384", 521: "ES512"}[k.Curve.Params().BitSize]
+	}
+	if alg == "" {
+		return nil, fmt.Errorf("policy.bundle.signing.public_key_file %s: want an RSA or ECDSA (P-256/384/521) public key, got %T", sc.PublicKeyFile, pub)
+	}
+	keys := map[string]*bundle.KeyConfig{sc.KeyID: {Key: string(raw), Algorithm: alg}}
+	return bundle.NewVerificationConfig(keys, sc.KeyID, "", nil), nil
+}
+
+// restClient is OPA's REST client for the server part of the URL; the rest is the path.
+func restClient(c config.PolicyBundle) (rest.Client, string, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return rest.Client{}, "", fmt.Errorf("policy.bundle.url: %w", err)
+	}
+	type bearer struct {
+		TokenPath string `json:"token_path"`
+	}
+	type clientTLS struct {
+		Cert       string `json:"cert"`
+		PrivateKey string `json:"private_key"`
+	}
+	type serverTLS struct {
+		CACert string `json:"ca_cert"`
+	}
+	rc := struct {
+		URL         string     `json:"url"`
+		TLS         *serverTLS `json:"tls,omitempty"`
+		Credentials struct {
+			Bearer    *bearer    `json:"bearer,omitempty"`
+			ClientTLS *clientTLS `json:"client_tls,omitempty"`
+		} `json:"credentials"`
+	}{URL: u.Scheme + "://" + u.Host}
+	cr := c.Credentials
+	if cr.CAFile != "" {
+		rc.TLS = &serverTLS{CACert: cr.CAFile}
+	}
+	if cr.BearerTokenFile != "" {
+		rc.Credentials.Bearer = &bearer{TokenPath: cr.BearerTokenFile}
+	}
+	if cr.ClientCertFile != "" {
+		rc.Credentials.ClientTLS = &clientTLS{Cert: cr.ClientCertFile, PrivateKey: cr.ClientKeyFile}
+	}
+	raw, err := json.Marshal(rc)
+	if err != nil {
+		return rest.Client{}, "", err
+	}
+	// OPA's REST client logs request headers at debug level (masked); ours stays silent and
+	// the downloader's errors reach us through the callback.
+	client, err := rest.New(raw, nil, rest.Name("scopegate-bundle"), rest.Logger(logging.NewNoOpLogger()))
+	if err != nil {
+		return rest.Client{}, "", fmt.Errorf("policy.bundle: %w", err)
+	}
+	path := strings.TrimPrefix(u.EscapedPath(), "/")
+	if u.RawQuery != "" {
+		path += "?" + u.RawQuery
+	}
+	return client, path, nil
+}
+
+// Start polls the server until Stop.
+func (s *Source) Start(ctx context.Context) { s.dl.Start(ctx) }
+
+// Stop ends polling and waits for a download in flight.
+func (s *Source) Stop(ctx context.Context) { s.dl.Stop(ctx) }
+
+// Trigger downloads once (Options.Manual); the error is the download's or the rejection's.
+func (s *Source) Trigger(ctx context.Context) error { return s.dl.Trigger(ctx) }
+
+// Ready is closed once a good bundle (downloaded or persisted) is in force.
+func (s *Source) Ready() <-chan struct{} { return s.ready }
+
+// Status is the bundle in force and the last failure.
+func (s *Source) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status
+}
+
+// update is the downloader's callback: u carries an error, a 304 (no bundle), or a bundle
+// that read and verified. A returned error makes the downloader back off.
+func (s *Source) update(ctx context.Context, u download.Update) error {
+	if u.Error != nil {
+		s.failed(u.Error)
+		return nil // the downloader already backs off on its own error
+	}
+	if u.Bundle == nil {
+		return nil // 304: the bundle in force is current
+	}
+	rev, err := s.o.Engine.Install(ctx, u.Bundle, s.o.Config.URL)
+	if err != nil {
+		s.log.Error("policy bundle rejected; keeping the revision in force", "error", err, "etag", u.ETag, "revision", s.Status().Revision)
+		s.setError(err)
+		return err
+	}
+	if s.o.Config.PersistDir != "" && u.Raw != nil {
+		if err := s.persist(u.Raw, u.ETag); err != nil {
+			s.log.Warn("policy bundle not persisted", "error", err, "persist_dir", s.o.Config.PersistDir)
+		}
+	}
+	s.installed(rev, u.ETag, "server")
+	return nil
+}
+
+// failed records a download that produced no bundle. A bundle that came but did not read or
+// verify (bad signature, corrupt tarball) is a rejected load; a transport or HTTP failure is
+// not a load at all.
+func (s *Source) failed(err error) {
+	var (
+		he download.HTTPError
+		ue *url.Error
+	)
+	if errors.As(err, &he) || errors.As(err, &ue) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("policy bundle download failed", "error", err)
+	} else {
+		s.o.Engine.Rejected()
+		s.log.Error("policy bundle rejected; keeping the revision in force", "error", err, "revision", s.Status().Revision)
+	}
+	s.setError(err)
+}
+
+func (s *Source) setError(err error) {
+	s.mu.Lock()
+	s.status.LastError = err.Error()
+	s.mu.Unlock()
+}
+
+func (s *Source) installed(rev *policy.Revision, etag, from string) {
+	s.mu.Lock()
+	s.status.Revision, s.status.ETag, s.status.From, s.status.LoadedAt, s.status.LastError = rev.ID, etag, from, rev.LoadedAt, ""
+	s.mu.Unlock()
+	s.once.Do(func() { close(s.ready) })
+}
+
+type meta struct {
+	ETag string `json:"etag"`
+}
+
+// persist writes the bundle's bytes and ETag by rename, so a crash leaves the old pair or
+// the new bundle, never half a file.
+func (s *Source) persist(r io.Reader, etag string) error {
+	dir := s.o.Config.PersistDir
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	if err := writeAtomic(dir, persistBundle, func(w io.Writer) error { _, err := io.Copy(w, r); return err }); err != nil {
+		return err
+	}
+	return writeAtomic(dir, persistMeta, func(w io.Writer) error { return json.NewEncoder(w).Encode(meta{ETag: etag}) })
+}
+
+func writeAtomic(dir, name string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // a no-op after the rename
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, name))
+}
+
+// loadPersisted installs the last good bundle. It is read and verified again, like a
+// download: a file changed on disk is refused.
+func (s *Source) loadPersisted(ctx context.Context) {
+	p := filepath.Join(s.o.Config.PersistDir, persistBundle)
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		s.log.Warn("persisted policy bundle not read", "error", err)
+		return
+	}
+	defer f.Close()
+	b, err := bundle.NewCustomReader(bundle.NewTarballLoaderWithBaseURL(f, "")).
+		WithBundleVerificationConfig(s.vc).WithSizeLimitBytes(maxBundleBytes).Read()
+	if err != nil {
+		s.o.Engine.Rejected()
+		s.log.Error("persisted policy bundle rejected", "error", err, "file", p)
+		return
+	}
+	rev, err := s.o.Engine.Install(ctx, &b, p)
+	if err != nil {
+		s.log.Error("persisted policy bundle rejected", "error", err, "file", p)
+		return
+	}
+	var m meta
+	if raw, err := os.ReadFile(filepath.Join(s.o.Config.PersistDir, persistMeta)); err == nil {
+		_ = json.Unmarshal(raw, &m)
+	}
+	// The server answers 304 when the persisted bundle is still current.
+	s.dl.SetCache(m.ETag)
+	s.installed(rev, m.ETag, "persisted")
+	s.log.Info("policy bundle restored from disk", "file", p, "revision", rev.ID, "etag", m.ETag)
+}
