@@ -35,9 +35,11 @@ lint:
 	$(GO) tool staticcheck ./...
 
 ## run: the demo idp, demo API, authz and xds in one process on localhost (`scopegate dev`);
-## Envoy too when an envoy binary is on PATH.
-run:
-	$(GO) run ./cmd/scopegate dev
+## Envoy too when an envoy binary is on PATH. The recipe execs the built binary: Ctrl-C reaches
+## it, make forwards SIGTERM (kill PID) to it, and --stop-with-parent stops it if make dies
+## (kill -9 PID). RUN_FLAGS adds flags: make run RUN_FLAGS=--no-envoy
+run: build
+	exec $(BIN) dev --stop-with-parent $(RUN_FLAGS)
 
 ## bench: in-process benchmarks (Check path, fleet push).
 bench:

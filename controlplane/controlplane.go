@@ -27,6 +27,7 @@ import (
 	"github.com/scopegate/scopegate/controlplane/translate"
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
 	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/internal/bind"
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/watch"
 )
@@ -139,14 +140,14 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	if err := s.watcher.Set(s.watchedFiles(cfg)); err != nil {
 		return nil, err
 	}
-	s.grpcLn, err = net.Listen("tcp", listen)
+	s.grpcLn, err = bind.TCP(listen, "listen")
 	if err != nil {
-		return nil, fmt.Errorf("xds listen %s: %w", listen, err)
+		return nil, err
 	}
 	s.admin, err = admin.New(adminAddr, opts.Registry, s.ready)
 	if err != nil {
 		s.grpcLn.Close()
-		return nil, fmt.Errorf("admin listen %s: %w", adminAddr, err)
+		return nil, err
 	}
 	s.admin.Handle("GET /status", http.HandlerFunc(s.serveStatus))
 	return s, nil
@@ -216,6 +217,7 @@ func (s *Service) Reload(ctx context.Context) error {
 		span.SetStatus(codes.Error, "config rejected")
 	}
 	s.mu.Lock()
+	hadConfig := s.cfg != nil
 	s.last = ReloadStatus{At: time.Now(), OK: err == nil}
 	if err != nil {
 		s.last.Error = err.Error()
@@ -224,7 +226,10 @@ func (s *Service) Reload(ctx context.Context) error {
 	if err != nil {
 		s.metrics.rejections.Inc()
 		s.metrics.valid.Set(0)
-		s.log.Error("config rejected: keeping the last good config", "config", s.opts.ConfigPath, "error", err)
+		// At start there is no good config to keep, and New's caller reports the error.
+		if hadConfig {
+			s.log.Error("config rejected: keeping the last good config", "config", s.opts.ConfigPath, "error", err)
+		}
 		return err
 	}
 	s.metrics.valid.Set(1)

@@ -1,9 +1,11 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -472,9 +474,14 @@ func TestGracefulShutdown(t *testing.T) {
 // TestNewRejectsInvalidConfig: the service does not start on a config it cannot serve.
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	dir := t.TempDir()
-	_, err := New(context.Background(), Options{ConfigPath: dir + "/missing.yaml"})
+	var logs bytes.Buffer
+	_, err := New(context.Background(), Options{ConfigPath: dir + "/missing.yaml", Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("err = %v, want not exist", err)
+	}
+	// The caller reports the error once; there is no last good config to speak of.
+	if logs.Len() != 0 {
+		t.Fatalf("logged at start: %s", logs.String())
 	}
 }
 

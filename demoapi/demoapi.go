@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/bind"
 )
 
 // IdentityHeaderPrefix marks the headers scopegate authz adds for the upstream.
@@ -323,9 +324,9 @@ func (a *API) admin(w http.ResponseWriter, r *http.Request) {
 
 // Serve listens on addr until ctx is done, then shuts down gracefully.
 func (a *API) Serve(ctx context.Context, addr string, log *slog.Logger) error {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := bind.TCP(addr, "--listen")
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	log.Info("demo API listening", "addr", ln.Addr().String())
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/internal/bind"
 )
 
 // shutdownTimeout bounds the graceful shutdown of both listeners.
@@ -22,9 +22,9 @@ const shutdownTimeout = 10 * time.Second
 // Serve serves the provider on the config's listen address and the admin API (key rotation,
 // /healthz, /readyz, /metrics from gatherer) on its admin address, until ctx is done.
 func (p *Provider) Serve(ctx context.Context, gatherer prometheus.Gatherer) error {
-	ln, err := net.Listen("tcp", p.cfg.Listen)
+	ln, err := bind.TCP(p.cfg.Listen, "listen")
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	adm, err := admin.New(p.cfg.Admin, gatherer, func() (any, error) {
 		return map[string]any{"issuer": p.cfg.Issuer, "keys": p.Keys()}, nil

@@ -17,8 +17,8 @@ type Decoded struct {
 	Claims map[string]any `json:"claims"`
 	// Times are the NumericDate claims (exp, iat, nbf, auth_time) as readable times.
 	Times map[string]string `json:"times,omitempty"`
-	// ExpiresIn is how long until exp (negative once expired).
-	ExpiresIn string `json:"expires_in,omitempty"`
+	// Expires says when exp is, from now: "in 4m17s", or "expired 43s ago".
+	Expires string `json:"expires,omitempty"`
 }
 
 // Decode splits a compact JWS and decodes its header and claims. It never contacts anything.
@@ -50,10 +50,18 @@ func Decode(token string, now time.Time) (*Decoded, error) {
 		t := time.Unix(secs, 0).UTC()
 		d.Times[name] = t.Format(time.RFC3339)
 		if name == "exp" {
-			d.ExpiresIn = t.Sub(now).Truncate(time.Second).String()
+			d.Expires = expires(t.Sub(now).Truncate(time.Second))
 		}
 	}
 	return d, nil
+}
+
+// expires words the time left until exp for a person reading it.
+func expires(left time.Duration) string {
+	if left <= 0 {
+		return "expired " + (-left).String() + " ago"
+	}
+	return "in " + left.String()
 }
 
 func decodePart(s string, v *map[string]any) error {

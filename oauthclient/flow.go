@@ -246,6 +246,14 @@ func Refresh(ctx context.Context, hc *http.Client, e *Entry, scopes []string) (*
 	// An expired token makes the token source refresh.
 	tok, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: e.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
 	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+			// Refresh tokens rotate: one that was used before (a copy of the cache, a
+			// second client) makes the provider revoke the whole grant, so the newest
+			// refresh token is dead too. Only a new login helps.
+			return nil, fmt.Errorf("refresh: %w: the refresh token was refused (already used, expired or revoked); "+
+				"a reused refresh token makes the provider revoke the whole grant: sign in again with `scopegate token login`", describe(err))
+		}
 		return nil, fmt.Errorf("refresh: %w", describe(err))
 	}
 	return newEntry("refresh_token", e.Issuer, e.ClientID, e.TokenURL, tok), nil

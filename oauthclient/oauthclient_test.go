@@ -1,6 +1,7 @@
 package oauthclient
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -237,8 +238,13 @@ func TestRefreshRotates(t *testing.T) {
 	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken || second.Grant != "refresh_token" {
 		t.Fatalf("refresh did not rotate: %+v", second)
 	}
-	if _, err := Refresh(t.Context(), http.DefaultClient, first, nil); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
-		t.Fatalf("old refresh token: error %v, want invalid_grant", err)
+	if _, err := Refresh(t.Context(), http.DefaultClient, first, nil); err == nil || !strings.Contains(err.Error(), "invalid_grant") ||
+		!strings.Contains(err.Error(), "revoke the whole grant") || !strings.Contains(err.Error(), "scopegate token login") {
+		t.Fatalf("old refresh token: error %v, want invalid_grant saying the grant is revoked and to log in again", err)
+	}
+	// The reuse revoked the grant: the newest refresh token is refused too, with the same advice.
+	if _, err := Refresh(t.Context(), http.DefaultClient, second, nil); err == nil || !strings.Contains(err.Error(), "scopegate token login") {
+		t.Fatalf("refresh after reuse: error %v, want the grant revoked", err)
 	}
 	if _, err := Refresh(t.Context(), http.DefaultClient, &Entry{ClientID: "x"}, nil); err == nil {
 		t.Fatal("want an error without a refresh token")
@@ -345,9 +351,23 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Header["typ"] != "at+jwt" || d.Claims["sub"] != "alice" || d.Times["exp"] != "2033-05-18T03:33:20Z" || d.ExpiresIn != "16m40s" {
+			if d.Header["typ"] != "at+jwt" || d.Claims["sub"] != "alice" || d.Times["exp"] != "2033-05-18T03:33:20Z" || d.Expires != "in 16m40s" {
 				t.Fatalf("decoded %+v", d)
 			}
 		})
+	}
+}
+
+func TestDecodeSaysWhenItExpired(t *testing.T) {
+	for _, tt := range []struct {
+		left time.Duration
+		want string
+	}{{43 * time.Second, "expired 43s ago"}, {-5 * time.Minute, "in 5m0s"}, {0, "expired 0s ago"}} {
+		// a token with exp = 2000000000, read tt.left after (or before) it
+		claims := base64.RawURLEncoding.EncodeToString([]byte(`{"exp":2000000000}`))
+		d, err := Decode("e30."+claims+".x", time.Unix(2000000000, 0).Add(tt.left))
+		if err != nil || d.Expires != tt.want {
+			t.Errorf("%v after exp: %q, %v; want %q", tt.left, d.Expires, err, tt.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/devstack"
 	"github.com/scopegate/scopegate/internal/logging"
+	"github.com/scopegate/scopegate/internal/parent"
 )
 
 func init() { subcommands = append(subcommands, newDevCmd) }
@@ -21,6 +23,7 @@ func newDevCmd() *cobra.Command {
 		o                devstack.Options
 		logLevel         string
 		noEnvoy          bool
+		withParent       bool
 		envoyBinary      string
 		readyTimeoutFlag time.Duration
 	)
@@ -48,6 +51,13 @@ func newDevCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if withParent {
+				// make forwards SIGTERM to what it runs, but a make killed outright (kill -9)
+				// would leave the stack running, holding every port.
+				if err := parent.TermOnExit(); err != nil {
+					return fmt.Errorf("--stop-with-parent: %w", err)
+				}
+			}
 			return devstack.Run(ctx, o)
 		},
 	}
@@ -59,6 +69,7 @@ func newDevCmd() *cobra.Command {
 	f.StringVar(&o.EnvoyBootstrap, "envoy-bootstrap", "envoy/bootstrap-local.yaml", "Envoy bootstrap file")
 	f.StringVar(&o.CertsDir, "certs-dir", "dev-certs", "where the demo CA and the internal hops' certificates are written at start (the local configs read them there); empty: none")
 	f.StringVar(&envoyBinary, "envoy", "envoy", "Envoy binary (started when found on PATH)")
+	f.BoolVar(&withParent, "stop-with-parent", false, "stop gracefully when the parent process exits (make run sets it; Linux only)")
 	f.BoolVar(&noEnvoy, "no-envoy", false, "do not start Envoy even if it is installed")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (JSON logs on stderr)")
 	f.DurationVar(&readyTimeoutFlag, "ready-timeout", 30*time.Second, "how long each service may take to become ready")

@@ -12,15 +12,18 @@ import (
 
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "scopegate:", err)
+		if e, ok := err.(*exitError); !ok || !e.quiet {
+			fmt.Fprintln(os.Stderr, "scopegate:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }
 
 // exitError carries a specific exit code (e.g. `scopegate check` exits 1 on deny).
 type exitError struct {
-	code int
-	err  error
+	code  int
+	err   error
+	quiet bool // the output already says it all (a denial): main prints nothing more
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -42,7 +45,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "OAuth 2.0 scope gate for the Envoy edge",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Version,
 	}
+	root.SetVersionTemplate("scopegate {{.Version}}\n")
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the version",

@@ -127,6 +127,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 			s.o.Logger.Error("token verification failed unexpectedly", "error", err)
 			return s.deny(rec, 503, contract.ReasonInternalError, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "try again later", retryAfter: "5"})
 		}
+		rec.Detail = te.Detail // for the decision log only: the client gets the short description
 		if te.Unavailable {
 			return s.deny(rec, 503, te.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: te.Description, retryAfter: "5"})
 		}

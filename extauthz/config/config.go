@@ -43,6 +43,9 @@ type Config struct {
 	TokenCache      TokenCache        `yaml:"token_cache"`
 	Policy          Policy            `yaml:"policy"`
 	DecisionLog     DecisionLog       `yaml:"decision_log"`
+	// GRPCReflection serves gRPC server reflection on the listen port (for grpcurl). Off by
+	// default: it tells anyone who can reach the port what it serves.
+	GRPCReflection bool `yaml:"grpc_reflection"`
 
 	// Sender-constrained tokens (RFC 9449 DPoP): a token bound to a key (cnf.jkt) is accepted
 	// only with the DPoP scheme and a proof signed by that key; see README.
@@ -231,6 +234,14 @@ func Parse(raw []byte) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// Defaults is a config with every default filled in and no issuers (so not a valid one):
+// what `scopegate check` uses when it runs without a config file.
+func Defaults() *Config {
+	var c Config
+	c.setDefaults()
+	return &c
 }
 
 func (c *Config) setDefaults() {

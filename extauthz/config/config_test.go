@@ -79,7 +79,7 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"two key sources", strings.Replace(minimal, "audiences", "jwks_file: x.json\n    audiences", 1), "exactly one of discovery"},
 		{"no key source", strings.Replace(minimal, `    jwks_uri: "http://localhost:9400/keys"`+"\n", "", 1), "exactly one of discovery"},
 		{"jwks_uri not http", strings.Replace(minimal, "http://localhost:9400/keys", "file:///etc/keys", 1), "jwks_uri: want an http(s) URL"},
-		{"duration", strings.Replace(minimal, "audiences", "leeway: ten\n    audiences", 1), "issuers[0].leeway: line 6: cannot unmarshal !!str `ten` into time.Duration"},
+		{"duration", strings.Replace(minimal, "audiences", "leeway: ten\n    audiences", 1), "issuers[0].leeway: line 6: cannot unmarshal `ten`: want a duration such as 30s"},
 		{"leeway too large", strings.Replace(minimal, "audiences", "leeway: 1h\n    audiences", 1), "leeway: 1h0m0s is out of range"},
 		{"duplicate issuer", minimal + `  - name: demo
     issuer: "http://localhost:9400"

@@ -25,20 +25,23 @@ import (
 
 // Record is one decision.
 type Record struct {
-	Time          time.Time
-	Route         string
-	Method        string
-	Path          string // without the query string
-	Issuer        string
-	Subject       string
-	ClientID      string
-	KID           string
-	JTI           string
-	Scopes        string
-	Allow         bool
-	Shadow        bool // a deny that shadow mode let through
-	Status        int
-	Reason        string
+	Time     time.Time
+	Route    string
+	Method   string
+	Path     string // without the query string
+	Issuer   string
+	Subject  string
+	ClientID string
+	KID      string
+	JTI      string
+	Scopes   string
+	Allow    bool
+	Shadow   bool // a deny that shadow mode let through
+	Status   int
+	Reason   string
+	// Detail says, for operators, what differs on a refused token (expected vs actual
+	// claim values, never the token itself); empty otherwise.
+	Detail        string
 	MissingScopes []string
 	Revision      string
 	Duration      time.Duration
@@ -159,6 +162,7 @@ func (l *Logger) Log(r *Record) {
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(r.Status), 10)
 	b = field(b, "reason", r.Reason)
+	b = field(b, "detail", r.Detail)
 	if len(r.MissingScopes) > 0 {
 		b = append(b, `,"missing_scopes":[`...)
 		for i, s := range r.MissingScopes {

@@ -81,6 +81,12 @@ type Source struct {
 	mu      sync.Mutex
 	log     *slog.Logger
 	stop    context.CancelFunc
+	// attempted is closed when the first fetch attempt has ended; fetchErr is the last
+	// attempt's error while no key set was ever fetched (for callers that fail fast, such as
+	// `scopegate check --config`, instead of retrying as the service does).
+	attempted     chan struct{}
+	attemptedOnce sync.Once
+	fetchErr      atomic.Pointer[error]
 }
 
 // New makes a source; Start begins fetching. A File source is loaded here and fails fast;
@@ -101,13 +107,14 @@ func New(opts Options) (*Source, error) {
 	if opts.Client == nil {
 		opts.Client = NewHTTPClient(opts.FetchTimeout, opts.MaxBytes)
 	}
-	s := &Source{opts: opts, changed: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name)}
+	s := &Source{opts: opts, changed: make(chan struct{}), attempted: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name)}
 	if opts.File != "" {
 		set, err := readSetFile(opts.File)
 		if err != nil {
 			return nil, err
 		}
 		s.publish(set)
+		s.attemptDone(nil)
 	}
 	return s, nil
 }
@@ -191,6 +198,28 @@ func (s *Source) Changed() <-chan struct{} {
 	return s.changed
 }
 
+// FirstAttempt is closed once the first fetch has succeeded or failed; Err then says why it
+// failed.
+func (s *Source) FirstAttempt() <-chan struct{} { return s.attempted }
+
+// Err is the error of the last fetch attempt while the source has never had keys (the URL
+// and the cause), nil once a key set was fetched.
+func (s *Source) Err() error {
+	if p := s.fetchErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Source) attemptDone(err error) {
+	if err == nil {
+		s.fetchErr.Store(nil)
+	} else {
+		s.fetchErr.Store(&err)
+	}
+	s.attemptedOnce.Do(func() { close(s.attempted) })
+}
+
 // Name is the issuer's configured name.
 func (s *Source) Name() string { return s.opts.Name }
 
@@ -267,7 +296,11 @@ func (s *Source) run(ctx context.Context) {
 	wait := s.opts.RetryMin
 	for {
 		err := s.connect(ctx)
-		if err == nil || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		s.attemptDone(err)
+		if err == nil {
 			return
 		}
 		s.opts.Metrics.failed(s.opts.Name)

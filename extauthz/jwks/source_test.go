@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +128,43 @@ func TestLookupKeepsDeadlineMargin(t *testing.T) {
 	defer scancel()
 	if _, err := s.Lookup(short, "forged-2", "ES256"); !errors.Is(err, ErrRefreshPending) {
 		t.Fatalf("Lookup with no budget = %v, want ErrRefreshPending", err)
+	}
+}
+
+// TestFirstAttemptReportsCause: a caller that must not wait (scopegate check --config) learns
+// after the first attempt that the IdP is down, with the URL and the cause; once keys arrive
+// the error is gone.
+func TestFirstAttemptReportsCause(t *testing.T) {
+	is := testissuer.New(testissuer.NewKey("k1", "RS256"))
+	defer is.Close()
+	is.SetMode(testissuer.Down)
+	src, err := New(Options{Name: "demo", URL: is.JWKSURL(), FetchTimeout: time.Second, RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Second, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := src.Changed()
+	src.Start(ctx)
+	select {
+	case <-src.FirstAttempt():
+	case <-time.After(10 * time.Second):
+		t.Fatal("first attempt never ended")
+	}
+	if src.Ready() {
+		t.Fatal("ready with the IdP down")
+	}
+	if err := src.Err(); err == nil || !strings.Contains(err.Error(), is.JWKSURL()) {
+		t.Fatalf("Err() = %v, want the URL %s and the cause", err, is.JWKSURL())
+	}
+	is.SetMode(testissuer.Serving)
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("keys never arrived after the IdP came back")
+	}
+	if err := src.Err(); err != nil {
+		t.Fatalf("Err() = %v after keys arrived", err)
 	}
 }

@@ -304,8 +304,9 @@ func revisionID(b *bundle.Bundle) string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
-// RunTests runs the bundle's test_* rules with OPA's tester and returns how many passed;
-// any failure or error is returned as an error naming the tests.
+// RunTests runs the bundle's test_* rules with OPA's tester and returns how many passed,
+// counted as `opa test` counts them (each case of a data-driven test is one); any failure or
+// error is returned as an error naming the tests.
 func RunTests(ctx context.Context, b *bundle.Bundle) (int, error) {
 	results, err := TestResults(ctx, b)
 	if err != nil {
@@ -317,7 +318,7 @@ func RunTests(ctx context.Context, b *bundle.Bundle) (int, error) {
 		switch {
 		case r.Skip:
 		case r.Pass():
-			passed++
+			passed += passedCases(r)
 		default:
 			desc := r.Package + "." + r.Name
 			if r.Error != nil {
@@ -330,6 +331,21 @@ func RunTests(ctx context.Context, b *bundle.Bundle) (int, error) {
 		return passed, fmt.Errorf("%d policy test(s) failed: %s", len(failed), strings.Join(failed, "; "))
 	}
 	return passed, nil
+}
+
+// passedCases is how many tests a passing result counts for: its leaf sub-results (the
+// cases of a data-driven test), or 1.
+func passedCases(r *tester.Result) int {
+	n := 0
+	for _, sr := range r.SubResults.Iter {
+		if len(sr.SubResults) == 0 && !sr.Fail {
+			n++
+		}
+	}
+	if len(r.SubResults) == 0 {
+		return 1
+	}
+	return n
 }
 
 // TestResults runs the bundle's tests and returns every result.

@@ -407,3 +407,35 @@ func TestWatchReloads(t *testing.T) {
 		t.Fatal("no reload after the file changed")
 	}
 }
+
+// TestCountsTestsAsOPADoes: a data-driven test counts once per case, as `opa test` reports it
+// (PASS: 4/4 here), in the revision /readyz shows.
+func TestCountsTestsAsOPADoes(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"p.rego": "package p\n\ndouble(x) := 2 * x\n\nok := true\n",
+		"p_test.rego": `package p_test
+
+import data.p
+
+test_double[name] if {
+	some name, c in {"one": [1, 2], "two": [2, 4], "three": [3, 6]}
+	p.double(c[0]) == c[1]
+}
+
+test_plain if p.double(0) == 0
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := New(context.Background(), Options{Path: dir, Query: "data.p.ok", RunTests: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Revision().Tests; got != 4 {
+		t.Fatalf("tests_passed = %d, want 4 (three cases and a plain test, as opa test counts)", got)
+	}
+}

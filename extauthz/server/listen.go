@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/internal/bind"
 )
 
 // listen binds cfg.Listen: TCP, or a Unix socket whose mode is 0600 (0660 with socket_group)
@@ -20,7 +21,7 @@ import (
 func listen(cfg *config.Config) (net.Listener, error) {
 	path, ok := cfg.SocketPath()
 	if !ok {
-		return net.Listen("tcp", cfg.Listen)
+		return bind.TCP(cfg.Listen, "listen")
 	}
 	mode, gid := os.FileMode(0o600), -1
 	if cfg.SocketGroup != "" {

@@ -17,11 +17,14 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/config"
@@ -66,6 +69,126 @@ type Server struct {
 	shutdownErr  error
 }
 
+// Handler is the Check service built from a config, with its issuers' key sources,
+// introspection clients and policy, but no listeners: `scopegate authz` serves it, and
+// `scopegate check --config` asks it in-process, so both decide the same way.
+type Handler struct {
+	Service       *check.Service
+	Verifier      *token.Verifier
+	Engine        *policy.Engine
+	Sources       []*jwks.Source
+	Introspectors []*introspect.Client
+	Bundle        *remote.Source // nil unless policy.bundle is set
+}
+
+// HandlerOptions are what NewHandler takes besides the config; every field may be nil.
+type HandlerOptions struct {
+	Logger      *slog.Logger
+	Registry    *prometheus.Registry // nil: metrics are kept in a registry nobody reads
+	DecisionLog *decisionlog.Logger
+	Tracer      trace.Tracer // nil: no spans
+}
+
+// NewHandler builds the key sources and introspection clients (not started: see Start), the
+// verifier with its cache, the policy engine and the Check service from cfg.
+func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Handler, error) {
+	log, reg, tracer := o.Logger, o.Registry, o.Tracer
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
+	h := &Handler{}
+	jm := jwks.NewMetrics(reg)
+	im := introspect.NewMetrics(reg)
+	var issuers []token.Issuer
+	for _, ic := range cfg.Issuers {
+		is := token.Issuer{Config: ic}
+		if ic.HasKeys() {
+			src, err := jwks.New(jwks.Options{
+				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
+				RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
+				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm, Tracer: tracer,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+			h.Sources = append(h.Sources, src)
+			is.Keys = src
+		}
+		if in := ic.Introspection; in != nil {
+			secret, key, err := in.Credentials()
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
+			}
+			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
+				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
+			}
+			h.Introspectors = append(h.Introspectors, c)
+			is.Introspect = c
+		}
+		issuers = append(issuers, is)
+	}
+	tm := token.NewMetrics(reg)
+	cache := token.NewCache(*cfg.TokenCache.MaxEntries)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
+	}, func() float64 { return float64(cache.Len()) }))
+	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm, Logger: log})
+
+	verification, err := policy.Verification(cfg.Policy.Signing)
+	if err != nil {
+		return nil, err
+	}
+	popts := policy.Options{
+		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
+		Verification: verification, EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
+	}
+	if cfg.Policy.Bundle != nil {
+		// The policy arrives from the bundle server (or the persisted copy); until then
+		// Checks are denied with 503 and readiness waits.
+		popts.FS = nil
+		h.Engine = policy.NewPending(popts)
+		h.Bundle, err = remote.New(ctx, remote.Options{Config: *cfg.Policy.Bundle, Engine: h.Engine, Logger: log})
+	} else {
+		h.Engine, err = policy.New(ctx, popts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	proofs, err := DPoPVerifier(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	h.Service = check.New(check.Options{
+		Verifier: h.Verifier, Policy: h.Engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
+		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: o.DecisionLog, Logger: log,
+		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL, Tracer: tracer,
+	})
+	return h, nil
+}
+
+// Start starts fetching every issuer's keys and introspection metadata (and the policy
+// bundle, when one is configured) until ctx ends.
+func (h *Handler) Start(ctx context.Context) {
+	for _, src := range h.Sources {
+		src.Start(ctx)
+	}
+	for _, c := range h.Introspectors {
+		c.Start(ctx)
+	}
+	if h.Bundle != nil {
+		h.Bundle.Start(ctx)
+	}
+}
+
 // New builds everything and binds the listeners; Start serves. A bad policy or a listener
 // that can't bind fails here, before anything is served.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
@@ -89,88 +212,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}()
 	tracer := tp.Tracer("github.com/scopegate/scopegate/extauthz")
 
-	jm := jwks.NewMetrics(reg)
-	im := introspect.NewMetrics(reg)
-	var issuers []token.Issuer
-	for _, ic := range cfg.Issuers {
-		is := token.Issuer{Config: ic}
-		if ic.HasKeys() {
-			src, err := jwks.New(jwks.Options{
-				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
-				RefreshInterval: ic.RefreshInterval, UnknownKIDInterval: ic.UnknownKIDInterval,
-				FetchTimeout: ic.FetchTimeout, MaxBytes: ic.MaxJWKSBytes, Logger: log, Metrics: jm, Tracer: tracer,
-			})
-			if err != nil {
-				cancel()
-				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
-			}
-			s.sources = append(s.sources, src)
-			is.Keys = src
-		}
-		if in := ic.Introspection; in != nil {
-			secret, key, err := in.Credentials()
-			if err != nil {
-				cancel()
-				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
-			}
-			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
-				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
-				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
-			if err != nil {
-				cancel()
-				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
-			}
-			s.introspectors = append(s.introspectors, c)
-			is.Introspect = c
-		}
-		issuers = append(issuers, is)
-	}
-	tm := token.NewMetrics(reg)
-	cache := token.NewCache(*cfg.TokenCache.MaxEntries)
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
-	}, func() float64 { return float64(cache.Len()) }))
-	verifier := token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm, Logger: log})
-
-	verification, err := policy.Verification(cfg.Policy.Signing)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	popts := policy.Options{
-		Path: cfg.Policy.Path, FS: policies.Default, Query: cfg.Policy.Query, RunTests: *cfg.Policy.RunTests,
-		Verification: verification, EvalTimeout: cfg.Policy.EvalTimeout, Logger: log, Metrics: policy.NewMetrics(reg),
-	}
-	var engine *policy.Engine
-	if cfg.Policy.Bundle != nil {
-		// The policy arrives from the bundle server (or the persisted copy); until then
-		// Checks are denied with 503 and readiness waits.
-		popts.FS = nil
-		engine = policy.NewPending(popts)
-		s.bundle, err = remote.New(ctx, remote.Options{Config: *cfg.Policy.Bundle, Engine: engine, Logger: log})
-	} else {
-		engine, err = policy.New(ctx, popts)
-	}
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	s.engine = engine
-
 	if err := s.openDecisionLog(); err != nil {
 		cancel()
 		return nil, err
 	}
-	proofs, err := DPoPVerifier(cfg, log)
+	h, err := NewHandler(ctx, cfg, HandlerOptions{Logger: log, Registry: reg, DecisionLog: s.dlog, Tracer: tracer})
 	if err != nil {
+		s.closeDecisionLog()
 		cancel()
 		return nil, err
 	}
-	s.Service = check.New(check.Options{
-		Verifier: verifier, Policy: engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
-		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: s.dlog, Logger: log,
-		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL, Tracer: tracer,
-	})
+	s.sources, s.introspectors, s.engine, s.Service, s.bundle = h.Sources, h.Introspectors, h.Engine, h.Service, h.Bundle
+	verifier, engine := h.Verifier, h.Engine
 
 	tlsMetrics := certreload.NewMetrics(reg)
 	grpcOpts := []grpc.ServerOption{}
@@ -192,8 +245,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s.lis, err = listen(cfg)
 	if err != nil {
+		s.closeDecisionLog()
 		cancel()
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, err
 	}
 	s.grpc = grpc.NewServer(append(grpcOpts,
 		// Reused worker goroutines keep the stacks policy evaluation has grown; a fresh
@@ -207,12 +261,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if cfg.GRPCReflection {
+		reflection.Register(s.grpc)
+	}
 
 	s.admin, err = admin.New(cfg.Admin, reg, s.ready)
 	if err != nil {
 		s.lis.Close()
+		s.closeDecisionLog()
 		cancel()
-		return nil, fmt.Errorf("admin: %w", err)
+		return nil, err
 	}
 	if s.AdminTLS != nil {
 		s.admin.UseTLS(s.AdminTLS.ServerConfig())
@@ -226,16 +284,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		}
 	}
 
-	for _, src := range s.sources {
-		src.Start(bg)
-	}
-	for _, c := range s.introspectors {
-		c.Start(bg)
-	}
+	h.Start(bg)
 	s.wg.Go(func() { verifier.Run(bg) })
-	if s.bundle != nil {
-		s.bundle.Start(bg)
-	}
 	if cfg.Policy.Watch {
 		if err := engine.Watch(bg, 300*time.Millisecond, nil); err != nil {
 			log.Warn("policy watch not started; reload needs a restart", "error", err)
@@ -267,6 +317,15 @@ func (s *Server) openDecisionLog() error {
 		s.dlog.WithInput()
 	}
 	return nil
+}
+
+// closeDecisionLog flushes and closes the decision log (a nil log is a no-op).
+func (s *Server) closeDecisionLog() error {
+	err := s.dlog.Close()
+	if s.dlogFile != nil {
+		s.dlogFile.Close()
+	}
+	return err
 }
 
 // GRPCAddr and AdminAddr are the bound addresses (useful with port 0); a Unix socket's

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/internal/checkreq"
@@ -408,5 +412,46 @@ func TestShutdownDrainsInFlightChecks(t *testing.T) {
 	defer cancel()
 	if _, err := healthpb.NewHealthClient(dial(t, srv.GRPCAddr())).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
 		t.Fatal("health answered after shutdown")
+	}
+}
+
+// TestGRPCReflection: reflection is served only when grpc_reflection is on.
+func TestGRPCReflection(t *testing.T) {
+	is := testissuer.New(testissuer.NewKey("k1", "RS256"))
+	defer is.Close()
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("grpc_reflection=", on), func(t *testing.T) {
+			srv := startServer(t, is, fmt.Sprintf("grpc_reflection: %v\n", on))
+			conn := dial(t, srv.GRPCAddr())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			stream, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Send reports io.EOF when the server has already ended the stream (reflection
+			// off: Unimplemented); Recv then returns the stream's status.
+			if err := stream.Send(&reflectionpb.ServerReflectionRequest{
+				MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"}}); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			resp, err := stream.Recv()
+			if !on {
+				if status.Code(err) != codes.Unimplemented {
+					t.Fatalf("reflection off: got %v, %v; want Unimplemented", resp, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, s := range resp.GetListServicesResponse().GetService() {
+				names = append(names, s.GetName())
+			}
+			if !slices.Contains(names, authv3.Authorization_ServiceDesc.ServiceName) || !slices.Contains(names, "grpc.health.v1.Health") {
+				t.Fatalf("services listed: %v", names)
+			}
+		})
 	}
 }

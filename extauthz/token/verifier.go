@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 	"unsafe"
@@ -26,9 +28,24 @@ type Error struct {
 	Reason      string
 	Description string
 	Unavailable bool
+	// Detail is for operators (logs, scopegate check), never for the client: what the token
+	// says against what the issuer's config expects (aud, iss, exp and now, nbf, typ).
+	Detail string
 }
 
-func (e *Error) Error() string { return e.Reason + ": " + e.Description }
+func (e *Error) Error() string {
+	if e.Detail == "" {
+		return e.Reason + ": " + e.Description
+	}
+	return e.Reason + ": " + e.Description + " (" + e.Detail + ")"
+}
+
+// withDetail is a copy of e with detail (e may be a shared sentinel).
+func withDetail(e *Error, detail string) *Error {
+	c := *e
+	c.Detail = detail
+	return &c
+}
 
 func refuse(reason, desc string) *Error { return &Error{Reason: reason, Description: desc} }
 
@@ -240,7 +257,8 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 			return nil, "", fp, refuse(contract.ReasonMalformed, "the iss claim is not a string")
 		}
 		if is = v.byIss[string(iss.GetStringBytes())]; is == nil {
-			return nil, "", fp, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
+			return nil, "", fp, withDetail(refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted"),
+				issuerDetail(string(iss.GetStringBytes()), v.issuers()))
 		}
 	}
 	if is.keys == nil {
@@ -260,6 +278,9 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		return nil, "", fp, refuse(contract.ReasonMalformed, "the token signature is not base64url")
 	}
 	if e := checkHeader(&h, is.typ); e != nil {
+		if e.Reason == contract.ReasonWrongTyp {
+			e = withDetail(e, fmt.Sprintf("typ %q, want %q (require_typ)", clip(h.typ), is.cfg.RequireTyp))
+		}
 		return nil, "", fp, e
 	}
 	if is.keys.Current().Len() == 0 {
@@ -310,7 +331,11 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		kid, fp = key.KID, key.Fingerprint
 	}
 	if err := is.validator.Validate(claims); err != nil {
-		return nil, "", fp, classify(err, claims)
+		e := classify(err, claims)
+		if d := is.detail(e.Reason, claims, v.now()); d != "" {
+			e = withDetail(e, d)
+		}
+		return nil, "", fp, e
 	}
 	if claims.badScope != "" {
 		return nil, "", fp, scopeClaimError(claims.badScope)
@@ -381,3 +406,68 @@ func classify(err error, c *accessClaims) *Error {
 // errUnverifiable is any other validation failure: a fixed description, since what it wraps
 // (types, messages) is ours and jwt's business, not the client's.
 var errUnverifiable = refuse(contract.ReasonInvalidToken, "the token could not be verified")
+
+// detail says what differs between a token's claims and the issuer's config, for the reason
+// the token was refused: the claim values and the configured ones, never the token.
+func (is *issuer) detail(reason string, c *accessClaims, now time.Time) string {
+	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	leeway := is.cfg.Leeway.String()
+	switch reason {
+	case contract.ReasonWrongAudience:
+		aud := make([]string, 0, len(c.aud))
+		for _, a := range c.aud {
+			aud = append(aud, clip(a))
+		}
+		return fmt.Sprintf("aud %q, want one of %q (audiences)", aud, is.cfg.Audiences)
+	case contract.ReasonUnknownIssuer:
+		if c.iss == "" {
+			return "the token has no iss claim"
+		}
+		return issuerDetail(c.iss, []string{is.cfg.Issuer})
+	case contract.ReasonExpired:
+		if c.exp != nil {
+			return fmt.Sprintf("exp %s, now %s: expired %s ago (leeway %s)", at(c.exp.Time), at(now), now.Sub(c.exp.Time).Truncate(time.Second), leeway)
+		}
+	case contract.ReasonNotYetValid:
+		if c.nbf != nil {
+			return fmt.Sprintf("nbf %s, now %s: valid in %s (leeway %s; clock skew?)", at(c.nbf.Time), at(now), c.nbf.Sub(now).Truncate(time.Second), leeway)
+		}
+	case contract.ReasonIssuedInFuture:
+		if c.iat != nil {
+			return fmt.Sprintf("iat %s, now %s: issued %s in the future (leeway %s; clock skew?)", at(c.iat.Time), at(now), c.iat.Sub(now).Truncate(time.Second), leeway)
+		}
+	}
+	return ""
+}
+
+// issuerDetail names a token's iss against the configured issuers, pointing out the usual
+// mistake: the same URL but for a trailing "/" (issuers are compared exactly).
+func issuerDetail(iss string, configured []string) string {
+	iss = clip(iss)
+	d := fmt.Sprintf("iss %q is not a configured issuer %q", iss, configured)
+	for _, c := range configured {
+		if c != iss && strings.TrimSuffix(c, "/") == strings.TrimSuffix(iss, "/") {
+			d += fmt.Sprintf(`: it differs from %q only by a trailing "/" (issuers are compared exactly; set issuer to the token's iss)`, c)
+		}
+	}
+	return d
+}
+
+// issuers lists the configured iss values, sorted.
+func (v *Verifier) issuers() []string {
+	out := make([]string, 0, len(v.byIss))
+	for iss := range v.byIss {
+		out = append(out, iss)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// clip bounds a value taken from a token before it goes into a log line.
+func clip(s string) string {
+	const limit = 200
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "..."
+}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/scopegate/scopegate/internal/bind"
 )
 
 // ReadyFunc reports readiness; a non-nil error says what is missing and makes /readyz answer 503.
@@ -29,7 +31,7 @@ type Server struct {
 
 // New builds an admin server on addr; Handle adds further endpoints (such as /status) before Serve.
 func New(addr string, gatherer prometheus.Gatherer, ready ReadyFunc) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := bind.TCP(addr, "admin")
 	if err != nil {
 		return nil, err
 	}

@@ -99,13 +99,13 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	ip, err := StartIDP(ctx, idpCfg, log.With("service", "idp"))
 	if err != nil {
-		return err
+		return fmt.Errorf("idp (--idp-config %s): %w", o.IDPConfig, err)
 	}
 	started = append(started, ip.Service)
 
 	az, err := StartAuthz(ctx, authzCfg, log.With("service", "authz"))
 	if err != nil {
-		return err
+		return fmt.Errorf("authz (--authz-config %s): %w", o.AuthzConfig, err)
 	}
 	started = append(started, az.Service)
 	if authzCfg.TLS != nil {
@@ -123,13 +123,13 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	api, err := StartAPI(ctx, o.APIListen, log.With("service", "demo-api"))
 	if err != nil {
-		return err
+		return fmt.Errorf("demo API: %w", err)
 	}
 	started = append(started, api.Service)
 
 	xds, err := StartXDS(ctx, controlplane.Options{ConfigPath: o.XDSConfig, Logger: log.With("service", "xds")})
 	if err != nil {
-		return err
+		return fmt.Errorf("xds (--xds-config %s): %w", o.XDSConfig, err)
 	}
 	started = append(started, xds.Service)
 	if err := ready("xds", func(ctx context.Context) error {
@@ -223,7 +223,7 @@ scopegate dev: the demo is running on localhost (NOT FOR PRODUCTION: its passwor
   envoy      not started (no envoy binary on PATH): the checks below go through 'scopegate check'
 {{- end}}
 
-Next steps, in another shell from the repository root (scopegate = go run ./cmd/scopegate):
+Next steps, in another shell from the repository root (scopegate = bin/scopegate, built by make run):
 
   # a token for the batch job (client credentials, orders:read only)
   SCOPEGATE_CLIENT_SECRET=reporting-secret scopegate token client-credentials --client-id reporting-job
@@ -236,8 +236,18 @@ Next steps, in another shell from the repository root (scopegate = go run ./cmd/
        -d '{"item":"grinder","quantity":1}' {{.Envoy}}/orders                  # 403 insufficient_scope
 {{- end}}
 
-  # the gate's decision for a write, verified against the running idp's keys (exit 1: denied)
-  scopegate check --config {{.AuthzConfig}} --policy policies --token "$(scopegate token print)" \
+  # ask the running authz, as Envoy would (exit 0 allow, 1 deny)
+{{- if .CertsDir}}
+  AUTHZ="--addr {{.Authz}} --ca {{.CertsDir}}/ca.crt --cert {{.CertsDir}}/envoy.crt --key {{.CertsDir}}/envoy.key --server-name authz"
+{{- else}}
+  AUTHZ="--addr {{.Authz}}"
+{{- end}}
+  scopegate check $AUTHZ --path /orders --route orders-read --scopes orders:read     # 401, no token
+  scopegate check $AUTHZ --token "$(scopegate token print)" \
+      --method POST --path /orders --route orders-write --scopes orders:write       # 403 insufficient_scope
+
+  # the same decision in-process, with what the policy saw and which rules fired
+  scopegate check --config {{.AuthzConfig}} --token "$(scopegate token print)" \
       --method POST --path /orders --route orders-write --scopes orders:write
 
   # a user: authorization code + PKCE; open the printed URL, sign in as alice/alice (or bob/bob)

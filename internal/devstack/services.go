@@ -27,6 +27,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/server"
 	"github.com/scopegate/scopegate/idp"
 	"github.com/scopegate/scopegate/internal/admin"
+	"github.com/scopegate/scopegate/internal/bind"
 )
 
 // shutdownTimeout bounds each service's graceful shutdown.
@@ -115,9 +116,9 @@ func StartIDP(ctx context.Context, cfg *idp.Config, log *slog.Logger, opts ...ID
 	for _, opt := range opts {
 		opt(&o)
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := bind.TCP(cfg.Listen, "listen")
 	if err != nil {
-		return nil, fmt.Errorf("idp listen: %w", err)
+		return nil, err
 	}
 	if o.issuerFromListener {
 		cfg.Issuer = "http://" + ln.Addr().String()
@@ -158,9 +159,9 @@ type API struct {
 
 // StartAPI binds listen and serves the demo API until ctx ends; it is ready when it returns.
 func StartAPI(ctx context.Context, listen string, log *slog.Logger, opts ...demoapi.Option) (*API, error) {
-	ln, err := net.Listen("tcp", listen)
+	ln, err := bind.TCP(listen, "--api-listen")
 	if err != nil {
-		return nil, fmt.Errorf("demo API listen: %w", err)
+		return nil, err
 	}
 	s := &API{Service: newService("demo-api"), Addr: ln.Addr().String()}
 	log.Info("demo API listening", "addr", s.Addr)

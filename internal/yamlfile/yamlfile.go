@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -27,7 +30,7 @@ func Decode(data []byte, v any) error {
 		}
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
-			return nameFields(data, te)
+			return nameFields(data, te, reflect.TypeOf(v))
 		}
 		return err
 	}
@@ -40,7 +43,10 @@ func Decode(data []byte, v any) error {
 
 // nameFields rewrites yaml.v3's "line 7: cannot unmarshal ..." as
 // "issuers[0].leeway: line 7: cannot unmarshal ...", one line per error.
-func nameFields(data []byte, te *yaml.TypeError) error {
+//
+// Go type names are the reader's business neither way: an unknown field suggests the nearest
+// known one, a value of the wrong kind says what kind is wanted.
+func nameFields(data []byte, te *yaml.TypeError, target reflect.Type) error {
 	var root yaml.Node
 	if yaml.Unmarshal(data, &root) != nil {
 		return te
@@ -57,7 +63,10 @@ func nameFields(data []byte, te *yaml.TypeError) error {
 		if err != nil {
 			continue
 		}
-		if path, ok := pathAt(&root, line, errorKind(m), ""); ok && path != "" {
+		path, ok := pathAt(&root, line, errorKind(m), "")
+		m = explain(m, target, path)
+		msgs[i] = m
+		if ok && path != "" {
 			msgs[i] = path + ": " + m
 		}
 	}
@@ -126,4 +135,172 @@ func errorKind(msg string) yaml.Kind {
 		return yaml.MappingNode
 	}
 	return yaml.ScalarNode
+}
+
+var (
+	unknownField = regexp.MustCompile(`^(line \d+: field (\S+) not found) in type .*$`)
+	wrongKind    = regexp.MustCompile("^(line \\d+: cannot unmarshal) !!\\w+ (`.*`) into .*$")
+)
+
+// explain rewrites yaml.v3's message m about the field at path of target without Go type
+// names: "field colour not found; did you mean \"color\"?", "cannot unmarshal `ten`: want a
+// duration such as 30s". Other messages are kept.
+func explain(m string, target reflect.Type, path string) string {
+	if g := unknownField.FindStringSubmatch(m); g != nil {
+		parent := path
+		if i := strings.LastIndexAny(parent, "."); i >= 0 {
+			parent = parent[:i]
+		} else {
+			parent = ""
+		}
+		known := fieldNames(typeAt(target, parent))
+		if best := nearest(g[2], known); best != "" {
+			return fmt.Sprintf("%s; did you mean %q?", g[1], best)
+		}
+		if len(known) > 0 {
+			return fmt.Sprintf("%s (known fields: %s)", g[1], strings.Join(known, ", "))
+		}
+		return g[1]
+	}
+	if g := wrongKind.FindStringSubmatch(m); g != nil {
+		if want := kindOf(typeAt(target, path)); want != "" {
+			return g[1] + " " + g[2] + ": want " + want
+		}
+		return g[1] + " " + g[2]
+	}
+	return m
+}
+
+// typeAt follows a field path (issuers[0].leeway) through struct yaml tags; nil when lost.
+func typeAt(t reflect.Type, path string) reflect.Type {
+	for t != nil && (t.Kind() == reflect.Pointer) {
+		t = t.Elem()
+	}
+	if path == "" || t == nil {
+		return t
+	}
+	for _, part := range strings.Split(path, ".") {
+		name, rest, _ := strings.Cut(part, "[")
+		t = field(t, name)
+		for ; t != nil && rest != ""; _, rest, _ = strings.Cut(rest, "[") {
+			for t.Kind() == reflect.Pointer {
+				t = t.Elem()
+			}
+			if t.Kind() != reflect.Slice && t.Kind() != reflect.Map {
+				return nil
+			}
+			t = t.Elem()
+		}
+		if t == nil {
+			return nil
+		}
+	}
+	return t
+}
+
+func field(t reflect.Type, name string) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() == reflect.Map {
+		return t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == name {
+			return f.Type
+		}
+	}
+	return nil
+}
+
+// fieldNames lists a struct's yaml field names.
+func fieldNames(t reflect.Type) []string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	for i := range t.NumField() {
+		tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if tag != "" && tag != "-" {
+			out = append(out, tag)
+		}
+	}
+	return out
+}
+
+// nearest is the known name closest to name by edit distance, if close enough to be a typo.
+func nearest(name string, known []string) string {
+	best, bestD := "", len(name)/2+1
+	if bestD < 2 {
+		bestD = 2
+	}
+	bestD++ // strictly less than the bound below wins
+	for _, k := range known {
+		if d := distance(name, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance (with adjacent transpositions counting once).
+func distance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
+}
+
+// kindOf says in words what a value of type t must be.
+func kindOf(t reflect.Type) string {
+	if t == nil {
+		return ""
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeOf(time.Duration(0)) {
+		return "a duration such as 30s, 5m or 1h"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping of fields"
+	}
+	return ""
 }

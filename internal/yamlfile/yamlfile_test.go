@@ -2,8 +2,10 @@ package yamlfile
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecode(t *testing.T) {
@@ -72,5 +74,46 @@ func TestDecodeNamesTheField(t *testing.T) {
 	err := Decode([]byte("listen: [a]\ntoken_cache:\n  max_entries: x\n"), &doc{})
 	if err == nil || !strings.Contains(err.Error(), "listen: line 1") || !strings.Contains(err.Error(), "\ntoken_cache.max_entries: line 3") {
 		t.Errorf("two errors: %v", err)
+	}
+}
+
+// Errors speak of fields and kinds of value, never of Go types; a misspelt field suggests the
+// nearest known one.
+func TestDecodeExplains(t *testing.T) {
+	type issuer struct {
+		Name       string        `yaml:"name"`
+		Leeway     time.Duration `yaml:"leeway"`
+		Algorithms []string      `yaml:"algorithms"`
+		Audiences  []string      `yaml:"audiences"`
+	}
+	type doc struct {
+		Listen  string   `yaml:"listen"`
+		Issuers []issuer `yaml:"issuers"`
+		Cache   struct {
+			Max *int `yaml:"max_entries"`
+		} `yaml:"token_cache"`
+		Watch bool `yaml:"watch"`
+	}
+	tests := []struct{ in, want string }{
+		{"listn: x\n", `listn: line 1: field listn not found; did you mean "listen"?`},
+		{"isuers: []\n", `isuers: line 1: field isuers not found; did you mean "issuers"?`},
+		{"issuers:\n  - name: a\n    audience: [x]\n", `issuers[0].audience: line 3: field audience not found; did you mean "audiences"?`},
+		{"issuers:\n  - name: a\n    colour: red\n", `field colour not found (known fields: name, leeway, algorithms, audiences)`},
+		{"token_cache:\n  max_entires: 1\n", `did you mean "max_entries"?`},
+		{"issuers:\n  - leeway: ten\n", "issuers[0].leeway: line 2: cannot unmarshal `ten`: want a duration such as 30s"},
+		{"token_cache:\n  max_entries: lots\n", "cannot unmarshal `lots`: want a whole number"},
+		{"watch: maybe\n", "cannot unmarshal `maybe`: want true or false"},
+	}
+	goType := regexp.MustCompile(`\b(yamlfile\.|time\.Duration|\bint\b|\bbool\b|\*int)`)
+	for _, tt := range tests {
+		var d doc
+		err := Decode([]byte(tt.in), &d)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err %v, want %q", tt.in, err, tt.want)
+			continue
+		}
+		if m := goType.FindString(err.Error()); m != "" {
+			t.Errorf("%q: %v names a Go type (%s)", tt.in, err, m)
+		}
 	}
 }

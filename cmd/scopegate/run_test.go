@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// repoRoot is the repository root (the Makefile and compose/ live there).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// binary builds bin/scopegate the way `make build` does, once per test run, into a temp dir.
+func binary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make on PATH")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "scopegate-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "scopegate")
+		cmd := exec.Command("make", "-s", "build", "BIN="+builtBin)
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("make build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// devConfigs writes the compose demo's configs with every port replaced by a free one, and
+// returns the flags that point `scopegate dev` at them and the addresses it will bind.
+func devConfigs(t *testing.T) (flags []string, addrs []string) {
+	t.Helper()
+	root := repoRoot(t)
+	// The demo's fixed ports, as they appear in compose/*.yaml, each mapped to a free port.
+	ports := []string{"9400", "9401", "9191", "9092", "8081", "18000", "18001", "10000"}
+	repl := map[string]string{}
+	var hold []net.Listener
+	for _, p := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hold = append(hold, ln)
+		_, free, _ := net.SplitHostPort(ln.Addr().String())
+		repl[p] = free
+		if p != "10000" { // Envoy's listener: nothing binds it without Envoy
+			addrs = append(addrs, "127.0.0.1:"+free)
+		}
+	}
+	for _, ln := range hold {
+		ln.Close()
+	}
+	dir := t.TempDir()
+	write := func(name string) string {
+		raw, err := os.ReadFile(filepath.Join(root, "compose", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, line := range strings.Split(string(raw), "\n") {
+			if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+				for from, to := range repl {
+					line = strings.ReplaceAll(line, from, to)
+				}
+				line = strings.ReplaceAll(line, "./policies", filepath.Join(root, "policies"))
+				// the certificates scopegate dev writes, wherever a config names them
+				line = strings.ReplaceAll(line, "../dev-certs/", filepath.Join(dir, "certs")+"/")
+				line = strings.ReplaceAll(line, " dev-certs/", " "+filepath.Join(dir, "certs")+"/")
+			}
+			out = append(out, line)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	flags = []string{"--no-envoy", "--certs-dir", filepath.Join(dir, "certs"), "--idp-config", write("idp.yaml"), "--authz-config", write("authz.local.yaml"),
+		"--xds-config", write("xds.local.yaml"), "--api-listen", "127.0.0.1:" + repl["8081"]}
+	return flags, addrs
+}
+
+// lineWriter is stdout/stderr of a child: it keeps everything and closes ready when a line
+// containing marker arrives.
+type lineWriter struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	marker string
+	ready  chan struct{}
+	once   sync.Once
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.marker) {
+		w.once.Do(func() { close(w.ready) })
+	}
+	return len(p), nil
+}
+
+func (w *lineWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// startUntilReady starts cmd and waits until `scopegate dev` prints that the demo is running.
+func startUntilReady(t *testing.T, cmd *exec.Cmd) (out *lineWriter, done chan error) {
+	t.Helper()
+	out = &lineWriter{marker: "the demo is running", ready: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done = make(chan error, 1)
+	// Wait returns once the process has exited and every holder of its output pipe (the
+	// exec'd scopegate dev under make) has closed it: the stack is gone.
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-out.ready:
+	case err := <-done:
+		t.Fatalf("exited before it was ready: %v\n%s", err, out)
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("not ready after 90s\n%s", out)
+	}
+	return out, done
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, out *lineWriter, done chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("still running 30s after the signal\n%s", out)
+	}
+	return nil
+}
+
+func assertPortsFree(t *testing.T, addrs []string) {
+	t.Helper()
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			t.Errorf("%s still held after exit: %v", a, err)
+			continue
+		}
+		ln.Close()
+	}
+}
+
+// TestDevStopsOnSignal: the built `scopegate dev` stops every service on SIGTERM or SIGINT,
+// exits 0 and frees all seven ports.
+func TestDevStopsOnSignal(t *testing.T) {
+	bin := binary(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			flags, addrs := devConfigs(t)
+			cmd := exec.Command(bin, append([]string{"dev"}, flags...)...)
+			cmd.Dir = repoRoot(t)
+			out, done := startUntilReady(t, cmd)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := waitExit(t, cmd, out, done); err != nil {
+				t.Fatalf("exit: %v, want 0\n%s", err, out)
+			}
+			if !strings.Contains(out.String(), "stopping the demo stack") {
+				t.Errorf("no graceful stop logged\n%s", out)
+			}
+			assertPortsFree(t, addrs)
+		})
+	}
+}
+
+// TestMakeRunStopsOnSignal: `make run` is what a user starts, and stops with Ctrl-C (SIGINT
+// to the terminal's process group), `kill PID` (SIGTERM to make, which make forwards to the
+// binary it exec'd) or `kill -9 PID` (make dies; --stop-with-parent stops the binary). Each
+// must leave no process holding the demo's ports.
+func TestMakeRunStopsOnSignal(t *testing.T) {
+	bin := binary(t)
+	tests := []struct {
+		name  string
+		sig   syscall.Signal
+		group bool
+	}{
+		{"ctrl-c", syscall.SIGINT, true},
+		{"kill", syscall.SIGTERM, false},
+		{"kill -9", syscall.SIGKILL, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			flags, addrs := devConfigs(t)
+			cmd := exec.Command("make", "-s", "run", "BIN="+bin, "RUN_FLAGS="+strings.Join(flags, " "))
+			cmd.Dir = repoRoot(t)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal job
+			out, done := startUntilReady(t, cmd)
+			pid := cmd.Process.Pid
+			if tt.group {
+				pid = -pid
+			}
+			if err := syscall.Kill(pid, tt.sig); err != nil {
+				t.Fatal(err)
+			}
+			err := waitExit(t, cmd, out, done)
+			var ee *exec.ExitError
+			if err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "stopping the demo stack") {
+				t.Errorf("scopegate dev did not stop gracefully\n%s", out)
+			}
+			assertPortsFree(t, addrs)
+		})
+	}
+}
+
+// TestPortInUse: a port already taken names the address and the setting to change.
+func TestPortInUse(t *testing.T) {
+	bin := binary(t)
+	flags, addrs := devConfigs(t)
+	taken, err := net.Listen("tcp", addrs[2]) // authz's gRPC listen
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cmd := exec.Command(bin, append([]string{"dev"}, flags...)...)
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2\n%s", err, out)
+	}
+	for _, want := range []string{"authz (--authz-config ", "listen " + addrs[2], "already in use", "change listen"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

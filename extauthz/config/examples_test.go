@@ -1,0 +1,36 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// TestIdPRecipesLoad: every example config in examples/idp loads with the config loader as
+// written, and its issuer reads its keys by discovery (what docs/idp-recipes.md describes).
+func TestIdPRecipesLoad(t *testing.T) {
+	t.Chdir("../..") // the configs' policy.path is relative to the repository root, as users run them
+	files, err := filepath.Glob("examples/idp/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"keycloak.yaml": "https://keycloak.example.com/realms/orders",
+		"auth0.yaml":    "https://example-tenant.eu.auth0.com/",
+		"okta.yaml":     "https://example.okta.com/oauth2/default",
+		"entra-id.yaml": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0",
+	}
+	if len(files) != len(want) {
+		t.Fatalf("found %v, want the %d recipes", files, len(want))
+	}
+	for _, f := range files {
+		c, err := Load(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		is := c.Issuers[0]
+		if is.Issuer != want[filepath.Base(f)] || !is.Discovery || len(is.Audiences) == 0 || len(is.ScopeClaims) == 0 {
+			t.Errorf("%s: issuer %+v", f, is)
+		}
+	}
+}
