@@ -133,6 +133,11 @@ func (f *tokenFlags) store(cmd *cobra.Command, e *oauthclient.Entry) error {
 		fmt.Fprintln(out, "  refresh: yes (scopegate token refresh)")
 	}
 	fmt.Fprintf(out, "  cached:  %s\n", c.Path)
+	if isDPoP(e) {
+		fmt.Fprintln(out, "  bound:   DPoP (RFC 9449): each request needs a fresh proof")
+		fmt.Fprintln(out, `use it:   scopegate token proof --method GET --url URL   # prints the Authorization and DPoP headers`)
+		return nil
+	}
 	fmt.Fprintln(out, `use it:   curl -H "Authorization: Bearer $(scopegate token print)" ...`)
 	return nil
 }
