@@ -97,45 +97,32 @@ func bodyError(d denial) string {
 
 // challenge builds an RFC 6750 §3 WWW-Authenticate value. Descriptions are our own fixed
 // strings (never client data); quotes are escaped anyway.
-func challenge(d denial) string {
-	var b strings.Builder
-	b.WriteString(`Bearer realm=`)
-	b.WriteString(strconv.Quote(realm))
-	if d.errCode != "" {
-		b.WriteString(`, error=`)
-		b.WriteString(strconv.Quote(d.errCode))
-		if d.description != "" {
-			b.WriteString(`, error_description=`)
-			b.WriteString(strconv.Quote(d.description))
-		}
-	}
-	if d.scope != "" {
-		b.WriteString(`, scope=`)
-		b.WriteString(strconv.Quote(d.scope))
-	}
-	if d.resourceMetadata != "" {
-		b.WriteString(`, resource_metadata=`)
-		b.WriteString(strconv.Quote(d.resourceMetadata))
-	}
-	return b.String()
-}
+func challenge(d denial) string { return authParams("Bearer realm", realm, d, true) }
 
-// dpopChallenge builds an RFC 9449 §7.1 WWW-Authenticate value.
-func dpopChallenge(algs string, d denial) string {
+// dpopChallenge builds an RFC 9449 §7.1 WWW-Authenticate value (no scope parameter there).
+func dpopChallenge(algs string, d denial) string { return authParams("DPoP algs", algs, d, false) }
+
+// authParams writes a challenge: its first parameter, then the error, its description, the
+// scope (withScope) and the RFC 9728 metadata URL, each where set.
+func authParams(first, value string, d denial, withScope bool) string {
 	var b strings.Builder
-	b.WriteString(`DPoP algs=`)
-	b.WriteString(strconv.Quote(algs))
+	param := func(name, v string) {
+		b.WriteString(name)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(v))
+	}
+	param(first, value)
 	if d.errCode != "" {
-		b.WriteString(`, error=`)
-		b.WriteString(strconv.Quote(d.errCode))
+		param(", error", d.errCode)
 		if d.description != "" {
-			b.WriteString(`, error_description=`)
-			b.WriteString(strconv.Quote(d.description))
+			param(", error_description", d.description)
 		}
 	}
+	if withScope && d.scope != "" {
+		param(", scope", d.scope)
+	}
 	if d.resourceMetadata != "" {
-		b.WriteString(`, resource_metadata=`)
-		b.WriteString(strconv.Quote(d.resourceMetadata))
+		param(", resource_metadata", d.resourceMetadata)
 	}
 	return b.String()
 }
