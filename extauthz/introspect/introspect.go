@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/scopegate/scopegate/internal/discovery"
 )
 
 // MaxResponseBytes bounds an introspection response: the answer about one token is small,
@@ -169,35 +170,14 @@ func (c *Client) Discover(ctx context.Context) error {
 }
 
 func (c *Client) discover(ctx context.Context) (string, error) {
-	u := strings.TrimSuffix(c.o.Issuer, "/") + "/.well-known/openid-configuration"
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	doc, u, err := discovery.Fetch(ctx, c.o.HTTP, c.o.Issuer, c.o.Timeout)
 	if err != nil {
 		return "", err
 	}
-	resp, err := c.o.HTTP.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery %s: %w", u, err)
+	if !discovery.HTTPURL(doc.IntrospectionEndpoint) {
+		return "", fmt.Errorf("discovery %s: introspection_endpoint %q is not an http(s) URL", u, doc.IntrospectionEndpoint)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("discovery %s: status %d", u, resp.StatusCode)
-	}
-	var doc struct {
-		Issuer   string `json:"issuer"`
-		Endpoint string `json:"introspection_endpoint"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, MaxResponseBytes)).Decode(&doc); err != nil {
-		return "", fmt.Errorf("discovery %s: %w", u, err)
-	}
-	if doc.Issuer != c.o.Issuer {
-		return "", fmt.Errorf("discovery %s: issuer %q is not the configured %q", u, doc.Issuer, c.o.Issuer)
-	}
-	if p, err := url.Parse(doc.Endpoint); err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
-		return "", fmt.Errorf("discovery %s: introspection_endpoint %q is not an http(s) URL", u, doc.Endpoint)
-	}
-	return doc.Endpoint, nil
+	return doc.IntrospectionEndpoint, nil
 }
 
 // Introspect asks the endpoint about token. ctx bounds the call (together with Timeout).

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/scopegate/scopegate/internal/discovery"
 	"github.com/scopegate/scopegate/internal/watch"
 )
 
@@ -80,7 +80,6 @@ type Source struct {
 	changed chan struct{} // closed and replaced on every new key set (tests and readiness wait on it)
 	mu      sync.Mutex
 	log     *slog.Logger
-	stop    context.CancelFunc
 	// attempted is closed when the first fetch attempt has ended; fetchErr is the last
 	// attempt's error while no key set was ever fetched (for callers that fail fast, such as
 	// `scopegate check --config`, instead of retrying as the service does).
@@ -363,7 +362,7 @@ func (s *Source) connect(ctx context.Context) error {
 	s.kf.Store(&kf)
 	// Only now, with unknown-kid refreshes possible, does the first key set become visible.
 	store.goLive()
-	s.stop = cancel // the refresh goroutine lives until ctx ends; kept for vet's sake and clarity
+	_ = cancel // not called: the refresh goroutine lives as long as ctx, which ends it
 	s.log.Info("jwks loaded", "url", u, "kids", s.Current().KIDs())
 	return nil
 }
@@ -371,32 +370,11 @@ func (s *Source) connect(ctx context.Context) error {
 // discover reads jwks_uri from the issuer's OpenID configuration; the document's issuer
 // must be the configured one exactly (OpenID Connect Discovery §4.3).
 func (s *Source) discover(ctx context.Context) (string, error) {
-	u := strings.TrimSuffix(s.opts.Issuer, "/") + "/.well-known/openid-configuration"
-	ctx, cancel := context.WithTimeout(ctx, s.opts.FetchTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	doc, u, err := discovery.Fetch(ctx, s.opts.Client, s.opts.Issuer, s.opts.FetchTimeout)
 	if err != nil {
 		return "", err
 	}
-	resp, err := s.opts.Client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("discovery %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("discovery %s: status %d", u, resp.StatusCode)
-	}
-	var doc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
-		return "", fmt.Errorf("discovery %s: %w", u, err)
-	}
-	if doc.Issuer != s.opts.Issuer {
-		return "", fmt.Errorf("discovery %s: issuer %q is not the configured %q", u, doc.Issuer, s.opts.Issuer)
-	}
-	if !strings.HasPrefix(doc.JWKSURI, "https://") && !strings.HasPrefix(doc.JWKSURI, "http://") {
+	if !discovery.HTTPURL(doc.JWKSURI) {
 		return "", fmt.Errorf("discovery %s: jwks_uri %q is not an http(s) URL", u, doc.JWKSURI)
 	}
 	return doc.JWKSURI, nil

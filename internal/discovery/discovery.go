@@ -1,0 +1,61 @@
+// Package discovery reads an issuer's OpenID Connect discovery document (OpenID Connect
+// Discovery §4), for the endpoints scopegate needs of it: jwks_uri (token verification) and
+// introspection_endpoint (opaque tokens).
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// maxBytes bounds the document: a larger one is refused rather than read.
+const maxBytes = 1 << 20
+
+// Document is the part of the metadata scopegate reads.
+type Document struct {
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+}
+
+// Fetch reads {issuer}/.well-known/openid-configuration with client, within timeout. The
+// document's issuer must be the configured one exactly (§4.3): a document naming another is
+// refused. Errors name the URL and the cause.
+func Fetch(ctx context.Context, client *http.Client, issuer string, timeout time.Duration) (*Document, string, error) {
+	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, u, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, u, fmt.Errorf("discovery %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, u, fmt.Errorf("discovery %s: status %d", u, resp.StatusCode)
+	}
+	var doc Document
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBytes)).Decode(&doc); err != nil {
+		return nil, u, fmt.Errorf("discovery %s: %w", u, err)
+	}
+	if doc.Issuer != issuer {
+		return nil, u, fmt.Errorf("discovery %s: issuer %q is not the configured %q", u, doc.Issuer, issuer)
+	}
+	return &doc, u, nil
+}
+
+// HTTPURL reports whether s is an absolute http(s) URL with a host: what an endpoint named in
+// the document must be.
+func HTTPURL(s string) bool {
+	p, err := url.Parse(s)
+	return err == nil && (p.Scheme == "https" || p.Scheme == "http") && p.Host != ""
+}
