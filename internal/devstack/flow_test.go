@@ -722,6 +722,66 @@ func TestDemoFlow(t *testing.T) {
 		}
 	})
 
+	t.Run("DPoP-bound token: allowed with its proof, refused replayed, stolen or downgraded", func(t *testing.T) {
+		key, err := oauthclient.LoadOrCreateDPoPKey(filepath.Join(t.TempDir(), "dpop-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := oauthclient.ClientCredentials(context.Background(), key.Client(s.hc), oauthclient.ClientCredentialsOptions{
+			Issuer: s.issuer(), TokenURL: s.issuer() + idp.PathToken, ClientID: "reporting-job", Secret: "reporting-secret",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jkt, _ := key.Thumbprint()
+		if cnf, _ := claims(t, e.AccessToken).Claims["cnf"].(map[string]any); e.TokenType != "DPoP" || cnf["jkt"] != jkt {
+			t.Fatalf("token_type %q, cnf %v: want a token bound to %s", e.TokenType, cnf, jkt)
+		}
+		const method, path = "GET", "/orders/1"
+		// The URI the proof names is the one the client called, as Envoy reports it
+		// (:scheme http, :authority localhost:10000 in envoyCheck).
+		proofFor := func(k *oauthclient.DPoPKey) string {
+			p, err := k.Proof(method, "http://localhost:10000"+path, e.AccessToken, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		send := func(authorization, proof string) decision {
+			t.Helper()
+			req := envoyCheck(t, matchRoute(t, rc, method, path), method, path, "")
+			h := req.Attributes.Request.Http.Headers
+			h["authorization"] = authorization
+			if proof != "" {
+				h["dpop"] = proof
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := authz.Check(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return toDecision(resp)
+		}
+		proof := proofFor(key)
+		if d := send("DPoP "+e.AccessToken, proof); d.status != 200 || d.headers[identity+"subject"] != "reporting-job" {
+			t.Fatalf("with its proof: %d %v %s", d.status, d.headers, d.body)
+		}
+		thief, err := oauthclient.LoadOrCreateDPoPKey(filepath.Join(t.TempDir(), "thief.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, d := range map[string]decision{
+			"the same proof replayed":      send("DPoP "+e.AccessToken, proof),
+			"stolen, proof of another key": send("DPoP "+e.AccessToken, proofFor(thief)),
+			"sent as a Bearer token":       send("Bearer "+e.AccessToken, ""),
+		} {
+			if d.status != 401 {
+				t.Errorf("%s: %d %s, want 401", name, d.status, d.body)
+			}
+		}
+	})
+
 	t.Run("key rotation", func(t *testing.T) {
 		// Two tokens signed by the current key: one authz has already verified, one it has not.
 		seen := s.clientCredentials(t, "reporting-job", "reporting-secret")
