@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
@@ -47,6 +48,9 @@ type Config struct {
 	Users  []User  `yaml:"users"`
 	Tokens Tokens  `yaml:"tokens"`
 	Keys   KeysCfg `yaml:"keys"`
+	// TLS serves the OAuth endpoints over HTTPS; with client_ca_file, a client that presents
+	// a certificate signed by that CA gets certificate-bound access tokens (RFC 8705).
+	TLS *certreload.Files `yaml:"tls"`
 }
 
 // API is the protected API (resource server) registered with the provider.

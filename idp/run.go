@@ -12,8 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"crypto/tls"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/bind"
+	"github.com/scopegate/scopegate/internal/certreload"
 )
 
 // shutdownTimeout bounds the graceful shutdown of both listeners.
@@ -39,6 +41,19 @@ func (p *Provider) Serve(ctx context.Context, gatherer prometheus.Gatherer) erro
 	p.log.Info("idp listening", "addr", ln.Addr().String(), "admin", adm.Addr(), "issuer", p.cfg.Issuer,
 		"jwks", p.cfg.Issuer+PathKeys, "audience", p.cfg.API.Audience, "alg", p.keys.alg)
 
+	if p.cfg.TLS != nil {
+		r, err := certreload.New(certreload.Options{Files: *p.cfg.TLS, Name: "idp", Logger: p.log,
+			NextProtos: []string{"h2", "http/1.1"}, ClientCertOptional: true})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		if err := r.Start(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+		ln = tls.NewListener(ln, r.ServerConfig())
+	}
 	srv := &http.Server{Handler: p.handler, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -3,6 +3,8 @@ package idp
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,7 +129,7 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 	mux.HandleFunc("POST "+PathConsent, l.submitConsent)
 	mux.HandleFunc("GET /{$}", l.home)
 	mux.Handle("/", opHandler)
-	p.handler = mux
+	p.handler = withClientCertificate(mux)
 	return p, nil
 }
 
@@ -310,6 +312,30 @@ func (s *server) ClientCredentialsExchange(ctx context.Context, r *op.ClientRequ
 	return op.NewResponse(resp), nil
 }
 
+// certKey carries, in a token request's context, the SHA-256 thumbprint of the client
+// certificate the TLS connection verified (RFC 8705 §3).
+type certKey struct{}
+
+// withClientCertificate records a verified client certificate's thumbprint for the grant
+// handlers: with TLS and a client CA (the provider's own listener, or a proxy terminating
+// nothing), a client that presents a certificate gets certificate-bound tokens. An
+// unverified certificate binds nothing.
+func withClientCertificate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
+			sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+			r = r.WithContext(context.WithValue(r.Context(), certKey{}, base64.RawURLEncoding.EncodeToString(sum[:])))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// certificateThumbprint is the x5t#S256 of the request's verified client certificate, or "".
+func certificateThumbprint(ctx context.Context) string {
+	s, _ := ctx.Value(certKey{}).(string)
+	return s
+}
+
 // proofKey checks the token request's DPoP proof, if it has one (RFC 9449 §5), and returns
 // the thumbprint of its key; no proof means a plain bearer token.
 func (s *server) proofKey(h http.Header) (string, error) {
@@ -374,7 +400,7 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 	var err error
 	if cl.opaque {
 		at, err = op.CreateBearerToken(jti, g.GetSubject(), p.crypto)
-		p.store.recordOpaque(jti, &opaqueRecord{subject: g.GetSubject(), clientID: cl.id, scopes: apiScopes, issuedAt: iat, expires: exp, jkt: jkt})
+		p.store.recordOpaque(jti, &opaqueRecord{subject: g.GetSubject(), clientID: cl.id, scopes: apiScopes, issuedAt: iat, expires: exp, jkt: jkt, x5t: certificateThumbprint(ctx)})
 	} else {
 		at, err = p.signAccessToken(accessTokenClaims{
 			Issuer:   p.cfg.Issuer,
@@ -385,7 +411,7 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 			JWTID:    jti,
 			IssuedAt: iat.Unix(),
 			Expiry:   exp.Unix(),
-			Cnf:      confirmation(jkt),
+			Cnf:      confirmation(jkt, certificateThumbprint(ctx)),
 		})
 	}
 	if err != nil {
@@ -427,14 +453,17 @@ type accessTokenClaims struct {
 }
 
 type cnfClaim struct {
-	JKT string `json:"jkt"`
+	JKT string `json:"jkt,omitempty"`
+	// X5T is the client certificate's thumbprint (RFC 8705 §3.1), when the token request came
+	// over TLS with a verified client certificate.
+	X5T string `json:"x5t#S256,omitempty"`
 }
 
-func confirmation(jkt string) *cnfClaim {
-	if jkt == "" {
+func confirmation(jkt, x5t string) *cnfClaim {
+	if jkt == "" && x5t == "" {
 		return nil
 	}
-	return &cnfClaim{JKT: jkt}
+	return &cnfClaim{JKT: jkt, X5T: x5t}
 }
 
 // TokenTypeDPoP is the token_type of a DPoP-bound access token (RFC 9449 §5).

@@ -62,6 +62,7 @@ type opaqueRecord struct {
 	scopes            []string
 	issuedAt, expires time.Time
 	jkt               string // the DPoP key the token is bound to, if any
+	x5t               string // the client certificate it is bound to, if any
 }
 
 // authRequest is one authorization request from /authorize to the code exchange.
@@ -690,9 +691,11 @@ func (s *storage) SetIntrospectionFromToken(_ context.Context, resp *oidc.Intros
 	resp.IssuedAt = oidc.FromTime(r.issuedAt)
 	resp.Expiration = oidc.FromTime(r.expires)
 	resp.JWTID = tokenID
-	if r.jkt != "" {
-		resp.TokenType = TokenTypeDPoP
-		resp.Claims = map[string]any{"cnf": map[string]any{"jkt": r.jkt}}
+	if cnf := confirmation(r.jkt, r.x5t); cnf != nil {
+		if r.jkt != "" {
+			resp.TokenType = TokenTypeDPoP
+		}
+		resp.Claims = map[string]any{"cnf": cnf}
 	}
 	return nil
 }

@@ -86,6 +86,9 @@ type Options struct {
 	Now func() time.Time
 	// OnReload, when set, is called after each reload a file change triggers, with its outcome.
 	OnReload func(error)
+	// ClientCertOptional verifies a client certificate when one is sent but does not require
+	// one (an OAuth token endpoint: certificate-bound tokens for the clients that have one).
+	ClientCertOptional bool
 }
 
 // Reloader holds the current TLS material of one endpoint.
@@ -231,6 +234,9 @@ func (r *Reloader) load() (*material, error) {
 			return nil, fmt.Errorf("client_ca_file: %w", err)
 		}
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		if r.o.ClientCertOptional {
+			cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 	}
 	return &material{config: cfg, leaf: leaf}, nil
 }
