@@ -56,6 +56,17 @@ func (f *tokenFlags) dpopKey() (*oauthclient.DPoPKey, error) {
 // isDPoP reports whether a cached token is DPoP-bound (its refreshes need the key too).
 func isDPoP(e *oauthclient.Entry) bool { return strings.EqualFold(e.TokenType, "DPoP") }
 
+// cached reads the command's flags and the cache entry of --client-id (the last one by default).
+func (f *tokenFlags) cached(cmd *cobra.Command) (oauthclient.Cache, *oauthclient.Entry, error) {
+	f.common(cmd)
+	c, err := f.cacheFile()
+	if err != nil {
+		return c, nil, err
+	}
+	e, err := c.Get(f.clientID)
+	return c, e, err
+}
+
 func (f *tokenFlags) cacheFile() (oauthclient.Cache, error) {
 	if f.cache != "" {
 		return oauthclient.Cache{Path: f.cache}, nil
@@ -259,12 +270,7 @@ func newTokenRefreshCmd() *cobra.Command {
 		Short: "Refresh the cached token (the provider rotates the refresh token: the old one stops working)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f.common(cmd)
-			c, err := f.cacheFile()
-			if err != nil {
-				return err
-			}
-			old, err := c.Get(f.clientID)
+			_, old, err := f.cached(cmd)
 			if err != nil {
 				return err
 			}
@@ -343,12 +349,7 @@ func newTokenPrintCmd() *cobra.Command {
 		Short: `Print just the cached access token: curl -H "Authorization: Bearer $(scopegate token print)"`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f.common(cmd)
-			c, err := f.cacheFile()
-			if err != nil {
-				return err
-			}
-			e, err := c.Get(f.clientID)
+			c, e, err := f.cached(cmd)
 			if err != nil {
 				return err
 			}
@@ -387,12 +388,7 @@ func newTokenProofCmd() *cobra.Command {
 			"Get a bound token first with `scopegate token client-credentials --dpop` (or login --dpop).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f.common(cmd)
-			c, err := f.cacheFile()
-			if err != nil {
-				return err
-			}
-			e, err := c.Get(f.clientID)
+			_, e, err := f.cached(cmd)
 			if err != nil {
 				return err
 			}
