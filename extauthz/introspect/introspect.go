@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/scopegate/scopegate/internal/backoff"
 	"github.com/scopegate/scopegate/internal/discovery"
 )
 
@@ -131,29 +132,16 @@ func (c *Client) Start(ctx context.Context) {
 	if c.Ready() {
 		return
 	}
-	go func() {
-		wait := c.o.RetryMin
-		for {
-			ep, err := c.discover(ctx)
-			if err == nil {
-				c.endpoint.Store(&ep)
-				c.o.Logger.Info("introspection endpoint discovered", "issuer", c.o.Name, "endpoint", ep)
-				return
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			c.o.Logger.Warn("introspection discovery failed; will retry", "issuer", c.o.Name, "error", err, "retry_in", wait.String())
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			wait = min(2*wait, c.o.RetryMax)
+	go backoff.Retry(ctx, c.o.RetryMin, c.o.RetryMax, func() error {
+		ep, err := c.discover(ctx)
+		if err == nil {
+			c.endpoint.Store(&ep)
+			c.o.Logger.Info("introspection endpoint discovered", "issuer", c.o.Name, "endpoint", ep)
 		}
-	}()
+		return err
+	}, func(err error, wait time.Duration) {
+		c.o.Logger.Warn("introspection discovery failed; will retry", "issuer", c.o.Name, "error", err, "retry_in", wait.String())
+	})
 }
 
 // Discover finds the endpoint now, once (for one-shot tools); a no-op when it is known.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"github.com/scopegate/scopegate/internal/backoff"
 	"github.com/scopegate/scopegate/internal/discovery"
 	"github.com/scopegate/scopegate/internal/watch"
 )
@@ -292,27 +293,16 @@ func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 // run obtains the JWKS URL (discovery) and the first key set, retrying with back-off, then
 // hands refreshing over to jwkset's refresh goroutine.
 func (s *Source) run(ctx context.Context) {
-	wait := s.opts.RetryMin
-	for {
+	backoff.Retry(ctx, s.opts.RetryMin, s.opts.RetryMax, func() error {
 		err := s.connect(ctx)
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() == nil {
+			s.attemptDone(err)
 		}
-		s.attemptDone(err)
-		if err == nil {
-			return
-		}
+		return err
+	}, func(err error, wait time.Duration) {
 		s.opts.Metrics.failed(s.opts.Name)
 		s.log.Warn("jwks fetch failed; will retry", "error", err, "retry_in", wait.String())
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		wait = min(2*wait, s.opts.RetryMax)
-	}
+	})
 }
 
 func (s *Source) connect(ctx context.Context) error {
