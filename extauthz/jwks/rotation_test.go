@@ -234,6 +234,9 @@ func testRotationWithSlowIdP(t *testing.T, withNoise bool) {
 	if median > 50*time.Millisecond {
 		t.Errorf("made-up kids held %s (median) before their answer, want a prompt 401", median)
 	}
+	if got := counter(t, m.kidMisses.WithLabelValues("t")); got < float64(n.unknown+n.pending) {
+		t.Errorf("scopegate_jwks_unknown_kid_lookups_total = %v, want every made-up kid (%d) counted", got, n.unknown+n.pending)
+	}
 	if n.unknown < 2*n.pending {
 		t.Errorf("made-up kids: %d refused as unknown, %d held to their deadline; want mostly prompt 401s", n.unknown, n.pending)
 	}

@@ -21,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -234,7 +233,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			cancel()
 			return nil, fmt.Errorf("tls: %w", err)
 		}
-		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(s.GRPCTLS.ServerConfig())))
+		grpcOpts = append(grpcOpts, grpc.Creds(s.GRPCTLS.Credentials())) // counts refused handshakes
 	}
 	if cfg.AdminTLS != nil {
 		s.AdminTLS, err = certreload.New(certreload.Options{Files: *cfg.AdminTLS, Name: "admin", Logger: log, Metrics: tlsMetrics,
