@@ -22,8 +22,9 @@ import (
 // or far away, and counts the key-set requests.
 type slowIdP struct {
 	*testissuer.Issuer
-	srv  *httptest.Server
-	keys atomic.Int64
+	srv    *httptest.Server
+	keys   atomic.Int64  // key-set requests arrived
+	served chan struct{} // a value after each key-set response
 }
 
 const slowMin, slowMax = 50 * time.Millisecond, 300 * time.Millisecond
@@ -32,7 +33,7 @@ func newSlowIdP(t *testing.T, keys ...*testissuer.Key) *slowIdP {
 	t.Helper()
 	is := testissuer.New(keys...)
 	t.Cleanup(is.Close)
-	s := &slowIdP{Issuer: is}
+	s := &slowIdP{Issuer: is, served: make(chan struct{}, 1024)}
 	rnd := rand.New(rand.NewPCG(1, 2))
 	var mu sync.Mutex
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,6 +49,12 @@ func newSlowIdP(t *testing.T, keys ...*testissuer.Key) *slowIdP {
 			return
 		}
 		is.Server.Config.Handler.ServeHTTP(w, r)
+		if r.URL.Path == "/keys" {
+			select {
+			case s.served <- struct{}{}:
+			default:
+			}
+		}
 	}))
 	t.Cleanup(s.srv.Close)
 	return s
@@ -111,12 +118,15 @@ func startNoise(s *Source, period time.Duration, stop <-chan struct{}) *noise {
 // probe that sees it), a key removed there stops verifying at the next refresh, made-up kids
 // are mostly refused at once, and the refresh counter counts the IdP's key-set requests.
 func TestRotationWithSlowIdPAndNoise(t *testing.T) {
-	t.Run("noise", func(t *testing.T) { testRotationWithSlowIdP(t, true) })
+	t.Run("noise", func(t *testing.T) { testRotationWithSlowIdP(t, true, false) })
+	// The worst moment: just after a refresh the noise caused, so the interval holds the
+	// next one back for nearly all of it.
+	t.Run("noise, published just after a refresh", func(t *testing.T) { testRotationWithSlowIdP(t, true, true) })
 	// Without made-up kids the valid tokens naming the new key are the only trigger.
-	t.Run("quiet", func(t *testing.T) { testRotationWithSlowIdP(t, false) })
+	t.Run("quiet", func(t *testing.T) { testRotationWithSlowIdP(t, false, false) })
 }
 
-func testRotationWithSlowIdP(t *testing.T, withNoise bool) {
+func testRotationWithSlowIdP(t *testing.T, withNoise, afterRefresh bool) {
 	const interval = time.Second
 	k1, k2 := testissuer.NewKey("k1", "ES256"), testissuer.NewKey("k2", "ES256")
 	idp := newSlowIdP(t, k1)
@@ -152,6 +162,16 @@ func testRotationWithSlowIdP(t *testing.T, withNoise bool) {
 		n.wg.Wait()
 	}()
 
+	if afterRefresh {
+		for len(idp.served) > 0 { // forget the responses so far
+			<-idp.served
+		}
+		select {
+		case <-idp.served:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the noise caused no refresh")
+		}
+	}
 	// Publish k2, then ask for it as clients would, a Check every 25 ms.
 	idp.SetKeys(k1, k2)
 	published := time.Now()

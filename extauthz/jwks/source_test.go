@@ -136,9 +136,6 @@ func TestRefreshOutlivesTheCheck(t *testing.T) {
 	if _, err := s.Lookup(cctx, "k2", "ES256"); !errors.Is(err, ErrRefreshPending) {
 		t.Fatalf("Lookup while the IdP holds the fetch = %v, want ErrRefreshPending", err)
 	}
-	if cctx.Err() != nil {
-		t.Fatal("Lookup answered after the Check's deadline")
-	}
 	<-cctx.Done() // the Check is over; its refresh is not
 	hold.Release()
 	select {
