@@ -336,6 +336,7 @@ func (s *Source) connect(ctx context.Context) (string, error) {
 	// Unknown-kid refreshes are possible from here on: a Check that sees keys can also ask
 	// for a key rotated in since.
 	s.live.Store(true)
+	s.attemptDone(nil) // before publishing: whoever sees keys sees no error
 	s.publish(set)
 	s.log.Info("jwks loaded", "url", safeURL(u), "kids", set.KIDs())
 	return u, nil
