@@ -131,20 +131,8 @@ func testRotationWithSlowIdP(t *testing.T, withNoise, afterRefresh bool) {
 	k1, k2 := testissuer.NewKey("k1", "ES256"), testissuer.NewKey("k2", "ES256")
 	idp := newSlowIdP(t, k1)
 	m := NewMetrics(prometheus.NewRegistry())
-	s, err := New(Options{Name: "t", URL: idp.url(), RefreshInterval: 15 * time.Minute,
+	s, _ := startSource(t, Options{Name: "t", URL: idp.url(), RefreshInterval: 15 * time.Minute,
 		UnknownKIDInterval: interval, FetchTimeout: 600 * time.Millisecond, MaxBytes: 1 << 16, Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	changed := s.Changed()
-	s.Start(ctx)
-	select {
-	case <-changed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("first key set never fetched")
-	}
 
 	stop := make(chan struct{})
 	n := &noise{}
@@ -219,7 +207,7 @@ func testRotationWithSlowIdP(t *testing.T, withNoise, afterRefresh bool) {
 		t.Errorf("k1 dropped %s after its removal, want within %s", took, bound)
 	}
 	cctx, ccancel := checkCtx()
-	_, err = s.Lookup(cctx, "k1", "ES256")
+	_, err := s.Lookup(cctx, "k1", "ES256")
 	ccancel()
 	if err == nil {
 		t.Fatal("the removed key k1 still verifies after the refresh")

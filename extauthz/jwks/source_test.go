@@ -10,21 +10,32 @@ import (
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
-// When readiness is signalled, an unknown kid can already be refreshed.
-func TestReadyMeansRefreshable(t *testing.T) {
-	k1 := testissuer.NewKey("k1", "ES256")
-	is := testissuer.New(k1)
-	defer is.Close()
-	s, err := New(Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
-		UnknownKIDInterval: time.Millisecond, FetchTimeout: 2 * time.Second, MaxBytes: 1 << 16})
+// startSource starts a source and waits for its first key set; it stops with the test.
+func startSource(t *testing.T, o Options) (*Source, context.Context) {
+	t.Helper()
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	changed := s.Changed()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	s.Start(ctx)
-	<-changed
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("first key set never fetched")
+	}
+	return s, ctx
+}
+
+// When readiness is signalled, an unknown kid can already be refreshed.
+func TestReadyMeansRefreshable(t *testing.T) {
+	k1 := testissuer.NewKey("k1", "ES256")
+	is := testissuer.New(k1)
+	defer is.Close()
+	s, ctx := startSource(t, Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Millisecond, FetchTimeout: 2 * time.Second, MaxBytes: 1 << 16})
 	if !s.live.Load() {
 		t.Fatal("key set visible before unknown-kid refreshes were possible")
 	}
@@ -41,23 +52,15 @@ func TestLookupKeepsDeadlineMargin(t *testing.T) {
 	k1 := testissuer.NewKey("k1", "ES256")
 	is := testissuer.New(k1)
 	defer is.Close()
-	s, err := New(Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+	s, ctx := startSource(t, Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
 		UnknownKIDInterval: time.Millisecond, FetchTimeout: 5 * time.Second, MaxBytes: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := s.Changed()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx)
-	<-changed
 	hold := is.HoldNext()
 	defer hold.Release()
 
 	cctx, ccancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer ccancel()
 	deadline, _ := cctx.Deadline()
-	_, err = s.Lookup(cctx, "forged", "ES256")
+	_, err := s.Lookup(cctx, "forged", "ES256")
 	if !errors.Is(err, ErrRefreshPending) {
 		t.Fatalf("Lookup = %v, want ErrRefreshPending", err)
 	}
@@ -118,21 +121,13 @@ func TestRefreshOutlivesTheCheck(t *testing.T) {
 	k1, k2 := testissuer.NewKey("k1", "ES256"), testissuer.NewKey("k2", "ES256")
 	is := testissuer.New(k1)
 	defer is.Close()
-	s, err := New(Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+	s, ctx := startSource(t, Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
 		UnknownKIDInterval: time.Hour, FetchTimeout: 10 * time.Second, MaxBytes: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := s.Changed()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx)
-	<-changed
 	is.SetKeys(k1, k2)
 	hold := is.HoldNext()
 	cctx, ccancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer ccancel()
-	changed = s.Changed()
+	changed := s.Changed()
 	if _, err := s.Lookup(cctx, "k2", "ES256"); !errors.Is(err, ErrRefreshPending) {
 		t.Fatalf("Lookup while the IdP holds the fetch = %v, want ErrRefreshPending", err)
 	}
