@@ -108,7 +108,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: tls: %w", opts.ConfigPath, err)
 		}
-		xopts.TLS = s.tls.ServerConfig()
+		xopts.TLS, xopts.Creds = s.tls.ServerConfig(), s.tls.Credentials()
 		if first.TLS.ClientCAFile != "" {
 			xopts.TrustDomain = first.TLS.TrustDomain
 		}

@@ -205,6 +205,30 @@ func TestADSMutualTLS(t *testing.T) {
 			}
 		})
 	}
+	// Each refusal is counted under its reason.
+	for _, reason := range []string{"no_client_certificate", "unknown_authority", "expired_certificate", "client_rejected"} {
+		h.eventually("handshake failure "+reason+" counted", func() bool {
+			mfs, err := h.reg.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mf := range mfs {
+				if mf.GetName() != "scopegate_tls_handshake_failures_total" {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					labels := map[string]string{}
+					for _, l := range m.GetLabel() {
+						labels[l.GetName()] = l.GetValue()
+					}
+					if labels["endpoint"] == "xds" && labels["reason"] == reason && m.GetCounter().GetValue() > 0 {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	}
 	if st := h.status(); st.Config.ADSTLS != "mutual" || len(st.Config.Warnings) != 0 {
 		t.Errorf("/status config = %+v, want ads_tls mutual without warnings", st.Config)
 	}

@@ -54,6 +54,9 @@ type Options struct {
 	// TLS, when set, serves ADS over TLS (a config whose GetConfigForClient follows rotated
 	// files, and which requires client certificates when ADS is mutual TLS).
 	TLS *tls.Config
+	// Creds, when set, are used instead of TLS (certreload's, which count and log refused
+	// handshakes).
+	Creds credentials.TransportCredentials
 	// TrustDomain, when set, binds each stream to its client certificate: the certificate's
 	// URI SAN must be spiffe://<TrustDomain>/fleet/<node.cluster>, or PermissionDenied.
 	TrustDomain string
@@ -155,7 +158,10 @@ func New(opts Options) *Server {
 	srv := xds.NewServer(s.ctx, s.cache, callbacks, sotw.WithOrderedADS(), sotw.WithLogger(gcpLog))
 
 	var serverOpts []grpc.ServerOption
-	if opts.TLS != nil {
+	switch {
+	case opts.Creds != nil:
+		serverOpts = append(serverOpts, grpc.Creds(opts.Creds))
+	case opts.TLS != nil:
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(opts.TLS)))
 	}
 	s.grpc = grpc.NewServer(append(serverOpts,

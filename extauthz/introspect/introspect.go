@@ -132,6 +132,7 @@ func (c *Client) Start(ctx context.Context) {
 	if c.Ready() {
 		return
 	}
+	var report backoff.Reporter // a permanent failure (the IdP names another issuer) is said once
 	go backoff.Retry(ctx, c.o.RetryMin, c.o.RetryMax, func() error {
 		ep, err := c.discover(ctx)
 		if err == nil {
@@ -140,7 +141,7 @@ func (c *Client) Start(ctx context.Context) {
 		}
 		return err
 	}, func(err error, wait time.Duration) {
-		c.o.Logger.Warn("introspection discovery failed; will retry", "issuer", c.o.Name, "error", err, "retry_in", wait.String())
+		c.o.Logger.Log(ctx, report.Level(err), "introspection discovery failed; will retry", "issuer", c.o.Name, "error", err, "retry_in", wait.String())
 	})
 }
 

@@ -2,6 +2,7 @@ package jwks
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -75,6 +76,30 @@ func TestFileReload(t *testing.T) {
 		{"kubernetes ..data swap", func(t *testing.T, dir string) (string, func([]byte)) {
 			m := &k8sMount{t: t, dir: dir, name: "jwks.json"}
 			return filepath.Join(dir, "jwks.json"), m.swap
+		}},
+		{"directory renamed away and another renamed in", func(t *testing.T, dir string) (string, func([]byte)) {
+			keys, n := filepath.Join(dir, "keys"), 0
+			return filepath.Join(keys, "jwks.json"), func(b []byte) {
+				n++
+				next := fmt.Sprintf("%s.new-%d", keys, n)
+				must(t, os.Mkdir(next, 0o755))
+				must(t, os.WriteFile(filepath.Join(next, "jwks.json"), b, 0o600))
+				if n > 1 {
+					must(t, os.Rename(keys, fmt.Sprintf("%s.old-%d", keys, n)))
+				}
+				must(t, os.Rename(next, keys))
+			}
+		}},
+		{"symlinked directory swapped (ln -s; mv -T)", func(t *testing.T, dir string) (string, func([]byte)) {
+			link, n := filepath.Join(dir, "current"), 0
+			return filepath.Join(link, "jwks.json"), func(b []byte) {
+				n++
+				version := fmt.Sprintf("v%d", n)
+				must(t, os.Mkdir(filepath.Join(dir, version), 0o755))
+				must(t, os.WriteFile(filepath.Join(dir, version, "jwks.json"), b, 0o600))
+				must(t, os.Symlink(version, link+".tmp"))
+				must(t, os.Rename(link+".tmp", link))
+			}
 		}},
 	}
 	for _, tt := range tests {

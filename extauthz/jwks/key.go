@@ -1,6 +1,6 @@
 // Package jwks keeps each issuer's JSON Web Key Set: fetched (directly or through OIDC
-// discovery) and refreshed with keyfunc/jwkset, or read from a file, and published as an
-// immutable snapshot that the Check path reads without locks.
+// discovery) and refreshed periodically and on unknown kids, or read from a file, parsed with
+// jwkset, and published as an immutable snapshot that the Check path reads without locks.
 package jwks
 
 import (
@@ -65,6 +65,19 @@ func (s *Set) KIDs() []string {
 		out = append(out, k.KID)
 	}
 	return out
+}
+
+// Same reports whether o holds the same keys (kid and key material) as s.
+func (s *Set) Same(o *Set) bool {
+	if s.Len() != o.Len() {
+		return false
+	}
+	for _, k := range s.All() {
+		if !o.Still(k.KID, k.Fingerprint) {
+			return false
+		}
+	}
+	return true
 }
 
 // Still reports whether a key with this kid and fingerprint is still in the set.

@@ -8,18 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
-	"github.com/golang-jwt/jwt/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 
 	"github.com/scopegate/scopegate/internal/backoff"
 	"github.com/scopegate/scopegate/internal/discovery"
@@ -75,12 +72,13 @@ type Options struct {
 type Source struct {
 	opts    Options
 	current atomic.Pointer[Set]
-	kf      atomic.Pointer[keyfunc.Keyfunc]
-	misses  singleflight.Group
-	baseCtx context.Context
+	// live is set once unknown-kid refreshes are possible (a URL source after its first fetch).
+	live    atomic.Bool
+	ref     *refresher
 	changed chan struct{} // closed and replaced on every new key set (tests and readiness wait on it)
 	mu      sync.Mutex
 	log     *slog.Logger
+	status  status // guarded by mu
 	// attempted is closed when the first fetch attempt has ended; fetchErr is the last
 	// attempt's error while no key set was ever fetched (for callers that fail fast, such as
 	// `scopegate check --config`, instead of retrying as the service does).
@@ -107,7 +105,16 @@ func New(opts Options) (*Source, error) {
 	if opts.Client == nil {
 		opts.Client = NewHTTPClient(opts.FetchTimeout, opts.MaxBytes)
 	}
-	s := &Source{opts: opts, changed: make(chan struct{}), attempted: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name)}
+	s := &Source{opts: opts, changed: make(chan struct{}), attempted: make(chan struct{}), log: opts.Logger.With("issuer", opts.Name),
+		ref: newRefresher(opts.UnknownKIDInterval)}
+	switch {
+	case opts.File != "":
+		s.status.origin = opts.File
+	case opts.Discovery:
+		s.status.origin = safeURL(discovery.URL(opts.Issuer))
+	default:
+		s.status.origin = safeURL(opts.URL)
+	}
 	if opts.File != "" {
 		set, err := readSetFile(opts.File)
 		if err != nil {
@@ -123,7 +130,6 @@ func New(opts Options) (*Source, error) {
 // file and reloads it on change). It returns at once: a Check that arrives before the first
 // fetch succeeds is answered 503 (ErrNoKeys), never allowed.
 func (s *Source) Start(ctx context.Context) {
-	s.baseCtx = ctx
 	if s.opts.File != "" {
 		s.watchFile(ctx)
 		return
@@ -165,6 +171,7 @@ func (s *Source) reloadFile() {
 	set, err := readSetFile(s.opts.File)
 	if err != nil {
 		s.opts.Metrics.failed(s.opts.Name)
+		s.noteError(err)
 		s.log.Error("jwks_file reload failed; keeping the last good key set", "error", err)
 		return
 	}
@@ -224,46 +231,45 @@ func (s *Source) attemptDone(err error) {
 func (s *Source) Name() string { return s.opts.Name }
 
 func (s *Source) publish(set *Set) {
+	now := time.Now()
 	s.current.Store(set)
 	s.mu.Lock()
+	s.status.fetchedAt, s.status.lastErr = now, ""
 	close(s.changed)
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
-	s.opts.Metrics.keys(s.opts.Name, set.Len())
+	s.opts.Metrics.keys(s.opts.Name, set.Len(), now)
 }
 
-// Lookup returns the key for kid. A kid not in the set triggers one refresh (rate-limited
-// by UnknownKIDInterval, shared by every concurrent miss on that kid) so that a key the IdP
-// just rotated in verifies on its first token. The caller waits for it at most until its
-// deadline less DeadlineMargin (with no deadline, as long as the fetch takes: FetchTimeout),
-// then gets ErrRefreshPending; the refresh itself goes on for later requests.
+// Lookup returns the key for kid. A kid not in the set asks for a refresh (see refresher):
+// when one is under way or may start now, the caller waits for it at most until its deadline
+// less DeadlineMargin (with no deadline, as long as the fetch takes: FetchTimeout), then gets
+// ErrRefreshPending while the refresh goes on in the background for later requests. While
+// unknown_kid_interval holds refreshes back and none is under way, the kid is refused at once
+// (ErrUnknownKID) and the refresh it asked for runs as soon as the interval allows, so a
+// newly published key verifies within one interval plus one fetch. alg is not needed to find
+// the key; the caller checks the key against it.
 func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 	set := s.Current()
 	if k := set.Get(kid); k != nil {
 		return k, nil
 	}
-	kf := s.kf.Load()
-	if kf == nil {
+	if !s.live.Load() {
 		if set.Len() == 0 {
 			return nil, ErrNoKeys
 		}
 		return nil, fmt.Errorf("%w %q", ErrUnknownKID, kid)
+	}
+	s.opts.Metrics.unknownKIDLookup(s.opts.Name)
+	rd := s.ref.request(kid)
+	if rd == nil {
+		return nil, fmt.Errorf("%w %q (refresh rate-limited by unknown_kid_interval)", ErrUnknownKID, kid)
 	}
 	if t := s.opts.Tracer; t != nil && trace.SpanFromContext(ctx).IsRecording() {
 		var span trace.Span
 		ctx, span = t.Start(ctx, "scopegate.jwks_fetch", trace.WithAttributes(attribute.String("scopegate.issuer", s.opts.Name)))
 		defer span.End()
 	}
-	ch := s.misses.DoChan(kid, func() (any, error) {
-		// Detached from the first caller's context, so its deadline does not fail the others;
-		// bounded by the fetch timeout.
-		fctx, cancel := context.WithTimeout(s.baseCtx, s.opts.FetchTimeout)
-		defer cancel()
-		s.opts.Metrics.unknownKID(s.opts.Name)
-		// keyfunc reads only kid and alg of the token to decide what to fetch.
-		_, err := (*kf).KeyfuncCtx(fctx)(&jwt.Token{Header: map[string]any{"kid": kid, "alg": alg}})
-		return nil, err
-	})
 	var budget <-chan time.Time
 	if deadline, ok := ctx.Deadline(); ok {
 		left := time.Until(deadline) - s.opts.DeadlineMargin
@@ -275,7 +281,7 @@ func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 		budget = t.C
 	}
 	select {
-	case <-ch:
+	case <-rd.done:
 	case <-budget:
 		return nil, fmt.Errorf("%w (kid %q)", ErrRefreshPending, kid)
 	case <-ctx.Done():
@@ -284,77 +290,132 @@ func (s *Source) Lookup(ctx context.Context, kid, alg string) (*Key, error) {
 	if k := s.Current().Get(kid); k != nil {
 		return k, nil
 	}
-	if s.Current().Len() == 0 {
-		return nil, ErrNoKeys
-	}
 	return nil, fmt.Errorf("%w %q", ErrUnknownKID, kid)
 }
 
 // run obtains the JWKS URL (discovery) and the first key set, retrying with back-off, then
-// hands refreshing over to jwkset's refresh goroutine.
+// refreshes the set until ctx ends.
 func (s *Source) run(ctx context.Context) {
+	var u string
+	var report backoff.Reporter
 	backoff.Retry(ctx, s.opts.RetryMin, s.opts.RetryMax, func() error {
-		err := s.connect(ctx)
+		var err error
+		u, err = s.connect(ctx)
 		if ctx.Err() == nil {
 			s.attemptDone(err)
 		}
 		return err
 	}, func(err error, wait time.Duration) {
 		s.opts.Metrics.failed(s.opts.Name)
-		s.log.Warn("jwks fetch failed; will retry", "error", err, "retry_in", wait.String())
+		s.noteError(err)
+		s.log.Log(ctx, report.Level(err), "jwks fetch failed; will retry", "error", err, "retry_in", wait.String())
 	})
+	if ctx.Err() != nil {
+		return
+	}
+	s.ref.loop(ctx, s.opts.RefreshInterval, s.opts.RetryMin, s.opts.RetryMax,
+		func(why trigger) error { return s.refresh(ctx, u, why) },
+		func(kid string) bool { return s.Current().Get(kid) != nil })
 }
 
-func (s *Source) connect(ctx context.Context) error {
+// connect makes the first fetch (after discovery) and returns the JWKS URL.
+func (s *Source) connect(ctx context.Context) (string, error) {
 	u := s.opts.URL
 	if s.opts.Discovery {
 		var err error
 		if u, err = s.discover(ctx); err != nil {
-			return err
+			return "", err
 		}
 	}
-	// Each attempt has its own context: jwkset starts its refresh goroutine before the first
-	// fetch, and a failed attempt must not leave it running.
-	actx, cancel := context.WithCancel(ctx)
-	store := &observed{MemoryJWKSet: jwkset.NewMemoryStorage(), src: s}
-	storage, err := jwkset.NewStorageFromHTTP(u, jwkset.HTTPClientStorageOptions{
-		Client:          s.opts.Client,
-		Ctx:             actx,
-		HTTPTimeout:     s.opts.FetchTimeout,
-		RefreshInterval: s.opts.RefreshInterval,
-		RefreshErrorHandler: func(_ context.Context, err error) {
-			s.opts.Metrics.failed(s.opts.Name)
-			s.log.Warn("jwks refresh failed; keeping the last good key set", "url", u, "error", err)
-		},
-		Storage: store,
-		// The first fetch must succeed for the attempt to count; run retries it.
-		NoErrorReturnFirstHTTPReq: false,
-	})
+	s.setOrigin(safeURL(u))
+	set, err := s.fetch(ctx, u)
 	if err != nil {
-		cancel()
-		return fmt.Errorf("jwks %s: %w", u, err)
+		return "", err
 	}
-	client, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
-		HTTPURLs: map[string]jwkset.Storage{u: storage},
-		// One unknown-kid refresh per interval, burst 1: a flood of made-up kids costs the IdP
-		// at most one request per interval.
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(s.opts.UnknownKIDInterval), 1),
-	})
+	s.opts.Metrics.refreshed(s.opts.Name)
+	// Unknown-kid refreshes are possible from here on: a Check that sees keys can also ask
+	// for a key rotated in since.
+	s.live.Store(true)
+	s.attemptDone(nil) // before publishing: whoever sees keys sees no error
+	s.publish(set)
+	s.log.Info("jwks loaded", "url", safeURL(u), "kids", set.KIDs())
+	return u, nil
+}
+
+// refresh fetches the key set again; a failure keeps the set in force.
+func (s *Source) refresh(ctx context.Context, u string, why trigger) error {
+	if why == unknownKID {
+		s.opts.Metrics.unknownKID(s.opts.Name)
+	}
+	set, err := s.fetch(ctx, u)
 	if err != nil {
-		cancel()
+		s.opts.Metrics.failed(s.opts.Name)
+		s.noteError(err)
+		s.log.Warn("jwks refresh failed; keeping the last good key set", "url", safeURL(u), "trigger", why.String(), "error", err)
 		return err
 	}
-	kf, err := keyfunc.New(keyfunc.Options{Ctx: actx, Storage: client, UseWhitelist: []jwkset.USE{jwkset.UseSig}})
-	if err != nil {
-		cancel()
-		return err
+	s.opts.Metrics.refreshed(s.opts.Name)
+	old := s.Current()
+	s.publish(set)
+	if !old.Same(set) {
+		s.log.Info("jwks key set changed", "kids", set.KIDs(), "previous", old.KIDs(), "trigger", why.String())
 	}
-	s.kf.Store(&kf)
-	// Only now, with unknown-kid refreshes possible, does the first key set become visible.
-	store.goLive()
-	_ = cancel // not called: the refresh goroutine lives as long as ctx, which ends it
-	s.log.Info("jwks loaded", "url", u, "kids", s.Current().KIDs())
 	return nil
+}
+
+func (t trigger) String() string {
+	if t == unknownKID {
+		return "unknown_kid"
+	}
+	return "periodic"
+}
+
+// fetch reads and parses the key set at u within FetchTimeout. Errors name the URL (without
+// credentials or query) and the cause, never the body.
+func (s *Source) fetch(ctx context.Context, u string) (*Set, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.FetchTimeout)
+	defer cancel()
+	at := safeURL(u)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("jwks %s: %w", at, err)
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := s.opts.Client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // it repeats the URL, with its query
+		}
+		return nil, fmt.Errorf("jwks %s: %w", at, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("jwks %s: HTTP status %d", at, resp.StatusCode)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("jwks %s: %w", at, err)
+	}
+	set, err := parseSet(raw)
+	if err != nil {
+		return nil, fmt.Errorf("jwks %s: %w", at, err)
+	}
+	return set, nil
+}
+
+// safeURL is u as logs and /readyz may show it: no password, and no query (which some
+// providers use for API keys).
+func safeURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if p.RawQuery != "" || p.ForceQuery {
+		p.RawQuery, p.ForceQuery = "…", false
+	}
+	p.Fragment, p.RawFragment = "", ""
+	return p.Redacted()
 }
 
 // discover reads jwks_uri from the issuer's OpenID configuration; the document's issuer
@@ -368,51 +429,6 @@ func (s *Source) discover(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("discovery %s: jwks_uri %q is not an http(s) URL", u, doc.JWKSURI)
 	}
 	return doc.JWKSURI, nil
-}
-
-// observed is jwkset's storage with a hook on replacement: it refuses an empty or unusable
-// key set (the last good one stays) and publishes each accepted one as a snapshot.
-//
-// jwkset fetches the first set inside NewStorageFromHTTP, before the keyfunc that refreshes
-// on unknown kids exists. Publishing it then would let a Check see keys but find no way to
-// refresh for a just-rotated kid, so the first set is held until goLive.
-type observed struct {
-	*jwkset.MemoryJWKSet
-	src *Source
-
-	mu    sync.Mutex
-	live  bool
-	first *Set
-}
-
-func (o *observed) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
-	set, err := newSet(given)
-	if err != nil {
-		return err
-	}
-	if err := o.MemoryJWKSet.KeyReplaceAll(ctx, given); err != nil {
-		return err
-	}
-	o.src.opts.Metrics.refreshed(o.src.opts.Name)
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.live {
-		o.first = set
-		return nil
-	}
-	o.src.publish(set)
-	return nil
-}
-
-// goLive publishes the held first set; every later one is published as it arrives.
-func (o *observed) goLive() {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.live = true
-	if o.first != nil {
-		o.src.publish(o.first)
-		o.first = nil
-	}
 }
 
 func parseSet(raw []byte) (*Set, error) {

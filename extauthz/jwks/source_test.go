@@ -2,70 +2,31 @@ package jwks
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/MicahParks/jwkset"
-
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
-func jwksOf(t *testing.T, keys ...*testissuer.Key) []jwkset.JWK {
+// startSource starts a source and waits for its first key set; it stops with the test.
+func startSource(t *testing.T, o Options) (*Source, context.Context) {
 	t.Helper()
-	var m jwkset.JWKSMarshal
-	if err := json.Unmarshal(testissuer.JWKS(keys...), &m); err != nil {
-		t.Fatal(err)
-	}
-	var out []jwkset.JWK
-	for _, km := range m.Keys {
-		k, err := jwkset.NewJWKFromMarshal(km, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, k)
-	}
-	return out
-}
-
-// The first key set arrives inside jwkset's constructor, before the unknown-kid refresher
-// exists; it must stay invisible until goLive, or a Check in that window could see keys yet
-// be unable to refresh for a key rotated in since (a CI flake in TestKeyRotationAndOutage).
-func TestFirstSetHeldUntilLive(t *testing.T) {
-	s, err := New(Options{Name: "t", URL: "http://unused.invalid/keys"})
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	changed := s.Changed()
-	o := &observed{MemoryJWKSet: jwkset.NewMemoryStorage(), src: s}
-	if err := o.KeyReplaceAll(context.Background(), jwksOf(t, testissuer.NewKey("k1", "ES256"))); err != nil {
-		t.Fatal(err)
-	}
-	if s.Ready() {
-		t.Fatal("first set published before the source went live")
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s.Start(ctx)
 	select {
 	case <-changed:
-		t.Fatal("Changed fired before the source went live")
-	default:
+	case <-time.After(10 * time.Second):
+		t.Fatal("first key set never fetched")
 	}
-	o.goLive()
-	<-changed
-	if got := s.Current().KIDs(); len(got) != 1 || got[0] != "k1" {
-		t.Fatalf("live kids = %v, want [k1]", got)
-	}
-
-	// Once live, a new set is published as it arrives.
-	changed = s.Changed()
-	if err := o.KeyReplaceAll(context.Background(), jwksOf(t, testissuer.NewKey("k2", "EdDSA"))); err != nil {
-		t.Fatal(err)
-	}
-	<-changed
-	if s.Current().Get("k2") == nil {
-		t.Fatal("k2 not published after going live")
-	}
+	return s, ctx
 }
 
 // When readiness is signalled, an unknown kid can already be refreshed.
@@ -73,18 +34,10 @@ func TestReadyMeansRefreshable(t *testing.T) {
 	k1 := testissuer.NewKey("k1", "ES256")
 	is := testissuer.New(k1)
 	defer is.Close()
-	s, err := New(Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+	s, ctx := startSource(t, Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
 		UnknownKIDInterval: time.Millisecond, FetchTimeout: 2 * time.Second, MaxBytes: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := s.Changed()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx)
-	<-changed
-	if s.kf.Load() == nil {
-		t.Fatal("key set visible before the unknown-kid refresher was wired")
+	if !s.live.Load() {
+		t.Fatal("key set visible before unknown-kid refreshes were possible")
 	}
 	k2 := testissuer.NewKey("k2", "EdDSA")
 	is.SetKeys(k1, k2)
@@ -99,23 +52,15 @@ func TestLookupKeepsDeadlineMargin(t *testing.T) {
 	k1 := testissuer.NewKey("k1", "ES256")
 	is := testissuer.New(k1)
 	defer is.Close()
-	s, err := New(Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+	s, ctx := startSource(t, Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
 		UnknownKIDInterval: time.Millisecond, FetchTimeout: 5 * time.Second, MaxBytes: 1 << 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := s.Changed()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx)
-	<-changed
 	hold := is.HoldNext()
 	defer hold.Release()
 
 	cctx, ccancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer ccancel()
 	deadline, _ := cctx.Deadline()
-	_, err = s.Lookup(cctx, "forged", "ES256")
+	_, err := s.Lookup(cctx, "forged", "ES256")
 	if !errors.Is(err, ErrRefreshPending) {
 		t.Fatalf("Lookup = %v, want ErrRefreshPending", err)
 	}
@@ -166,5 +111,38 @@ func TestFirstAttemptReportsCause(t *testing.T) {
 	}
 	if err := src.Err(); err != nil {
 		t.Fatalf("Err() = %v after keys arrived", err)
+	}
+}
+
+// A Check that can't wait for a slow refresh answers in time (ErrRefreshPending), and the
+// refresh finishes in the background with its whole fetch_timeout: the next Check finds the
+// key without another request to the IdP.
+func TestRefreshOutlivesTheCheck(t *testing.T) {
+	k1, k2 := testissuer.NewKey("k1", "ES256"), testissuer.NewKey("k2", "ES256")
+	is := testissuer.New(k1)
+	defer is.Close()
+	s, ctx := startSource(t, Options{Name: "t", URL: is.JWKSURL(), RefreshInterval: time.Hour,
+		UnknownKIDInterval: time.Hour, FetchTimeout: 10 * time.Second, MaxBytes: 1 << 16})
+	is.SetKeys(k1, k2)
+	hold := is.HoldNext()
+	cctx, ccancel := context.WithTimeout(ctx, 250*time.Millisecond)
+	defer ccancel()
+	changed := s.Changed()
+	if _, err := s.Lookup(cctx, "k2", "ES256"); !errors.Is(err, ErrRefreshPending) {
+		t.Fatalf("Lookup while the IdP holds the fetch = %v, want ErrRefreshPending", err)
+	}
+	<-cctx.Done() // the Check is over; its refresh is not
+	hold.Release()
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the refresh did not finish after the Check that asked for it ended")
+	}
+	requests := is.Requests()
+	if _, err := s.Lookup(ctx, "k2", "ES256"); err != nil {
+		t.Fatalf("k2 after the background refresh: %v", err)
+	}
+	if is.Requests() != requests {
+		t.Fatal("the key needed another fetch")
 	}
 }

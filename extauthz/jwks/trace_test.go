@@ -20,16 +20,8 @@ func TestUnknownKIDRefreshIsTraced(t *testing.T) {
 	tp := tracing.NewSyncForTest(exp, 1)
 	defer tp.Shutdown(context.Background())
 	tracer := tp.Tracer("test")
-	s, err := New(Options{Name: "demo", Issuer: is.Issuer, URL: is.JWKSURL(), RefreshInterval: time.Hour,
+	s, ctx := startSource(t, Options{Name: "demo", Issuer: is.Issuer, URL: is.JWKSURL(), RefreshInterval: time.Hour,
 		FetchTimeout: 5 * time.Second, MaxBytes: 1 << 20, Tracer: tracer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := s.Changed()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s.Start(ctx)
-	<-changed
 
 	if _, err := s.Lookup(ctx, "k1", "ES256"); err != nil {
 		t.Fatal(err)

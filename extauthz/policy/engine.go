@@ -200,8 +200,17 @@ func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bund
 	// it would find them under the timestamped name (data.json mounted at the wrong path, and
 	// a revision ID that differs between pods): load the directory ..data points at instead,
 	// and name each file by its path under the mount.
+	//
+	// A directory named through a symlink (git-sync's link, `policy.path: /srv/policies`
+	// without a trailing "/") is loaded where the link leads: OPA's loader does not descend
+	// into a symlink it is given. Files keep the configured name either way.
 	src := path
-	if real, err := filepath.EvalSymlinks(filepath.Join(path, "..data")); err == nil {
+	if st, err := os.Stat(path); onDisk && err == nil && st.IsDir() {
+		if real, err := filepath.EvalSymlinks(path); err == nil && real != filepath.Clean(path) {
+			src = real
+		}
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Join(src, "..data")); err == nil {
 		if st, err := os.Stat(real); err == nil && st.IsDir() {
 			src = real
 		}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -233,7 +233,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			cancel()
 			return nil, fmt.Errorf("tls: %w", err)
 		}
-		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(s.GRPCTLS.ServerConfig())))
+		grpcOpts = append(grpcOpts, grpc.Creds(s.GRPCTLS.Credentials())) // counts refused handshakes
 	}
 	if cfg.AdminTLS != nil {
 		s.AdminTLS, err = certreload.New(certreload.Options{Files: *cfg.AdminTLS, Name: "admin", Logger: log, Metrics: tlsMetrics,
@@ -348,29 +348,27 @@ func (s *Server) Ready() bool {
 }
 
 type readiness struct {
-	Issuers map[string][]string `json:"issuers"`
-	Policy  *policy.Revision    `json:"policy"`
-	Bundle  *remote.Status      `json:"bundle,omitempty"`
+	Issuers map[string]jwks.Status `json:"issuers"`
+	Policy  *policy.Revision       `json:"policy"`
+	Bundle  *remote.Status         `json:"bundle,omitempty"`
 }
 
 func (s *Server) ready() (any, error) {
-	r := readiness{Issuers: map[string][]string{}, Policy: s.engine.Revision()}
+	r := readiness{Issuers: map[string]jwks.Status{}, Policy: s.engine.Revision()}
 	var missing []string
+	var problems []string
 	if s.bundle != nil {
 		st := s.bundle.Status()
 		r.Bundle = &st
 		if r.Policy == nil {
-			missing = append(missing, "policy bundle")
+			problems = append(problems, "policy bundle not loaded yet")
 		}
 	}
-	for _, src := range s.sources {
-		r.Issuers[src.Name()] = src.Current().KIDs()
-		if !src.Ready() {
-			missing = append(missing, src.Name())
-		}
+	if err := keysReadiness(s.sources, r.Issuers); err != nil {
+		problems = append(problems, err.Error())
 	}
-	if len(missing) > 0 {
-		return r, fmt.Errorf("not loaded yet: %v", missing)
+	if len(problems) > 0 {
+		return r, errors.New(strings.Join(problems, "; "))
 	}
 	for _, c := range s.introspectors {
 		if !c.Ready() {

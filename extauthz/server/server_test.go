@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -297,10 +298,40 @@ func TestIdPDownAtStart(t *testing.T) {
 	if ra, _ := headerValue(d.GetHeaders(), "retry-after"); ra == "" {
 		t.Error("no Retry-After")
 	}
-	httpGet(t, "http://"+srv.AdminAddr()+"/readyz", 503)
-	hresp, err := healthpb.NewHealthClient(dial(t, srv.GRPCAddr())).Check(context.Background(), &healthpb.HealthCheckRequest{})
-	if err != nil || hresp.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+	// /readyz says which issuer has no keys and why (the last error), as troubleshooting.md
+	// shows it.
+	<-srv.sources[0].FirstAttempt()
+	var ready struct {
+		Reason  string `json:"reason"`
+		Details struct {
+			Issuers map[string]struct {
+				Source    string     `json:"source"`
+				KIDs      []string   `json:"kids"`
+				FetchedAt *time.Time `json:"fetched_at"`
+				LastError string     `json:"last_error"`
+			} `json:"issuers"`
+		} `json:"details"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+srv.AdminAddr()+"/readyz", 503)), &ready); err != nil {
+		t.Fatal(err)
+	}
+	if want := "no keys yet for issuer(s) [demo] (last error: demo: jwks " + is.JWKSURL() + ": HTTP status 503)"; ready.Reason != want {
+		t.Errorf("/readyz reason %q, want %q", ready.Reason, want)
+	}
+	if st := ready.Details.Issuers["demo"]; st.Source != is.JWKSURL() || len(st.KIDs) != 0 || st.FetchedAt != nil || !strings.Contains(st.LastError, "503") {
+		t.Errorf("/readyz issuer demo: %+v", st)
+	}
+	hc := healthpb.NewHealthClient(dial(t, srv.GRPCAddr()))
+	if hresp, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || hresp.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health = %v, %v; want NOT_SERVING", hresp, err)
+	}
+	is.SetMode(testissuer.Serving)
+	waitServing(t, hc)
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+srv.AdminAddr()+"/readyz", 200)), &ready); err != nil {
+		t.Fatal(err)
+	}
+	if st := ready.Details.Issuers["demo"]; len(st.KIDs) != 1 || st.KIDs[0] != "k1" || st.FetchedAt == nil || st.LastError != "" {
+		t.Errorf("/readyz issuer demo once keys arrived: %+v; want kid k1, fetched_at and no error", st)
 	}
 }
 

@@ -144,6 +144,16 @@ func TestMutualTLSRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Each refusal is counted under its reason (the server may finish counting just after
+	// the client has seen the alert).
+	for _, reason := range []string{"not_tls", "no_client_certificate", "unknown_authority", "expired_certificate", "client_rejected"} {
+		series := `scopegate_tls_handshake_failures_total{endpoint="grpc",reason="` + reason + `"} `
+		for guard := time.Now().Add(10 * time.Second); !strings.Contains(httpGet(t, "http://"+srv.AdminAddr()+"/metrics", 200), series); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(guard) {
+				t.Fatalf("/metrics lacks %s", series)
+			}
+		}
+	}
 }
 
 // TestTLSRotationKeepsOpenStreams: a new certificate on disk is served to new connections

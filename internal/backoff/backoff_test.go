@@ -3,6 +3,9 @@ package backoff
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 )
@@ -27,5 +30,49 @@ func TestRetry(t *testing.T) {
 	})
 	if n != 1 {
 		t.Fatalf("%d attempts after ctx ended, want 1", n)
+	}
+}
+
+type permanentErr struct{}
+
+func (permanentErr) Error() string   { return "the other side names another issuer" }
+func (permanentErr) Permanent() bool { return true }
+
+// A permanent error backs off to the longest wait at once, and is reported at ERROR once,
+// then at DEBUG while it repeats; a passing error is a warning each time.
+func TestPermanent(t *testing.T) {
+	var waits []time.Duration
+	calls := 0
+	Retry(context.Background(), time.Millisecond, 3*time.Millisecond, func() error {
+		calls++
+		switch calls {
+		case 1:
+			return errors.New("refused")
+		case 2, 3:
+			return fmt.Errorf("discovery: %w", permanentErr{})
+		}
+		return nil
+	}, func(_ error, wait time.Duration) { waits = append(waits, wait) })
+	if want := []time.Duration{time.Millisecond, 3 * time.Millisecond, 3 * time.Millisecond}; !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+
+	var r Reporter
+	perm := fmt.Errorf("discovery: %w", permanentErr{})
+	for i, tc := range []struct {
+		err  error
+		want slog.Level
+	}{
+		{errors.New("refused"), slog.LevelWarn},
+		{errors.New("refused"), slog.LevelWarn},
+		{perm, slog.LevelError},
+		{perm, slog.LevelDebug},
+		{perm, slog.LevelDebug},
+		{errors.New("refused"), slog.LevelWarn},
+		{perm, slog.LevelError}, // back after something else: said again
+	} {
+		if got := r.Level(tc.err); got != tc.want {
+			t.Errorf("step %d (%v): level %v, want %v", i, tc.err, got, tc.want)
+		}
 	}
 }

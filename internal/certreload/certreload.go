@@ -48,8 +48,9 @@ func (f *Files) Validate(at string) error {
 
 // Metrics count reloads; one set serves every Reloader of a process, told apart by name.
 type Metrics struct {
-	reloads  *prometheus.CounterVec
-	notAfter *prometheus.GaugeVec
+	reloads           *prometheus.CounterVec
+	notAfter          *prometheus.GaugeVec
+	handshakeFailures *prometheus.CounterVec
 }
 
 // NewMetrics registers the reload metrics on reg (nil: unregistered).
@@ -63,9 +64,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "scopegate_tls_certificate_not_after_timestamp_seconds",
 			Help: "Expiry (Unix time) of the certificate each TLS endpoint serves.",
 		}, []string{"endpoint"}),
+		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scopegate_tls_handshake_failures_total",
+			Help: "Client TLS handshakes refused, by endpoint and reason (no_client_certificate, unknown_authority, expired_certificate, bad_certificate, protocol_version, no_shared_cipher, not_tls, client_rejected, aborted, other).",
+		}, []string{"endpoint", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.reloads, m.notAfter)
+		reg.MustRegister(m.reloads, m.notAfter, m.handshakeFailures)
 	}
 	return m
 }
@@ -99,6 +104,8 @@ type Reloader struct {
 
 	mu      sync.Mutex
 	changed chan struct{}
+
+	hsLog handshakeLog
 }
 
 // material is one loaded generation: the per-handshake config is built once per load, so a

@@ -28,7 +28,7 @@ type Document struct {
 // document's issuer must be the configured one exactly (§4.3): a document naming another is
 // refused. Errors name the URL and the cause.
 func Fetch(ctx context.Context, client *http.Client, issuer string, timeout time.Duration) (*Document, string, error) {
-	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+	u := URL(issuer)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -48,10 +48,30 @@ func Fetch(ctx context.Context, client *http.Client, issuer string, timeout time
 		return nil, u, fmt.Errorf("discovery %s: %w", u, err)
 	}
 	if doc.Issuer != issuer {
-		return nil, u, fmt.Errorf("discovery %s: issuer %q is not the configured %q", u, doc.Issuer, issuer)
+		return nil, u, &IssuerMismatchError{URL: u, Got: doc.Issuer, Want: issuer}
 	}
 	return &doc, u, nil
 }
+
+// URL is the discovery document's address for issuer.
+func URL(issuer string) string {
+	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
+}
+
+// IssuerMismatchError is a discovery document naming another issuer than the configured one.
+// It is permanent: asking again will not change the answer until the configuration or the
+// IdP is fixed, so callers back off to their longest wait and say it once.
+type IssuerMismatchError struct {
+	URL       string
+	Got, Want string
+}
+
+func (e *IssuerMismatchError) Error() string {
+	return fmt.Sprintf("discovery %s: issuer %q is not the configured %q (issuers are compared exactly: set issuers[].issuer to the IdP's, or fix the IdP's)", e.URL, e.Got, e.Want)
+}
+
+// Permanent marks the error for internal/backoff.
+func (e *IssuerMismatchError) Permanent() bool { return true }
 
 // HTTPURL reports whether s is an absolute http(s) URL with a host: what an endpoint named in
 // the document must be.
