@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -65,6 +67,11 @@ func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string
 	switch {
 	case e.Unavailable:
 		return s.deny(rec, 503, e.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: e.Description, retryAfter: "1"})
+	case e.TooMany:
+		// This key's share of the replay cache is used up until the generation rotates;
+		// every other key is unaffected.
+		return s.deny(rec, 429, e.Reason, denial{status: 429, code: codes.ResourceExhausted, errCode: "temporarily_unavailable", description: e.Description,
+			retryAfter: strconv.Itoa(int(e.RetryAfter.Round(time.Second) / time.Second))})
 	case e.Nonce != "":
 		// A fresh nonce per response: not a cacheable denial.
 		d := denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonUseNonce, description: e.Description, challenge: true, dpop: true, resourceMetadata: resourceMetadata(v),

@@ -58,6 +58,10 @@ type Config struct {
 	DPoPIATWindow time.Duration `yaml:"dpop_iat_window"`
 	// DPoPReplayCacheEntries bounds the proof replay cache (default 200000 per generation).
 	DPoPReplayCacheEntries int `yaml:"dpop_replay_cache_entries"`
+	// DPoPReplayEntriesPerKey is one proof key's share of a generation (default a twentieth
+	// of dpop_replay_cache_entries), so the holder of one bound token can't fill the cache
+	// for everyone else.
+	DPoPReplayEntriesPerKey int `yaml:"dpop_replay_entries_per_key"`
 	// ExternalBaseURL is the scheme and authority clients use (https://api.example.com), for
 	// checking a proof's htu when another proxy in front of Envoy rewrites them; empty means
 	// the request's own :scheme and :authority.
@@ -286,6 +290,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DPoPReplayCacheEntries == 0 {
 		c.DPoPReplayCacheEntries = dpop.DefaultReplayEntries
+	}
+	if c.DPoPReplayEntriesPerKey == 0 {
+		c.DPoPReplayEntriesPerKey = max(1, c.DPoPReplayCacheEntries/dpop.ReplayKeyShare)
 	}
 	if c.Policy.Signing != nil {
 		def(&c.Policy.Signing.KeyID, "default")
@@ -544,6 +551,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DPoPReplayCacheEntries < 1000 {
 		bad("dpop_replay_cache_entries", "%d is too small (at least 1000)", c.DPoPReplayCacheEntries)
+	}
+	if c.DPoPReplayEntriesPerKey < 10 || c.DPoPReplayEntriesPerKey > c.DPoPReplayCacheEntries {
+		bad("dpop_replay_entries_per_key", "%d is out of range (10 to dpop_replay_cache_entries, %d)", c.DPoPReplayEntriesPerKey, c.DPoPReplayCacheEntries)
 	}
 	if c.DPoPNonceKeyFile != "" {
 		if !c.DPoPNonce {
