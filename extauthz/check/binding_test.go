@@ -139,6 +139,7 @@ func TestSenderConstrainedTokens(t *testing.T) {
 	thief := ecKey(t)
 	read := map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"}
 	bindingRequired := map[string]string{contract.ExtRoute: "orders-read", contract.ExtBinding: contract.BindingRequired}
+	extraCnf := b.token(map[string]any{"jkt": b.jkt, "jwk": map[string]any{}})
 
 	tests := []struct {
 		name      string
@@ -158,6 +159,13 @@ func TestSenderConstrainedTokens(t *testing.T) {
 		{"plain bearer where binding is required", dpopRequest("Bearer", plain, bindingRequired), codes.Unauthenticated, `error="invalid_token", error_description="this resource requires`},
 		{"DPoP where binding is required", dpopRequest("DPoP", bound, bindingRequired, b.proof(t, b.holder, "GET", uri, bound, "")), codes.OK, ""},
 		{"malformed cnf", dpopRequest("Bearer", b.token(map[string]any{"jkt": 7}), read), codes.Unauthenticated, `error="invalid_token"`},
+		// A cnf naming no confirmation method scopegate checks binds the token to something
+		// unverifiable: refused, never taken for a plain bearer token.
+		{"cnf empty", dpopRequest("Bearer", b.token(map[string]any{}), read), codes.Unauthenticated, `Bearer realm="scopegate", error="invalid_token"`},
+		{"cnf jwk", dpopRequest("Bearer", b.token(map[string]any{"jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}}), read), codes.Unauthenticated, `error="invalid_token"`},
+		{"cnf kid", dpopRequest("Bearer", b.token(map[string]any{"kid": "k1"}), read), codes.Unauthenticated, `error="invalid_token"`},
+		{"cnf x5t#s256 in another case", dpopRequest("Bearer", b.token(map[string]any{"x5t#s256": "abc"}), read), codes.Unauthenticated, `error="invalid_token"`},
+		{"cnf jkt beside an unknown member", dpopRequest("DPoP", extraCnf, read, b.proof(t, b.holder, "GET", uri, extraCnf, "")), codes.Unauthenticated, `error="invalid_token"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -126,9 +126,13 @@ type Introspection struct {
 	// verified with the issuer's keys (so the issuer needs a key source); an unsigned answer
 	// is then refused.
 	JWTResponse bool `yaml:"jwt_response"`
-	// IntrospectJWS sends a JWS that this issuer's keys fail to verify (bad or unknown key,
-	// wrong algorithm, ...) to introspection instead of refusing it. Off by default.
+	// IntrospectJWS sends a JWS that this issuer's keys fail to verify (unknown kid, no key
+	// for its algorithm, bad signature) to introspection instead of refusing it, once its
+	// claims pass every local check (iss, aud, exp, typ, ...). Off by default.
 	IntrospectJWS bool `yaml:"introspect_jws"`
+	// AllowMissingAudience accepts an answer without aud (some providers never send it);
+	// by default such an answer is refused, since nothing says the token is meant for us.
+	AllowMissingAudience bool `yaml:"allow_missing_audience"`
 }
 
 // Introspecting reports whether the issuer accepts opaque tokens by introspection.

@@ -251,13 +251,18 @@ type Response struct {
 	Iss       string
 	JTI       string
 	TokenType string
-	Aud       []string
-	Exp       int64
-	Iat       int64
-	Nbf       int64
+	// TokenUse is a token_use member (Amazon Cognito's name for the token's kind).
+	TokenUse string
+	Aud      []string
+	Exp      int64
+	Iat      int64
+	Nbf      int64
 	// JKT and X5T are the cnf member's DPoP key thumbprint (RFC 9449 §6.2) and certificate
 	// thumbprint (RFC 8705 §3.2): the token is sender-constrained.
 	JKT, X5T string
+	// UnsupportedCnf is set when cnf holds a member other than those, or neither: the token
+	// is sender-constrained in a way scopegate can't check, and must be refused.
+	UnsupportedCnf bool
 	// Raw is the whole response, the token's claims for the policy (input.token.claims).
 	Raw []byte
 	// JWT is set, and nothing else, for an RFC 9701 response: the signed JWT, still to be
@@ -288,7 +293,7 @@ func Parse(body []byte) (*Response, error) {
 		return r, nil // RFC 7662 §2.2: nothing else of an inactive answer is meaningful
 	}
 	for name, dst := range map[string]*string{"scope": &r.Scope, "client_id": &r.ClientID, "sub": &r.Sub,
-		"iss": &r.Iss, "jti": &r.JTI, "token_type": &r.TokenType} {
+		"iss": &r.Iss, "jti": &r.JTI, "token_type": &r.TokenType, "token_use": &r.TokenUse} {
 		if raw, ok := m[name]; ok && !isNull(raw) {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return nil, fmt.Errorf("%s is not a string", name)
@@ -309,12 +314,26 @@ func Parse(body []byte) (*Response, error) {
 		if err := json.Unmarshal(raw, &cnf); err != nil || cnf == nil {
 			return nil, errors.New("cnf is not an object")
 		}
-		for name, dst := range map[string]*string{"jkt": &r.JKT, "x5t#S256": &r.X5T} {
-			if v, ok := cnf[name]; ok {
-				if err := json.Unmarshal(v, dst); err != nil || *dst == "" {
-					return nil, fmt.Errorf("cnf.%s is not a thumbprint string", name)
-				}
+		for name, v := range cnf {
+			var dst *string
+			switch name {
+			case "jkt":
+				dst = &r.JKT
+			case "x5t#S256":
+				dst = &r.X5T
+			default:
+				// A method we can't check (jwk, kid, x5t#s256 in another case, ...): the token
+				// is bound to something we could not verify, so it is refused (not our
+				// provider's fault: a well-formed answer about a token we won't take).
+				r.UnsupportedCnf = true
+				continue
 			}
+			if err := json.Unmarshal(v, dst); err != nil || *dst == "" {
+				return nil, fmt.Errorf("cnf.%s is not a thumbprint string", name)
+			}
+		}
+		if r.JKT == "" && r.X5T == "" {
+			r.UnsupportedCnf = true
 		}
 	}
 	if raw, ok := m["aud"]; ok && !isNull(raw) {

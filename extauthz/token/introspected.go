@@ -175,9 +175,19 @@ func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Ide
 		return nil, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
 	case len(r.Aud) > 0 && !anyIn(r.Aud, c.Audiences):
 		return nil, refuse(contract.ReasonWrongAudience, "the token is not meant for this audience")
+	case len(r.Aud) == 0 && !c.Introspection.AllowMissingAudience:
+		// Without aud nothing says the token is meant for us: a token for another API of the
+		// same provider would pass. Some providers never send it (allow_missing_audience).
+		return nil, refuse(contract.ReasonWrongAudience, "the introspection answer names no audience")
 	case r.TokenType != "" && !strings.EqualFold(r.TokenType, "bearer") && !strings.EqualFold(r.TokenType, "access_token") &&
 		!(strings.EqualFold(r.TokenType, "DPoP") && r.JKT != ""):
+		// refresh_token, id_token and anything unknown: only access tokens open the API.
 		return nil, refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
+	case r.TokenUse != "" && !strings.EqualFold(r.TokenUse, "access") && !strings.EqualFold(r.TokenUse, "access_token"):
+		// token_use (as Amazon Cognito names it): "refresh", "id" and the like are refused.
+		return nil, refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
+	case r.UnsupportedCnf:
+		return nil, errBadCnf
 	}
 	id := &Identity{Source: SourceIntrospection, Issuer: c.Name, Iss: r.Iss, Subject: r.Sub, ClientID: r.ClientID,
 		JTI: r.JTI, Audience: r.Aud, Scopes: strings.Fields(r.Scope), ExpiresAt: time.Unix(r.Exp, 0), raw: r.Raw,

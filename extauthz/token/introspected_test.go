@@ -166,7 +166,10 @@ func TestIntrospectionAnswers(t *testing.T) {
 		reason string // "" for accepted
 	}{
 		{"active", 200, r.active(time.Hour, ""), ""},
-		{"active without iss and aud", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, now.Add(time.Hour).Unix()), ""},
+		{"active without iss", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","aud":"orders-api","exp":%d}`, now.Add(time.Hour).Unix()), ""},
+		// Without aud nothing says the token is for this API (allow_missing_audience: below).
+		{"active without aud", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, now.Add(time.Hour).Unix()), contract.ReasonWrongAudience},
+		{"active with an empty aud list", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","aud":[],"exp":%d}`, now.Add(time.Hour).Unix()), contract.ReasonWrongAudience},
 		{"aud as a string", 200, fmt.Sprintf(`{"active":true,"aud":"orders-api","exp":%d}`, now.Add(time.Hour).Unix()), ""},
 		{"expired within leeway", 200, r.active(-10*time.Second, ""), ""},
 		{"inactive", 200, `{"active":false}`, contract.ReasonInactive},
@@ -176,6 +179,16 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"wrong iss", 200, strings.Replace(r.active(time.Hour, ""), introIss, "https://evil.example/", 1), contract.ReasonUnknownIssuer},
 		{"wrong aud", 200, strings.Replace(r.active(time.Hour, ""), `"aud":["orders-api"]`, `"aud":["billing-api"]`, 1), contract.ReasonWrongAudience},
 		{"refresh token", 200, strings.Replace(r.active(time.Hour, ""), `"token_type":"Bearer"`, `"token_type":"refresh_token"`, 1), contract.ReasonWrongTyp},
+		{"token_use refresh", 200, r.active(time.Hour, `,"token_use":"refresh"`), contract.ReasonWrongTyp},
+		{"token_use id", 200, r.active(time.Hour, `,"token_use":"id"`), contract.ReasonWrongTyp},
+		{"token_use access", 200, r.active(time.Hour, `,"token_use":"access"`), ""},
+		// A cnf with no confirmation method scopegate checks is a bound token it can't
+		// check: refused (401), never taken for an unbound one.
+		{"cnf empty", 200, r.active(time.Hour, `,"cnf":{}`), contract.ReasonMalformed},
+		{"cnf jwk", 200, r.active(time.Hour, `,"cnf":{"jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y"}}`), contract.ReasonMalformed},
+		{"cnf kid", 200, r.active(time.Hour, `,"cnf":{"kid":"k1"}`), contract.ReasonMalformed},
+		{"cnf x5t#s256 in another case", 200, r.active(time.Hour, `,"cnf":{"x5t#s256":"abc"}`), contract.ReasonMalformed},
+		{"cnf jkt and an unknown member", 200, r.active(time.Hour, `,"cnf":{"jkt":"abc","jwk":{}}`), contract.ReasonMalformed},
 		// The IdP's faults are ours to answer 503 for, never the client's 401.
 		{"malformed JSON", 200, `{"active":tru`, contract.ReasonIntrospectionUnavailable},
 		{"not an object", 200, `[true]`, contract.ReasonIntrospectionUnavailable},
@@ -214,6 +227,26 @@ func TestIntrospectionAnswers(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), "opaque-token-") {
 		t.Errorf("a token reached the log:\n%s", r.logs)
+	}
+}
+
+// allow_missing_audience: a provider that never sends aud can be accepted, by choice.
+func TestIntrospectionAllowMissingAudience(t *testing.T) {
+	r := newIntroRig(t, 1000)
+	r.issuer.Introspection.AllowMissingAudience = true
+	c, err := introspect.New(introspect.Options{Name: "corp", Issuer: introIss, Endpoint: r.issuer.Introspection.Endpoint,
+		ClientID: "scopegate", ClientSecret: "s3cret", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(Options{Issuers: []Issuer{{Config: r.issuer, Introspect: c}}, Now: r.clock.now})
+	r.idp.always(200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, r.clock.now().Add(time.Hour).Unix()))
+	if _, err := v.Verify(context.Background(), "opaque-1"); err != nil {
+		t.Fatalf("no aud with allow_missing_audience: %v", err)
+	}
+	r.idp.always(200, fmt.Sprintf(`{"active":true,"aud":"billing-api","exp":%d}`, r.clock.now().Add(time.Hour).Unix()))
+	if _, err := v.Verify(context.Background(), "opaque-2"); reasonOf(err) != contract.ReasonWrongAudience {
+		t.Fatalf("another audience with allow_missing_audience: %v; want wrong_audience", err)
 	}
 }
 
@@ -410,8 +443,8 @@ func TestIntrospectionCacheBound(t *testing.T) {
 // issuer whose token_prefix it has; an introspection-only issuer refuses a JWS.
 func TestIntrospectionRouting(t *testing.T) {
 	a, b := newFakeIdP(t), newFakeIdP(t)
-	a.always(200, fmt.Sprintf(`{"active":true,"sub":"from-a","exp":%d}`, time.Now().Add(time.Hour).Unix()))
-	b.always(200, fmt.Sprintf(`{"active":true,"sub":"from-b","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	a.always(200, fmt.Sprintf(`{"active":true,"sub":"from-a","aud":"orders-api","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	b.always(200, fmt.Sprintf(`{"active":true,"sub":"from-b","aud":"orders-api","exp":%d}`, time.Now().Add(time.Hour).Unix()))
 	ca, cb := introIssuer("a", a.srv.URL), introIssuer("b", b.srv.URL)
 	ca.Issuer, cb.Issuer = "https://a.example/", "https://b.example/"
 	ca.Introspection.TokenPrefix = "a_"
