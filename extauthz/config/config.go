@@ -130,6 +130,9 @@ type Introspection struct {
 	// for its algorithm, bad signature) to introspection instead of refusing it, once its
 	// claims pass every local check (iss, aud, exp, typ, ...). Off by default.
 	IntrospectJWS bool `yaml:"introspect_jws"`
+	// MaxConcurrent bounds the calls to the endpoint in flight at once (default 64): a new
+	// token beyond it gets 503 with Retry-After at once, rather than one more call.
+	MaxConcurrent int `yaml:"max_concurrent"`
 	// AllowMissingAudience accepts an answer without aud (some providers never send it);
 	// by default such an answer is refused, since nothing says the token is meant for us.
 	AllowMissingAudience bool `yaml:"allow_missing_audience"`
@@ -159,6 +162,10 @@ type TokenCache struct {
 	// MaxEntries bounds the cache (default 100000); 0 turns it off. A pointer, so that an
 	// explicit 0 is not taken for "unset".
 	MaxEntries *int `yaml:"max_entries"`
+	// MaxNegativeEntries bounds the refusals kept (introspection: inactive or refused
+	// answers, for negative_cache_ttl) in a store of their own (default 10000; 0: none kept),
+	// so junk tokens never evict a valid answer.
+	MaxNegativeEntries *int `yaml:"max_negative_entries"`
 }
 
 // Policy is the Rego policy evaluated after a token is verified.
@@ -275,6 +282,10 @@ func (c *Config) setDefaults() {
 		n := 100000
 		c.TokenCache.MaxEntries = &n
 	}
+	if c.TokenCache.MaxNegativeEntries == nil {
+		n := 10000
+		c.TokenCache.MaxNegativeEntries = &n
+	}
 	def(&c.Policy.Query, "data.scopegate.authz.decision")
 	if c.Policy.EvalTimeout == 0 {
 		c.Policy.EvalTimeout = 100 * time.Millisecond
@@ -348,6 +359,9 @@ func (c *Config) setDefaults() {
 			}
 			if in.NegativeCacheTTL == 0 {
 				in.NegativeCacheTTL = 5 * time.Second
+			}
+			if in.MaxConcurrent == 0 {
+				in.MaxConcurrent = 64
 			}
 		}
 	}
@@ -509,6 +523,9 @@ func (c *Config) Validate() error {
 	if *c.TokenCache.MaxEntries < 0 {
 		bad("token_cache.max_entries", "must not be negative (0 turns the cache off)")
 	}
+	if *c.TokenCache.MaxNegativeEntries < 0 {
+		bad("token_cache.max_negative_entries", "must not be negative (0 keeps no refusals)")
+	}
 	if !strings.HasPrefix(c.Policy.Query, "data.") {
 		bad("policy.query", "%q must be a data reference such as data.scopegate.authz.decision", c.Policy.Query)
 	}
@@ -606,6 +623,9 @@ func validateIntrospection(bad func(field, format string, args ...any), f string
 	}
 	if in.NegativeCacheTTL < 0 || in.NegativeCacheTTL > 10*time.Minute {
 		bad(f+".negative_cache_ttl", "%s is out of range (up to 10m)", in.NegativeCacheTTL)
+	}
+	if in.MaxConcurrent < 1 || in.MaxConcurrent > 10000 {
+		bad(f+".max_concurrent", "%d is out of range (1 to 10000)", in.MaxConcurrent)
 	}
 	if strings.ContainsAny(in.TokenPrefix, " \t\r\n") {
 		bad(f+".token_prefix", "%q must not contain whitespace", in.TokenPrefix)

@@ -31,6 +31,8 @@ type fakeIdP struct {
 	mu     sync.Mutex
 	answer func(token string) (status int, body string)
 	gate   chan struct{} // when set, every call waits for it to close (or the client to give up)
+	// arrived, when set, gets a value as each call reaches the IdP (before the gate).
+	arrived chan struct{}
 }
 
 func newFakeIdP(t *testing.T) *fakeIdP {
@@ -44,8 +46,11 @@ func newFakeIdP(t *testing.T) *fakeIdP {
 		}
 		f.calls.Add(1)
 		f.mu.Lock()
-		answer, gate := f.answer, f.gate
+		answer, gate, arrived := f.answer, f.gate, f.arrived
 		f.mu.Unlock()
+		if arrived != nil {
+			arrived <- struct{}{}
+		}
 		if gate != nil {
 			select {
 			case <-gate:
@@ -387,6 +392,105 @@ func TestIntrospectionSlowIdPAnswersBeforeDeadline(t *testing.T) {
 	calls := r.idp.calls.Load()
 	if _, err := r.v.Verify(context.Background(), opaque); err != nil || r.idp.calls.Load() != calls {
 		t.Fatalf("after the slow answer arrived: %v, calls %d → %d; want it cached", err, calls, r.idp.calls.Load())
+	}
+}
+
+// A flood of distinct junk tokens opens at most max_concurrent calls (64 by default) to the
+// IdP; a new token beyond that gets 503 introspection_overloaded at once, long before its
+// deadline, and no call. Once calls finish, new tokens are checked again.
+func TestIntrospectionMaxConcurrent(t *testing.T) {
+	r := newIntroRig(t, 1000)
+	const limit = 64 // introspect.DefaultMaxConcurrent
+	gate, arrived := make(chan struct{}), make(chan struct{}, 2*limit)
+	r.idp.mu.Lock()
+	r.idp.gate, r.idp.arrived = gate, arrived
+	r.idp.mu.Unlock()
+	r.idp.always(200, `{"active":false}`)
+	var wg sync.WaitGroup
+	for i := range limit {
+		wg.Go(func() { _, _ = r.v.Verify(context.Background(), fmt.Sprintf("junk-%d", i)) })
+	}
+	for range limit {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d calls reached the IdP", r.idp.calls.Load())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	_, err := r.v.Verify(ctx, "one-junk-token-too-many")
+	if reasonOf(err) != contract.ReasonIntrospectionOverloaded || ctx.Err() != nil {
+		t.Fatalf("beyond max_concurrent: %v (deadline passed: %v); want introspection_overloaded before the deadline", err, ctx.Err())
+	}
+	var te *Error
+	if !errors.As(err, &te) || !te.Unavailable {
+		t.Fatalf("not answered as unavailable (503 with Retry-After): %v", err)
+	}
+	if n := r.idp.calls.Load(); n != limit {
+		t.Fatalf("the IdP got %d calls; want %d", n, limit)
+	}
+	close(gate)
+	wg.Wait()
+	if _, err := r.v.Verify(context.Background(), "after-the-flood"); reasonOf(err) != contract.ReasonInactive {
+		t.Fatalf("after the calls finished: %v; want the IdP's answer (inactive)", err)
+	}
+}
+
+// Refusals have a store of their own: a flood of junk tokens (each answered inactive, and
+// cached for negative_cache_ttl) never evicts a cached valid answer.
+func TestIntrospectionRefusalsNeverEvictValidAnswers(t *testing.T) {
+	r := newIntroRig(t, 640) // 10 per shard
+	r.idp.set(func(tok string) (int, string) {
+		if strings.HasPrefix(tok, "valid-") {
+			return 200, r.active(time.Hour, "")
+		}
+		return 200, `{"active":false}`
+	})
+	const valid = 200
+	for i := range valid {
+		if _, err := r.v.Verify(context.Background(), fmt.Sprintf("valid-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2000 {
+		if _, err := r.v.Verify(context.Background(), fmt.Sprintf("junk-%d", i)); reasonOf(err) != contract.ReasonInactive {
+			t.Fatalf("junk: %v", err)
+		}
+	}
+	calls := r.idp.calls.Load()
+	for i := range valid {
+		if _, err := r.v.Verify(context.Background(), fmt.Sprintf("valid-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := r.idp.calls.Load() - calls; again != 0 {
+		t.Fatalf("%d of %d valid answers were evicted by junk and asked again", again, valid)
+	}
+}
+
+// The refusals' store is bounded on its own.
+func TestNegativeCacheBounded(t *testing.T) {
+	c := NewCacheSized(640, 64)
+	is := &issuer{}
+	for i := range 5000 {
+		k := [32]byte{byte(i), byte(i >> 8)}
+		c.put(&k, &entry{is: is, err: errIntrospectionUnavailable, expiry: 1 << 62}, 0)
+	}
+	if n := c.NegativeLen(); n == 0 || n > 64 {
+		t.Fatalf("%d refusals kept; want 1..64", n)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("refusals counted as verified tokens: %d", c.Len())
+	}
+	if none := NewCacheSized(640, 0); none.get(&[32]byte{}) != nil {
+		t.Fatal("a cache with no refusals' store answered")
+	} else {
+		k := [32]byte{1}
+		none.put(&k, &entry{is: is, err: errIntrospectionUnavailable, expiry: 1 << 62}, 0)
+		if none.get(&k) != nil || none.NegativeLen() != 0 {
+			t.Fatal("max_negative_entries 0 kept a refusal")
+		}
 	}
 }
 

@@ -107,6 +107,9 @@ const (
 	ReasonInactive Reason = "inactive"
 	// ReasonIntrospectionUnavailable: no answer in time and no cached one to fall back on (503).
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+	// ReasonIntrospectionOverloaded: the issuer already had introspection.max_concurrent calls
+	// in flight, so a new token was not sent (503, answered at once).
+	ReasonIntrospectionOverloaded Reason = "introspection_overloaded"
 )
 
 // Service-side reasons.
