@@ -51,7 +51,7 @@ func (b *PolicyBundle) setDefaults() {
 func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args ...any)) {
 	const f = "policy.bundle"
 	if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad(f+".url", "want an http(s) URL, got %q", b.URL)
+		bad(f+".url", "want an http(s) URL with a host (the value is not shown: it may hold a presigned signature)")
 	}
 	if p.Path != "" {
 		bad(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")
