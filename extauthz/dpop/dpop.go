@@ -154,6 +154,11 @@ const (
 	ReasonKeyQuota     = "dpop_key_quota"
 )
 
+// Reasons are every reason above.
+func Reasons() []string {
+	return []string{ReasonInvalidProof, ReasonUseNonce, ReasonReplayed, ReasonKeyMismatch, ReasonReplayFull, ReasonKeyQuota}
+}
+
 func invalid(desc string) *Error { return &Error{Reason: ReasonInvalidProof, Description: desc} }
 
 var b64 = base64.RawURLEncoding

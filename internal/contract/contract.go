@@ -125,3 +125,16 @@ const (
 	// policy_conflict, policy_timeout, policy_malformed, policy_multiple, policy_eval_error).
 	ReasonPolicyErrorPrefix = "policy_"
 )
+
+// Reasons are every fixed reason above: metric label values always admitted as they are
+// (a policy's own reasons share a bounded set of label values, see extauthz/check).
+func Reasons() []Reason {
+	return []Reason{ReasonMissingToken, ReasonInvalidRequest, ReasonTokenTooLarge,
+		ReasonMalformed, ReasonUnsupportedToken, ReasonUnknownIssuer, ReasonAlgNotAllowed, ReasonKeyMismatch,
+		ReasonBadSignature, ReasonUnknownKID, ReasonUnsupportedCrit, ReasonWrongTyp, ReasonMissingExp,
+		ReasonMissingClaim, ReasonExpired, ReasonNotYetValid, ReasonIssuedInFuture, ReasonWrongAudience,
+		ReasonInvalidClaims, ReasonInvalidToken, ReasonNoKeys, ReasonKeyRefreshPending,
+		ReasonNotDPoPBound, ReasonDPoPDowngrade, ReasonCertificateMismatch, ReasonBindingRequired,
+		ReasonInactive, ReasonIntrospectionUnavailable, ReasonIntrospectionOverloaded,
+		ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied}
+}
