@@ -54,8 +54,8 @@ func (s *Service) checkBinding(v *policy.View, rec *decisionlog.Record, raw stri
 
 // checkProof verifies the request's one DPoP proof against the token (ath: its hash).
 func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string, id *token.Identity) *authv3.CheckResponse {
-	proof, n := headerValues(v.HTTP, "dpop")
-	if n != 1 || strings.IndexByte(proof, ',') >= 0 {
+	proof, ok := v.Header("dpop")
+	if !ok || strings.IndexByte(proof, ',') >= 0 { // repeated headers are joined with ","
 		return s.deny(rec, 401, dpop.ReasonInvalidProof, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof,
 			description: "exactly one DPoP proof header is required", challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
 	}
@@ -89,26 +89,6 @@ func (s *Service) requestURI(v *policy.View) string {
 		return strings.TrimSuffix(s.o.ExternalBaseURL, "/") + v.Path
 	}
 	return v.HTTP.GetScheme() + "://" + v.HTTP.GetHost() + v.Path
-}
-
-// headerValues returns the first value of a header and how many there are: from the headers
-// map (Envoy joins repeats with ","), or from header_map when Envoy sends raw headers.
-func headerValues(h *authv3.AttributeContext_HttpRequest, name string) (first string, n int) {
-	if v, ok := h.GetHeaders()[name]; ok {
-		return v, 1
-	}
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		if strings.EqualFold(hv.GetKey(), name) {
-			if n == 0 {
-				first = hv.GetValue()
-				if first == "" {
-					first = string(hv.GetRawValue())
-				}
-			}
-			n++
-		}
-	}
-	return first, n
 }
 
 // certificateMatches reports whether the client certificate Envoy forwarded
