@@ -161,6 +161,10 @@ func TestSenderConstrainedTokens(t *testing.T) {
 		{"malformed cnf", dpopRequest("Bearer", b.token(map[string]any{"jkt": 7}), read), codes.Unauthenticated, `error="invalid_token"`},
 		// A cnf naming no confirmation method scopegate checks binds the token to something
 		// unverifiable: refused, never taken for a plain bearer token.
+		// A malformed DPoP Authorization header: the error goes in the DPoP challenge, the
+		// scheme the client used; the Bearer challenge stays bare.
+		{"DPoP scheme without a token", dpopRequest("DPoP", "", read), codes.InvalidArgument, `DPoP algs="ES256 EdDSA RS256 PS256", error="invalid_request", error_description="malformed credentials in the Authorization header" | Bearer realm="scopegate"`},
+		{"DPoP scheme, token not b64token", dpopRequest("DPoP", "a b", read), codes.InvalidArgument, `DPoP algs="ES256 EdDSA RS256 PS256", error="invalid_request"`},
 		{"cnf empty", dpopRequest("Bearer", b.token(map[string]any{}), read), codes.Unauthenticated, `Bearer realm="scopegate", error="invalid_token"`},
 		{"cnf jwk", dpopRequest("Bearer", b.token(map[string]any{"jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}}), read), codes.Unauthenticated, `error="invalid_token"`},
 		{"cnf kid", dpopRequest("Bearer", b.token(map[string]any{"kid": "k1"}), read), codes.Unauthenticated, `error="invalid_token"`},

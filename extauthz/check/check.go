@@ -119,7 +119,9 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		if be.Missing {
 			return s.deny(rec, 401, be.Reason, denial{status: 401, code: codes.Unauthenticated, description: "a bearer token is required", challenge: true, resourceMetadata: resourceMetadata(v)})
 		}
-		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true, resourceMetadata: resourceMetadata(v)})
+		// The error goes in the challenge of the scheme the client used (RFC 9449 §7.1).
+		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true,
+			dpop: scheme == bearer.SchemeDPoP && s.o.DPoP != nil, resourceMetadata: resourceMetadata(v)})
 	}
 	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
 		return s.deny(rec, 401, contract.ReasonMissingToken, denial{status: 401, code: codes.Unauthenticated, description: "the DPoP scheme is not accepted here", challenge: true})

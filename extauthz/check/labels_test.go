@@ -2,6 +2,8 @@ package check_test
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,4 +76,33 @@ func reasonCounts(t *testing.T, reg *prometheus.Registry, result string) map[str
 		}
 	}
 	return out
+}
+
+// A policy's reason never reaches the client: the body is generic, and policies/README.md
+// says so (it once said the reason went into the JSON error body).
+func TestPolicyReasonStaysOutOfTheBody(t *testing.T) {
+	r, _, _, k := policyRig(t, `package scopegate.authz
+
+decision := {"allow": false, "status": 403, "reason": "client_on_the_blocklist"}
+`)
+	req := checkreq.Request{Method: "GET", Path: "/orders/1", Host: "api.example.com",
+		ContextExtensions: map[string]string{contract.ExtRoute: "orders-read"}}
+	req.Add("authorization", "Bearer "+r.token(k, 1, "orders:read"))
+	resp, err := r.svc.Check(t.Context(), req.MustBuild())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := resp.GetDeniedResponse().GetBody()
+	if body != `{"error":"access_denied","error_description":"the request is not allowed"}` {
+		t.Fatalf("denial body %s", body)
+	}
+	readme, err := os.ReadFile("../../policies/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(line, "| `reason` |") && (strings.Contains(line, "goes into the JSON error body") || !strings.Contains(line, "never reaches the client")) {
+			t.Fatalf("policies/README.md's reason row disagrees with the generic body: %s", line)
+		}
+	}
 }
