@@ -31,8 +31,8 @@ type Config struct {
 	// it the socket is the owner's only (0600).
 	SocketGroup string `yaml:"socket_group"`
 	// TLS serves gRPC (Check and health) over TLS; with client_ca_file, mutual TLS.
-	TLS   *certreload.Files `yaml:"tls"`
-	Admin string            `yaml:"admin"`
+	TLS   *ServerTLS `yaml:"tls"`
+	Admin string     `yaml:"admin"`
 	// AdminTLS serves the admin HTTP endpoints over TLS (same shape as TLS).
 	AdminTLS        *certreload.Files `yaml:"admin_tls"`
 	LogLevel        string            `yaml:"log_level"`
@@ -68,6 +68,16 @@ type Config struct {
 	ExternalBaseURL string `yaml:"external_base_url"`
 	// Tracing is OpenTelemetry (off unless tracing.otlp_endpoint is set).
 	Tracing tracing.Config `yaml:"tracing"`
+}
+
+// ServerTLS is the gRPC port's TLS: the certificate, key and client CA files, and (mutual
+// TLS) which client identities are served.
+type ServerTLS struct {
+	certreload.Files `yaml:",inline"`
+	// ClientURISANs, when set, admits only a client certificate carrying one of these URI
+	// SANs (exactly, e.g. spiffe://example.org/authz-client); unset, any certificate from
+	// client_ca_file is served. The handshake of any other is refused.
+	ClientURISANs []string `yaml:"client_uri_sans"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.
@@ -396,6 +406,14 @@ func (c *Config) Validate() error {
 	if c.TLS != nil {
 		if err := c.TLS.Validate("tls"); err != nil {
 			errs = append(errs, err)
+		}
+		if len(c.TLS.ClientURISANs) > 0 && c.TLS.ClientCAFile == "" {
+			bad("tls.client_uri_sans", "needs client_ca_file (without client certificates there is no identity to check)")
+		}
+		for i, u := range c.TLS.ClientURISANs {
+			if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Opaque != "" && p.Scheme != "urn" || strings.ContainsAny(u, " \t") {
+				bad(fmt.Sprintf("tls.client_uri_sans[%d]", i), "%q is not an absolute URI (such as spiffe://example.org/authz-client)", u)
+			}
 		}
 	}
 	if c.AdminTLS != nil {

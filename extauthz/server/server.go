@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -230,7 +232,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	tlsMetrics := certreload.NewMetrics(reg)
 	grpcOpts := []grpc.ServerOption{}
 	if cfg.TLS != nil {
-		s.GRPCTLS, err = certreload.New(certreload.Options{Files: *cfg.TLS, Name: "grpc", Logger: log, Metrics: tlsMetrics})
+		s.GRPCTLS, err = certreload.New(certreload.Options{Files: cfg.TLS.Files, Name: "grpc", Logger: log, Metrics: tlsMetrics,
+			VerifyConnection: clientIdentities(cfg.TLS.ClientURISANs, log)})
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("tls: %w", err)
@@ -420,7 +423,11 @@ func (s *Server) Start() {
 			s.log.Error("grpc server stopped", "error", err)
 		}
 	})
-	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(s.cfg.TLS), "admin", s.AdminAddr(),
+	var grpcFiles *certreload.Files
+	if s.cfg.TLS != nil {
+		grpcFiles = &s.cfg.TLS.Files
+	}
+	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(grpcFiles), "admin", s.AdminAddr(),
 		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", revisionID(s.engine.Revision()))
 }
 
@@ -450,6 +457,29 @@ func (s *Server) shutdown(ctx context.Context) error {
 		err = terr
 	}
 	return err
+}
+
+// clientIdentities is the gRPC port's check of a client certificate's identity (tls
+// client_uri_sans): after the chain verified against client_ca_file, the certificate must
+// carry one of allowed as a URI SAN. nil (any certificate of the CA) when allowed is empty.
+func clientIdentities(allowed []string, log *slog.Logger) func(tls.ConnectionState) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no client certificate")
+		}
+		var got []string
+		for _, u := range cs.PeerCertificates[0].URIs {
+			if slices.Contains(allowed, u.String()) {
+				return nil
+			}
+			got = append(got, u.String())
+		}
+		log.Warn("TLS client refused: its certificate carries none of tls.client_uri_sans", "uri_sans", got, "remote_subject", cs.PeerCertificates[0].Subject.String())
+		return fmt.Errorf("client certificate identity %v is not in tls.client_uri_sans", got)
+	}
 }
 
 func tlsMode(f *certreload.Files) string {
