@@ -255,3 +255,38 @@ func TestCertificateBoundTokens(t *testing.T) {
 		}
 	}
 }
+
+// One key that used up its share of the replay cache gets 429 with Retry-After; another
+// key's proofs are still accepted.
+func TestDPoPKeyQuotaIs429(t *testing.T) {
+	b := newBindingRig(t)
+	proofs, err := dpop.New(dpop.Options{ReplayEntries: 40}) // 2 proofs per key and span
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := check.New(check.Options{Verifier: b.r.verifier, DPoP: proofs, Headers: identityHeaders})
+	const uri = "https://api.example.com/orders/1"
+	bound := b.token(map[string]any{"jkt": b.jkt})
+	var last *authv3.CheckResponse
+	for range 3 {
+		_, last = answer(t, svc, dpopRequest("DPoP", bound, nil, b.proof(t, b.holder, "GET", uri, bound, "")))
+	}
+	if last.GetDeniedResponse().GetStatus().GetCode() != 429 || codes.Code(last.GetStatus().GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("third proof of one key: %v; want 429", last)
+	}
+	retry := ""
+	for _, h := range last.GetDeniedResponse().GetHeaders() {
+		if h.GetHeader().GetKey() == "retry-after" {
+			retry = h.GetHeader().GetValue()
+		}
+	}
+	if retry == "" || retry == "0" {
+		t.Fatalf("429 without Retry-After: %v", last)
+	}
+	other := ecKey(t)
+	otherJKT, _ := dpop.Thumbprint(other)
+	tok := b.token(map[string]any{"jkt": otherJKT})
+	if code, resp := answer(t, svc, dpopRequest("DPoP", tok, nil, b.proof(t, other, "GET", uri, tok, ""))); code != codes.OK {
+		t.Fatalf("another key: %v", resp)
+	}
+}
