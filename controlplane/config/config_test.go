@@ -74,6 +74,7 @@ func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 		"tls: {cert_file: xds.crt, key_file: xds.key, client_ca_file: ca.crt, trust_domain: example.org}\n" +
 		"authz: {address: \"authz:9191\", tls: {ca_file: ca.crt, cert_file: envoy.crt, key_file: /abs/envoy.key}}\n"
 	body = strings.Replace(body, "authz:\n  address: \"127.0.0.1:9191\"\n", "", 1)
+	body = strings.Replace(body, "  - name: edge\n", "  - name: edge\n    authz_tls: {cert_file: edge-client.crt, key_file: edge-client.key}\n", 1)
 	path := filepath.Join(dir, "xds.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,8 +93,12 @@ func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 	if a := cfg.Authz.TLS; a.CAFile != filepath.Join(dir, "ca.crt") || a.CertFile != filepath.Join(dir, "envoy.crt") || a.KeyFile != "/abs/envoy.key" {
 		t.Errorf("authz tls paths = %+v", a)
 	}
+	if f := cfg.Fleets[0].AuthzTLS; f.CertFile != filepath.Join(dir, "edge-client.crt") || f.KeyFile != filepath.Join(dir, "edge-client.key") {
+		t.Errorf("fleet authz_tls paths = %+v", f)
+	}
 	// The files pushed to Envoy are followed; the ADS server's own reload by themselves.
-	want := []string{filepath.Join(dir, "certs/tls.crt"), "/abs/tls.key", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "envoy.crt"), "/abs/envoy.key"}
+	want := []string{filepath.Join(dir, "certs/tls.crt"), "/abs/tls.key", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "envoy.crt"), "/abs/envoy.key",
+		filepath.Join(dir, "edge-client.crt"), filepath.Join(dir, "edge-client.key")}
 	if got := cfg.TLSFiles(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("TLSFiles = %v, want %v", got, want)
 	}
