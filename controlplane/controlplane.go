@@ -243,9 +243,15 @@ func (s *Service) reload(ctx context.Context) error {
 		return err
 	}
 	// Validate judged the file's tls block; what counts is the server actually running.
-	if keys := cfg.PrivateKeysPushed(); len(keys) > 0 && s.serverTLS == nil && !cfg.InsecurePlaintextSecrets {
-		return fmt.Errorf("%s: insecure_plaintext_secrets: this ADS server was started without tls (tls takes effect on restart), "+
-			"so private keys would go to Envoy in the clear (%s)", s.opts.ConfigPath, strings.Join(keys, "; "))
+	if keys := cfg.PrivateKeysPushed(); len(keys) > 0 && !cfg.InsecurePlaintextSecrets {
+		switch {
+		case s.serverTLS == nil:
+			return fmt.Errorf("%s: insecure_plaintext_secrets: this ADS server was started without tls (tls takes effect on restart), "+
+				"so private keys would go to Envoy in the clear (%s)", s.opts.ConfigPath, strings.Join(keys, "; "))
+		case s.serverTLS.ClientCAFile == "":
+			return fmt.Errorf("%s: insecure_plaintext_secrets: this ADS server was started without tls.client_ca_file (tls takes effect on restart), "+
+				"so any client could name a fleet and receive its private keys (%s)", s.opts.ConfigPath, strings.Join(keys, "; "))
+		}
 	}
 	start := time.Now()
 	tctx, end := s.span(ctx, "scopegate.xds.translate")
@@ -361,7 +367,7 @@ func (s *Service) warnings(cfg *config.Config) []string {
 	case s.serverTLS == nil && cfg.InsecurePlaintextSecrets:
 		out = append(out, "insecure_plaintext_secrets is set: private keys would be pushed over plaintext ADS")
 	case s.serverTLS != nil && s.serverTLS.ClientCAFile == "" && len(keys) > 0:
-		out = append(out, "ADS tls has no client_ca_file: any client naming a fleet receives its private keys ("+strings.Join(keys, "; ")+")")
+		out = append(out, "insecure_plaintext_secrets: ADS tls has no client_ca_file: any client naming a fleet receives its private keys ("+strings.Join(keys, "; ")+"): for local development only")
 	}
 	return out
 }

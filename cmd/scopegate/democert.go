@@ -25,7 +25,8 @@ func newDemoCertCmd() *cobra.Command {
 			"  ca.crt                  a new demo CA (its key is never written: a new CA at every run)\n" +
 			"  authz.crt, authz.key    scopegate authz: DNS authz, localhost, 127.0.0.1; spiffe://<trust domain>/authz\n" +
 			"  xds.crt, xds.key        scopegate xds: DNS xds, localhost, 127.0.0.1; spiffe://<trust domain>/xds\n" +
-			"  envoy.crt, envoy.key    Envoy's client certificate for xds and authz: spiffe://<trust domain>/fleet/<fleet>",
+			"  envoy.crt, envoy.key    Envoy's client certificate for xds: spiffe://<trust domain>/fleet/<fleet>\n" +
+			"  authz-client.crt, .key  Envoy's client certificate for authz, pushed by xds (SDS): spiffe://<trust domain>/authz-client",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			certPath, keyPath, err := democert.Write(out, democert.Options{Hosts: hosts, Validity: validity})

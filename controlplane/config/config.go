@@ -111,6 +111,16 @@ type AuthzTLS struct {
 type Fleet struct {
 	Name      string     `yaml:"name"`
 	Listeners []Listener `yaml:"listeners"`
+	// AuthzTLS, when set, is this fleet's own client certificate for authz, pushed to this
+	// fleet only instead of authz.tls's (which every fleet receives otherwise).
+	AuthzTLS *FleetAuthzTLS `yaml:"authz_tls"`
+}
+
+// FleetAuthzTLS is one fleet's client certificate and key for the Envoy → authz hop (the CA
+// and server name stay authz.tls's).
+type FleetAuthzTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Listener is one address Envoy accepts HTTP on.
@@ -291,6 +301,11 @@ func (c *Config) resolvePaths(dir string) {
 	if t := c.Authz.TLS; t != nil {
 		t.CAFile, t.CertFile, t.KeyFile = abs(t.CAFile), abs(t.CertFile), abs(t.KeyFile)
 	}
+	for fi := range c.Fleets {
+		if t := c.Fleets[fi].AuthzTLS; t != nil {
+			t.CertFile, t.KeyFile = abs(t.CertFile), abs(t.KeyFile)
+		}
+	}
 }
 
 // Parse decodes and validates a config; name (usually the file path) prefixes every error.
@@ -378,6 +393,11 @@ func (c *Config) TLSFiles() []string {
 			files = append(files, t.CertFile, t.KeyFile)
 		}
 	}
+	for _, f := range c.Fleets {
+		if t := f.AuthzTLS; t != nil {
+			files = append(files, t.CertFile, t.KeyFile)
+		}
+	}
 	return files
 }
 
@@ -395,5 +415,22 @@ func (c *Config) PrivateKeysPushed() []string {
 	if t := c.Authz.TLS; t != nil && t.KeyFile != "" {
 		what = append(what, "authz: tls: key_file")
 	}
+	for _, f := range c.Fleets {
+		if f.AuthzTLS != nil {
+			what = append(what, fmt.Sprintf("fleet %q: authz_tls: key_file", f.Name))
+		}
+	}
 	return what
+}
+
+// AuthzClientCert is the client certificate and key a fleet's Envoys present to authz: the
+// fleet's authz_tls, else authz.tls's ("" when there is none); at names the field.
+func (c *Config) AuthzClientCert(f *Fleet) (certFile, keyFile, at string) {
+	if t := f.AuthzTLS; t != nil {
+		return t.CertFile, t.KeyFile, fmt.Sprintf("fleets[%q].authz_tls.cert_file", f.Name)
+	}
+	if t := c.Authz.TLS; t != nil && t.CertFile != "" {
+		return t.CertFile, t.KeyFile, "authz.tls.cert_file"
+	}
+	return "", "", ""
 }

@@ -74,6 +74,7 @@ func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 		"tls: {cert_file: xds.crt, key_file: xds.key, client_ca_file: ca.crt, trust_domain: example.org}\n" +
 		"authz: {address: \"authz:9191\", tls: {ca_file: ca.crt, cert_file: envoy.crt, key_file: /abs/envoy.key}}\n"
 	body = strings.Replace(body, "authz:\n  address: \"127.0.0.1:9191\"\n", "", 1)
+	body = strings.Replace(body, "  - name: edge\n", "  - name: edge\n    authz_tls: {cert_file: edge-client.crt, key_file: edge-client.key}\n", 1)
 	path := filepath.Join(dir, "xds.yaml")
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,8 +93,12 @@ func TestLoadResolvesRelativeTLSPaths(t *testing.T) {
 	if a := cfg.Authz.TLS; a.CAFile != filepath.Join(dir, "ca.crt") || a.CertFile != filepath.Join(dir, "envoy.crt") || a.KeyFile != "/abs/envoy.key" {
 		t.Errorf("authz tls paths = %+v", a)
 	}
+	if f := cfg.Fleets[0].AuthzTLS; f.CertFile != filepath.Join(dir, "edge-client.crt") || f.KeyFile != filepath.Join(dir, "edge-client.key") {
+		t.Errorf("fleet authz_tls paths = %+v", f)
+	}
 	// The files pushed to Envoy are followed; the ADS server's own reload by themselves.
-	want := []string{filepath.Join(dir, "certs/tls.crt"), "/abs/tls.key", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "envoy.crt"), "/abs/envoy.key"}
+	want := []string{filepath.Join(dir, "certs/tls.crt"), "/abs/tls.key", filepath.Join(dir, "ca.crt"), filepath.Join(dir, "envoy.crt"), "/abs/envoy.key",
+		filepath.Join(dir, "edge-client.crt"), filepath.Join(dir, "edge-client.key")}
 	if got := cfg.TLSFiles(); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("TLSFiles = %v, want %v", got, want)
 	}
@@ -132,6 +137,12 @@ func TestParseErrors(t *testing.T) {
 		{name: "authz tls cert without key", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, cert_file: c.pem}"), wantErr: "authz: tls: cert_file and key_file go together"},
 		{name: "authz tls bad server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem, server_name: \"a b\"}"), wantErr: `authz: tls: server_name: "a b" is not a DNS name`},
 		{name: "ADS tls without key", edit: add("tls: {cert_file: x.crt}"), wantErr: "tls.key_file: required"},
+		{name: "fleet authz_tls without authz.tls", edit: repl("  - name: edge\n", "  - name: edge\n    authz_tls: {cert_file: c.pem, key_file: k.pem}\n"),
+			wantErr: `fleet "edge": authz_tls: needs authz.tls`},
+		{name: "fleet authz_tls without key", edit: func(s string) string {
+			s = repl(`address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  tls: {ca_file: ca.pem}")(s)
+			return repl("  - name: edge\n", "  - name: edge\n    authz_tls: {cert_file: c.pem}\n")(s)
+		}, wantErr: `fleet "edge": authz_tls: cert_file and key_file are both required`},
 		{name: "authz socket relative", edit: repl(`address: "127.0.0.1:9191"`, `address: "unix://authz.sock"`), wantErr: `authz: address: "unix://authz.sock": a Unix socket needs an absolute path`},
 		{name: "authz socket with tls, no server name", edit: repl(`address: "127.0.0.1:9191"`, "address: \"unix:///run/authz.sock\"\n  tls: {ca_file: ca.pem}"), wantErr: "authz: tls: server_name: required when address is a Unix socket"},
 		{name: "ADS mTLS without trust domain", edit: add("tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt}"), wantErr: "tls.trust_domain: required with client_ca_file"},
@@ -245,6 +256,9 @@ func TestInsecurePlaintextSecrets(t *testing.T) {
 		{"plaintext ADS, insecure_plaintext_secrets: true", withKey + "insecure_plaintext_secrets: true\n", true},
 		{"plaintext ADS, insecure_plaintext_secrets: false", withKey + "insecure_plaintext_secrets: false\n", false},
 		{"mutual TLS ADS", withKey + "tls: {cert_file: x.crt, key_file: x.key, client_ca_file: ca.crt, trust_domain: example.org}\n", true},
+		// TLS that authenticates no client: anyone can name any fleet and get its keys.
+		{"server-only TLS ADS", withKey + "tls: {cert_file: x.crt, key_file: x.key}\n", false},
+		{"server-only TLS ADS, insecure_plaintext_secrets: true", withKey + "tls: {cert_file: x.crt, key_file: x.key}\ninsecure_plaintext_secrets: true\n", true},
 		{"no keys pushed", good, true},
 	}
 	for _, tt := range tests {

@@ -79,6 +79,14 @@ func (c *Config) Validate() error {
 			at = fmt.Sprintf("fleets[%d]", i)
 		}
 		v.name(at, f.Name)
+		if t := f.AuthzTLS; t != nil {
+			switch {
+			case c.Authz.TLS == nil:
+				v.addf("%s: authz_tls: needs authz.tls (its ca_file and server_name are every fleet's)", at)
+			case t.CertFile == "" || t.KeyFile == "":
+				v.addf("%s: authz_tls: cert_file and key_file are both required", at)
+			}
+		}
 		if fleets[f.Name] {
 			v.addf("%s: duplicate fleet name", at)
 		}
@@ -138,10 +146,19 @@ func (c *Config) validateTLS(v *validator) {
 			v.addf("tls.trust_domain: needs client_ca_file (without client certificates there is no identity to check)")
 		}
 	}
-	if keys := c.PrivateKeysPushed(); len(keys) > 0 && c.TLS == nil && !c.InsecurePlaintextSecrets {
-		v.addf("insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (%s): configure tls "+
-			"(with client_ca_file) for the ADS server, or set insecure_plaintext_secrets: true for local development only",
-			strings.Join(keys, "; "))
+	if keys := c.PrivateKeysPushed(); len(keys) > 0 && !c.InsecurePlaintextSecrets {
+		switch {
+		case c.TLS == nil:
+			v.addf("insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (%s): configure tls "+
+				"(with client_ca_file) for the ADS server, or set insecure_plaintext_secrets: true for local development only",
+				strings.Join(keys, "; "))
+		case c.TLS.ClientCAFile == "":
+			// Encrypted, but nobody is authenticated: any client that reaches the port can
+			// name any fleet (node.cluster) and receive its keys. As good as plaintext.
+			v.addf("insecure_plaintext_secrets: private keys would go to any ADS client (%s): tls has no client_ca_file, so any client "+
+				"can name any fleet; configure tls.client_ca_file and tls.trust_domain, or set insecure_plaintext_secrets: true for local development only",
+				strings.Join(keys, "; "))
+		}
 	}
 }
 

@@ -51,6 +51,13 @@ func Build(ctx context.Context, cfg *config.Config, readFile ReadFileFunc) (map[
 		return nil, err
 	}
 	files := newFileCache(readFile)
+	// authz.tls's client certificate goes to every fleet: refuse a fleet identity once,
+	// before the fleets (their own authz_tls are checked with each).
+	if t := cfg.Authz.TLS; t != nil && t.CertFile != "" {
+		if err := notAFleetIdentity(t.CertFile, "authz.tls.cert_file", files); err != nil {
+			return nil, err
+		}
+	}
 	out := make(map[string]*Fleet, len(cfg.Fleets))
 	var errs []error
 	for i := range cfg.Fleets {
@@ -92,7 +99,7 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 	authz := authzUpstream(cfg.Authz)
 	c, eds := upstreamCluster(authz, true)
 	if cfg.Authz.TLS != nil {
-		ts, s, err := authzTLS(cfg.Authz, files)
+		ts, s, err := authzTLS(cfg, f, files)
 		if err != nil {
 			return nil, err
 		}

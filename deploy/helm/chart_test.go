@@ -2,12 +2,15 @@ package helm
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,9 +45,11 @@ func TestChart(t *testing.T) {
 			r := decode(t, m, namespace)
 			sidecar := strings.Contains(mustYAML(t, vals), "mode: sidecar")
 			checkSecurity(t, r)
+			checkSecretModes(t, r)
 			checkServices(t, r)
 			checkDisruptionAndScaling(t, r)
 			w := checkWiring(t, r, sidecar)
+			checkFleetIsolation(t, r, w)
 			checkProbes(t, r, w)
 			if v.loaders {
 				checkConfigsLoad(t, r, w)
@@ -524,8 +529,136 @@ func checkConfigsLoad(t *testing.T, r *rendering, w *wiring) {
 	} else if declared.Policy.Path != "" {
 		t.Errorf("policy.path %s without a policies ConfigMap", declared.Policy.Path)
 	}
+	authzConfig = mountSecrets(t, w.authzPod, authzConfig)
 	if _, err := authzconfig.Parse(authzConfig); err != nil {
 		t.Errorf("authz config does not load: %v\n%s", err, authzConfig)
+	}
+}
+
+// mountSecrets stands in for the kubelet's Secret volumes of the authz container: each mount
+// path the config names is moved to a temporary directory, and each file the config names
+// there is written (48 random bytes, base64: a client secret, a DPoP nonce key), so that the
+// loader, which reads those files, can check the config. A file the config names under a
+// Secret volume with items must be one of the items projected.
+func mountSecrets(t *testing.T, pod *corev1.PodSpec, cfg []byte) []byte {
+	t.Helper()
+	c := container(pod, "authz")
+	text := string(cfg)
+	for _, m := range c.VolumeMounts {
+		var vol *corev1.Volume
+		for i := range pod.Volumes {
+			if pod.Volumes[i].Name == m.Name {
+				vol = &pod.Volumes[i]
+			}
+		}
+		if vol == nil || vol.Secret == nil || !strings.Contains(text, m.MountPath+"/") {
+			continue
+		}
+		dir := t.TempDir()
+		text = strings.ReplaceAll(text, m.MountPath+"/", dir+"/")
+		for _, f := range regexp.MustCompile(regexp.QuoteMeta(dir)+`/[A-Za-z0-9._-]+`).FindAllString(text, -1) {
+			key := filepath.Base(f)
+			if len(vol.Secret.Items) > 0 && !slices.ContainsFunc(vol.Secret.Items, func(it corev1.KeyToPath) bool { return it.Path == key }) {
+				t.Errorf("the config names %s, but Secret volume %s projects only %v", key, vol.Name, vol.Secret.Items)
+			}
+			secret := make([]byte, 48)
+			_, _ = rand.Read(secret)
+			if err := os.WriteFile(f, []byte(base64.StdEncoding.EncodeToString(secret)), 0o440); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return []byte(text)
+}
+
+// checkSecretModes: every Secret volume is mounted with a restrictive defaultMode (no write,
+// nothing for others: the pod's fsGroup reads it), not the API's 0644 default.
+func checkSecretModes(t *testing.T, r *rendering) {
+	t.Helper()
+	for _, d := range r.deployments {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Secret == nil {
+				continue
+			}
+			if m := v.Secret.DefaultMode; m == nil || *m&0o337 != 0 {
+				t.Errorf("%s: Secret volume %s has defaultMode %v; want at most 0440", d.Name, v.Name, modeString(m))
+			}
+		}
+	}
+}
+
+func modeString(m *int32) string {
+	if m == nil {
+		return "unset (0644)"
+	}
+	return fmt.Sprintf("%#o", *m)
+}
+
+// checkFleetIsolation: the client certificate xds pushes to every fleet for the authz hop is
+// not an Envoy's fleet identity: xds mounts the authz-client Secret, never the Envoy client
+// (fleet) Secret, and authz admits only that identity (tls.client_uri_sans).
+func checkFleetIsolation(t *testing.T, r *rendering, w *wiring) {
+	t.Helper()
+	var xc struct {
+		Authz struct {
+			TLS *struct {
+				CertFile string `json:"cert_file"`
+			} `json:"tls"`
+		} `json:"authz"`
+	}
+	if err := yaml.Unmarshal(w.xdsConfig, &xc); err != nil {
+		t.Fatal(err)
+	}
+	xds := r.deployment("xds")
+	if xds == nil {
+		t.Fatal("no xds Deployment")
+	}
+	pod := &xds.Spec.Template.Spec
+	fleetSecret := releaseName + "-scopegate-envoy-client-tls"
+	for _, v := range pod.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == fleetSecret {
+			t.Errorf("xds mounts the Envoy fleet certificate Secret %s: it would push an xDS identity to every fleet", fleetSecret)
+		}
+	}
+	if xc.Authz.TLS == nil || xc.Authz.TLS.CertFile == "" {
+		return
+	}
+	secretOf := ""
+	for _, m := range container(pod, "xds").VolumeMounts {
+		if strings.HasPrefix(xc.Authz.TLS.CertFile, m.MountPath+"/") {
+			for _, v := range pod.Volumes {
+				if v.Name == m.Name && v.Secret != nil {
+					secretOf = v.Secret.SecretName
+				}
+			}
+		}
+	}
+	if secretOf != releaseName+"-scopegate-authz-client-tls" {
+		t.Errorf("xds authz.tls.cert_file %s comes from Secret %q, want the authz client certificate's", xc.Authz.TLS.CertFile, secretOf)
+	}
+	var ac struct {
+		TLS *struct {
+			ClientURISANs []string `json:"client_uri_sans"`
+		} `json:"tls"`
+	}
+	if err := yaml.Unmarshal(w.authzConfig, &ac); err != nil {
+		t.Fatal(err)
+	}
+	if ac.TLS == nil || len(ac.TLS.ClientURISANs) != 1 || !strings.HasSuffix(ac.TLS.ClientURISANs[0], "/authz-client") {
+		t.Errorf("authz tls %+v: want client_uri_sans admitting only the authz client identity", ac.TLS)
+	}
+	if doc, ok := r.custom["Certificate/"+releaseName+"-scopegate-authz-client"]; ok && ac.TLS != nil {
+		var cert struct {
+			Spec struct {
+				URIs []string `json:"uris"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal(doc, &cert); err != nil {
+			t.Fatal(err)
+		}
+		if uris := cert.Spec.URIs; len(uris) != 1 || len(ac.TLS.ClientURISANs) != 1 || uris[0] != ac.TLS.ClientURISANs[0] || strings.Contains(uris[0], "/fleet/") {
+			t.Errorf("the authz-client Certificate's URIs %v are not what authz admits %v", uris, ac.TLS.ClientURISANs)
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ var (
 	errMissing       = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "no bearer token in the request"}
 	errOtherScheme   = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "the Authorization scheme is not Bearer or DPoP"}
 	errSeveral       = &Error{Reason: contract.ReasonInvalidRequest, Description: "more than one Authorization header"}
-	errMalformed     = &Error{Reason: contract.ReasonInvalidRequest, Description: "malformed Bearer credentials"}
+	errMalformed     = &Error{Reason: contract.ReasonInvalidRequest, Description: "malformed credentials in the Authorization header"}
 	errTooLarge      = &Error{Reason: contract.ReasonTokenTooLarge, Description: "the bearer token exceeds the size limit"}
 	errInQuery       = &Error{Reason: contract.ReasonInvalidRequest, Description: "access tokens are not accepted in the query string"}
 	errNotSingleLine = &Error{Reason: contract.ReasonInvalidRequest, Description: "the Authorization header holds several values"}
@@ -59,7 +59,9 @@ type Request struct {
 	RawQuery      string
 }
 
-// Extract returns the token and its scheme, or an *Error. maxBytes <= 0 means DefaultMaxBytes.
+// Extract returns the token and its scheme, or an *Error; with an error, the scheme is the
+// one the client named when it named Bearer or DPoP (so the refusal goes in that scheme's
+// challenge), SchemeBearer otherwise. maxBytes <= 0 means DefaultMaxBytes.
 func Extract(r Request, maxBytes int) (string, Scheme, error) {
 	first := ""
 	if len(r.Authorization) > 0 {
@@ -104,16 +106,16 @@ func ExtractFirst(first string, n int, rawQuery string, maxBytes int) (string, S
 		return "", 0, errOtherScheme
 	}
 	if !found {
-		return "", 0, errMalformed
+		return "", scheme, errMalformed
 	}
 	// RFC 6750 (and RFC 9449 §7.1, alike): scheme 1*SP b64token. Only spaces separate; the
 	// token ends the header.
 	tok := strings.TrimLeft(rest, " ")
 	if len(tok) > maxBytes {
-		return "", 0, errTooLarge
+		return "", scheme, errTooLarge
 	}
 	if !isB64Token(tok) {
-		return "", 0, errMalformed
+		return "", scheme, errMalformed
 	}
 	return tok, scheme, nil
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -52,8 +54,8 @@ func (s *Service) checkBinding(v *policy.View, rec *decisionlog.Record, raw stri
 
 // checkProof verifies the request's one DPoP proof against the token (ath: its hash).
 func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string, id *token.Identity) *authv3.CheckResponse {
-	proof, n := headerValues(v.HTTP, "dpop")
-	if n != 1 || strings.IndexByte(proof, ',') >= 0 {
+	proof, ok := v.Header("dpop")
+	if !ok || strings.IndexByte(proof, ',') >= 0 { // repeated headers are joined with ","
 		return s.deny(rec, 401, dpop.ReasonInvalidProof, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof,
 			description: "exactly one DPoP proof header is required", challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
 	}
@@ -65,6 +67,11 @@ func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string
 	switch {
 	case e.Unavailable:
 		return s.deny(rec, 503, e.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: e.Description, retryAfter: "1"})
+	case e.TooMany:
+		// This key's share of the replay cache is used up until the generation rotates;
+		// every other key is unaffected.
+		return s.deny(rec, 429, e.Reason, denial{status: 429, code: codes.ResourceExhausted, errCode: "temporarily_unavailable", description: e.Description,
+			retryAfter: strconv.Itoa(int(e.RetryAfter.Round(time.Second) / time.Second))})
 	case e.Nonce != "":
 		// A fresh nonce per response: not a cacheable denial.
 		d := denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonUseNonce, description: e.Description, challenge: true, dpop: true, resourceMetadata: resourceMetadata(v),
@@ -82,26 +89,6 @@ func (s *Service) requestURI(v *policy.View) string {
 		return strings.TrimSuffix(s.o.ExternalBaseURL, "/") + v.Path
 	}
 	return v.HTTP.GetScheme() + "://" + v.HTTP.GetHost() + v.Path
-}
-
-// headerValues returns the first value of a header and how many there are: from the headers
-// map (Envoy joins repeats with ","), or from header_map when Envoy sends raw headers.
-func headerValues(h *authv3.AttributeContext_HttpRequest, name string) (first string, n int) {
-	if v, ok := h.GetHeaders()[name]; ok {
-		return v, 1
-	}
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		if strings.EqualFold(hv.GetKey(), name) {
-			if n == 0 {
-				first = hv.GetValue()
-				if first == "" {
-					first = string(hv.GetRawValue())
-				}
-			}
-			n++
-		}
-	}
-	return first, n
 }
 
 // certificateMatches reports whether the client certificate Envoy forwarded

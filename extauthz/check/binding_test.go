@@ -139,6 +139,7 @@ func TestSenderConstrainedTokens(t *testing.T) {
 	thief := ecKey(t)
 	read := map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read"}
 	bindingRequired := map[string]string{contract.ExtRoute: "orders-read", contract.ExtBinding: contract.BindingRequired}
+	extraCnf := b.token(map[string]any{"jkt": b.jkt, "jwk": map[string]any{}})
 
 	tests := []struct {
 		name      string
@@ -158,6 +159,17 @@ func TestSenderConstrainedTokens(t *testing.T) {
 		{"plain bearer where binding is required", dpopRequest("Bearer", plain, bindingRequired), codes.Unauthenticated, `error="invalid_token", error_description="this resource requires`},
 		{"DPoP where binding is required", dpopRequest("DPoP", bound, bindingRequired, b.proof(t, b.holder, "GET", uri, bound, "")), codes.OK, ""},
 		{"malformed cnf", dpopRequest("Bearer", b.token(map[string]any{"jkt": 7}), read), codes.Unauthenticated, `error="invalid_token"`},
+		// A cnf naming no confirmation method scopegate checks binds the token to something
+		// unverifiable: refused, never taken for a plain bearer token.
+		// A malformed DPoP Authorization header: the error goes in the DPoP challenge, the
+		// scheme the client used; the Bearer challenge stays bare.
+		{"DPoP scheme without a token", dpopRequest("DPoP", "", read), codes.InvalidArgument, `DPoP algs="ES256 EdDSA RS256 PS256", error="invalid_request", error_description="malformed credentials in the Authorization header" | Bearer realm="scopegate"`},
+		{"DPoP scheme, token not b64token", dpopRequest("DPoP", "a b", read), codes.InvalidArgument, `DPoP algs="ES256 EdDSA RS256 PS256", error="invalid_request"`},
+		{"cnf empty", dpopRequest("Bearer", b.token(map[string]any{}), read), codes.Unauthenticated, `Bearer realm="scopegate", error="invalid_token"`},
+		{"cnf jwk", dpopRequest("Bearer", b.token(map[string]any{"jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": "x", "y": "y"}}), read), codes.Unauthenticated, `error="invalid_token"`},
+		{"cnf kid", dpopRequest("Bearer", b.token(map[string]any{"kid": "k1"}), read), codes.Unauthenticated, `error="invalid_token"`},
+		{"cnf x5t#s256 in another case", dpopRequest("Bearer", b.token(map[string]any{"x5t#s256": "abc"}), read), codes.Unauthenticated, `error="invalid_token"`},
+		{"cnf jkt beside an unknown member", dpopRequest("DPoP", extraCnf, read, b.proof(t, b.holder, "GET", uri, extraCnf, "")), codes.Unauthenticated, `error="invalid_token"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,5 +253,40 @@ func TestCertificateBoundTokens(t *testing.T) {
 		if code, resp := answer(t, b.svc, withCert(tc.cert)); code != tc.code {
 			t.Errorf("%s: %v, want %v: %v", tc.name, code, tc.code, resp)
 		}
+	}
+}
+
+// One key that used up its share of the replay cache gets 429 with Retry-After; another
+// key's proofs are still accepted.
+func TestDPoPKeyQuotaIs429(t *testing.T) {
+	b := newBindingRig(t)
+	proofs, err := dpop.New(dpop.Options{ReplayEntries: 40}) // 2 proofs per key and span
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := check.New(check.Options{Verifier: b.r.verifier, DPoP: proofs, Headers: identityHeaders})
+	const uri = "https://api.example.com/orders/1"
+	bound := b.token(map[string]any{"jkt": b.jkt})
+	var last *authv3.CheckResponse
+	for range 3 {
+		_, last = answer(t, svc, dpopRequest("DPoP", bound, nil, b.proof(t, b.holder, "GET", uri, bound, "")))
+	}
+	if last.GetDeniedResponse().GetStatus().GetCode() != 429 || codes.Code(last.GetStatus().GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("third proof of one key: %v; want 429", last)
+	}
+	retry := ""
+	for _, h := range last.GetDeniedResponse().GetHeaders() {
+		if h.GetHeader().GetKey() == "retry-after" {
+			retry = h.GetHeader().GetValue()
+		}
+	}
+	if retry == "" || retry == "0" {
+		t.Fatalf("429 without Retry-After: %v", last)
+	}
+	other := ecKey(t)
+	otherJKT, _ := dpop.Thumbprint(other)
+	tok := b.token(map[string]any{"jkt": otherJKT})
+	if code, resp := answer(t, svc, dpopRequest("DPoP", tok, nil, b.proof(t, other, "GET", uri, tok, ""))); code != codes.OK {
+		t.Fatalf("another key: %v", resp)
 	}
 }

@@ -89,7 +89,7 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 		RequestID: v.HTTP.GetId(), View: v}
 	var span trace.Span
 	if s.o.Tracer != nil {
-		ctx, span = s.startCheckSpan(ctx, v.HTTP)
+		ctx, span = s.startCheckSpan(ctx, v.Headers)
 	}
 	resp := s.decide(ctx, &v, &rec)
 	rec.Duration = time.Since(start)
@@ -105,7 +105,13 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	if v.HTTP == nil {
 		return s.deny(rec, 400, contract.ReasonInvalidRequest, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
 	}
-	first, n := headerValues(v.HTTP, "authorization")
+	// One view of the headers (policy.View.Headers): a repeated Authorization header
+	// arrives joined with ",", which bearer refuses.
+	first, present := v.Header("authorization")
+	n := 0
+	if present {
+		n = 1
+	}
 	raw, scheme, err := bearer.ExtractFirst(first, n, v.RawQuery, s.o.MaxTokenBytes)
 	if err != nil {
 		var be *bearer.Error
@@ -113,7 +119,9 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		if be.Missing {
 			return s.deny(rec, 401, be.Reason, denial{status: 401, code: codes.Unauthenticated, description: "a bearer token is required", challenge: true, resourceMetadata: resourceMetadata(v)})
 		}
-		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true, resourceMetadata: resourceMetadata(v)})
+		// The error goes in the challenge of the scheme the client used (RFC 9449 §7.1).
+		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true,
+			dpop: scheme == bearer.SchemeDPoP && s.o.DPoP != nil, resourceMetadata: resourceMetadata(v)})
 	}
 	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
 		return s.deny(rec, 401, contract.ReasonMissingToken, denial{status: 401, code: codes.Unauthenticated, description: "the DPoP scheme is not accepted here", challenge: true})

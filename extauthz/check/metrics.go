@@ -1,14 +1,89 @@
 package check
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
-// Metrics counts Checks. Label values are fixed reasons, never client data. A nil *Metrics
-// counts nothing.
+// MaxPolicyReasons bounds the reason label values a policy can add: scopegate's own reasons
+// are always their own value; the first MaxPolicyReasons other reasons (a policy's deny
+// reasons) are too, and every later one, or one longer than MaxReasonLabelBytes or holding
+// other than letters, digits and "_.:-", is counted as OtherReason. A policy that makes
+// reasons from request data can't grow the metric without bound.
+const (
+	MaxPolicyReasons    = 64
+	MaxReasonLabelBytes = 64
+	OtherReason         = "other"
+)
+
+// reasonLabels admits reason label values (see MaxPolicyReasons).
+type reasonLabels struct {
+	mu     sync.RWMutex
+	known  map[string]bool
+	policy int // reasons admitted beyond the fixed ones
+}
+
+func newReasonLabels() *reasonLabels {
+	l := &reasonLabels{known: map[string]bool{"": true, OtherReason: true}}
+	for _, r := range contract.Reasons() {
+		l.known[r] = true
+	}
+	for _, r := range dpop.Reasons() {
+		l.known[r] = true
+	}
+	for _, c := range policy.ErrorClasses {
+		l.known[contract.ReasonPolicyErrorPrefix+c] = true
+	}
+	return l
+}
+
+func (l *reasonLabels) label(reason string) string {
+	l.mu.RLock()
+	ok := l.known[reason]
+	l.mu.RUnlock()
+	if ok {
+		return reason
+	}
+	if !labelSafe(reason) {
+		return OtherReason
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.known[reason] {
+		return reason
+	}
+	if l.policy >= MaxPolicyReasons {
+		return OtherReason
+	}
+	l.known[reason] = true
+	l.policy++
+	return reason
+}
+
+func labelSafe(s string) bool {
+	if len(s) > MaxReasonLabelBytes {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Metrics counts Checks. Label values are fixed reasons or a bounded set of the policy's own,
+// never client data. A nil *Metrics counts nothing.
 type Metrics struct {
+	reasons      *reasonLabels
 	checks       *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	policyErrors *prometheus.CounterVec
@@ -21,6 +96,7 @@ type Metrics struct {
 // NewMetrics registers the Check metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		reasons: newReasonLabels(),
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "scopegate_checks_total", Help: "Checks answered, by result (allow, deny, shadow_allow) and reason.",
 		}, []string{"result", "reason"}),
@@ -54,13 +130,13 @@ func (m *Metrics) observe(r *decisionlog.Record) {
 	}
 	switch {
 	case r.Shadow:
-		m.checks.WithLabelValues("shadow_allow", r.Reason).Inc()
+		m.checks.WithLabelValues("shadow_allow", m.reasons.label(r.Reason)).Inc()
 		m.allowedDur.Observe(r.Duration.Seconds())
 	case r.Allow:
 		m.allowed.Inc()
 		m.allowedDur.Observe(r.Duration.Seconds())
 	default:
-		m.checks.WithLabelValues("deny", r.Reason).Inc()
+		m.checks.WithLabelValues("deny", m.reasons.label(r.Reason)).Inc()
 		m.duration.WithLabelValues("deny").Observe(r.Duration.Seconds())
 	}
 }
@@ -88,6 +164,6 @@ func (m *Metrics) policyError(class string) {
 
 func (m *Metrics) shadowDenial(reason string) {
 	if m != nil {
-		m.shadow.WithLabelValues(reason).Inc()
+		m.shadow.WithLabelValues(m.reasons.label(reason)).Inc()
 	}
 }

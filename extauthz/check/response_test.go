@@ -122,6 +122,7 @@ func TestResponses(t *testing.T) {
 		{"allowed", enforce, req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		// Sender-constrained tokens (RFC 9449, RFC 8705).
 		{"dpop-allowed", enforce, req("GET", "/orders/1", read, "authorization", "DPoP "+boundTok, "dpop", proof(holder, "GET", "/orders/1"))},
+		{"dpop-malformed-header", enforce, req("GET", "/orders/1", read, "authorization", "DPoP")},
 		{"dpop-bound-token-as-bearer", enforce, req("GET", "/orders/1", read, "authorization", bearer(boundTok))},
 		{"dpop-proof-of-another-key", enforce, req("GET", "/orders/1", read, "authorization", "DPoP "+boundTok, "dpop", proof(ecKey(t), "GET", "/orders/1"))},
 		{"binding-required-plain-bearer", enforce, req("GET", "/orders/1", bindingRequired, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -29,11 +28,11 @@ const (
 // startCheckSpan starts the Check's span as a child of the trace context Envoy forwarded.
 // When Envoy's trace is not sampled there is no span at all (the sampler follows the
 // parent, so it would not be recorded): such a Check pays only for reading the headers.
-func (s *Service) startCheckSpan(ctx context.Context, h *authv3.AttributeContext_HttpRequest) (context.Context, trace.Span) {
-	if tracing.NotSampled(h.GetHeaders()) {
+func (s *Service) startCheckSpan(ctx context.Context, headers map[string]string) (context.Context, trace.Span) {
+	if tracing.NotSampled(headers) {
 		return ctx, nil // the common case, decided without extracting anything
 	}
-	tctx := tracing.Propagator.Extract(ctx, tracing.Headers(h.GetHeaders()))
+	tctx := tracing.Propagator.Extract(ctx, tracing.Headers(headers))
 	if sc := trace.SpanContextFromContext(tctx); sc.IsValid() && !sc.IsSampled() {
 		return ctx, nil
 	}

@@ -50,8 +50,11 @@ func (b *PolicyBundle) setDefaults() {
 
 func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args ...any)) {
 	const f = "policy.bundle"
-	if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad(f+".url", "want an http(s) URL, got %q", b.URL)
+	// The value is shown as scheme, host and path only: its query may be a presigned signature.
+	if u, err := url.Parse(b.URL); err != nil {
+		bad(f+".url", "not a URL")
+	} else if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		bad(f+".url", "want an http(s) URL with a host, got %q", (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
 	}
 	if p.Path != "" {
 		bad(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")

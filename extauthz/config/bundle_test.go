@@ -16,7 +16,8 @@ func TestPolicyBundle(t *testing.T) {
 	}
 	const bundle = minimal + "policy:\n  bundle:\n    url: https://bundles.example.com/b.tar.gz\n"
 	tests := []struct{ name, yaml, want string }{
-		{"url", minimal + "policy: {bundle: {url: 'ftp://x/b'}}\n", `policy.bundle.url: want an http(s) URL, got "ftp://x/b"`},
+		{"url", minimal + "policy: {bundle: {url: 'ftp://x/b'}}\n", `policy.bundle.url: want an http(s) URL with a host, got "ftp://x/b"`},
+		{"url shown without its query", minimal + "policy: {bundle: {url: 'ftp://x/b?sig=presigned-secret'}}\n", `policy.bundle.url: want an http(s) URL with a host, got "ftp://x/b"`},
 		{"path and bundle", minimal + "policy: {path: /tmp, bundle: {url: 'https://x/b'}}\n", "policy.path and policy.bundle are exclusive"},
 		{"watch", minimal + "policy: {watch: true, bundle: {url: 'https://x/b'}}\n", "policy.watch: not used with policy.bundle"},
 		{"min delay", bundle + "    polling: {min_delay: 500ms, max_delay: 2s}\n", "policy.bundle.polling.min_delay: 500ms: want whole seconds"},

@@ -31,8 +31,8 @@ type Config struct {
 	// it the socket is the owner's only (0600).
 	SocketGroup string `yaml:"socket_group"`
 	// TLS serves gRPC (Check and health) over TLS; with client_ca_file, mutual TLS.
-	TLS   *certreload.Files `yaml:"tls"`
-	Admin string            `yaml:"admin"`
+	TLS   *ServerTLS `yaml:"tls"`
+	Admin string     `yaml:"admin"`
 	// AdminTLS serves the admin HTTP endpoints over TLS (same shape as TLS).
 	AdminTLS        *certreload.Files `yaml:"admin_tls"`
 	LogLevel        string            `yaml:"log_level"`
@@ -58,12 +58,26 @@ type Config struct {
 	DPoPIATWindow time.Duration `yaml:"dpop_iat_window"`
 	// DPoPReplayCacheEntries bounds the proof replay cache (default 200000 per generation).
 	DPoPReplayCacheEntries int `yaml:"dpop_replay_cache_entries"`
+	// DPoPReplayEntriesPerKey is one proof key's share of a generation (default a twentieth
+	// of dpop_replay_cache_entries), so the holder of one bound token can't fill the cache
+	// for everyone else.
+	DPoPReplayEntriesPerKey int `yaml:"dpop_replay_entries_per_key"`
 	// ExternalBaseURL is the scheme and authority clients use (https://api.example.com), for
 	// checking a proof's htu when another proxy in front of Envoy rewrites them; empty means
 	// the request's own :scheme and :authority.
 	ExternalBaseURL string `yaml:"external_base_url"`
 	// Tracing is OpenTelemetry (off unless tracing.otlp_endpoint is set).
 	Tracing tracing.Config `yaml:"tracing"`
+}
+
+// ServerTLS is the gRPC port's TLS: the certificate, key and client CA files, and (mutual
+// TLS) which client identities are served.
+type ServerTLS struct {
+	certreload.Files `yaml:",inline"`
+	// ClientURISANs, when set, admits only a client certificate carrying one of these URI
+	// SANs (exactly, e.g. spiffe://example.org/authz-client); unset, any certificate from
+	// client_ca_file is served. The handshake of any other is refused.
+	ClientURISANs []string `yaml:"client_uri_sans"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.
@@ -122,9 +136,16 @@ type Introspection struct {
 	// verified with the issuer's keys (so the issuer needs a key source); an unsigned answer
 	// is then refused.
 	JWTResponse bool `yaml:"jwt_response"`
-	// IntrospectJWS sends a JWS that this issuer's keys fail to verify (bad or unknown key,
-	// wrong algorithm, ...) to introspection instead of refusing it. Off by default.
+	// IntrospectJWS sends a JWS that this issuer's keys fail to verify (unknown kid, no key
+	// for its algorithm, bad signature) to introspection instead of refusing it, once its
+	// claims pass every local check (iss, aud, exp, typ, ...). Off by default.
 	IntrospectJWS bool `yaml:"introspect_jws"`
+	// MaxConcurrent bounds the calls to the endpoint in flight at once (default 64): a new
+	// token beyond it gets 503 with Retry-After at once, rather than one more call.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// AllowMissingAudience accepts an answer without aud (some providers never send it);
+	// by default such an answer is refused, since nothing says the token is meant for us.
+	AllowMissingAudience bool `yaml:"allow_missing_audience"`
 }
 
 // Introspecting reports whether the issuer accepts opaque tokens by introspection.
@@ -151,6 +172,10 @@ type TokenCache struct {
 	// MaxEntries bounds the cache (default 100000); 0 turns it off. A pointer, so that an
 	// explicit 0 is not taken for "unset".
 	MaxEntries *int `yaml:"max_entries"`
+	// MaxNegativeEntries bounds the refusals kept (introspection: inactive or refused
+	// answers, for negative_cache_ttl) in a store of their own (default 10000; 0: none kept),
+	// so junk tokens never evict a valid answer.
+	MaxNegativeEntries *int `yaml:"max_negative_entries"`
 }
 
 // Policy is the Rego policy evaluated after a token is verified.
@@ -267,6 +292,10 @@ func (c *Config) setDefaults() {
 		n := 100000
 		c.TokenCache.MaxEntries = &n
 	}
+	if c.TokenCache.MaxNegativeEntries == nil {
+		n := 10000
+		c.TokenCache.MaxNegativeEntries = &n
+	}
 	def(&c.Policy.Query, "data.scopegate.authz.decision")
 	if c.Policy.EvalTimeout == 0 {
 		c.Policy.EvalTimeout = 100 * time.Millisecond
@@ -286,6 +315,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DPoPReplayCacheEntries == 0 {
 		c.DPoPReplayCacheEntries = dpop.DefaultReplayEntries
+	}
+	if c.DPoPReplayEntriesPerKey == 0 {
+		c.DPoPReplayEntriesPerKey = max(1, c.DPoPReplayCacheEntries/dpop.ReplayKeyShare)
 	}
 	if c.Policy.Signing != nil {
 		def(&c.Policy.Signing.KeyID, "default")
@@ -338,6 +370,9 @@ func (c *Config) setDefaults() {
 			if in.NegativeCacheTTL == 0 {
 				in.NegativeCacheTTL = 5 * time.Second
 			}
+			if in.MaxConcurrent == 0 {
+				in.MaxConcurrent = 64
+			}
 		}
 	}
 }
@@ -371,6 +406,14 @@ func (c *Config) Validate() error {
 	if c.TLS != nil {
 		if err := c.TLS.Validate("tls"); err != nil {
 			errs = append(errs, err)
+		}
+		if len(c.TLS.ClientURISANs) > 0 && c.TLS.ClientCAFile == "" {
+			bad("tls.client_uri_sans", "needs client_ca_file (without client certificates there is no identity to check)")
+		}
+		for i, u := range c.TLS.ClientURISANs {
+			if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Opaque != "" && p.Scheme != "urn" || strings.ContainsAny(u, " \t") {
+				bad(fmt.Sprintf("tls.client_uri_sans[%d]", i), "%q is not an absolute URI (such as spiffe://example.org/authz-client)", u)
+			}
 		}
 	}
 	if c.AdminTLS != nil {
@@ -498,6 +541,9 @@ func (c *Config) Validate() error {
 	if *c.TokenCache.MaxEntries < 0 {
 		bad("token_cache.max_entries", "must not be negative (0 turns the cache off)")
 	}
+	if *c.TokenCache.MaxNegativeEntries < 0 {
+		bad("token_cache.max_negative_entries", "must not be negative (0 keeps no refusals)")
+	}
 	if !strings.HasPrefix(c.Policy.Query, "data.") {
 		bad("policy.query", "%q must be a data reference such as data.scopegate.authz.decision", c.Policy.Query)
 	}
@@ -544,6 +590,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DPoPReplayCacheEntries < 1000 {
 		bad("dpop_replay_cache_entries", "%d is too small (at least 1000)", c.DPoPReplayCacheEntries)
+	}
+	if c.DPoPReplayEntriesPerKey < 10 || c.DPoPReplayEntriesPerKey > c.DPoPReplayCacheEntries {
+		bad("dpop_replay_entries_per_key", "%d is out of range (10 to dpop_replay_cache_entries, %d)", c.DPoPReplayEntriesPerKey, c.DPoPReplayCacheEntries)
 	}
 	if c.DPoPNonceKeyFile != "" {
 		if !c.DPoPNonce {
@@ -592,6 +641,9 @@ func validateIntrospection(bad func(field, format string, args ...any), f string
 	}
 	if in.NegativeCacheTTL < 0 || in.NegativeCacheTTL > 10*time.Minute {
 		bad(f+".negative_cache_ttl", "%s is out of range (up to 10m)", in.NegativeCacheTTL)
+	}
+	if in.MaxConcurrent < 1 || in.MaxConcurrent > 10000 {
+		bad(f+".max_concurrent", "%d is out of range (1 to 10000)", in.MaxConcurrent)
 	}
 	if strings.ContainsAny(in.TokenPrefix, " \t\r\n") {
 		bad(f+".token_prefix", "%q must not contain whitespace", in.TokenPrefix)

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -41,11 +42,22 @@ const (
 	DefaultIATWindow = 60 * time.Second
 	// DefaultReplayEntries bounds the jti replay cache (per generation, see replay.go).
 	DefaultReplayEntries = 200_000
+	// ReplayKeyShare: by default one proof key may hold a twentieth of a generation (10,000
+	// proofs per span, 2 × the iat window, at the default size); a key making more within
+	// one span is refused until the next, and the cache fills only when twenty keys do.
+	ReplayKeyShare = 20
 	// MaxProofBytes is the largest proof accepted: an RSA-4096 jwk and the claims fit well
 	// within it.
 	MaxProofBytes = 8 << 10
-	// minRSABits is the smallest RSA proof key accepted.
-	minRSABits = 2048
+	// MaxJTIBytes bounds a proof's jti (RFC 9449 asks for 96 random bits: a UUID or 22
+	// base64url characters; anything this long is not a nonce a client needs).
+	MaxJTIBytes = 256
+	// MinRSABits and MaxRSABits bound an RSA proof key: below the minimum is too weak, and
+	// RSA verification costs more the longer the key, so a client can't make each of its
+	// requests arbitrarily expensive. The maximum is go-jose's own (jose.MaxRSAModulusBits, a
+	// process-wide setting we leave alone): checked here first, so the refusal says why.
+	MinRSABits = 2048
+	MaxRSABits = 4096
 )
 
 // Options configure a Verifier.
@@ -53,6 +65,9 @@ type Options struct {
 	Algorithms    []string      // nil: DefaultAlgorithms
 	IATWindow     time.Duration // 0: DefaultIATWindow
 	ReplayEntries int           // 0: DefaultReplayEntries
+	// ReplayEntriesPerKey is one proof key's quota per generation (0: a twentieth of
+	// ReplayEntries; at most ReplayEntries).
+	ReplayEntriesPerKey int
 	// Nonces, when set, makes every proof carry a server nonce (RFC 9449 §8).
 	Nonces *Nonces
 	Now    func() time.Time // nil: time.Now
@@ -85,12 +100,22 @@ func New(o Options) (*Verifier, error) {
 	if o.ReplayEntries <= 0 {
 		o.ReplayEntries = DefaultReplayEntries
 	}
+	if o.ReplayEntriesPerKey <= 0 {
+		o.ReplayEntriesPerKey = max(1, o.ReplayEntries/ReplayKeyShare)
+	}
+	o.ReplayEntriesPerKey = min(o.ReplayEntriesPerKey, o.ReplayEntries)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return &Verifier{algs: o.Algorithms, algList: strings.Join(o.Algorithms, " "), window: o.IATWindow,
-		replay: newReplayCache(o.ReplayEntries, 2*o.IATWindow), nonces: o.Nonces, now: o.Now}, nil
+		replay: newReplayCache(o.ReplayEntries, o.ReplayEntriesPerKey, ReplaySpan(o.IATWindow)), nonces: o.Nonces, now: o.Now}, nil
 }
+
+// ReplaySpan is how long a generation of the replay cache lasts for an iat window: a proof
+// can be accepted for 2 × window (from iat − window to iat + window), and every jti is
+// remembered for more than one span, so it outlives its proof. The extra second absorbs
+// rounding of fractional iat values.
+func ReplaySpan(window time.Duration) time.Duration { return 2*window + time.Second }
 
 // Algorithms is the allow-list, space-separated, as the challenge's algs parameter wants it.
 func (v *Verifier) Algorithms() string { return v.algList }
@@ -112,6 +137,9 @@ type Error struct {
 	Nonce       string
 	// Unavailable marks our side's fault (the replay cache is full): 503, not 401.
 	Unavailable bool
+	// TooMany marks a key that used up its replay-cache quota: 429, RetryAfter later.
+	TooMany    bool
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Reason + ": " + e.Description }
@@ -123,7 +151,13 @@ const (
 	ReasonReplayed     = "dpop_replayed"
 	ReasonKeyMismatch  = "dpop_key_mismatch"
 	ReasonReplayFull   = "dpop_replay_cache_full"
+	ReasonKeyQuota     = "dpop_key_quota"
 )
+
+// Reasons are every reason above.
+func Reasons() []string {
+	return []string{ReasonInvalidProof, ReasonUseNonce, ReasonReplayed, ReasonKeyMismatch, ReasonReplayFull, ReasonKeyQuota}
+}
 
 func invalid(desc string) *Error { return &Error{Reason: ReasonInvalidProof, Description: desc} }
 
@@ -134,6 +168,9 @@ type proofHeader struct {
 	Typ string          `json:"typ"`
 	Alg string          `json:"alg"`
 	JWK json.RawMessage `json:"jwk"`
+	// Crit names header extensions the verifier must understand (RFC 7515 §4.1.11); a
+	// proof verifier understands none, so any crit makes the proof invalid.
+	Crit json.RawMessage `json:"crit"`
 }
 
 // proofClaims are the claims of a proof; iat is read as a number of any form.
@@ -180,6 +217,9 @@ func (v *Verifier) verify(r Request, atResource bool) (string, error) {
 	if !strings.EqualFold(strings.TrimPrefix(strings.ToLower(h.Typ), "application/"), "dpop+jwt") {
 		return "", invalid("the DPoP proof's typ is not dpop+jwt")
 	}
+	if len(h.Crit) > 0 {
+		return "", invalid("the DPoP proof names a critical header extension")
+	}
 	if !slices.Contains(v.algs, h.Alg) {
 		return "", invalid("the DPoP proof's algorithm is not accepted")
 	}
@@ -202,6 +242,8 @@ func (v *Verifier) verify(r Request, atResource bool) (string, error) {
 	switch {
 	case c.JTI == nil || *c.JTI == "":
 		return "", invalid("the DPoP proof has no jti")
+	case len(*c.JTI) > MaxJTIBytes:
+		return "", invalid("the DPoP proof's jti is too long")
 	case c.HTM == nil || *c.HTM != r.Method:
 		return "", invalid("the DPoP proof's htm does not match the request method")
 	case c.HTU == nil || !SameURI(*c.HTU, r.URI):
@@ -214,7 +256,9 @@ func (v *Verifier) verify(r Request, atResource bool) (string, error) {
 		return "", invalid("the DPoP proof's iat is not a number")
 	}
 	now := v.now()
-	if d := time.Duration((iat - float64(now.Unix())) * float64(time.Second)); d > v.window || d < -v.window {
+	// Compared with now to the nanosecond: truncating now to seconds would accept a proof for
+	// up to a second longer than its jti is remembered.
+	if d := time.Duration(iat*float64(time.Second) - float64(now.UnixNano())); d > v.window || d < -v.window {
 		return "", invalid("the DPoP proof's iat is outside the accepted window")
 	}
 	if atResource {
@@ -233,6 +277,8 @@ func (v *Verifier) verify(r Request, atResource bool) (string, error) {
 	switch v.replay.add(jkt, *c.JTI, now) {
 	case replaySeen:
 		return "", &Error{Reason: ReasonReplayed, Description: "the DPoP proof was already used"}
+	case replayKeyFull:
+		return "", &Error{Reason: ReasonKeyQuota, Description: "this DPoP key has made too many proofs; try again later", TooMany: true, RetryAfter: v.replay.span}
 	case replayFull:
 		return "", &Error{Reason: ReasonReplayFull, Description: "try again later", Unavailable: true}
 	}
@@ -273,6 +319,9 @@ func publicKey(raw json.RawMessage, alg string) (any, string, error) {
 			return nil, "", errors.New("the DPoP proof's jwk is not a public key")
 		}
 	}
+	if n, ok := members["n"]; ok && rsaModulusBits(n) > MaxRSABits {
+		return nil, "", fmt.Errorf("the DPoP proof's RSA key is longer than %d bits", MaxRSABits)
+	}
 	var k jose.JSONWebKey
 	if err := k.UnmarshalJSON(raw); err != nil || !k.Valid() || !k.IsPublic() {
 		return nil, "", errors.New("the DPoP proof's jwk is not a valid public key")
@@ -280,11 +329,27 @@ func publicKey(raw json.RawMessage, alg string) (any, string, error) {
 	if !keyFits(k.Key, alg) {
 		return nil, "", errors.New("the DPoP proof's jwk does not fit its algorithm")
 	}
+	if rk, ok := k.Key.(*rsa.PublicKey); ok && rk.N.BitLen() < MinRSABits {
+		return nil, "", fmt.Errorf("the DPoP proof's RSA key is shorter than %d bits", MinRSABits)
+	}
 	tp, err := k.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil, "", errors.New("the DPoP proof's jwk has no thumbprint")
 	}
 	return k.Key, b64.EncodeToString(tp), nil
+}
+
+// rsaModulusBits is the bit length of a JWK's base64url "n" (0 when it is not one).
+func rsaModulusBits(raw json.RawMessage) int {
+	var n string
+	if json.Unmarshal(raw, &n) != nil {
+		return 0
+	}
+	b, err := b64.DecodeString(n)
+	if err != nil {
+		return 0
+	}
+	return new(big.Int).SetBytes(b).BitLen()
 }
 
 func keyFits(key any, alg string) bool {
@@ -301,7 +366,7 @@ func keyFits(key any, alg string) bool {
 	case ed25519.PublicKey:
 		return alg == "EdDSA"
 	case *rsa.PublicKey:
-		return (strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")) && k.N.BitLen() >= minRSABits
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
 	}
 	return false
 }

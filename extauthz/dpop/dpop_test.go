@@ -86,6 +86,11 @@ func TestVerify(t *testing.T) {
 		return map[string]any{"typ": "dpop+jwt", "alg": alg, "jwk": jwk}
 	}
 	privJWK := privateJWK(key)
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa1024JKT, _ := Thumbprint(rsa1024)
 
 	tests := []struct {
 		name   string
@@ -94,6 +99,7 @@ func TestVerify(t *testing.T) {
 		method string // "" = GET
 		jkt    string // "" = jkt
 		reason string // "" = accepted
+		desc   string // a substring the refusal's description must hold ("" = any)
 	}{
 		{name: "valid ES256", proof: sign(t, key, "ES256", good())},
 		{name: "valid EdDSA", proof: sign(t, edKey, "EdDSA", good()), jkt: edJKT},
@@ -126,6 +132,20 @@ func TestVerify(t *testing.T) {
 		{name: "oversized proof", proof: strings.Repeat("a", MaxProofBytes+1), reason: ReasonInvalidProof},
 		{name: "not a JWS", proof: "a.b", reason: ReasonInvalidProof},
 		{name: "header not JSON", proof: "bm90IGpzb24.e30.c2ln", reason: ReasonInvalidProof},
+		// RFC 7515 §4.1.11: a crit extension the verifier does not understand (it understands
+		// none) makes the proof invalid, whatever the rest says.
+		{name: "crit naming an extension", proof: forge(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": publicJWK(key), "crit": []string{"exp"}, "exp": 1}, claims(), jwt.SigningMethodES256, key),
+			reason: ReasonInvalidProof, desc: "critical"},
+		{name: "crit empty", proof: forge(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": publicJWK(key), "crit": []string{}}, claims(), jwt.SigningMethodES256, key),
+			reason: ReasonInvalidProof, desc: "critical"},
+		// Size limits a client meets (README "Sender-constrained tokens").
+		{name: "jti at the limit", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.JTI = strings.Repeat("j", MaxJTIBytes) }))},
+		{name: "jti too long", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.JTI = strings.Repeat("j", MaxJTIBytes+1) })), reason: ReasonInvalidProof, desc: "jti is too long"},
+		{name: "proof at the size limit", proof: padTo(t, key, MaxProofBytes, false)},
+		{name: "proof just over the size limit", proof: padTo(t, key, MaxProofBytes, true), reason: ReasonInvalidProof, desc: "too large"},
+		{name: "RSA key below 2048 bits", proof: forge(t, hdr("RS256", publicJWK(rsa1024)), claims(), jwt.SigningMethodRS256, rsa1024), jkt: rsa1024JKT, reason: ReasonInvalidProof, desc: "shorter than 2048"},
+		{name: "RSA key of the largest size goes on to the signature", proof: forge(t, hdr("RS256", hugeRSAJWK(t, MaxRSABits)), claims(), nil, nil) + "c2ln", reason: ReasonInvalidProof, desc: "signature is invalid"},
+		{name: "RSA key above the largest size", proof: forge(t, hdr("RS256", hugeRSAJWK(t, MaxRSABits+8)), claims(), nil, nil) + "c2ln", reason: ReasonInvalidProof, desc: "longer than 4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +171,9 @@ func TestVerify(t *testing.T) {
 			if got != tt.reason {
 				t.Fatalf("reason %q (%v), want %q", got, err, tt.reason)
 			}
+			if tt.desc != "" && !strings.Contains(err.Error(), tt.desc) {
+				t.Fatalf("refused as %v, want a description naming %q", err, tt.desc)
+			}
 		})
 	}
 }
@@ -159,7 +182,7 @@ func TestReplay(t *testing.T) {
 	key := mustKey(t)
 	jkt, _ := Thumbprint(key)
 	clock := now
-	v := verifier(t, Options{ReplayEntries: 2, Now: func() time.Time { return clock }})
+	v := verifier(t, Options{ReplayEntries: 2, ReplayEntriesPerKey: 2, Now: func() time.Time { return clock }})
 	req := func(p string) Request {
 		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
 	}
@@ -170,8 +193,11 @@ func TestReplay(t *testing.T) {
 	if err := v.Verify(req(p)); err == nil || err.(*Error).Reason != ReasonReplayed {
 		t.Fatalf("replayed proof: %v", err)
 	}
-	// A second fresh proof fills the generation; a third is refused rather than forgetting one.
-	if err := v.Verify(req(sign(t, key, "ES256", good()))); err != nil {
+	// A fresh proof of another key fills the generation; a third is refused rather than
+	// forgetting one.
+	other := mustKey(t)
+	otherJKT, _ := Thumbprint(other)
+	if err := v.Verify(Request{Proof: sign(t, other, "ES256", good()), Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: otherJKT}); err != nil {
 		t.Fatal(err)
 	}
 	err := v.Verify(req(sign(t, key, "ES256", good())))
@@ -190,6 +216,133 @@ func TestReplay(t *testing.T) {
 }
 
 func with(edit func(*ProofClaims)) ProofClaims { c := good(); edit(&c); return c }
+
+// padTo signs a good proof padded (with an extra claim) to the largest size up to n bytes, or
+// (over) the smallest size above n. base64url moves in steps of one or two characters, so
+// the size is within two bytes of n.
+func padTo(t *testing.T, key *ecdsa.PrivateKey, n int, over bool) string {
+	t.Helper()
+	claims := func(pad string) jwt.MapClaims {
+		return jwt.MapClaims{"jti": "padded", "htm": "GET", "htu": "https://api.example.com/orders", "iat": now.Unix(), "ath": TokenHash(accessToken), "pad": pad}
+	}
+	hdr := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": publicJWK(key)}
+	base := len(forge(t, hdr, claims(""), jwt.SigningMethodES256, key))
+	// Each 3 bytes of padding add 4 base64url characters; the ES256 signature has a fixed size.
+	pad := strings.Repeat("p", (n-base)/4*3-3)
+	p := forge(t, hdr, claims(pad), jwt.SigningMethodES256, key)
+	for {
+		next := forge(t, hdr, claims(pad+"p"), jwt.SigningMethodES256, key)
+		if len(next) > n {
+			if over {
+				p = next
+			}
+			break
+		}
+		pad, p = pad+"p", next
+	}
+	if len(p) < n-2 || len(p) > n+2 || (len(p) > n) != over {
+		t.Fatalf("padded proof is %d bytes, want about %d (over: %v)", len(p), n, over)
+	}
+	return p
+}
+
+// hugeRSAJWK is the public JWK of an RSA "key" of bits bits (a random odd modulus: nothing
+// signs with it, the size check comes before the signature).
+func hugeRSAJWK(t *testing.T, bits int) map[string]any {
+	t.Helper()
+	n := make([]byte, bits/8)
+	if _, err := rand.Read(n); err != nil {
+		t.Fatal(err)
+	}
+	n[0] |= 0x80
+	n[len(n)-1] |= 1
+	return map[string]any{"kty": "RSA", "n": b64.EncodeToString(n), "e": "AQAB"}
+}
+
+// TestReplayQuotaPerKey: the holder of one bound token floods the replay cache with proofs
+// of its key; another key's proofs are still accepted (it can neither refuse nor evict them),
+// and the flooding key is refused with 429 once it used its share.
+func TestReplayQuotaPerKey(t *testing.T) {
+	flooder, honest := mustKey(t), mustKey(t)
+	fJKT, _ := Thumbprint(flooder)
+	hJKT, _ := Thumbprint(honest)
+	v := verifier(t, Options{ReplayEntries: 40}) // a twentieth each: 2 proofs per key and span
+	req := func(key *ecdsa.PrivateKey, jkt string) Request {
+		return Request{Proof: sign(t, key, "ES256", good()), Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+	}
+	first := req(honest, hJKT)
+	if err := v.Verify(first); err != nil {
+		t.Fatal(err)
+	}
+	var refused *Error
+	for range 60 {
+		if err := v.Verify(req(flooder, fJKT)); err != nil {
+			refused = err.(*Error)
+		}
+	}
+	if refused == nil || refused.Reason != ReasonKeyQuota || !refused.TooMany || refused.RetryAfter <= 0 {
+		t.Fatalf("the flooding key was not stopped at its quota: %+v", refused)
+	}
+	if err := v.Verify(req(honest, hJKT)); err != nil {
+		t.Fatalf("another key's proof after the flood: %v", err)
+	}
+	if err := v.Verify(first); err == nil || err.(*Error).Reason != ReasonReplayed {
+		t.Fatalf("the other key's first proof was forgotten (replayable): %v", err)
+	}
+}
+
+// TestReplayAtTheWindowEdge: a proof is remembered for as long as it can be accepted. A proof
+// whose iat is a window ahead is accepted at once, and may be accepted until a window after
+// its iat; the replay cache must not have rotated it out by then, whatever the rotation's
+// phase and however the clock's fractions of a second fall.
+func TestReplayAtTheWindowEdge(t *testing.T) {
+	key := mustKey(t)
+	jkt, _ := Thumbprint(key)
+	iat := now // whole seconds
+	w := DefaultIATWindow
+	run := func(t *testing.T, times []time.Duration, fillers []time.Duration) int {
+		clock := iat
+		v := verifier(t, Options{Now: func() time.Time { return clock }})
+		p := sign(t, key, "ES256", with(func(c *ProofClaims) { c.JTI = "edge" }))
+		accepted := 0
+		next := 0
+		for _, at := range times {
+			for ; next < len(fillers) && fillers[next] <= at; next++ { // other proofs rotate the cache
+				clock = iat.Add(fillers[next])
+				_ = v.Verify(Request{Proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = clock })), Method: "GET",
+					URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt})
+			}
+			clock = iat.Add(at)
+			if v.Verify(Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}) == nil {
+				accepted++
+			}
+		}
+		return accepted
+	}
+	// The reproduction: the cache rotates half a second after the proof's first use and again
+	// two windows later; replayed at iat + window + 0.5s.
+	if n := run(t, []time.Duration{-w, w + 500*time.Millisecond},
+		[]time.Duration{-3*w + 500*time.Millisecond, -w + 500*time.Millisecond, w + 500*time.Millisecond}); n != 1 {
+		t.Fatalf("the proof was accepted %d times", n)
+	}
+	// Every rotation phase (tenths of a second), replays every tenth of a second.
+	var times []time.Duration // near both edges, and now and then between them
+	for at := -w; at <= w+2*time.Second; at += 100 * time.Millisecond {
+		if at < -w+2*time.Second || at > w-2*time.Second || at%(10*time.Second) == 0 {
+			times = append(times, at)
+		}
+	}
+	for phase := range 10 {
+		start := -3*w + time.Duration(phase)*100*time.Millisecond
+		var fillers []time.Duration
+		for at := start; at <= w+2*time.Second; at += ReplaySpan(w) {
+			fillers = append(fillers, at)
+		}
+		if n := run(t, times, fillers); n != 1 {
+			t.Fatalf("phase %d: the proof was accepted %d times", phase, n)
+		}
+	}
+}
 
 func TestNonces(t *testing.T) {
 	key := mustKey(t)

@@ -8,18 +8,32 @@ import (
 
 // replayCache remembers the proofs (key thumbprint and jti) seen recently. A proof is
 // accepted only within the iat window, so a jti needs remembering only for about twice that:
-// entries live in two generations that rotate every span (2 × window), so each is kept
-// between one and two spans, and an expired entry costs nothing to drop.
+// entries live in two generations that rotate every span (a little over 2 × window), so each
+// is kept for more than one span after it was added, longer than its proof can be accepted,
+// and an expired entry costs nothing to drop.
 //
-// Each generation holds at most max entries. When the current one is full of live entries,
-// a new proof is refused (503, "try again later") rather than an old one forgotten: forgetting
-// would let that proof be replayed.
+// Each generation holds at most max entries, and at most perKey of one proof key (jkt): the
+// holder of one bound token can fill its own quota, never the cache, so it can neither
+// refuse nor evict another key's proofs. When a key's quota is used up, that key's new proofs
+// are refused (429); when the whole generation is full of live entries, every new proof is
+// (503). An old proof is never forgotten to make room: forgetting would let it be replayed.
 type replayCache struct {
 	mu        sync.Mutex
 	max       int
+	perKey    int
 	span      time.Duration
 	rotatedAt time.Time
-	cur, prev map[[16]byte]struct{}
+	cur, prev generation
+}
+
+// generation is one span's proofs, and how many of them each key made.
+type generation struct {
+	seen  map[[16]byte]struct{}
+	byKey map[[8]byte]int32
+}
+
+func newGeneration(sizeHint int) generation {
+	return generation{seen: make(map[[16]byte]struct{}, sizeHint), byKey: map[[8]byte]int32{}}
 }
 
 type replayResult int
@@ -27,19 +41,23 @@ type replayResult int
 const (
 	replayNew replayResult = iota
 	replaySeen
+	replayKeyFull
 	replayFull
 )
 
-func newReplayCache(max int, span time.Duration) *replayCache {
-	return &replayCache{max: max, span: span, cur: map[[16]byte]struct{}{}, prev: map[[16]byte]struct{}{}}
+func newReplayCache(max, perKey int, span time.Duration) *replayCache {
+	return &replayCache{max: max, perKey: perKey, span: span, cur: newGeneration(0), prev: newGeneration(0)}
 }
 
 // add records (jkt, jti) and says whether it was seen before. Keys are 16 bytes of a SHA-256
-// of both, so an entry's size does not depend on what the client sent.
+// of both, so an entry's size does not depend on what the client sent; a key's quota is
+// counted under 8 bytes of the SHA-256 of its thumbprint.
 func (c *replayCache) add(jkt, jti string, now time.Time) replayResult {
+	kh := sha256.Sum256([]byte(jkt))
+	var owner [8]byte
+	copy(owner[:], kh[:])
 	h := sha256.New()
-	h.Write([]byte(jkt))
-	h.Write([]byte{0})
+	h.Write(kh[:])
 	h.Write([]byte(jti))
 	var sum [32]byte
 	var k [16]byte
@@ -50,22 +68,26 @@ func (c *replayCache) add(jkt, jti string, now time.Time) replayResult {
 	if c.rotatedAt.IsZero() {
 		c.rotatedAt = now
 	}
-	if now.Sub(c.rotatedAt) >= c.span {
-		c.prev, c.cur = c.cur, make(map[[16]byte]struct{}, len(c.cur))
-		if now.Sub(c.rotatedAt) >= 2*c.span {
-			clear(c.prev) // idle for two spans: nothing in either is live
+	if idle := now.Sub(c.rotatedAt); idle >= c.span {
+		c.prev, c.cur = c.cur, newGeneration(len(c.cur.seen))
+		if idle >= 2*c.span {
+			c.prev = newGeneration(0) // idle for two spans: nothing in either is live
 		}
 		c.rotatedAt = now
 	}
-	if _, ok := c.cur[k]; ok {
+	if _, ok := c.cur.seen[k]; ok {
 		return replaySeen
 	}
-	if _, ok := c.prev[k]; ok {
+	if _, ok := c.prev.seen[k]; ok {
 		return replaySeen
 	}
-	if len(c.cur) >= c.max {
+	if int(c.cur.byKey[owner]) >= c.perKey {
+		return replayKeyFull
+	}
+	if len(c.cur.seen) >= c.max {
 		return replayFull
 	}
-	c.cur[k] = struct{}{}
+	c.cur.seen[k] = struct{}{}
+	c.cur.byKey[owner]++
 	return replayNew
 }

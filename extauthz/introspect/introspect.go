@@ -61,12 +61,18 @@ type Options struct {
 	// caller verifies the JWT (Response.JWT) with the issuer's keys.
 	JWTResponse bool
 	// Timeout bounds one call (and one discovery attempt).
-	Timeout  time.Duration
-	Metrics  *Metrics
-	Logger   *slog.Logger
-	RetryMin time.Duration // discovery retry back-off (default 1s, doubling to RetryMax)
-	RetryMax time.Duration // default 1m
+	Timeout time.Duration
+	// MaxConcurrent bounds the calls in flight (0: DefaultMaxConcurrent); see TryAcquire.
+	MaxConcurrent int
+	Metrics       *Metrics
+	Logger        *slog.Logger
+	RetryMin      time.Duration // discovery retry back-off (default 1s, doubling to RetryMax)
+	RetryMax      time.Duration // default 1m
 }
+
+// DefaultMaxConcurrent is the calls one issuer's endpoint gets at once by default: sized for
+// one IdP, so a flood of junk tokens can't open thousands of requests to it.
+const DefaultMaxConcurrent = 64
 
 // Client calls one issuer's introspection endpoint.
 type Client struct {
@@ -74,6 +80,8 @@ type Client struct {
 	endpoint atomic.Pointer[string]
 	auth     string // the Authorization header value (client_secret_basic)
 	metrics  *IssuerMetrics
+	post     *http.Client  // o.HTTP, but never following a redirect
+	slots    chan struct{} // a token per call in flight
 }
 
 // New returns a client. With a static endpoint it is ready at once; with discovery, Start
@@ -97,7 +105,10 @@ func New(o Options) (*Client, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
-	c := &Client{o: o, metrics: o.Metrics.For(o.Name)}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = DefaultMaxConcurrent
+	}
+	c := &Client{o: o, metrics: o.Metrics.For(o.Name), post: noRedirects(o.HTTP), slots: make(chan struct{}, o.MaxConcurrent)}
 	// RFC 6749 §2.3.1: client_secret_basic form-encodes both parts before base64.
 	req, _ := http.NewRequest(http.MethodPost, "http://x", nil)
 	req.SetBasicAuth(url.QueryEscape(o.ClientID), url.QueryEscape(o.ClientSecret))
@@ -108,6 +119,30 @@ func New(o Options) (*Client, error) {
 	}
 	return c, nil
 }
+
+// noRedirects is hc that answers a redirect with the redirect itself (a non-200 status, so
+// ErrUnavailable): following one would POST the token, and the client secret or assertion,
+// to wherever the Location header points.
+func noRedirects(hc *http.Client) *http.Client {
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
+
+// TryAcquire takes one of MaxConcurrent call slots without waiting; false means every slot
+// is busy and the caller must not call (it answers 503 at once instead). Release returns it.
+func (c *Client) TryAcquire() bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+		c.metrics.rejected()
+		return false
+	}
+}
+
+// Release returns a slot taken by TryAcquire.
+func (c *Client) Release() { <-c.slots }
 
 // Metrics are this issuer's counters, pre-bound so the Check path does no label lookups.
 func (c *Client) Metrics() *IssuerMetrics { return c.metrics }
@@ -208,7 +243,7 @@ func (c *Client) call(ctx context.Context, ep, token string) (*Response, error) 
 	if c.o.ClientKey == nil {
 		req.Header.Set("Authorization", c.auth)
 	}
-	resp, err := c.o.HTTP.Do(req)
+	resp, err := c.post.Do(req)
 	if err != nil {
 		// *url.Error names the method and URL only; the token is in the body, never in it.
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -252,13 +287,18 @@ type Response struct {
 	Iss       string
 	JTI       string
 	TokenType string
-	Aud       []string
-	Exp       int64
-	Iat       int64
-	Nbf       int64
+	// TokenUse is a token_use member (Amazon Cognito's name for the token's kind).
+	TokenUse string
+	Aud      []string
+	Exp      int64
+	Iat      int64
+	Nbf      int64
 	// JKT and X5T are the cnf member's DPoP key thumbprint (RFC 9449 §6.2) and certificate
 	// thumbprint (RFC 8705 §3.2): the token is sender-constrained.
 	JKT, X5T string
+	// UnsupportedCnf is set when cnf holds a member other than those, or neither: the token
+	// is sender-constrained in a way scopegate can't check, and must be refused.
+	UnsupportedCnf bool
 	// Raw is the whole response, the token's claims for the policy (input.token.claims).
 	Raw []byte
 	// JWT is set, and nothing else, for an RFC 9701 response: the signed JWT, still to be
@@ -289,7 +329,7 @@ func Parse(body []byte) (*Response, error) {
 		return r, nil // RFC 7662 §2.2: nothing else of an inactive answer is meaningful
 	}
 	for name, dst := range map[string]*string{"scope": &r.Scope, "client_id": &r.ClientID, "sub": &r.Sub,
-		"iss": &r.Iss, "jti": &r.JTI, "token_type": &r.TokenType} {
+		"iss": &r.Iss, "jti": &r.JTI, "token_type": &r.TokenType, "token_use": &r.TokenUse} {
 		if raw, ok := m[name]; ok && !isNull(raw) {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return nil, fmt.Errorf("%s is not a string", name)
@@ -310,12 +350,26 @@ func Parse(body []byte) (*Response, error) {
 		if err := json.Unmarshal(raw, &cnf); err != nil || cnf == nil {
 			return nil, errors.New("cnf is not an object")
 		}
-		for name, dst := range map[string]*string{"jkt": &r.JKT, "x5t#S256": &r.X5T} {
-			if v, ok := cnf[name]; ok {
-				if err := json.Unmarshal(v, dst); err != nil || *dst == "" {
-					return nil, fmt.Errorf("cnf.%s is not a thumbprint string", name)
-				}
+		for name, v := range cnf {
+			var dst *string
+			switch name {
+			case "jkt":
+				dst = &r.JKT
+			case "x5t#S256":
+				dst = &r.X5T
+			default:
+				// A method we can't check (jwk, kid, x5t#s256 in another case, ...): the token
+				// is bound to something we could not verify, so it is refused (not our
+				// provider's fault: a well-formed answer about a token we won't take).
+				r.UnsupportedCnf = true
+				continue
 			}
+			if err := json.Unmarshal(v, dst); err != nil || *dst == "" {
+				return nil, fmt.Errorf("cnf.%s is not a thumbprint string", name)
+			}
+		}
+		if r.JKT == "" && r.X5T == "" {
+			r.UnsupportedCnf = true
 		}
 	}
 	if raw, ok := m["aud"]; ok && !isNull(raw) {

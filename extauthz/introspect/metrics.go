@@ -13,6 +13,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	cache    *prometheus.CounterVec
 	failures *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 }
 
 // NewMetrics registers the introspection metrics with reg.
@@ -25,9 +26,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scopegate_introspection_cache_total",
 			Help: "Introspected-token cache lookups: hit (positive), negative_hit, miss, stale (a positive answer past cache_ttl used because the IdP failed)."}, []string{"issuer", "result"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scopegate_introspection_failures_total",
-			Help: "Checks that could not get an introspection answer in time (IdP error, timeout, deadline)."}, []string{"issuer"}),
+			Help: "Checks that could not get an introspection answer in time (IdP error, timeout, deadline, max_concurrent)."}, []string{"issuer"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "scopegate_introspection_rejected_total",
+			Help: "New tokens not sent to the issuer because max_concurrent calls were in flight (answered 503)."}, []string{"issuer"}),
 	}
-	reg.MustRegister(m.calls, m.latency, m.cache, m.failures)
+	reg.MustRegister(m.calls, m.latency, m.cache, m.failures, m.rejected)
 	return m
 }
 
@@ -36,7 +39,7 @@ type IssuerMetrics struct {
 	active, inactive, errored prometheus.Counter
 	latency                   prometheus.Observer
 	hit, negativeHit, miss    prometheus.Counter
-	stale, failed             prometheus.Counter
+	stale, failed, reject     prometheus.Counter
 }
 
 // For binds the series of the issuer called name.
@@ -49,7 +52,7 @@ func (m *Metrics) For(name string) *IssuerMetrics {
 		errored: m.calls.WithLabelValues(name, "error"), latency: m.latency.WithLabelValues(name),
 		hit: m.cache.WithLabelValues(name, "hit"), negativeHit: m.cache.WithLabelValues(name, "negative_hit"),
 		miss: m.cache.WithLabelValues(name, "miss"), stale: m.cache.WithLabelValues(name, "stale"),
-		failed: m.failures.WithLabelValues(name),
+		failed: m.failures.WithLabelValues(name), reject: m.rejected.WithLabelValues(name),
 	}
 }
 
@@ -106,5 +109,11 @@ func (m *IssuerMetrics) Stale() {
 func (m *IssuerMetrics) Failed() {
 	if m != nil {
 		m.failed.Inc()
+	}
+}
+
+func (m *IssuerMetrics) rejected() {
+	if m != nil {
+		m.reject.Inc()
 	}
 }

@@ -381,9 +381,12 @@ func TestResults(ctx context.Context, b *bundle.Bundle) ([]*tester.Result, error
 
 // EvalError is a policy runtime failure; Class is a fixed label for metrics.
 type EvalError struct {
-	Class string // undefined, conflict, timeout, malformed, multiple, eval_error
+	Class string // one of ErrorClasses
 	Err   error
 }
+
+// ErrorClasses are every EvalError class (a bounded set: metric label values).
+var ErrorClasses = []string{"undefined", "conflict", "timeout", "malformed", "multiple", "eval_error"}
 
 func (e *EvalError) Error() string { return "policy " + e.Class + ": " + e.Err.Error() }
 func (e *EvalError) Unwrap() error { return e.Err }

@@ -20,12 +20,17 @@ import (
 // Adding a field is adding a row.
 
 // View is a CheckRequest as the policy input is built from it: Envoy's :path already split
-// into path and query.
+// into path and query, and one view of the headers.
 type View struct {
 	Attrs    *authv3.AttributeContext
 	HTTP     *authv3.AttributeContext_HttpRequest
 	Path     string // :path up to the '?'
 	RawQuery string // after the '?'
+	// Headers is the request's headers, whichever way Envoy sent them (headers, or
+	// header_map with encode_raw_headers): names lower-cased, a repeated header's values
+	// joined with ",". Everything reads headers here (the policy input, the credentials,
+	// the DPoP proof, the trace context), so no two readers can see different requests.
+	Headers map[string]string
 }
 
 // NewView splits the request Envoy sent.
@@ -33,7 +38,39 @@ func NewView(req *authv3.CheckRequest) View {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	p, q := splitPathQuery(h.GetPath())
-	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q}
+	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q, Headers: headerView(h)}
+}
+
+// headerView is h's headers map, as Envoy sends it by default (at no cost); with
+// encode_raw_headers Envoy sends header_map instead, which is folded the way Envoy folds the
+// map: names lower-cased, repeated values joined with "," (a raw value that is not UTF-8 gets
+// U+FFFD, as the map's strings would).
+func headerView(h *authv3.AttributeContext_HttpRequest) map[string]string {
+	raw := h.GetHeaderMap().GetHeaders()
+	if len(raw) == 0 {
+		return h.GetHeaders()
+	}
+	m := make(map[string]string, len(h.GetHeaders())+len(raw))
+	for k, v := range h.GetHeaders() {
+		m[k] = v
+	}
+	for _, hv := range raw {
+		k, v := strings.ToLower(hv.GetKey()), hv.GetValue()
+		if v == "" {
+			v = strings.ToValidUTF8(string(hv.GetRawValue()), "\uFFFD")
+		}
+		if have, ok := m[k]; ok {
+			v = have + "," + v
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// Header is the request's value of the header name (lower case), from Headers.
+func (v *View) Header(name string) (string, bool) {
+	val, ok := v.Headers[name]
+	return val, ok
 }
 
 // requestField is one field of input.request.
@@ -228,7 +265,7 @@ func AppendSharedKey(b []byte, reads *Fields, v *View, id *token.Identity) []byt
 		switch f := &requestFields[i]; {
 		case !reads.Request.has(i):
 		case f.byName:
-			b = appendByName(b, v.HTTP.GetHeaders(), reads.HeaderNames)
+			b = appendByName(b, v.Headers, reads.HeaderNames)
 		default:
 			b = f.key(*v).append(b)
 		}
@@ -280,7 +317,7 @@ func hiddenHeader(name string) bool {
 }
 
 func headersTerm(v View) *ast.Term {
-	hs := v.HTTP.GetHeaders()
+	hs := v.Headers
 	items := make([][2]*ast.Term, 0, len(hs))
 	for k, val := range hs {
 		if hiddenHeader(k) {

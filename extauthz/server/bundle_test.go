@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -55,11 +56,12 @@ policy:
     url: %q
     polling: {min_delay: 1s, max_delay: 1s}
 decision_log: {output: "off"}
-`, is.Issuer, is.JWKSURL(), bs.URL+"/scopegate.tar.gz")))
+`, is.Issuer, is.JWKSURL(), bs.URL+"/scopegate.tar.gz?X-Amz-Signature=presigned-secret")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	logs := &lockedBuffer{}
+	srv, err := New(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +85,10 @@ decision_log: {output: "off"}
 	if body := httpGet(t, "http://"+srv.AdminAddr()+"/readyz", 503); !strings.Contains(body, "policy bundle") {
 		t.Fatalf("/readyz before the bundle does not say what it waits for: %s", body)
 	}
+	// The URL's query (a presigned signature) is never shown: /readyz is unauthenticated.
+	if body := httpGet(t, "http://"+srv.AdminAddr()+"/readyz", 503); strings.Contains(body, "presigned-secret") || !strings.Contains(body, bs.URL+"/scopegate.tar.gz") {
+		t.Fatalf("/readyz shows the bundle URL's query, or not its path: %s", body)
+	}
 
 	up.Store(true) // the downloader retries with backoff
 	select {
@@ -103,4 +109,25 @@ decision_log: {output: "off"}
 	if resp.GetOkResponse() == nil {
 		t.Fatalf("with the bundle in force: %v, want OK", resp)
 	}
+	if strings.Contains(body, "presigned-secret") || strings.Contains(logs.String(), "presigned-secret") {
+		t.Fatalf("the bundle URL's query reached /readyz or the logs:\n%s\n%s", body, logs.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -15,7 +15,8 @@ import (
 // dpop_nonce_key_file, the nonce key is random: this replica then refuses the nonces of every
 // other, which is fine for one instance and logged as a warning.
 func DPoPVerifier(cfg *config.Config, log *slog.Logger) (*dpop.Verifier, error) {
-	o := dpop.Options{Algorithms: cfg.DPoPAlgorithms, IATWindow: cfg.DPoPIATWindow, ReplayEntries: cfg.DPoPReplayCacheEntries}
+	o := dpop.Options{Algorithms: cfg.DPoPAlgorithms, IATWindow: cfg.DPoPIATWindow, ReplayEntries: cfg.DPoPReplayCacheEntries,
+		ReplayEntriesPerKey: cfg.DPoPReplayEntriesPerKey}
 	if cfg.DPoPNonce {
 		var key []byte
 		if cfg.DPoPNonceKeyFile != "" {

@@ -127,7 +127,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
 				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
-				Timeout: ic.FetchTimeout, Metrics: im, Logger: log})
+				Timeout: ic.FetchTimeout, MaxConcurrent: in.MaxConcurrent, Metrics: im, Logger: log})
 			if err != nil {
 				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
 			}
@@ -137,10 +137,12 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 		issuers = append(issuers, is)
 	}
 	tm := token.NewMetrics(reg)
-	cache := token.NewCache(*cfg.TokenCache.MaxEntries)
+	cache := token.NewCacheSized(*cfg.TokenCache.MaxEntries, *cfg.TokenCache.MaxNegativeEntries)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "scopegate_token_cache_size", Help: "Entries in the verified-token cache.",
-	}, func() float64 { return float64(cache.Len()) }))
+	}, func() float64 { return float64(cache.Len()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "scopegate_token_cache_negative_size", Help: "Refusals (introspected tokens answered inactive or refused) kept apart from the verified tokens.",
+	}, func() float64 { return float64(cache.NegativeLen()) }))
 	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm, Logger: log})
 
 	verification, err := policy.Verification(cfg.Policy.Signing)
@@ -228,7 +230,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	tlsMetrics := certreload.NewMetrics(reg)
 	grpcOpts := []grpc.ServerOption{}
 	if cfg.TLS != nil {
-		s.GRPCTLS, err = certreload.New(certreload.Options{Files: *cfg.TLS, Name: "grpc", Logger: log, Metrics: tlsMetrics})
+		s.GRPCTLS, err = certreload.New(certreload.Options{Files: cfg.TLS.Files, Name: "grpc", Logger: log, Metrics: tlsMetrics,
+			VerifyConnection: certreload.AllowURISANs(cfg.TLS.ClientURISANs)})
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("tls: %w", err)
@@ -416,7 +419,11 @@ func (s *Server) Start() {
 			s.log.Error("grpc server stopped", "error", err)
 		}
 	})
-	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(s.cfg.TLS), "admin", s.AdminAddr(),
+	var grpcFiles *certreload.Files
+	if s.cfg.TLS != nil {
+		grpcFiles = &s.cfg.TLS.Files
+	}
+	s.log.Info("scopegate authz serving", "grpc", s.GRPCTarget(), "grpc_tls", tlsMode(grpcFiles), "admin", s.AdminAddr(),
 		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", revisionID(s.engine.Revision()))
 }
 

@@ -156,6 +156,49 @@ func TestMutualTLSRefusals(t *testing.T) {
 	}
 }
 
+// TestClientURISANs: with tls.client_uri_sans, authz serves only the client identities
+// listed: the authz-client certificate gets its handshake; another certificate of the same
+// CA (an Envoy's fleet identity, one without a URI) is refused at the handshake.
+func TestClientURISANs(t *testing.T) {
+	is := testissuer.New(testissuer.NewKey("k1", "RS256"))
+	defer is.Close()
+	p := newTestPKI(t)
+	const allowed = "spiffe://example.org/authz-client"
+	okCert, okKey := p.issue(t, p.ca, "authz-client", democert.Leaf{Name: "authz-client", Client: true, URIs: []string{allowed}})
+	fleetCert, fleetKey := p.issue(t, p.ca, "envoy-edge", democert.Leaf{Name: "envoy", Client: true, URIs: []string{"spiffe://example.org/fleet/edge"}})
+	block := strings.Replace(p.tlsBlock("tls"), "}\n", fmt.Sprintf(", client_uri_sans: [%q]}\n", allowed), 1)
+	srv := startServer(t, is, block)
+	for _, tt := range []struct {
+		name              string
+		certFile, keyFile string
+		ok                bool
+	}{
+		{"the listed identity", okCert, okKey, true},
+		{"a fleet identity of the same CA", fleetCert, fleetKey, false},
+		{"a certificate of the same CA without a URI SAN", p.clientCert, p.clientKey, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := dialCreds(t, srv.GRPCAddr(), credentials.NewTLS(p.clientTLS(t, "authz", tt.certFile, tt.keyFile)))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+			if tt.ok != (err == nil) {
+				t.Fatalf("health: %v, want ok=%v", err, tt.ok)
+			}
+			if err != nil && status.Code(err) != codes.Unavailable {
+				t.Fatalf("err = %v, want Unavailable (the handshake refused)", err)
+			}
+		})
+	}
+	// Both refusals are counted as identity refusals, not as some other bad certificate.
+	series := `scopegate_tls_handshake_failures_total{endpoint="grpc",reason="identity_not_allowed"} 2`
+	for guard := time.Now().Add(10 * time.Second); !strings.Contains(httpGet(t, "http://"+srv.AdminAddr()+"/metrics", 200), series); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(guard) {
+			t.Fatalf("/metrics lacks %s", series)
+		}
+	}
+}
+
 // TestTLSRotationKeepsOpenStreams: a new certificate on disk is served to new connections
 // while an open health Watch stream (on the old connection) keeps working.
 func TestTLSRotationKeepsOpenStreams(t *testing.T) {

@@ -272,33 +272,43 @@ func scopesOf(obj *fastjson.Object, names []string) (scopes []string, bad string
 	return out, ""
 }
 
-// cnfOf reads the confirmation claim: an object whose jkt and x5t#S256 members, when
-// present, are non-empty strings. Anything else binds the token to nothing we could check,
-// so it is malformed rather than unbound.
+// cnfOf reads the confirmation claim: an object holding a confirmation method scopegate
+// checks (jkt, RFC 9449 §6.1; x5t#S256, RFC 8705 §3.1) as a non-empty string, and nothing
+// else. Anything else (no member at all, a jwk or kid method we can't check, a member name in
+// another case, a value of the wrong type) binds the token to something we could not verify:
+// it is refused, never taken for an unbound bearer token.
 func cnfOf(v *fastjson.Value) (jkt, x5t string, bad bool) {
 	obj, err := v.Object()
 	if err != nil {
 		return "", "", true
 	}
-	for _, m := range [...]struct {
-		name string
-		to   *string
-	}{{"jkt", &jkt}, {"x5t#S256", &x5t}} {
-		mv := obj.Get(m.name)
-		if mv == nil {
-			continue
+	obj.Visit(func(k []byte, mv *fastjson.Value) {
+		var to *string
+		switch string(k) {
+		case "jkt":
+			to = &jkt
+		case "x5t#S256":
+			to = &x5t
+		default:
+			bad = true
+			return
 		}
 		s, ok := stringOf(mv)
 		if !ok || s == "" {
-			return "", "", true
+			bad = true
+			return
 		}
-		*m.to = s
+		*to = s
+	})
+	if bad || (jkt == "" && x5t == "") {
+		return "", "", true
 	}
 	return jkt, x5t, false
 }
 
-// errBadCnf refuses a token whose confirmation claim is malformed.
-var errBadCnf = refuse(contract.ReasonMalformed, "the cnf claim is not an object of thumbprint strings")
+// errBadCnf refuses a token whose confirmation claim is malformed or names no method
+// scopegate checks.
+var errBadCnf = refuse(contract.ReasonMalformed, "the cnf claim holds no confirmation method scopegate checks (jkt or x5t#S256 thumbprints only)")
 
 // scopeClaimError refuses a token whose scope claim has the wrong type.
 func scopeClaimError(name string) *Error {

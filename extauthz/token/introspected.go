@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -18,6 +19,14 @@ const DeadlineMargin = 50 * time.Millisecond
 // errIntrospectionUnavailable: no answer in time, nothing cached to fall back on (503).
 var errIntrospectionUnavailable = &Error{Reason: contract.ReasonIntrospectionUnavailable,
 	Description: "the token could not be checked with its issuer in time", Unavailable: true}
+
+// errIntrospectionOverloaded: the issuer already has max_concurrent calls in flight, so a
+// new token is not sent (503 at once, well before the deadline).
+var errIntrospectionOverloaded = &Error{Reason: contract.ReasonIntrospectionOverloaded,
+	Description: "too many tokens are being checked with their issuer; try again later", Unavailable: true}
+
+// errBusy is the flight's result when no call slot was free.
+var errBusy = errors.New("introspection: max_concurrent calls in flight")
 
 // outcome is one introspection's result, shared by every Check that waited on it.
 type outcome struct {
@@ -86,6 +95,12 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 		if timeout <= 0 {
 			timeout = 5 * time.Second // config defaults it; a hand-built Issuer may not
 		}
+		// Each distinct token costs a call that outlives its Check: at most max_concurrent
+		// of them run at once, whatever a flood of junk tokens asks.
+		if !is.intro.TryAcquire() {
+			return nil, errBusy
+		}
+		defer is.intro.Release()
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		r, err := is.intro.Introspect(cctx, raw)
@@ -114,6 +129,9 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 	}
 	select {
 	case res := <-ch:
+		if res.Err == errBusy {
+			return v.overloaded(is, stale)
+		}
 		if res.Err != nil {
 			return v.unavailable(is, stale)
 		}
@@ -126,6 +144,15 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 	case <-ctx.Done():
 	}
 	return v.unavailable(is, stale)
+}
+
+func (v *Verifier) overloaded(is *issuer, stale *entry) (*Identity, error) {
+	if stale != nil && v.now().UnixNano() < stale.stale {
+		is.imetrics.Stale()
+		return stale.id, nil
+	}
+	is.imetrics.Failed()
+	return nil, errIntrospectionOverloaded
 }
 
 func (v *Verifier) unavailable(is *issuer, stale *entry) (*Identity, error) {
@@ -175,9 +202,19 @@ func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Ide
 		return nil, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted")
 	case len(r.Aud) > 0 && !anyIn(r.Aud, c.Audiences):
 		return nil, refuse(contract.ReasonWrongAudience, "the token is not meant for this audience")
+	case len(r.Aud) == 0 && !c.Introspection.AllowMissingAudience:
+		// Without aud nothing says the token is meant for us: a token for another API of the
+		// same provider would pass. Some providers never send it (allow_missing_audience).
+		return nil, refuse(contract.ReasonWrongAudience, "the introspection answer names no audience")
 	case r.TokenType != "" && !strings.EqualFold(r.TokenType, "bearer") && !strings.EqualFold(r.TokenType, "access_token") &&
 		!(strings.EqualFold(r.TokenType, "DPoP") && r.JKT != ""):
+		// refresh_token, id_token and anything unknown: only access tokens open the API.
 		return nil, refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
+	case r.TokenUse != "" && !strings.EqualFold(r.TokenUse, "access") && !strings.EqualFold(r.TokenUse, "access_token"):
+		// token_use (as Amazon Cognito names it): "refresh", "id" and the like are refused.
+		return nil, refuse(contract.ReasonWrongTyp, "the token type is not accepted here")
+	case r.UnsupportedCnf:
+		return nil, errBadCnf
 	}
 	id := &Identity{Source: SourceIntrospection, Issuer: c.Name, Iss: r.Iss, Subject: r.Sub, ClientID: r.ClientID,
 		JTI: r.JTI, Audience: r.Aud, Scopes: strings.Fields(r.Scope), ExpiresAt: time.Unix(r.Exp, 0), raw: r.Raw,

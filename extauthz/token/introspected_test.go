@@ -31,6 +31,8 @@ type fakeIdP struct {
 	mu     sync.Mutex
 	answer func(token string) (status int, body string)
 	gate   chan struct{} // when set, every call waits for it to close (or the client to give up)
+	// arrived, when set, gets a value as each call reaches the IdP (before the gate).
+	arrived chan struct{}
 }
 
 func newFakeIdP(t *testing.T) *fakeIdP {
@@ -44,8 +46,11 @@ func newFakeIdP(t *testing.T) *fakeIdP {
 		}
 		f.calls.Add(1)
 		f.mu.Lock()
-		answer, gate := f.answer, f.gate
+		answer, gate, arrived := f.answer, f.gate, f.arrived
 		f.mu.Unlock()
+		if arrived != nil {
+			arrived <- struct{}{}
+		}
 		if gate != nil {
 			select {
 			case <-gate:
@@ -166,7 +171,10 @@ func TestIntrospectionAnswers(t *testing.T) {
 		reason string // "" for accepted
 	}{
 		{"active", 200, r.active(time.Hour, ""), ""},
-		{"active without iss and aud", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, now.Add(time.Hour).Unix()), ""},
+		{"active without iss", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","aud":"orders-api","exp":%d}`, now.Add(time.Hour).Unix()), ""},
+		// Without aud nothing says the token is for this API (allow_missing_audience: below).
+		{"active without aud", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, now.Add(time.Hour).Unix()), contract.ReasonWrongAudience},
+		{"active with an empty aud list", 200, fmt.Sprintf(`{"active":true,"scope":"orders:read","aud":[],"exp":%d}`, now.Add(time.Hour).Unix()), contract.ReasonWrongAudience},
 		{"aud as a string", 200, fmt.Sprintf(`{"active":true,"aud":"orders-api","exp":%d}`, now.Add(time.Hour).Unix()), ""},
 		{"expired within leeway", 200, r.active(-10*time.Second, ""), ""},
 		{"inactive", 200, `{"active":false}`, contract.ReasonInactive},
@@ -176,6 +184,16 @@ func TestIntrospectionAnswers(t *testing.T) {
 		{"wrong iss", 200, strings.Replace(r.active(time.Hour, ""), introIss, "https://evil.example/", 1), contract.ReasonUnknownIssuer},
 		{"wrong aud", 200, strings.Replace(r.active(time.Hour, ""), `"aud":["orders-api"]`, `"aud":["billing-api"]`, 1), contract.ReasonWrongAudience},
 		{"refresh token", 200, strings.Replace(r.active(time.Hour, ""), `"token_type":"Bearer"`, `"token_type":"refresh_token"`, 1), contract.ReasonWrongTyp},
+		{"token_use refresh", 200, r.active(time.Hour, `,"token_use":"refresh"`), contract.ReasonWrongTyp},
+		{"token_use id", 200, r.active(time.Hour, `,"token_use":"id"`), contract.ReasonWrongTyp},
+		{"token_use access", 200, r.active(time.Hour, `,"token_use":"access"`), ""},
+		// A cnf with no confirmation method scopegate checks is a bound token it can't
+		// check: refused (401), never taken for an unbound one.
+		{"cnf empty", 200, r.active(time.Hour, `,"cnf":{}`), contract.ReasonMalformed},
+		{"cnf jwk", 200, r.active(time.Hour, `,"cnf":{"jwk":{"kty":"EC","crv":"P-256","x":"x","y":"y"}}`), contract.ReasonMalformed},
+		{"cnf kid", 200, r.active(time.Hour, `,"cnf":{"kid":"k1"}`), contract.ReasonMalformed},
+		{"cnf x5t#s256 in another case", 200, r.active(time.Hour, `,"cnf":{"x5t#s256":"abc"}`), contract.ReasonMalformed},
+		{"cnf jkt and an unknown member", 200, r.active(time.Hour, `,"cnf":{"jkt":"abc","jwk":{}}`), contract.ReasonMalformed},
 		// The IdP's faults are ours to answer 503 for, never the client's 401.
 		{"malformed JSON", 200, `{"active":tru`, contract.ReasonIntrospectionUnavailable},
 		{"not an object", 200, `[true]`, contract.ReasonIntrospectionUnavailable},
@@ -214,6 +232,26 @@ func TestIntrospectionAnswers(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), "opaque-token-") {
 		t.Errorf("a token reached the log:\n%s", r.logs)
+	}
+}
+
+// allow_missing_audience: a provider that never sends aud can be accepted, by choice.
+func TestIntrospectionAllowMissingAudience(t *testing.T) {
+	r := newIntroRig(t, 1000)
+	r.issuer.Introspection.AllowMissingAudience = true
+	c, err := introspect.New(introspect.Options{Name: "corp", Issuer: introIss, Endpoint: r.issuer.Introspection.Endpoint,
+		ClientID: "scopegate", ClientSecret: "s3cret", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(Options{Issuers: []Issuer{{Config: r.issuer, Introspect: c}}, Now: r.clock.now})
+	r.idp.always(200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, r.clock.now().Add(time.Hour).Unix()))
+	if _, err := v.Verify(context.Background(), "opaque-1"); err != nil {
+		t.Fatalf("no aud with allow_missing_audience: %v", err)
+	}
+	r.idp.always(200, fmt.Sprintf(`{"active":true,"aud":"billing-api","exp":%d}`, r.clock.now().Add(time.Hour).Unix()))
+	if _, err := v.Verify(context.Background(), "opaque-2"); reasonOf(err) != contract.ReasonWrongAudience {
+		t.Fatalf("another audience with allow_missing_audience: %v; want wrong_audience", err)
 	}
 }
 
@@ -357,6 +395,105 @@ func TestIntrospectionSlowIdPAnswersBeforeDeadline(t *testing.T) {
 	}
 }
 
+// A flood of distinct junk tokens opens at most max_concurrent calls (64 by default) to the
+// IdP; a new token beyond that gets 503 introspection_overloaded at once, long before its
+// deadline, and no call. Once calls finish, new tokens are checked again.
+func TestIntrospectionMaxConcurrent(t *testing.T) {
+	r := newIntroRig(t, 1000)
+	const limit = 64 // introspect.DefaultMaxConcurrent
+	gate, arrived := make(chan struct{}), make(chan struct{}, 2*limit)
+	r.idp.mu.Lock()
+	r.idp.gate, r.idp.arrived = gate, arrived
+	r.idp.mu.Unlock()
+	r.idp.always(200, `{"active":false}`)
+	var wg sync.WaitGroup
+	for i := range limit {
+		wg.Go(func() { _, _ = r.v.Verify(context.Background(), fmt.Sprintf("junk-%d", i)) })
+	}
+	for range limit {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d calls reached the IdP", r.idp.calls.Load())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+	defer cancel()
+	_, err := r.v.Verify(ctx, "one-junk-token-too-many")
+	if reasonOf(err) != contract.ReasonIntrospectionOverloaded || ctx.Err() != nil {
+		t.Fatalf("beyond max_concurrent: %v (deadline passed: %v); want introspection_overloaded before the deadline", err, ctx.Err())
+	}
+	var te *Error
+	if !errors.As(err, &te) || !te.Unavailable {
+		t.Fatalf("not answered as unavailable (503 with Retry-After): %v", err)
+	}
+	if n := r.idp.calls.Load(); n != limit {
+		t.Fatalf("the IdP got %d calls; want %d", n, limit)
+	}
+	close(gate)
+	wg.Wait()
+	if _, err := r.v.Verify(context.Background(), "after-the-flood"); reasonOf(err) != contract.ReasonInactive {
+		t.Fatalf("after the calls finished: %v; want the IdP's answer (inactive)", err)
+	}
+}
+
+// Refusals have a store of their own: a flood of junk tokens (each answered inactive, and
+// cached for negative_cache_ttl) never evicts a cached valid answer.
+func TestIntrospectionRefusalsNeverEvictValidAnswers(t *testing.T) {
+	r := newIntroRig(t, 640) // 10 per shard
+	r.idp.set(func(tok string) (int, string) {
+		if strings.HasPrefix(tok, "valid-") {
+			return 200, r.active(time.Hour, "")
+		}
+		return 200, `{"active":false}`
+	})
+	const valid = 200
+	for i := range valid {
+		if _, err := r.v.Verify(context.Background(), fmt.Sprintf("valid-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2000 {
+		if _, err := r.v.Verify(context.Background(), fmt.Sprintf("junk-%d", i)); reasonOf(err) != contract.ReasonInactive {
+			t.Fatalf("junk: %v", err)
+		}
+	}
+	calls := r.idp.calls.Load()
+	for i := range valid {
+		if _, err := r.v.Verify(context.Background(), fmt.Sprintf("valid-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := r.idp.calls.Load() - calls; again != 0 {
+		t.Fatalf("%d of %d valid answers were evicted by junk and asked again", again, valid)
+	}
+}
+
+// The refusals' store is bounded on its own.
+func TestNegativeCacheBounded(t *testing.T) {
+	c := NewCacheSized(640, 64)
+	is := &issuer{}
+	for i := range 5000 {
+		k := [32]byte{byte(i), byte(i >> 8)}
+		c.put(&k, &entry{is: is, err: errIntrospectionUnavailable, expiry: 1 << 62}, 0)
+	}
+	if n := c.NegativeLen(); n == 0 || n > 64 {
+		t.Fatalf("%d refusals kept; want 1..64", n)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("refusals counted as verified tokens: %d", c.Len())
+	}
+	if none := NewCacheSized(640, 0); none.get(&[32]byte{}) != nil {
+		t.Fatal("a cache with no refusals' store answered")
+	} else {
+		k := [32]byte{1}
+		none.put(&k, &entry{is: is, err: errIntrospectionUnavailable, expiry: 1 << 62}, 0)
+		if none.get(&k) != nil || none.NegativeLen() != 0 {
+			t.Fatal("max_negative_entries 0 kept a refusal")
+		}
+	}
+}
+
 // Concurrent first Checks of one token share one introspection call and one identity.
 func TestIntrospectionConcurrentFirstChecksShareOneCall(t *testing.T) {
 	r := newIntroRig(t, 1000)
@@ -410,8 +547,8 @@ func TestIntrospectionCacheBound(t *testing.T) {
 // issuer whose token_prefix it has; an introspection-only issuer refuses a JWS.
 func TestIntrospectionRouting(t *testing.T) {
 	a, b := newFakeIdP(t), newFakeIdP(t)
-	a.always(200, fmt.Sprintf(`{"active":true,"sub":"from-a","exp":%d}`, time.Now().Add(time.Hour).Unix()))
-	b.always(200, fmt.Sprintf(`{"active":true,"sub":"from-b","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	a.always(200, fmt.Sprintf(`{"active":true,"sub":"from-a","aud":"orders-api","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	b.always(200, fmt.Sprintf(`{"active":true,"sub":"from-b","aud":"orders-api","exp":%d}`, time.Now().Add(time.Hour).Unix()))
 	ca, cb := introIssuer("a", a.srv.URL), introIssuer("b", b.srv.URL)
 	ca.Issuer, cb.Issuer = "https://a.example/", "https://b.example/"
 	ca.Introspection.TokenPrefix = "a_"

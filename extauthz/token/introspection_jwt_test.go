@@ -102,7 +102,7 @@ func TestIntrospectJWS(t *testing.T) {
 	is := testissuer.New(k)
 	t.Cleanup(is.Close)
 	idp := newFakeIdP(t)
-	idp.always(200, fmt.Sprintf(`{"active":true,"sub":"from-idp","scope":"orders:read","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	idp.always(200, fmt.Sprintf(`{"active":true,"sub":"from-idp","scope":"orders:read","aud":%q,"exp":%d}`, aud, time.Now().Add(time.Hour).Unix()))
 	f := newFixture(t, is, nil)
 	mk := func(on bool) *Verifier {
 		cfg := f.cfg
@@ -131,5 +131,67 @@ func TestIntrospectJWS(t *testing.T) {
 	}
 	if again, err := on.Verify(context.Background(), unverifiable); err != nil || again != id || idp.calls.Load() != 1 {
 		t.Fatalf("again: %v, %d calls; want the cached answer", err, idp.calls.Load())
+	}
+}
+
+// introspect_jws falls back only when the keys can't verify the JWS; a JWS that fails a local
+// check (another audience, an ID token where require_typ wants at+jwt, another issuer,
+// expired, a bad cnf, an algorithm off the list) is refused for that, whatever the IdP would
+// answer: the answer may omit aud or token_type, and must not stand in for those checks.
+func TestIntrospectJWSOnlyOnKeyFailures(t *testing.T) {
+	k, stranger := testissuer.NewKey("k1", "ES256"), testissuer.NewKey("k9", "ES256")
+	impostor := testissuer.NewKey("k1", "ES256") // the issuer's kid, another key: a bad signature
+	is := testissuer.New(k)
+	t.Cleanup(is.Close)
+	idp := newFakeIdP(t)
+	// The answer a lax IdP gives: active, no aud, no token_type.
+	idp.always(200, fmt.Sprintf(`{"active":true,"sub":"from-idp","scope":"orders:read","exp":%d}`, time.Now().Add(time.Hour).Unix()))
+	f := newFixture(t, is, nil)
+	cfg := f.cfg
+	cfg.RequireTyp = "at+jwt"
+	cfg.Introspection = introIssuer("test", idp.srv.URL).Introspection
+	cfg.Introspection.IntrospectJWS = true
+	cfg.Introspection.AllowMissingAudience = true // the lax IdP above: its answers carry no aud
+	c, err := introspect.New(introspect.Options{Name: "test", Issuer: cfg.Issuer, Endpoint: idp.srv.URL, ClientID: "scopegate", ClientSecret: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: f.src, Introspect: c}}, Cache: NewCache(100)})
+	at := map[string]any{"typ": "at+jwt"}
+	claims := func(edit func(testissuer.Claims)) testissuer.Claims {
+		c := is.Standard(aud, "alice", "orders:read", time.Hour)
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	tests := []struct {
+		name, tok, reason string
+		introspected      bool
+	}{
+		{"unknown kid", testissuer.Sign(stranger, claims(nil), at), "", true},
+		{"bad signature", testissuer.Sign(impostor, claims(nil), at), "", true},
+		{"another audience", testissuer.Sign(stranger, claims(func(c testissuer.Claims) { c["aud"] = "billing-api" }), at), contract.ReasonWrongAudience, false},
+		{"an ID token", testissuer.Sign(stranger, claims(nil), map[string]any{"typ": "JWT"}), contract.ReasonWrongTyp, false},
+		{"another issuer's", testissuer.Sign(stranger, claims(func(c testissuer.Claims) { c["iss"] = "https://evil.example/" }), at), contract.ReasonUnknownIssuer, false},
+		{"expired", testissuer.Sign(stranger, claims(func(c testissuer.Claims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), at), contract.ReasonExpired, false},
+		{"no exp", testissuer.Sign(stranger, claims(func(c testissuer.Claims) { delete(c, "exp") }), at), contract.ReasonMissingExp, false},
+		{"unsupported cnf", testissuer.Sign(stranger, claims(func(c testissuer.Claims) { c["cnf"] = map[string]any{"kid": "x"} }), at), contract.ReasonMalformed, false},
+		{"critical header", testissuer.Sign(stranger, claims(nil), map[string]any{"typ": "at+jwt", "crit": []string{"x"}, "x": 1}), contract.ReasonUnsupportedCrit, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := idp.calls.Load()
+			id, err := v.Verify(context.Background(), tt.tok)
+			if got := reasonOf(err); got != tt.reason {
+				t.Fatalf("reason %q (%v), want %q", got, err, tt.reason)
+			}
+			if called := idp.calls.Load() > before; called != tt.introspected {
+				t.Fatalf("introspected: %v, want %v", called, tt.introspected)
+			}
+			if err == nil && id.Source != SourceIntrospection {
+				t.Fatalf("source %q", id.Source)
+			}
+		})
 	}
 }

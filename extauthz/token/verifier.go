@@ -31,6 +31,10 @@ type Error struct {
 	// Detail is for operators (logs, scopegate check), never for the client: what the token
 	// says against what the issuer's config expects (aud, iss, exp and now, nbf, typ).
 	Detail string
+	// keyFailure: the issuer's keys could not verify the JWS (unknown kid, no key for its
+	// algorithm, bad signature), and everything checked locally without a key passed: the
+	// only refusals introspect_jws may hand to the issuer.
+	keyFailure bool
 }
 
 func (e *Error) Error() string {
@@ -205,8 +209,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	id, kid, fp, err := v.verify(ctx, raw)
 	if err != nil {
 		// introspect_jws: a JWS its issuer's keys can't vouch for (say, signed with a key it
-		// does not publish) is the issuer's to judge. Our own faults (503) are not.
-		if te := (*Error)(nil); errors.As(err, &te) && !te.Unavailable && len(v.introspecting) > 0 {
+		// does not publish) is the issuer's to judge. Nothing else is: not our own faults
+		// (503), and never a JWS whose claims fail a local check (aud, iss, exp, typ, ...),
+		// which an introspection answer that omits them must not wave through.
+		if te := (*Error)(nil); errors.As(err, &te) && te.keyFailure && len(v.introspecting) > 0 {
 			if is := v.jwsFallback(raw); is != nil {
 				if v.cache == nil {
 					key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
@@ -302,10 +308,10 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 			}
 		}
 		if !tried {
-			return nil, "", fp, refuse(contract.ReasonKeyMismatch, "no key of the issuer can verify this algorithm")
+			return nil, "", fp, is.keyFailure(claims, refuse(contract.ReasonKeyMismatch, "no key of the issuer can verify this algorithm"), v.now())
 		}
 		if !ok {
-			return nil, "", fp, refuse(contract.ReasonBadSignature, "the token signature is invalid")
+			return nil, "", fp, is.keyFailure(claims, refuse(contract.ReasonBadSignature, "the token signature is invalid"), v.now())
 		}
 	} else {
 		if !h.kidOK {
@@ -320,32 +326,56 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 			// fault, answered in time with 503 and Retry-After rather than after Envoy's timeout.
 			return nil, "", fp, errRefreshPending
 		case err != nil:
-			return nil, "", fp, refuse(contract.ReasonUnknownKID, "the signing key is not known")
+			return nil, "", fp, is.keyFailure(claims, refuse(contract.ReasonUnknownKID, "the signing key is not known"), v.now())
 		}
 		if err := key.Allows(h.alg); err != nil {
-			return nil, "", fp, refuse(contract.ReasonKeyMismatch, "the signing key can't verify this algorithm")
+			return nil, "", fp, is.keyFailure(claims, refuse(contract.ReasonKeyMismatch, "the signing key can't verify this algorithm"), v.now())
 		}
 		if method.Verify(tok.signed, sig, key.Public) != nil {
-			return nil, "", fp, refuse(contract.ReasonBadSignature, "the token signature is invalid")
+			return nil, "", fp, is.keyFailure(claims, refuse(contract.ReasonBadSignature, "the token signature is invalid"), v.now())
 		}
 		kid, fp = key.KID, key.Fingerprint
 	}
-	if err := is.validator.Validate(claims); err != nil {
-		e := classify(err, claims)
-		if d := is.detail(e.Reason, claims, v.now()); d != "" {
-			e = withDetail(e, d)
-		}
+	if e := is.checkClaims(claims, v.now()); e != nil {
 		return nil, "", fp, e
-	}
-	if claims.badScope != "" {
-		return nil, "", fp, scopeClaimError(claims.badScope)
-	}
-	if claims.badCnf {
-		return nil, "", fp, errBadCnf
 	}
 	id := newIdentity(is.cfg.Name, claims, kid)
 	id.RequireBinding = is.cfg.RequireBinding
 	return id, kid, fp, nil
+}
+
+// checkClaims applies the issuer's rules to a token's claims: exact iss, aud, exp required,
+// nbf and iat with leeway (jwt/v5's Validator), then the scope and cnf claims' shapes.
+func (is *issuer) checkClaims(claims *accessClaims, now time.Time) *Error {
+	if err := is.validator.Validate(claims); err != nil {
+		e := classify(err, claims)
+		if d := is.detail(e.Reason, claims, now); d != "" {
+			e = withDetail(e, d)
+		}
+		return e
+	}
+	if claims.badScope != "" {
+		return scopeClaimError(claims.badScope)
+	}
+	if claims.badCnf {
+		return errBadCnf
+	}
+	return nil
+}
+
+// keyFailure is e, a refusal because the issuer's keys can't verify the JWS. For an issuer
+// with introspect_jws, the JWS may still go to introspection, but only if its claims pass
+// every local check first (a JWS for another audience, expired, ... is refused here, as
+// it would be with a known key); e is then marked for the fallback.
+func (is *issuer) keyFailure(claims *accessClaims, e *Error, now time.Time) *Error {
+	if is.intro == nil || !is.cfg.Introspection.IntrospectJWS {
+		return e
+	}
+	if ce := is.checkClaims(claims, now); ce != nil {
+		return ce
+	}
+	e.keyFailure = true
+	return e
 }
 
 // checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515

@@ -94,6 +94,9 @@ type Options struct {
 	// ClientCertOptional verifies a client certificate when one is sent but does not require
 	// one (an OAuth token endpoint: certificate-bound tokens for the clients that have one).
 	ClientCertOptional bool
+	// VerifyConnection, when set, is tls.Config.VerifyConnection of every handshake: after
+	// the chain verified, it may refuse the peer (say, an identity the server does not serve).
+	VerifyConnection func(tls.ConnectionState) error
 }
 
 // Reloader holds the current TLS material of one endpoint.
@@ -231,9 +234,10 @@ func (r *Reloader) load() (*material, error) {
 		return nil, err
 	}
 	cfg := &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{pair},
-		NextProtos:   r.o.NextProtos,
+		MinVersion:       tls.VersionTLS12,
+		Certificates:     []tls.Certificate{pair},
+		NextProtos:       r.o.NextProtos,
+		VerifyConnection: r.o.VerifyConnection,
 	}
 	if f.ClientCAFile != "" {
 		pool, err := LoadPool(f.ClientCAFile)

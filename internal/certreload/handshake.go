@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,7 +24,8 @@ const (
 	ReasonNoClientCert     = "no_client_certificate" // mutual TLS, and the client sent none
 	ReasonUnknownAuthority = "unknown_authority"     // its certificate is not signed by the client CA
 	ReasonExpired          = "expired_certificate"   // its certificate has expired (or is not valid yet)
-	ReasonBadCertificate   = "bad_certificate"       // its certificate was refused otherwise (usage, identity, ...)
+	ReasonBadCertificate   = "bad_certificate"       // its certificate was refused otherwise (usage, ...)
+	ReasonIdentity         = "identity_not_allowed"  // a valid certificate whose URI SANs name no allowed identity
 	ReasonProtocolVersion  = "protocol_version"      // it offered only TLS versions we refuse (below 1.2)
 	ReasonNoSharedCipher   = "no_shared_cipher"      // no cipher suite or ALPN protocol in common
 	ReasonNotTLS           = "not_tls"               // it spoke something else (plaintext HTTP/2, ...)
@@ -46,7 +49,10 @@ func HandshakeReason(err error) string {
 		op        *net.OpError
 	)
 	msg := err.Error()
+	var identity *IdentityError
 	switch {
+	case errors.As(err, &identity):
+		return ReasonIdentity
 	case errors.As(err, &unknown):
 		return ReasonUnknownAuthority
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
@@ -135,4 +141,37 @@ func (c *countingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.Au
 
 func (c *countingCreds) Clone() credentials.TransportCredentials {
 	return &countingCreds{TransportCredentials: c.TransportCredentials.Clone(), r: c.r}
+}
+
+// IdentityError refuses a client certificate that chains to the client CA but carries none
+// of the allowed URI SANs (its SPIFFE ID, say).
+type IdentityError struct {
+	Presented []string // the certificate's URI SANs: public, safe to log
+}
+
+func (e *IdentityError) Error() string {
+	return fmt.Sprintf("client certificate identity %v is not among the allowed URI SANs", e.Presented)
+}
+
+// AllowURISANs is a tls.Config.VerifyConnection admitting only a client certificate that
+// carries one of allowed as a URI SAN (after its chain verified against the client CA); nil
+// (any certificate of the CA) when allowed is empty. Refusals are counted and logged, rate
+// limited, by HandshakeFailed with reason identity_not_allowed.
+func AllowURISANs(allowed []string) func(tls.ConnectionState) error {
+	if len(allowed) == 0 {
+		return nil
+	}
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return &IdentityError{}
+		}
+		var got []string
+		for _, u := range cs.PeerCertificates[0].URIs {
+			if slices.Contains(allowed, u.String()) {
+				return nil
+			}
+			got = append(got, u.String())
+		}
+		return &IdentityError{Presented: got}
+	}
 }

@@ -107,6 +107,9 @@ const (
 	ReasonInactive Reason = "inactive"
 	// ReasonIntrospectionUnavailable: no answer in time and no cached one to fall back on (503).
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+	// ReasonIntrospectionOverloaded: the issuer already had introspection.max_concurrent calls
+	// in flight, so a new token was not sent (503, answered at once).
+	ReasonIntrospectionOverloaded Reason = "introspection_overloaded"
 )
 
 // Service-side reasons.
@@ -122,3 +125,16 @@ const (
 	// policy_conflict, policy_timeout, policy_malformed, policy_multiple, policy_eval_error).
 	ReasonPolicyErrorPrefix = "policy_"
 )
+
+// Reasons are every fixed reason above: metric label values always admitted as they are
+// (a policy's own reasons share a bounded set of label values, see extauthz/check).
+func Reasons() []Reason {
+	return []Reason{ReasonMissingToken, ReasonInvalidRequest, ReasonTokenTooLarge,
+		ReasonMalformed, ReasonUnsupportedToken, ReasonUnknownIssuer, ReasonAlgNotAllowed, ReasonKeyMismatch,
+		ReasonBadSignature, ReasonUnknownKID, ReasonUnsupportedCrit, ReasonWrongTyp, ReasonMissingExp,
+		ReasonMissingClaim, ReasonExpired, ReasonNotYetValid, ReasonIssuedInFuture, ReasonWrongAudience,
+		ReasonInvalidClaims, ReasonInvalidToken, ReasonNoKeys, ReasonKeyRefreshPending,
+		ReasonNotDPoPBound, ReasonDPoPDowngrade, ReasonCertificateMismatch, ReasonBindingRequired,
+		ReasonInactive, ReasonIntrospectionUnavailable, ReasonIntrospectionOverloaded,
+		ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied}
+}

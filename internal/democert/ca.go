@@ -170,8 +170,14 @@ type SetOptions struct {
 }
 
 // Services are the certificates WriteSet issues, by file stem: authz and xds serve (and may
-// be clients), envoy is the client of both (bound to its fleet by its SPIFFE ID).
-var Services = []string{"authz", "xds", "envoy"}
+// be clients); envoy is Envoy's identity towards xds (bound to its fleet by its SPIFFE ID,
+// read from the Envoy host's disk); authz-client is what xds pushes to Envoy by SDS for the
+// Envoy → authz hop. The two differ on purpose: a certificate pushed to every fleet must
+// never be one fleet's xDS identity (xds refuses it).
+var Services = []string{"authz", "xds", "envoy", AuthzClient}
+
+// AuthzClient is the file stem, and the SPIFFE path, of the authz client certificate.
+const AuthzClient = "authz-client"
 
 // WriteSet makes a new CA and one certificate per service, and writes dir/ca.crt and
 // dir/<service>.crt and .key (keys 0600). The CA's key is not written.
@@ -205,6 +211,8 @@ func WriteSet(dir string, o SetOptions) (*CA, error) {
 		case "envoy":
 			l.URIs = []string{FleetSpiffeID(o.TrustDomain, o.Fleet)}
 			l.Hosts = []string{"envoy"}
+		case AuthzClient:
+			l.URIs = []string{SpiffeID(o.TrustDomain, AuthzClient)}
 		default:
 			l.Server = true
 			l.URIs = []string{SpiffeID(o.TrustDomain, svc)}

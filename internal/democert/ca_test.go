@@ -33,6 +33,8 @@ func TestWriteSet(t *testing.T) {
 		{"authz", "authz", "spiffe://example.org/authz", x509.ExtKeyUsageServerAuth},
 		{"xds", "xds", "spiffe://example.org/xds", x509.ExtKeyUsageServerAuth},
 		{"envoy", "", "spiffe://example.org/fleet/blue", x509.ExtKeyUsageClientAuth},
+		// What xds pushes to every fleet for the authz hop: its own identity, no fleet's.
+		{"authz-client", "", "spiffe://example.org/authz-client", x509.ExtKeyUsageClientAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.stem, func(t *testing.T) {
@@ -62,12 +64,12 @@ func TestWriteSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 7 { // ca.crt and three pairs: no CA key, no temporary files left
+	if len(entries) != 9 { // ca.crt and four pairs: no CA key, no temporary files left
 		var names []string
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		t.Errorf("files written: %v, want ca.crt and authz, xds, envoy .crt/.key", names)
+		t.Errorf("files written: %v, want ca.crt and authz, xds, envoy, authz-client .crt/.key", names)
 	}
 }
 

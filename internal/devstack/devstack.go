@@ -21,10 +21,19 @@ import (
 	"github.com/scopegate/scopegate/internal/democert"
 )
 
-// EnvoyClientTLS is the TLS client config Envoy uses inside the demo: the demo CA, Envoy's
-// certificate from dir (written by democert.WriteSet), and serverName expected.
+// EnvoyClientTLS is the TLS client config Envoy uses towards xds inside the demo: the demo
+// CA, Envoy's fleet certificate from dir (written by democert.WriteSet), and serverName
+// expected.
 func EnvoyClientTLS(dir, serverName string) (*tls.Config, error) {
 	return certreload.ClientConfig(filepath.Join(dir, democert.CAFile), filepath.Join(dir, "envoy.crt"), filepath.Join(dir, "envoy.key"), serverName)
+}
+
+// AuthzClientTLS is the TLS client config Envoy uses towards authz inside the demo (the
+// certificate xds pushes it by SDS): the demo CA and the authz-client certificate from dir,
+// expecting the server name "authz".
+func AuthzClientTLS(dir string) (*tls.Config, error) {
+	return certreload.ClientConfig(filepath.Join(dir, democert.CAFile), filepath.Join(dir, democert.AuthzClient+".crt"),
+		filepath.Join(dir, democert.AuthzClient+".key"), "authz")
 }
 
 // Options configure Run.
@@ -110,10 +119,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	started = append(started, az.Service)
 	if authzCfg.TLS != nil {
 		if o.CertsDir == "" {
-			return fmt.Errorf("%s has tls: scopegate dev reaches authz with the Envoy certificate it makes, so it needs --certs-dir", o.AuthzConfig)
+			return fmt.Errorf("%s has tls: scopegate dev reaches authz with the authz client certificate it makes, so it needs --certs-dir", o.AuthzConfig)
 		}
-		// Ask for health the way Envoy does: with Envoy's certificate.
-		if az.ClientTLS, err = EnvoyClientTLS(o.CertsDir, "authz"); err != nil {
+		// Ask for health the way Envoy does: with the authz client certificate xds pushes it.
+		if az.ClientTLS, err = AuthzClientTLS(o.CertsDir); err != nil {
 			return err
 		}
 	}
@@ -238,7 +247,7 @@ Next steps, in another shell from the repository root (scopegate = bin/scopegate
 
   # ask the running authz, as Envoy would (exit 0 allow, 1 deny)
 {{- if .CertsDir}}
-  AUTHZ="--addr {{.Authz}} --ca {{.CertsDir}}/ca.crt --cert {{.CertsDir}}/envoy.crt --key {{.CertsDir}}/envoy.key --server-name authz"
+  AUTHZ="--addr {{.Authz}} --ca {{.CertsDir}}/ca.crt --cert {{.CertsDir}}/authz-client.crt --key {{.CertsDir}}/authz-client.key --server-name authz"
 {{- else}}
   AUTHZ="--addr {{.Authz}}"
 {{- end}}

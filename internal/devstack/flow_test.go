@@ -29,7 +29,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 	"golang.org/x/net/html"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/controlplane"
 	"github.com/scopegate/scopegate/demoapi"
@@ -127,7 +129,7 @@ func startStack(t *testing.T) *stack {
 	if acfg.TLS == nil || acfg.TLS.ClientCAFile == "" {
 		t.Fatal("authz.local.yaml: the demo's authz must serve mutual TLS")
 	}
-	if s.authz.ClientTLS, err = devstack.EnvoyClientTLS(s.certs, "authz"); err != nil {
+	if s.authz.ClientTLS, err = devstack.AuthzClientTLS(s.certs); err != nil {
 		t.Fatal(err)
 	}
 	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
@@ -242,6 +244,15 @@ func pushedConfig(t *testing.T, s *stack) pushed {
 	pair, err := tls.X509KeyPair(tc.GetCertificateChain().GetInlineBytes(), tc.GetPrivateKey().GetInlineBytes())
 	if err != nil {
 		t.Fatalf("SDS secret %s: %v", certName, err)
+	}
+	// Fleet isolation: what xds pushes for the authz hop is the authz client identity, never
+	// a fleet's xDS identity (every fleet gets this key).
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://scopegate.demo/authz-client" {
+		t.Fatalf("the pushed authz client certificate carries %v, want only spiffe://scopegate.demo/authz-client", leaf.URIs)
 	}
 	san := common.GetCombinedValidationContext().GetDefaultValidationContext().GetMatchTypedSubjectAltNames()
 	if len(san) != 1 || san[0].GetMatcher().GetExact() != upstream.GetSni() {
@@ -548,6 +559,23 @@ func TestDemoFlow(t *testing.T) {
 		}
 		return toDecision(resp)
 	}
+
+	t.Run("authz serves only the authz client identity, not a fleet's certificate", func(t *testing.T) {
+		fleetTLS, err := devstack.EnvoyClientTLS(s.certs, "authz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc, err := grpc.NewClient(s.authz.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(fleetTLS)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := authv3.NewAuthorizationClient(fc).Check(ctx, envoyCheck(t, matchRoute(t, rc, http.MethodGet, "/orders"), http.MethodGet, "/orders", "")); status.Code(err) != codes.Unavailable {
+			t.Fatalf("Check with edge's fleet certificate: %v; want the handshake refused (tls.client_uri_sans)", err)
+		}
+	})
 
 	t.Run("the resource metadata document is answered by Envoy", func(t *testing.T) {
 		r := matchRoute(t, rc, http.MethodGet, "/.well-known/oauth-protected-resource")

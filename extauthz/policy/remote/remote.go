@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -81,7 +82,9 @@ func New(ctx context.Context, o Options) (*Source, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := o.Config
-	s := &Source{o: o, log: o.Logger.With("bundle_url", c.URL), ready: make(chan struct{}), status: Status{URL: c.URL}}
+	// The URL may carry a presigned query (a signature that grants the download) or user
+	// info: logs, /readyz and errors show scheme, host and path only.
+	s := &Source{o: o, log: o.Logger.With("bundle_url", RedactURL(c.URL)), ready: make(chan struct{}), status: Status{URL: RedactURL(c.URL)}}
 	if c.Signing != nil {
 		vc, err := verification(c.Signing)
 		if err != nil {
@@ -142,11 +145,79 @@ func verification(sc *config.BundleSigning) (*bundle.VerificationConfig, error) 
 	return bundle.NewVerificationConfig(keys, sc.KeyID, "", nil), nil
 }
 
+// RedactURL is raw with scheme, host and path only: no user info, query or fragment (a
+// presigned URL's signature is a credential). Unparseable, it is shown as a placeholder.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		return "(unparseable URL)"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
+
+// redactError is err with every URL it names shown redacted: OPA's and net/http's errors
+// name the URL requested (the configured one, or a redirect's target), query included.
+func redactError(err error, configured string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.URL != "" {
+		msg = strings.ReplaceAll(msg, ue.URL, RedactURL(ue.URL))
+	}
+	if u, perr := url.Parse(configured); perr == nil {
+		if u.RawQuery != "" {
+			msg = strings.ReplaceAll(msg, u.RawQuery, "REDACTED")
+		}
+		if u.User != nil {
+			msg = strings.ReplaceAll(msg, u.User.String()+"@", "")
+		}
+	}
+	return errors.New(msg)
+}
+
+// credentialsPlugin is the name of bundleCredentials in OPA's REST client config.
+const credentialsPlugin = "scopegate-bundle-credentials"
+
+// bundleCredentials wraps OPA's own credential plugin (bearer token, client certificate, or
+// none) and gives its HTTP client our redirect policy: a redirect is followed (bundle servers
+// send clients to object storage), but the Authorization header goes only to the origin
+// configured (same scheme, host and port), and a redirect from https to plain http is refused.
+type bundleCredentials struct{ inner rest.HTTPAuthPlugin }
+
+func (b *bundleCredentials) NewClient(c rest.Config) (*http.Client, error) {
+	hc, err := b.inner.NewClient(c)
+	if err != nil {
+		return nil, err
+	}
+	hc.CheckRedirect = keepCredentialsAtOrigin
+	return hc, nil
+}
+
+func (b *bundleCredentials) Prepare(req *http.Request) error { return b.inner.Prepare(req) }
+
+// keepCredentialsAtOrigin is the bundle client's redirect policy (see bundleCredentials).
+func keepCredentialsAtOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	origin := via[0].URL
+	if origin.Scheme == "https" && req.URL.Scheme != "https" {
+		return fmt.Errorf("refused a redirect from https to %s", req.URL.Scheme)
+	}
+	if req.URL.Scheme != origin.Scheme || req.URL.Host != origin.Host {
+		req.Header.Del("Authorization")
+		req.Header.Del("Cookie")
+	}
+	return nil
+}
+
 // restClient is OPA's REST client for the server part of the URL; the rest is the path.
 func restClient(c config.PolicyBundle) (rest.Client, string, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
-		return rest.Client{}, "", fmt.Errorf("policy.bundle.url: %w", err)
+		return rest.Client{}, "", errors.New("policy.bundle.url: not a URL")
 	}
 	type bearer struct {
 		TokenPath string `json:"token_path"`
@@ -180,11 +251,39 @@ func restClient(c config.PolicyBundle) (rest.Client, string, error) {
 	if err != nil {
 		return rest.Client{}, "", err
 	}
+	// OPA picks the credential plugin from this config; ours wraps it (redirect policy).
+	var inner rest.Config
+	if err := json.Unmarshal(raw, &inner); err != nil {
+		return rest.Client{}, "", fmt.Errorf("policy.bundle: %w", err)
+	}
+	plugin, err := inner.AuthPlugin(nil)
+	if err != nil {
+		return rest.Client{}, "", fmt.Errorf("policy.bundle.credentials: %w", err)
+	}
+	name := credentialsPlugin
+	rc.Credentials.Bearer, rc.Credentials.ClientTLS = nil, nil
+	var outer map[string]any
+	if raw, err = json.Marshal(rc); err == nil {
+		err = json.Unmarshal(raw, &outer)
+	}
+	if err != nil {
+		return rest.Client{}, "", err
+	}
+	outer["credentials"] = map[string]any{"plugin": name}
+	if raw, err = json.Marshal(outer); err != nil {
+		return rest.Client{}, "", err
+	}
+	lookup := func(n string) rest.HTTPAuthPlugin {
+		if n == name {
+			return &bundleCredentials{inner: plugin}
+		}
+		return nil
+	}
 	// OPA's REST client logs request headers at debug level (masked); ours stays silent and
 	// the downloader's errors reach us through the callback.
-	client, err := rest.New(raw, nil, rest.Name("scopegate-bundle"), rest.Logger(logging.NewNoOpLogger()))
+	client, err := rest.New(raw, nil, rest.Name("scopegate-bundle"), rest.Logger(logging.NewNoOpLogger()), rest.AuthPluginLookup(lookup))
 	if err != nil {
-		return rest.Client{}, "", fmt.Errorf("policy.bundle: %w", err)
+		return rest.Client{}, "", fmt.Errorf("policy.bundle: %w", redactError(err, c.URL))
 	}
 	path := strings.TrimPrefix(u.EscapedPath(), "/")
 	if u.RawQuery != "" {
@@ -222,11 +321,12 @@ func (s *Source) update(ctx context.Context, u download.Update) error {
 	if u.Bundle == nil {
 		return nil // 304: the bundle in force is current
 	}
-	rev, err := s.o.Engine.Install(ctx, u.Bundle, s.o.Config.URL)
+	rev, err := s.o.Engine.Install(ctx, u.Bundle, RedactURL(s.o.Config.URL))
 	if err != nil {
-		s.log.Error("policy bundle rejected; keeping the revision in force", "error", err, "etag", u.ETag, "revision", s.Status().Revision)
-		s.setError(err)
-		return err
+		shown := redactError(err, s.o.Config.URL)
+		s.log.Error("policy bundle rejected; keeping the revision in force", "error", shown, "etag", u.ETag, "revision", s.Status().Revision)
+		s.setError(shown)
+		return shown
 	}
 	if s.o.Config.PersistDir != "" && u.Raw != nil {
 		if err := s.persist(u.Raw, u.ETag); err != nil {
@@ -245,13 +345,14 @@ func (s *Source) failed(err error) {
 		he download.HTTPError
 		ue *url.Error
 	)
+	shown := redactError(err, s.o.Config.URL)
 	if errors.As(err, &he) || errors.As(err, &ue) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		s.log.Warn("policy bundle download failed", "error", err)
+		s.log.Warn("policy bundle download failed", "error", shown)
 	} else {
 		s.o.Engine.Rejected()
-		s.log.Error("policy bundle rejected; keeping the revision in force", "error", err, "revision", s.Status().Revision)
+		s.log.Error("policy bundle rejected; keeping the revision in force", "error", shown, "revision", s.Status().Revision)
 	}
-	s.setError(err)
+	s.setError(shown)
 }
 
 func (s *Source) setError(err error) {

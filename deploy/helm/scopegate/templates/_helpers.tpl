@@ -88,6 +88,11 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- define "scopegate.tls.authzSecret" -}}{{ default (printf "%s-authz-tls" (include "scopegate.fullname" .)) .Values.tls.authzSecret }}{{- end -}}
 {{- define "scopegate.tls.xdsSecret" -}}{{ default (printf "%s-xds-tls" (include "scopegate.fullname" .)) .Values.tls.xdsSecret }}{{- end -}}
 {{- define "scopegate.tls.envoyClientSecret" -}}{{ default (printf "%s-envoy-client-tls" (include "scopegate.fullname" .)) .Values.tls.envoyClientSecret }}{{- end -}}
+{{- define "scopegate.tls.authzClientSecret" -}}{{ default (printf "%s-authz-client-tls" (include "scopegate.fullname" .)) .Values.tls.authzClientSecret }}{{- end -}}
+{{/* The identity of the authz client certificate: what authz's tls.client_uri_sans admits. */}}
+{{- define "scopegate.tls.authzClientURI" -}}spiffe://{{ .Values.tls.trustDomain }}/authz-client{{- end -}}
+{{/* Where the DPoP nonce key is mounted in the authz container. */}}
+{{- define "scopegate.authz.dpopNonceDir" -}}/etc/scopegate/dpop-nonce{{- end -}}
 
 {{/* The authz config file: the user's config with the chart's addresses, policy and TLS. */}}
 {{- define "scopegate.authz.config" -}}
@@ -105,7 +110,11 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- $_ := set $cfg "policy" $policy -}}
 {{- end -}}
 {{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") -}}
-{{- $_ := set $cfg "tls" (dict "cert_file" "/etc/scopegate/tls/tls.crt" "key_file" "/etc/scopegate/tls/tls.key" "client_ca_file" "/etc/scopegate/tls/ca.crt") -}}
+{{- $_ := set $cfg "tls" (dict "cert_file" "/etc/scopegate/tls/tls.crt" "key_file" "/etc/scopegate/tls/tls.key" "client_ca_file" "/etc/scopegate/tls/ca.crt" "client_uri_sans" (list (include "scopegate.tls.authzClientURI" .))) -}}
+{{- end -}}
+{{- if .Values.authz.dpopNonceKey.secretName -}}
+{{- $_ := set $cfg "dpop_nonce" true -}}
+{{- $_ := set $cfg "dpop_nonce_key_file" (printf "%s/%s" (include "scopegate.authz.dpopNonceDir" .) .Values.authz.dpopNonceKey.key) -}}
 {{- end -}}
 {{ toYaml $cfg }}
 {{- end -}}
@@ -118,7 +127,7 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- $authz := default dict (get $cfg "authz") -}}
 {{- $_ := set $authz "address" (include "scopegate.authz.address" .) -}}
 {{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") -}}
-{{- $_ := set $authz "tls" (dict "ca_file" "/etc/scopegate/envoy-client-tls/ca.crt" "server_name" (printf "%s.%s.svc" (include "scopegate.authz.name" .) .Release.Namespace) "cert_file" "/etc/scopegate/envoy-client-tls/tls.crt" "key_file" "/etc/scopegate/envoy-client-tls/tls.key") -}}
+{{- $_ := set $authz "tls" (dict "ca_file" "/etc/scopegate/authz-client-tls/ca.crt" "server_name" (printf "%s.%s.svc" (include "scopegate.authz.name" .) .Release.Namespace) "cert_file" "/etc/scopegate/authz-client-tls/tls.crt" "key_file" "/etc/scopegate/authz-client-tls/tls.key") -}}
 {{- end -}}
 {{- $_ := set $cfg "authz" $authz -}}
 {{- if .Values.tls.enabled -}}
@@ -218,6 +227,16 @@ capabilities:
       mountPath: /etc/scopegate/tls
       readOnly: true
     {{- end }}
+    {{- if .Values.authz.dpopNonceKey.secretName }}
+    - name: authz-dpop-nonce
+      mountPath: {{ include "scopegate.authz.dpopNonceDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- range .Values.authz.secretMounts }}
+    - name: {{ .name }}
+      mountPath: {{ .mountPath }}
+      readOnly: true
+    {{- end }}
 {{- end -}}
 
 {{- define "scopegate.authz.volumes" -}}
@@ -242,5 +261,22 @@ capabilities:
 - name: authz-tls
   secret:
     secretName: {{ include "scopegate.tls.authzSecret" . }}
+    defaultMode: 0440
+{{- end }}
+{{- if .Values.authz.dpopNonceKey.secretName }}
+# The key every replica shares, so each accepts the others' nonces; only that key is projected.
+- name: authz-dpop-nonce
+  secret:
+    secretName: {{ .Values.authz.dpopNonceKey.secretName }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.authz.dpopNonceKey.key }}
+        path: {{ .Values.authz.dpopNonceKey.key }}
+{{- end }}
+{{- range .Values.authz.secretMounts }}
+- name: {{ .name }}
+  secret:
+    secretName: {{ .secretName }}
+    defaultMode: 0440
 {{- end }}
 {{- end -}}
