@@ -64,6 +64,9 @@ type Config struct {
 	ExternalBaseURL string `yaml:"external_base_url"`
 	// Tracing is OpenTelemetry (off unless tracing.otlp_endpoint is set).
 	Tracing tracing.Config `yaml:"tracing"`
+	// SharedState, when set, keeps DPoP replay and introspection answers in a Redis/Valkey
+	// store every replica shares (sharedstate.go); unset, each replica has its own.
+	SharedState *SharedState `yaml:"shared_state"`
 }
 
 // Issuer is one trusted token issuer and how its tokens are checked.
@@ -292,6 +295,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Policy.Bundle != nil {
 		c.Policy.Bundle.setDefaults()
+	}
+	if c.SharedState != nil {
+		c.SharedState.setDefaults()
 	}
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.IncludeInput == nil {
@@ -524,6 +530,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Bundle != nil {
 		c.Policy.Bundle.validate(&c.Policy, bad)
+	}
+	if c.SharedState != nil {
+		c.SharedState.validate(c, bad)
 	}
 	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)
