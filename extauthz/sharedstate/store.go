@@ -98,6 +98,7 @@ type Store struct {
 	state   string // connecting, up, down
 	since   time.Time
 	lastErr string
+	changed chan struct{} // closed (and replaced) when state changes
 }
 
 // New checks o and returns a Store that is not connected yet: Start connects in the
@@ -135,7 +136,8 @@ func New(o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{o: o, m: newMetrics(o.Registry), wake: make(chan struct{}, 1), state: "connecting", since: time.Now()}
+	s := &Store{o: o, m: newMetrics(o.Registry), wake: make(chan struct{}, 1), state: "connecting", since: time.Now(),
+		changed: make(chan struct{})}
 	s.m.up.Set(0)
 	if o.AnswerKey != nil {
 		a, err := newAnswers(s, o.AnswerKey)
@@ -249,6 +251,7 @@ func (s *Store) setUp() {
 	s.mu.Lock()
 	was := s.state
 	s.state, s.since, s.lastErr = "up", time.Now(), ""
+	s.notifyLocked()
 	s.mu.Unlock()
 	if was == "down" {
 		s.o.Logger.Info("shared state store reachable again", "addresses", s.o.Addresses)
@@ -264,6 +267,7 @@ func (s *Store) setDown(err error) {
 	first := s.state != "down"
 	if first {
 		s.state, s.since = "down", time.Now()
+		s.notifyLocked()
 	}
 	s.lastErr = err.Error()
 	s.mu.Unlock()
@@ -287,6 +291,18 @@ func (s *Store) failed(err error) {
 		default:
 		}
 	}
+}
+
+func (s *Store) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Changed is closed when the store next goes up or down.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Up reports whether the store answered its last commands.
