@@ -3,7 +3,9 @@ package introspect
 import (
 	"context"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 )
@@ -11,8 +13,8 @@ import (
 // Shared is where replicas share introspection answers (sharedstate.Answers is one): what
 // the IdP answered about a token, stored by the replica that asked, read by every other.
 type Shared interface {
-	// Answer returns the body the IdP sent about (issuer, token) to some replica (a JSON
-	// object, or a signed JWT when jwt) and when; ok false: none yet.
+	// Answer returns what the IdP answered about (issuer, token) to some replica (the answer
+	// as read, or the signed JWT when jwt) and when; ok false: none yet.
 	Answer(ctx context.Context, issuer, token string) (body []byte, jwt bool, at time.Time, ok bool, err error)
 	// Claim asks for the right to call the IdP about the token for up to ttl; false: another
 	// replica is calling, and its answer will appear.
@@ -76,7 +78,7 @@ func fromShared(body []byte, jwt bool) (*Response, error) {
 	if jwt {
 		return &Response{JWT: string(body)}, nil // verified by the caller, as from the IdP
 	}
-	return Parse(body)
+	return decodeShared(body)
 }
 
 // share stores what the IdP answered, for as long as this replica would cache it: a positive
@@ -91,7 +93,7 @@ func (c *Client) share(ctx context.Context, token string, r *Response, callErr e
 		c.o.Shared.Release(ctx, c.o.Name, token)
 		return
 	}
-	body, jwt := r.Raw, false
+	body, jwt := encodeShared(r), false
 	if r.JWT != "" {
 		body, jwt = []byte(r.JWT), true
 	}
@@ -127,4 +129,77 @@ func (c *Client) sharedTTL(r *Response, now time.Time) time.Duration {
 		return ttl
 	}
 	return c.o.NegativeCacheTTL // expired: every replica refuses it
+}
+
+// encodeShared writes an answer as Parse read it, so a replica that reads it from the store
+// does not parse the JSON again: the store's entry is sealed, so it is what a replica wrote.
+// Version 1: flags (active), the string members, aud, exp, iat, nbf, then Raw.
+func encodeShared(r *Response) []byte {
+	b := make([]byte, 0, 64+len(r.Raw)+len(r.Scope)+len(r.Sub))
+	flags := byte(0)
+	if r.Active {
+		flags = 1
+	}
+	b = append(b, 1, flags)
+	for _, s := range []string{r.Scope, r.ClientID, r.Sub, r.Iss, r.JTI, r.TokenType, r.JKT, r.X5T} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Aud)))
+	for _, a := range r.Aud {
+		b = binary.AppendUvarint(b, uint64(len(a)))
+		b = append(b, a...)
+	}
+	b = binary.AppendVarint(b, r.Exp)
+	b = binary.AppendVarint(b, r.Iat)
+	b = binary.AppendVarint(b, r.Nbf)
+	return append(b, r.Raw...)
+}
+
+var errSharedFormat = errors.New("shared answer: unknown format")
+
+func decodeShared(b []byte) (*Response, error) {
+	if len(b) < 2 || b[0] != 1 || b[1] > 1 {
+		return nil, errSharedFormat
+	}
+	r := &Response{Active: b[1] == 1}
+	b = b[2:]
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", false
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s, true
+	}
+	for _, dst := range []*string{&r.Scope, &r.ClientID, &r.Sub, &r.Iss, &r.JTI, &r.TokenType, &r.JKT, &r.X5T} {
+		var ok bool
+		if *dst, ok = str(); !ok {
+			return nil, errSharedFormat
+		}
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errSharedFormat
+	}
+	b = b[k:]
+	if n > 0 {
+		r.Aud = make([]string, n)
+		for i := range r.Aud {
+			var ok bool
+			if r.Aud[i], ok = str(); !ok {
+				return nil, errSharedFormat
+			}
+		}
+	}
+	for _, dst := range []*int64{&r.Exp, &r.Iat, &r.Nbf} {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return nil, errSharedFormat
+		}
+		*dst, b = v, b[k:]
+	}
+	r.Raw = b // the caller's own copy (opened from the store)
+	return r, nil
 }
