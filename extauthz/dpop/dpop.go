@@ -246,7 +246,7 @@ func (v *Verifier) verify(ctx context.Context, r Request, atResource bool) (stri
 		}
 	}
 	if v.shared != nil {
-		if decided, err := v.sharedReplay(ctx, jkt, *c.JTI, iat); decided && err != nil {
+		if decided, err := v.sharedReplay(ctx, jkt, *c.JTI, iat, now); decided && err != nil {
 			return "", err
 		} else if decided {
 			return jkt, nil

@@ -11,14 +11,14 @@ import (
 )
 
 // FirstUse records a DPoP proof, named by its key's thumbprint (jkt) and its jti, and reports
-// whether this is its first use on any replica. until is the last instant this replica would
-// accept the proof; the entry lives until then plus ClockSkew, so no replica can accept it
-// again while it is gone. One atomic SET NX PX: two replicas racing with one proof cannot
+// whether this is its first use on any replica. left is how much longer this replica would
+// accept the proof; the entry lives that long plus ClockSkew, so no replica can accept it
+// again once it is gone. One atomic SET NX PX: two replicas racing with one proof cannot
 // both see a first use.
 //
 // The key is prefix + "dpop:{jkt}:" + a hash of the jti: the hash tag keeps one key's proofs
 // on one shard of a Redis Cluster, and a client's jtis can only ever collide with its own.
-func (s *Store) FirstUse(ctx context.Context, jkt, jti string, until time.Time) (bool, error) {
+func (s *Store) FirstUse(ctx context.Context, jkt, jti string, left time.Duration) (bool, error) {
 	if !thumbprint(jkt) {
 		// dpop always passes the RFC 7638 thumbprint it computed; anything else is a bug.
 		return false, fmt.Errorf("%w: the proof key thumbprint is not base64url SHA-256", ErrUnavailable)
@@ -29,7 +29,7 @@ func (s *Store) FirstUse(ctx context.Context, jkt, jti string, until time.Time) 
 		return false, err
 	}
 	defer cancel()
-	ttl := time.Until(until) + s.o.ClockSkew
+	ttl := left + s.o.ClockSkew
 	if ttl < time.Millisecond {
 		ttl = time.Millisecond
 	}

@@ -190,27 +190,30 @@ func (s *Store) watch(ctx context.Context) {
 	}
 }
 
+// probe connects a new client and PINGs through it; when it answers, it replaces the old
+// one, so no connection broken while the store was down is used again (its first command
+// would fail).
 func (s *Store) probe(ctx context.Context) {
-	c := s.client.Load()
-	if c == nil {
-		nc, err := valkey.NewClient(s.clientOption())
+	nc, err := valkey.NewClient(s.clientOption())
+	if err != nil {
 		if nc != nil {
-			s.client.Store(&nc) // a single-server client is returned even when its dial failed: it redials
-			c = &nc
+			nc.Close()
 		}
-		if err != nil {
-			s.setDown(err)
-			return
-		}
+		s.setDown(err)
+		return
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.o.Timeout+s.o.DialTimeout)
 	defer cancel()
 	start := time.Now()
-	err := (*c).Do(pctx, (*c).B().Ping().Build()).Error()
+	err = nc.Do(pctx, nc.B().Ping().Build()).Error()
 	s.m.observe(opPing, time.Since(start), err)
 	if err != nil {
+		nc.Close()
 		s.setDown(err)
 		return
+	}
+	if old := s.client.Swap(&nc); old != nil {
+		(*old).Close()
 	}
 	s.setUp()
 }

@@ -69,7 +69,7 @@ func TestFirstUse(t *testing.T) {
 	ctx := context.Background()
 	k := jkt("alice-key")
 	const jti = "proof-jti-Zm9vYmFy-secret-looking"
-	until := time.Now().Add(300 * time.Millisecond)
+	until := 300 * time.Millisecond
 	if first, err := s.FirstUse(ctx, k, jti, until); err != nil || !first {
 		t.Fatalf("first use: %v, %v; want true", first, err)
 	}
@@ -134,7 +134,7 @@ func TestFirstUseRace(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Go(func() {
-			if first, err := s.FirstUse(context.Background(), jkt("k"), "same", time.Now().Add(time.Minute)); err != nil {
+			if first, err := s.FirstUse(context.Background(), jkt("k"), "same", time.Minute); err != nil {
 				t.Error(err)
 			} else if first {
 				firsts.Add(1)
@@ -150,7 +150,7 @@ func TestFirstUseRace(t *testing.T) {
 func TestUnixSocket(t *testing.T) {
 	srv := redistest.StartUnix(t)
 	s, _ := open(t, sharedstate.Options{Addresses: []string{srv.Addr()}})
-	if first, err := s.FirstUse(context.Background(), jkt("k"), "j", time.Now().Add(time.Minute)); err != nil || !first {
+	if first, err := s.FirstUse(context.Background(), jkt("k"), "j", time.Minute); err != nil || !first {
 		t.Fatalf("first use over a Unix socket: %v, %v", first, err)
 	}
 }
@@ -161,7 +161,7 @@ func TestCluster(t *testing.T) {
 	c := redistest.StartCluster(t)
 	s, _ := open(t, sharedstate.Options{Addresses: c.Addrs()})
 	ctx := context.Background()
-	until := time.Now().Add(time.Minute)
+	until := time.Minute
 	for i := range 60 {
 		k := jkt(fmt.Sprint("key-", i))
 		for j := range 2 {
@@ -266,14 +266,14 @@ func TestDownAndBack(t *testing.T) {
 	srv := redistest.Start(t)
 	s, reg := open(t, sharedstate.Options{Addresses: []string{srv.Addr()}, LocalFallback: true})
 	ctx := context.Background()
-	if _, err := s.FirstUse(ctx, jkt("k"), "before", time.Now().Add(time.Minute)); err != nil {
+	if _, err := s.FirstUse(ctx, jkt("k"), "before", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	srv.Kill()
 	for i := range 10 {
 		cctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 		start := time.Now()
-		_, err := s.FirstUse(cctx, jkt("k"), fmt.Sprint("during-", i), time.Now().Add(time.Minute))
+		_, err := s.FirstUse(cctx, jkt("k"), fmt.Sprint("during-", i), time.Minute)
 		cancel()
 		if !errors.Is(err, sharedstate.ErrUnavailable) {
 			t.Fatalf("call %d with the store killed: %v, want ErrUnavailable", i, err)
@@ -295,10 +295,10 @@ func TestDownAndBack(t *testing.T) {
 	}
 	srv.Restart()
 	waitState(t, s, true)
-	if first, err := s.FirstUse(ctx, jkt("k"), "after", time.Now().Add(time.Minute)); err != nil || !first {
+	if first, err := s.FirstUse(ctx, jkt("k"), "after", time.Minute); err != nil || !first {
 		t.Fatalf("after restart: %v %v", first, err)
 	}
-	if first, err := s.FirstUse(ctx, jkt("k"), "after", time.Now().Add(time.Minute)); err != nil || first {
+	if first, err := s.FirstUse(ctx, jkt("k"), "after", time.Minute); err != nil || first {
 		t.Fatalf("replay after restart: %v %v; want refused", first, err)
 	}
 }
@@ -313,7 +313,7 @@ func TestDownAtStart(t *testing.T) {
 	}
 	s.Start(context.Background())
 	t.Cleanup(s.Close)
-	if _, err := s.FirstUse(context.Background(), jkt("k"), "j", time.Now().Add(time.Minute)); !errors.Is(err, sharedstate.ErrUnavailable) {
+	if _, err := s.FirstUse(context.Background(), jkt("k"), "j", time.Minute); !errors.Is(err, sharedstate.ErrUnavailable) {
 		t.Fatalf("before connecting: %v", err)
 	}
 	if st := s.Status(); st.DPoPReplay != "refused" || st.Introspection != "off" {
@@ -329,7 +329,7 @@ func TestPasswordAndACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := open(t, sharedstate.Options{Addresses: []string{srv.Addr()}, Password: func() (string, error) { return "hunter2-very-secret", nil }, DB: 3})
-	if first, err := s.FirstUse(context.Background(), jkt("k"), "j", time.Now().Add(time.Minute)); err != nil || !first {
+	if first, err := s.FirstUse(context.Background(), jkt("k"), "j", time.Minute); err != nil || !first {
 		t.Fatalf("with a password: %v %v", first, err)
 	}
 	bad, err := sharedstate.New(sharedstate.Options{Addresses: []string{srv.Addr()}, Password: func() (string, error) { return "wrong", nil }, ProbeInterval: 20 * time.Millisecond})
