@@ -124,7 +124,8 @@ func sharedStateYAML(addrs []string, extra string) string {
 	for i, a := range addrs {
 		q[i] = fmt.Sprintf("%q", a)
 	}
-	return fmt.Sprintf("shared_state:\n  redis:\n    addresses: [%s]\n    key_prefix: \"sg-test:\"\n%s", strings.Join(q, ", "), extra)
+	// A generous command timeout: a Check's own deadline bounds every store call anyway.
+	return fmt.Sprintf("shared_state:\n  timeout: 2s\n  redis:\n    addresses: [%s]\n    key_prefix: \"sg-test:\"\n%s", strings.Join(q, ", "), extra)
 }
 
 // dpopHolder is a client holding a DPoP key and a token bound to it.
@@ -184,9 +185,17 @@ func outcome(resp *authv3.CheckResponse) string {
 	return fmt.Sprintf("other: %d %s %s", d.GetStatus().GetCode(), challenge, d.GetBody())
 }
 
+// checkOn asks r, with a generous deadline: the success path must not fail because the
+// machine is loaded (the deadline itself is TestStoreKilledMidLoad's subject).
 func checkOn(t *testing.T, r *replica, req *authv3.CheckRequest) string {
 	t.Helper()
-	return outcome(checkInTime(t, r.client, req))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := r.client.Check(ctx, req)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return outcome(resp)
 }
 
 // Two replicas, one store: a proof accepted on A is refused on B, and on A after a restart;
@@ -389,8 +398,8 @@ func TestStoreKilledMidLoad(t *testing.T) {
 				wg     sync.WaitGroup
 			)
 			done := make(chan struct{})
-			for w := range 4 {
-				r := []*replica{a, b}[w%2]
+			for w := range 2 {
+				r := []*replica{a, b}[w]
 				wg.Go(func() {
 					for i := 0; i < 400; i++ {
 						select {
@@ -399,7 +408,19 @@ func TestStoreKilledMidLoad(t *testing.T) {
 						default:
 						}
 						wasKilled := killed.Load()
-						got := checkOn(t, r, h.request(h.proof(t)))
+						req := h.request(h.proof(t))
+						// Envoy's 250 ms deadline: answered before it, or a failure.
+						ctx, cancel := context.WithTimeout(context.Background(), envoyTimeout)
+						start := time.Now()
+						resp, err := r.client.Check(ctx, req)
+						took := time.Since(start)
+						cancel()
+						got := "late"
+						if err != nil || took >= envoyTimeout {
+							t.Errorf("Check answered after %s (%v), past Envoy's %s timeout", took, err, envoyTimeout)
+						} else {
+							got = outcome(resp)
+						}
 						mu.Lock()
 						counts[fmt.Sprint(wasKilled, " ", got)]++
 						mu.Unlock()
