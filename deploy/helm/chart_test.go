@@ -529,7 +529,7 @@ func checkConfigsLoad(t *testing.T, r *rendering, w *wiring) {
 	} else if declared.Policy.Path != "" {
 		t.Errorf("policy.path %s without a policies ConfigMap", declared.Policy.Path)
 	}
-	authzConfig = mountSecrets(t, w.authzPod, authzConfig)
+	authzConfig = mountSecrets(t, w.authzPod, sharedStateFiles(t, authzConfig, w.authzPod))
 	if _, err := authzconfig.Parse(authzConfig); err != nil {
 		t.Errorf("authz config does not load: %v\n%s", err, authzConfig)
 	}
@@ -660,6 +660,46 @@ func checkFleetIsolation(t *testing.T, r *rendering, w *wiring) {
 			t.Errorf("the authz-client Certificate's URIs %v are not what authz admits %v", uris, ac.TLS.ClientURISANs)
 		}
 	}
+}
+
+// sharedStateFiles: every shared_state file the authz config names (password, answer key,
+// CA) is on a Secret volume mounted in the authz container; stand-ins laid out in a temporary
+// directory let the loader's file checks run.
+func sharedStateFiles(t *testing.T, cfg []byte, pod *corev1.PodSpec) []byte {
+	t.Helper()
+	const dir = "/etc/scopegate/shared-state/"
+	paths := regexp.MustCompile(regexp.QuoteMeta(dir)+`[^\s'"]+`).FindAll(cfg, -1)
+	if len(paths) == 0 {
+		return cfg
+	}
+	var authz *corev1.Container
+	for i := range pod.Containers {
+		if pod.Containers[i].Name == "authz" {
+			authz = &pod.Containers[i]
+		}
+	}
+	root := t.TempDir()
+	for _, p := range paths {
+		mounted := false
+		for _, m := range authz.VolumeMounts {
+			if strings.HasPrefix(string(p), m.MountPath+"/") {
+				for _, v := range pod.Volumes {
+					mounted = mounted || (v.Name == m.Name && v.Secret != nil)
+				}
+			}
+		}
+		if !mounted {
+			t.Errorf("shared_state names %s, which no Secret volume of the authz container holds", p)
+		}
+		f := filepath.Join(root, strings.TrimPrefix(string(p), dir))
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(strings.Repeat("s", 40)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []byte(strings.ReplaceAll(string(cfg), dir, root+"/"))
 }
 
 // kubeletMount lays a ConfigMap volume out as the kubelet does: the files in a timestamped

@@ -80,6 +80,9 @@ func checkNetworkPolicies(t *testing.T, r *rendering, sidecar bool) {
 		{name: "fleet2", namespace: "mesh", nsLabels: nsLabels("mesh", "scopegate.io/fleet", "internal"), labels: map[string]string{"app": "envoy"}, ip: netip.MustParseAddr("10.0.3.1")},
 		{name: "dns", namespace: "kube-system", nsLabels: nsLabels("kube-system"), labels: map[string]string{"k8s-app": "kube-dns"}, ip: netip.MustParseAddr("10.0.9.10"), ports: map[string]int32{"dns": 53}},
 		{name: "idp", ip: netip.MustParseAddr("203.0.113.10"), ports: map[string]int32{"https": 443}},
+		// The shared state store (Valkey) in its own namespace, as ci/sharedstate-values.yaml says.
+		{name: "store", namespace: "data", nsLabels: nsLabels("data"), labels: map[string]string{"app.kubernetes.io/name": "valkey"},
+			ip: netip.MustParseAddr("10.0.4.1"), ports: map[string]int32{"redis": 6379}},
 	}
 	if !sidecar {
 		world = append(world, &endpoint{name: "authz", namespace: namespace, nsLabels: ns, labels: componentLabels("authz"), ip: netip.MustParseAddr("10.0.0.3"), ports: podPorts("authz")})
@@ -117,13 +120,14 @@ func checkNetworkPolicies(t *testing.T, r *rendering, sidecar bool) {
 			want[src+" -> "+d] = true
 		}
 	}
-	open := []string{"upstream:http", "dns:dns", "idp:https"} // nothing restricts these
+	open := []string{"upstream:http", "dns:dns", "idp:https", "store:redis"} // nothing restricts these
+	shared := strings.Contains(r.manifest, "shared_state:")
 	for _, p := range envoyListenerPorts(envoy) {
 		open = append(open, "envoy:"+p) // the edge: anyone
 	}
 	metrics := strings.Contains(r.manifest, "app.kubernetes.io/name: prometheus")
 	extraFleet := strings.Contains(r.manifest, "scopegate.io/fleet: internal")
-	for _, src := range []string{"upstream", "foreign", "prometheus", "fleet2", "dns"} {
+	for _, src := range []string{"upstream", "foreign", "prometheus", "fleet2", "dns", "store"} {
 		for _, d := range open {
 			if !strings.HasPrefix(d, src+":") {
 				add(src, d)
@@ -138,13 +142,18 @@ func checkNetworkPolicies(t *testing.T, r *rendering, sidecar bool) {
 			add("envoy", "authz:grpc")
 		}
 	} else {
-		add("envoy", "upstream:http", "dns:dns", "idp:https", "xds:grpc")
+		add("envoy", "upstream:http", "dns:dns", "idp:https", "xds:grpc", "store:redis") // no policy of ours
 		if !sidecar {
 			add("envoy", "authz:grpc")
 		}
 	}
 	if !sidecar {
 		add("authz", "dns:dns", "idp:https") // and nothing else: not even the edge
+		if shared {
+			add("authz", "store:redis")
+		}
+	} else if shared {
+		add("envoy", "store:redis") // its authz sidecar's
 	}
 	if metrics {
 		add("prometheus", "xds:admin")

@@ -51,6 +51,13 @@ func newRig(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int,
 // endpoint ("" for none), with scopegate's client "orders-api" / "s3cret".
 func newRigIntrospecting(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, endpoint string, opts ...func(*check.Options)) *rig {
 	tb.Helper()
+	return newRigShared(tb, keys, pol, cacheEntries, endpoint, nil, opts...)
+}
+
+// newRigShared is newRigIntrospecting whose introspection answers are shared through shared
+// (nil: not shared).
+func newRigShared(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntries int, endpoint string, shared introspect.Shared, opts ...func(*check.Options)) *rig {
+	tb.Helper()
 	is := testissuer.New(keys...)
 	tb.Cleanup(is.Close)
 	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
@@ -70,7 +77,8 @@ func newRigIntrospecting(tb testing.TB, keys []*testissuer.Key, pol string, cach
 	if endpoint != "" {
 		ti.Config.FetchTimeout = time.Second
 		ti.Config.Introspection = &config.Introspection{Endpoint: endpoint, ClientID: "orders-api", CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second}
-		c, err := introspect.New(introspect.Options{Name: "demo", Issuer: is.Issuer, Endpoint: endpoint, ClientID: "orders-api", ClientSecret: "s3cret", Timeout: time.Second})
+		c, err := introspect.New(introspect.Options{Name: "demo", Issuer: is.Issuer, Endpoint: endpoint, ClientID: "orders-api", ClientSecret: "s3cret", Timeout: time.Second,
+			Shared: shared, CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -27,7 +28,7 @@ import (
 // certificate-bound token (cnf x5t#S256) only over a connection presenting that client
 // certificate (RFC 8705), and no unbound token where the issuer or the route requires
 // binding. The proof is checked on every request; it is never cached. nil means go on.
-func (s *Service) checkBinding(v *policy.View, rec *decisionlog.Record, raw string, scheme bearer.Scheme, id *token.Identity, pt *perToken) *authv3.CheckResponse {
+func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisionlog.Record, raw string, scheme bearer.Scheme, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	dpopScheme := scheme == bearer.SchemeDPoP
 	refuse := func(reason, desc string) *authv3.CheckResponse {
 		return s.deny(rec, 401, reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: desc, challenge: true, dpop: dpopScheme, resourceMetadata: resourceMetadata(v)})
@@ -39,7 +40,7 @@ func (s *Service) checkBinding(v *policy.View, rec *decisionlog.Record, raw stri
 		// No downgrade: a bound token without its proof is a stolen token as far as we know.
 		return refuse(contract.ReasonDPoPDowngrade, "a DPoP-bound token must be sent with the DPoP scheme and a proof")
 	case dpopScheme:
-		if resp := s.checkProof(v, rec, pt.tokenHash(raw), id); resp != nil {
+		if resp := s.checkProof(ctx, v, rec, pt.tokenHash(raw), id); resp != nil {
 			return resp
 		}
 	}
@@ -53,13 +54,13 @@ func (s *Service) checkBinding(v *policy.View, rec *decisionlog.Record, raw stri
 }
 
 // checkProof verifies the request's one DPoP proof against the token (ath: its hash).
-func (s *Service) checkProof(v *policy.View, rec *decisionlog.Record, ath string, id *token.Identity) *authv3.CheckResponse {
+func (s *Service) checkProof(ctx context.Context, v *policy.View, rec *decisionlog.Record, ath string, id *token.Identity) *authv3.CheckResponse {
 	proof, ok := v.Header("dpop")
 	if !ok || strings.IndexByte(proof, ',') >= 0 { // repeated headers are joined with ","
 		return s.deny(rec, 401, dpop.ReasonInvalidProof, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof,
 			description: "exactly one DPoP proof header is required", challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
 	}
-	err := s.o.DPoP.Verify(dpop.Request{Proof: proof, Method: v.HTTP.GetMethod(), URI: s.requestURI(v), TokenHash: ath, JKT: id.JKT})
+	err := s.o.DPoP.VerifyContext(ctx, dpop.Request{Proof: proof, Method: v.HTTP.GetMethod(), URI: s.requestURI(v), TokenHash: ath, JKT: id.JKT})
 	if err == nil {
 		return nil
 	}

@@ -68,6 +68,9 @@ type Config struct {
 	ExternalBaseURL string `yaml:"external_base_url"`
 	// Tracing is OpenTelemetry (off unless tracing.otlp_endpoint is set).
 	Tracing tracing.Config `yaml:"tracing"`
+	// SharedState, when set, keeps DPoP replay and introspection answers in a Redis/Valkey
+	// store every replica shares (sharedstate.go); unset, each replica has its own.
+	SharedState *SharedState `yaml:"shared_state"`
 }
 
 // ServerTLS is the gRPC port's TLS: the certificate, key and client CA files, and (mutual
@@ -325,6 +328,9 @@ func (c *Config) setDefaults() {
 	if c.Policy.Bundle != nil {
 		c.Policy.Bundle.setDefaults()
 	}
+	if c.SharedState != nil {
+		c.SharedState.setDefaults()
+	}
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.IncludeInput == nil {
 		t := true
@@ -570,6 +576,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Bundle != nil {
 		c.Policy.Bundle.validate(&c.Policy, bad)
+	}
+	if c.SharedState != nil {
+		c.SharedState.validate(c, bad)
 	}
 	if err := c.Tracing.Validate(); err != nil {
 		errs = append(errs, err)

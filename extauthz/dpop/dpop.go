@@ -5,6 +5,7 @@
 package dpop
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -71,6 +72,11 @@ type Options struct {
 	// Nonces, when set, makes every proof carry a server nonce (RFC 9449 §8).
 	Nonces *Nonces
 	Now    func() time.Time // nil: time.Now
+	// Shared, when set, records proofs in a store all replicas share instead of the local
+	// cache (shared.go); SharedFallbackLocal lets the local cache decide while it fails
+	// (otherwise: 503 replay_store_unavailable).
+	Shared              SharedReplay
+	SharedFallbackLocal bool
 }
 
 // Verifier checks proofs.
@@ -82,6 +88,9 @@ type Verifier struct {
 	nonces  *Nonces
 	now     func() time.Time
 	keys    keyCache
+
+	shared      SharedReplay
+	sharedLocal bool
 }
 
 // New builds a Verifier; an algorithm that is not asymmetric is an error.
@@ -108,7 +117,8 @@ func New(o Options) (*Verifier, error) {
 		o.Now = time.Now
 	}
 	return &Verifier{algs: o.Algorithms, algList: strings.Join(o.Algorithms, " "), window: o.IATWindow,
-		replay: newReplayCache(o.ReplayEntries, o.ReplayEntriesPerKey, ReplaySpan(o.IATWindow)), nonces: o.Nonces, now: o.Now}, nil
+		replay: newReplayCache(o.ReplayEntries, o.ReplayEntriesPerKey, ReplaySpan(o.IATWindow)), nonces: o.Nonces, now: o.Now,
+		shared: o.Shared, sharedLocal: o.SharedFallbackLocal}, nil
 }
 
 // ReplaySpan is how long a generation of the replay cache lasts for an iat window: a proof
@@ -189,7 +199,12 @@ var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // Verify checks r's proof; the order is: shape, header (typ, alg, key), signature, claims,
 // binding to the token, nonce, and last the replay cache (so a forged proof can't fill it).
 func (v *Verifier) Verify(r Request) error {
-	_, err := v.verify(r, true)
+	return v.VerifyContext(context.Background(), r)
+}
+
+// VerifyContext is Verify bounded by ctx: a shared replay store is asked before its deadline.
+func (v *Verifier) VerifyContext(ctx context.Context, r Request) error {
+	_, err := v.verify(ctx, r, true)
 	return err
 }
 
@@ -197,10 +212,10 @@ func (v *Verifier) Verify(r Request) error {
 // yet and no ath is expected, and returns the thumbprint of its key: the cnf.jkt the issued
 // token is bound to.
 func (v *Verifier) KeyOf(proof, method, uri string) (string, error) {
-	return v.verify(Request{Proof: proof, Method: method, URI: uri}, false)
+	return v.verify(context.Background(), Request{Proof: proof, Method: method, URI: uri}, false)
 }
 
-func (v *Verifier) verify(r Request, atResource bool) (string, error) {
+func (v *Verifier) verify(ctx context.Context, r Request, atResource bool) (string, error) {
 	if len(r.Proof) > MaxProofBytes {
 		return "", invalid("the DPoP proof is too large")
 	}
@@ -272,6 +287,13 @@ func (v *Verifier) verify(r Request, atResource bool) (string, error) {
 	if v.nonces != nil {
 		if c.Nonce == nil || !v.nonces.Valid(*c.Nonce, now) {
 			return "", &Error{Reason: ReasonUseNonce, Description: "a fresh DPoP nonce is required", Nonce: v.nonces.Current(now)}
+		}
+	}
+	if v.shared != nil {
+		if decided, err := v.sharedReplay(ctx, jkt, *c.JTI, iat, now); decided && err != nil {
+			return "", err
+		} else if decided {
+			return jkt, nil
 		}
 	}
 	switch v.replay.add(jkt, *c.JTI, now) {

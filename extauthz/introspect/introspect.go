@@ -68,6 +68,10 @@ type Options struct {
 	Logger        *slog.Logger
 	RetryMin      time.Duration // discovery retry back-off (default 1s, doubling to RetryMax)
 	RetryMax      time.Duration // default 1m
+	// Shared, when set, shares answers with the other replicas (shared.go) for CacheTTL
+	// (positive, never past exp) and NegativeCacheTTL (inactive).
+	Shared                     Shared
+	CacheTTL, NegativeCacheTTL time.Duration
 }
 
 // DefaultMaxConcurrent is the calls one issuer's endpoint gets at once by default: sized for
@@ -207,6 +211,14 @@ func (c *Client) discover(ctx context.Context) (string, error) {
 // Introspect asks the endpoint about token. ctx bounds the call (together with Timeout).
 // Every error wraps ErrUnavailable; an inactive token is a Response, not an error.
 func (c *Client) Introspect(ctx context.Context, token string) (*Response, error) {
+	if c.o.Shared != nil {
+		return c.viaShared(ctx, token)
+	}
+	return c.ask(ctx, token)
+}
+
+// ask calls the IdP.
+func (c *Client) ask(ctx context.Context, token string) (*Response, error) {
 	ep := c.Endpoint()
 	if ep == "" {
 		c.metrics.failure()
@@ -304,6 +316,9 @@ type Response struct {
 	// JWT is set, and nothing else, for an RFC 9701 response: the signed JWT, still to be
 	// verified; its token_introspection claim is the answer (Parse it).
 	JWT string
+	// Age is how long ago the IdP gave this answer: 0 from the IdP, more for an answer
+	// another replica shared. A cache counts its lifetime from then.
+	Age time.Duration
 }
 
 // Parse reads a response body strictly: a JSON object with a boolean active, string members

@@ -33,6 +33,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/policy/remote"
+	"github.com/scopegate/scopegate/extauthz/sharedstate"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/certreload"
@@ -60,7 +61,8 @@ type Server struct {
 	// GRPCTLS and AdminTLS serve the certificates of the tls and admin_tls blocks (nil
 	// without them).
 	GRPCTLS, AdminTLS *certreload.Reloader
-	bundle            *remote.Source // nil unless policy.bundle is set
+	bundle            *remote.Source     // nil unless policy.bundle is set
+	shared            *sharedstate.Store // nil unless shared_state is set
 	tracing           *tracing.Provider
 	cancel            context.CancelFunc
 	wg                sync.WaitGroup
@@ -79,6 +81,8 @@ type Handler struct {
 	Sources       []*jwks.Source
 	Introspectors []*introspect.Client
 	Bundle        *remote.Source // nil unless policy.bundle is set
+	// SharedState is the store of shared_state (nil without it).
+	SharedState *sharedstate.Store
 }
 
 // HandlerOptions are what NewHandler takes besides the config; every field may be nil.
@@ -103,6 +107,10 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 		tracer = noop.NewTracerProvider().Tracer("")
 	}
 	h := &Handler{}
+	var err error
+	if h.SharedState, err = SharedState(cfg, log, reg); err != nil {
+		return nil, err
+	}
 	jm := jwks.NewMetrics(reg)
 	im := introspect.NewMetrics(reg)
 	var issuers []token.Issuer
@@ -127,7 +135,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
 				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
-				Timeout: ic.FetchTimeout, MaxConcurrent: in.MaxConcurrent, Metrics: im, Logger: log})
+				Timeout: ic.FetchTimeout, MaxConcurrent: in.MaxConcurrent, Metrics: im, Logger: log, Shared: sharedAnswers(h.SharedState), CacheTTL: in.CacheTTL, NegativeCacheTTL: in.NegativeCacheTTL})
 			if err != nil {
 				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
 			}
@@ -165,7 +173,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	if err != nil {
 		return nil, err
 	}
-	proofs, err := DPoPVerifier(cfg, log)
+	proofs, err := DPoPVerifier(cfg, log, h.SharedState)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +196,9 @@ func (h *Handler) Start(ctx context.Context) {
 	}
 	if h.Bundle != nil {
 		h.Bundle.Start(ctx)
+	}
+	if h.SharedState != nil {
+		h.SharedState.Start(ctx) // connects in the background; closed when ctx ends
 	}
 }
 
@@ -225,6 +236,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	s.sources, s.introspectors, s.engine, s.Service, s.bundle = h.Sources, h.Introspectors, h.Engine, h.Service, h.Bundle
+	s.shared = h.SharedState
 	verifier, engine := h.Verifier, h.Engine
 
 	tlsMetrics := certreload.NewMetrics(reg)
@@ -354,10 +366,17 @@ type readiness struct {
 	Issuers map[string]jwks.Status `json:"issuers"`
 	Policy  *policy.Revision       `json:"policy"`
 	Bundle  *remote.Status         `json:"bundle,omitempty"`
+	// SharedState is the store's state. A store outage does not make authz unready: every
+	// replica would go at once, and Checks that don't need the store would fail with them.
+	SharedState *sharedstate.Status `json:"shared_state,omitempty"`
 }
 
 func (s *Server) ready() (any, error) {
 	r := readiness{Issuers: map[string]jwks.Status{}, Policy: s.engine.Revision()}
+	if s.shared != nil {
+		st := s.shared.Status()
+		r.SharedState = &st
+	}
 	var missing []string
 	var problems []string
 	if s.bundle != nil {

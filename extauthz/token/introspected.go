@@ -104,6 +104,10 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		defer cancel()
 		r, err := is.intro.Introspect(cctx, raw)
+		var age time.Duration
+		if err == nil {
+			age = r.Age // shared by another replica: its cache life started when that one asked
+		}
 		if err == nil && r.JWT != "" {
 			r, err = is.verifyIntrospectionJWT(cctx, r.JWT)
 		}
@@ -113,7 +117,7 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 		}
 		now := v.now()
 		id, terr := is.fromIntrospection(r, now)
-		v.remember(&k, is, id, terr, now)
+		v.remember(&k, is, id, terr, now.Add(-age))
 		return outcome{id: id, err: terr}, nil
 	})
 	is.imetrics.Miss() // after joining the call: a test can tell when every waiter has

@@ -116,8 +116,29 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- $_ := set $cfg "dpop_nonce" true -}}
 {{- $_ := set $cfg "dpop_nonce_key_file" (printf "%s/%s" (include "scopegate.authz.dpopNonceDir" .) .Values.authz.dpopNonceKey.key) -}}
 {{- end -}}
+{{- with .Values.sharedState -}}{{- if .enabled -}}
+{{- $redis := dict "addresses" .addresses "db" .db "key_prefix" .keyPrefix -}}
+{{- if .username -}}{{- $_ := set $redis "username" .username -}}{{- end -}}
+{{- if .passwordSecret.name -}}{{- $_ := set $redis "password_file" (printf "%s/password/%s" (include "scopegate.sharedState.dir" $) .passwordSecret.key) -}}{{- end -}}
+{{- if .tls.enabled -}}
+{{- $tls := dict -}}
+{{- if .tls.secret -}}{{- $_ := set $tls "ca_file" (printf "%s/tls/ca.crt" (include "scopegate.sharedState.dir" $)) -}}{{- end -}}
+{{- if .tls.clientCertificate -}}
+{{- $_ := set $tls "cert_file" (printf "%s/tls/tls.crt" (include "scopegate.sharedState.dir" $)) -}}
+{{- $_ := set $tls "key_file" (printf "%s/tls/tls.key" (include "scopegate.sharedState.dir" $)) -}}
+{{- end -}}
+{{- if .tls.serverName -}}{{- $_ := set $tls "server_name" .tls.serverName -}}{{- end -}}
+{{- $_ := set $redis "tls" $tls -}}
+{{- end -}}
+{{- $state := dict "redis" $redis "on_unavailable" .onUnavailable -}}
+{{- if .keySecret.name -}}{{- $_ := set $state "key_file" (printf "%s/key/%s" (include "scopegate.sharedState.dir" $) .keySecret.key) -}}{{- end -}}
+{{- $_ := set $cfg "shared_state" $state -}}
+{{- end -}}{{- end -}}
 {{ toYaml $cfg }}
 {{- end -}}
+
+{{/* Where the shared state store's Secrets are mounted in the authz container. */}}
+{{- define "scopegate.sharedState.dir" -}}/etc/scopegate/shared-state{{- end -}}
 
 {{/* The xds config file: the user's config with the chart's addresses and TLS. */}}
 {{- define "scopegate.xds.config" -}}
@@ -237,6 +258,23 @@ capabilities:
       mountPath: {{ .mountPath }}
       readOnly: true
     {{- end }}
+    {{- with .Values.sharedState }}{{- if .enabled }}
+    {{- if .passwordSecret.name }}
+    - name: shared-state-password
+      mountPath: {{ include "scopegate.sharedState.dir" $ }}/password
+      readOnly: true
+    {{- end }}
+    {{- if .keySecret.name }}
+    - name: shared-state-key
+      mountPath: {{ include "scopegate.sharedState.dir" $ }}/key
+      readOnly: true
+    {{- end }}
+    {{- if and .tls.enabled .tls.secret }}
+    - name: shared-state-tls
+      mountPath: {{ include "scopegate.sharedState.dir" $ }}/tls
+      readOnly: true
+    {{- end }}
+    {{- end }}{{- end }}
 {{- end -}}
 
 {{- define "scopegate.authz.volumes" -}}
@@ -279,4 +317,26 @@ capabilities:
     secretName: {{ .secretName }}
     defaultMode: 0440
 {{- end }}
+{{- with .Values.sharedState }}{{- if .enabled }}
+{{- if .passwordSecret.name }}
+- name: shared-state-password
+  secret:
+    secretName: {{ .passwordSecret.name }}
+    defaultMode: 0440
+    items: [{key: {{ .passwordSecret.key }}, path: {{ .passwordSecret.key }}}]
+{{- end }}
+{{- if .keySecret.name }}
+- name: shared-state-key
+  secret:
+    secretName: {{ .keySecret.name }}
+    defaultMode: 0440
+    items: [{key: {{ .keySecret.key }}, path: {{ .keySecret.key }}}]
+{{- end }}
+{{- if and .tls.enabled .tls.secret }}
+- name: shared-state-tls
+  secret:
+    secretName: {{ .tls.secret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}{{- end }}
 {{- end -}}

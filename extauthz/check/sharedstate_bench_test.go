@@ -1,0 +1,152 @@
+package check_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/scopegate/scopegate/extauthz/check"
+	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/extauthz/sharedstate"
+	"github.com/scopegate/scopegate/internal/redistest"
+	"github.com/scopegate/scopegate/internal/testissuer"
+)
+
+// BenchmarkSharedState measures what the shared state store (a real redis-server on
+// loopback) adds to a Check, in alternating batches of 100 so every figure sees the same
+// machine load, with the store's own round trip (PING) measured in the same loop:
+//
+//   - dpop: a warm DPoP Check (token cached, fresh proof) with the local replay cache
+//     (local-ns/check) and with the shared store (shared-ns/check); goal:
+//     (shared - local) / ping <= 1.5.
+//   - introspected: a warm JWT Check (jwt-ns/check) and a Check of an opaque token whose
+//     answer is read from the store, the replica's own cache off (store-ns/check); goal:
+//     (store - jwt) / ping <= 1.
+//
+// go test -run '^$' -bench SharedState -benchtime 20000x ./extauthz/check/
+func BenchmarkSharedState(b *testing.B) {
+	srv := redistest.Start(b)
+	store, err := sharedstate.New(sharedstate.Options{Addresses: []string{srv.Addr()}, AnswerKey: []byte("0123456789abcdef0123456789abcdef"),
+		ProbeInterval: 10 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	store.Start(ctx)
+	b.Cleanup(store.Close)
+	for !store.Up() {
+		<-store.Changed()
+	}
+	ping := func() time.Duration {
+		d, err := store.Ping(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	k := testissuer.NewKey("k1", "ES256")
+
+	b.Run("dpop", func(b *testing.B) {
+		r := newRig(b, []*testissuer.Key{k}, "token-only", 1000)
+		local, err := dpop.New(dpop.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		shared, err := dpop.New(dpop.Options{Shared: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		svcLocal := check.New(check.Options{Verifier: r.verifier, DPoP: local, Headers: r.headers})
+		svcShared := check.New(check.Options{Verifier: r.verifier, DPoP: shared, Headers: r.headers})
+		holder := proofKey(b, "ES256")
+		jkt, err := dpop.Thumbprint(holder)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c := r.is.Standard("orders-api", "alice", "orders:read", time.Hour)
+		c["cnf"] = map[string]any{"jkt": jkt}
+		tok := testissuer.Sign(k, c, nil)
+		const batch = 100
+		rounds := (b.N + batch - 1) / batch
+		// A fresh proof per Check, made before the clock runs.
+		reqs := make([]*authv3.CheckRequest, 2*rounds*batch+1)
+		for i := range reqs {
+			p, err := dpop.Sign(holder, "ES256", dpop.ProofClaims{Method: "GET", URI: "https://api.example.com/orders/42", AccessToken: tok})
+			if err != nil {
+				b.Fatal(err)
+			}
+			reqs[i] = request(tok)
+			h := reqs[i].Attributes.Request.Http.Headers
+			h["authorization"], h["dpop"] = "DPoP "+tok, p
+		}
+		mustAllow(b, must(svcLocal.Check(ctx, reqs[len(reqs)-1]))) // the token is cached from here on
+		var localNs, sharedNs, pingNs time.Duration
+		n := 0
+		b.ResetTimer()
+		for round := range rounds {
+			base := 2 * round * batch
+			start := time.Now()
+			for j := range batch {
+				mustAllow(b, must(svcLocal.Check(ctx, reqs[base+j])))
+			}
+			mid := time.Now()
+			for j := range batch {
+				mustAllow(b, must(svcShared.Check(ctx, reqs[base+batch+j])))
+			}
+			end := time.Now()
+			for range batch {
+				pingNs += ping()
+			}
+			localNs += mid.Sub(start)
+			sharedNs += end.Sub(mid)
+			n += batch
+		}
+		report(b, n, map[string]time.Duration{"local-ns/check": localNs, "shared-ns/check": sharedNs, "ping-ns": pingNs})
+		b.ReportMetric(float64(sharedNs-localNs)/float64(pingNs), "(shared-local)/ping")
+	})
+
+	b.Run("introspected", func(b *testing.B) {
+		idp := introspectionServer(b)
+		jwtRig := newRig(b, []*testissuer.Key{k}, "token-only", 100000)
+		// No local token cache: every Check of an opaque token reads the store.
+		storeRig := newRigShared(b, []*testissuer.Key{k}, "token-only", 0, idp.URL, store.Answers())
+		const pool = 1000
+		jwts, opaques := make([]*authv3.CheckRequest, pool), make([]*authv3.CheckRequest, pool)
+		for i := range jwts {
+			jwts[i], opaques[i] = request(jwtRig.token(k, i, "orders:read orders:write")), request(opaqueToken(i))
+			mustAllow(b, must(jwtRig.svc.Check(ctx, jwts[i])))
+			mustAllow(b, must(storeRig.svc.Check(ctx, opaques[i]))) // asks the IdP once, shares the answer
+		}
+		const batch = 100
+		var jwtNs, storeNs, pingNs time.Duration
+		n := 0
+		b.ResetTimer()
+		for n < b.N {
+			start := time.Now()
+			for j := range batch {
+				mustAllow(b, must(jwtRig.svc.Check(ctx, jwts[(n+j)%pool])))
+			}
+			mid := time.Now()
+			for j := range batch {
+				mustAllow(b, must(storeRig.svc.Check(ctx, opaques[(n+j)%pool])))
+			}
+			end := time.Now()
+			for range batch {
+				pingNs += ping()
+			}
+			jwtNs += mid.Sub(start)
+			storeNs += end.Sub(mid)
+			n += batch
+		}
+		report(b, n, map[string]time.Duration{"jwt-ns/check": jwtNs, "store-ns/check": storeNs, "ping-ns": pingNs})
+		b.ReportMetric(float64(storeNs-jwtNs)/float64(pingNs), "(store-jwt)/ping")
+	})
+}
+
+func report(b *testing.B, n int, totals map[string]time.Duration) {
+	for unit, d := range totals {
+		b.ReportMetric(float64(d.Nanoseconds())/float64(n), unit)
+	}
+}
