@@ -46,6 +46,10 @@ type Config struct {
 	// GRPCReflection serves gRPC server reflection on the listen port (for grpcurl). Off by
 	// default: it tells anyone who can reach the port what it serves.
 	GRPCReflection bool `yaml:"grpc_reflection"`
+	// DrainDelay is how long, after SIGTERM, authz keeps serving Checks with gRPC health and
+	// /readyz saying not-serving, so that Envoy and Kubernetes move traffic away before the
+	// listener closes (default 5s; 0s stops at once).
+	DrainDelay *time.Duration `yaml:"drain_delay"`
 
 	// Sender-constrained tokens (RFC 9449 DPoP): a token bound to a key (cnf.jkt) is accepted
 	// only with the DPoP scheme and a proof signed by that key; see README.
@@ -196,6 +200,26 @@ type DecisionLog struct {
 	// IncludeInput adds the policy input to each line of a verified request, for replaying
 	// a candidate policy (`scopegate policy impact`). Default true.
 	IncludeInput *bool `yaml:"include_input"`
+	// HiddenHeaders are request headers the input never holds, added to the default list
+	// (authorization, cookie, proxy-authorization, dpop); matched without regard to case.
+	HiddenHeaders []string `yaml:"hidden_headers"`
+}
+
+// DefaultDrainDelay is drain_delay when the file sets none.
+const DefaultDrainDelay = 5 * time.Second
+
+// validHeaderName reports whether h is an HTTP field name (RFC 9110 §5.1: a token).
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultAlgorithms is the algorithm allow-list when an issuer names none.
@@ -255,6 +279,10 @@ func (c *Config) setDefaults() {
 	def(&c.LogLevel, "info")
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.DrainDelay == nil {
+		d := DefaultDrainDelay
+		c.DrainDelay = &d
 	}
 	def(&c.Headers.Subject, contract.HeaderSubject)
 	def(&c.Headers.ClientID, contract.HeaderClientID)
@@ -380,6 +408,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative")
+	}
+	if *c.DrainDelay < 0 {
+		bad("drain_delay", "must not be negative")
 	}
 	if len(c.Issuers) == 0 {
 		bad("issuers", "at least one issuer is required")
@@ -530,6 +561,11 @@ func (c *Config) Validate() error {
 	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
+	}
+	for i, h := range c.DecisionLog.HiddenHeaders {
+		if !validHeaderName(h) {
+			bad(fmt.Sprintf("decision_log.hidden_headers[%d]", i), "%q is not an HTTP header name", h)
+		}
 	}
 	if len(c.DPoPAlgorithms) == 0 {
 		bad("dpop_algorithms", "at least one algorithm is required")

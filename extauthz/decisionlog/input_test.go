@@ -106,7 +106,7 @@ func BenchmarkLog(b *testing.B) {
 			}
 			rec := Record{Time: time.Unix(1, 0), RequestID: "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", Route: "orders-read", Method: "GET", Path: "/orders/42",
 				Issuer: "demo", Subject: "user-1", ClientID: "reporting-job", Scopes: "orders:read", Allow: true, Status: 200, Revision: "abc",
-				View: policy.NewView(req), Identity: id}
+				View: policy.NewView(req), Identity: id, TokenDoc: &memo{}}
 			b.ReportAllocs()
 			for b.Loop() {
 				l.Log(&rec)
@@ -118,5 +118,15 @@ func BenchmarkLog(b *testing.B) {
 }
 
 type countingWriter struct{ n int }
+
+// memo is a per-token memo of the token document, as the Check service keeps one.
+type memo struct{ doc []byte }
+
+func (m *memo) TokenJSON(id *token.Identity) []byte {
+	if m.doc == nil {
+		m.doc = policy.AppendTokenJSON(nil, id)
+	}
+	return m.doc
+}
 
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
