@@ -46,6 +46,7 @@ func TestChart(t *testing.T) {
 			checkDisruptionAndScaling(t, r)
 			w := checkWiring(t, r, sidecar)
 			checkProbes(t, r, w)
+			checkDrain(t, r, w)
 			if v.loaders {
 				checkConfigsLoad(t, r, w)
 			} else {
