@@ -29,6 +29,28 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "| %g | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.1f%% | %.0f / %.0f |\n", o.Fraction, o.Server, o.TargetRPS, o.AchievedRPS,
 			o.P50us, o.P99us, o.P999us, o.MaxUs, o.CPUUsPerReq, 100*o.MachineBusy, 100*o.Steal, o.DispatchLate.P50us, o.DispatchLate.P99us)
 	}
+	if len(r.OpenLoopP99) > 0 {
+		fmt.Fprintf(&b, "\nOpen-loop p99 against the floor's at the same offered rate (fractions of %s):\n\n", r.Settings.OpenLoopBasis)
+		fmt.Fprintf(&b, "| fraction | server | floor p99 µs | server p99 µs | p99 ratio |\n|---:|---|---:|---:|---:|\n")
+		for _, o := range r.OpenLoopP99 {
+			fmt.Fprintf(&b, "| %g | %s | %.0f | %.0f | %.2f |\n", o.Fraction, o.Server, o.FloorP99us, o.P99us, o.Ratio)
+		}
+	}
+	var def []Summary
+	for _, s := range r.Summary {
+		if s.Default != nil {
+			def = append(def, s)
+		}
+	}
+	if len(def) > 0 {
+		fmt.Fprintf(&b, "\nThe shipped default config (decision log to stdout, every allowed decision, include_input) against the floor:\n\n")
+		fmt.Fprintf(&b, "| case | workers | floor req/s | default req/s (min–max) | req/s ratio | default p50 / p99 / p99.9 µs | floor CPU µs/req | default CPU µs/req | CPU ratio |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, s := range def {
+			d := s.Default
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f (%.0f–%.0f) | %.2f | %.0f / %.0f / %.0f | %.1f | %.1f | %.2f |\n", s.Case, s.Concurrency, s.Floor.RPS, d.RPS, d.RPSMin, d.RPSMax,
+				s.DefaultRPSRatio, d.P50us, d.P99us, d.P999us, s.Floor.CPUUsPerReq, d.CPUUsPerReq, s.DefaultCPURatio)
+		}
+	}
 	fmt.Fprintf(&b, "\nBare signature verification (jwt.GetSigningMethod(alg).Verify, one thread): ")
 	for _, alg := range []string{"RS256", "ES256"} {
 		if v, ok := r.BareVerify[alg]; ok {
@@ -45,5 +67,12 @@ func (r *Report) Markdown() string {
 		}
 	}
 	fmt.Fprintf(&b, "| %s | %.0f | %.0f | %s (the floor: %.0f) |\n", g.OpenLoopP99us.Rule, g.OpenLoopP99us.Value, g.OpenLoopP99us.Bound, yes(g.OpenLoopP99us.Met), g.OpenLoopP99us.Floor)
+	if d := g.DefaultConfig; d != nil {
+		fmt.Fprintf(&b, "\nGoals (issue 20, the shipped default config):\n\n| goal | measured | bound | |\n|---|---:|---:|---|\n")
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s |\n", d.WarmCPURatio.Rule, d.WarmCPURatio.Value, d.WarmCPURatio.Bound, yes(d.WarmCPURatio.Met))
+		for _, o := range d.OpenLoopP99 {
+			fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s (the floor: %.0f µs) |\n", o.Rule, o.Value, o.Bound, yes(o.Met), o.Floor)
+		}
+	}
 	return b.String()
 }
