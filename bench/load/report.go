@@ -25,7 +25,7 @@ type Report struct {
 	// floor's saturation is the basis).
 	OpenLoopP99 []OpenLoopRatio `json:"open_loop_p99_vs_floor,omitempty"`
 	Goals       Goals           `json:"goals"`
-	Profiles        []Profile       `json:"profiles,omitempty"`
+	Profiles    []Profile       `json:"profiles,omitempty"`
 	// Points and OpenLoop are every measurement, per round, in run order.
 	Points   []Point         `json:"points"`
 	OpenLoop []OpenLoopPoint `json:"open_loop"`

@@ -86,6 +86,7 @@ type Logger struct {
 	prefix     string
 	seq        atomic.Uint64
 	input      bool
+	inputRate  float64 // of allowed decisions' lines, the fraction that carry the input
 	hide       policy.HeaderFilter
 	lines      sync.Pool // *[]byte: a line is encoded here, outside the lock
 
@@ -106,7 +107,7 @@ type Logger struct {
 func New(w io.Writer, sampleRate float64, flushEvery time.Duration) *Logger {
 	var p [6]byte
 	_, _ = crand.Read(p[:])
-	l := &Logger{w: w, sampleRate: sampleRate, prefix: hex.EncodeToString(p[:]), wake: make(chan struct{}, 1), done: make(chan struct{}),
+	l := &Logger{w: w, sampleRate: sampleRate, inputRate: 1, prefix: hex.EncodeToString(p[:]), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		hide: policy.HeaderFilter{Names: DefaultHiddenHeaders}}
 	l.lines.New = func() any { b := make([]byte, 0, 2048); return &b }
 	l.stopped.Add(1)
@@ -114,14 +115,33 @@ func New(w io.Writer, sampleRate float64, flushEvery time.Duration) *Logger {
 	return l
 }
 
-// WithInput makes every line of a verified request carry the policy input ("input"): every
+// WithInput makes the lines of verified requests carry the policy input ("input"): every
 // field a policy can read (policy.AllFields), whatever the revision in force reads, so a
-// candidate that reads more can be replayed too. Call it before the first Log.
+// candidate that reads more can be replayed too; for allowed decisions, subject to
+// WithInputSampleRate. Call it before the first Log.
 func (l *Logger) WithInput() *Logger {
 	if l != nil {
 		l.input = true
 	}
 	return l
+}
+
+// WithInputSampleRate makes only that fraction of the allowed decisions' lines carry the input
+// (WithInput); a refusal's line (and a shadow would-be refusal's) always carries it. The
+// default is 1: every line.
+func (l *Logger) WithInputSampleRate(r float64) *Logger {
+	if l != nil {
+		l.inputRate = r
+	}
+	return l
+}
+
+// withInput reports whether r's line carries the input.
+func (l *Logger) withInput(r *Record) bool {
+	if !l.input || r.Identity == nil || r.View.HTTP == nil {
+		return false
+	}
+	return !r.Allow || r.Shadow || l.inputRate >= 1 || (l.inputRate > 0 && rand.Float64() < l.inputRate)
 }
 
 // WithHiddenHeaders adds header names to the hidden list (DefaultHiddenHeaders). Call it
@@ -274,7 +294,7 @@ func (l *Logger) appendLine(b []byte, r *Record) []byte {
 	b = field(b, "policy_revision", r.Revision)
 	b = append(b, `,"duration_us":`...)
 	b = strconv.AppendInt(b, r.Duration.Microseconds(), 10)
-	if l.input && r.Identity != nil && r.View.HTTP != nil {
+	if l.withInput(r) {
 		b = append(b, `,"input":`...)
 		var tok []byte
 		if r.TokenDoc != nil {

@@ -130,3 +130,48 @@ func (m *memo) TokenJSON(id *token.Identity) []byte {
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+// WithInputSampleRate thins the inputs of allowed decisions only: every refusal's line (and a
+// shadow would-be refusal's) keeps its input, for `policy impact` to replay.
+func TestInputSampleRate(t *testing.T) {
+	req := checkreq.Request{Path: "/orders/1", ContextExtensions: map[string]string{"route": "orders-read"}}.MustBuild()
+	id, err := token.IdentityFromClaims("demo", map[string]any{"iss": "https://idp", "sub": "alice", "exp": 4102444800.0}, []string{"scope"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(rate float64, n int, rec Record) (lines, withInput int) {
+		var out bytes.Buffer
+		l := New(&out, 1, 0).WithInput().WithInputSampleRate(rate)
+		for range n {
+			r := rec
+			l.Log(&r)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			lines++
+			if strings.Contains(line, `"input":{`) {
+				withInput++
+			}
+		}
+		return lines, withInput
+	}
+	allow := Record{Allow: true, Status: 200, View: policy.NewView(req), Identity: id}
+	deny := Record{Status: 403, Reason: "insufficient_scope", View: policy.NewView(req), Identity: id}
+	shadow := Record{Allow: true, Shadow: true, Status: 403, Reason: "insufficient_scope", View: policy.NewView(req), Identity: id}
+	if lines, in := count(0, 50, allow); lines != 50 || in != 0 {
+		t.Errorf("rate 0, allowed: %d lines, %d with input; want 50, 0", lines, in)
+	}
+	for name, rec := range map[string]Record{"refused": deny, "shadow": shadow} {
+		if lines, in := count(0, 50, rec); lines != 50 || in != 50 {
+			t.Errorf("rate 0, %s: %d lines, %d with input; want 50, 50", name, lines, in)
+		}
+	}
+	if lines, in := count(0.5, 2000, allow); lines != 2000 || in < 800 || in > 1200 {
+		t.Errorf("rate 0.5, allowed: %d of %d lines with input; want about half", in, lines)
+	}
+	if _, in := count(1, 50, allow); in != 50 {
+		t.Errorf("rate 1, allowed: %d of 50 lines with input", in)
+	}
+}

@@ -39,8 +39,10 @@ var credentialHeaders = [...]string{"authorization", "cookie", "proxy-authorizat
 // hidesValue reports whether name is a header whose value the log never holds: a credential
 // or a header the filter names.
 func (f *HeaderFilter) hidesValue(name string) bool {
+	// Header names are ASCII tokens (Envoy refuses others), whose case folding keeps their
+	// length: comparing lengths first skips most names at once.
 	for _, n := range credentialHeaders {
-		if strings.EqualFold(n, name) {
+		if len(n) == len(name) && strings.EqualFold(n, name) {
 			return true
 		}
 	}
@@ -48,21 +50,11 @@ func (f *HeaderFilter) hidesValue(name string) bool {
 		return false
 	}
 	for _, n := range f.Names {
-		if strings.EqualFold(n, name) {
+		if len(n) == len(name) && strings.EqualFold(n, name) {
 			return true
 		}
 	}
 	return false
-}
-
-// secrets returns the values of the hidden headers a request carries (into buf).
-func (f *HeaderFilter) secrets(hs map[string]string, buf []string) []string {
-	for k, v := range hs {
-		if len(v) >= minSecretLen && f.hidesValue(k) {
-			buf = append(buf, v)
-		}
-	}
-	return buf
 }
 
 // AppendInputJSON appends the policy input of a request (every field: what BuildInput makes
@@ -85,9 +77,23 @@ func AppendInputJSON(b []byte, v *View, tokenJSON []byte, hide *HeaderFilter) []
 	b = appendQueryJSON(b, v.RawQuery)
 	b = append(b, `,"scheme":`...)
 	b = jsonenc.AppendString(b, v.HTTP.GetScheme())
-	if a := sourceAddress(v.Attrs); a != "" {
+	if sa := v.Attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil {
+		// sourceAddress, without building the string: net.JoinHostPort's form.
 		b = append(b, `,"source_address":`...)
-		b = jsonenc.AppendString(b, a)
+		start := len(b)
+		b = jsonenc.AppendString(b, sa.GetAddress())
+		if strings.IndexByte(sa.GetAddress(), ':') >= 0 { // IPv6: "[addr]:port"
+			b[start] = '['
+			b[len(b)-1] = ']'
+			b = append(b, '"')
+			copy(b[start+1:], b[start:len(b)-1])
+			b[start] = '"'
+		} else {
+			b = b[:len(b)-1] // reopen the string
+		}
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(sa.GetPortValue()), 10)
+		b = append(b, '"')
 	}
 	b = append(b, `},"route":`...)
 	b = appendRouteJSON(b, v.Attrs.GetContextExtensions())
@@ -96,26 +102,26 @@ func AppendInputJSON(b []byte, v *View, tokenJSON []byte, hide *HeaderFilter) []
 	return append(b, '}')
 }
 
-// sortedKeys puts m's keys, sorted, into buf (a caller's stack array when it is big enough).
-func sortedKeys[V any](m map[string]V, buf []string) []string {
-	for k := range m {
-		buf = append(buf, k)
-	}
-	slices.Sort(buf)
-	return buf
-}
-
 func appendHeadersJSON(b []byte, hs map[string]string, hide *HeaderFilter) []byte {
+	// One pass sorts out the names to write and the hidden values to look for in them.
 	var kbuf [32]string
 	var sbuf [4]string
-	secrets := hide.secrets(hs, sbuf[:0])
+	keys, secrets := kbuf[:0], sbuf[:0]
+	for k, v := range hs {
+		switch {
+		case hide.hidesValue(k):
+			if len(v) >= minSecretLen {
+				secrets = append(secrets, v)
+			}
+		case !hiddenHeader(k):
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
 	b = append(b, '{')
 	first := true
 next:
-	for _, k := range sortedKeys(hs, kbuf[:0]) {
-		if hiddenHeader(k) || hide.hidesValue(k) {
-			continue
-		}
+	for _, k := range keys {
 		val := hs[k]
 		for _, s := range secrets {
 			if strings.Contains(val, s) {
@@ -237,11 +243,13 @@ func appendRouteJSON(b []byte, ext map[string]string) []byte {
 			b = jsonenc.AppendString(b, ext[contract.ExtRoute])
 		case "scopes":
 			b = append(b, '[')
-			for j, s := range strings.Fields(ext[contract.ExtScopes]) {
+			j := 0
+			for s := range strings.FieldsSeq(ext[contract.ExtScopes]) {
 				if j > 0 {
 					b = append(b, ',')
 				}
 				b = jsonenc.AppendString(b, s)
+				j++
 			}
 			b = append(b, ']')
 		default:

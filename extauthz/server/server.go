@@ -318,7 +318,7 @@ func (s *Server) openDecisionLog() error {
 	}
 	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond).WithHiddenHeaders(s.cfg.DecisionLog.HiddenHeaders...)
 	if *s.cfg.DecisionLog.IncludeInput {
-		s.dlog.WithInput()
+		s.dlog.WithInput().WithInputSampleRate(*s.cfg.DecisionLog.InputSampleRate)
 	}
 	dlog := s.dlog
 	s.Registry.MustRegister(
