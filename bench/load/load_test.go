@@ -228,11 +228,11 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("cold goal %s: %+v", alg, g)
 		}
 	}
-	if len(rep.Profiles) != 2 {
-		t.Errorf("%d profiles, want warm and cold", len(rep.Profiles))
+	if len(rep.Profiles) != 4 {
+		t.Errorf("%d profiles, want warm and cold (closed loop), and both configs under the open loop", len(rep.Profiles))
 	}
 	for _, p := range rep.Profiles {
-		if p.Bytes == 0 || p.Requests == 0 {
+		if p.Bytes == 0 || p.Requests == 0 || p.Runtime == nil || p.Runtime.SchedLatencyP99us <= 0 || p.Load == "" {
 			t.Errorf("profile: %+v", p)
 		}
 	}

@@ -27,7 +27,7 @@ func Launchers(self string, selfEnv []string, scopegateBin string) (floor, authz
 		authz = func(_, cfg string) ([]string, []string) { return []string{scopegateBin, "authz", "--config", cfg}, nil }
 	}
 	profile = func(_, cfg, prof string) ([]string, []string) {
-		return []string{self, "authz", "--config", cfg, "--cpuprofile", prof}, selfEnv
+		return []string{self, "authz", "--config", cfg, "--cpuprofile", prof, "--runtime-stats", prof + ".runtime.json"}, selfEnv
 	}
 	return floor, authz, profile
 }
@@ -57,10 +57,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "authz":
 		cfg := fs.String("config", "", "authz config file (YAML)")
 		prof := fs.String("cpuprofile", "", "write a CPU profile here (profiling starts on SIGUSR1, stops on exit)")
+		stats := fs.String("runtime-stats", "", "with -cpuprofile: write the runtime's GC, scheduling and lock figures of the profiled stretch here (JSON)")
 		if fs.Parse(args) != nil {
 			return 2
 		}
-		err = ServeAuthz(ctx, *cfg, *prof)
+		err = serveAuthz(ctx, *cfg, *prof, *stats)
 	case "render":
 		in := fs.String("in", filepath.Join("bench", "results", "load.json"), "a load.json written by run")
 		if fs.Parse(args) != nil {

@@ -51,6 +51,18 @@ func (r *Report) Markdown() string {
 				s.DefaultRPSRatio, d.P50us, d.P99us, d.P999us, s.Floor.CPUUsPerReq, d.CPUUsPerReq, s.DefaultCPURatio)
 		}
 	}
+	if len(r.Profiles) > 0 {
+		fmt.Fprintf(&b, "\nCPU profiles of the in-process authz under load, with the Go runtime's figures for the same stretch (GC; goroutines waiting, runnable, for the core; time blocked on locks):\n\n")
+		fmt.Fprintf(&b, "| profile | load | req/s | p50 / p99 µs | CPU µs/req | GC cycles | GC CPU share | GC pause p99 / max µs | sched latency p50 / p99 µs | mutex wait s |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, p := range r.Profiles {
+			rt := RuntimeStats{}
+			if p.Runtime != nil {
+				rt = *p.Runtime
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f / %.0f | %.1f | %.0f | %.1f%% | %.0f / %.0f | %.0f / %.0f | %.3f |\n", p.File, p.Load, p.RPS, p.P50us, p.P99us, p.CPUUsPerReq,
+				rt.GCCycles, 100*rt.GCCPUShare, rt.GCPauseP99us, rt.GCPauseMaxUs, rt.SchedLatencyP50us, rt.SchedLatencyP99us, rt.MutexWaitSeconds)
+		}
+	}
 	fmt.Fprintf(&b, "\nBare signature verification (jwt.GetSigningMethod(alg).Verify, one thread): ")
 	for _, alg := range []string{"RS256", "ES256"} {
 		if v, ok := r.BareVerify[alg]; ok {

@@ -221,6 +221,11 @@ type Profile struct {
 	RPS         float64  `json:"rps"`
 	CPUUsPerReq float64  `json:"server_cpu_us_per_req"`
 	Top         []string `json:"pprof_top,omitempty"`
+	// Load is what drove the profiled server; Lat the latencies the generator measured.
+	Load string `json:"load"`
+	Lat
+	// Runtime is the Go runtime's view of the profiled stretch (GC, scheduling, locks).
+	Runtime *RuntimeStats `json:"runtime,omitempty"`
 }
 
 func machine() Machine {

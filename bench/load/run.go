@@ -6,6 +6,7 @@ package load
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -273,8 +274,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	hists := map[pointKey]*Hist{}
+	floorSat := 0.0 // the floor's warm saturation in the round: the open-loop rates' basis
 	for round := 1; round <= o.Rounds; round++ {
-		floorSat := 0.0 // the floor's warm saturation this round: the open-loop rates' basis
+		floorSat = 0
 		for _, name := range o.servers() {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -309,11 +311,31 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			reqs  []*authv3.CheckRequest
 			limit int
 		}{{CaseWarm, wl.warm, 0}, {CaseColdRS, cold, len(cold)}} {
-			prof, err := runProfile(ctx, &o, f, wl, work, pc.name, pc.reqs, pc.limit)
+			prof, err := runProfile(ctx, &o, wl, work, pc.name, f.writeConfig, func(cl *clients) *tally {
+				return closedLoop(ctx, cl, o.ProfileConcurrency, pc.reqs, pc.limit, o.ProfileDuration)
+			})
 			if err != nil {
 				return nil, fmt.Errorf("profile %s: %w", pc.name, err)
 			}
+			prof.Load = fmt.Sprintf("closed loop, %d workers", o.ProfileConcurrency)
 			rep.Profiles = append(rep.Profiles, *prof)
+		}
+		// Issue 20's tail: both configs under the open loop at the goal rate (half the floor's
+		// saturation, 64 in flight), with the runtime's GC, scheduling and lock figures.
+		if rate := floorSat * GoalFraction; rate > 0 && slices.Contains(o.servers(), ServerDefault) {
+			for _, pc := range []struct {
+				name  string
+				write func(string) (string, error)
+			}{{"open-loop-" + ServerDefault, f.writeDefaultConfig}, {"open-loop-" + ServerAuthz, f.writeConfig}} {
+				prof, err := runProfile(ctx, &o, wl, work, pc.name, pc.write, func(cl *clients) *tally {
+					return openLoop(ctx, cl, 64, wl.warm, rate, o.ProfileDuration)
+				})
+				if err != nil {
+					return nil, fmt.Errorf("profile %s: %w", pc.name, err)
+				}
+				prof.Load = fmt.Sprintf("open loop, %.0f req/s (%g of the floor's saturation), 64 in flight", rate, GoalFraction)
+				rep.Profiles = append(rep.Profiles, *prof)
+			}
 		}
 	}
 	rep.Machine.LoadAvgAfter = loadAvg()
@@ -426,9 +448,9 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 	return pts, ols, maxWarm, nil
 }
 
-// runProfile runs the in-process authz variant with a CPU profile over a closed loop of reqs
-// (after a warm-up pass over the warm tokens).
-func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work, name string, reqs []*authv3.CheckRequest, limit int) (*Profile, error) {
+// runProfile runs the in-process authz variant (config from writeCfg) with a CPU profile
+// over the load load makes (after a warm-up pass over the warm tokens).
+func runProfile(ctx context.Context, o *Options, wl *workload, work, name string, writeCfg func(string) (string, error), load func(*clients) *tally) (*Profile, error) {
 	file := "authz-cpu-" + name + ".pprof"
 	path := filepath.Join(work, file)
 	if o.OutDir != "" && !o.Smoke {
@@ -437,7 +459,7 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work,
 	o.logf("profile: in-process authz, %s c=%d for up to %s", name, o.ProfileConcurrency, o.ProfileDuration)
 	launch := func(addr, cfg string) ([]string, []string) { return o.AuthzProfile(addr, cfg, path) }
 	logPath := filepath.Join(work, "profile.log")
-	ch, err := startChild(ctx, launch, f.writeConfig, logPath, o.StartTimeout, o.serverCPU())
+	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout, o.serverCPU())
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +474,7 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work,
 		return nil, err
 	}
 	cpu0, _ := ProcCPU(ch.pid())
-	t := closedLoop(ctx, cl, o.ProfileConcurrency, reqs, limit, o.ProfileDuration)
+	t := load(cl)
 	cpu1, _ := ProcCPU(ch.pid())
 	if err := ch.stop(10 * time.Second); err != nil {
 		return nil, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
@@ -462,7 +484,13 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work,
 		return nil, err
 	}
 	p := &Profile{Case: name, File: filepath.Base(path), Bytes: st.Size(), Concurrency: o.ProfileConcurrency, Requests: t.Requests,
-		RPS: float64(t.Requests) / t.Elapsed.Seconds(), CPUUsPerReq: perReq(cpu1-cpu0, t.Requests)}
+		RPS: float64(t.Requests) / t.Elapsed.Seconds(), CPUUsPerReq: perReq(cpu1-cpu0, t.Requests), Lat: latencies(&t.Hist)}
+	if raw, err := os.ReadFile(path + ".runtime.json"); err == nil {
+		var rs RuntimeStats
+		if json.Unmarshal(raw, &rs) == nil {
+			p.Runtime = &rs
+		}
+	}
 	if o.PprofBinary != "" {
 		p.Top = pprofTop(o.PprofBinary, path)
 	}
