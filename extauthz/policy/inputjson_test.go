@@ -34,7 +34,7 @@ func TestInputJSONMatchesBuildInput(t *testing.T) {
 			Headers: map[string]string{"authorization": "Bearer secret-token-value", "cookie": "s=secret-cookie-value", "user-agent": "curl/8",
 				"x-team": "payments", "x-quote": `a "b" \c`, "x-ctl": "tab\there", "x-utf8": "é\xffx"},
 			ContextExtensions: map[string]string{"route": "orders", "scopes": "orders:read  orders:write", "mode": "shadow", "binding": "required", "name": "not-the-name"}}.MustBuild(),
-		"ipv6 peer": checkreq.Request{Path: "/v6", Source: "[2001:db8::1]:8443"}.MustBuild(),
+		"ipv6 peer":                checkreq.Request{Path: "/v6", Source: "[2001:db8::1]:8443"}.MustBuild(),
 		"encoded path":             checkreq.Request{Path: "//admin/%2Fetc/a%20b/%zz/", Headers: map[string]string{}}.MustBuild(),
 		"root, no query, no route": checkreq.Request{Path: "/"}.MustBuild(),
 		"plus and percent query":   checkreq.Request{Path: "/s?q=a+b&q=c%26d&q=&k%3D=v"}.MustBuild(),
