@@ -23,14 +23,18 @@ func (r *Report) Markdown() string {
 			s.Floor.P50us, s.Floor.P99us, s.Floor.P999us, s.Scopegate.P50us, s.Scopegate.P99us, s.Scopegate.P999us,
 			s.Floor.CPUUsPerReq, s.Scopegate.CPUUsPerReq, s.CPURatio)
 	}
-	fmt.Fprintf(&b, "\nOpen loop (Poisson arrivals at fractions of each server's warm saturation rate; latency from the intended send time; machine busy and steal: share of both cores' time, from /proc/stat):\n\n")
+	basis := r.Settings.OpenLoopBasis
+	if basis == "" {
+		basis = "each server's own warm saturation rate"
+	}
+	fmt.Fprintf(&b, "\nOpen loop (Poisson arrivals, 64 in flight, at fractions of %s; latency from the intended send time; machine busy and steal: share of both cores' time, from /proc/stat):\n\n", basis)
 	fmt.Fprintf(&b, "| fraction | server | target req/s | achieved req/s | p50 µs | p99 µs | p99.9 µs | max µs | server CPU µs/req | machine busy | steal | generator's dispatch lateness p50 / p99 µs |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, o := range r.OpenLoopSummary {
 		fmt.Fprintf(&b, "| %g | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f | %.0f%% | %.1f%% | %.0f / %.0f |\n", o.Fraction, o.Server, o.TargetRPS, o.AchievedRPS,
 			o.P50us, o.P99us, o.P999us, o.MaxUs, o.CPUUsPerReq, 100*o.MachineBusy, 100*o.Steal, o.DispatchLate.P50us, o.DispatchLate.P99us)
 	}
 	if len(r.OpenLoopP99) > 0 {
-		fmt.Fprintf(&b, "\nOpen-loop p99 against the floor's at the same offered rate (fractions of %s):\n\n", r.Settings.OpenLoopBasis)
+		fmt.Fprintf(&b, "\nOpen-loop p99 against the floor's at the same offered rate:\n\n")
 		fmt.Fprintf(&b, "| fraction | server | floor p99 µs | server p99 µs | p99 ratio |\n|---:|---|---:|---:|---:|\n")
 		for _, o := range r.OpenLoopP99 {
 			fmt.Fprintf(&b, "| %g | %s | %.0f | %.0f | %.2f |\n", o.Fraction, o.Server, o.FloorP99us, o.P99us, o.Ratio)
