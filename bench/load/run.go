@@ -456,7 +456,7 @@ func runProfile(ctx context.Context, o *Options, wl *workload, work, name string
 	if o.OutDir != "" && !o.Smoke {
 		path = filepath.Join(o.OutDir, file)
 	}
-	o.logf("profile: in-process authz, %s c=%d for up to %s", name, o.ProfileConcurrency, o.ProfileDuration)
+	o.logf("profile: in-process authz, %s for up to %s", name, o.ProfileDuration)
 	launch := func(addr, cfg string) ([]string, []string) { return o.AuthzProfile(addr, cfg, path) }
 	logPath := filepath.Join(work, "profile.log")
 	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout, o.serverCPU())
