@@ -29,6 +29,7 @@ import (
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/bind"
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/drain"
 	"github.com/scopegate/scopegate/internal/watch"
 )
 
@@ -49,6 +50,11 @@ type Options struct {
 	XDS xdsserver.Options
 	// Tracer, when set, traces each reload: loading, translating, and pushing to the fleets.
 	Tracer trace.Tracer
+	// DrainDelay: when Run's context ends, /readyz says "draining" and ADS streams are still
+	// served for DrainDelay before they end (UNAVAILABLE, so Envoy reconnects, to another
+	// replica); DrainCut, when closed, cuts the wait short.
+	DrainDelay time.Duration
+	DrainCut   <-chan struct{}
 }
 
 // Service is a running control plane.
@@ -174,6 +180,11 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}, shutdownTimeo
 	for {
 		select {
 		case <-ctx.Done():
+			if s.opts.DrainDelay > 0 {
+				s.admin.Drain()
+				s.log.Info("draining: /readyz says draining, ADS streams are still served", "drain_delay", s.opts.DrainDelay.String())
+				drain.Wait(s.opts.DrainDelay, s.opts.DrainCut)
+			}
 			s.shutdown(shutdownTimeout)
 			<-served
 			return nil
@@ -193,6 +204,7 @@ func (s *Service) Run(ctx context.Context, reload <-chan struct{}, shutdownTimeo
 func (s *Service) shutdown(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	s.admin.Drain()
 	s.stopTLS()
 	s.xds.Shutdown(ctx)
 	if err := s.admin.Shutdown(ctx); err != nil {

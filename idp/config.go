@@ -51,6 +51,9 @@ type Config struct {
 	// TLS serves the OAuth endpoints over HTTPS; with client_ca_file, a client that presents
 	// a certificate signed by that CA gets certificate-bound access tokens (RFC 8705).
 	TLS *certreload.Files `yaml:"tls"`
+	// DrainDelay is how long, after SIGTERM, the provider keeps serving (without keep-alive,
+	// /readyz saying "draining") before it stops; 0 (the default) stops at once.
+	DrainDelay time.Duration `yaml:"drain_delay"`
 }
 
 // API is the protected API (resource server) registered with the provider.
@@ -187,6 +190,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
 		add("admin", "%v", err)
+	}
+	if c.DrainDelay < 0 {
+		add("drain_delay", "must not be negative")
 	}
 	if c.Issuer == "" {
 		add("issuer", "required (e.g. \"http://localhost:9400\")")

@@ -16,6 +16,7 @@ import (
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/bind"
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/drain"
 )
 
 // shutdownTimeout bounds the graceful shutdown of both listeners.
@@ -62,6 +63,14 @@ func (p *Provider) Serve(ctx context.Context, gatherer prometheus.Gatherer) erro
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		if d := p.cfg.DrainDelay; d > 0 {
+			// Still serving, but /readyz says draining and each connection closes after its
+			// response, so clients reconnect (elsewhere) before the listener closes.
+			adm.Drain()
+			srv.SetKeepAlivesEnabled(false)
+			p.log.Info("draining: /readyz says draining, requests are still served", "drain_delay", d.String())
+			drain.Wait(d, p.drainCut)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()

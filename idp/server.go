@@ -50,6 +50,8 @@ type Provider struct {
 	now     func() time.Time
 	proofs  *dpop.Verifier // DPoP proofs at the token endpoint
 	crypto  op.Crypto      // seals opaque access tokens (the library's format)
+	// drainCut ends Serve's drain early (nil: never).
+	drainCut <-chan struct{}
 }
 
 // Option changes how New builds a Provider.
@@ -58,7 +60,11 @@ type Option func(*options)
 type options struct {
 	now      func() time.Time
 	registry prometheus.Registerer
+	drainCut <-chan struct{}
 }
+
+// WithDrainCut makes Serve end its drain (drain_delay) early when cut is closed.
+func WithDrainCut(cut <-chan struct{}) Option { return func(o *options) { o.drainCut = cut } }
 
 // WithClock replaces time.Now (tests drive token and key expiry with it).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
@@ -80,7 +86,7 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{cfg: cfg, log: log, keys: keys, now: o.now, metrics: newMetrics(o.registry), proofs: proofs}
+	p := &Provider{cfg: cfg, log: log, keys: keys, now: o.now, metrics: newMetrics(o.registry), proofs: proofs, drainCut: o.drainCut}
 	p.store = newStorage(cfg, keys, PathLogin, o.now)
 
 	var cryptoKey [32]byte // encrypts authorization codes; new per process

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,9 +141,13 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Log("\n" + progress.String())
 
-	// Every case, both servers, requests, and the answers scopegate must give.
-	if len(rep.Points) != 2*len(Cases)*len(o.Concurrency) {
-		t.Fatalf("%d points, want %d", len(rep.Points), 2*len(Cases)*len(o.Concurrency))
+	// Every case of every server, requests, and the answers scopegate must give.
+	want := 0
+	for _, s := range Servers {
+		want += len(serverCases(s)) * len(o.Concurrency)
+	}
+	if len(rep.Points) != want {
+		t.Fatalf("%d points, want %d", len(rep.Points), want)
 	}
 	for _, p := range rep.Points {
 		name := p.Server + "/" + p.Case
@@ -155,9 +160,9 @@ func TestSmoke(t *testing.T) {
 		switch {
 		case p.Server == ServerFloor && p.OK != p.Requests:
 			t.Errorf("%s: floor denied %d", name, p.Denied)
-		case p.Server == ServerAuthz && p.Case == CaseDeny && p.Denied != p.Requests:
+		case p.Server != ServerFloor && p.Case == CaseDeny && p.Denied != p.Requests:
 			t.Errorf("%s: allowed %d of the deny-heavy tokens", name, p.OK)
-		case p.Server == ServerAuthz && p.Case != CaseDeny && p.OK != p.Requests:
+		case p.Server != ServerFloor && p.Case != CaseDeny && p.OK != p.Requests:
 			t.Errorf("%s: denied %d valid tokens", name, p.Denied)
 		}
 		if strings.HasPrefix(p.Case, "cold") && p.Requests > int64(o.ColdES256) {
@@ -171,8 +176,11 @@ func TestSmoke(t *testing.T) {
 		if s.RPSRatio <= 0 || s.Floor.Requests == 0 || s.Scopegate.Requests == 0 {
 			t.Errorf("summary %s/%d: %+v", s.Case, s.Concurrency, s)
 		}
+		if (s.Default != nil) != slices.Contains(serverCases(ServerDefault), s.Case) || (s.Default != nil && (s.DefaultCPURatio <= 0 || s.Default.Requests == 0)) {
+			t.Errorf("summary %s/%d: default config %+v", s.Case, s.Concurrency, s.Default)
+		}
 	}
-	if len(rep.OpenLoop) != 2*len(o.OpenLoopFractions) || len(rep.OpenLoopSummary) != len(rep.OpenLoop) {
+	if len(rep.OpenLoop) != len(Servers)*len(o.OpenLoopFractions) || len(rep.OpenLoopSummary) != len(rep.OpenLoop) {
 		t.Fatalf("%d open-loop runs, %d summarised", len(rep.OpenLoop), len(rep.OpenLoopSummary))
 	}
 	for _, ol := range rep.OpenLoop {
@@ -188,11 +196,26 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("open loop %s: dispatch lateness %+v", ol.Server, ol.DispatchLate)
 		}
 	}
-	// Rates rise with the fraction; the goal is read at 0.5, with the floor's p99 beside it.
-	for i := 2; i < len(rep.OpenLoopSummary); i++ {
-		if a, b := rep.OpenLoopSummary[i-2], rep.OpenLoopSummary[i]; a.Server != b.Server || a.TargetRPS >= b.TargetRPS {
+	// Rates rise with the fraction, and every server is offered the same rates (fractions of
+	// the floor's saturation); the goal is read at 0.5, with the floor's p99 beside it.
+	n := len(Servers)
+	for i := n; i < len(rep.OpenLoopSummary); i++ {
+		if a, b := rep.OpenLoopSummary[i-n], rep.OpenLoopSummary[i]; a.Server != b.Server || a.TargetRPS >= b.TargetRPS {
 			t.Errorf("open-loop summary out of order: %+v then %+v", a, b)
 		}
+	}
+	for _, ol := range rep.OpenLoop {
+		for _, f := range rep.OpenLoop {
+			if f.Server == ServerFloor && f.Round == ol.Round && f.Fraction == ol.Fraction && f.TargetRPS != ol.TargetRPS {
+				t.Errorf("open loop round %d at %g: %s offered %.0f req/s, the floor %.0f", ol.Round, ol.Fraction, ol.Server, ol.TargetRPS, f.TargetRPS)
+			}
+		}
+	}
+	if len(rep.OpenLoopP99) != (n-1)*len(o.OpenLoopFractions) {
+		t.Errorf("open-loop p99 comparison: %+v", rep.OpenLoopP99)
+	}
+	if d := rep.Goals.DefaultConfig; d == nil || d.WarmCPURatio.Value <= 0 || len(d.OpenLoopP99) != len(o.OpenLoopFractions) {
+		t.Errorf("issue 20 goals: %+v", d)
 	}
 	if g := rep.Goals.OpenLoopP99us; g.Value <= 0 || g.Floor <= 0 || strings.Contains(g.Rule, "not run") {
 		t.Errorf("open-loop goal: %+v", g)
@@ -205,11 +228,11 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("cold goal %s: %+v", alg, g)
 		}
 	}
-	if len(rep.Profiles) != 2 {
-		t.Errorf("%d profiles, want warm and cold", len(rep.Profiles))
+	if len(rep.Profiles) != 4 {
+		t.Errorf("%d profiles, want warm and cold (closed loop), and both configs under the open loop", len(rep.Profiles))
 	}
 	for _, p := range rep.Profiles {
-		if p.Bytes == 0 || p.Requests == 0 {
+		if p.Bytes == 0 || p.Requests == 0 || p.Runtime == nil || p.Runtime.SchedLatencyP99us <= 0 || p.Load == "" {
 			t.Errorf("profile: %+v", p)
 		}
 	}
@@ -238,7 +261,7 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("load.svg: %v", err)
 		}
 	}
-	if md := rep.Markdown(); !strings.Contains(md, "cold-ES256") {
+	if md := rep.Markdown(); !strings.Contains(md, "cold-ES256") || !strings.Contains(md, "shipped default config") || !strings.Contains(md, "p99 ratio") {
 		t.Errorf("markdown table:\n%s", md)
 	}
 	// render redraws the same chart from load.json alone.

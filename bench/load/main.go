@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,7 +27,7 @@ func Launchers(self string, selfEnv []string, scopegateBin string) (floor, authz
 		authz = func(_, cfg string) ([]string, []string) { return []string{scopegateBin, "authz", "--config", cfg}, nil }
 	}
 	profile = func(_, cfg, prof string) ([]string, []string) {
-		return []string{self, "authz", "--config", cfg, "--cpuprofile", prof}, selfEnv
+		return []string{self, "authz", "--config", cfg, "--cpuprofile", prof, "--runtime-stats", prof + ".runtime.json"}, selfEnv
 	}
 	return floor, authz, profile
 }
@@ -56,10 +57,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "authz":
 		cfg := fs.String("config", "", "authz config file (YAML)")
 		prof := fs.String("cpuprofile", "", "write a CPU profile here (profiling starts on SIGUSR1, stops on exit)")
+		stats := fs.String("runtime-stats", "", "with -cpuprofile: write the runtime's GC, scheduling and lock figures of the profiled stretch here (JSON)")
 		if fs.Parse(args) != nil {
 			return 2
 		}
-		err = ServeAuthz(ctx, *cfg, *prof)
+		err = serveAuthz(ctx, *cfg, *prof, *stats)
 	case "render":
 		in := fs.String("in", filepath.Join("bench", "results", "load.json"), "a load.json written by run")
 		if fs.Parse(args) != nil {
@@ -86,12 +88,13 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	smoke := fs.Bool("smoke", false, "a short run: about a second per case, one concurrency level, one round")
 	out := fs.String("out", "", "write load.json, load.svg (and the profile) here (default bench/results, none with -smoke)")
 	sgBin := fs.String("scopegate", "", "scopegate binary (default: go build ./cmd/scopegate into a temp dir)")
-	rounds := fs.Int("rounds", 0, "rounds of floor, scopegate (default 2; 1 with -smoke)")
+	rounds := fs.Int("rounds", 0, "rounds of floor, scopegate, scopegate-default (default 2; 1 with -smoke)")
+	servers := fs.String("servers", "", "comma-separated servers under test, in run order: floor, scopegate, scopegate-default (default all)")
 	dur := fs.Duration("duration", 0, "per closed-loop point (default 5s)")
 	conc := fs.String("concurrency", "", "comma-separated worker counts (default 1,4,16,64)")
 	noProfile := fs.Bool("no-profile", false, "skip the CPU profile run")
 	pin := fs.Bool("pin", false, "pin the harness to CPU 0 and each server to CPU 1 (GOMAXPROCS=1); issue 6's goals are not judged on such a run")
-	olFractions := fs.String("open-loop-fractions", "", "comma-separated open-loop arrival rates as fractions of the warm saturation rate (default 0.1,0.25,0.5; 0.5 with -smoke; issue 6's goal is judged at 0.5)")
+	olFractions := fs.String("open-loop-fractions", "", "comma-separated open-loop arrival rates as fractions of the floor's warm saturation rate in the same round (default 0.1,0.25,0.5; 0.25,0.5 with -smoke; issue 6's goal is judged at 0.5, issue 20's at 0.25 and 0.5)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,6 +129,18 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			}
 			o.OpenLoopFractions = append(o.OpenLoopFractions, v)
 		}
+	}
+	if *servers != "" {
+		o.Servers = nil
+		for f := range strings.SplitSeq(*servers, ",") {
+			name := strings.TrimSpace(f)
+			if !slices.Contains(Servers, name) || slices.Contains(o.Servers, name) {
+				return fmt.Errorf("-servers: %q is not one of %s (each once)", f, strings.Join(Servers, ", "))
+			}
+			o.Servers = append(o.Servers, name)
+		}
+		// Run order: the floor first, whose saturation sets every server's open-loop rates.
+		slices.SortFunc(o.Servers, func(a, b string) int { return slices.Index(Servers, a) - slices.Index(Servers, b) })
 	}
 	if *noProfile {
 		o.ProfileDuration = 0

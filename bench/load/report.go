@@ -21,8 +21,11 @@ type Report struct {
 	// latencies come from the merged histograms, CPU per request is total CPU / total requests.
 	Summary         []Summary       `json:"summary"`
 	OpenLoopSummary []OpenLoopStats `json:"open_loop_summary"`
-	Goals           Goals           `json:"goals"`
-	Profiles        []Profile       `json:"profiles,omitempty"`
+	// OpenLoopP99 compares each server's open-loop p99 with the floor's (same rates when the
+	// floor's saturation is the basis).
+	OpenLoopP99 []OpenLoopRatio `json:"open_loop_p99_vs_floor,omitempty"`
+	Goals       Goals           `json:"goals"`
+	Profiles    []Profile       `json:"profiles,omitempty"`
 	// Points and OpenLoop are every measurement, per round, in run order.
 	Points   []Point         `json:"points"`
 	OpenLoop []OpenLoopPoint `json:"open_loop"`
@@ -57,6 +60,10 @@ type Settings struct {
 	GOMAXPROCS        int       `json:"harness_gomaxprocs"`
 	// Pinned: the harness ran on CPU 0 and each server on CPU 1 (GOMAXPROCS=1).
 	Pinned bool `json:"pinned,omitempty"`
+	// Servers are the servers under test, in run order within a round.
+	Servers []string `json:"servers"`
+	// OpenLoopBasis says what the open-loop fractions are fractions of.
+	OpenLoopBasis string `json:"open_loop_basis"`
 }
 
 // BareVerify is jwt.GetSigningMethod(alg).Verify alone.
@@ -132,14 +139,27 @@ type Stats struct {
 	Lat
 }
 
-// Summary compares scopegate with the floor for one case and concurrency.
+// Summary compares scopegate with the floor for one case and concurrency; Default (when the
+// shipped default config ran this case) too.
 type Summary struct {
-	Case        string  `json:"case"`
-	Concurrency int     `json:"concurrency"`
-	Floor       Stats   `json:"floor"`
-	Scopegate   Stats   `json:"scopegate"`
-	RPSRatio    float64 `json:"rps_ratio"`
-	CPURatio    float64 `json:"cpu_per_req_ratio"`
+	Case            string  `json:"case"`
+	Concurrency     int     `json:"concurrency"`
+	Floor           Stats   `json:"floor"`
+	Scopegate       Stats   `json:"scopegate"`
+	RPSRatio        float64 `json:"rps_ratio"`
+	CPURatio        float64 `json:"cpu_per_req_ratio"`
+	Default         *Stats  `json:"default_config,omitempty"`
+	DefaultRPSRatio float64 `json:"default_config_rps_ratio,omitempty"`
+	DefaultCPURatio float64 `json:"default_config_cpu_per_req_ratio,omitempty"`
+}
+
+// OpenLoopRatio is one server's open-loop p99 against the floor's at the same offered rate.
+type OpenLoopRatio struct {
+	Fraction   float64 `json:"fraction"`
+	Server     string  `json:"server"`
+	FloorP99us float64 `json:"floor_p99_us"`
+	P99us      float64 `json:"p99_us"`
+	Ratio      float64 `json:"p99_ratio"`
 }
 
 // OpenLoopStats pools a server's open-loop rounds at one fraction.
@@ -170,6 +190,14 @@ type Goals struct {
 	Cold              map[string]Goal    `json:"cold_cpu_per_req_us"`
 	OpenLoopP99us     Goal               `json:"open_loop_p99_us"`
 	WarmSaturationRPS map[string]float64 `json:"warm_saturation_rps"`
+	// DefaultConfig is the reading against issue 20 (the shipped default config), when it ran.
+	DefaultConfig *DefaultGoals `json:"default_config,omitempty"`
+}
+
+// DefaultGoals are issue 20's goals for the shipped default config.
+type DefaultGoals struct {
+	WarmCPURatio Goal   `json:"warm_cpu_per_req_ratio"`
+	OpenLoopP99  []Goal `json:"open_loop_p99_ratio"`
 }
 
 // Goal is a measured value against a bound.
@@ -193,6 +221,11 @@ type Profile struct {
 	RPS         float64  `json:"rps"`
 	CPUUsPerReq float64  `json:"server_cpu_us_per_req"`
 	Top         []string `json:"pprof_top,omitempty"`
+	// Load is what drove the profiled server; Lat the latencies the generator measured.
+	Load string `json:"load"`
+	Lat
+	// Runtime is the Go runtime's view of the profiled stretch (GC, scheduling, locks).
+	Runtime *RuntimeStats `json:"runtime,omitempty"`
 }
 
 func machine() Machine {
@@ -243,15 +276,24 @@ func (r *Report) summarize(hists map[pointKey]*Hist) {
 	}
 	concs := r.Settings.Concurrency
 	r.Summary = nil
+	servers := r.Settings.Servers
+	if len(servers) == 0 {
+		servers = []string{ServerFloor, ServerAuthz} // a load.json from before issue 20
+	}
 	for _, c := range Cases {
 		for _, conc := range concs {
 			f, s := pool(ServerFloor, c, conc), pool(ServerAuthz, c, conc)
-			r.Summary = append(r.Summary, Summary{Case: c, Concurrency: conc, Floor: f, Scopegate: s,
-				RPSRatio: ratio(s.RPS, f.RPS), CPURatio: ratio(s.CPUUsPerReq, f.CPUUsPerReq)})
+			row := Summary{Case: c, Concurrency: conc, Floor: f, Scopegate: s,
+				RPSRatio: ratio(s.RPS, f.RPS), CPURatio: ratio(s.CPUUsPerReq, f.CPUUsPerReq)}
+			if d := pool(ServerDefault, c, conc); d.Requests > 0 {
+				row.Default, row.DefaultRPSRatio, row.DefaultCPURatio = &d, ratio(d.RPS, f.RPS), ratio(d.CPUUsPerReq, f.CPUUsPerReq)
+			}
+			r.Summary = append(r.Summary, row)
 		}
 	}
+	r.OpenLoopSummary, r.OpenLoopP99 = nil, nil
 	for _, frac := range r.Settings.OpenLoopFractions {
-		for _, server := range []string{ServerFloor, ServerAuthz} {
+		for _, server := range servers {
 			ol := OpenLoopStats{Server: server, Fraction: frac}
 			n, cpu := 0, 0.0
 			for _, p := range r.OpenLoop {
@@ -282,6 +324,16 @@ func (r *Report) summarize(hists map[pointKey]*Hist) {
 				ol.DispatchLate = latencies(h)
 			}
 			r.OpenLoopSummary = append(r.OpenLoopSummary, ol)
+		}
+	}
+	for _, ol := range r.OpenLoopSummary {
+		if ol.Server == ServerFloor {
+			continue
+		}
+		for _, f := range r.OpenLoopSummary {
+			if f.Server == ServerFloor && f.Fraction == ol.Fraction {
+				r.OpenLoopP99 = append(r.OpenLoopP99, OpenLoopRatio{Fraction: ol.Fraction, Server: ol.Server, FloorP99us: f.P99us, P99us: ol.P99us, Ratio: ratio(ol.P99us, f.P99us)})
+			}
 		}
 	}
 
@@ -333,9 +385,29 @@ func (r *Report) summarize(hists map[pointKey]*Hist) {
 		case ServerAuthz:
 			g.OpenLoopP99us.Value, g.OpenLoopP99us.Met = ol.P99us, ol.Requests > 0 && ol.P99us <= 1000
 			g.OpenLoopP99us.Rule = "scopegate open-loop p99 at half its warm saturation rate ≤ 1 ms"
+			if strings.Contains(r.Settings.OpenLoopBasis, "floor") {
+				g.OpenLoopP99us.Rule = "scopegate open-loop p99 at half the floor's warm saturation rate ≤ 1 ms"
+			}
 		case ServerFloor:
 			g.OpenLoopP99us.Floor = ol.P99us
 		}
+	}
+	var topDefault Summary
+	for _, s := range r.Summary {
+		if s.Case == CaseWarm && s.Default != nil && s.Concurrency >= topDefault.Concurrency {
+			topDefault = s
+		}
+	}
+	if topDefault.Default != nil {
+		d := &DefaultGoals{WarmCPURatio: Goal{Value: topDefault.DefaultCPURatio, Bound: 1.2, Met: topDefault.DefaultCPURatio > 0 && topDefault.DefaultCPURatio <= 1.2,
+			Rule: "shipped default config: warm server CPU/request ÷ floor's (highest concurrency) ≤ 1.2"}}
+		for _, o := range r.OpenLoopP99 {
+			if o.Server == ServerDefault {
+				d.OpenLoopP99 = append(d.OpenLoopP99, Goal{Value: o.Ratio, Bound: 1.5, Met: o.Ratio > 0 && o.Ratio <= 1.5, Floor: o.FloorP99us,
+					Rule: fmt.Sprintf("shipped default config: open-loop p99 ÷ floor's at %g of the floor's saturation ≤ 1.5", o.Fraction)})
+			}
+		}
+		g.DefaultConfig = d
 	}
 	if r.Settings.Pinned {
 		// Issue 6 sets its goals for server and load sharing the cores: a pinned run is

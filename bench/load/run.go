@@ -6,12 +6,14 @@ package load
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -30,7 +32,23 @@ const (
 	CaseDeny    = "deny-heavy"
 	ServerFloor = "floor"
 	ServerAuthz = "scopegate"
+	// ServerDefault is scopegate authz with the shipped default config (decision log to
+	// stdout, every allowed decision, include_input), issue 20's subject.
+	ServerDefault = "scopegate-default"
 )
+
+// Servers is every server under test, in run order within a round.
+var Servers = []string{ServerFloor, ServerAuthz, ServerDefault}
+
+// serverCases are the closed-loop cases a server runs: the default config differs from
+// scopegate's bench config only in its decision log, whose lines are the allowed (warm) and
+// refused (deny-heavy) decisions; the cold cases would measure signature verification again.
+func serverCases(server string) []string {
+	if server == ServerDefault {
+		return []string{CaseWarm, CaseDeny}
+	}
+	return Cases
+}
 
 // Cases is every closed-loop case, in run order.
 var Cases = []string{CaseWarm, CaseColdRS, CaseColdES, CaseDeny}
@@ -45,8 +63,10 @@ type Options struct {
 	// each (none: 0.5, the goal's).
 	OpenLoopFractions []float64
 	Concurrency       []int
-	// Rounds of floor then scopegate (a, b, a, b, ...).
+	// Rounds of floor, scopegate and scopegate-default (a, b, c, a, b, c, ...).
 	Rounds int
+	// Servers are the servers under test, a subset of Servers in that order (none: all).
+	Servers []string
 	// Pin puts the harness on CPU 0 and each server under test on CPU 1 (with GOMAXPROCS=1):
 	// the server with a core of its own, as in production, instead of sharing both with the
 	// load generator. Not the setup issue 6's goals are set for: their reading is marked so.
@@ -93,6 +113,13 @@ func SmokeOptions() Options {
 		Rounds: 1, Conns: 2, WarmTokens: 100, DenyTokens: 100, ColdRS256: 60, ColdES256: 300,
 		BareVerify: 100 * time.Millisecond, ProfileDuration: 300 * time.Millisecond, ProfileConcurrency: 4, StartTimeout: 45 * time.Second,
 	}
+}
+
+func (o *Options) servers() []string {
+	if len(o.Servers) == 0 {
+		return Servers
+	}
+	return o.Servers
 }
 
 func (o *Options) openLoopFractions() []float64 {
@@ -230,7 +257,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{
 		Generated: time.Now().UTC().Format(time.RFC3339), Command: o.Command, Machine: machine(),
 		Settings: Settings{Smoke: o.Smoke, DurationS: o.Duration.Seconds(), OpenLoopDurationS: o.OpenLoopDuration.Seconds(), OpenLoopFractions: o.openLoopFractions(),
-			Concurrency: o.Concurrency, Rounds: o.Rounds, Conns: o.Conns, WarmTokens: o.WarmTokens, DenyTokens: o.DenyTokens,
+			Concurrency: o.Concurrency, Rounds: o.Rounds, Servers: o.servers(), OpenLoopBasis: openLoopBasis(o.servers()), Conns: o.Conns, WarmTokens: o.WarmTokens, DenyTokens: o.DenyTokens,
 			ColdRS256PerPoint: o.ColdRS256, ColdES256PerPoint: o.ColdES256, GOMAXPROCS: runtime.GOMAXPROCS(0), Pinned: o.Pin},
 		BareVerify: map[string]BareVerify{},
 	}
@@ -247,18 +274,26 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 
 	hists := map[pointKey]*Hist{}
+	floorSat := 0.0 // the floor's warm saturation in the round: the open-loop rates' basis
 	for round := 1; round <= o.Rounds; round++ {
-		for _, name := range []string{ServerFloor, ServerAuthz} {
+		floorSat = 0
+		for _, name := range o.servers() {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 			launch, writeCfg := o.Floor, (func(string) (string, error))(nil)
-			if name == ServerAuthz {
+			switch name {
+			case ServerAuthz:
 				launch, writeCfg = o.Authz, f.writeConfig
+			case ServerDefault:
+				launch, writeCfg = o.Authz, f.writeDefaultConfig
 			}
-			pts, ol, err := runServer(ctx, &o, round, name, launch, writeCfg, wl, hists, filepath.Join(work, name+".log"))
+			pts, ol, sat, err := runServer(ctx, &o, round, name, launch, writeCfg, wl, hists, filepath.Join(work, name+".log"), floorSat)
 			if err != nil {
 				return nil, fmt.Errorf("round %d, %s: %w", round, name, err)
+			}
+			if name == ServerFloor {
+				floorSat = sat
 			}
 			rep.Points = append(rep.Points, pts...)
 			rep.OpenLoop = append(rep.OpenLoop, ol...)
@@ -276,11 +311,31 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			reqs  []*authv3.CheckRequest
 			limit int
 		}{{CaseWarm, wl.warm, 0}, {CaseColdRS, cold, len(cold)}} {
-			prof, err := runProfile(ctx, &o, f, wl, work, pc.name, pc.reqs, pc.limit)
+			prof, err := runProfile(ctx, &o, wl, work, pc.name, f.writeConfig, func(cl *clients) *tally {
+				return closedLoop(ctx, cl, o.ProfileConcurrency, pc.reqs, pc.limit, o.ProfileDuration)
+			})
 			if err != nil {
 				return nil, fmt.Errorf("profile %s: %w", pc.name, err)
 			}
+			prof.Load = fmt.Sprintf("closed loop, %d workers", o.ProfileConcurrency)
 			rep.Profiles = append(rep.Profiles, *prof)
+		}
+		// Issue 20's tail: both configs under the open loop at the goal rate (half the floor's
+		// saturation, 64 in flight), with the runtime's GC, scheduling and lock figures.
+		if rate := floorSat * GoalFraction; rate > 0 && slices.Contains(o.servers(), ServerDefault) {
+			for _, pc := range []struct {
+				name  string
+				write func(string) (string, error)
+			}{{"open-loop-" + ServerDefault, f.writeDefaultConfig}, {"open-loop-" + ServerAuthz, f.writeConfig}} {
+				prof, err := runProfile(ctx, &o, wl, work, pc.name, pc.write, func(cl *clients) *tally {
+					return openLoop(ctx, cl, 64, wl.warm, rate, o.ProfileDuration)
+				})
+				if err != nil {
+					return nil, fmt.Errorf("profile %s: %w", pc.name, err)
+				}
+				prof.Load = fmt.Sprintf("open loop, %.0f req/s (%g of the floor's saturation), 64 in flight", rate, GoalFraction)
+				rep.Profiles = append(rep.Profiles, *prof)
+			}
 		}
 	}
 	rep.Machine.LoadAvgAfter = loadAvg()
@@ -293,19 +348,28 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// runServer starts one server process, runs every closed-loop point and the open-loop runs
-// against it, and stops it.
+// openLoopBasis says what the open-loop fractions are fractions of.
+func openLoopBasis(servers []string) string {
+	if slices.Contains(servers, ServerFloor) {
+		return "the floor's warm saturation rate of the same round (every server is offered the same rates)"
+	}
+	return "each server's own warm saturation rate"
+}
+
+// runServer starts one server process, runs its closed-loop points and the open-loop runs
+// against it, and stops it. The open-loop rates are fractions of basis (the floor's warm
+// saturation this round), or of this server's own when basis is 0; sat is this server's.
 func runServer(ctx context.Context, o *Options, round int, name string, launch Launcher, writeCfg func(string) (string, error),
-	wl *workload, hists map[pointKey]*Hist, logPath string) ([]Point, []OpenLoopPoint, error) {
+	wl *workload, hists map[pointKey]*Hist, logPath string, basis float64) (pts []Point, ols []OpenLoopPoint, sat float64, err error) {
 	o.logf("round %d: starting %s", round, name)
 	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout, o.serverCPU())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	defer ch.stop(10 * time.Second)
 	cl, err := dial(ch.addr, o.Conns)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	defer cl.close()
 	// Warm-up: every warm and deny-heavy token once (fills the token cache, opens the
@@ -313,20 +377,19 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 	closedLoop(ctx, cl, min(4, len(cl.c)*2), wl.warm, len(wl.warm), time.Minute)
 	closedLoop(ctx, cl, min(4, len(cl.c)*2), wl.deny, len(wl.deny), time.Minute)
 
-	var pts []Point
 	maxWarm := 0.0
-	for _, c := range Cases {
+	for _, c := range serverCases(name) {
 		for li, conc := range o.Concurrency {
 			reqs, limit := wl.reqs(c, li)
 			cpu0, err := ProcCPU(ch.pid())
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			self0, _ := ProcCPU(os.Getpid())
 			t := closedLoop(ctx, cl, conc, reqs, limit, o.Duration)
 			cpu1, err := ProcCPU(ch.pid())
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, 0, err
 			}
 			self1, _ := ProcCPU(os.Getpid())
 			p := newPoint(round, name, c, conc, t, cpu1-cpu0, self1-self0)
@@ -343,14 +406,16 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 				name, c, conc, p.RPS, p.P50us, p.P99us, p.CPUUsPerReq, p.OK, p.Denied, p.Errors)
 		}
 	}
-	// Open loop at fractions (issue 6: half) of this server's warm saturation rate, measured
-	// just above.
-	var ols []OpenLoopPoint
+	// Open loop at fractions (issue 6: half; issue 20: a quarter and half) of the floor's warm
+	// saturation rate (or this server's, measured just above).
+	if basis <= 0 {
+		basis = maxWarm
+	}
 	for _, frac := range o.openLoopFractions() {
-		rate := maxWarm * frac
+		rate := basis * frac
 		cpu0, err := ProcCPU(ch.pid())
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		self0, _ := ProcCPU(os.Getpid())
 		m0, _ := readMachineCPU()
@@ -359,7 +424,7 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 		self1, _ := ProcCPU(os.Getpid())
 		cpu1, err := ProcCPU(ch.pid())
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		busy, steal := m1.since(m0)
 		ol := OpenLoopPoint{Round: round, Server: name, Fraction: frac, TargetRPS: rate, AchievedRPS: float64(t.Requests) / t.Elapsed.Seconds(),
@@ -378,23 +443,23 @@ func runServer(ctx context.Context, o *Options, round int, name string, launch L
 		ols = append(ols, ol)
 	}
 	if err := ch.stop(10 * time.Second); err != nil {
-		return nil, nil, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
+		return nil, nil, 0, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
 	}
-	return pts, ols, nil
+	return pts, ols, maxWarm, nil
 }
 
-// runProfile runs the in-process authz variant with a CPU profile over a closed loop of reqs
-// (after a warm-up pass over the warm tokens).
-func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work, name string, reqs []*authv3.CheckRequest, limit int) (*Profile, error) {
+// runProfile runs the in-process authz variant (config from writeCfg) with a CPU profile
+// over the load load makes (after a warm-up pass over the warm tokens).
+func runProfile(ctx context.Context, o *Options, wl *workload, work, name string, writeCfg func(string) (string, error), load func(*clients) *tally) (*Profile, error) {
 	file := "authz-cpu-" + name + ".pprof"
 	path := filepath.Join(work, file)
 	if o.OutDir != "" && !o.Smoke {
 		path = filepath.Join(o.OutDir, file)
 	}
-	o.logf("profile: in-process authz, %s c=%d for up to %s", name, o.ProfileConcurrency, o.ProfileDuration)
+	o.logf("profile: in-process authz, %s for up to %s", name, o.ProfileDuration)
 	launch := func(addr, cfg string) ([]string, []string) { return o.AuthzProfile(addr, cfg, path) }
 	logPath := filepath.Join(work, "profile.log")
-	ch, err := startChild(ctx, launch, f.writeConfig, logPath, o.StartTimeout, o.serverCPU())
+	ch, err := startChild(ctx, launch, writeCfg, logPath, o.StartTimeout, o.serverCPU())
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +474,7 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work,
 		return nil, err
 	}
 	cpu0, _ := ProcCPU(ch.pid())
-	t := closedLoop(ctx, cl, o.ProfileConcurrency, reqs, limit, o.ProfileDuration)
+	t := load(cl)
 	cpu1, _ := ProcCPU(ch.pid())
 	if err := ch.stop(10 * time.Second); err != nil {
 		return nil, fmt.Errorf("stop: %w (log: %s)", err, tail(logPath))
@@ -419,7 +484,13 @@ func runProfile(ctx context.Context, o *Options, f *fixture, wl *workload, work,
 		return nil, err
 	}
 	p := &Profile{Case: name, File: filepath.Base(path), Bytes: st.Size(), Concurrency: o.ProfileConcurrency, Requests: t.Requests,
-		RPS: float64(t.Requests) / t.Elapsed.Seconds(), CPUUsPerReq: perReq(cpu1-cpu0, t.Requests)}
+		RPS: float64(t.Requests) / t.Elapsed.Seconds(), CPUUsPerReq: perReq(cpu1-cpu0, t.Requests), Lat: latencies(&t.Hist)}
+	if raw, err := os.ReadFile(path + ".runtime.json"); err == nil {
+		var rs RuntimeStats
+		if json.Unmarshal(raw, &rs) == nil {
+			p.Runtime = &rs
+		}
+	}
 	if o.PprofBinary != "" {
 		p.Top = pprofTop(o.PprofBinary, path)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/metrics"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -75,6 +76,12 @@ func ServeFloor(ctx context.Context, listen string) error {
 // the smoke test. With cpuProfile set, profiling starts on SIGUSR1 (after the harness's
 // warm-up) and the profile is written when ctx ends.
 func ServeAuthz(ctx context.Context, cfgPath, cpuProfile string) error {
+	return serveAuthz(ctx, cfgPath, cpuProfile, "")
+}
+
+// serveAuthz is ServeAuthz; with stats set, it also writes the runtime's view of the
+// profiled stretch there (RuntimeStats, JSON).
+func serveAuthz(ctx context.Context, cfgPath, cpuProfile, stats string) error {
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -89,6 +96,7 @@ func ServeAuthz(ctx context.Context, cfgPath, cpuProfile string) error {
 	}
 	srv.Start()
 	var prof *os.File
+	var rt0 []metrics.Sample
 	if cpuProfile != "" {
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, syscall.SIGUSR1)
@@ -101,11 +109,17 @@ func ServeAuthz(ctx context.Context, cfgPath, cpuProfile string) error {
 			if err := pprof.StartCPUProfile(prof); err != nil {
 				return err
 			}
+			rt0 = readRuntime()
 		case <-ctx.Done():
 		}
 	}
 	<-ctx.Done()
 	if prof != nil {
+		if stats != "" {
+			if err := writeRuntimeStats(stats, runtimeSince(rt0, readRuntime())); err != nil {
+				return err
+			}
+		}
 		pprof.StopCPUProfile()
 		if err := prof.Close(); err != nil {
 			return err

@@ -19,6 +19,7 @@ var chartSeries = []series{
 	{"scopegate cold RS256", "#ff7f0e", "", ServerAuthz, CaseColdRS},
 	{"scopegate cold ES256", "#2ca02c", "", ServerAuthz, CaseColdES},
 	{"scopegate deny-heavy", "#9467bd", "", ServerAuthz, CaseDeny},
+	{"default config warm", "#d62728", "2,2", ServerDefault, CaseWarm},
 }
 
 func esc(s string) string {
@@ -30,8 +31,14 @@ func esc(s string) string {
 func (r *Report) stat(server, c string, conc int) (Stats, bool) {
 	for _, s := range r.Summary {
 		if s.Case == c && s.Concurrency == conc {
-			if server == ServerFloor {
+			switch server {
+			case ServerFloor:
 				return s.Floor, s.Floor.Requests > 0
+			case ServerDefault:
+				if s.Default == nil {
+					return Stats{}, false
+				}
+				return *s.Default, true
 			}
 			return s.Scopegate, s.Scopegate.Requests > 0
 		}
@@ -69,6 +76,9 @@ func (r *Report) SVG() string {
 	maxRPS := 0.0
 	for _, s := range r.Summary {
 		maxRPS = max(maxRPS, s.Floor.RPS, s.Scopegate.RPS)
+		if s.Default != nil {
+			maxRPS = max(maxRPS, s.Default.RPS)
+		}
 	}
 	yMax := niceCeil(maxRPS * 1.05)
 	yRPS := func(v float64) float64 { return float64(top+ph) - v/yMax*ph }
@@ -161,8 +171,8 @@ func (r *Report) SVG() string {
 	if r.Settings.Pinned {
 		cores = "server pinned to CPU 1 (GOMAXPROCS=1), load generator to CPU 0"
 	}
-	foot := fmt.Sprintf("%d × %s, %s, loadavg %s → %s; %d round(s) alternating floor/scopegate; %s",
-		r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter, r.Settings.Rounds, cores)
+	foot := fmt.Sprintf("%d × %s, %s, loadavg %s → %s; %d round(s) alternating %s; %s",
+		r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter, r.Settings.Rounds, strings.Join(r.Settings.Servers, "/"), cores)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555" text-anchor="middle">%s</text>`+"\n", W/2, footerY-14, esc(foot))
 	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10" fill="#555" text-anchor="middle">%s</text>`+"\n", W/2, footerY, esc(r.Command))
 	b.WriteString("</svg>\n")
@@ -173,7 +183,7 @@ func (r *Report) SVG() string {
 // log scale that always shows the 1 ms goal.
 func (r *Report) openLoopPanel(b *strings.Builder, left, top, pw, ph int, frame func(left int, title, ylabel, xlabel string)) {
 	const tickFont = `font-size="11"`
-	frame(left, "Open loop: p99 latency (µs, log) vs offered load", "p99 latency (µs)", "offered req/s (Poisson arrivals; fractions of each server's saturation)")
+	frame(left, "Open loop: p99 latency (µs, log) vs offered load", "p99 latency (µs)", "offered req/s (Poisson arrivals; fractions of the floor's saturation)")
 	xMax, lo, hi := 0.0, 1000.0, 1000.0
 	for _, o := range r.OpenLoopSummary {
 		xMax = max(xMax, o.TargetRPS)

@@ -35,6 +35,17 @@ func (f *fixture) close() { f.is.Close() }
 // writeConfig writes the authz config for a server on addr: the built-in default policy,
 // decision log off, at+jwt required, audience orders-api, keys from the issuer's JWKS.
 func (f *fixture) writeConfig(addr string) (string, error) {
+	return f.write(addr, "authz.yaml", "decision_log:\n  output: \"off\"\n")
+}
+
+// writeDefaultConfig writes the shipped default config for a server on addr: the same issuer
+// and policy, and every other setting left to its default (the decision log to stdout, every
+// allowed decision, include_input), but for drain_delay 0s, which only makes each stop wait.
+func (f *fixture) writeDefaultConfig(addr string) (string, error) {
+	return f.write(addr, "authz-default.yaml", "drain_delay: 0s\n")
+}
+
+func (f *fixture) write(addr, name, extra string) (string, error) {
 	cfg := fmt.Sprintf(`# written by scopegate-loadbench
 listen: %q
 admin: "127.0.0.1:0"
@@ -50,10 +61,8 @@ issuers:
     refresh_interval: 1h
 policy:
   path: ""
-decision_log:
-  output: "off"
-`, addr, f.is.Issuer, f.is.JWKSURL())
-	path := filepath.Join(f.dir, "authz.yaml")
+`, addr, f.is.Issuer, f.is.JWKSURL()) + extra
+	path := filepath.Join(f.dir, name)
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/server"
+	"github.com/scopegate/scopegate/internal/drain"
 	"github.com/scopegate/scopegate/internal/logging"
 )
 
@@ -36,8 +37,14 @@ func newAuthzCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			cut, stopCut := drain.SecondSignal()
+			defer stopCut()
 			srv.Start()
 			<-ctx.Done()
+			if d := *cfg.DrainDelay; d > 0 {
+				log.Info("draining: health and /readyz say not-serving, Checks are still served; signal again to stop now", "drain_delay", d.String())
+				srv.Drain(d, cut)
+			}
 			log.Info("shutting down: finishing in-flight Checks", "timeout", cfg.ShutdownTimeout.String())
 			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 			defer cancel()

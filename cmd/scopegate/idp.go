@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/internal/drain"
 	"github.com/scopegate/scopegate/internal/logging"
 )
 
@@ -41,7 +42,9 @@ func newIDPCmd() *cobra.Command {
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			p, err := idp.New(cfg, log, idp.WithRegisterer(reg))
+			cut, stopCut := drain.SecondSignal()
+			defer stopCut()
+			p, err := idp.New(cfg, log, idp.WithRegisterer(reg), idp.WithDrainCut(cut))
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane"
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/drain"
 	"github.com/scopegate/scopegate/internal/logging"
 	"github.com/scopegate/scopegate/internal/tracing"
 )
@@ -22,7 +23,7 @@ func init() { subcommands = append(subcommands, newXDSCmd) }
 func newXDSCmd() *cobra.Command {
 	var (
 		configPath, logLevel, listen, adminAddr string
-		shutdownTimeout                         time.Duration
+		shutdownTimeout, drainDelay             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "xds --config FILE",
@@ -54,9 +55,12 @@ func newXDSCmd() *cobra.Command {
 				defer cancel()
 				_ = tp.Shutdown(sctx)
 			}()
+			cut, stopCut := drain.SecondSignal()
+			defer stopCut()
 			svc, err := controlplane.New(ctx, controlplane.Options{
 				ConfigPath: configPath, Logger: log, Registry: reg, Listen: listen, Admin: adminAddr,
-				Tracer: tp.Tracer("github.com/scopegate/scopegate/controlplane"),
+				Tracer:     tp.Tracer("github.com/scopegate/scopegate/controlplane"),
+				DrainDelay: drainDelay, DrainCut: cut,
 			})
 			if err != nil {
 				return err
@@ -80,6 +84,7 @@ func newXDSCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "", "gRPC ADS address (overrides the file's listen)")
 	cmd.Flags().StringVar(&adminAddr, "admin", "", "admin HTTP address (overrides the file's admin)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().DurationVar(&drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long /readyz says draining while ADS is still served (a second signal cuts it short)")
 	cmd.Flags().DurationVar(&shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for streams and requests on shutdown")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd

@@ -80,6 +80,7 @@ type Server struct {
 	cache   cache.SnapshotCache
 	tracker *tracker
 	grpc    *grpc.Server
+	streams *grpcstop.Streams // ADS streams end with UNAVAILABLE at shutdown
 
 	// ctx is given to go-control-plane's server: GracefulStop waits for open ADS streams
 	// until it is cancelled, so Shutdown cancels it first.
@@ -127,6 +128,7 @@ func New(opts Options) *Server {
 	empty := map[string]FleetStatus{}
 	s.fleets.Store(&empty)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.streams = grpcstop.NewStreams()
 	gcpLog := logAdapter{opts.Logger.With("component", "go-control-plane")}
 	s.cache = cache.NewSnapshotCache(true, FleetHash{}, gcpLog)
 	s.tracker = newTracker(opts.Logger, newMetrics(opts.Registerer), s.known)
@@ -174,6 +176,7 @@ func New(opts Options) *Server {
 		// Envoy pings idle xDS connections (connection_keepalive in its bootstrap).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(1<<20),
+		grpc.StreamInterceptor(s.streams.Interceptor()),
 	)...)
 	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
 	// The per-type services too, for Envoys configured without ADS (each still keyed by fleet).
@@ -197,8 +200,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // which GracefulStop would wait on open ADS streams for ever), then stops gracefully, or
 // forcibly once ctx is done.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.streams.Stop() // first: a stream go-control-plane ends below reports UNAVAILABLE, not OK
 	s.cancel()
-	grpcstop.Graceful(ctx, s.grpc)
+	grpcstop.Graceful(ctx, s.grpc, s.streams)
 }
 
 // Apply installs the fleets' snapshots: every connected node of a fleet receives the types

@@ -51,6 +51,7 @@ func TestChart(t *testing.T) {
 			w := checkWiring(t, r, sidecar)
 			checkFleetIsolation(t, r, w)
 			checkProbes(t, r, w)
+			checkDrain(t, r, w)
 			if v.loaders {
 				checkConfigsLoad(t, r, w)
 			} else {

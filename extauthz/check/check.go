@@ -144,6 +144,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
 	rec.Identity = id
 	pt := s.memo(id)
+	rec.TokenDoc = pt
 	if resp := s.checkBinding(ctx, v, rec, raw, scheme, id, pt); resp != nil {
 		return resp
 	}

@@ -24,6 +24,10 @@ type perToken struct {
 	termOnce sync.Once
 	term     *ast.Term
 
+	// logDoc is the token's input document as JSON, for the decision log's lines.
+	logOnce sync.Once
+	logDoc  []byte
+
 	// ath is the token's hash as DPoP proofs name it, computed on its first DPoP request.
 	athOnce sync.Once
 	ath     string
@@ -47,6 +51,13 @@ func (pt *perToken) tokenHash(raw string) string {
 func (pt *perToken) tokenTerm(id *token.Identity) *ast.Term {
 	pt.termOnce.Do(func() { pt.term = policy.TokenTerm(id) })
 	return pt.term
+}
+
+// TokenJSON is input.token as the decision log writes it, encoded on the token's first
+// logged line with input (decisionlog.TokenDoc).
+func (pt *perToken) TokenJSON(id *token.Identity) []byte {
+	pt.logOnce.Do(func() { pt.logDoc = policy.AppendTokenJSON(nil, id) })
+	return pt.logDoc
 }
 
 // decisionKey is everything a cacheable decision can depend on besides the token.

@@ -46,6 +46,10 @@ type Config struct {
 	// GRPCReflection serves gRPC server reflection on the listen port (for grpcurl). Off by
 	// default: it tells anyone who can reach the port what it serves.
 	GRPCReflection bool `yaml:"grpc_reflection"`
+	// DrainDelay is how long, after SIGTERM, authz keeps serving Checks with gRPC health and
+	// /readyz saying not-serving, so that Envoy and Kubernetes move traffic away before the
+	// listener closes (default 5s; 0s stops at once).
+	DrainDelay *time.Duration `yaml:"drain_delay"`
 
 	// Sender-constrained tokens (RFC 9449 DPoP): a token bound to a key (cnf.jkt) is accepted
 	// only with the DPoP scheme and a proof signed by that key; see README.
@@ -221,9 +225,36 @@ type DecisionLog struct {
 	Output string `yaml:"output"`
 	// SampleRate is the fraction of allowed decisions logged (denials are always logged).
 	SampleRate *float64 `yaml:"sample_rate"`
-	// IncludeInput adds the policy input to each line of a verified request, for replaying
-	// a candidate policy (`scopegate policy impact`). Default true.
+	// IncludeInput adds the policy input to the lines of verified requests, for replaying
+	// a candidate policy (`scopegate policy impact`): every refusal's line, and
+	// InputSampleRate of the allowed ones. Default true.
 	IncludeInput *bool `yaml:"include_input"`
+	// InputSampleRate is the fraction of logged allowed decisions whose line carries the
+	// input (default 0.1: the input costs more than the rest of a warm Check; see README).
+	InputSampleRate *float64 `yaml:"input_sample_rate"`
+	// HiddenHeaders are request headers the input never holds, added to the default list
+	// (authorization, cookie, proxy-authorization, dpop); matched without regard to case.
+	HiddenHeaders []string `yaml:"hidden_headers"`
+}
+
+// DefaultInputSampleRate is decision_log.input_sample_rate when the file sets none.
+const DefaultInputSampleRate = 0.1
+
+// DefaultDrainDelay is drain_delay when the file sets none.
+const DefaultDrainDelay = 5 * time.Second
+
+// validHeaderName reports whether h is an HTTP field name (RFC 9110 §5.1: a token).
+func validHeaderName(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultAlgorithms is the algorithm allow-list when an issuer names none.
@@ -284,6 +315,10 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.DrainDelay == nil {
+		d := DefaultDrainDelay
+		c.DrainDelay = &d
+	}
 	def(&c.Headers.Subject, contract.HeaderSubject)
 	def(&c.Headers.ClientID, contract.HeaderClientID)
 	def(&c.Headers.Scopes, contract.HeaderScopes)
@@ -339,6 +374,10 @@ func (c *Config) setDefaults() {
 	if c.DecisionLog.SampleRate == nil {
 		one := 1.0
 		c.DecisionLog.SampleRate = &one
+	}
+	if c.DecisionLog.InputSampleRate == nil {
+		r := DefaultInputSampleRate
+		c.DecisionLog.InputSampleRate = &r
 	}
 	for i := range c.Issuers {
 		is := &c.Issuers[i]
@@ -429,6 +468,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative")
+	}
+	if *c.DrainDelay < 0 {
+		bad("drain_delay", "must not be negative")
 	}
 	if len(c.Issuers) == 0 {
 		bad("issuers", "at least one issuer is required")
@@ -585,6 +627,14 @@ func (c *Config) Validate() error {
 	}
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
+	}
+	if r := *c.DecisionLog.InputSampleRate; r < 0 || r > 1 {
+		bad("decision_log.input_sample_rate", "%v is out of range (0 to 1)", r)
+	}
+	for i, h := range c.DecisionLog.HiddenHeaders {
+		if !validHeaderName(h) {
+			bad(fmt.Sprintf("decision_log.hidden_headers[%d]", i), "%q is not an HTTP header name", h)
+		}
 	}
 	if len(c.DPoPAlgorithms) == 0 {
 		bad("dpop_algorithms", "at least one algorithm is required")

@@ -30,8 +30,16 @@ func TestDefaults(t *testing.T) {
 		c.Policy.Query != "data.scopegate.authz.decision" || !*c.Policy.RunTests || c.Policy.ErrorStatus != 500 ||
 		is.Leeway != 30*time.Second || is.RefreshInterval != 15*time.Minute || strings.Join(is.Algorithms, ",") != "RS256,ES256,EdDSA,PS256" ||
 		strings.Join(is.ScopeClaims, ",") != "scope,scp" || c.Headers.Subject != "x-scopegate-subject" || *c.DecisionLog.SampleRate != 1 ||
-		!*c.DecisionLog.IncludeInput || c.Policy.Bundle != nil || c.Tracing.OTLPEndpoint != "" {
+		!*c.DecisionLog.IncludeInput || c.Policy.Bundle != nil || c.Tracing.OTLPEndpoint != "" || *c.DrainDelay != 5*time.Second || *c.DecisionLog.InputSampleRate != 0.1 {
 		t.Fatalf("defaults: %+v %+v", c, is)
+	}
+}
+
+// An explicit drain_delay of 0s stops at once; it is not taken for "unset".
+func TestDrainDelayZero(t *testing.T) {
+	c, err := Parse([]byte(minimal + "drain_delay: 0s\n"))
+	if err != nil || *c.DrainDelay != 0 {
+		t.Fatalf("drain_delay: %v %v, want 0", c.DrainDelay, err)
 	}
 }
 
@@ -101,6 +109,9 @@ func TestBadValuesNameTheField(t *testing.T) {
 		{"signing the built-in policy", minimal + "policy: {signing: {public_key_file: /}}\n", "policy.signing: needs policy.path"},
 		{"signing unknown field", minimal + "policy: {path: /, signing: {public_key: x}}\n", "field public_key not found"},
 		{"sample rate", minimal + "decision_log: {sample_rate: 2}\n", "decision_log.sample_rate: 2 is out of range"},
+		{"input sample rate", minimal + "decision_log: {input_sample_rate: -0.5}\n", "decision_log.input_sample_rate: -0.5 is out of range"},
+		{"hidden header", minimal + "decision_log: {hidden_headers: [x-api-key, 'bad header']}\n", `decision_log.hidden_headers[1]: "bad header" is not an HTTP header name`},
+		{"drain delay", minimal + "drain_delay: -1s\n", "drain_delay: must not be negative"},
 		{"tracing endpoint", minimal + "tracing: {otlp_endpoint: 'collector:4317'}\n", `tracing.otlp_endpoint: want http://host:port or https://host:port, got "collector:4317"`},
 		{"tracing ratio", minimal + "tracing: {otlp_endpoint: 'http://collector:4317', sample_ratio: 1.5}\n", "tracing.sample_ratio: 1.5 is out of range"},
 	}

@@ -106,7 +106,7 @@ func BenchmarkLog(b *testing.B) {
 			}
 			rec := Record{Time: time.Unix(1, 0), RequestID: "7f8e5b2c-1d3a-4e5f-9a8b-0c1d2e3f4a5b", Route: "orders-read", Method: "GET", Path: "/orders/42",
 				Issuer: "demo", Subject: "user-1", ClientID: "reporting-job", Scopes: "orders:read", Allow: true, Status: 200, Revision: "abc",
-				View: policy.NewView(req), Identity: id}
+				View: policy.NewView(req), Identity: id, TokenDoc: &memo{}}
 			b.ReportAllocs()
 			for b.Loop() {
 				l.Log(&rec)
@@ -119,4 +119,59 @@ func BenchmarkLog(b *testing.B) {
 
 type countingWriter struct{ n int }
 
+// memo is a per-token memo of the token document, as the Check service keeps one.
+type memo struct{ doc []byte }
+
+func (m *memo) TokenJSON(id *token.Identity) []byte {
+	if m.doc == nil {
+		m.doc = policy.AppendTokenJSON(nil, id)
+	}
+	return m.doc
+}
+
 func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+// WithInputSampleRate thins the inputs of allowed decisions only: every refusal's line (and a
+// shadow would-be refusal's) keeps its input, for `policy impact` to replay.
+func TestInputSampleRate(t *testing.T) {
+	req := checkreq.Request{Path: "/orders/1", ContextExtensions: map[string]string{"route": "orders-read"}}.MustBuild()
+	id, err := token.IdentityFromClaims("demo", map[string]any{"iss": "https://idp", "sub": "alice", "exp": 4102444800.0}, []string{"scope"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func(rate float64, n int, rec Record) (lines, withInput int) {
+		var out bytes.Buffer
+		l := New(&out, 1, 0).WithInput().WithInputSampleRate(rate)
+		for range n {
+			r := rec
+			l.Log(&r)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			lines++
+			if strings.Contains(line, `"input":{`) {
+				withInput++
+			}
+		}
+		return lines, withInput
+	}
+	allow := Record{Allow: true, Status: 200, View: policy.NewView(req), Identity: id}
+	deny := Record{Status: 403, Reason: "insufficient_scope", View: policy.NewView(req), Identity: id}
+	shadow := Record{Allow: true, Shadow: true, Status: 403, Reason: "insufficient_scope", View: policy.NewView(req), Identity: id}
+	if lines, in := count(0, 50, allow); lines != 50 || in != 0 {
+		t.Errorf("rate 0, allowed: %d lines, %d with input; want 50, 0", lines, in)
+	}
+	for name, rec := range map[string]Record{"refused": deny, "shadow": shadow} {
+		if lines, in := count(0, 50, rec); lines != 50 || in != 50 {
+			t.Errorf("rate 0, %s: %d lines, %d with input; want 50, 50", name, lines, in)
+		}
+	}
+	if lines, in := count(0.5, 2000, allow); lines != 2000 || in < 800 || in > 1200 {
+		t.Errorf("rate 0.5, allowed: %d of %d lines with input; want about half", in, lines)
+	}
+	if _, in := count(1, 50, allow); in != 50 {
+		t.Errorf("rate 1, allowed: %d of 50 lines with input", in)
+	}
+}

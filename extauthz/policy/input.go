@@ -130,6 +130,10 @@ func parseQuery(raw string) map[string][]string {
 func routeTerm(r *Route) *ast.Term {
 	items := make([][2]*ast.Term, 0, 3+len(r.Extra))
 	for k, v := range r.Extra {
+		switch k {
+		case "name", "scopes", "mode": // an extension can't shadow a named field (nor repeat a key)
+			continue
+		}
 		items = append(items, ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
 	}
 	items = append(items,

@@ -37,6 +37,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/drain"
 	"github.com/scopegate/scopegate/internal/grpcstop"
 	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
@@ -47,6 +48,7 @@ type Server struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	grpc    *grpc.Server
+	streams *grpcstop.Streams // ends health Watch streams at shutdown
 	health  *health.Server
 	admin   *admin.Server
 	lis     net.Listener
@@ -264,7 +266,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		cancel()
 		return nil, err
 	}
+	s.streams = grpcstop.NewStreams()
 	s.grpc = grpc.NewServer(append(grpcOpts,
+		grpc.StreamInterceptor(s.streams.Interceptor()), // streams only: Check is unary
 		// Reused worker goroutines keep the stacks policy evaluation has grown; a fresh
 		// goroutine per request would grow its stack again on every cold token.
 		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
@@ -327,10 +331,18 @@ func (s *Server) openDecisionLog() error {
 		}
 		w, s.dlogFile = f, f
 	}
-	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond)
+	s.dlog = decisionlog.New(w, *s.cfg.DecisionLog.SampleRate, 200*time.Millisecond).WithHiddenHeaders(s.cfg.DecisionLog.HiddenHeaders...)
 	if *s.cfg.DecisionLog.IncludeInput {
-		s.dlog.WithInput()
+		s.dlog.WithInput().WithInputSampleRate(*s.cfg.DecisionLog.InputSampleRate)
 	}
+	dlog := s.dlog
+	s.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scopegate_decision_log_dropped_lines_total",
+			Help: "Decision log lines dropped because the output fell more than 8 MiB behind."},
+			func() float64 { return float64(dlog.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "scopegate_decision_log_write_errors_total",
+			Help: "Failed writes to the decision log output (their lines are lost)."},
+			func() float64 { return float64(dlog.WriteErrors()) }))
 	return nil
 }
 
@@ -446,16 +458,33 @@ func (s *Server) Start() {
 		"admin_tls", tlsMode(s.cfg.AdminTLS), "policy_revision", revisionID(s.engine.Revision()))
 }
 
-// Shutdown stops accepting, lets in-flight Checks finish (up to ctx), then stops the rest.
-// Later calls return the first call's result.
+// Drain is the first step of a shutdown: gRPC health (every service, Watch streams at once)
+// and /readyz say not-serving from now on, while Checks are still served, so that Envoy and
+// Kubernetes move them elsewhere before the listener closes. It returns after delay, or
+// when cut is closed (nil: never). Shutdown follows.
+func (s *Server) Drain(delay time.Duration, cut <-chan struct{}) {
+	s.notServing()
+	drain.Wait(delay, cut)
+}
+
+// notServing turns health and /readyz to not-serving for good (a later SERVING from
+// trackHealth is ignored).
+func (s *Server) notServing() {
+	s.health.Shutdown()
+	s.admin.Drain()
+}
+
+// Shutdown stops accepting, ends health Watch streams (UNAVAILABLE), lets in-flight Checks
+// finish (up to ctx), then stops the rest; health says not-serving first if Drain did not
+// already. Later calls return the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
 	return s.shutdownErr
 }
 
 func (s *Server) shutdown(ctx context.Context) error {
-	s.health.Shutdown() // tell health checkers first, so load balancers drain us
-	grpcstop.Graceful(ctx, s.grpc)
+	s.notServing() // tell health checkers first, so load balancers drain us
+	grpcstop.Graceful(ctx, s.grpc, s.streams)
 	err := s.admin.Shutdown(ctx)
 	if s.bundle != nil {
 		s.bundle.Stop(ctx)

@@ -420,7 +420,7 @@ func TestShutdownDrainsInFlightChecks(t *testing.T) {
 	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health at shutdown: %v %v; want NOT_SERVING", r, err)
 	}
-	wcancel() // the watch is an RPC too: a graceful stop would wait for it
+	// The watch stays open: Shutdown ends it (UNAVAILABLE) rather than waiting for it.
 
 	// Shutdown must still be waiting for the held Check.
 	select {
@@ -437,6 +437,9 @@ func TestShutdownDrainsInFlightChecks(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("the health watch ended with %v, want Unavailable", err)
 	}
 	// Stopped: a new connection is refused.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +25,10 @@ type ReadyFunc func() (details any, err error)
 
 // Server is the admin HTTP server.
 type Server struct {
-	mux *http.ServeMux
-	srv *http.Server
-	ln  net.Listener
+	mux      *http.ServeMux
+	srv      *http.Server
+	ln       net.Listener
+	draining atomic.Bool
 }
 
 // New builds an admin server on addr; Handle adds further endpoints (such as /status) before Serve.
@@ -36,6 +38,7 @@ func New(addr string, gatherer prometheus.Gatherer, ready ReadyFunc) (*Server, e
 		return nil, err
 	}
 	mux := http.NewServeMux()
+	s := &Server{mux: mux, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -47,18 +50,21 @@ func New(addr string, gatherer prometheus.Gatherer, ready ReadyFunc) (*Server, e
 			Details any    `json:"details,omitempty"`
 		}{Status: "ready", Details: details}
 		code := http.StatusOK
-		if err != nil {
+		switch {
+		case s.draining.Load():
+			body.Status, body.Reason, code = "draining", "shutting down: send new work elsewhere", http.StatusServiceUnavailable
+		case err != nil:
 			body.Status, body.Reason, code = "not ready", err.Error(), http.StatusServiceUnavailable
 		}
 		writeJSON(w, code, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	return &Server{
-		mux: mux,
-		ln:  ln,
-		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second},
-	}, nil
+	return s, nil
 }
+
+// Drain makes /readyz answer 503 "draining" from now on: the process is shutting down, and
+// whatever routes work to it should stop. The other endpoints are served as before.
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // UseTLS makes the server speak TLS with cfg (call before Serve).
 func (s *Server) UseTLS(cfg *tls.Config) { s.ln = tls.NewListener(s.ln, cfg) }

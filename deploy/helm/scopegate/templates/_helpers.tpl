@@ -103,6 +103,8 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- $_ := set $cfg "listen" (printf ":%v" .Values.authz.ports.grpc) -}}
 {{- end -}}
 {{- $_ := set $cfg "admin" (printf ":%v" .Values.authz.ports.admin) -}}
+{{- $_ := set $cfg "drain_delay" (printf "%vs" .Values.authz.drain.delaySeconds) -}}
+{{- $_ := set $cfg "shutdown_timeout" (printf "%vs" .Values.authz.drain.shutdownTimeoutSeconds) -}}
 {{- if .Values.authz.policies -}}
 {{- $policy := default dict (get $cfg "policy") -}}
 {{- $_ := set $policy "path" "/etc/scopegate/policies" -}}
@@ -199,6 +201,12 @@ capabilities:
   image: {{ include "scopegate.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   args: [authz, --config, /etc/scopegate/config/authz.yaml]
+  {{- if gt (int .Values.authz.drain.preStopSeconds) 0 }}
+  # Holds SIGTERM back (the drain itself starts on SIGTERM: see authz.drain in values.yaml).
+  lifecycle:
+    preStop:
+      sleep: {seconds: {{ .Values.authz.drain.preStopSeconds }}}
+  {{- end }}
   ports:
     {{- if ne .Values.authz.mode "sidecar" }}
     - name: grpc
@@ -339,4 +347,10 @@ capabilities:
     defaultMode: 0440
 {{- end }}
 {{- end }}{{- end }}
+{{- end -}}
+
+{{/* The authz pod's grace period: the preStop hook, the drain and the shutdown timeout, plus 5 s
+for the process to exit, so the kubelet never kills a drain that does what it was told. */}}
+{{- define "scopegate.authz.terminationGrace" -}}
+{{- add .Values.authz.drain.preStopSeconds .Values.authz.drain.delaySeconds .Values.authz.drain.shutdownTimeoutSeconds 5 -}}
 {{- end -}}
