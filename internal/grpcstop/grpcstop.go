@@ -5,7 +5,6 @@ package grpcstop
 
 import (
 	"context"
-	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,7 +17,6 @@ import (
 type Streams struct {
 	ctx  context.Context
 	stop context.CancelFunc
-	once sync.Once
 }
 
 // NewStreams returns a Streams; install its Interceptor on the server.
