@@ -21,11 +21,10 @@ import (
 // maxPendingDeltaNonces bounds the delta responses remembered while awaiting their ACK.
 const maxPendingDeltaNonces = 32
 
-// tracker follows every ADS stream through the server's callbacks: which node and fleet it
-// is, what each resource type was sent and acknowledged at, and the last NACK.
+// tracker follows every ADS stream: which node and fleet it is, what each resource type was
+// sent and acknowledged at, and the last NACK.
 //
-// SotW and delta streams are numbered by separate counters in go-control-plane, so their IDs
-// can collide: a stream is keyed by (protocol, ID). Delta requests after the first may omit
+// SotW and delta streams are numbered by separate counters, so their IDs can collide: a stream is keyed by (protocol, ID). Delta requests after the first may omit
 // the node, so the node is remembered per stream from its first request.
 type tracker struct {
 	log     *slog.Logger
@@ -116,8 +115,7 @@ func (t *tracker) closed(key streamKey) {
 // identify binds the stream to its node on the first request that carries one and refuses
 // the stream when the node's fleet is not configured: it would never get a snapshot.
 //
-// A later request may carry the node again, and go-control-plane then serves that node: one
-// naming another fleet is refused, or a stream could switch to a fleet it was not admitted to.
+// A later request may carry the node again: one naming another fleet is refused, or a stream could switch to a fleet it was not admitted to.
 func (t *tracker) identify(st *streamState, node *core.Node) error {
 	if st.identified {
 		if node != nil && node.GetCluster() != st.fleet {
@@ -219,8 +217,8 @@ func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version stri
 // older nonce are superseded and ignored, as the server ignores them.
 //
 // On a NACK the request's version_info (the last version Envoy accepted) is replaced with the
-// rejected version before the cache sees it; otherwise the cache would find the client behind
-// and send the same rejected resources straight back, in a loop. The next config change is
+// rejected version before the stream sees it; otherwise the stream would find the client
+// behind and send the same rejected resources straight back, in a loop. The next config change is
 // pushed as usual.
 func (t *tracker) request(id int64, req *discovery.DiscoveryRequest) error {
 	t.mu.Lock()
@@ -246,15 +244,20 @@ func (t *tracker) request(id int64, req *discovery.DiscoveryRequest) error {
 }
 
 func (t *tracker) response(id int64, resp *discovery.DiscoveryResponse) {
+	t.sent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+}
+
+// sent records a SotW response about to be written.
+func (t *tracker) sent(key streamKey, typeURL, version, nonce string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st, ok := t.streams[streamKey{id: id}]
+	st, ok := t.streams[key]
 	if !ok {
 		return
 	}
-	ts := st.typ(resp.GetTypeUrl())
-	ts.sentVersion, ts.sentNonce, ts.sentAt = resp.GetVersionInfo(), resp.GetNonce(), t.now()
-	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(resp.GetTypeUrl())).Inc()
+	ts := st.typ(typeURL)
+	ts.sentVersion, ts.sentNonce, ts.sentAt = version, nonce, t.now()
+	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
 }
 
 // deltaRequest handles a delta request: delta ACKs carry no version, so the acknowledged
@@ -288,24 +291,30 @@ func (t *tracker) deltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) e
 }
 
 func (t *tracker) deltaResponse(id int64, resp *discovery.DeltaDiscoveryResponse) {
+	t.deltaSent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+}
+
+// deltaSent records a delta response about to be written, remembering which version its
+// nonce carries until the client answers it.
+func (t *tracker) deltaSent(key streamKey, typeURL, version, nonce string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st, ok := t.streams[streamKey{delta: true, id: id}]
+	st, ok := t.streams[key]
 	if !ok {
 		return
 	}
-	ts := st.typ(resp.GetTypeUrl())
-	ts.sentVersion, ts.sentNonce, ts.sentAt = resp.GetSystemVersionInfo(), resp.GetNonce(), t.now()
+	ts := st.typ(typeURL)
+	ts.sentVersion, ts.sentNonce, ts.sentAt = version, nonce, t.now()
 	if ts.pending == nil {
 		ts.pending = map[string]string{}
 	}
-	ts.pending[resp.GetNonce()] = resp.GetSystemVersionInfo()
-	ts.order = append(ts.order, resp.GetNonce())
+	ts.pending[nonce] = version
+	ts.order = append(ts.order, nonce)
 	for len(ts.order) > maxPendingDeltaNonces {
 		delete(ts.pending, ts.order[0])
 		ts.order = ts.order[1:]
 	}
-	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(resp.GetTypeUrl())).Inc()
+	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
 }
 
 // NodeStatus is one connected stream as /status shows it.
