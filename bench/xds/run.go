@@ -1,0 +1,320 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/scopegate/scopegate/internal/envoysim"
+)
+
+// envoyWindow is Envoy's default HTTP/2 stream and connection window (256 MiB): the
+// simulated Envoys get the same, or flow control would be what is measured.
+const envoyWindow = 256 << 20
+
+// Server is a control plane under test: a command that takes scopegate xds's flags after
+// the word "xds" (a scopegate binary, or this harness).
+type Server struct {
+	Name string   `json:"name"`
+	Cmd  []string `json:"cmd"`
+	Env  []string `json:"-"`
+	// Profile, for a server that is this harness, is where to write its CPU profile of the
+	// changes (profiling starts with the first change, stops at exit).
+	Profile string `json:"-"`
+}
+
+// Options of a run.
+type Options struct {
+	Servers []Server
+	Streams []int
+	Modes   []string // "sotw", "delta"
+	Routes  int
+	Changes int // per point
+	Rounds  int
+	// Timeout bounds each wait: the streams reaching a version, the server becoming ready.
+	Timeout  time.Duration
+	Progress io.Writer
+	Command  string
+}
+
+// measure runs one point: a server process, n streams of one mode, o.Changes changes.
+func measure(ctx context.Context, o Options, srv Server, mode string, n, round int) (Point, error) {
+	p := Point{Server: srv.Name, Mode: mode, Streams: n, Round: round}
+	dir, err := os.MkdirTemp("", "scopegate-xdsbench-")
+	if err != nil {
+		return p, err
+	}
+	defer os.RemoveAll(dir)
+	cfgPath := filepath.Join(dir, "xds.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(o.Routes, 0)), 0o600); err != nil {
+		return p, err
+	}
+	listen, err := freeAddr()
+	if err != nil {
+		return p, err
+	}
+	admin, err := freeAddr()
+	if err != nil {
+		return p, err
+	}
+	args := append(append([]string{}, srv.Cmd[1:]...), "xds", "--config", cfgPath, "--listen", listen, "--admin", admin, "--log-level", "warn")
+	if srv.Profile != "" {
+		args = append(args, "--cpuprofile", fmt.Sprintf("%s-%s-%d-r%d.pprof", srv.Profile, mode, n, round))
+	}
+	cmd := exec.Command(srv.Cmd[0], args...)
+	cmd.Env = append(os.Environ(), srv.Env...)
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return p, err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return p, fmt.Errorf("%s: %w", srv.Name, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(o.Timeout):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	pid := cmd.Process.Pid
+	fail := func(err error) (Point, error) {
+		log, _ := os.ReadFile(logf.Name())
+		return p, fmt.Errorf("%s %s streams=%d: %w\nserver log:\n%s", srv.Name, mode, n, err, tail(log, 2000))
+	}
+	if err := waitReady(ctx, admin, exited, o.Timeout); err != nil {
+		return fail(err)
+	}
+	if p.IdleRSS, _, err = memStatus(pid); err != nil {
+		return fail(err)
+	}
+
+	want, err := translate1(o.Routes, 0)
+	if err != nil {
+		return fail(err)
+	}
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return fail(err)
+	}
+	clients, closeAll, err := connect(ctx, listen, mode, n)
+	defer closeAll()
+	if err != nil {
+		return fail(err)
+	}
+	if err := waitRoutes(ctx, clients, want.routeVersion, o.Timeout); err != nil {
+		return fail(err)
+	}
+	if err := quiesce(pid, o.Timeout); err != nil {
+		return fail(err)
+	}
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return fail(err)
+	}
+	p.ConnectCPU = cpu1 - cpu0
+	if p.SyncedRSS, _, err = memStatus(pid); err != nil {
+		return fail(err)
+	}
+
+	for k := 1; k <= o.Changes; k++ {
+		if err := os.WriteFile(cfgPath, []byte(benchConfig(o.Routes, k)), 0o600); err != nil {
+			return p, err
+		}
+		want, err := translate1(o.Routes, k)
+		if err != nil {
+			return fail(err)
+		}
+		if err := resetPeak(pid); err != nil {
+			return fail(err)
+		}
+		var c Change
+		if c.RSSBefore, _, err = memStatus(pid); err != nil {
+			return fail(err)
+		}
+		if k == 1 && srv.Profile != "" {
+			_ = cmd.Process.Signal(syscall.SIGUSR1)
+		}
+		before, err := procCPU(pid)
+		if err != nil {
+			return fail(err)
+		}
+		start := time.Now()
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			return fail(err)
+		}
+		if err := waitRoutes(ctx, clients, want.routeVersion, o.Timeout); err != nil {
+			return fail(fmt.Errorf("change %d: %w", k, err))
+		}
+		c.ToAll = time.Since(start)
+		if err := quiesce(pid, o.Timeout); err != nil {
+			return fail(err)
+		}
+		after, err := procCPU(pid)
+		if err != nil {
+			return fail(err)
+		}
+		c.CPU = after - before
+		if _, c.Peak, err = memStatus(pid); err != nil {
+			return fail(err)
+		}
+		p.Changes = append(p.Changes, c)
+	}
+	for _, c := range clients {
+		if err := c.Err(); err != nil {
+			return fail(fmt.Errorf("a stream ended during the run: %w", err))
+		}
+	}
+	return p, nil
+}
+
+// connect opens n simulated Envoys, each on its own connection as real Envoys are.
+func connect(ctx context.Context, addr, mode string, n int) ([]*envoysim.Client, func(), error) {
+	var (
+		mu      sync.Mutex
+		conns   []*grpc.ClientConn
+		clients = make([]*envoysim.Client, n)
+		first   error
+	)
+	closeAll := func() {
+		for _, c := range clients {
+			if c != nil {
+				c.Close()
+			}
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	dial := envoysim.SotW
+	if mode == "delta" {
+		dial = envoysim.Delta
+	}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+					grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow))
+				if err == nil {
+					mu.Lock()
+					conns = append(conns, conn)
+					mu.Unlock()
+					node := &core.Node{Id: fmt.Sprintf("envoy-%05d", i), Cluster: fleetName}
+					clients[i], err = dial(ctx, conn, node, envoysim.Options{})
+				}
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	return clients, closeAll, first
+}
+
+// waitRoutes waits until every stream holds route version v.
+func waitRoutes(ctx context.Context, clients []*envoysim.Client, v string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, c := range clients {
+		if err := c.Wait(ctx, func(c *envoysim.Client) bool { return c.Version(resource.RouteType) == v }); err != nil {
+			return fmt.Errorf("streams did not reach route version %s: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// quiesce waits until the server has gone 100 ms using less than 1 ms of CPU: it has
+// read every ACK and finished with the change.
+func quiesce(pid int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	prev, err := procCPU(pid)
+	if err != nil {
+		return err
+	}
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		cur, err := procCPU(pid)
+		if err != nil {
+			return err
+		}
+		if cur-prev < time.Millisecond {
+			return nil
+		}
+		prev = cur
+	}
+	return errors.New("the server did not go idle")
+}
+
+// waitReady polls the admin port's /readyz (the process is another program: there is no
+// signal to wait on but its answer).
+func waitReady(ctx context.Context, admin string, exited <-chan error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/readyz", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("server exited before it was ready: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server not ready at %s after %s: %v", admin, timeout, err)
+		}
+	}
+}
+
+// freeAddr is a loopback address with a port free a moment ago.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
