@@ -34,7 +34,8 @@ import (
 )
 
 // Main runs the command line: run (the default), xds (a control plane, as scopegate xds,
-// for the harness to run as itself) or sizes (encoded route configuration sizes).
+// for the harness to run as itself), floor (see floor.go) or sizes (encoded route
+// configuration sizes).
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -50,13 +51,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = runCmd(ctx, fs, args, stdout, stderr)
 	case "xds":
 		err = serveCmd(ctx, fs, args, stderr)
+	case "floor":
+		listen := fs.String("listen", "127.0.0.1:0", "TCP address the clients connect to")
+		admin := fs.String("admin", "127.0.0.1:0", "HTTP address answering /readyz")
+		size := fs.Int("bytes", 0, "bytes written to every connection on SIGHUP")
+		if err = fs.Parse(args); err == nil {
+			err = serveFloor(ctx, *listen, *admin, *size)
+		}
 	case "sizes":
 		routes := fs.String("routes", "1000,10000,50000", "comma-separated route counts")
 		if err = fs.Parse(args); err == nil {
 			err = sizes(*routes, stdout)
 		}
 	default:
-		fmt.Fprintf(stderr, "scopegate-xdsbench: unknown subcommand %q (run, xds, sizes)\n", sub)
+		fmt.Fprintf(stderr, "scopegate-xdsbench: unknown subcommand %q (run, xds, floor, sizes)\n", sub)
 		return 2
 	}
 	if err == flag.ErrHelp {
@@ -93,6 +101,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	changes := fs.Int("changes", 0, "route changes per point (default 5)")
 	rounds := fs.Int("rounds", 0, "rounds over every server (default 2)")
 	out := fs.String("out", "", "write the report as JSON here")
+	floor := fs.Bool("floor", true, "measure the floor too: the same bytes over plain TCP, no control plane (see docs/benchmarks.md)")
 	profile := fs.String("cpuprofile", "", "for servers run as this harness (self): write CPU profiles of the changes to PREFIX-MODE-STREAMS-rROUND.pprof")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -150,6 +159,9 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		}
 		o.Servers = append(o.Servers, srv)
 	}
+	if *floor {
+		o.Servers = append(o.Servers, Server{Name: "floor", Cmd: []string{self}, Floor: true})
+	}
 	o.Progress = stderr
 	o.Command = os.Getenv("XDSBENCH_COMMAND")
 	if o.Command == "" {
@@ -203,7 +215,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 							cpu = append(cpu, c.CPU)
 						}
 						fmt.Fprintf(o.Progress, "round %d %-5s %5d streams %-8s CPU per change %s ms (%s µs per stream), RSS %s→%s MB, load %s\n",
-							r+1, mode, n, srv.Name, ms(median(cpu)), us(median(cpu)/time.Duration(n)), mb(p.IdleRSS), mb(p.SyncedRSS), hostinfo.LoadAvg())
+							r+1, mode, n, srv.Name, ms(mean(cpu)), us(mean(cpu)/time.Duration(n)), mb(p.IdleRSS), mb(p.SyncedRSS), hostinfo.LoadAvg())
 					}
 					rep.Points = append(rep.Points, p)
 				}
@@ -233,7 +245,7 @@ func serveCmd(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	listen := fs.String("listen", "", "gRPC ADS address")
 	adminAddr := fs.String("admin", "", "admin HTTP address")
 	logLevel := fs.String("log-level", "warn", "log level")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here: from SIGUSR1 to exit")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile here: from SIGUSR1 to exit; and the allocations since start to FILE.allocs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -274,6 +286,12 @@ func serveCmd(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 			}
 		}()
 		defer pprof.StopCPUProfile()
+		defer func() {
+			if f, err := os.Create(*cpuprofile + ".allocs"); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
 	}
 	return svc.Run(ctx, reload, 10*time.Second)
 }

@@ -14,27 +14,35 @@ import (
 // /proc/<pid>/task/*/schedstat (nanoseconds, where /proc/<pid>/stat counts 10 ms ticks).
 // A thread that exits takes its time with it; Go servers keep their threads.
 func procCPU(pid int) (time.Duration, error) {
+	cpu, _, err := schedstat(pid)
+	return cpu, err
+}
+
+// schedstat sums the process's threads' time on a CPU and time waiting for one (runnable
+// but not running: on a busy machine a process can look idle while it waits its turn).
+func schedstat(pid int) (cpu, waiting time.Duration, err error) {
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
 	if err != nil || len(tasks) == 0 {
-		return 0, fmt.Errorf("/proc/%d/task: no threads (%v)", pid, err)
+		return 0, 0, fmt.Errorf("/proc/%d/task: no threads (%v)", pid, err)
 	}
-	var total int64
 	for _, p := range tasks {
 		raw, err := os.ReadFile(p)
 		if err != nil {
 			continue // the thread just exited
 		}
 		f := strings.Fields(string(raw))
-		if len(f) < 1 {
-			return 0, fmt.Errorf("%s: malformed", p)
+		if len(f) < 2 {
+			return 0, 0, fmt.Errorf("%s: malformed", p)
 		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", p, err)
+		run, err1 := strconv.ParseInt(f[0], 10, 64)
+		wait, err2 := strconv.ParseInt(f[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			return 0, 0, fmt.Errorf("%s: malformed %q", p, raw)
 		}
-		total += ns
+		cpu += time.Duration(run)
+		waiting += time.Duration(wait)
 	}
-	return time.Duration(total), nil
+	return cpu, waiting, nil
 }
 
 // memStatus reads VmRSS and VmHWM (peak RSS) from /proc/<pid>/status, in bytes.

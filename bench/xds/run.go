@@ -35,6 +35,8 @@ type Server struct {
 	// Profile, for a server that is this harness, is where to write its CPU profile of the
 	// changes (profiling starts with the first change, stops at exit).
 	Profile string `json:"-"`
+	// Floor marks the floor (see floor.go): Cmd is this harness, run as "floor".
+	Floor bool `json:"floor,omitempty"`
 }
 
 // Options of a run.
@@ -71,7 +73,14 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 	if err != nil {
 		return p, err
 	}
+	t0, err := translate1(o.Routes, 0)
+	if err != nil {
+		return p, err
+	}
 	args := append(append([]string{}, srv.Cmd[1:]...), "xds", "--config", cfgPath, "--listen", listen, "--admin", admin, "--log-level", "warn")
+	if srv.Floor {
+		args = append(append([]string{}, srv.Cmd[1:]...), "floor", "--listen", listen, "--admin", admin, "--bytes", fmt.Sprint(t0.routeConfigBytes))
+	}
 	if srv.Profile != "" {
 		args = append(args, "--cpuprofile", fmt.Sprintf("%s-%s-%d-r%d.pprof", srv.Profile, mode, n, round))
 	}
@@ -109,20 +118,21 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 		return fail(err)
 	}
 
-	want, err := translate1(o.Routes, 0)
-	if err != nil {
-		return fail(err)
-	}
 	cpu0, err := procCPU(pid)
 	if err != nil {
 		return fail(err)
 	}
-	clients, closeAll, err := connect(ctx, listen, mode, n)
-	defer closeAll()
+	var fleet fleetClients
+	if srv.Floor {
+		fleet, err = dialFloor(listen, n, t0.routeConfigBytes)
+	} else {
+		fleet, err = connect(ctx, listen, mode, n)
+	}
 	if err != nil {
 		return fail(err)
 	}
-	if err := waitRoutes(ctx, clients, want.routeVersion, o.Timeout); err != nil {
+	defer fleet.close()
+	if err := fleet.wait(ctx, 0, t0.routeVersion, o.Timeout); err != nil {
 		return fail(err)
 	}
 	if err := quiesce(pid, o.Timeout); err != nil {
@@ -163,7 +173,7 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			return fail(err)
 		}
-		if err := waitRoutes(ctx, clients, want.routeVersion, o.Timeout); err != nil {
+		if err := fleet.wait(ctx, k, want.routeVersion, o.Timeout); err != nil {
 			return fail(fmt.Errorf("change %d: %w", k, err))
 		}
 		c.ToAll = time.Since(start)
@@ -180,32 +190,68 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 		}
 		p.Changes = append(p.Changes, c)
 	}
-	for _, c := range clients {
-		if err := c.Err(); err != nil {
-			return fail(fmt.Errorf("a stream ended during the run: %w", err))
-		}
+	if err := fleet.failed(); err != nil {
+		return fail(fmt.Errorf("a stream ended during the run: %w", err))
 	}
 	return p, nil
 }
 
-// connect opens n simulated Envoys, each on its own connection as real Envoys are.
-func connect(ctx context.Context, addr, mode string, n int) ([]*envoysim.Client, func(), error) {
-	var (
-		mu      sync.Mutex
-		conns   []*grpc.ClientConn
-		clients = make([]*envoysim.Client, n)
-		first   error
-	)
-	closeAll := func() {
-		for _, c := range clients {
-			if c != nil {
-				c.Close()
-			}
+// fleetClients are the simulated Envoys of a point.
+type fleetClients interface {
+	// wait blocks until every client holds change k (route version routeVersion).
+	wait(ctx context.Context, k int, routeVersion string, timeout time.Duration) error
+	// failed is why a client's stream ended, if one did.
+	failed() error
+	close()
+}
+
+// envoys are envoysim clients, each on its own connection.
+type envoys struct {
+	clients []*envoysim.Client
+	conns   []*grpc.ClientConn
+}
+
+func (e *envoys) wait(ctx context.Context, _ int, v string, timeout time.Duration) error {
+	return waitRoutes(ctx, e.clients, v, timeout)
+}
+
+func (e *envoys) failed() error {
+	for _, c := range e.clients {
+		if err := c.Err(); err != nil {
+			return err
 		}
-		for _, c := range conns {
+	}
+	return nil
+}
+
+func (e *envoys) close() {
+	for _, c := range e.clients {
+		if c != nil {
 			c.Close()
 		}
 	}
+	for _, c := range e.conns {
+		c.Close()
+	}
+}
+
+func (fc *floorClients) wait(_ context.Context, k int, _ string, timeout time.Duration) error {
+	return fc.waitChange(k, timeout)
+}
+
+func (fc *floorClients) failed() error {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.err
+}
+
+// connect opens n simulated Envoys, each on its own connection as real Envoys are.
+func connect(ctx context.Context, addr, mode string, n int) (*envoys, error) {
+	var (
+		mu    sync.Mutex
+		e     = &envoys{clients: make([]*envoysim.Client, n)}
+		first error
+	)
 	dial := envoysim.SotW
 	if mode == "delta" {
 		dial = envoysim.Delta
@@ -221,10 +267,10 @@ func connect(ctx context.Context, addr, mode string, n int) ([]*envoysim.Client,
 					grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow))
 				if err == nil {
 					mu.Lock()
-					conns = append(conns, conn)
+					e.conns = append(e.conns, conn)
 					mu.Unlock()
 					node := &core.Node{Id: fmt.Sprintf("envoy-%05d", i), Cluster: fleetName}
-					clients[i], err = dial(ctx, conn, node, envoysim.Options{})
+					e.clients[i], err = dial(ctx, conn, node, envoysim.Options{})
 				}
 				if err != nil {
 					mu.Lock()
@@ -241,7 +287,11 @@ func connect(ctx context.Context, addr, mode string, n int) ([]*envoysim.Client,
 	}
 	close(work)
 	wg.Wait()
-	return clients, closeAll, first
+	if first != nil {
+		e.close()
+		return nil, first
+	}
+	return e, nil
 }
 
 // waitRoutes waits until every stream holds route version v.
@@ -256,24 +306,25 @@ func waitRoutes(ctx context.Context, clients []*envoysim.Client, v string, timeo
 	return nil
 }
 
-// quiesce waits until the server has gone 100 ms using less than 1 ms of CPU: it has
-// read every ACK and finished with the change.
+// quiesce waits until the server has gone 100 ms using less than 1 ms of CPU and waiting
+// less than 1 ms for one: it has read every ACK and finished with the change (on a loaded
+// machine a server starved of CPU would otherwise look idle).
 func quiesce(pid int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	prev, err := procCPU(pid)
+	cpu0, wait0, err := schedstat(pid)
 	if err != nil {
 		return err
 	}
 	for time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
-		cur, err := procCPU(pid)
+		cpu, wait, err := schedstat(pid)
 		if err != nil {
 			return err
 		}
-		if cur-prev < time.Millisecond {
+		if cpu-cpu0 < time.Millisecond && wait-wait0 < time.Millisecond {
 			return nil
 		}
-		prev = cur
+		cpu0, wait0 = cpu, wait
 	}
 	return errors.New("the server did not go idle")
 }

@@ -133,7 +133,13 @@ func (st *deltaStream) handle(req *discovery.DeltaDiscoveryRequest) error {
 		return err
 	}
 	sub.awaiting = false
-	st.wake()
+	// Most requests are ACKs of the version just sent: wake the sender only when they
+	// leave something to send.
+	if snap := st.snapshotLocked(); snap != nil && snap[i] != nil {
+		if p := st.planLocked(sub, snap[i]); !p.empty() || (sub.wildcard && !sub.answered) {
+			st.wake()
+		}
+	}
 	return nil
 }
 

@@ -91,7 +91,11 @@ func (st *sotwStream) handle(req *discovery.DiscoveryRequest) error {
 	sub.subscribed = true
 	sub.clientVersion = req.GetVersionInfo()
 	sub.awaiting = false
-	st.wake()
+	// Most requests are ACKs of the version just sent: wake the sender only when they
+	// leave something to send.
+	if snap := st.snapshotLocked(); snap != nil && sub.due(snap[i]) {
+		st.wake()
+	}
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -37,8 +38,15 @@ type tracker struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
-	// progress is closed and replaced whenever a stream ACKs, NACKs or closes.
-	progress chan struct{}
+	// waits are the waitAnswered calls in progress.
+	waits map[*answerWait]struct{}
+}
+
+// answerWait is one waitAnswered: the streams that have yet to answer a version.
+type answerWait struct {
+	typeURL, version string
+	pending          map[streamKey]struct{}
+	done             chan struct{}
 }
 
 type streamKey struct {
@@ -68,6 +76,9 @@ type typeState struct {
 	// version); order keeps the insertion order to bound it.
 	pending map[string]string
 	order   []string
+
+	// This stream's series, looked up once.
+	pushes, acks, nacks prometheus.Counter
 }
 
 // NACK is the last response a node rejected.
@@ -80,7 +91,7 @@ type NACK struct {
 }
 
 func newTracker(log *slog.Logger, m *metrics, known func(string) bool) *tracker {
-	return &tracker{log: log, metrics: m, known: known, now: time.Now, streams: map[streamKey]*streamState{}, progress: make(chan struct{})}
+	return &tracker{log: log, metrics: m, known: known, now: time.Now, streams: map[streamKey]*streamState{}, waits: map[*answerWait]struct{}{}}
 }
 
 func (t *tracker) open(ctx context.Context, key streamKey) {
@@ -104,7 +115,9 @@ func (t *tracker) closed(key streamKey) {
 	t.mu.Lock()
 	st, ok := t.streams[key]
 	delete(t.streams, key)
-	t.notifyLocked()
+	for w := range t.waits {
+		t.answeredLocked(w, key)
+	}
 	t.mu.Unlock()
 	if ok && st.identified {
 		t.metrics.connected.WithLabelValues(st.fleet).Dec()
@@ -160,55 +173,87 @@ func (st *streamState) typ(typeURL string) *typeState {
 	return ts
 }
 
-func (t *tracker) nack(st *streamState, typeURL, version, nonce, msg string) {
+// counter is this stream's series of vec for typeURL, looked up on first use.
+func (t *tracker) counter(c *prometheus.Counter, vec *prometheus.CounterVec, st *streamState, typeURL string) prometheus.Counter {
+	if *c == nil {
+		*c = vec.WithLabelValues(st.fleet, TypeName(typeURL))
+	}
+	return *c
+}
+
+func (t *tracker) nack(st *streamState, ts *typeState, typeURL, version, nonce, msg string) {
 	at := t.now()
 	st.lastNACK = &NACK{Type: TypeName(typeURL), Version: version, Nonce: nonce, Message: msg, At: at}
-	t.metrics.nacks.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
-	t.notifyLocked()
+	t.counter(&ts.nacks, t.metrics.nacks, st, typeURL).Inc()
+	t.answeredAllLocked(st, typeURL, version)
 	t.log.Warn("xds NACK: Envoy rejected a configuration",
 		"node", st.node, "fleet", st.fleet, "type", TypeName(typeURL), "version", version, "nonce", nonce, "error", msg)
 }
 
 func (t *tracker) ack(st *streamState, ts *typeState, typeURL, version string) {
 	ts.ackedVersion, ts.ackedAt = version, t.now()
-	t.metrics.acks.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
-	t.notifyLocked()
+	t.counter(&ts.acks, t.metrics.acks, st, typeURL).Inc()
+	t.answeredAllLocked(st, typeURL, version)
 }
 
-func (t *tracker) notifyLocked() {
-	close(t.progress)
-	t.progress = make(chan struct{})
-}
-
-// waitAnswered blocks until every stream of fleet that was ever sent typeURL has answered
-// version (ACK or NACK), or ctx ends. Streams still initialising are not waited for.
-func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version string) error {
-	for {
-		t.mu.Lock()
-		ch := t.progress
-		pending := 0
-		for _, st := range t.streams {
-			if !st.identified || st.fleet != fleet {
-				continue
-			}
-			ts, ok := st.types[typeURL]
-			if !ok || ts.sentVersion == "" || ts.ackedVersion == version {
-				continue
-			}
-			if st.lastNACK != nil && st.lastNACK.Type == TypeName(typeURL) && st.lastNACK.Version == version {
-				continue
-			}
-			pending++
+// answeredAllLocked tells the waits for typeURL at version that st has answered it.
+func (t *tracker) answeredAllLocked(st *streamState, typeURL, version string) {
+	for w := range t.waits {
+		if w.typeURL == typeURL && w.version == version {
+			t.answeredLocked(w, st.key)
 		}
+	}
+}
+
+func (t *tracker) answeredLocked(w *answerWait, key streamKey) {
+	if _, ok := w.pending[key]; !ok {
+		return
+	}
+	delete(w.pending, key)
+	if len(w.pending) == 0 {
+		close(w.done)
+		delete(t.waits, w)
+	}
+}
+
+// waitAnswered blocks until every stream of fleet that has been sent typeURL has answered
+// version (ACK or NACK) or closed, or ctx ends. Streams still initialising, and streams
+// opened after the call, are not waited for. Each answer costs the wait O(1), so a warm-up
+// over many thousands of streams stays linear.
+func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version string) error {
+	w := &answerWait{typeURL: typeURL, version: version, pending: map[streamKey]struct{}{}, done: make(chan struct{})}
+	t.mu.Lock()
+	for key, st := range t.streams {
+		if !st.identified || st.fleet != fleet {
+			continue
+		}
+		ts, ok := st.types[typeURL]
+		if !ok || ts.sentVersion == "" || ts.ackedVersion == version {
+			continue
+		}
+		if st.lastNACK != nil && st.lastNACK.Type == TypeName(typeURL) && st.lastNACK.Version == version {
+			continue
+		}
+		w.pending[key] = struct{}{}
+	}
+	if len(w.pending) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	t.waits[w] = struct{}{}
+	t.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		t.mu.Lock()
+		pending := len(w.pending)
+		delete(t.waits, w)
 		t.mu.Unlock()
 		if pending == 0 {
 			return nil
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("%d node(s) of fleet %q did not answer %s version %s: %w", pending, fleet, TypeName(typeURL), version, ctx.Err())
-		}
+		return fmt.Errorf("%d node(s) of fleet %q did not answer %s version %s: %w", pending, fleet, TypeName(typeURL), version, ctx.Err())
 	}
 }
 
@@ -235,7 +280,7 @@ func (t *tracker) request(id int64, req *discovery.DiscoveryRequest) error {
 		return nil
 	}
 	if d := req.GetErrorDetail(); d != nil {
-		t.nack(st, req.GetTypeUrl(), ts.sentVersion, ts.sentNonce, d.GetMessage())
+		t.nack(st, ts, req.GetTypeUrl(), ts.sentVersion, ts.sentNonce, d.GetMessage())
 		req.VersionInfo = ts.sentVersion
 		return nil
 	}
@@ -257,7 +302,7 @@ func (t *tracker) sent(key streamKey, typeURL, version, nonce string) {
 	}
 	ts := st.typ(typeURL)
 	ts.sentVersion, ts.sentNonce, ts.sentAt = version, nonce, t.now()
-	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
+	t.counter(&ts.pushes, t.metrics.pushes, st, typeURL).Inc()
 }
 
 // deltaRequest handles a delta request: delta ACKs carry no version, so the acknowledged
@@ -283,7 +328,7 @@ func (t *tracker) deltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) e
 	}
 	delete(ts.pending, nonce)
 	if d := req.GetErrorDetail(); d != nil {
-		t.nack(st, req.GetTypeUrl(), version, nonce, d.GetMessage())
+		t.nack(st, ts, req.GetTypeUrl(), version, nonce, d.GetMessage())
 		return nil
 	}
 	t.ack(st, ts, req.GetTypeUrl(), version)
@@ -314,7 +359,7 @@ func (t *tracker) deltaSent(key streamKey, typeURL, version, nonce string) {
 		delete(ts.pending, ts.order[0])
 		ts.order = ts.order[1:]
 	}
-	t.metrics.pushes.WithLabelValues(st.fleet, TypeName(typeURL)).Inc()
+	t.counter(&ts.pushes, t.metrics.pushes, st, typeURL).Inc()
 }
 
 // NodeStatus is one connected stream as /status shows it.
