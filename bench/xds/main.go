@@ -101,6 +101,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	changes := fs.Int("changes", 0, "route changes per point (default 5)")
 	rounds := fs.Int("rounds", 0, "rounds over every server (default 2)")
 	out := fs.String("out", "", "write the report as JSON here")
+	logs := fs.String("logs", "", "keep each server's log (stderr) in this directory")
 	floor := fs.Bool("floor", true, "measure the floor too: the same bytes over plain TCP, no control plane (see docs/benchmarks.md)")
 	profile := fs.String("cpuprofile", "", "for servers run as this harness (self): write CPU profiles of the changes to PREFIX-MODE-STREAMS-rROUND.pprof")
 	if err := fs.Parse(args); err != nil {
@@ -162,7 +163,7 @@ func runCmd(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if *floor {
 		o.Servers = append(o.Servers, Server{Name: "floor", Cmd: []string{self}, Floor: true})
 	}
-	o.Progress = stderr
+	o.Progress, o.Logs = stderr, *logs
 	o.Command = os.Getenv("XDSBENCH_COMMAND")
 	if o.Command == "" {
 		o.Command = strings.Join(append([]string{"scopegate-xdsbench"}, os.Args[1:]...), " ")

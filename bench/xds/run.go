@@ -48,7 +48,9 @@ type Options struct {
 	Changes int // per point
 	Rounds  int
 	// Timeout bounds each wait: the streams reaching a version, the server becoming ready.
-	Timeout  time.Duration
+	Timeout time.Duration
+	// Logs, when set, keeps each server's log there (NAME-MODE-STREAMS-rROUND.log).
+	Logs     string
 	Progress io.Writer
 	Command  string
 }
@@ -86,7 +88,11 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 	}
 	cmd := exec.Command(srv.Cmd[0], args...)
 	cmd.Env = append(os.Environ(), srv.Env...)
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	logPath := filepath.Join(dir, "server.log")
+	if o.Logs != "" {
+		logPath = filepath.Join(o.Logs, fmt.Sprintf("%s-%s-%d-r%d.log", srv.Name, mode, n, round))
+	}
+	logf, err := os.Create(logPath)
 	if err != nil {
 		return p, err
 	}

@@ -106,7 +106,7 @@ func (st *deltaStream) handle(req *discovery.DeltaDiscoveryRequest) error {
 	}
 	// Identifies the node on the first request; maps the nonce a request answers to the
 	// version it carried (delta ACKs carry none) and records the ACK or NACK.
-	if err := st.srv.tracker.deltaRequest(st.key.id, req); err != nil {
+	if err := st.srv.tracker.deltaRequestOn(st.tracked, req); err != nil {
 		return err
 	}
 	st.mu.Lock()
@@ -368,7 +368,7 @@ func (st *deltaStream) flush() error {
 		if msg == nil {
 			return nil
 		}
-		st.srv.tracker.deltaSent(st.key, typeURL, version, nonce)
+		st.srv.tracker.deltaSent(st.tracked, typeURL, version, nonce)
 		if err := st.gs.SendMsg(msg); err != nil {
 			return err
 		}

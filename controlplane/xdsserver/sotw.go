@@ -69,7 +69,7 @@ func (st *sotwStream) handle(req *discovery.DiscoveryRequest) error {
 	// The tracker identifies the node on the first request (refusing an unknown fleet or a
 	// certificate of another one), records ACKs and NACKs, and on a NACK sets version_info
 	// to the rejected version.
-	if err := st.srv.tracker.request(st.key.id, req); err != nil {
+	if err := st.srv.tracker.requestOn(st.tracked, req); err != nil {
 		return err
 	}
 	st.mu.Lock()
@@ -168,7 +168,7 @@ func (st *sotwStream) flush() error {
 		if msg == nil {
 			return nil
 		}
-		st.srv.tracker.sent(st.key, typeURL, version, nonce)
+		st.srv.tracker.sent(st.tracked, typeURL, version, nonce)
 		if err := st.gs.SendMsg(msg); err != nil {
 			return err
 		}

@@ -34,6 +34,7 @@ type streamBase struct {
 	gs      grpc.ServerStream
 	typeURL string // the one type a non-ADS stream serves; "" for ADS
 	wakeCh  chan struct{}
+	tracked *streamState // the tracker's record of the stream
 
 	mu     sync.Mutex
 	fleet  *fleet
@@ -121,7 +122,7 @@ type streamHandler interface {
 // serve runs one stream until the client ends it, a request is refused, or the server
 // shuts down.
 func (s *Server) serve(b *streamBase, p streamHandler) error {
-	s.tracker.open(b.gs.Context(), b.key)
+	b.tracked = s.tracker.open(b.gs.Context(), b.key)
 	defer s.tracker.closed(b.key)
 	defer func() {
 		b.mu.Lock()

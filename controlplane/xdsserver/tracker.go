@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -36,10 +37,15 @@ type tracker struct {
 	// the certificate's one URI SAN must be spiffe://<trustDomain>/fleet/<node.cluster>.
 	trustDomain string
 
-	mu      sync.Mutex
+	// mu guards the set of streams and of waits; each stream's state has its own lock, so
+	// streams sending and answering at once do not queue on one lock. Order: mu, then a
+	// stream's mu.
+	mu      sync.RWMutex
 	streams map[streamKey]*streamState
-	// waits are the waitAnswered calls in progress.
-	waits map[*answerWait]struct{}
+	// waits are the waitAnswered calls in progress; nwaits counts them, so an answer
+	// takes mu only when someone waits.
+	waits  map[*answerWait]struct{}
+	nwaits atomic.Int32
 }
 
 // answerWait is one waitAnswered: the streams that have yet to answer a version.
@@ -55,12 +61,15 @@ type streamKey struct {
 }
 
 type streamState struct {
-	key        streamKey
+	// Set at open.
+	key     streamKey
+	peer    string
+	peerIDs []string // URI SANs of the verified client certificate
+	since   time.Time
+
+	mu         sync.Mutex
 	node       string
 	fleet      string
-	peer       string
-	peerIDs    []string // URI SANs of the verified client certificate
-	since      time.Time
 	identified bool // the first request with a node was seen and its fleet is configured
 	types      map[string]*typeState
 	lastNACK   *NACK
@@ -94,7 +103,7 @@ func newTracker(log *slog.Logger, m *metrics, known func(string) bool) *tracker 
 	return &tracker{log: log, metrics: m, known: known, now: time.Now, streams: map[streamKey]*streamState{}, waits: map[*answerWait]struct{}{}}
 }
 
-func (t *tracker) open(ctx context.Context, key streamKey) {
+func (t *tracker) open(ctx context.Context, key streamKey) *streamState {
 	st := &streamState{key: key, since: t.now(), types: map[string]*typeState{}}
 	if p, ok := peer.FromContext(ctx); ok {
 		if p.Addr != nil {
@@ -109,6 +118,13 @@ func (t *tracker) open(ctx context.Context, key streamKey) {
 	t.mu.Lock()
 	t.streams[key] = st
 	t.mu.Unlock()
+	return st
+}
+
+func (t *tracker) lookup(key streamKey) *streamState {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.streams[key]
 }
 
 func (t *tracker) closed(key streamKey) {
@@ -119,9 +135,15 @@ func (t *tracker) closed(key streamKey) {
 		t.answeredLocked(w, key)
 	}
 	t.mu.Unlock()
-	if ok && st.identified {
-		t.metrics.connected.WithLabelValues(st.fleet).Dec()
-		t.log.Info("xds stream closed", "node", st.node, "fleet", st.fleet, "stream", streamName(key))
+	if !ok {
+		return
+	}
+	st.mu.Lock()
+	identified, node, fleet := st.identified, st.node, st.fleet
+	st.mu.Unlock()
+	if identified {
+		t.metrics.connected.WithLabelValues(fleet).Dec()
+		t.log.Info("xds stream closed", "node", node, "fleet", fleet, "stream", streamName(key))
 	}
 }
 
@@ -185,7 +207,6 @@ func (t *tracker) nack(st *streamState, ts *typeState, typeURL, version, nonce, 
 	at := t.now()
 	st.lastNACK = &NACK{Type: TypeName(typeURL), Version: version, Nonce: nonce, Message: msg, At: at}
 	t.counter(&ts.nacks, t.metrics.nacks, st, typeURL).Inc()
-	t.answeredAllLocked(st, typeURL, version)
 	t.log.Warn("xds NACK: Envoy rejected a configuration",
 		"node", st.node, "fleet", st.fleet, "type", TypeName(typeURL), "version", version, "nonce", nonce, "error", msg)
 }
@@ -193,14 +214,19 @@ func (t *tracker) nack(st *streamState, ts *typeState, typeURL, version, nonce, 
 func (t *tracker) ack(st *streamState, ts *typeState, typeURL, version string) {
 	ts.ackedVersion, ts.ackedAt = version, t.now()
 	t.counter(&ts.acks, t.metrics.acks, st, typeURL).Inc()
-	t.answeredAllLocked(st, typeURL, version)
 }
 
-// answeredAllLocked tells the waits for typeURL at version that st has answered it.
-func (t *tracker) answeredAllLocked(st *streamState, typeURL, version string) {
+// answered tells the waits for typeURL at version that the stream has answered it (called
+// without the stream's lock: mu comes first).
+func (t *tracker) answered(key streamKey, typeURL, version string) {
+	if t.nwaits.Load() == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for w := range t.waits {
 		if w.typeURL == typeURL && w.version == version {
-			t.answeredLocked(w, st.key)
+			t.answeredLocked(w, key)
 		}
 	}
 }
@@ -212,7 +238,14 @@ func (t *tracker) answeredLocked(w *answerWait, key streamKey) {
 	delete(w.pending, key)
 	if len(w.pending) == 0 {
 		close(w.done)
+		t.removeWaitLocked(w)
+	}
+}
+
+func (t *tracker) removeWaitLocked(w *answerWait) {
+	if _, ok := t.waits[w]; ok {
 		delete(t.waits, w)
+		t.nwaits.Add(-1)
 	}
 }
 
@@ -222,21 +255,17 @@ func (t *tracker) answeredLocked(w *answerWait, key streamKey) {
 // over many thousands of streams stays linear.
 func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version string) error {
 	w := &answerWait{typeURL: typeURL, version: version, pending: map[streamKey]struct{}{}, done: make(chan struct{})}
+	// Counted before the streams are read: a stream answering after it was read finds the
+	// wait (see answered).
+	t.nwaits.Add(1)
 	t.mu.Lock()
 	for key, st := range t.streams {
-		if !st.identified || st.fleet != fleet {
-			continue
+		if st.pendingAnswer(fleet, typeURL, version) {
+			w.pending[key] = struct{}{}
 		}
-		ts, ok := st.types[typeURL]
-		if !ok || ts.sentVersion == "" || ts.ackedVersion == version {
-			continue
-		}
-		if st.lastNACK != nil && st.lastNACK.Type == TypeName(typeURL) && st.lastNACK.Version == version {
-			continue
-		}
-		w.pending[key] = struct{}{}
 	}
 	if len(w.pending) == 0 {
+		t.nwaits.Add(-1)
 		t.mu.Unlock()
 		return nil
 	}
@@ -248,13 +277,28 @@ func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version stri
 	case <-ctx.Done():
 		t.mu.Lock()
 		pending := len(w.pending)
-		delete(t.waits, w)
+		t.removeWaitLocked(w)
 		t.mu.Unlock()
 		if pending == 0 {
 			return nil
 		}
 		return fmt.Errorf("%d node(s) of fleet %q did not answer %s version %s: %w", pending, fleet, TypeName(typeURL), version, ctx.Err())
 	}
+}
+
+// pendingAnswer reports whether the stream, of fleet, was sent typeURL and has not
+// answered version.
+func (st *streamState) pendingAnswer(fleet, typeURL, version string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.identified || st.fleet != fleet {
+		return false
+	}
+	ts, ok := st.types[typeURL]
+	if !ok || ts.sentVersion == "" || ts.ackedVersion == version {
+		return false
+	}
+	return st.lastNACK == nil || st.lastNACK.Type != TypeName(typeURL) || st.lastNACK.Version != version
 }
 
 // request handles a SotW request: the first one identifies the node; one answering the last
@@ -266,40 +310,50 @@ func (t *tracker) waitAnswered(ctx context.Context, fleet, typeURL, version stri
 // behind and send the same rejected resources straight back, in a loop. The next config change is
 // pushed as usual.
 func (t *tracker) request(id int64, req *discovery.DiscoveryRequest) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st, ok := t.streams[streamKey{id: id}]
-	if !ok {
+	st := t.lookup(streamKey{id: id})
+	if st == nil {
 		return status.Error(codes.Internal, "stream not tracked")
 	}
+	return t.requestOn(st, req)
+}
+
+func (t *tracker) requestOn(st *streamState, req *discovery.DiscoveryRequest) error {
+	answered, version, err := st.request(t, req)
+	if answered {
+		t.answered(st.key, req.GetTypeUrl(), version)
+	}
+	return err
+}
+
+func (st *streamState) request(t *tracker, req *discovery.DiscoveryRequest) (answered bool, version string, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if err := t.identify(st, req.GetNode()); err != nil {
-		return err
+		return false, "", err
 	}
 	ts := st.typ(req.GetTypeUrl())
 	if req.GetResponseNonce() == "" || req.GetResponseNonce() != ts.sentNonce {
-		return nil
+		return false, "", nil
 	}
 	if d := req.GetErrorDetail(); d != nil {
 		t.nack(st, ts, req.GetTypeUrl(), ts.sentVersion, ts.sentNonce, d.GetMessage())
 		req.VersionInfo = ts.sentVersion
-		return nil
+		return true, ts.sentVersion, nil
 	}
 	t.ack(st, ts, req.GetTypeUrl(), req.GetVersionInfo())
-	return nil
+	return true, req.GetVersionInfo(), nil
 }
 
 func (t *tracker) response(id int64, resp *discovery.DiscoveryResponse) {
-	t.sent(streamKey{id: id}, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+	if st := t.lookup(streamKey{id: id}); st != nil {
+		t.sent(st, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+	}
 }
 
 // sent records a SotW response about to be written.
-func (t *tracker) sent(key streamKey, typeURL, version, nonce string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st, ok := t.streams[key]
-	if !ok {
-		return
-	}
+func (t *tracker) sent(st *streamState, typeURL, version, nonce string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	ts := st.typ(typeURL)
 	ts.sentVersion, ts.sentNonce, ts.sentAt = version, nonce, t.now()
 	t.counter(&ts.pushes, t.metrics.pushes, st, typeURL).Inc()
@@ -308,46 +362,56 @@ func (t *tracker) sent(key streamKey, typeURL, version, nonce string) {
 // deltaRequest handles a delta request: delta ACKs carry no version, so the acknowledged
 // version is the one sent with the nonce the request answers.
 func (t *tracker) deltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st, ok := t.streams[streamKey{delta: true, id: id}]
-	if !ok {
+	st := t.lookup(streamKey{delta: true, id: id})
+	if st == nil {
 		return status.Error(codes.Internal, "stream not tracked")
 	}
+	return t.deltaRequestOn(st, req)
+}
+
+func (t *tracker) deltaRequestOn(st *streamState, req *discovery.DeltaDiscoveryRequest) error {
+	answered, version, err := st.deltaRequest(t, req)
+	if answered {
+		t.answered(st.key, req.GetTypeUrl(), version)
+	}
+	return err
+}
+
+func (st *streamState) deltaRequest(t *tracker, req *discovery.DeltaDiscoveryRequest) (answered bool, version string, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if err := t.identify(st, req.GetNode()); err != nil {
-		return err
+		return false, "", err
 	}
 	nonce := req.GetResponseNonce()
 	if nonce == "" {
-		return nil
+		return false, "", nil
 	}
 	ts := st.typ(req.GetTypeUrl())
 	version, ok := ts.pending[nonce]
 	if !ok {
-		return nil
+		return false, "", nil
 	}
 	delete(ts.pending, nonce)
 	if d := req.GetErrorDetail(); d != nil {
 		t.nack(st, ts, req.GetTypeUrl(), version, nonce, d.GetMessage())
-		return nil
+		return true, version, nil
 	}
 	t.ack(st, ts, req.GetTypeUrl(), version)
-	return nil
+	return true, version, nil
 }
 
 func (t *tracker) deltaResponse(id int64, resp *discovery.DeltaDiscoveryResponse) {
-	t.deltaSent(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+	if st := t.lookup(streamKey{delta: true, id: id}); st != nil {
+		t.deltaSent(st, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+	}
 }
 
 // deltaSent records a delta response about to be written, remembering which version its
 // nonce carries until the client answers it.
-func (t *tracker) deltaSent(key streamKey, typeURL, version, nonce string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st, ok := t.streams[key]
-	if !ok {
-		return
-	}
+func (t *tracker) deltaSent(st *streamState, typeURL, version, nonce string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	ts := st.typ(typeURL)
 	ts.sentVersion, ts.sentNonce, ts.sentAt = version, nonce, t.now()
 	if ts.pending == nil {
@@ -383,34 +447,13 @@ type TypeStatus struct {
 }
 
 func (t *tracker) nodes() []NodeStatus {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	out := make([]NodeStatus, 0, len(t.streams))
 	for _, st := range t.streams {
-		if !st.identified {
-			continue
+		if ns, ok := st.status(); ok {
+			out = append(out, ns)
 		}
-		ns := NodeStatus{
-			Node: st.node, Fleet: st.fleet, Protocol: protocol(st.key), Stream: st.key.id,
-			Peer: st.peer, ConnectedSince: st.since, Types: map[string]TypeStatus{},
-		}
-		if st.lastNACK != nil {
-			n := *st.lastNACK
-			ns.LastNACK = &n
-		}
-		for typeURL, ts := range st.types {
-			out := TypeStatus{Sent: ts.sentVersion, Acked: ts.ackedVersion}
-			if !ts.sentAt.IsZero() {
-				at := ts.sentAt
-				out.SentAt = &at
-			}
-			if !ts.ackedAt.IsZero() {
-				at := ts.ackedAt
-				out.AckedAt = &at
-			}
-			ns.Types[TypeName(typeURL)] = out
-		}
-		out = append(out, ns)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
@@ -426,6 +469,36 @@ func (t *tracker) nodes() []NodeStatus {
 		return a.Stream < b.Stream
 	})
 	return out
+}
+
+// status is the stream as /status shows it (false until it is identified).
+func (st *streamState) status() (NodeStatus, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.identified {
+		return NodeStatus{}, false
+	}
+	ns := NodeStatus{
+		Node: st.node, Fleet: st.fleet, Protocol: protocol(st.key), Stream: st.key.id,
+		Peer: st.peer, ConnectedSince: st.since, Types: map[string]TypeStatus{},
+	}
+	if st.lastNACK != nil {
+		n := *st.lastNACK
+		ns.LastNACK = &n
+	}
+	for typeURL, ts := range st.types {
+		out := TypeStatus{Sent: ts.sentVersion, Acked: ts.ackedVersion}
+		if !ts.sentAt.IsZero() {
+			at := ts.sentAt
+			out.SentAt = &at
+		}
+		if !ts.ackedAt.IsZero() {
+			at := ts.ackedAt
+			out.AckedAt = &at
+		}
+		ns.Types[TypeName(typeURL)] = out
+	}
+	return ns, true
 }
 
 func protocol(k streamKey) string {
