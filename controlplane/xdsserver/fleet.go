@@ -54,7 +54,13 @@ type typeVersion struct {
 	plans planCache // delta responses from a held version to this one
 }
 
+// encodings and hashed count typeVersions built and resources hashed, for tests: both
+// follow the versions applied, never the streams served.
+var encodings, hashed atomic.Int64
+
 func newTypeVersion(typeURL, version string, encoded []translate.Encoded) *typeVersion {
+	encodings.Add(1)
+	hashed.Add(int64(len(encoded)))
 	tv := &typeVersion{
 		typeURL: typeURL,
 		version: version,

@@ -47,8 +47,14 @@ type codec struct{ encoding.CodecV2 }
 
 func newCodec() codec { return codec{encoding.GetCodecV2(proto.Name)} }
 
+// frameSent, when set (tests), sees every frame handed to gRPC.
+var frameSent func(*frame)
+
 func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	if f, ok := v.(*frame); ok {
+		if frameSent != nil {
+			frameSent(f)
+		}
 		// SliceBuffers are not pooled: gRPC's Ref and Free on them are no-ops, so the shared
 		// bytes outlive every send.
 		return f.bufs, nil
