@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
@@ -57,8 +58,8 @@ func translate1(routes, generation int) (translated, error) {
 	}
 	f := fleets[fleetName]
 	out := translated{routeVersion: f.Versions[resource.RouteType]}
-	for _, e := range f.Encoded[resource.RouteType] {
-		out.routeConfigBytes += len(e.Bytes)
+	for _, r := range f.Resources[resource.RouteType] {
+		out.routeConfigBytes += proto.Size(r)
 	}
 	return out, nil
 }

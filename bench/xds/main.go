@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/scopegate/scopegate/bench/hostinfo"
 	"github.com/scopegate/scopegate/controlplane"
@@ -254,7 +255,10 @@ func serveCmd(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	svc, err := controlplane.New(ctx, controlplane.Options{ConfigPath: *cfgPath, Logger: log, Registry: prometheus.NewRegistry(),
+	// The registry scopegate xds serves: Go and process collectors included.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc, err := controlplane.New(ctx, controlplane.Options{ConfigPath: *cfgPath, Logger: log, Registry: reg,
 		Listen: *listen, Admin: *adminAddr})
 	if err != nil {
 		return err

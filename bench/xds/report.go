@@ -29,6 +29,9 @@ type Change struct {
 	ToAll     time.Duration `json:"to_all_ns"` // SIGHUP until every stream holds the new version
 	RSSBefore int64         `json:"rss_before"`
 	Peak      int64         `json:"peak_rss"` // VmHWM, reset just before the change
+	// Allocated is the bytes the server's Go heap allocated for the change (from its
+	// /metrics; 0 for the floor).
+	Allocated int64 `json:"allocated"`
 }
 
 // Machine describes where the run happened.
@@ -73,6 +76,8 @@ type Summary struct {
 	// PeakRatio is the largest peak RSS during a change over the RSS just before it.
 	PeakRatio  float64
 	ConnectCPU time.Duration // median
+	// Allocated is the heap bytes allocated per change (mean).
+	Allocated int64
 }
 
 // Fit is CPU per change = Fixed + PerStream × streams, least squares over the stream counts.
@@ -87,6 +92,8 @@ type Fit struct {
 	At10kOf3 time.Duration `json:"at_10k_of_3_ns"`
 	// RSSAt10k is idle RSS plus 10,000 times the largest measured RSS per stream.
 	RSSAt10k int64 `json:"rss_at_10k"`
+	// AllocPerStream is the slope of heap bytes allocated per change against streams.
+	AllocPerStream int64 `json:"alloc_per_stream"`
 }
 
 func median[T int64 | time.Duration](v []T) T {
@@ -128,11 +135,13 @@ func summarize(points []Point) []Summary {
 		ps := groups[k]
 		s := Summary{Server: k.server, Mode: k.mode, Streams: k.streams}
 		var cpu, toAll, connect []time.Duration
+		var allocs int64
 		var perStream, idle, synced []int64
 		for _, p := range ps {
 			for _, c := range p.Changes {
 				cpu = append(cpu, c.CPU)
 				toAll = append(toAll, c.ToAll)
+				allocs += c.Allocated
 				if c.RSSBefore > 0 {
 					s.PeakRatio = max(s.PeakRatio, float64(c.Peak)/float64(c.RSSBefore))
 				}
@@ -146,6 +155,7 @@ func summarize(points []Point) []Summary {
 			continue
 		}
 		s.CPU, s.CPUMin, s.CPUMax = mean(cpu), slices.Min(cpu), slices.Max(cpu)
+		s.Allocated = allocs / int64(len(cpu))
 		s.PerStream = s.CPU / time.Duration(k.streams)
 		s.ToAll, s.ConnectCPU = median(toAll), median(connect)
 		s.RSSPerStream, s.IdleRSS, s.SyncedRSS = median(perStream), median(idle), median(synced)
@@ -179,12 +189,13 @@ func fits(sums []Summary) []Fit {
 	for _, k := range order {
 		ss := groups[k]
 		f := Fit{Server: k.server, Mode: k.mode}
-		var sx, sy, sxx, sxy float64
+		var sx, sy, sxx, sxy, sa, sxa float64
 		n := float64(len(ss))
 		var perStreamRSS, idle int64
 		for _, s := range ss {
-			x, y := float64(s.Streams), float64(s.CPU)
+			x, y, a := float64(s.Streams), float64(s.CPU), float64(s.Allocated)
 			sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+			sa, sxa = sa+a, sxa+x*a
 			perStreamRSS = max(perStreamRSS, s.RSSPerStream)
 			idle = max(idle, s.IdleRSS)
 		}
@@ -192,8 +203,10 @@ func fits(sums []Summary) []Fit {
 			b := (n*sxy - sx*sy) / d
 			a := (sy - b*sx) / n
 			f.Fixed, f.PerStream = time.Duration(a), time.Duration(b)
+			f.AllocPerStream = int64((n*sxa - sx*sa) / d)
 		} else {
 			f.PerStream = time.Duration(sy / sx)
+			f.AllocPerStream = int64(sa / sx)
 		}
 		f.At10k = f.Fixed + 10000*f.PerStream
 		f.At10kOf3 = f.Fixed + 3334*f.PerStream
@@ -212,18 +225,18 @@ func kb(b int64) string         { return fmt.Sprintf("%.0f", float64(b)/(1<<10))
 func (r *Report) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "Routes: %d (RouteConfiguration %s KiB encoded); %d changes per point; load average %s before, %s after; %d CPUs (%s), %s.\n\n",
 		r.Routes, kb(int64(r.RouteConfigBytes)), r.Changes, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter, r.Machine.NProc, r.Machine.CPUModel, r.Machine.GoVersion)
-	fmt.Fprintln(w, "| mode | streams | server | CPU per change, ms: mean (min–max) | µs per stream | all streams updated, ms | RSS idle / synced, MB | RSS per stream, KB | peak RSS during a change / before | CPU to connect all, ms |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| mode | streams | server | CPU per change, ms: mean (min–max) | µs per stream | all streams updated, ms | heap allocated per change, MB | RSS idle / synced, MB | RSS per stream, KB | peak RSS during a change / before | CPU to connect all, ms |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, s := range r.Summary {
-		fmt.Fprintf(w, "| %s | %d | %s | %s (%s–%s) | %s | %s | %s / %s | %s | %.2f | %s |\n",
-			s.Mode, s.Streams, s.Server, ms(s.CPU), ms(s.CPUMin), ms(s.CPUMax), us(s.PerStream), ms(s.ToAll),
+		fmt.Fprintf(w, "| %s | %d | %s | %s (%s–%s) | %s | %s | %.1f | %s / %s | %s | %.2f | %s |\n",
+			s.Mode, s.Streams, s.Server, ms(s.CPU), ms(s.CPUMin), ms(s.CPUMax), us(s.PerStream), ms(s.ToAll), float64(s.Allocated)/(1<<20),
 			mb(s.IdleRSS), mb(s.SyncedRSS), kb(s.RSSPerStream), s.PeakRatio, ms(s.ConnectCPU))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| mode | server | fixed CPU per change, ms | CPU per stream, µs | 10,000 streams, one replica: CPU per change, s | three replicas: CPU per replica per change, s | RSS at 10,000 streams, MB |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| mode | server | fixed CPU per change, ms | CPU per stream, µs | heap allocated per stream, KB | 10,000 streams, one replica: CPU per change, s | three replicas: CPU per replica per change, s | RSS at 10,000 streams, MB |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, f := range r.Fits {
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %.2f | %.2f | %s |\n", f.Mode, f.Server, ms(f.Fixed), us(f.PerStream),
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f | %.2f | %s |\n", f.Mode, f.Server, ms(f.Fixed), us(f.PerStream), kb(f.AllocPerStream),
 			f.At10k.Seconds(), f.At10kOf3.Seconds(), mb(f.RSSAt10k))
 	}
 }

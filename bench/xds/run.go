@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -141,10 +144,7 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 	if err := fleet.wait(ctx, 0, t0.routeVersion, o.Timeout); err != nil {
 		return fail(err)
 	}
-	if err := quiesce(pid, o.Timeout); err != nil {
-		return fail(err)
-	}
-	cpu1, err := procCPU(pid)
+	cpu1, _, err := settle(ctx, pid, admin, srv.Floor, n, t0.routeVersion, o.Timeout)
 	if err != nil {
 		return fail(err)
 	}
@@ -171,6 +171,10 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 		if k == 1 && srv.Profile != "" {
 			_ = cmd.Process.Signal(syscall.SIGUSR1)
 		}
+		alloc0, err := allocated(ctx, admin)
+		if err != nil {
+			return fail(err)
+		}
 		before, err := procCPU(pid)
 		if err != nil {
 			return fail(err)
@@ -183,10 +187,7 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 			return fail(fmt.Errorf("change %d: %w", k, err))
 		}
 		c.ToAll = time.Since(start)
-		if err := quiesce(pid, o.Timeout); err != nil {
-			return fail(err)
-		}
-		after, err := procCPU(pid)
+		after, alloc1, err := settle(ctx, pid, admin, srv.Floor, n, want.routeVersion, o.Timeout)
 		if err != nil {
 			return fail(err)
 		}
@@ -194,6 +195,7 @@ func measure(ctx context.Context, o Options, srv Server, mode string, n, round i
 		if _, c.Peak, err = memStatus(pid); err != nil {
 			return fail(err)
 		}
+		c.Allocated = alloc1 - alloc0
 		p.Changes = append(p.Changes, c)
 	}
 	if err := fleet.failed(); err != nil {
@@ -335,6 +337,65 @@ func quiesce(pid int, timeout time.Duration) error {
 	return errors.New("the server did not go idle")
 }
 
+// settle waits until the server has finished with a change and returns its CPU time and
+// heap bytes allocated then: it is idle (quiesce), and its /status shows every stream's
+// ACK of routeVersion read (on a loaded machine ACKs can trickle in after an idle moment).
+// Both are read before /status is asked, so the answer's own cost is not counted.
+func settle(ctx context.Context, pid int, admin string, floor bool, n int, routeVersion string, timeout time.Duration) (cpu time.Duration, alloc int64, err error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := quiesce(pid, timeout); err != nil {
+			return 0, 0, err
+		}
+		if cpu, err = procCPU(pid); err != nil {
+			return 0, 0, err
+		}
+		if alloc, err = allocated(ctx, admin); err != nil || floor {
+			return cpu, alloc, err
+		}
+		acked, err := ackedRoutes(ctx, admin, routeVersion)
+		if err != nil {
+			return 0, 0, err
+		}
+		if acked >= n {
+			return cpu, alloc, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("/status: %d of %d streams acknowledged routes %s", acked, n, routeVersion)
+		}
+	}
+}
+
+// ackedRoutes counts the streams whose acknowledged route version in /status is v.
+func ackedRoutes(ctx context.Context, admin, v string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/status", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Nodes []struct {
+			Types map[string]struct {
+				Acked string `json:"acked"`
+			} `json:"types"`
+		} `json:"nodes"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return 0, fmt.Errorf("/status: %w", err)
+	}
+	n := 0
+	for _, node := range st.Nodes {
+		if node.Types["routes"].Acked == v {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // waitReady polls the admin port's /readyz (the process is another program: there is no
 // signal to wait on but its answer).
 func waitReady(ctx context.Context, admin string, exited <-chan error, timeout time.Duration) error {
@@ -357,6 +418,34 @@ func waitReady(ctx context.Context, admin string, exited <-chan error, timeout t
 			return fmt.Errorf("server not ready at %s after %s: %v", admin, timeout, err)
 		}
 	}
+}
+
+// allocated is the server's go_memstats_alloc_bytes_total from its admin /metrics (every
+// scopegate xds exposes the Go collector), 0 for a server without it (the floor).
+func allocated(ctx context.Context, admin string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "go_memstats_alloc_bytes_total "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("/metrics: go_memstats_alloc_bytes_total %q", v)
+			}
+			return int64(f), nil
+		}
+	}
+	return 0, nil
 }
 
 // freeAddr is a loopback address with a port free a moment ago.

@@ -54,7 +54,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("point %d: %+v", i, p)
 		}
 		for _, c := range p.Changes {
-			if c.CPU <= 0 || c.ToAll <= 0 || c.Peak < c.RSSBefore/2 || c.RSSBefore <= 0 {
+			if c.CPU <= 0 || c.ToAll <= 0 || c.Peak < c.RSSBefore/2 || c.RSSBefore <= 0 || c.Allocated <= 0 {
 				t.Errorf("point %d: change %+v", i, c)
 			}
 		}

@@ -18,8 +18,7 @@ import (
 // name sets are one interned set.
 func TestOneEncodingPerVersion(t *testing.T) {
 	type seen struct {
-		typeURL string
-		first   *byte // the first shared buffer's bytes
+		first *byte // the first shared buffer's bytes
 	}
 	var (
 		mu     sync.Mutex

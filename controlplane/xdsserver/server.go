@@ -73,7 +73,7 @@ const (
 
 	// MaxStreamsPerConnection bounds the streams one connection (one Envoy) may open.
 	MaxStreamsPerConnection = 128
-	writeBufferSize         = 256 << 10
+	writeBufferSize         = 64 << 10
 	readBufferSize          = 8 << 10
 )
 
