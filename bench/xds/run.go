@@ -368,15 +368,10 @@ func settle(ctx context.Context, pid int, admin string, floor bool, n int, route
 
 // ackedRoutes counts the streams whose acknowledged route version in /status is v.
 func ackedRoutes(ctx context.Context, admin, v string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/status", nil)
+	body, err := getAdmin(ctx, admin, "/status")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
 	var st struct {
 		Nodes []struct {
 			Types map[string]struct {
@@ -384,7 +379,7 @@ func ackedRoutes(ctx context.Context, admin, v string) (int, error) {
 			} `json:"types"`
 		} `json:"nodes"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.Unmarshal(body, &st); err != nil {
 		return 0, fmt.Errorf("/status: %w", err)
 	}
 	n := 0
@@ -423,16 +418,7 @@ func waitReady(ctx context.Context, admin string, exited <-chan error, timeout t
 // allocated is the server's go_memstats_alloc_bytes_total from its admin /metrics (every
 // scopegate xds exposes the Go collector), 0 for a server without it (the floor).
 func allocated(ctx context.Context, admin string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err := getAdmin(ctx, admin, "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -446,6 +432,23 @@ func allocated(ctx context.Context, admin string) (int64, error) {
 		}
 	}
 	return 0, nil
+}
+
+// getAdmin reads one of the server's admin endpoints.
+func getAdmin(ctx context.Context, admin, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", path, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
 }
 
 // freeAddr is a loopback address with a port free a moment ago.

@@ -88,33 +88,16 @@ func (s *Server) serveDelta(gs grpc.ServerStream, typeURL string) error {
 	return s.serve(&st.streamBase, st)
 }
 
-func (st *deltaStream) receive() error {
-	for {
-		req := &discovery.DeltaDiscoveryRequest{}
-		if err := st.gs.RecvMsg(req); err != nil {
-			return recvEnded(err)
-		}
-		if err := st.handle(req); err != nil {
-			return err
-		}
-	}
-}
+func (st *deltaStream) receive() error { return receive(st.gs, st.handle) }
 
 func (st *deltaStream) handle(req *discovery.DeltaDiscoveryRequest) error {
-	if err := st.requestType(&req.TypeUrl); err != nil {
+	// The tracker identifies the node on the first request, maps the nonce a request
+	// answers to the version it carried (delta ACKs carry none) and records the ACK or NACK.
+	i, err := st.lockRequest(&req.TypeUrl, req.GetNode(), func() error { return st.srv.tracker.deltaRequestOn(st.tracked, req) })
+	if err != nil {
 		return err
 	}
-	// Identifies the node on the first request; maps the nonce a request answers to the
-	// version it carried (delta ACKs carry none) and records the ACK or NACK.
-	if err := st.srv.tracker.deltaRequestOn(st.tracked, req); err != nil {
-		return err
-	}
-	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := st.bindLocked(req.GetNode()); err != nil {
-		return err
-	}
-	i := typeIndex(req.GetTypeUrl())
 	if i < 0 {
 		return nil
 	}

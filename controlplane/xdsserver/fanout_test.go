@@ -2,7 +2,6 @@ package xdsserver
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"unsafe"
@@ -32,20 +31,7 @@ func TestOneEncodingPerVersion(t *testing.T) {
 	t.Cleanup(func() { frameSent = nil })
 
 	s, conn := serve(t, withScope("v1"))
-	const perProtocol = 6
-	var clients []*envoysim.Client
-	for i := range 2 * perProtocol {
-		dial := envoysim.SotW
-		if i%2 == 1 {
-			dial = envoysim.Delta
-		}
-		c, err := dial(context.Background(), conn, edgeNode(fmt.Sprintf("n%d", i)), envoysim.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		clients = append(clients, c)
-	}
+	clients := dial(t, conn, 12)
 	waitRoutes := func(v string) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -102,17 +88,9 @@ func TestOneEncodingPerVersion(t *testing.T) {
 // TestNameSetsReleased: closed streams give their name sets back.
 func TestNameSetsReleased(t *testing.T) {
 	s, conn := serve(t, withScope("v1"))
-	for i := range 4 {
-		dial := envoysim.SotW
-		if i%2 == 1 {
-			dial = envoysim.Delta
-		}
-		c, err := dial(context.Background(), conn, edgeNode(fmt.Sprintf("n%d", i)), envoysim.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, c := range dial(t, conn, 4) {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		err = c.Wait(ctx, func(c *envoysim.Client) bool { return c.Version(resource.RouteType) != "" })
+		err := c.Wait(ctx, func(c *envoysim.Client) bool { return c.Version(resource.RouteType) != "" })
 		cancel()
 		if err != nil {
 			t.Fatal(err)

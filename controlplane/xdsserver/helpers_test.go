@@ -2,6 +2,7 @@ package xdsserver
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
+	"github.com/scopegate/scopegate/internal/envoysim"
 )
 
 // waitTimeout bounds every wait on the server; generous for a loaded -race run.
@@ -82,70 +84,46 @@ func serve(t *testing.T, cfg string) (*Server, *grpc.ClientConn) {
 
 func edgeNode(id string) *core.Node { return &core.Node{Id: id, Cluster: "edge"} }
 
-// sotwRaw is a bare state-of-the-world ADS stream: the test writes every request.
-type sotwRaw struct {
+// raw is a bare ADS stream: the test writes every request.
+type raw[Req, Resp any] struct {
 	t *testing.T
-	s grpc.BidiStreamingClient[discovery.DiscoveryRequest, discovery.DiscoveryResponse]
+	s grpc.BidiStreamingClient[Req, Resp]
+}
+
+type (
+	sotwRaw  = raw[discovery.DiscoveryRequest, discovery.DiscoveryResponse]
+	deltaRaw = raw[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]
+)
+
+func open[Req, Resp any](t *testing.T, start func(context.Context, ...grpc.CallOption) (grpc.BidiStreamingClient[Req, Resp], error)) *raw[Req, Resp] {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	s, err := start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &raw[Req, Resp]{t: t, s: s}
 }
 
 func newSotW(t *testing.T, conn *grpc.ClientConn) *sotwRaw {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	t.Cleanup(cancel)
-	s, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &sotwRaw{t: t, s: s}
-}
-
-func (c *sotwRaw) send(req *discovery.DiscoveryRequest) {
-	c.t.Helper()
-	if err := c.s.Send(req); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-func (c *sotwRaw) recv() *discovery.DiscoveryResponse {
-	c.t.Helper()
-	resp, err := c.s.Recv()
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return resp
-}
-
-// ack answers resp as Envoy does when it accepts it.
-func (c *sotwRaw) ack(resp *discovery.DiscoveryResponse, names ...string) {
-	c.t.Helper()
-	c.send(&discovery.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(), ResourceNames: names})
-}
-
-// deltaRaw is a bare delta ADS stream.
-type deltaRaw struct {
-	t *testing.T
-	s grpc.BidiStreamingClient[discovery.DeltaDiscoveryRequest, discovery.DeltaDiscoveryResponse]
+	return open(t, discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources)
 }
 
 func newDelta(t *testing.T, conn *grpc.ClientConn) *deltaRaw {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	t.Cleanup(cancel)
-	s, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &deltaRaw{t: t, s: s}
+	return open(t, discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources)
 }
 
-func (c *deltaRaw) send(req *discovery.DeltaDiscoveryRequest) {
+func (c *raw[Req, Resp]) send(req *Req) {
 	c.t.Helper()
 	if err := c.s.Send(req); err != nil {
 		c.t.Fatal(err)
 	}
 }
 
-func (c *deltaRaw) recv() *discovery.DeltaDiscoveryResponse {
+func (c *raw[Req, Resp]) recv() *Resp {
 	c.t.Helper()
 	resp, err := c.s.Recv()
 	if err != nil {
@@ -154,9 +132,34 @@ func (c *deltaRaw) recv() *discovery.DeltaDiscoveryResponse {
 	return resp
 }
 
-func (c *deltaRaw) ack(resp *discovery.DeltaDiscoveryResponse) {
+// ackSotW answers resp as Envoy does when it accepts it.
+func ackSotW(c *sotwRaw, resp *discovery.DiscoveryResponse, names ...string) {
+	c.t.Helper()
+	c.send(&discovery.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(), ResourceNames: names})
+}
+
+func ackDelta(c *deltaRaw, resp *discovery.DeltaDiscoveryResponse) {
 	c.t.Helper()
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resp.GetTypeUrl(), ResponseNonce: resp.GetNonce()})
+}
+
+// dial connects one simulated Envoy per protocol in turn (SotW first).
+func dial(t *testing.T, conn *grpc.ClientConn, n int) []*envoysim.Client {
+	t.Helper()
+	var out []*envoysim.Client
+	for i := range n {
+		d := envoysim.SotW
+		if i%2 == 1 {
+			d = envoysim.Delta
+		}
+		c, err := d(context.Background(), conn, edgeNode(fmt.Sprintf("n%d", i)), envoysim.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		out = append(out, c)
+	}
+	return out
 }
 
 // deltaNames lists a delta response's resource names, in order.

@@ -31,28 +31,28 @@ func TestSotWRules(t *testing.T) {
 	// A request with a nonce that is not the last response's is superseded: ignored. The
 	// ACK is not answered either; the next response is the listeners'.
 	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: "no-such-nonce"})
-	c.ack(cds)
+	ackSotW(c, cds)
 	// Endpoints named only in part: not answered until every set is named.
 	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{"a"}})
 	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.ListenerType})
 	if r := c.recv(); r.GetTypeUrl() != resource.ListenerType {
 		t.Fatalf("got %s, want listeners: a superseded request, an ACK or a partial endpoints request was answered", r.GetTypeUrl())
 	} else {
-		c.ack(r)
+		ackSotW(c, r)
 	}
 	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: endpointNames})
 	eds := c.recv()
 	if got := sotwNames(t, eds); eds.GetTypeUrl() != resource.EndpointType || !slices.Equal(got, endpointNames) {
 		t.Fatalf("endpoints response %s %v, want %v", eds.GetTypeUrl(), got, endpointNames)
 	}
-	c.ack(eds, endpointNames...)
+	ackSotW(c, eds, endpointNames...)
 
 	// A change reaches the stream; a second stream presenting the version it holds (a
 	// reconnect) still gets the resources once.
 	next := build(t, withScope("v2"))
 	c.send(&discovery.DiscoveryRequest{TypeUrl: resource.RouteType, ResourceNames: []string{"public"}})
 	rds := c.recv()
-	c.ack(rds, "public")
+	ackSotW(c, rds, "public")
 	if err := s.Apply(context.Background(), next); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestDeltaRules(t *testing.T) {
 	if got := deltaNames(cds); !slices.Equal(got, []string{"a", "b", "scopegate_authz"}) {
 		t.Fatalf("clusters %v", got)
 	}
-	c.ack(cds)
+	ackDelta(c, cds)
 	held := map[string]string{}
 	for _, r := range cds.GetResources() {
 		held[r.GetName()] = r.GetVersion()
@@ -106,7 +106,7 @@ func TestDeltaRules(t *testing.T) {
 	}
 	for {
 		r := c.recv()
-		c.ack(r)
+		ackDelta(c, r)
 		if r.GetTypeUrl() != resource.ClusterType {
 			continue
 		}

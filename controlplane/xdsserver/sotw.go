@@ -50,34 +50,17 @@ func (s *Server) serveSotW(gs grpc.ServerStream, typeURL string) error {
 	return s.serve(&st.streamBase, st)
 }
 
-func (st *sotwStream) receive() error {
-	for {
-		req := &discovery.DiscoveryRequest{}
-		if err := st.gs.RecvMsg(req); err != nil {
-			return recvEnded(err)
-		}
-		if err := st.handle(req); err != nil {
-			return err
-		}
-	}
-}
+func (st *sotwStream) receive() error { return receive(st.gs, st.handle) }
 
 func (st *sotwStream) handle(req *discovery.DiscoveryRequest) error {
-	if err := st.requestType(&req.TypeUrl); err != nil {
-		return err
-	}
 	// The tracker identifies the node on the first request (refusing an unknown fleet or a
 	// certificate of another one), records ACKs and NACKs, and on a NACK sets version_info
 	// to the rejected version.
-	if err := st.srv.tracker.requestOn(st.tracked, req); err != nil {
+	i, err := st.lockRequest(&req.TypeUrl, req.GetNode(), func() error { return st.srv.tracker.requestOn(st.tracked, req) })
+	if err != nil {
 		return err
 	}
-	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := st.bindLocked(req.GetNode()); err != nil {
-		return err
-	}
-	i := typeIndex(req.GetTypeUrl())
 	if i < 0 {
 		return nil // a type this server does not serve is never answered
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // maxUnknownNames bounds, per stream and type, the names subscribed to (or declared held in
@@ -69,6 +70,42 @@ func (b *streamBase) requestType(typeURL *string) error {
 		return status.Errorf(codes.InvalidArgument, "a %s stream cannot ask for %s", TypeName(b.typeURL), *typeURL)
 	}
 	return nil
+}
+
+// receive reads requests and hands each to handle until the stream ends or handle refuses
+// one.
+func receive[T any, PT interface {
+	*T
+	proto.Message
+}](gs grpc.ServerStream, handle func(PT) error) error {
+	for {
+		req := PT(new(T))
+		if err := gs.RecvMsg(req); err != nil {
+			return recvEnded(err)
+		}
+		if err := handle(req); err != nil {
+			return err
+		}
+	}
+}
+
+// lockRequest is the start of every request: its type URL checked (filled in on a
+// non-ADS stream), track run (the tracker's part), the stream bound to its fleet. It
+// returns the type's index (-1: a type not served) with the stream's lock held, unless it
+// fails.
+func (b *streamBase) lockRequest(typeURL *string, node *core.Node, track func() error) (int, error) {
+	if err := b.requestType(typeURL); err != nil {
+		return -1, err
+	}
+	if err := track(); err != nil {
+		return -1, err
+	}
+	b.mu.Lock()
+	if err := b.bindLocked(node); err != nil {
+		b.mu.Unlock()
+		return -1, err
+	}
+	return typeIndex(*typeURL), nil
 }
 
 // bindLocked joins the stream to its node's fleet on the first request (the tracker has
