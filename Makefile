@@ -55,3 +55,12 @@ demo:
 .PHONY: bench-load
 bench-load:
 	LOADBENCH_COMMAND='make bench-load' $(GO) run ./bench/load/cmd/scopegate-loadbench run -out bench/results
+
+## bench-xds: the control plane's fan-out benchmark (about 10 minutes): 250, 500 and 1,000
+## simulated Envoys on their own connections, one route changed, `scopegate xds`'s CPU and RSS
+## beside the floor (the same bytes over plain TCP); writes bench/results/xds.json. Compare
+## another build with XDS_BASELINE=/path/to/scopegate (see docs/benchmarks.md).
+.PHONY: bench-xds
+bench-xds: build
+	XDSBENCH_COMMAND='make bench-xds' $(GO) run ./bench/xds/cmd/scopegate-xdsbench run \
+	  $(if $(XDS_BASELINE),-server base=$(XDS_BASELINE)) -server new=$(BIN) -out bench/results/xds.json

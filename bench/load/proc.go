@@ -53,32 +53,6 @@ func ProcCPU(pid int) (time.Duration, error) {
 	return time.Duration((ut + st) * int64(time.Second) / clkTck()), nil
 }
 
-// loadAvg is /proc/loadavg's first three fields.
-func loadAvg() string {
-	raw, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(raw))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func cpuModel() string {
-	raw, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return ""
-	}
-	for line := range strings.SplitSeq(string(raw), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
 // machineCPU is the first line of /proc/stat: the whole machine's CPU time in clock ticks
 // (every process, the kernel, and time the hypervisor gave to others: steal).
 type machineCPU struct {

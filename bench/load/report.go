@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/scopegate/scopegate/bench/hostinfo"
 )
 
 // Report is bench/results/load.json.
@@ -229,8 +231,8 @@ type Profile struct {
 }
 
 func machine() Machine {
-	m := Machine{NProc: runtime.NumCPU(), CPUModel: cpuModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
-		LoadAvgBefore: loadAvg(),
+	m := Machine{NProc: runtime.NumCPU(), CPUModel: hostinfo.CPUModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		LoadAvgBefore: hostinfo.LoadAvg(),
 		Note:          "server under test and load generator share the machine's cores (and, on a shared host, with other work: see loadavg)"}
 	if raw, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(raw))

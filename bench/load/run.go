@@ -21,6 +21,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/scopegate/scopegate/bench/hostinfo"
 	"github.com/scopegate/scopegate/internal/testissuer"
 )
 
@@ -338,7 +339,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			}
 		}
 	}
-	rep.Machine.LoadAvgAfter = loadAvg()
+	rep.Machine.LoadAvgAfter = hostinfo.LoadAvg()
 	rep.summarize(hists)
 	if o.OutDir != "" {
 		if err := rep.Write(o.OutDir); err != nil {

@@ -5,85 +5,71 @@ import (
 	"encoding/hex"
 	"fmt"
 
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // Snapshot packs the fleet's resources into a go-control-plane snapshot, each type stamped
-// with its own content version (cache.NewSnapshot would give every type one version, so any
-// change would re-send every type over SotW).
+// with its own content version (cache.NewSnapshot would give every type one version). The
+// xDS server does not serve it (it sends Encoded); validation runs its Consistent check.
 func (f *Fleet) Snapshot() (*cache.Snapshot, error) {
 	versions := f.Versions
 	if versions == nil {
-		v, err := contentVersions(f.Resources)
+		_, v, err := encode(f.Resources)
 		if err != nil {
 			return nil, err
 		}
 		versions = v
 	}
+	return f.snapshot(versions)
+}
+
+// snapshot packs the resources with the given versions (nil: none, for Consistent alone).
+func (f *Fleet) snapshot(versions map[resource.Type]string) (*cache.Snapshot, error) {
 	s := &cache.Snapshot{}
 	for _, typ := range Types {
 		idx := cache.GetResponseType(typ)
 		if idx == types.UnknownType {
 			return nil, fmt.Errorf("unknown resource type %s", typ)
 		}
-		items := f.Resources[typ]
-		if typ == resource.RouteType {
-			items = make([]types.Resource, 0, len(f.Resources[typ]))
-			for _, r := range f.Resources[typ] {
-				enc, err := preEncode(r.(*route.RouteConfiguration))
-				if err != nil {
-					return nil, err
-				}
-				items = append(items, enc)
-			}
-		}
-		s.Resources[idx] = cache.NewResources(versions[typ], items)
+		s.Resources[idx] = cache.NewResources(versions[typ], f.Resources[typ])
 	}
 	return s, nil
 }
 
-// preEncode returns a RouteConfiguration that carries rc's content already encoded: its name
-// as a field (the cache indexes by it) and everything else as raw bytes, which marshal by
-// copying. go-control-plane marshals every resource again for every response; a route
-// configuration of a few hundred routes is the one large resource, and sent to a thousand
-// nodes that marshalling would dominate a push. On the wire it is the same message.
-func preEncode(rc *route.RouteConfiguration) (*route.RouteConfiguration, error) {
-	body := proto.Clone(rc).(*route.RouteConfiguration)
-	body.Name = ""
-	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("route configuration %q: %w", rc.GetName(), err)
-	}
-	out := &route.RouteConfiguration{Name: rc.GetName()}
-	out.ProtoReflect().SetUnknown(protoreflect.RawFields(raw))
-	return out, nil
+// Encoded is one resource in its deterministic protobuf encoding: the bytes its type's
+// content version hashes, and the bytes the xDS server sends (wrapped in an Any), so a
+// version is marshalled once however many Envoys receive it.
+type Encoded struct {
+	Name  string
+	Bytes []byte
 }
 
-// contentVersions hashes each type's resources (sorted by name, deterministically
-// marshalled). The version of an empty type is the hash of nothing, never "", so a client
-// subscribing with no version still gets an (empty) answer.
-func contentVersions(res map[resource.Type][]types.Resource) (map[resource.Type]string, error) {
+// encode marshals every resource once (deterministically, sorted by name as Resources are)
+// and hashes each type's encodings into its content version. The version of an empty type
+// is the hash of nothing, never "", so a client subscribing with no version still gets an
+// (empty) answer.
+func encode(res map[resource.Type][]types.Resource) (map[resource.Type][]Encoded, map[resource.Type]string, error) {
 	opts := proto.MarshalOptions{Deterministic: true}
-	out := make(map[resource.Type]string, len(Types))
+	encoded := make(map[resource.Type][]Encoded, len(Types))
+	versions := make(map[resource.Type]string, len(Types))
 	for _, typ := range Types {
 		h := sha256.New()
-		var buf []byte
+		out := make([]Encoded, 0, len(res[typ]))
 		for _, r := range res[typ] {
-			var err error
-			buf, err = opts.MarshalAppend(buf[:0], r)
+			b, err := opts.Marshal(r)
 			if err != nil {
-				return nil, fmt.Errorf("%s %q: %w", shortType(typ), nameOf(r), err)
+				return nil, nil, fmt.Errorf("%s %q: %w", shortType(typ), nameOf(r), err)
 			}
 			// Length-prefix each resource so boundaries are part of the hash.
-			fmt.Fprintf(h, "%d:", len(buf))
-			h.Write(buf)
+			fmt.Fprintf(h, "%d:", len(b))
+			h.Write(b)
+			out = append(out, Encoded{Name: nameOf(r), Bytes: b})
 		}
-		out[typ] = hex.EncodeToString(h.Sum(nil))[:16]
+		encoded[typ] = out
+		versions[typ] = hex.EncodeToString(h.Sum(nil))[:16]
 	}
-	return out, nil
+	return encoded, versions, nil
 }

@@ -31,6 +31,8 @@ type Fleet struct {
 	// Versions holds each type's content hash: equal resources give equal versions, so a
 	// type whose resources did not change is not pushed again.
 	Versions map[resource.Type]string
+	// Encoded holds every resource's encoding by type URL, in the order of Resources.
+	Encoded map[resource.Type][]Encoded
 }
 
 // Types are the resource types a fleet's snapshot carries, in ADS push order.
@@ -170,11 +172,11 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 	if err := fl.validate(); err != nil {
 		return nil, err
 	}
-	versions, err := contentVersions(fl.Resources)
+	encoded, versions, err := encode(fl.Resources)
 	if err != nil {
 		return nil, err
 	}
-	fl.Versions = versions
+	fl.Encoded, fl.Versions = encoded, versions
 	return fl, nil
 }
 

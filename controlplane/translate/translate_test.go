@@ -5,6 +5,7 @@ import (
 	"errors"
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -314,34 +315,41 @@ func TestBuildCancelled(t *testing.T) {
 	}
 }
 
-// TestPreEncodedRoutes: the snapshot's pre-encoded route configurations are, on the wire, the
-// translated ones.
-func TestPreEncodedRoutes(t *testing.T) {
+// TestEncodedResources: every resource's encoding (what the xDS server sends) decodes to the
+// translated resource, in the same order, and the content versions hash exactly those bytes
+// (one marshalling per version serves both).
+func TestEncodedResources(t *testing.T) {
 	fleets, err := Build(context.Background(), load(t, "testdata/in/fleets.yaml"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := fleets["edge"]
-	snap, err := f.Snapshot()
+	for _, typ := range Types {
+		if len(f.Encoded[typ]) != len(f.Resources[typ]) {
+			t.Fatalf("%s: %d encoded, %d resources", typ, len(f.Encoded[typ]), len(f.Resources[typ]))
+		}
+		for i, r := range f.Resources[typ] {
+			enc := f.Encoded[typ][i]
+			if enc.Name != nameOf(r) {
+				t.Errorf("%s #%d: encoded %q, resource %q", typ, i, enc.Name, nameOf(r))
+			}
+			back := r.ProtoReflect().New().Interface()
+			if err := proto.Unmarshal(enc.Bytes, back); err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(back, r) {
+				t.Errorf("%s %q: decoded encoding differs:\n%v\nwant\n%v", typ, enc.Name, back, r)
+			}
+		}
+	}
+	_, versions, err := encode(f.Resources)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range f.Resources[resource.RouteType] {
-		rc := r.(*route.RouteConfiguration)
-		enc := snap.GetResources(resource.RouteType)[rc.GetName()]
-		if enc == nil {
-			t.Fatalf("%s missing from snapshot", rc.GetName())
-		}
-		b, err := proto.Marshal(enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back := &route.RouteConfiguration{}
-		if err := proto.Unmarshal(b, back); err != nil {
-			t.Fatal(err)
-		}
-		if !proto.Equal(back, rc) {
-			t.Errorf("%s: decoded pre-encoded route configuration differs:\n%v\nwant\n%v", rc.GetName(), back, rc)
-		}
+	if !maps.Equal(versions, f.Versions) {
+		t.Errorf("versions %v, re-encoded %v", f.Versions, versions)
+	}
+	if len(f.Resources[resource.RouteType]) == 0 {
+		t.Fatal("fixture has no route configuration")
 	}
 }

@@ -42,7 +42,7 @@ func (f *Fleet) validate() error {
 	if err := refs.check(f.Resources); err != nil {
 		return err
 	}
-	snap, err := f.Snapshot()
+	snap, err := f.snapshot(nil)
 	if err != nil {
 		return err
 	}

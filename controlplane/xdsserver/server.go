@@ -1,6 +1,12 @@
 // Package xdsserver serves translated fleet snapshots to Envoy over ADS, both
 // state-of-the-world (ordered) and delta, and tracks what every connected node was sent,
 // acknowledged and rejected.
+//
+// The ADS streams are served here rather than by go-control-plane's server: that server
+// builds and marshals a fresh response for every stream (and, for delta, hashes every
+// resource again per stream), so a change cost each connected Envoy a copy of the whole
+// configuration. Here each version of each type is encoded once when it is applied
+// (typeVersion) and every stream sends those same bytes; only the nonce is per stream.
 package xdsserver
 
 import (
@@ -16,18 +22,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
-	xds "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -72,25 +73,39 @@ const (
 	DefaultMaxConnectionAge      = 30 * time.Minute
 	DefaultMaxConnectionAgeGrace = time.Minute
 	DefaultWarmTimeout           = 5 * time.Second
+
+	// MaxStreamsPerConnection bounds the streams one connection (one Envoy) may open.
+	MaxStreamsPerConnection = 128
+	writeBufferSize         = 64 << 10
+	readBufferSize          = 8 << 10
 )
 
 // Server is the ADS server with one snapshot per fleet.
 type Server struct {
 	log     *slog.Logger
-	cache   cache.SnapshotCache
 	tracker *tracker
 	grpc    *grpc.Server
 	streams *grpcstop.Streams // ADS streams end with UNAVAILABLE at shutdown
+	names   *interner
 
-	// ctx is given to go-control-plane's server: GracefulStop waits for open ADS streams
-	// until it is cancelled, so Shutdown cancels it first.
+	// ctx ends every open stream: GracefulStop waits for open ADS streams, so Shutdown
+	// cancels it first.
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	warmTimeout time.Duration
 
-	mu     sync.Mutex // serialises Apply; guards snaps
-	snaps  map[string]*cache.Snapshot
+	// SotW and delta streams are numbered separately (as go-control-plane did: the IDs in
+	// /status keep their meaning).
+	sotwIDs, deltaIDs atomic.Int64
+
+	mu sync.Mutex // serialises Apply
+
+	// byName holds every fleet ever configured: a fleet removed from the config keeps
+	// serving the nodes still connected to it.
+	fleetsMu sync.RWMutex
+	byName   map[string]*fleet
+
 	fleets atomic.Pointer[map[string]FleetStatus]
 }
 
@@ -100,13 +115,6 @@ type FleetStatus struct {
 	Versions  map[string]string `json:"versions"`
 	AppliedAt time.Time         `json:"applied_at"`
 }
-
-// FleetHash keys snapshots by the Envoy node's cluster (its fleet), not its ID: every node
-// of a fleet shares one snapshot.
-type FleetHash struct{}
-
-// ID implements cache.NodeHash.
-func (FleetHash) ID(node *core.Node) string { return node.GetCluster() }
 
 // New builds the server; Serve starts it.
 func New(opts Options) *Server {
@@ -124,40 +132,13 @@ func New(opts Options) *Server {
 	orDefault(&opts.MaxConnectionAgeGrace, DefaultMaxConnectionAgeGrace)
 	orDefault(&opts.WarmTimeout, DefaultWarmTimeout)
 
-	s := &Server{log: opts.Logger, warmTimeout: opts.WarmTimeout, snaps: map[string]*cache.Snapshot{}}
+	s := &Server{log: opts.Logger, warmTimeout: opts.WarmTimeout, names: newInterner(), byName: map[string]*fleet{}}
 	empty := map[string]FleetStatus{}
 	s.fleets.Store(&empty)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.streams = grpcstop.NewStreams()
-	gcpLog := logAdapter{opts.Logger.With("component", "go-control-plane")}
-	s.cache = cache.NewSnapshotCache(true, FleetHash{}, gcpLog)
 	s.tracker = newTracker(opts.Logger, newMetrics(opts.Registerer), s.known)
 	s.tracker.trustDomain = opts.TrustDomain
-
-	callbacks := xds.CallbackFuncs{
-		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			s.tracker.open(ctx, streamKey{id: id})
-			return nil
-		},
-		StreamClosedFunc:  func(id int64, _ *core.Node) { s.tracker.closed(streamKey{id: id}) },
-		StreamRequestFunc: s.tracker.request,
-		StreamResponseFunc: func(_ context.Context, id int64, _ *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
-			s.tracker.response(id, resp)
-		},
-		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			s.tracker.open(ctx, streamKey{delta: true, id: id})
-			return nil
-		},
-		DeltaStreamClosedFunc:  func(id int64, _ *core.Node) { s.tracker.closed(streamKey{delta: true, id: id}) },
-		StreamDeltaRequestFunc: s.tracker.deltaRequest,
-		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-			s.tracker.deltaResponse(id, resp)
-		},
-		FetchRequestFunc: func(context.Context, *discovery.DiscoveryRequest) error {
-			return errors.New("REST fetch is not served: use ADS")
-		},
-	}
-	srv := xds.NewServer(s.ctx, s.cache, callbacks, sotw.WithOrderedADS(), sotw.WithLogger(gcpLog))
 
 	var serverOpts []grpc.ServerOption
 	switch {
@@ -175,16 +156,24 @@ func New(opts Options) *Server {
 		}),
 		// Envoy pings idle xDS connections (connection_keepalive in its bootstrap).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxConcurrentStreams(1<<20),
+		// An Envoy opens one ADS stream (five without ADS, and one per SDS secret at most).
+		grpc.MaxConcurrentStreams(MaxStreamsPerConnection),
+		// Responses are bytes made once per version (see wire.go).
+		grpc.ForceServerCodecV2(newCodec()),
+		// Per connection: the write buffer (taken from a pool while writing, gRPC's default)
+		// is large enough that a response goes out in few system calls; the read buffer
+		// only ever holds requests, which are small.
+		grpc.WriteBufferSize(writeBufferSize),
+		grpc.ReadBufferSize(readBufferSize),
 		grpc.StreamInterceptor(s.streams.Interceptor()),
 	)...)
-	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, srv)
+	discovery.RegisterAggregatedDiscoveryServiceServer(s.grpc, adsService{s})
 	// The per-type services too, for Envoys configured without ADS (each still keyed by fleet).
-	clusterservice.RegisterClusterDiscoveryServiceServer(s.grpc, srv)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(s.grpc, srv)
-	listenerservice.RegisterListenerDiscoveryServiceServer(s.grpc, srv)
-	routeservice.RegisterRouteDiscoveryServiceServer(s.grpc, srv)
-	secretservice.RegisterSecretDiscoveryServiceServer(s.grpc, srv)
+	clusterservice.RegisterClusterDiscoveryServiceServer(s.grpc, cdsService{s})
+	endpointservice.RegisterEndpointDiscoveryServiceServer(s.grpc, edsService{s})
+	listenerservice.RegisterListenerDiscoveryServiceServer(s.grpc, ldsService{s})
+	routeservice.RegisterRouteDiscoveryServiceServer(s.grpc, rdsService{s})
+	secretservice.RegisterSecretDiscoveryServiceServer(s.grpc, sdsService{s})
 	return s
 }
 
@@ -200,7 +189,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // which GracefulStop would wait on open ADS streams for ever), then stops gracefully, or
 // forcibly once ctx is done.
 func (s *Server) Shutdown(ctx context.Context) {
-	s.streams.Stop() // first: a stream go-control-plane ends below reports UNAVAILABLE, not OK
+	s.streams.Stop() // first: every stream, ADS or not, then reports UNAVAILABLE
 	s.cancel()
 	grpcstop.Graceful(ctx, s.grpc, s.streams)
 }
@@ -208,12 +197,14 @@ func (s *Server) Shutdown(ctx context.Context) {
 // Apply installs the fleets' snapshots: every connected node of a fleet receives the types
 // whose version changed, and nothing else. A fleet missing from fleets stops accepting new
 // nodes; its connected nodes keep the configuration they have.
+//
+// Each type whose version changed is encoded here, once: every stream sends those bytes.
 func (s *Server) Apply(ctx context.Context, fleets map[string]*translate.Fleet) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	next := make(map[string]FleetStatus, len(fleets))
-	snaps := make(map[string]*cache.Snapshot, len(fleets))
+	snaps := make(map[string]*fleetSnapshot, len(fleets))
 	names := make([]string, 0, len(fleets))
 	for name := range fleets {
 		names = append(names, name)
@@ -221,14 +212,14 @@ func (s *Server) Apply(ctx context.Context, fleets map[string]*translate.Fleet) 
 	sort.Strings(names)
 	for _, name := range names {
 		f := fleets[name]
-		snap, err := f.Snapshot()
-		if err != nil {
-			return fmt.Errorf("fleet %q: %w", name, err)
+		if f.Encoded == nil || f.Versions == nil {
+			return fmt.Errorf("fleet %q: not encoded (build fleets with translate.Build)", name)
 		}
-		if err := snap.Consistent(); err != nil {
-			return fmt.Errorf("fleet %q: %w", name, err)
+		var cur *fleetSnapshot
+		if obj := s.fleetNamed(name); obj != nil {
+			cur = obj.snap.Load()
 		}
-		snaps[name] = snap
+		snaps[name] = nextSnapshot(cur, f)
 		versions := make(map[string]string, len(f.Versions))
 		for typ, v := range f.Versions {
 			versions[TypeName(typ)] = v
@@ -246,22 +237,30 @@ func (s *Server) Apply(ctx context.Context, fleets map[string]*translate.Fleet) 
 		}
 		changed[name] = true
 	}
-	// Publish the fleet set first, so nodes of a new fleet are accepted as soon as their
-	// snapshot exists (a node arriving in between waits for it: the cache holds its watch).
+	// A new fleet gets its snapshot before it is published: a node is admitted only once
+	// its fleet is published, and then finds its configuration.
+	s.fleetsMu.Lock()
+	for _, name := range names {
+		if _, ok := s.byName[name]; !ok {
+			f := newFleet(name)
+			f.snap.Store(snaps[name])
+			s.byName[name] = f
+			changed[name] = false
+		}
+	}
+	s.fleetsMu.Unlock()
 	s.fleets.Store(&next)
 	for _, name := range names {
 		if !changed[name] {
 			continue
 		}
-		if prevSnap := s.snaps[name]; prevSnap != nil {
-			if err := s.warmClusters(ctx, name, prevSnap, snaps[name]); err != nil {
+		f := s.fleetNamed(name)
+		if prevSnap := f.snap.Load(); prevSnap != nil {
+			if err := s.warmClusters(ctx, f, prevSnap, snaps[name]); err != nil {
 				return err
 			}
 		}
-		if err := s.cache.SetSnapshot(ctx, name, snaps[name]); err != nil {
-			return fmt.Errorf("fleet %q: %w", name, err)
-		}
-		s.snaps[name] = snaps[name]
+		f.set(snaps[name])
 	}
 	for name := range prev {
 		if _, ok := next[name]; !ok {
@@ -271,18 +270,24 @@ func (s *Server) Apply(ctx context.Context, fleets map[string]*translate.Fleet) 
 	return nil
 }
 
+func (s *Server) fleetNamed(name string) *fleet {
+	s.fleetsMu.RLock()
+	defer s.fleetsMu.RUnlock()
+	return s.byName[name]
+}
+
 // warmClusters keeps the xDS ordering promise when a change adds clusters with EDS
-// endpoints. Over SotW ADS the cache answers an endpoints request only once it names every
+// endpoints. Over SotW ADS an endpoints request is answered only once it names every
 // endpoint set, so new endpoints go out only after each Envoy, having received the new
 // clusters, asks for them; listeners and routes would overtake them and point at clusters
 // still warming. So first the new clusters and endpoints are pushed with the old listeners,
 // routes and secrets, and the full snapshot follows once every connected node of the fleet
 // has answered the new endpoints (or WarmTimeout passes).
-func (s *Server) warmClusters(ctx context.Context, fleet string, prev, next *cache.Snapshot) error {
-	eds := func(sn *cache.Snapshot) map[string]types.ResourceWithTTL { return sn.Resources[types.Endpoint].Items }
+func (s *Server) warmClusters(ctx context.Context, f *fleet, prev, next *fleetSnapshot) error {
+	const cds, eds = 0, 1
 	added := false
-	for name := range eds(next) {
-		if _, ok := eds(prev)[name]; !ok {
+	for _, name := range next[eds].names {
+		if !prev[eds].has(name) {
 			added = true
 			break
 		}
@@ -290,20 +295,13 @@ func (s *Server) warmClusters(ctx context.Context, fleet string, prev, next *cac
 	if !added {
 		return nil
 	}
-	warm := &cache.Snapshot{}
-	warm.Resources = prev.Resources
-	warm.Resources[types.Cluster] = next.Resources[types.Cluster]
-	warm.Resources[types.Endpoint] = next.Resources[types.Endpoint]
-	if err := warm.Consistent(); err != nil {
-		return fmt.Errorf("fleet %q: warm-up snapshot: %w", fleet, err)
-	}
-	if err := s.cache.SetSnapshot(ctx, fleet, warm); err != nil {
-		return fmt.Errorf("fleet %q: %w", fleet, err)
-	}
+	warm := *prev
+	warm[cds], warm[eds] = next[cds], next[eds]
+	f.set(&warm)
 	wctx, cancel := context.WithTimeout(ctx, s.warmTimeout)
 	defer cancel()
-	if err := s.tracker.waitAnswered(wctx, fleet, resource.EndpointType, next.GetVersion(resource.EndpointType)); err != nil {
-		s.log.Warn("pushing listeners and routes before every node has the new endpoints", "fleet", fleet, "error", err)
+	if err := s.tracker.waitAnswered(wctx, f.name, resource.EndpointType, next[eds].version); err != nil {
+		s.log.Warn("pushing listeners and routes before every node has the new endpoints", "fleet", f.name, "error", err)
 	}
 	return nil
 }
@@ -345,12 +343,3 @@ func ResourceTypes() []string {
 }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
-
-// logAdapter sends go-control-plane's logs to slog. Its Info lines are per-request chatter,
-// so they go to debug.
-type logAdapter struct{ l *slog.Logger }
-
-func (a logAdapter) Debugf(format string, args ...any) { a.l.Debug(fmt.Sprintf(format, args...)) }
-func (a logAdapter) Infof(format string, args ...any)  { a.l.Debug(fmt.Sprintf(format, args...)) }
-func (a logAdapter) Warnf(format string, args ...any)  { a.l.Warn(fmt.Sprintf(format, args...)) }
-func (a logAdapter) Errorf(format string, args ...any) { a.l.Error(fmt.Sprintf(format, args...)) }

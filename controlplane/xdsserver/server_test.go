@@ -3,6 +3,7 @@ package xdsserver
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,39 @@ func TestServerWithGoControlPlaneClient(t *testing.T) {
 			t.Fatalf("NACK not recorded: %+v", nodes)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestGoControlPlaneClientFollowsChanges: go-control-plane's own ADS client, ACKing each
+// response, receives the fleet's clusters and then a change (an upstream added).
+func TestGoControlPlaneClientFollowsChanges(t *testing.T) {
+	s, conn := serve(t, withScope("v1"))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cl := sotw.NewADSClient(ctx, edgeNode("gcp-2"), resource.ClusterType)
+	if err := cl.InitConnect(conn); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cl.Fetch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Resources) != 3 {
+		t.Fatalf("clusters = %d, want 3", len(resp.Resources))
+	}
+	if err := cl.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	more := strings.Replace(withScope("v1"), "upstreams:\n", "upstreams:\n  - {name: c, endpoints: [\"127.0.0.1:8083\"]}\n", 1)
+	more = strings.Replace(more, "            routes:\n", "            routes:\n              - {name: c, match: {prefix: /c}, upstream: c, scopes: [s]}\n", 1)
+	if err := s.Apply(ctx, build(t, more)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = cl.Fetch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Resources) != 4 {
+		t.Fatalf("clusters after the change = %d, want 4", len(resp.Resources))
 	}
 }
