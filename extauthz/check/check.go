@@ -70,7 +70,7 @@ type Service struct {
 	// headers removed (as the control plane strips them on public routes).
 	public  *authv3.CheckResponse
 	denials *denialCache
-	shared   atomic.Pointer[sharedDecisions]
+	shared  atomic.Pointer[sharedDecisions]
 }
 
 // New builds the service.
