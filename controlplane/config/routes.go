@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/scopegate/scopegate/internal/contract"
@@ -169,4 +170,26 @@ func ValidateVirtualHosts(at string, vhosts []VirtualHost) error {
 func ApplyRouteDefaults(vhosts []VirtualHost) {
 	c := Config{Fleets: []Fleet{{Listeners: []Listener{{VirtualHosts: vhosts}}}}}
 	c.applyDefaults()
+}
+
+// MeshVirtualHosts are the virtual hosts of every listener of every fleet, in file order, as
+// authz's route table (mesh mode) and the mesh providers' manifests see them: one table, a
+// virtual host repeated unchanged by several listeners (an HTTP and an HTTPS listener)
+// counted once.
+func (c *Config) MeshVirtualHosts() []VirtualHost {
+	var vhosts []VirtualHost
+	for _, f := range c.Fleets {
+		for _, l := range f.Listeners {
+		next:
+			for _, vh := range l.VirtualHosts {
+				for _, have := range vhosts {
+					if reflect.DeepEqual(have, vh) {
+						continue next
+					}
+				}
+				vhosts = append(vhosts, vh)
+			}
+		}
+	}
+	return vhosts
 }

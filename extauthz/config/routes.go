@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"os"
-	"reflect"
 
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/extauthz/routes"
@@ -80,21 +79,7 @@ func LoadRouteTable(path string) (*routes.Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	var vhosts []xdsconfig.VirtualHost
-	for _, f := range cfg.Fleets {
-		for _, l := range f.Listeners {
-		next:
-			for _, vh := range l.VirtualHosts {
-				for _, have := range vhosts {
-					if reflect.DeepEqual(have, vh) {
-						continue next
-					}
-				}
-				vhosts = append(vhosts, vh)
-			}
-		}
-	}
-	t, err := routes.New(TableInputs(vhosts))
+	t, err := routes.New(TableInputs(cfg.MeshVirtualHosts()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (authz merges the virtual hosts of every listener into one table)", path, err)
 	}
