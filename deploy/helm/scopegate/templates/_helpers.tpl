@@ -107,7 +107,16 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") -}}
 {{- $_ := set $cfg "tls" (dict "cert_file" "/etc/scopegate/tls/tls.crt" "key_file" "/etc/scopegate/tls/tls.key" "client_ca_file" "/etc/scopegate/tls/ca.crt") -}}
 {{- end -}}
+{{- if eq .Values.mode "mesh" -}}
+{{- $_ := set $cfg "routes_file" "/etc/scopegate/routes/xds.yaml" -}}
+{{- $_ := set $cfg "unmatched" .Values.mesh.unmatched -}}
+{{- end -}}
 {{ toYaml $cfg }}
+{{- end -}}
+
+{{/* mesh mode's route table: mesh.routes, or xds.config's. */}}
+{{- define "scopegate.mesh.routes" -}}
+{{ toYaml (default .Values.xds.config .Values.mesh.routes) }}
 {{- end -}}
 
 {{/* The xds config file: the user's config with the chart's addresses and TLS. */}}
@@ -213,6 +222,11 @@ capabilities:
       mountPath: /etc/scopegate/policies
       readOnly: true
     {{- end }}
+    {{- if eq .Values.mode "mesh" }}
+    - name: authz-routes
+      mountPath: /etc/scopegate/routes
+      readOnly: true
+    {{- end }}
     {{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") }}
     - name: authz-tls
       mountPath: /etc/scopegate/tls
@@ -242,5 +256,10 @@ capabilities:
 - name: authz-tls
   secret:
     secretName: {{ include "scopegate.tls.authzSecret" . }}
+{{- end }}
+{{- if eq .Values.mode "mesh" }}
+- name: authz-routes
+  configMap:
+    name: {{ include "scopegate.authz.name" . }}-routes
 {{- end }}
 {{- end -}}
