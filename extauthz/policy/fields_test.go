@@ -191,3 +191,44 @@ func requestValue(v *View, i int) *ast.Term {
 	}
 	return ast.NullTerm()
 }
+
+// input.source and input.destination are built for a revision that reads one of their
+// fields (the document whole reads them all), and left out otherwise.
+func TestPeerDocuments(t *testing.T) {
+	v := NewView(fieldsRequest())
+	for _, tc := range []struct {
+		src        string
+		want, none []string
+	}{
+		{"package p\nallow if input.source.principal\n", []string{"source.principal"}, []string{"destination"}},
+		{"package p\nallow if input.source\n", []string{"source.principal", "source.address"}, []string{"destination"}},
+		{"package p\nallow if input.destination.principal\n", []string{"destination.principal"}, []string{"source"}},
+		{"package p\nallow if input.request.method\n", nil, []string{"source", "destination"}},
+	} {
+		reads := analyzeSource(t, tc.src)
+		in := BuildInput(&v, &reads, ast.NullTerm())
+		for _, f := range tc.want {
+			if !reads.Reads(f) {
+				t.Errorf("%q: the analysis does not see %s", tc.src, f)
+			}
+			if _, err := in.Find(ast.MustParseRef("x." + f)[1:]); err != nil {
+				t.Errorf("%q: input.%s missing: %v", tc.src, f, err)
+			}
+		}
+		for _, doc := range tc.none {
+			if _, err := in.Find(ast.MustParseRef("x." + doc)[1:]); err == nil {
+				t.Errorf("%q: input.%s built for a revision that does not read it", tc.src, doc)
+			}
+		}
+	}
+	reads := analyzeSource(t, "package p\nallow if input.source.address == \"10.0.0.1\"\n")
+	if got, _ := BuildInput(&v, &reads, ast.NullTerm()).Find(ast.MustParseRef("x.source.address")[1:]); got.String() != `"10.0.0.1"` {
+		t.Errorf("input.source.address = %v, want the IP without the port", got)
+	}
+	if reads.Cacheable || !reads.Shareable {
+		t.Errorf("a revision reading the source's address: cacheable %v (one token comes from many peers), shareable %v", reads.Cacheable, reads.Shareable)
+	}
+	if reads := analyzeSource(t, "package p\nallow if input.source.port\n"); !reads.Unknown {
+		t.Error("input.source.port is not a field the engine sends")
+	}
+}
