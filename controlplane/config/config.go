@@ -229,14 +229,44 @@ type Route struct {
 	Binding string `yaml:"binding"`
 }
 
-// Match selects requests by path and, optionally, method.
+// Match selects requests by path and, optionally, method and headers. Envoy (and authz's
+// route table, in mesh mode) takes the first route of a virtual host whose match holds.
 type Match struct {
-	// Prefix matches a path prefix (exactly one of Prefix and Path).
+	// Prefix matches a path prefix (exactly one of Prefix, Path and Regex). A prefix that does
+	// not end in "/" matches whole path segments (see PathMatch).
 	Prefix string `yaml:"prefix"`
 	// Path matches a path exactly.
 	Path string `yaml:"path"`
+	// Regex matches the whole path (query excluded) with an RE2 expression (Envoy's
+	// safe_regex).
+	Regex string `yaml:"regex"`
+	// CaseSensitive false matches prefix and path without regard to ASCII case (default
+	// true). A regex says so itself, with (?i).
+	CaseSensitive *bool `yaml:"case_sensitive"`
 	// Methods restricts the route to these HTTP methods (empty: any).
 	Methods []string `yaml:"methods"`
+	// Headers must all match (Envoy's header matchers).
+	Headers []HeaderMatch `yaml:"headers"`
+}
+
+// HeaderMatch matches one request header: exactly one of Exact, Prefix, Suffix, Contains,
+// Regex (the whole value) and Present. A header sent several times is matched as Envoy
+// joins it, values separated by ",".
+type HeaderMatch struct {
+	// Name is the header's name, lower case.
+	Name     string `yaml:"name"`
+	Exact    string `yaml:"exact"`
+	Prefix   string `yaml:"prefix"`
+	Suffix   string `yaml:"suffix"`
+	Contains string `yaml:"contains"`
+	Regex    string `yaml:"regex"`
+	// Present true matches when the header is sent (any value), false when it is not.
+	Present *bool `yaml:"present"`
+	// IgnoreCase compares exact, prefix, suffix and contains without regard to ASCII case.
+	IgnoreCase bool `yaml:"ignore_case"`
+	// Invert inverts the match. As in Envoy, a missing header matches no value matcher,
+	// inverted or not: use present to match on absence.
+	Invert bool `yaml:"invert"`
 }
 
 // Upstream is a service behind Envoy.

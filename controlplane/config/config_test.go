@@ -151,8 +151,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "bad wildcard", edit: repl(`domains: ["*"]`, `domains: ["a.*.com"]`), wantErr: `virtual host "api": domains[0]: "a.*.com" is not a host name`},
 		{name: "unknown upstream", edit: repl("upstream: orders\n                scopes", "upstream: payments\n                scopes"), wantErr: `fleet "edge": listener "public": virtual host "api": route "orders-read": upstream "payments" is not defined in upstreams`},
 		{name: "duplicate route", edit: repl("name: health", "name: orders-read"), wantErr: `route "orders-read": duplicate route name`},
-		{name: "prefix and path", edit: repl("match: {prefix: /orders,", "match: {prefix: /orders, path: /x,"), wantErr: `route "orders-read": match: prefix and path are mutually exclusive`},
-		{name: "no match", edit: repl("match: {path: /healthz}", "match: {}"), wantErr: `route "health": match: one of prefix or path is required`},
+		{name: "prefix and path", edit: repl("match: {prefix: /orders,", "match: {prefix: /orders, path: /x,"), wantErr: `route "orders-read": match: prefix, path and regex are mutually exclusive`},
+		{name: "no match", edit: repl("match: {path: /healthz}", "match: {}"), wantErr: `route "health": match: one of prefix, path or regex is required`},
 		{name: "relative path", edit: repl("match: {path: /healthz}", "match: {path: healthz}"), wantErr: `route "health": match: path: "healthz" must start with /`},
 		{name: "query in prefix", edit: repl("prefix: /orders", `prefix: "/orders?x=1"`), wantErr: `route "orders-read": match: prefix: "/orders?x=1" must not contain`},
 		{name: "lower-case method", edit: repl("methods: [GET]", "methods: [get]"), wantErr: `route "orders-read": match: methods[0]: "get" is not an HTTP method`},
@@ -184,6 +184,18 @@ func TestParseErrors(t *testing.T) {
 		{name: "metadata route name taken", edit: func(s string) string {
 			return withMetadata(`{resource: "https://api.example.com", authorization_servers: ["https://idp.example.com/"]}`)(repl("name: health", "name: api.resource-metadata")(s))
 		}, wantErr: `virtual host "api": route name "api.resource-metadata" (in virtual host "api") is reserved for the resource metadata route`},
+		{name: "regex and prefix", edit: repl("match: {prefix: /orders,", `match: {prefix: /orders, regex: "/o.*",`), wantErr: `route "orders-read": match: prefix, path and regex are mutually exclusive`},
+		{name: "bad regex", edit: repl("match: {path: /healthz}", `match: {regex: "/health(z"}`), wantErr: `route "health": match: regex: "/health(z" is not an RE2 expression`},
+		{name: "case_sensitive with regex", edit: repl("match: {path: /healthz}", `match: {regex: "/healthz", case_sensitive: false}`), wantErr: `route "health": match: case_sensitive does not apply to regex`},
+		{name: "header without name", edit: repl("methods: [GET]", "methods: [GET], headers: [{exact: v1}]"), wantErr: `route "orders-read": match: headers[0]: name: required`},
+		{name: "header pseudo", edit: repl("methods: [GET]", "methods: [GET], headers: [{name: \":path\", exact: /x}]"), wantErr: `match: headers[0]: name ":path": match the path with prefix`},
+		{name: "header upper case", edit: repl("methods: [GET]", "methods: [GET], headers: [{name: X-Api, exact: v1}]"), wantErr: `match: headers[0]: name "X-Api" is not a lower-case header name`},
+		{name: "header two matchers", edit: repl("methods: [GET]", "methods: [GET], headers: [{name: x-api, exact: v1, prefix: v}]"), wantErr: `match: headers[0]: exactly one of exact, prefix, suffix, contains, regex and present is required`},
+		{name: "header no matcher", edit: repl("methods: [GET]", "methods: [GET], headers: [{name: x-api, invert: true}]"), wantErr: `match: headers[0]: exactly one of`},
+		{name: "header bad regex", edit: repl("methods: [GET]", "methods: [GET], headers: [{name: x-api, regex: \"v[\"}]"), wantErr: `match: headers[0]: regex: "v[" is not an RE2 expression`},
+		{name: "header ignore_case regex", edit: repl("methods: [GET]", "methods: [GET], headers: [{name: x-api, regex: v1, ignore_case: true}]"), wantErr: `match: headers[0]: ignore_case applies to exact, prefix, suffix and contains only`},
+		{name: "route shadowed by metadata (regex)", edit: shadowing(`{regex: "/[.]well-known/.*"}`, "https://api.example.com"), wantErr: `route "wk" matches the resource metadata path`},
+		{name: "route shadowed by metadata (case-insensitive)", edit: shadowing(`{path: /.WELL-KNOWN/oauth-protected-resource, case_sensitive: false}`, "https://api.example.com"), wantErr: `route "wk" matches the resource metadata path`},
 		{name: "negative route timeout", edit: repl("public: true", "public: true\n                timeout: -1s"), wantErr: `route "health": timeout: must not be negative`},
 	}
 	for _, tt := range tests {
@@ -317,5 +329,77 @@ func TestResourceMetadataCatchAll(t *testing.T) {
 	}
 	if got := cfg.Fleets[0].Listeners[0].VirtualHosts[0].ResourceMetadata.CacheMaxAge; got != DefaultMetadataMaxAge {
 		t.Errorf("cache_max_age = %s, want the default %s", got, DefaultMetadataMaxAge)
+	}
+}
+
+// A routes file for authz's mesh mode needs only fleets, listener names and virtual hosts:
+// no authz address, listener addresses or upstreams; the rest of the schema stays strict.
+func TestParseRoutes(t *testing.T) {
+	const routesOnly = `
+fleets:
+  - name: mesh
+    listeners:
+      - name: gateway
+        virtual_hosts:
+          - name: api
+            domains: ["api.example.com"]
+            routes:
+              - name: orders
+                match: {prefix: /orders, headers: [{name: x-api-version, exact: "2"}]}
+                scopes: [orders:read]
+              - name: health
+                match: {path: /healthz}
+                public: true
+`
+	cfg, err := ParseRoutes("routes.yaml", []byte(routesOnly))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Fleets[0].Listeners[0].VirtualHosts[0].Routes[0]
+	if r.Mode != contract.ModeEnforce || r.Match.Headers[0].Exact != "2" {
+		t.Fatalf("route %+v: defaults or headers not read", r)
+	}
+	if _, err := Parse("routes.yaml", []byte(routesOnly)); err == nil {
+		t.Fatal("the full schema accepted a file without authz address and upstreams")
+	}
+	for name, tc := range map[string]struct{ edit, want string }{
+		"misspelt key":   {"scopes: [orders:read]", "scope: [orders:read]"},
+		"bad route":      {"match: {path: /healthz}", "match: {}"},
+		"no fleets":      {"fleets:", "fleet:"},
+		"bad domain":     {`domains: ["api.example.com"]`, `domains: ["a.*.com"]`},
+		"public, scoped": {"public: true", "public: true\n                scopes: [x]"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := strings.Replace(routesOnly, tc.edit, tc.want, 1)
+			if _, err := ParseRoutes("routes.yaml", []byte(in)); err == nil || !strings.HasPrefix(err.Error(), "routes.yaml: ") {
+				t.Fatalf("ParseRoutes = %v, want an error naming routes.yaml", err)
+			}
+		})
+	}
+}
+
+// The route contract is built in one place for both halves: RouteExtensions.
+func TestRouteExtensions(t *testing.T) {
+	vh := &VirtualHost{Name: "api", ResourceMetadata: &ResourceMetadata{Resource: "https://api.example.com/v1"}}
+	tests := []struct {
+		r    Route
+		want map[string]string
+	}{
+		{Route{Name: "a", Scopes: []string{"x", "y"}, Mode: contract.ModeEnforce},
+			map[string]string{"route": "a", "scopes": "x y", "resource_metadata": "https://api.example.com/.well-known/oauth-protected-resource/v1"}},
+		{Route{Name: "b", Mode: contract.ModeShadow, Binding: contract.BindingRequired},
+			map[string]string{"route": "b", "scopes": "", "mode": "shadow", "binding": "required", "resource_metadata": "https://api.example.com/.well-known/oauth-protected-resource/v1"}},
+		{Route{Name: "c", Public: true}, nil},
+	}
+	for _, tt := range tests {
+		got := vh.RouteExtensions(&tt.r)
+		if len(got) != len(tt.want) {
+			t.Fatalf("%s: %v, want %v", tt.r.Name, got, tt.want)
+		}
+		for k, v := range tt.want {
+			if got[k] != v {
+				t.Errorf("%s: %s = %q, want %q", tt.r.Name, k, got[k], v)
+			}
+		}
 	}
 }

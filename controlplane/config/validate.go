@@ -326,17 +326,72 @@ func validateResourceMetadata(v *validator, vat string, vh *VirtualHost) {
 // prefix "/" is the catch-all ("everything else") and is not counted: the document's exact
 // route is carved out of it by design.
 func matchesPath(m Match, path string) bool {
-	switch {
-	case m.Path != "":
-		return m.Path == path
-	case m.Prefix == "/":
-		return false
-	case strings.HasSuffix(m.Prefix, "/"):
-		return strings.HasPrefix(path, m.Prefix)
-	case m.Prefix != "":
-		return path == m.Prefix || strings.HasPrefix(path, m.Prefix+"/")
+	kind, value := m.PathMatch()
+	if kind == PathRegex {
+		re, err := regexp.Compile(`^(?:` + value + `)$`)
+		return err == nil && re.MatchString(path)
+	}
+	if !m.IsCaseSensitive() {
+		value, path = strings.ToLower(value), strings.ToLower(path)
+	}
+	switch kind {
+	case PathExact:
+		return value == path
+	case PathPrefix:
+		return value != "/" && strings.HasPrefix(path, value)
+	case PathSeparatedPrefix:
+		return path == value || strings.HasPrefix(path, value+"/")
 	}
 	return false
+}
+
+// maxRegex bounds a route's regular expressions (Envoy refuses large RE2 programs too).
+const maxRegex = 1024
+
+func checkRegex(v *validator, at, re string) {
+	if len(re) > maxRegex {
+		v.addf("%s: longer than %d characters", at, maxRegex)
+		return
+	}
+	if _, err := regexp.Compile(`^(?:` + re + `)$`); err != nil {
+		v.addf("%s: %q is not an RE2 expression: %v", at, re, err)
+	}
+}
+
+// headerNameRE is a lower-case HTTP header name (RFC 9110 token).
+var headerNameRE = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
+
+func validateHeaderMatches(v *validator, rat string, hs []HeaderMatch) {
+	for i, h := range hs {
+		at := fmt.Sprintf("%s: match: headers[%d]", rat, i)
+		switch {
+		case h.Name == "":
+			v.addf("%s: name: required", at)
+		case strings.HasPrefix(h.Name, ":") || h.Name == "host":
+			v.addf("%s: name %q: match the path with prefix, path or regex, the method with methods and the host with the virtual host's domains", at, h.Name)
+		case !headerNameRE.MatchString(h.Name):
+			v.addf("%s: name %q is not a lower-case header name", at, h.Name)
+		}
+		set := 0
+		for _, s := range []string{h.Exact, h.Prefix, h.Suffix, h.Contains, h.Regex} {
+			if s != "" {
+				set++
+			}
+		}
+		if h.Present != nil {
+			set++
+		}
+		if set != 1 {
+			v.addf("%s: exactly one of exact, prefix, suffix, contains, regex and present is required", at)
+			continue
+		}
+		if h.Regex != "" {
+			checkRegex(v, at+": regex", h.Regex)
+		}
+		if h.IgnoreCase && (h.Regex != "" || h.Present != nil) {
+			v.addf("%s: ignore_case applies to exact, prefix, suffix and contains only (write (?i) in a regex)", at)
+		}
+	}
 }
 
 // checkHTTPSURL checks an RFC 9728 / RFC 8414 identifier: absolute https URL without query,
@@ -371,16 +426,28 @@ func isLoopback(host string) bool {
 
 func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool) {
 	m := r.Match
+	set := 0
+	for _, s := range []string{m.Prefix, m.Path, m.Regex} {
+		if s != "" {
+			set++
+		}
+	}
 	switch {
-	case m.Prefix == "" && m.Path == "":
-		v.addf("%s: match: one of prefix or path is required", rat)
-	case m.Prefix != "" && m.Path != "":
-		v.addf("%s: match: prefix and path are mutually exclusive", rat)
+	case set == 0:
+		v.addf("%s: match: one of prefix, path or regex is required", rat)
+	case set > 1:
+		v.addf("%s: match: prefix, path and regex are mutually exclusive", rat)
 	case m.Prefix != "":
 		checkPath(v, rat+": match: prefix", m.Prefix)
-	default:
+	case m.Path != "":
 		checkPath(v, rat+": match: path", m.Path)
+	default:
+		checkRegex(v, rat+": match: regex", m.Regex)
+		if m.CaseSensitive != nil {
+			v.addf("%s: match: case_sensitive does not apply to regex (Envoy ignores it there): write (?i) in the expression", rat)
+		}
 	}
+	validateHeaderMatches(v, rat, m.Headers)
 	seen := map[string]bool{}
 	for i, meth := range m.Methods {
 		if !methods[meth] {
@@ -391,9 +458,12 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 		}
 		seen[meth] = true
 	}
-	if r.Upstream == "" {
+	switch {
+	case upstreams == nil:
+		// A route table for authz alone (mesh mode): someone else's control plane routes.
+	case r.Upstream == "":
 		v.addf("%s: upstream: required", rat)
-	} else if !upstreams[r.Upstream] {
+	case !upstreams[r.Upstream]:
 		v.addf("%s: upstream %q is not defined in upstreams", rat, r.Upstream)
 	}
 	if r.Timeout < 0 {

@@ -11,8 +11,9 @@ import (
 // docs/controlplane.md says what the metadata document holds: it lists the DPoP algorithms
 // (authz accepts DPoP by default), and the doc must not say otherwise.
 func TestControlplaneDocAgreesOnDPoP(t *testing.T) {
-	doc := string(MetadataDocument(&config.VirtualHost{Name: "api", ResourceMetadata: &config.ResourceMetadata{
-		Resource: "https://api.example.com", AuthorizationServers: []string{"https://idp.example.com"}}}))
+	vh := &config.VirtualHost{Name: "api", ResourceMetadata: &config.ResourceMetadata{
+		Resource: "https://api.example.com", AuthorizationServers: []string{"https://idp.example.com"}}}
+	doc := string(vh.MetadataDocument())
 	if !strings.Contains(doc, `"dpop_signing_alg_values_supported"`) {
 		t.Fatalf("the metadata document lists no DPoP algorithms: %s", doc)
 	}

@@ -1,73 +1,12 @@
 package translate
 
 import (
-	"encoding/json"
-	"sort"
-	"strconv"
-
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
-	"github.com/scopegate/scopegate/internal/contract"
 )
-
-// resourceMetadata is the RFC 9728 §2 document. Field order is the RFC's, so the body (and
-// the golden files) are stable.
-type resourceMetadata struct {
-	Resource                              string   `json:"resource"`
-	AuthorizationServers                  []string `json:"authorization_servers"`
-	JWKSURI                               string   `json:"jwks_uri,omitempty"`
-	ScopesSupported                       []string `json:"scopes_supported,omitempty"`
-	BearerMethodsSupported                []string `json:"bearer_methods_supported"`
-	ResourceSigningAlgValuesSupported     []string `json:"resource_signing_alg_values_supported,omitempty"`
-	ResourceName                          string   `json:"resource_name,omitempty"`
-	ResourceDocumentation                 string   `json:"resource_documentation,omitempty"`
-	ResourcePolicyURI                     string   `json:"resource_policy_uri,omitempty"`
-	ResourceTOSURI                        string   `json:"resource_tos_uri,omitempty"`
-	TLSClientCertificateBoundAccessTokens bool     `json:"tls_client_certificate_bound_access_tokens,omitempty"`
-	AuthorizationDetailsTypesSupported    []string `json:"authorization_details_types_supported,omitempty"`
-	DPoPSigningAlgValuesSupported         []string `json:"dpop_signing_alg_values_supported,omitempty"`
-}
-
-// MetadataDocument is the JSON document Envoy serves for vh (which must have resource_metadata):
-// scopes_supported is every scope a protected route of vh requires, sorted; bearer tokens are
-// accepted in the Authorization header only (RFC 6750 §2.1).
-func MetadataDocument(vh *config.VirtualHost) []byte {
-	m := vh.ResourceMetadata
-	seen := map[string]bool{}
-	var scopes []string
-	for _, r := range vh.Routes {
-		for _, s := range r.Scopes {
-			if !r.Public && !seen[s] {
-				seen[s] = true
-				scopes = append(scopes, s)
-			}
-		}
-	}
-	sort.Strings(scopes)
-	doc := resourceMetadata{
-		Resource:                              m.Resource,
-		AuthorizationServers:                  m.AuthorizationServers,
-		JWKSURI:                               m.JWKSURI,
-		ScopesSupported:                       scopes,
-		BearerMethodsSupported:                []string{"header"},
-		ResourceSigningAlgValuesSupported:     m.ResourceSigningAlgValuesSupported,
-		ResourceName:                          m.ResourceName,
-		ResourceDocumentation:                 m.ResourceDocumentation,
-		ResourcePolicyURI:                     m.ResourcePolicyURI,
-		ResourceTOSURI:                        m.ResourceTOSURI,
-		TLSClientCertificateBoundAccessTokens: m.TLSClientCertificateBoundAccessTokens,
-		AuthorizationDetailsTypesSupported:    m.AuthorizationDetailsTypesSupported,
-		DPoPSigningAlgValuesSupported:         m.DPoPSigningAlgValuesSupported,
-	}
-	if doc.DPoPSigningAlgValuesSupported == nil {
-		doc.DPoPSigningAlgValuesSupported = contract.DPoPAlgorithms() // authz accepts DPoP by default
-	}
-	b, _ := json.Marshal(doc) // strings and string slices only: cannot fail
-	return b
-}
 
 // metadataRoute answers the document from Envoy itself (direct_response): public (ext_authz
 // disabled), any method, the exact RFC 9728 §3.1 path, JSON, cacheable by anyone.
@@ -82,11 +21,11 @@ func metadataRoute(vh *config.VirtualHost) *route.Route {
 		Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Path{Path: m.DocumentPath()}},
 		Action: &route.Route_DirectResponse{DirectResponse: &route.DirectResponseAction{
 			Status: 200,
-			Body:   &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: string(MetadataDocument(vh))}},
+			Body:   &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: string(vh.MetadataDocument())}},
 		}},
 		ResponseHeadersToAdd: []*core.HeaderValueOption{
 			hdr("content-type", "application/json"),
-			hdr("cache-control", "public, max-age="+strconv.Itoa(int(m.CacheMaxAge.Seconds()))),
+			hdr("cache-control", m.CacheControl()),
 		},
 		TypedPerFilterConfig: map[string]*anypb.Any{
 			ExtAuthzFilterName: mustAny(disabledExtAuthz()),

@@ -9,9 +9,9 @@ import (
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
-	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // routeConfiguration builds the listener's route configuration (named after the listener).
@@ -28,16 +28,14 @@ func virtualHost(vh *config.VirtualHost, cfg *config.Config) *route.VirtualHost 
 		Name:    vh.Name,
 		Domains: append([]string(nil), vh.Domains...),
 	}
-	docURL := ""
 	if vh.ResourceMetadata != nil {
 		// First, so no API route can take the document's path (Validate refuses one that would).
 		out.Routes = append(out.Routes, metadataRoute(vh))
-		docURL = vh.ResourceMetadata.DocumentURL()
 	}
 	for i := range vh.Routes {
 		r := &vh.Routes[i]
 		u, _ := cfg.Upstream(r.Upstream) // Validate guarantees it exists
-		out.Routes = append(out.Routes, httpRoute(r, u, cfg.Authz.IdentityHeaders, docURL))
+		out.Routes = append(out.Routes, httpRoute(vh, r, u, cfg.Authz.IdentityHeaders))
 	}
 	return out
 }
@@ -45,7 +43,7 @@ func virtualHost(vh *config.VirtualHost, cfg *config.Config) *route.VirtualHost 
 // httpRoute builds one route: match, forward to the upstream's cluster, and the ext_authz
 // per-route config (context extensions for a protected route, disabled for a public one).
 // A public route also strips the identity headers, which only ext_authz may set.
-func httpRoute(r *config.Route, u *config.Upstream, identityHeaders []string, docURL string) *route.Route {
+func httpRoute(vh *config.VirtualHost, r *config.Route, u *config.Upstream, identityHeaders []string) *route.Route {
 	timeout := u.Timeout
 	if r.Timeout > 0 {
 		timeout = r.Timeout
@@ -63,28 +61,60 @@ func httpRoute(r *config.Route, u *config.Upstream, identityHeaders []string, do
 			Timeout:          durationpb.New(timeout),
 		}},
 		TypedPerFilterConfig: map[string]*anypb.Any{
-			ExtAuthzFilterName: mustAny(extAuthzPerRoute(r, docURL)),
+			ExtAuthzFilterName: mustAny(extAuthzPerRoute(vh.RouteExtensions(r))),
 		},
 	}
 }
 
-// routeMatch matches the path and the methods. A prefix that does not end in "/" matches on
-// path segments: "/orders" matches "/orders" and "/orders/1", not "/ordersx", so a scope
-// granted for one API never leaks onto a sibling whose name shares the prefix.
+// routeMatch matches the path (as config.Match.PathMatch says), the methods and the headers.
 func routeMatch(m config.Match) *route.RouteMatch {
 	rm := &route.RouteMatch{}
-	switch {
-	case m.Path != "":
-		rm.PathSpecifier = &route.RouteMatch_Path{Path: m.Path}
-	case strings.HasSuffix(m.Prefix, "/"):
-		rm.PathSpecifier = &route.RouteMatch_Prefix{Prefix: m.Prefix}
-	default:
-		rm.PathSpecifier = &route.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: m.Prefix}
+	kind, value := m.PathMatch()
+	switch kind {
+	case config.PathExact:
+		rm.PathSpecifier = &route.RouteMatch_Path{Path: value}
+	case config.PathPrefix:
+		rm.PathSpecifier = &route.RouteMatch_Prefix{Prefix: value}
+	case config.PathSeparatedPrefix:
+		rm.PathSpecifier = &route.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: value}
+	case config.PathRegex:
+		rm.PathSpecifier = &route.RouteMatch_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: value}}
+	}
+	if !m.IsCaseSensitive() {
+		rm.CaseSensitive = wrapperspb.Bool(false)
 	}
 	if h := methodMatcher(m.Methods); h != nil {
 		rm.Headers = []*route.HeaderMatcher{h}
 	}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, headerMatcher(h))
+	}
 	return rm
+}
+
+// headerMatcher is one header matcher of the config as Envoy's.
+func headerMatcher(h config.HeaderMatch) *route.HeaderMatcher {
+	out := &route.HeaderMatcher{Name: h.Name, InvertMatch: h.Invert}
+	kind, value := h.Kind()
+	var sm *matcher.StringMatcher
+	switch kind {
+	case config.StringPresent:
+		out.HeaderMatchSpecifier = &route.HeaderMatcher_PresentMatch{PresentMatch: value == "true"}
+		return out
+	case config.StringExact:
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: value}}
+	case config.StringPrefix:
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: value}}
+	case config.StringSuffix:
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Suffix{Suffix: value}}
+	case config.StringContains:
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Contains{Contains: value}}
+	case config.StringRegex:
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: value}}}
+	}
+	sm.IgnoreCase = h.IgnoreCase
+	out.HeaderMatchSpecifier = &route.HeaderMatcher_StringMatch{StringMatch: sm}
+	return out
 }
 
 // methodMatcher matches the :method pseudo-header: exactly for one method, by an anchored
@@ -111,26 +141,12 @@ func methodMatcher(methods []string) *route.HeaderMatcher {
 	}
 }
 
-// extAuthzPerRoute labels a protected route for the policy (route name, required scopes
-// space-separated, mode "shadow" for shadow routes, binding "required" for routes that take
-// only sender-constrained tokens, and the resource metadata document's URL for the 401
-// challenge) or disables ext_authz on a public one.
-func extAuthzPerRoute(r *config.Route, docURL string) *extauthz.ExtAuthzPerRoute {
-	if r.Public {
+// extAuthzPerRoute labels a protected route for the policy with its context extensions
+// (config.VirtualHost.RouteExtensions, the route contract authz's own table yields too), or
+// disables ext_authz on a public one (nil extensions).
+func extAuthzPerRoute(ext map[string]string) *extauthz.ExtAuthzPerRoute {
+	if ext == nil {
 		return disabledExtAuthz()
-	}
-	ext := map[string]string{
-		contract.ExtRoute:  r.Name,
-		contract.ExtScopes: strings.Join(r.Scopes, " "),
-	}
-	if r.Mode == contract.ModeShadow {
-		ext[contract.ExtMode] = contract.ModeShadow
-	}
-	if r.Binding == contract.BindingRequired {
-		ext[contract.ExtBinding] = contract.BindingRequired
-	}
-	if docURL != "" {
-		ext[contract.ExtResourceMetadata] = docURL
 	}
 	return &extauthz.ExtAuthzPerRoute{Override: &extauthz.ExtAuthzPerRoute_CheckSettings{
 		CheckSettings: &extauthz.CheckSettings{ContextExtensions: ext},

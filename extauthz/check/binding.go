@@ -47,7 +47,7 @@ func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisio
 	if id.X5T != "" && !certificateMatches(v.Attrs, id.X5T) {
 		return refuse(contract.ReasonCertificateMismatch, "the token is bound to another client certificate")
 	}
-	if id.JKT == "" && id.X5T == "" && (id.RequireBinding || v.Attrs.GetContextExtensions()[contract.ExtBinding] == contract.BindingRequired) {
+	if id.JKT == "" && id.X5T == "" && (id.RequireBinding || v.Ext[contract.ExtBinding] == contract.BindingRequired) {
 		return refuse(contract.ReasonBindingRequired, "this resource requires a sender-constrained (DPoP or certificate-bound) token")
 	}
 	return nil

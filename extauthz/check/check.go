@@ -20,6 +20,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/routes"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -45,6 +46,15 @@ type Options struct {
 	DecisionLog     *decisionlog.Logger
 	Logger          *slog.Logger
 	Metrics         *Metrics
+	// Routes is authz's own route table (mesh mode): a request whose context extensions name
+	// no route is matched against it, as Envoy would route it, and the matched route's
+	// extensions are its route contract (context extensions that name a route always win).
+	// nil: route contracts come only from context extensions.
+	Routes *routes.Live
+	// DenyUnmatched denies (403, no_route) a request that names no route in its context
+	// extensions and matches none in Routes; otherwise it is decided with an empty route
+	// (token only).
+	DenyUnmatched bool
 	// Tracer, when set, traces each Check (joining the trace context in the request's
 	// headers) with child spans for token verification and policy evaluation. Nil: no
 	// tracing, and the Check path does not touch OpenTelemetry at all.
@@ -56,8 +66,11 @@ type Service struct {
 	authv3.UnimplementedAuthorizationServer
 	o        Options
 	identity []string // identity header names in use, removed from every request they aren't set on
-	denials  *denialCache
-	shared   atomic.Pointer[sharedDecisions]
+	// public answers a request that matched a public route of the table: allowed, identity
+	// headers removed (as the control plane strips them on public routes).
+	public  *authv3.CheckResponse
+	denials *denialCache
+	shared  atomic.Pointer[sharedDecisions]
 }
 
 // New builds the service.
@@ -77,6 +90,8 @@ func New(o Options) *Service {
 			s.identity = append(s.identity, h)
 		}
 	}
+	s.public = preEncoded(&authv3.CheckResponse{Status: okStatus, HttpResponse: &authv3.CheckResponse_OkResponse{
+		OkResponse: &authv3.OkHttpResponse{HeadersToRemove: s.identity}}})
 	return s
 }
 
@@ -85,7 +100,7 @@ func New(o Options) *Service {
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	v := policy.NewView(req)
-	rec := decisionlog.Record{Time: start, Route: v.Attrs.GetContextExtensions()[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
+	rec := decisionlog.Record{Time: start, Route: v.Ext[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
 		RequestID: v.HTTP.GetId(), View: v}
 	var span trace.Span
 	if s.o.Tracer != nil {
@@ -104,6 +119,11 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.Record) *authv3.CheckResponse {
 	if v.HTTP == nil {
 		return s.deny(rec, 400, contract.ReasonInvalidRequest, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
+	}
+	if _, named := v.Ext[contract.ExtRoute]; !named && (s.o.Routes != nil || s.o.DenyUnmatched) {
+		if resp := s.route(v, rec); resp != nil {
+			return resp
+		}
 	}
 	// One view of the headers (policy.View.Headers): a repeated Authorization header
 	// arrives joined with ",", which bearer refuses.
@@ -161,7 +181,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 // decision returned is shared: read it, never change it.
 func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, rev *policy.Revision) (*policy.Decision, error) {
 	rec.Revision = rev.ID
-	key, cacheable := cacheKey(rev, v.Attrs.GetContextExtensions(), v.HTTP.GetMethod())
+	key, cacheable := cacheKey(rev, v.Ext, v.HTTP.GetMethod())
 	if cacheable {
 		if d, ok := pt.decision(key); ok {
 			s.o.Metrics.decision(fromToken)
@@ -200,7 +220,7 @@ func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog
 
 // authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass).
 func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
-	ext := v.Attrs.GetContextExtensions()
+	ext := v.Ext
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
 	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
 	rev := s.o.Policy.Revision()
@@ -284,7 +304,7 @@ const maxMetadataURL = 1024
 // the route names none, or names something that is not a plain http(s) URL fit for a quoted
 // string (so a bad route label can never break the header).
 func resourceMetadata(v *policy.View) string {
-	u := v.Attrs.GetContextExtensions()[contract.ExtResourceMetadata]
+	u := v.Ext[contract.ExtResourceMetadata]
 	if u == "" || len(u) > maxMetadataURL || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) {
 		return ""
 	}

@@ -75,6 +75,15 @@ type Config struct {
 	// SharedState, when set, keeps DPoP replay and introspection answers in a Redis/Valkey
 	// store every replica shares (sharedstate.go); unset, each replica has its own.
 	SharedState *SharedState `yaml:"shared_state"`
+
+	// Mesh mode (see routes.go): the route table authz matches a request against when it
+	// carries no route context extensions, as behind Istio.
+	RoutesFile string        `yaml:"routes_file"`
+	Routes     *InlineRoutes `yaml:"routes"`
+	// Unmatched is what a request that carries no route context extensions and matches no
+	// route gets: "deny" (403, no_route; the default with a route table) or "token_only"
+	// (any valid token passes, the policy sees an empty route; the default without one).
+	Unmatched string `yaml:"unmatched"`
 }
 
 // ServerTLS is the gRPC port's TLS: the certificate, key and client CA files, and (mutual
@@ -366,6 +375,7 @@ func (c *Config) setDefaults() {
 	if c.SharedState != nil {
 		c.SharedState.setDefaults()
 	}
+	c.setRouteDefaults()
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.IncludeInput == nil {
 		t := true
@@ -663,6 +673,7 @@ func (c *Config) Validate() error {
 			bad("dpop_nonce_key_file", "%s holds %d bytes: at least 32 random bytes are required", c.DPoPNonceKeyFile, len(strings.TrimSpace(string(k))))
 		}
 	}
+	c.validateRoutes(bad)
 	if c.ExternalBaseURL != "" {
 		if u, err := url.Parse(c.ExternalBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
 			u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {

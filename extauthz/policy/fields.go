@@ -13,11 +13,11 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 )
 
-// The input a policy sees is defined once, here: every field of input.request and
-// input.token is a row of requestFields or tokenFields, and that row is what builds the
-// field's value (BuildInput, TokenTerm), what the static analysis matches a reference
-// against (needs.go), and what keys a decision shared between tokens (AppendSharedKey).
-// Adding a field is adding a row.
+// The input a policy sees is defined once, here: every field of input.request (and of the
+// peers, input.source and input.destination) and of input.token is a row of requestFields or
+// tokenFields, and that row is what builds the field's value (BuildInput, TokenTerm), what
+// the static analysis matches a reference against (needs.go), and what keys a decision
+// shared between tokens (AppendSharedKey). Adding a field is adding a row.
 
 // View is a CheckRequest as the policy input is built from it: Envoy's :path already split
 // into path and query, and one view of the headers.
@@ -31,6 +31,9 @@ type View struct {
 	// joined with ",". Everything reads headers here (the policy input, the credentials,
 	// the DPoP proof, the trace context), so no two readers can see different requests.
 	Headers map[string]string
+	// Ext is the route contract (input.route): the request's context extensions, or the
+	// extensions of the route authz's own table matched (mesh mode). Read, never changed.
+	Ext map[string]string
 }
 
 // NewView splits the request Envoy sent.
@@ -38,7 +41,7 @@ func NewView(req *authv3.CheckRequest) View {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	p, q := splitPathQuery(h.GetPath())
-	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q, Headers: headerView(h)}
+	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q, Headers: headerView(h), Ext: attrs.GetContextExtensions()}
 }
 
 // headerView is h's headers map, as Envoy sends it by default (at no cost); with
@@ -73,8 +76,11 @@ func (v *View) Header(name string) (string, bool) {
 	return val, ok
 }
 
-// requestField is one field of input.request.
+// requestField is one field of input.request, or of a peer document (doc).
 type requestField struct {
+	// doc is the input document the field is in: "" for input.request, or "source" or
+	// "destination" (the downstream peer and the workload Envoy fronts, as Envoy names them).
+	doc  string
 	name string
 	// lazy fields are built only for revisions that read them: converting headers, query
 	// and path segments is most of the per-request input cost.
@@ -102,6 +108,9 @@ const (
 	reqProtocol
 	reqHeaders
 	reqSourceAddress
+	reqPeerSourcePrincipal
+	reqPeerSourceAddress
+	reqPeerDestinationPrincipal
 )
 
 var requestFields = [...]requestField{
@@ -135,6 +144,42 @@ var requestFields = [...]requestField{
 			return nil
 		},
 		key: func(v View) keyPart { return str(sourceAddress(v.Attrs)) }},
+	// The peers' identities: with Istio's mutual TLS, the SPIFFE IDs of the calling workload
+	// (source) and of the one Envoy fronts (destination), taken by Envoy from the
+	// certificates, never from a header. Not per token: one token can come from several
+	// workloads.
+	reqPeerSourcePrincipal: {doc: "source", name: "principal", lazy: true,
+		value: func(v View) *ast.Term { return nonEmpty(v.Attrs.GetSource().GetPrincipal()) },
+		key:   func(v View) keyPart { return str(v.Attrs.GetSource().GetPrincipal()) }},
+	// input.source.address is the downstream peer's IP address without the port (what a
+	// net.cidr_contains rule wants); input.request.source_address keeps ip:port.
+	reqPeerSourceAddress: {doc: "source", name: "address", lazy: true,
+		value: func(v View) *ast.Term {
+			return nonEmpty(v.Attrs.GetSource().GetAddress().GetSocketAddress().GetAddress())
+		},
+		key: func(v View) keyPart { return str(v.Attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()) }},
+	reqPeerDestinationPrincipal: {doc: "destination", name: "principal", lazy: true,
+		value: func(v View) *ast.Term { return nonEmpty(v.Attrs.GetDestination().GetPrincipal()) },
+		key:   func(v View) keyPart { return str(v.Attrs.GetDestination().GetPrincipal()) }},
+}
+
+// peerDocs are the input documents besides input.request that requestFields rows fill.
+var peerDocs = [...]string{"source", "destination"}
+
+// path is the field's name under input ("request.method", "source.principal").
+func (f *requestField) path() string {
+	if f.doc == "" {
+		return "request." + f.name
+	}
+	return f.doc + "." + f.name
+}
+
+// nonEmpty is s as a term, or nil (the field is left out) when s is empty.
+func nonEmpty(s string) *ast.Term {
+	if s == "" {
+		return nil
+	}
+	return ast.StringTerm(s)
 }
 
 // tokenField is one field of input.token, built once per verified token.
@@ -206,25 +251,44 @@ var tokenFields = [...]tokenField{
 }
 
 // BuildInput is the policy input for a request: input.request with the fields reads asks
-// for (and every field that costs nothing to build), input.route from the context
-// extensions, and input.token (tok, from TokenTerm, which callers memoise per token).
+// for (and every field that costs nothing to build), input.source and input.destination
+// when the revision reads one of their fields, input.route from the route contract (v.Ext),
+// and input.token (tok, from TokenTerm, which callers memoise per token).
 func BuildInput(v *View, reads *Fields, tok *ast.Term) ast.Value {
 	items := make([][2]*ast.Term, 0, len(requestFields))
+	var peers [len(peerDocs)][][2]*ast.Term
+	var peerRead [len(peerDocs)]bool
 	for i := range requestFields {
 		f := &requestFields[i]
 		if f.lazy && !reads.Request.has(i) {
 			continue
 		}
-		if t := f.value(*v); t != nil {
-			items = append(items, ast.Item(ast.InternedTerm(f.name), t))
+		t := f.value(*v)
+		if f.doc == "" {
+			if t != nil {
+				items = append(items, ast.Item(ast.InternedTerm(f.name), t))
+			}
+			continue
+		}
+		d := slices.Index(peerDocs[:], f.doc)
+		peerRead[d] = true
+		if t != nil {
+			peers[d] = append(peers[d], ast.Item(ast.InternedTerm(f.name), t))
 		}
 	}
-	route := RouteFrom(v.Attrs.GetContextExtensions())
-	return ast.NewObject(
+	route := RouteFrom(v.Ext)
+	doc := make([][2]*ast.Term, 0, 3+len(peerDocs))
+	doc = append(doc,
 		ast.Item(ast.InternedTerm("request"), ast.ObjectTerm(items...)),
 		ast.Item(ast.InternedTerm("route"), routeTerm(&route)),
 		ast.Item(ast.InternedTerm("token"), tok),
 	)
+	for d, name := range peerDocs {
+		if peerRead[d] {
+			doc = append(doc, ast.Item(ast.InternedTerm(name), ast.ObjectTerm(peers[d]...)))
+		}
+	}
+	return ast.NewObject(doc...)
 }
 
 // TokenTerm returns the token document for id as an OPA term. The caller memoises it per
@@ -249,7 +313,7 @@ func (t *Token) Term() *ast.Term {
 // table order (the field set is the revision's, so equal revisions give equal layouts).
 // The caller checks reads.Shareable first.
 func AppendSharedKey(b []byte, reads *Fields, v *View, id *token.Identity) []byte {
-	ext := v.Attrs.GetContextExtensions()
+	ext := v.Ext
 	var names [8]string
 	keys := names[:0]
 	for k := range ext {

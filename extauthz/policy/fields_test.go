@@ -15,7 +15,9 @@ import (
 func fieldsRequest() *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 5000}}}}},
+			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 5000}}}},
+			Principal: "spiffe://cluster.local/ns/shop/sa/web"},
+		Destination: &authv3.AttributeContext_Peer{Principal: "spiffe://cluster.local/ns/shop/sa/orders-api"},
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: "GET", Path: "/orders/42?v=1", Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2",
 			Headers: map[string]string{"x-a": "1", "authorization": "Bearer secret"},
@@ -44,15 +46,28 @@ func TestEveryFieldKeysSharedDecisions(t *testing.T) {
 		"protocol":       func(h *authv3.AttributeContext_HttpRequest, _ *authv3.AttributeContext) { h.Protocol = "HTTP/1.1" },
 		"headers":        func(h *authv3.AttributeContext_HttpRequest, _ *authv3.AttributeContext) { h.Headers["x-a"] = "2" },
 		"source_address": func(_ *authv3.AttributeContext_HttpRequest, a *authv3.AttributeContext) { a.Source = nil },
+		"source.principal": func(_ *authv3.AttributeContext_HttpRequest, a *authv3.AttributeContext) {
+			a.Source.Principal = "spiffe://cluster.local/ns/shop/sa/other"
+		},
+		"source.address": func(_ *authv3.AttributeContext_HttpRequest, a *authv3.AttributeContext) {
+			a.Source.Address.GetSocketAddress().Address = "10.0.0.2"
+		},
+		"destination.principal": func(_ *authv3.AttributeContext_HttpRequest, a *authv3.AttributeContext) {
+			a.Destination.Principal = "spiffe://cluster.local/ns/shop/sa/other-api"
+		},
 	}
 	for i := range requestFields {
 		f := &requestFields[i]
-		t.Run("request."+f.name, func(t *testing.T) {
-			edit, ok := reqEdits[f.name]
+		key := f.name
+		if f.doc != "" {
+			key = f.path()
+		}
+		t.Run(f.path(), func(t *testing.T) {
+			edit, ok := reqEdits[key]
 			if !ok {
-				t.Fatalf("no edit for input.request.%s: add one, so the test can tell whether it is keyed", f.name)
+				t.Fatalf("no edit for input.%s: add one, so the test can tell whether it is keyed", f.path())
 			}
-			ref := "input.request." + f.name
+			ref := "input." + f.path()
 			if f.byName {
 				ref += `["x-a"]`
 			}
@@ -175,4 +190,45 @@ func requestValue(v *View, i int) *ast.Term {
 		return t
 	}
 	return ast.NullTerm()
+}
+
+// input.source and input.destination are built for a revision that reads one of their
+// fields (the document whole reads them all), and left out otherwise.
+func TestPeerDocuments(t *testing.T) {
+	v := NewView(fieldsRequest())
+	for _, tc := range []struct {
+		src        string
+		want, none []string
+	}{
+		{"package p\nallow if input.source.principal\n", []string{"source.principal"}, []string{"destination"}},
+		{"package p\nallow if input.source\n", []string{"source.principal", "source.address"}, []string{"destination"}},
+		{"package p\nallow if input.destination.principal\n", []string{"destination.principal"}, []string{"source"}},
+		{"package p\nallow if input.request.method\n", nil, []string{"source", "destination"}},
+	} {
+		reads := analyzeSource(t, tc.src)
+		in := BuildInput(&v, &reads, ast.NullTerm())
+		for _, f := range tc.want {
+			if !reads.Reads(f) {
+				t.Errorf("%q: the analysis does not see %s", tc.src, f)
+			}
+			if _, err := in.Find(ast.MustParseRef("x." + f)[1:]); err != nil {
+				t.Errorf("%q: input.%s missing: %v", tc.src, f, err)
+			}
+		}
+		for _, doc := range tc.none {
+			if _, err := in.Find(ast.MustParseRef("x." + doc)[1:]); err == nil {
+				t.Errorf("%q: input.%s built for a revision that does not read it", tc.src, doc)
+			}
+		}
+	}
+	reads := analyzeSource(t, "package p\nallow if input.source.address == \"10.0.0.1\"\n")
+	if got, _ := BuildInput(&v, &reads, ast.NullTerm()).Find(ast.MustParseRef("x.source.address")[1:]); got.String() != `"10.0.0.1"` {
+		t.Errorf("input.source.address = %v, want the IP without the port", got)
+	}
+	if reads.Cacheable || !reads.Shareable {
+		t.Errorf("a revision reading the source's address: cacheable %v (one token comes from many peers), shareable %v", reads.Cacheable, reads.Shareable)
+	}
+	if reads := analyzeSource(t, "package p\nallow if input.source.port\n"); !reads.Unknown {
+		t.Error("input.source.port is not a field the engine sends")
+	}
 }

@@ -61,7 +61,10 @@ func (f *HeaderFilter) hidesValue(name string) bool {
 // with AllFields) as JSON, with the token document tokenJSON (from AppendTokenJSON) and the
 // request headers hide leaves out also left out.
 func AppendInputJSON(b []byte, v *View, tokenJSON []byte, hide *HeaderFilter) []byte {
-	b = append(b, `{"request":{"headers":`...)
+	// Keys in sorted order, as OPA writes an object (the test holds the two byte for byte).
+	b = append(b, `{"destination":{`...)
+	b = appendOptionalJSON(b, "principal", v.Attrs.GetDestination().GetPrincipal(), true)
+	b = append(b, `},"request":{"headers":`...)
 	b = appendHeadersJSON(b, v.Headers, hide)
 	b = append(b, `,"host":`...)
 	b = jsonenc.AppendString(b, v.HTTP.GetHost())
@@ -96,10 +99,29 @@ func AppendInputJSON(b []byte, v *View, tokenJSON []byte, hide *HeaderFilter) []
 		b = append(b, '"')
 	}
 	b = append(b, `},"route":`...)
-	b = appendRouteJSON(b, v.Attrs.GetContextExtensions())
-	b = append(b, `,"token":`...)
+	b = appendRouteJSON(b, v.Ext)
+	b = append(b, `,"source":{`...)
+	src := v.Attrs.GetSource()
+	first := appendOptionalJSON(b, "address", src.GetAddress().GetSocketAddress().GetAddress(), true)
+	b = appendOptionalJSON(first, "principal", src.GetPrincipal(), len(first) == len(b))
+	b = append(b, `},"token":`...)
 	b = append(b, tokenJSON...)
 	return append(b, '}')
+}
+
+// appendOptionalJSON appends "name":"value" inside an object when value is not empty (the
+// peer documents leave out what Envoy did not send), with a comma unless first.
+func appendOptionalJSON(b []byte, name, value string, first bool) []byte {
+	if value == "" {
+		return b
+	}
+	if !first {
+		b = append(b, ',')
+	}
+	b = append(b, '"')
+	b = append(b, name...)
+	b = append(b, `":`...)
+	return jsonenc.AppendString(b, value)
 }
 
 func appendHeadersJSON(b []byte, hs map[string]string, hide *HeaderFilter) []byte {

@@ -68,26 +68,32 @@ func (f Fields) MarshalJSON() ([]byte, error) {
 		Cacheable   bool     `json:"cacheable"`
 		Shareable   bool     `json:"shareable"`
 	}{
-		Request:     f.Request.names(func(i int) string { return requestFields[i].name }, len(requestFields)),
+		Request:     f.Request.names(requestFieldName, len(requestFields)),
 		HeaderNames: f.HeaderNames, AnyHeader: f.AnyHeader, Unknown: f.Unknown,
 		Token:     f.Token.names(func(i int) string { return tokenFields[i].name }, len(tokenFields)),
 		Cacheable: f.Cacheable, Shareable: f.Shareable,
 	})
 }
 
-// Reads reports whether the revision reads the named field, "request.<name>" or
-// "token.<name>".
+// requestFieldName names a requestFields row as /readyz lists it: "method" for
+// input.request.method, "source.principal" for a peer's field.
+func requestFieldName(i int) string {
+	if f := &requestFields[i]; f.doc != "" {
+		return f.path()
+	}
+	return requestFields[i].name
+}
+
+// Reads reports whether the revision reads the named field, "request.<name>",
+// "source.<name>", "destination.<name>" or "token.<name>".
 func (f *Fields) Reads(field string) bool {
 	doc, name, _ := strings.Cut(field, ".")
-	switch doc {
-	case "request":
-		i := slices.IndexFunc(requestFields[:], func(r requestField) bool { return r.name == name })
-		return i >= 0 && f.Request.has(i)
-	case "token":
+	if doc == "token" {
 		i := slices.IndexFunc(tokenFields[:], func(t tokenField) bool { return t.name == name })
 		return i >= 0 && f.Token.has(i)
 	}
-	return false
+	i := slices.IndexFunc(requestFields[:], func(r requestField) bool { return r.path() == field })
+	return i >= 0 && f.Request.has(i)
 }
 
 const (
@@ -131,7 +137,7 @@ func isTypeTest(call []*ast.Term) bool {
 			return true
 		}
 		k, ok := arg[1].Value.(ast.String)
-		return ok && (k == "request" || k == "route" || k == "token")
+		return ok && (k == "request" || k == "route" || k == "token" || slices.Contains(peerDocs[:], string(k)))
 	}
 	return false
 }
@@ -223,6 +229,31 @@ func (n *needs) markRef(r ast.Ref, all *bool) {
 		n.markToken(r)
 	case "request":
 		n.markRequest(r, all)
+	default:
+		if slices.Contains(peerDocs[:], string(top)) {
+			n.markPeer(string(top), r)
+		}
+	}
+}
+
+// markPeer records the input.source or input.destination field r reads; the document as a
+// whole or a computed key reads all of its fields, a name the engine never sends is Unknown.
+func (n *needs) markPeer(doc string, r ast.Ref) {
+	if len(r) >= 3 {
+		if name, ok := r[2].Value.(ast.String); ok {
+			i := slices.IndexFunc(requestFields[:], func(f requestField) bool { return f.doc == doc && f.name == string(name) })
+			if i < 0 {
+				n.Unknown = true
+				return
+			}
+			n.Request |= 1 << i
+			return
+		}
+	}
+	for i := range requestFields {
+		if requestFields[i].doc == doc {
+			n.Request |= 1 << i
+		}
 	}
 }
 
@@ -236,7 +267,7 @@ func (n *needs) markRequest(r ast.Ref, all *bool) {
 		*all = true // input.request[x]
 		return
 	}
-	i := slices.IndexFunc(requestFields[:], func(f requestField) bool { return f.name == string(name) })
+	i := slices.IndexFunc(requestFields[:], func(f requestField) bool { return f.doc == "" && f.name == string(name) })
 	if i < 0 {
 		n.Unknown = true
 		return

@@ -33,6 +33,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/policy/remote"
+	"github.com/scopegate/scopegate/extauthz/routes"
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/admin"
@@ -65,9 +66,14 @@ type Server struct {
 	GRPCTLS, AdminTLS *certreload.Reloader
 	bundle            *remote.Source     // nil unless policy.bundle is set
 	shared            *sharedstate.Store // nil unless shared_state is set
-	tracing           *tracing.Provider
-	cancel            context.CancelFunc
-	wg                sync.WaitGroup
+	routes            *routeTable
+	// RoutesReloaded, when set before Start, is called after each routes_file reload
+	// attempt (tests synchronise on it).
+	RoutesReloaded func()
+	tracing        *tracing.Provider
+	cancel         context.CancelFunc
+	bg             context.Context // ends at Shutdown
+	wg             sync.WaitGroup
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -85,6 +91,8 @@ type Handler struct {
 	Bundle        *remote.Source // nil unless policy.bundle is set
 	// SharedState is the store of shared_state (nil without it).
 	SharedState *sharedstate.Store
+	// Routes is the route table in force (mesh mode), nil without routes_file or routes.
+	Routes *routes.Live
 }
 
 // HandlerOptions are what NewHandler takes besides the config; every field may be nil.
@@ -179,10 +187,18 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	if err != nil {
 		return nil, err
 	}
+	table, err := cfg.RouteTable()
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	if table != nil {
+		h.Routes = routes.NewLive(table)
+	}
 	h.Service = check.New(check.Options{
 		Verifier: h.Verifier, Policy: h.Engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: o.DecisionLog, Logger: log,
 		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL, Tracer: tracer,
+		Routes: h.Routes, DenyUnmatched: cfg.Unmatched == config.UnmatchedDeny,
 	})
 	return h, nil
 }
@@ -211,7 +227,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s := &Server{cfg: cfg, log: log, Registry: reg}
 	bg, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.cancel, s.bg = cancel, bg
 
 	tp, err := tracing.New(ctx, cfg.Tracing, "scopegate-authz")
 	if err != nil {
@@ -239,6 +255,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s.sources, s.introspectors, s.engine, s.Service, s.bundle = h.Sources, h.Introspectors, h.Engine, h.Service, h.Bundle
 	s.shared = h.SharedState
+	s.routes = newRouteTable(cfg, h.Routes, log, reg)
 	verifier, engine := h.Verifier, h.Engine
 
 	tlsMetrics := certreload.NewMetrics(reg)
@@ -381,10 +398,11 @@ type readiness struct {
 	// SharedState is the store's state. A store outage does not make authz unready: every
 	// replica would go at once, and Checks that don't need the store would fail with them.
 	SharedState *sharedstate.Status `json:"shared_state,omitempty"`
+	Routes      RouteStatus         `json:"routes"`
 }
 
 func (s *Server) ready() (any, error) {
-	r := readiness{Issuers: map[string]jwks.Status{}, Policy: s.engine.Revision()}
+	r := readiness{Issuers: map[string]jwks.Status{}, Policy: s.engine.Revision(), Routes: s.routes.Status()}
 	if s.shared != nil {
 		st := s.shared.Status()
 		r.SharedState = &st
@@ -450,6 +468,10 @@ func (s *Server) Start() {
 			s.log.Error("grpc server stopped", "error", err)
 		}
 	})
+	if err := s.routes.watch(s.bg, s.RoutesReloaded); err != nil {
+		s.log.Warn("routes_file not watched: a changed route table needs a restart", "file", s.cfg.RoutesFile, "error", err)
+	}
+	s.routes.announce()
 	var grpcFiles *certreload.Files
 	if s.cfg.TLS != nil {
 		grpcFiles = &s.cfg.TLS.Files

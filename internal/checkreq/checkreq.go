@@ -29,6 +29,9 @@ type Request struct {
 	ContextExtensions map[string]string
 	// Source is the downstream peer, "ip:port" (optional).
 	Source string
+	// SourcePrincipal and DestinationPrincipal are the peers' identities as Envoy takes them
+	// from mutual TLS certificates (Istio: spiffe://cluster.local/ns/<ns>/sa/<account>).
+	SourcePrincipal, DestinationPrincipal string
 	// ID is the request id Envoy assigns (optional).
 	ID string
 }
@@ -73,6 +76,15 @@ func (r Request) Build() (*authv3.CheckRequest, error) {
 			return nil, err
 		}
 		attrs.Source = peer
+	}
+	if r.SourcePrincipal != "" {
+		if attrs.Source == nil {
+			attrs.Source = &authv3.AttributeContext_Peer{}
+		}
+		attrs.Source.Principal = r.SourcePrincipal
+	}
+	if r.DestinationPrincipal != "" {
+		attrs.Destination = &authv3.AttributeContext_Peer{Principal: r.DestinationPrincipal}
 	}
 	return &authv3.CheckRequest{Attributes: attrs}, nil
 }

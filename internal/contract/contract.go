@@ -5,6 +5,8 @@
 // itself.
 package contract
 
+import "strings"
+
 // Context extension keys: ExtAuthzPerRoute.check_settings.context_extensions on a protected
 // route, input.route in the policy.
 const (
@@ -124,6 +126,9 @@ const (
 	// ReasonPolicyErrorPrefix prefixes the policy error class (policy_undefined,
 	// policy_conflict, policy_timeout, policy_malformed, policy_multiple, policy_eval_error).
 	ReasonPolicyErrorPrefix = "policy_"
+	// ReasonNoRoute: mesh mode with unmatched: deny; the request carries no route context
+	// extensions and matches no route of authz's route table (403).
+	ReasonNoRoute Reason = "no_route"
 )
 
 // Reasons are every fixed reason above: metric label values always admitted as they are
@@ -136,5 +141,36 @@ func Reasons() []Reason {
 		ReasonInvalidClaims, ReasonInvalidToken, ReasonNoKeys, ReasonKeyRefreshPending,
 		ReasonNotDPoPBound, ReasonDPoPDowngrade, ReasonCertificateMismatch, ReasonBindingRequired,
 		ReasonInactive, ReasonIntrospectionUnavailable, ReasonIntrospectionOverloaded,
-		ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied}
+		ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied, ReasonNoRoute}
+}
+
+// Route is the route contract a protected route carries to authz: what the control plane
+// writes as ext_authz context extensions and what authz's own route table yields for a
+// request it matches (mesh mode). Both build it the same way (controlplane/config's
+// VirtualHost.RouteExtensions), so the two halves agree by construction.
+type Route struct {
+	Name   string
+	Scopes []string
+	// Mode is ModeEnforce or ModeShadow; enforce is the default and is not written.
+	Mode string
+	// Binding is BindingRequired or empty.
+	Binding string
+	// ResourceMetadata is the RFC 9728 metadata document URL, or empty.
+	ResourceMetadata string
+}
+
+// Extensions encodes the route as context extensions: route and scopes always (scopes
+// space-separated), mode only for shadow, binding and resource_metadata only when set.
+func (r Route) Extensions() map[string]string {
+	ext := map[string]string{ExtRoute: r.Name, ExtScopes: strings.Join(r.Scopes, " ")}
+	if r.Mode == ModeShadow {
+		ext[ExtMode] = ModeShadow
+	}
+	if r.Binding == BindingRequired {
+		ext[ExtBinding] = BindingRequired
+	}
+	if r.ResourceMetadata != "" {
+		ext[ExtResourceMetadata] = r.ResourceMetadata
+	}
+	return ext
 }

@@ -136,11 +136,20 @@ unix://{{ include "scopegate.authz.socketDir" . }}/authz.sock
 {{- if .keySecret.name -}}{{- $_ := set $state "key_file" (printf "%s/key/%s" (include "scopegate.sharedState.dir" $) .keySecret.key) -}}{{- end -}}
 {{- $_ := set $cfg "shared_state" $state -}}
 {{- end -}}{{- end -}}
+{{- if eq .Values.mode "mesh" -}}
+{{- $_ := set $cfg "routes_file" "/etc/scopegate/routes/xds.yaml" -}}
+{{- $_ := set $cfg "unmatched" .Values.mesh.unmatched -}}
+{{- end -}}
 {{ toYaml $cfg }}
 {{- end -}}
 
 {{/* Where the shared state store's Secrets are mounted in the authz container. */}}
 {{- define "scopegate.sharedState.dir" -}}/etc/scopegate/shared-state{{- end -}}
+
+{{/* mesh mode's route table: mesh.routes, or xds.config's. */}}
+{{- define "scopegate.mesh.routes" -}}
+{{ toYaml (default .Values.xds.config .Values.mesh.routes) }}
+{{- end -}}
 
 {{/* The xds config file: the user's config with the chart's addresses and TLS. */}}
 {{- define "scopegate.xds.config" -}}
@@ -251,6 +260,11 @@ capabilities:
       mountPath: /etc/scopegate/policies
       readOnly: true
     {{- end }}
+    {{- if eq .Values.mode "mesh" }}
+    - name: authz-routes
+      mountPath: /etc/scopegate/routes
+      readOnly: true
+    {{- end }}
     {{- if and .Values.tls.enabled (ne .Values.authz.mode "sidecar") }}
     - name: authz-tls
       mountPath: /etc/scopegate/tls
@@ -347,6 +361,11 @@ capabilities:
     defaultMode: 0440
 {{- end }}
 {{- end }}{{- end }}
+{{- if eq .Values.mode "mesh" }}
+- name: authz-routes
+  configMap:
+    name: {{ include "scopegate.authz.name" . }}-routes
+{{- end }}
 {{- end -}}
 
 {{/* The authz pod's grace period: the preStop hook, the drain and the shutdown timeout, plus 5 s
