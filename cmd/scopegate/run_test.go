@@ -184,11 +184,11 @@ func assertPortsFree(t *testing.T, addrs []string) {
 	}
 }
 
-// TestDevStopsOnSignal: the built `scopegate dev` stops every service on SIGTERM or SIGINT,
+// TestDevStopsOnSignal: the built `scopegate dev` stops every service on SIGTERM, SIGINT or SIGHUP,
 // exits 0 and frees all seven ports.
 func TestDevStopsOnSignal(t *testing.T) {
 	bin := binary(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			flags, addrs := devConfigs(t)
 			cmd := exec.Command(bin, append([]string{"dev"}, flags...)...)
@@ -209,9 +209,10 @@ func TestDevStopsOnSignal(t *testing.T) {
 }
 
 // TestMakeRunStopsOnSignal: `make run` is what a user starts, and stops with Ctrl-C (SIGINT
-// to the terminal's process group), `kill PID` (SIGTERM to make, which make forwards to the
-// binary it exec'd) or `kill -9 PID` (make dies; --stop-with-parent stops the binary). Each
-// must leave no process holding the demo's ports.
+// to the terminal's process group), or with any of `kill -INT`, `kill -TERM`, `kill -HUP` or
+// `kill -9` on make's pid alone. GNU make forwards only SIGTERM; for SIGINT and SIGHUP it
+// waits for its child, so --stop-with-parent watches make for them; for SIGKILL make dies and
+// the kernel tells the child. Each must leave no process holding the demo's ports.
 func TestMakeRunStopsOnSignal(t *testing.T) {
 	bin := binary(t)
 	tests := []struct {
@@ -220,7 +221,9 @@ func TestMakeRunStopsOnSignal(t *testing.T) {
 		group bool
 	}{
 		{"ctrl-c", syscall.SIGINT, true},
-		{"kill", syscall.SIGTERM, false},
+		{"kill -INT", syscall.SIGINT, false},
+		{"kill -TERM", syscall.SIGTERM, false},
+		{"kill -HUP", syscall.SIGHUP, false},
 		{"kill -9", syscall.SIGKILL, false},
 	}
 	for _, tt := range tests {
