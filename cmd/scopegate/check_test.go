@@ -61,8 +61,8 @@ func TestCheckClaims(t *testing.T) {
 		code   int
 		status int
 	}{
-		{"read allowed", []string{"--method", "GET", "--path", "/orders/1", "--route", "orders-read", "--scopes", "orders:read"}, 0, 200},
-		{"write denied", []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scopes", "orders:write"}, 1, 403},
+		{"read allowed", []string{"--method", "GET", "--path", "/orders/1", "--route", "orders-read", "--scope", "orders:read"}, 0, 200},
+		{"write denied", []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scope", "orders:write"}, 1, 403},
 		{"admin from the wrong client", []string{"--path", "/admin/x", "--route", "admin", "--scopes", "admin"}, 1, 403},
 		{"shadow route lets the denial through", []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scopes", "orders:write", "--mode", "shadow"}, 0, 200},
 	}

@@ -215,7 +215,7 @@ func newTokenLoginCmd() *cobra.Command {
 	f.addScopeFlag(cmd, []string{"orders:read", "orders:write"}, "scopes to request")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser's redirect (0: forever)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
-	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with `scopegate token proof`")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with scopegate token proof")
 	return cmd
 }
 
@@ -259,7 +259,7 @@ func newTokenClientCredentialsCmd() *cobra.Command {
 	cmd.Flags().StringVar(&secret, "client-secret", "", "client secret (prefer $SCOPEGATE_CLIENT_SECRET: flags end up in shell history)")
 	f.addScopeFlag(cmd, nil, "scopes to request (default: all the client may have)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
-	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with `scopegate token proof`")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with scopegate token proof")
 	return cmd
 }
 
