@@ -3,7 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
-		"strings"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
