@@ -140,11 +140,11 @@ const MaxExamples = 3
 
 // Report is the outcome of a replay.
 type Report struct {
-	Candidate string  `json:"candidate"`
-	Baseline  string  `json:"baseline"` // a policy, or "decision log"
-	Lines     int     `json:"lines"`
-	Replayed  int     `json:"replayed"`
-	Skipped   int     `json:"skipped_without_input"` // denied before the policy ran, or logged without include_input
+	Candidate string `json:"candidate"`
+	Baseline  string `json:"baseline"` // a policy, or "decision log"
+	Lines     int    `json:"lines"`
+	Replayed  int    `json:"replayed"`
+	Skipped   int    `json:"skipped_without_input"` // denied before the policy ran, or logged without include_input
 	// NoPolicy counts lines decided while no policy was in force yet (503 no_policy, a
 	// bundle not yet arrived): they carry an input, but no policy decided them.
 	NoPolicy int `json:"skipped_no_policy"`
@@ -152,7 +152,7 @@ type Report struct {
 	// and flushes it every 200 ms: the rest was not on disk yet). It is not replayed.
 	Incomplete bool    `json:"incomplete_last_line,omitempty"`
 	Flips      int     `json:"flips"`
-	Groups    []Group `json:"groups"`
+	Groups     []Group `json:"groups"`
 }
 
 // Options configure a replay.
