@@ -46,6 +46,7 @@ type checkFlags struct {
 	route, scopes, mode              string
 	headers                          []string
 	timeout                          time.Duration
+	signing                          signingFlags // a signed --policy bundle
 }
 
 // request is the CheckRequest Envoy would send for the flags: the token as the Authorization
@@ -159,6 +160,7 @@ Exit status: 0 allow, 1 deny, 2 usage or config error (or authz unreachable).`,
 	fl.StringVar(&f.scopes, "scope", "", "the route's required scopes, space-separated (context extension \"scopes\"; --scopes works too)")
 	fl.StringVar(&f.mode, "mode", "", "the route's mode, enforce or shadow (context extension \"mode\")")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Second, "bound on the whole check, key fetches included")
+	f.signing.add(fl, false)
 	return cmd
 }
 
@@ -170,8 +172,8 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 	switch {
 	case f.tok != "" && f.claimsFile != "":
 		return usageErr(errors.New("give at most one of --token and --claims"))
-	case f.addr != "" && (f.cfgPath != "" || f.policyPath != "" || f.query != "" || f.claimsFile != "" || f.unverified):
-		return usageErr(errors.New("--addr asks a running authz: --config, --policy, --query, --claims and --unverified don't apply"))
+	case f.addr != "" && (f.cfgPath != "" || f.policyPath != "" || f.query != "" || f.claimsFile != "" || f.unverified || f.signing.key != ""):
+		return usageErr(errors.New("--addr asks a running authz: --config, --policy, --query, --claims, --unverified and --verification-key don't apply"))
 	case f.addr == "" && (f.ca != "" || f.cert != "" || f.key != "" || f.serverName != ""):
 		return usageErr(errors.New("--ca, --cert, --key and --server-name are for --addr"))
 	case (f.cert == "") != (f.key == "") || (f.cert != "" && f.ca == ""):
@@ -248,7 +250,16 @@ func checkWithConfig(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 		return nil, err
 	}
 	if f.policyPath != "" {
+		// A bundle given here is verified as authz would verify the bundles it pulls.
+		if cfg.Policy.Bundle != nil {
+			cfg.Policy.Signing, cfg.Policy.Bundle = cfg.Policy.Bundle.Signing, nil
+		}
 		cfg.Policy.Path = f.policyPath
+	}
+	if sc, err := f.signing.signing(nil); err != nil {
+		return nil, err
+	} else if sc != nil {
+		cfg.Policy.Signing = sc
 	}
 	if f.query != "" {
 		cfg.Policy.Query = f.query
@@ -316,7 +327,11 @@ func checkUnverified(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 	if err != nil {
 		return nil, err
 	}
-	opts := policy.Options{Path: f.policyPath, Query: cfg.Policy.Query, EvalTimeout: cfg.Policy.EvalTimeout}
+	vc, err := f.signing.verification(nil)
+	if err != nil {
+		return nil, err
+	}
+	opts := policy.Options{Path: f.policyPath, Query: cfg.Policy.Query, EvalTimeout: cfg.Policy.EvalTimeout, Verification: vc}
 	if f.query != "" {
 		opts.Query = f.query
 	}

@@ -209,7 +209,8 @@ func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bund
 	b, err := l.AsBundle(src)
 	if err != nil {
 		if vc == nil && onDisk && signed(path) {
-			return nil, fmt.Errorf("%s is a signed bundle: set policy.signing (public_key_file, key_id, scope) to verify it", path)
+			return nil, fmt.Errorf("%s is a signed bundle: give the key that verifies it (authz: policy.signing with public_key_file, key_id, scope; "+
+				"scopegate's commands: --verification-key, --key-id, --signing-scope, or --config with an authz config)", path)
 		}
 		return nil, err
 	}

@@ -89,7 +89,7 @@ func New(ctx context.Context, o Options) (*Source, error) {
 	c := o.Config
 	s := &Source{o: o, log: o.Logger.With("bundle_url", c.URL), ready: make(chan struct{}), status: Status{URL: c.URL}}
 	if c.Signing != nil {
-		vc, err := policy.VerificationAt("policy.bundle.signing", c.Signing)
+		vc, err := policy.VerificationAt("policy.bundle.signing.public_key_file", c.Signing)
 		if err != nil {
 			return nil, err
 		}
