@@ -61,6 +61,22 @@ func binary(t *testing.T) string {
 // returns the flags that point `scopegate dev` at them and the addresses it will bind.
 func devConfigs(t *testing.T) (flags []string, addrs []string) {
 	t.Helper()
+	st := newDevStack(t)
+	return st.flags, st.addrs
+}
+
+// devStack is `scopegate dev`'s configuration for a test: the compose demo's configs with
+// every port replaced by a free one, in dir, with the demo certificates under certs.
+type devStack struct {
+	flags, addrs []string
+	ports        map[string]string // the demo's port -> this run's
+	dir, certs   string
+	configs      map[string]string // compose/NAME -> the rewritten copy
+}
+
+func newDevStack(t *testing.T) *devStack {
+	t.Helper()
+	var addrs []string
 	root := repoRoot(t)
 	// The demo's fixed ports, as they appear in compose/*.yaml, each mapped to a free port.
 	ports := []string{"9400", "9401", "9191", "9092", "8081", "18000", "18001", "10000"}
@@ -106,9 +122,13 @@ func devConfigs(t *testing.T) (flags []string, addrs []string) {
 		}
 		return p
 	}
-	flags = []string{"--no-envoy", "--certs-dir", filepath.Join(dir, "certs"), "--idp-config", write("idp.yaml"), "--authz-config", write("authz.local.yaml"),
-		"--xds-config", write("xds.local.yaml"), "--api-listen", "127.0.0.1:" + repl["8081"]}
-	return flags, addrs
+	st := &devStack{addrs: addrs, ports: repl, dir: dir, certs: filepath.Join(dir, "certs"), configs: map[string]string{}}
+	for _, name := range []string{"idp.yaml", "authz.local.yaml", "xds.local.yaml"} {
+		st.configs["compose/"+name] = write(name)
+	}
+	st.flags = []string{"--no-envoy", "--certs-dir", st.certs, "--idp-config", st.configs["compose/idp.yaml"], "--authz-config", st.configs["compose/authz.local.yaml"],
+		"--xds-config", st.configs["compose/xds.local.yaml"], "--api-listen", "127.0.0.1:" + repl["8081"]}
+	return st
 }
 
 // lineWriter is stdout/stderr of a child: it keeps everything and closes ready when a line
