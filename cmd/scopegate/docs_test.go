@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -27,7 +28,8 @@ import (
 //     demo's addresses (127.0.0.1:9191, localhost:9400, ...) become this run's, dev-certs/
 //     its certificate directory, compose/{idp,authz.local,xds.local}.yaml the copies that
 //     name them, and bin/scopegate the binary under test (also first on PATH as scopegate).
-//   - $SCOPEGATE_TOKEN_CACHE, $HOME and $DEMO point into a temporary directory.
+//   - $SCOPEGATE_TOKEN_CACHE, $HOME and $DEMO point into a temporary directory, and
+//     $SCOPEGATE_ISSUER (the token commands' default --issuer) names this run's idp.
 //
 // Commands that need Envoy, Docker, a cluster or a person at a browser stay in blocks that
 // are not marked; the flow test and TestConsentInBrowser cover what they show.
@@ -164,17 +166,23 @@ func runCommands(t *testing.T, st *devStack, bin, env string, cmds []docCommand)
 	for i, c := range cmds {
 		fmt.Fprintf(&script, "echo '::begin %d'\n%s\necho \"::end %d $?\"\n", i, st.localize(c.text, bin), i)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	// Generous: on a cold cache `go tool opa build` compiles OPA first (make test builds it
+	// before the Go tests run, so there it is cached).
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
 	cmd.Dir = repoRoot(t)
+	// On the timeout, end the whole session (a command's own children too), not only bash.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	home := filepath.Join(env, "home")
 	_ = os.MkdirAll(home, 0o700)
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
-		"SCOPEGATE_TOKEN_CACHE="+filepath.Join(env, "tokens.json"), "DEMO="+env)
+		"SCOPEGATE_TOKEN_CACHE="+filepath.Join(env, "tokens.json"), "DEMO="+env, "SCOPEGATE_ISSUER=http://localhost:"+st.ports["9400"])
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("the commands did not finish in 5 minutes:\n%s", out)
+		t.Fatalf("the commands did not finish in 15 minutes:\n%s", out)
 	}
 	_ = err // the last command's status; each is checked below
 	outputs := map[int]string{}

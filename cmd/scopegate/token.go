@@ -79,7 +79,11 @@ func (f *tokenFlags) cacheFile() (oauthclient.Cache, error) {
 }
 
 func (f *tokenFlags) addEndpointFlags(cmd *cobra.Command, auth bool) {
-	cmd.Flags().StringVar(&f.issuer, "issuer", "http://localhost:9400", "the provider's issuer URL (endpoints are discovered from it)")
+	def := "http://localhost:9400"
+	if env := os.Getenv("SCOPEGATE_ISSUER"); env != "" {
+		def = env
+	}
+	cmd.Flags().StringVar(&f.issuer, "issuer", def, "the provider's issuer URL (endpoints are discovered from it; default $SCOPEGATE_ISSUER, else the demo idp's)")
 	if auth {
 		cmd.Flags().StringVar(&f.authURL, "auth-url", "", "authorization endpoint (skips discovery with --token-url)")
 	}
