@@ -28,7 +28,7 @@ import (
 //     demo's addresses (127.0.0.1:9191, localhost:9400, ...) become this run's, dev-certs/
 //     its certificate directory, compose/{idp,authz.local,xds.local}.yaml the copies that
 //     name them, and bin/scopegate the binary under test (also first on PATH as scopegate).
-//   - $SCOPEGATE_TOKEN_CACHE, $HOME and $DEMO point into a temporary directory, and
+//   - $SCOPEGATE_TOKEN_CACHE and $DEMO point into a temporary directory, and
 //     $SCOPEGATE_ISSUER (the token commands' default --issuer) names this run's idp.
 //
 // Commands that need Envoy, Docker, a cluster or a person at a browser stay in blocks that
@@ -176,9 +176,9 @@ func runCommands(t *testing.T, st *devStack, bin, env string, cmds []docCommand)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	home := filepath.Join(env, "home")
-	_ = os.MkdirAll(home, 0o700)
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"), "HOME="+home, "XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+	// HOME stays: the go commands a page shows (go tool opa build) must find the build and
+	// module caches; the token commands' state goes to $SCOPEGATE_TOKEN_CACHE.
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"),
 		"SCOPEGATE_TOKEN_CACHE="+filepath.Join(env, "tokens.json"), "DEMO="+env, "SCOPEGATE_ISSUER=http://localhost:"+st.ports["9400"])
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
