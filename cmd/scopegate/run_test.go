@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -249,6 +250,12 @@ func TestMakeRunStopsOnSignal(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			flags, addrs := devConfigs(t)
+			// make must start with every signal at its default, as from a terminal: a test
+			// run under nohup would hand it SIGHUP ignored, and make keeps an ignored
+			// signal ignored. A handler here resets it to the default across exec.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP, syscall.SIGINT)
+			defer signal.Stop(hup)
 			cmd := exec.Command("make", "-s", "run", "BIN="+bin, "RUN_FLAGS="+strings.Join(flags, " "))
 			cmd.Dir = repoRoot(t)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal job

@@ -175,6 +175,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	case <-ctx.Done():
 		log.Info("stopping the demo stack")
 	case svc := <-cases:
+		if ctx.Err() != nil {
+			// Stopped because we were asked to (the signal came while the services were
+			// already stopping, e.g. during the summary): not a failure.
+			log.Info("stopping the demo stack")
+			return nil
+		}
 		log.Error("a service stopped: stopping the demo stack", "service", svc.Name, "error", svc.err)
 		if svc.err == nil {
 			return fmt.Errorf("%s stopped unexpectedly", svc.Name)
