@@ -348,6 +348,8 @@ func (ti *testIDP) browser(t *testing.T) *browser {
 var (
 	hiddenID   = regexp.MustCompile(`name="authRequestID" value="([^"]+)"`)
 	hiddenCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	// a grantable scope's box on the consent page, ticked as the page renders it
+	checkedScope = regexp.MustCompile(`type="checkbox" name="scope" value="([^"]+)" checked`)
 )
 
 type page struct {
@@ -431,7 +433,12 @@ func (b *browser) login(q map[string]string, user, pass, decision string) url.Va
 	if cp.status != 200 || !strings.Contains(cp.body, `value="allow"`) {
 		b.t.Fatalf("consent page: %d %s", cp.status, cp.body)
 	}
-	done := b.post(PathConsent, url.Values{"authRequestID": {cp.id}, "csrf": {cp.csrf}, "decision": {decision}})
+	// As a browser posts the form: every scope box as rendered (checked).
+	form := url.Values{"authRequestID": {cp.id}, "csrf": {cp.csrf}, "decision": {decision}}
+	for _, m := range checkedScope.FindAllStringSubmatch(cp.body, -1) {
+		form.Add("scope", m[1])
+	}
+	done := b.post(PathConsent, form)
 	if done.status != http.StatusFound {
 		b.t.Fatalf("after consent: %d %s", done.status, done.body)
 	}
@@ -796,5 +803,51 @@ func TestKeyFileStorage(t *testing.T) {
 	}
 	if st, err := statMode(file); err != nil || st != 0o600 {
 		t.Fatalf("key file mode %o (%v), want 600", st, err)
+	}
+}
+
+// The login page lists the requested scopes with their descriptions; the consent page offers
+// each grantable one as a ticked box, and the user may grant fewer: the token, and the token
+// response's scope, carry exactly what was granted. A scope the page did not offer is refused.
+func TestConsentGrantsASubset(t *testing.T) {
+	ti := newTestIDP(t)
+	const redirect = "http://127.0.0.1:53682/callback"
+	b := ti.browser(t)
+	p := newPKCE()
+	lp := b.get(authorizeURL(ti.srv.URL, cliAuthorize(p, redirect, "openid orders:read orders:write")))
+	for _, want := range []string{"<code>orders:read</code> <span class=\"desc\">— See your orders</span>", "<code>orders:write</code> <span class=\"desc\">— Change your orders</span>"} {
+		if !strings.Contains(lp.body, want) {
+			t.Errorf("login page lacks %q:\n%s", want, lp.body)
+		}
+	}
+	if strings.Contains(lp.body, "<code>openid</code>") {
+		t.Errorf("login page lists openid as a permission")
+	}
+	cp := b.post(PathLogin, url.Values{"authRequestID": {lp.id}, "csrf": {lp.csrf}, "username": {"alice"}, "password": {"alice"}})
+	boxes := checkedScope.FindAllStringSubmatch(cp.body, -1)
+	if len(boxes) != 2 || boxes[0][1] != "orders:read" || boxes[1][1] != "orders:write" {
+		t.Fatalf("consent page boxes %v, want orders:read and orders:write ticked:\n%s", boxes, cp.body)
+	}
+	done := b.post(PathConsent, url.Values{"authRequestID": {cp.id}, "csrf": {cp.csrf}, "decision": {"allow"}, "scope": {"orders:read"}})
+	if done.status != http.StatusFound {
+		t.Fatalf("after consent: %d %s", done.status, done.body)
+	}
+	tr := ti.token(t, codeForm(done.finalQuery.Get("code"), redirect, p.verifier), "", "")
+	if tr.Status != 200 {
+		t.Fatalf("code exchange: %d %s", tr.Status, tr.Error)
+	}
+	if claims := ti.verify(t, tr.AccessToken); claims["scope"] != "orders:read" {
+		t.Errorf("token scope %v, want only what was granted", claims["scope"])
+	}
+	if tr.Scope != "openid orders:read" {
+		t.Errorf("token response scope %q, want %q", tr.Scope, "openid orders:read")
+	}
+
+	b = ti.browser(t)
+	lp = b.get(authorizeURL(ti.srv.URL, cliAuthorize(newPKCE(), redirect, "orders:read")))
+	cp = b.post(PathLogin, url.Values{"authRequestID": {lp.id}, "csrf": {lp.csrf}, "username": {"alice"}, "password": {"alice"}})
+	tampered := b.post(PathConsent, url.Values{"authRequestID": {cp.id}, "csrf": {cp.csrf}, "decision": {"allow"}, "scope": {"orders:read", "orders:write"}})
+	if tampered.status != http.StatusBadRequest || !strings.Contains(tampered.body, "was not offered") {
+		t.Fatalf("a scope the page did not offer: %d %s", tampered.status, tampered.body)
 	}
 }

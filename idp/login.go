@@ -3,10 +3,12 @@ package idp
 import (
 	"crypto/subtle"
 	"embed"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -37,11 +39,15 @@ type loginUI struct {
 
 type scopeView struct{ Name, Description string }
 
+// pageData is what every page may show. The login page lists the requested scopes; the
+// consent page offers each grantable one as a checkbox (checked) and lists the refused ones.
+// A later step between the two (a second factor, say) renders with the same data.
 type pageData struct {
 	Title, Warning, Issuer, Audience string
 	ID, CSRF, ClientID, Username     string
 	Error                            string
-	Granted, Refused                 []scopeView
+	Requested                        []scopeView // login: what the client asks for
+	Granted, Refused                 []scopeView // consent: grantable (checkboxes), refused
 }
 
 func (l *loginUI) page(title string) pageData {
@@ -98,6 +104,7 @@ func (l *loginUI) showLogin(w http.ResponseWriter, r *http.Request) {
 func (l *loginUI) loginData(a *authRequest, username, errMsg string) pageData {
 	d := l.page("Sign in")
 	d.ID, d.CSRF, d.ClientID, d.Username, d.Error = a.id, a.csrf, a.clientID, username, errMsg
+	d.Requested = l.views(a.requested)
 	return d
 }
 
@@ -164,6 +171,24 @@ func (l *loginUI) views(scopes []string) []scopeView {
 	return out
 }
 
+// chosen is what the user granted: the grantable API scopes whose boxes were checked, and the
+// OpenID Connect scopes the client asked for (openid, offline_access: no permission on the
+// API, not offered as boxes). A scope the page did not offer is a tampered form: bad names it.
+func chosen(grantable, checked []string) (granted []string, bad string) {
+	var out []string
+	for _, sc := range checked {
+		if reservedScope(sc) || !slices.Contains(grantable, sc) {
+			return nil, sc
+		}
+	}
+	for _, sc := range grantable {
+		if reservedScope(sc) || slices.Contains(checked, sc) {
+			out = append(out, sc)
+		}
+	}
+	return out, ""
+}
+
 func (l *loginUI) submitConsent(w http.ResponseWriter, r *http.Request) {
 	a, ok := l.formRequest(w, r)
 	if !ok {
@@ -181,7 +206,12 @@ func (l *loginUI) submitConsent(w http.ResponseWriter, r *http.Request) {
 			l.fail(w, http.StatusForbidden, "Unknown user.")
 			return
 		}
-		granted, _ := l.store.grantable(a, u)
+		grantable, _ := l.store.grantable(a, u)
+		granted, bad := chosen(grantable, r.PostForm["scope"])
+		if bad != "" {
+			l.fail(w, http.StatusBadRequest, fmt.Sprintf("The scope %q was not offered on this page.", bad))
+			return
+		}
 		if err := l.store.grantScopes(a.id, granted); err != nil {
 			l.fail(w, http.StatusConflict, err.Error())
 			return

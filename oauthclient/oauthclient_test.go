@@ -102,12 +102,17 @@ func userAgent(authURL, user, decision string, errc chan<- error) {
 		b, _ := io.ReadAll(r.Body)
 		return r, b, nil
 	}
-	_, _, err = post(idp.PathLogin, url.Values{"authRequestID": {string(id[1])}, "csrf": {string(csrf[1])}, "username": {user}, "password": {user}})
+	_, consentPage, err := post(idp.PathLogin, url.Values{"authRequestID": {string(id[1])}, "csrf": {string(csrf[1])}, "username": {user}, "password": {user}})
 	if err != nil {
 		fail("login: %v", err)
 		return
 	}
-	r, body, err := post(idp.PathConsent, url.Values{"authRequestID": {string(id[1])}, "csrf": {string(csrf[1])}, "decision": {decision}})
+	form := url.Values{"authRequestID": {string(id[1])}, "csrf": {string(csrf[1])}, "decision": {decision}}
+	// As a browser posts it: every scope box the page renders ticked.
+	for _, m := range regexp.MustCompile(`type="checkbox" name="scope" value="([^"]+)" checked`).FindAllSubmatch(consentPage, -1) {
+		form.Add("scope", string(m[1]))
+	}
+	r, body, err := post(idp.PathConsent, form)
 	if err != nil {
 		fail("consent: %v", err)
 		return

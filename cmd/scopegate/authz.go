@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,15 +19,38 @@ import (
 func init() { subcommands = append(subcommands, newAuthzCmd) }
 
 func newAuthzCmd() *cobra.Command {
-	var path string
+	var (
+		path, listen, adminAddr, logLevel string
+		shutdownTimeout                   time.Duration
+	)
 	cmd := &cobra.Command{
 		Use:   "authz --config FILE",
 		Short: "Run the ext_authz service: verify bearer JWTs, evaluate the Rego scope policy",
-		Args:  cobra.NoArgs,
+		Long: "Serve envoy.service.auth.v3.Authorization/Check (and gRPC health) on listen, and /healthz,\n" +
+			"/readyz and /metrics on admin, from a YAML file (see the README's configuration reference).\n" +
+			"--listen, --admin, --log-level and --shutdown-timeout override the file, as for scopegate xds.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
+			}
+			// The same four overrides as scopegate xds; the file's value otherwise.
+			fl := cmd.Flags()
+			if fl.Changed("listen") {
+				cfg.Listen = listen
+			}
+			if fl.Changed("admin") {
+				cfg.Admin = adminAddr
+			}
+			if fl.Changed("log-level") {
+				cfg.LogLevel = logLevel
+			}
+			if fl.Changed("shutdown-timeout") {
+				cfg.ShutdownTimeout = shutdownTimeout
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("config %s with the command line's overrides: %w", path, err)
 			}
 			log, err := logging.New(os.Stderr, cfg.LogLevel)
 			if err != nil {
@@ -51,7 +76,12 @@ func newAuthzCmd() *cobra.Command {
 			return srv.Shutdown(sctx)
 		},
 	}
-	cmd.Flags().StringVar(&path, "config", "", "authz config file (YAML)")
+	f := cmd.Flags()
+	f.StringVar(&path, "config", "", "authz config file (YAML)")
+	f.StringVar(&listen, "listen", "", "gRPC address, host:port or unix:///path (overrides the file's listen)")
+	f.StringVar(&adminAddr, "admin", "", "admin HTTP address (overrides the file's admin)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (overrides the file's log_level)")
+	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to finish in-flight Checks on shutdown (overrides the file's shutdown_timeout)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -45,10 +46,11 @@ type checkFlags struct {
 	route, scopes, mode              string
 	headers                          []string
 	timeout                          time.Duration
+	signing                          signingFlags // a signed --policy bundle
 }
 
 // request is the CheckRequest Envoy would send for the flags: the token as the Authorization
-// header, --route/--scopes/--mode as the route's context extensions.
+// header, --route/--scope/--mode as the route's context extensions.
 func (f *checkFlags) request() (*authv3.CheckRequest, error) {
 	r := checkreq.Request{Method: f.method, Path: f.path, Host: f.host, Scheme: f.scheme, ContextExtensions: map[string]string{}}
 	for _, h := range f.headers {
@@ -96,7 +98,10 @@ type tokenReport struct {
 	Subject  string `json:"subject,omitempty"`
 	ClientID string `json:"client_id,omitempty"`
 	Scopes   string `json:"scopes,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// IssuedAt and ExpiresAt are iat and exp as times (the input shows them as NumericDates).
+	IssuedAt  string `json:"issued_at,omitempty"`
+	ExpiresAt string `json:"expires_at,omitempty"`
+	Error     string `json:"error,omitempty"`
 }
 
 // policyReport is, in-process, the policy's own view: decision, the rules that fired, input.
@@ -111,7 +116,7 @@ type policyReport struct {
 func newCheckCmd() *cobra.Command {
 	var f checkFlags
 	cmd := &cobra.Command{
-		Use:   "check [--addr HOST:PORT | --config FILE | --policy DIR] [--token JWT | --claims FILE] --method GET --path /orders/1 [--route NAME --scopes \"a b\"]",
+		Use:   "check [--addr HOST:PORT | --config FILE | --policy DIR] [--token JWT | --claims FILE] --method GET --path /orders/1 [--route NAME --scope \"a b\"]",
 		Short: "Ask for one request's decision, as Envoy would (exit 0 allow, 1 deny, 2 usage or config error)",
 		Long: `Build the CheckRequest Envoy would send for one request and decide it:
 
@@ -127,7 +132,12 @@ Prints the decision, the status, headers and body Envoy would get; in-process al
 token verification found and the policy's decision, rules fired and input.
 Exit status: 0 allow, 1 deny, 2 usage or config error (or authz unreachable).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runCheck(cmd, &f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := usageIfBare(cmd); err != nil {
+				return err
+			}
+			return runCheck(cmd, &f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.addr, "addr", "", "ask the scopegate authz listening here (gRPC; host:port or unix:///path)")
@@ -146,10 +156,11 @@ Exit status: 0 allow, 1 deny, 2 usage or config error (or authz unreachable).`,
 	fl.StringVar(&f.host, "host", "localhost", "request host (:authority)")
 	fl.StringVar(&f.scheme, "scheme", "https", "request scheme (:scheme)")
 	fl.StringArrayVar(&f.headers, "header", nil, "request header name:value (repeatable)")
-	fl.StringVar(&f.route, "route", "", "route name (context extension `route`, as the control plane sets it)")
-	fl.StringVar(&f.scopes, "scopes", "", "the route's required scopes, space-separated (context extension `scopes`)")
-	fl.StringVar(&f.mode, "mode", "", "the route's mode, enforce or shadow (context extension `mode`)")
+	fl.StringVar(&f.route, "route", "", "route name (context extension \"route\", as the control plane sets it)")
+	fl.StringVar(&f.scopes, "scope", "", "the route's required scopes, space-separated (context extension \"scopes\"; --scopes works too)")
+	fl.StringVar(&f.mode, "mode", "", "the route's mode, enforce or shadow (context extension \"mode\")")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Second, "bound on the whole check, key fetches included")
+	f.signing.add(fl, false)
 	return cmd
 }
 
@@ -161,8 +172,8 @@ func runCheck(cmd *cobra.Command, f *checkFlags) error {
 	switch {
 	case f.tok != "" && f.claimsFile != "":
 		return usageErr(errors.New("give at most one of --token and --claims"))
-	case f.addr != "" && (f.cfgPath != "" || f.policyPath != "" || f.query != "" || f.claimsFile != "" || f.unverified):
-		return usageErr(errors.New("--addr asks a running authz: --config, --policy, --query, --claims and --unverified don't apply"))
+	case f.addr != "" && (f.cfgPath != "" || f.policyPath != "" || f.query != "" || f.claimsFile != "" || f.unverified || f.signing.key != ""):
+		return usageErr(errors.New("--addr asks a running authz: --config, --policy, --query, --claims, --unverified and --verification-key don't apply"))
 	case f.addr == "" && (f.ca != "" || f.cert != "" || f.key != "" || f.serverName != ""):
 		return usageErr(errors.New("--ca, --cert, --key and --server-name are for --addr"))
 	case (f.cert == "") != (f.key == "") || (f.cert != "" && f.ca == ""):
@@ -239,7 +250,16 @@ func checkWithConfig(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 		return nil, err
 	}
 	if f.policyPath != "" {
+		// A bundle given here is verified as authz would verify the bundles it pulls.
+		if cfg.Policy.Bundle != nil {
+			cfg.Policy.Signing, cfg.Policy.Bundle = cfg.Policy.Bundle.Signing, nil
+		}
 		cfg.Policy.Path = f.policyPath
+	}
+	if sc, err := f.signing.signing(nil); err != nil {
+		return nil, err
+	} else if sc != nil {
+		cfg.Policy.Signing = sc
 	}
 	if f.query != "" {
 		cfg.Policy.Query = f.query
@@ -307,7 +327,11 @@ func checkUnverified(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 	if err != nil {
 		return nil, err
 	}
-	opts := policy.Options{Path: f.policyPath, Query: cfg.Policy.Query, EvalTimeout: cfg.Policy.EvalTimeout}
+	vc, err := f.signing.verification(nil)
+	if err != nil {
+		return nil, err
+	}
+	opts := policy.Options{Path: f.policyPath, Query: cfg.Policy.Query, EvalTimeout: cfg.Policy.EvalTimeout, Verification: vc}
 	if f.query != "" {
 		opts.Query = f.query
 	}
@@ -359,7 +383,14 @@ func reportToken(id *token.Identity, err error) *tokenReport {
 	if err != nil {
 		return &tokenReport{Error: err.Error()}
 	}
-	return &tokenReport{Verified: true, Issuer: id.Issuer, Subject: id.Subject, ClientID: id.ClientID, Scopes: id.ScopeString}
+	r := &tokenReport{Verified: true, Issuer: id.Issuer, Subject: id.Subject, ClientID: id.ClientID, Scopes: id.ScopeString}
+	if !id.IssuedAt.IsZero() {
+		r.IssuedAt = id.IssuedAt.UTC().Format(time.RFC3339)
+	}
+	if !id.ExpiresAt.IsZero() {
+		r.ExpiresAt = id.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return r
 }
 
 // describe reads Envoy's answer: what the client or the upstream would get.
@@ -418,7 +449,9 @@ func decodeClaims(raw []byte, err error) (*token.Identity, error) {
 		return nil, err
 	}
 	var claims map[string]any
-	if err := json.Unmarshal(raw, &claims); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // 1764460800 stays an integer, not 1.7644608e+09
+	if err := dec.Decode(&claims); err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
 	return token.IdentityFromClaims("unverified", claims, []string{"scope", "scp"}, []string{"client_id", "azp", "cid"})

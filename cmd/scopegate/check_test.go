@@ -61,8 +61,8 @@ func TestCheckClaims(t *testing.T) {
 		code   int
 		status int
 	}{
-		{"read allowed", []string{"--method", "GET", "--path", "/orders/1", "--route", "orders-read", "--scopes", "orders:read"}, 0, 200},
-		{"write denied", []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scopes", "orders:write"}, 1, 403},
+		{"read allowed", []string{"--method", "GET", "--path", "/orders/1", "--route", "orders-read", "--scope", "orders:read"}, 0, 200},
+		{"write denied", []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scope", "orders:write"}, 1, 403},
 		{"admin from the wrong client", []string{"--path", "/admin/x", "--route", "admin", "--scopes", "admin"}, 1, 403},
 		{"shadow route lets the denial through", []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scopes", "orders:write", "--mode", "shadow"}, 0, 200},
 	}
@@ -176,7 +176,7 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 	}()
 
 	tok := func(scope, client string, edit func(testissuer.Claims)) string {
-		c := is.Standard("orders-api", "alice", scope, time.Minute)
+		c := is.Standard("orders-api", "alice", scope, time.Hour) // outlives a slow run
 		c["client_id"] = client
 		if edit != nil {
 			edit(c)
@@ -200,7 +200,7 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 		{name: "missing scope", args: append([]string{"--token", tok("orders:read", "c", nil)}, write...), code: 1, status: 403, grpc: "PermissionDenied", challenge: `scope="orders:write"`},
 		{name: "allowed", args: append([]string{"--path", "/orders/1", "--token", tok("orders:read", "orders-cli", nil)}, read...), code: 0, status: 200, grpc: "OK", header: "x-scopegate-subject"},
 		{name: "expired", args: append([]string{"--token", tok("orders:read", "c", func(c testissuer.Claims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })}, read...),
-			code: 1, status: 401, grpc: "Unauthenticated", tokenErr: "expired 1h0m", challenge: `error="invalid_token"`},
+			code: 1, status: 401, grpc: "Unauthenticated", tokenErr: "expired 1h", challenge: `error="invalid_token"`},
 		{name: "wrong audience", args: append([]string{"--token", tok("orders:read", "c", func(c testissuer.Claims) { c["aud"] = "billing" })}, read...),
 			code: 1, status: 401, grpc: "Unauthenticated", tokenErr: `aud ["billing"], want one of ["orders-api"]`, challenge: `error="invalid_token"`},
 		{name: "header reaches the policy", args: append([]string{"--path", "/orders/1", "--header", "X-Trace: 1", "--header", "x-trace: 2", "--token", tok("orders:read", "orders-cli", nil)}, read...), code: 0, status: 200, grpc: "OK"},

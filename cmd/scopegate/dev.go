@@ -49,12 +49,17 @@ func newDevCmd() *cobra.Command {
 					log.Info("envoy not started: no envoy binary on PATH", "binary", envoyBinary)
 				}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			// SIGHUP too: a closed terminal stops the demo rather than leaving it holding ports.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 			defer stop()
 			if withParent {
 				// make forwards SIGTERM to what it runs, but a make killed outright (kill -9)
-				// would leave the stack running, holding every port.
+				// would leave the stack running, holding every port; and make passes SIGINT
+				// and SIGHUP sent to its pid on to nobody (it waits for its children).
 				if err := parent.TermOnExit(); err != nil {
+					return fmt.Errorf("--stop-with-parent: %w", err)
+				}
+				if err := parent.TermOnSignal(ctx, 100*time.Millisecond); err != nil {
 					return fmt.Errorf("--stop-with-parent: %w", err)
 				}
 			}
@@ -69,7 +74,7 @@ func newDevCmd() *cobra.Command {
 	f.StringVar(&o.EnvoyBootstrap, "envoy-bootstrap", "envoy/bootstrap-local.yaml", "Envoy bootstrap file")
 	f.StringVar(&o.CertsDir, "certs-dir", "dev-certs", "where the demo CA and the internal hops' certificates are written at start (the local configs read them there); empty: none")
 	f.StringVar(&envoyBinary, "envoy", "envoy", "Envoy binary (started when found on PATH)")
-	f.BoolVar(&withParent, "stop-with-parent", false, "stop gracefully when the parent process exits (make run sets it; Linux only)")
+	f.BoolVar(&withParent, "stop-with-parent", false, "stop gracefully when the parent process exits or receives SIGINT, SIGHUP, SIGQUIT or SIGTERM (make run sets it; Linux only)")
 	f.BoolVar(&noEnvoy, "no-envoy", false, "do not start Envoy even if it is installed")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (JSON logs on stderr)")
 	f.DurationVar(&readyTimeoutFlag, "ready-timeout", 30*time.Second, "how long each service may take to become ready")

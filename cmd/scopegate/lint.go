@@ -14,7 +14,10 @@ import (
 func init() { subcommands = append(subcommands, newLintCmd) }
 
 func newLintCmd() *cobra.Command {
-	var xdsFile, policyPath, idpFile string
+	var (
+		xdsFile, policyPath, idpFile string
+		sig                          signingFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "lint --xds xds.yaml --policy policies/ [--idp idp.yaml]",
 		Short: "Cross-check routes and policy: unprotected routes, rules for missing routes, public routes shadowing protected ones, ungrantable scopes",
@@ -24,7 +27,15 @@ func newLintCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--xds: %w", err)
 			}
-			b, err := policy.Load(policyPath, nil)
+			cfg, err := sig.loadConfig()
+			if err != nil {
+				return err
+			}
+			vc, err := sig.verification(cfg)
+			if err != nil {
+				return err
+			}
+			b, err := policy.LoadVerified(policyPath, nil, vc)
 			if err != nil {
 				return fmt.Errorf("--policy: %w", err)
 			}
@@ -51,6 +62,7 @@ func newLintCmd() *cobra.Command {
 	f.StringVar(&xdsFile, "xds", "", "the control plane's config (required)")
 	f.StringVar(&policyPath, "policy", "policies", "the policy directory or bundle")
 	f.StringVar(&idpFile, "idp", "", "the demo IdP's config: also check that every route's scopes can be granted")
+	sig.add(f, true)
 	_ = cmd.MarkFlagRequired("xds")
 	return cmd
 }

@@ -59,5 +59,6 @@ func newRootCmd() *cobra.Command {
 	for _, sub := range subcommands {
 		root.AddCommand(sub())
 	}
+	setupCLI(root)
 	return root
 }

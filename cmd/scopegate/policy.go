@@ -17,7 +17,10 @@ func init() { subcommands = append(subcommands, newPolicyCmd) }
 
 func newPolicyCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Work with Rego scope policies"}
-	var verbose bool
+	var (
+		verbose bool
+		sig     signingFlags
+	)
 	test := &cobra.Command{
 		Use:   "test [DIR|BUNDLE]",
 		Short: "Run the policy's Rego unit tests with OPA's tester (as `opa test` does)",
@@ -27,7 +30,15 @@ func newPolicyCmd() *cobra.Command {
 			if len(args) == 1 {
 				path = args[0]
 			}
-			b, err := policy.Load(path, nil)
+			cfg, err := sig.loadConfig()
+			if err != nil {
+				return err
+			}
+			vc, err := sig.verification(cfg)
+			if err != nil {
+				return err
+			}
+			b, err := policy.LoadVerified(path, nil, vc)
 			if err != nil {
 				return err
 			}
@@ -56,6 +67,7 @@ func newPolicyCmd() *cobra.Command {
 		},
 	}
 	test.Flags().BoolVarP(&verbose, "verbose", "v", false, "list every test")
+	sig.add(test.Flags(), true)
 	cmd.AddCommand(test, newPolicyImpactCmd())
 	return cmd
 }
@@ -65,24 +77,41 @@ func newPolicyImpactCmd() *cobra.Command {
 		candidate, logPath, baseline, format, query string
 		allowFlips                                  bool
 		errorStatus                                 int
+		sig                                         signingFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "impact --policy NEW_DIR_OR_BUNDLE --log decisions.jsonl [--baseline OLD] [--format text|json] [--allow-flips]",
+		Use:   "impact --policy NEW_DIR_OR_BUNDLE --log decisions.jsonl [--baseline OLD] [--config authz.yaml | --verification-key PEM] [--format text|json] [--allow-flips]",
 		Short: "Replay a decision log against a candidate policy and report the decisions that would flip (exit 1 if any)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
 				return fmt.Errorf("--format: %q is not text or json", format)
 			}
+			cfg, err := sig.loadConfig()
+			if err != nil {
+				return err
+			}
+			if cfg != nil {
+				// authz's own settings, unless the command line says otherwise.
+				if !cmd.Flags().Changed("query") {
+					query = cfg.Policy.Query
+				}
+				if !cmd.Flags().Changed("error-status") {
+					errorStatus = cfg.Policy.ErrorStatus
+				}
+			}
+			vc, err := sig.verification(cfg)
+			if err != nil {
+				return err
+			}
 			load := func(flag, path string) (*policy.Engine, error) {
-				e, err := policy.New(cmd.Context(), policy.Options{Path: path, Query: query, EvalTimeout: time.Second})
+				e, err := policy.New(cmd.Context(), policy.Options{Path: path, Query: query, EvalTimeout: time.Second, Verification: vc})
 				if err != nil {
 					return nil, fmt.Errorf("--%s: %w", flag, err)
 				}
 				return e, nil
 			}
 			o := impact.Options{CandidateName: candidate, BaselineName: baseline, ErrorStatus: errorStatus}
-			var err error
 			if o.Candidate, err = load("policy", candidate); err != nil {
 				return err
 			}
@@ -126,6 +155,7 @@ func newPolicyImpactCmd() *cobra.Command {
 	f.BoolVar(&allowFlips, "allow-flips", false, "exit 0 even when decisions flip")
 	f.IntVar(&errorStatus, "error-status", 500, "the status of a policy error (authz's policy.error_status)")
 	f.StringVar(&query, "query", "data.scopegate.authz.decision", "the decision (authz's policy.query)")
+	sig.add(f, true)
 	_ = cmd.MarkFlagRequired("policy")
 	_ = cmd.MarkFlagRequired("log")
 	return cmd

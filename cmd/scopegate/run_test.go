@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -61,6 +62,22 @@ func binary(t *testing.T) string {
 // returns the flags that point `scopegate dev` at them and the addresses it will bind.
 func devConfigs(t *testing.T) (flags []string, addrs []string) {
 	t.Helper()
+	st := newDevStack(t)
+	return st.flags, st.addrs
+}
+
+// devStack is `scopegate dev`'s configuration for a test: the compose demo's configs with
+// every port replaced by a free one, in dir, with the demo certificates under certs.
+type devStack struct {
+	flags, addrs []string
+	ports        map[string]string // the demo's port -> this run's
+	dir, certs   string
+	configs      map[string]string // compose/NAME -> the rewritten copy
+}
+
+func newDevStack(t *testing.T) *devStack {
+	t.Helper()
+	var addrs []string
 	root := repoRoot(t)
 	// The demo's fixed ports, as they appear in compose/*.yaml, each mapped to a free port.
 	ports := []string{"9400", "9401", "9191", "9092", "8081", "18000", "18001", "10000"}
@@ -106,9 +123,13 @@ func devConfigs(t *testing.T) (flags []string, addrs []string) {
 		}
 		return p
 	}
-	flags = []string{"--no-envoy", "--certs-dir", filepath.Join(dir, "certs"), "--idp-config", write("idp.yaml"), "--authz-config", write("authz.local.yaml"),
-		"--xds-config", write("xds.local.yaml"), "--api-listen", "127.0.0.1:" + repl["8081"]}
-	return flags, addrs
+	st := &devStack{addrs: addrs, ports: repl, dir: dir, certs: filepath.Join(dir, "certs"), configs: map[string]string{}}
+	for _, name := range []string{"idp.yaml", "authz.local.yaml", "xds.local.yaml"} {
+		st.configs["compose/"+name] = write(name)
+	}
+	st.flags = []string{"--no-envoy", "--certs-dir", st.certs, "--idp-config", st.configs["compose/idp.yaml"], "--authz-config", st.configs["compose/authz.local.yaml"],
+		"--xds-config", st.configs["compose/xds.local.yaml"], "--api-listen", "127.0.0.1:" + repl["8081"]}
+	return st
 }
 
 // lineWriter is stdout/stderr of a child: it keeps everything and closes ready when a line
@@ -184,11 +205,11 @@ func assertPortsFree(t *testing.T, addrs []string) {
 	}
 }
 
-// TestDevStopsOnSignal: the built `scopegate dev` stops every service on SIGTERM or SIGINT,
+// TestDevStopsOnSignal: the built `scopegate dev` stops every service on SIGTERM, SIGINT or SIGHUP,
 // exits 0 and frees all seven ports.
 func TestDevStopsOnSignal(t *testing.T) {
 	bin := binary(t)
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			flags, addrs := devConfigs(t)
 			cmd := exec.Command(bin, append([]string{"dev"}, flags...)...)
@@ -209,9 +230,10 @@ func TestDevStopsOnSignal(t *testing.T) {
 }
 
 // TestMakeRunStopsOnSignal: `make run` is what a user starts, and stops with Ctrl-C (SIGINT
-// to the terminal's process group), `kill PID` (SIGTERM to make, which make forwards to the
-// binary it exec'd) or `kill -9 PID` (make dies; --stop-with-parent stops the binary). Each
-// must leave no process holding the demo's ports.
+// to the terminal's process group), or with any of `kill -INT`, `kill -TERM`, `kill -HUP` or
+// `kill -9` on make's pid alone. GNU make forwards only SIGTERM; for SIGINT and SIGHUP it
+// waits for its child, so --stop-with-parent watches make for them; for SIGKILL make dies and
+// the kernel tells the child. Each must leave no process holding the demo's ports.
 func TestMakeRunStopsOnSignal(t *testing.T) {
 	bin := binary(t)
 	tests := []struct {
@@ -220,12 +242,20 @@ func TestMakeRunStopsOnSignal(t *testing.T) {
 		group bool
 	}{
 		{"ctrl-c", syscall.SIGINT, true},
-		{"kill", syscall.SIGTERM, false},
+		{"kill -INT", syscall.SIGINT, false},
+		{"kill -TERM", syscall.SIGTERM, false},
+		{"kill -HUP", syscall.SIGHUP, false},
 		{"kill -9", syscall.SIGKILL, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			flags, addrs := devConfigs(t)
+			// make must start with every signal at its default, as from a terminal: a test
+			// run under nohup would hand it SIGHUP ignored, and make keeps an ignored
+			// signal ignored. A handler here resets it to the default across exec.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP, syscall.SIGINT)
+			defer signal.Stop(hup)
 			cmd := exec.Command("make", "-s", "run", "BIN="+bin, "RUN_FLAGS="+strings.Join(flags, " "))
 			cmd.Dir = repoRoot(t)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal job

@@ -79,7 +79,11 @@ func (f *tokenFlags) cacheFile() (oauthclient.Cache, error) {
 }
 
 func (f *tokenFlags) addEndpointFlags(cmd *cobra.Command, auth bool) {
-	cmd.Flags().StringVar(&f.issuer, "issuer", "http://localhost:9400", "the provider's issuer URL (endpoints are discovered from it)")
+	def := "http://localhost:9400"
+	if env := os.Getenv("SCOPEGATE_ISSUER"); env != "" {
+		def = env
+	}
+	cmd.Flags().StringVar(&f.issuer, "issuer", def, "the provider's issuer URL (endpoints are discovered from it; default $SCOPEGATE_ISSUER, else the demo idp's)")
 	if auth {
 		cmd.Flags().StringVar(&f.authURL, "auth-url", "", "authorization endpoint (skips discovery with --token-url)")
 	}
@@ -215,7 +219,7 @@ func newTokenLoginCmd() *cobra.Command {
 	f.addScopeFlag(cmd, []string{"orders:read", "orders:write"}, "scopes to request")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser's redirect (0: forever)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
-	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with `scopegate token proof`")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with scopegate token proof")
 	return cmd
 }
 
@@ -259,7 +263,7 @@ func newTokenClientCredentialsCmd() *cobra.Command {
 	cmd.Flags().StringVar(&secret, "client-secret", "", "client secret (prefer $SCOPEGATE_CLIENT_SECRET: flags end up in shell history)")
 	f.addScopeFlag(cmd, nil, "scopes to request (default: all the client may have)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
-	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with `scopegate token proof`")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with scopegate token proof")
 	return cmd
 }
 

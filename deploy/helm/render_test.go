@@ -1,19 +1,23 @@
 // Package helm tests the scopegate Helm chart without a cluster: it renders the chart with
 // Helm's own Go packages, decodes every object strictly with client-go's scheme and checks
 // that the pieces fit (Services, probes, configs, the bootstrap, NetworkPolicies). It lives in
-// a package of its own so that only this test pays for compiling Helm and client-go.
+// a package of its own so that only this test pays for compiling Helm and client-go, and it
+// renders with the few Helm packages that make a manifest (chart loader, values, template
+// engine, manifest sorter), not pkg/action, whose install machinery (kube clients, kustomize,
+// registries) more than doubled the packages a cold `make test` compiles.
 package helm
 
 import (
+	"fmt"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -58,18 +62,41 @@ func loadChart(t testing.TB) *chart.Chart {
 	return c
 }
 
-// render installs the chart client-side (no cluster), exactly as `helm template` does:
-// values are merged with the chart's defaults and checked against values.schema.json.
+// render makes the chart's manifest as `helm template` (a client-only install) does, with
+// Helm's own steps: values merged with the chart's defaults and checked against
+// values.schema.json, the templates rendered, NOTES.txt and empty documents left out, and the
+// resources sorted in install order, each under its "# Source:" line.
 func render(c *chart.Chart, release, ns string, vals map[string]any) (string, error) {
-	install := action.NewInstall(&action.Configuration{Log: func(string, ...any) {}})
-	install.DryRun, install.ClientOnly, install.Replace = true, true, true
-	install.ReleaseName, install.Namespace = release, ns
-	install.KubeVersion = &chartutil.KubeVersion{Version: "v1.33.0", Major: "1", Minor: "33"}
-	rel, err := install.Run(c, vals)
+	if err := chartutil.ProcessDependenciesWithMerge(c, vals); err != nil {
+		return "", err
+	}
+	caps := chartutil.DefaultCapabilities.Copy()
+	caps.KubeVersion = chartutil.KubeVersion{Version: "v1.33.0", Major: "1", Minor: "33"}
+	top, err := chartutil.ToRenderValues(c, vals, chartutil.ReleaseOptions{Name: release, Namespace: ns, Revision: 1, IsInstall: true}, caps)
 	if err != nil {
 		return "", err
 	}
-	return rel.Manifest, nil
+	files, err := engine.Render(c, top)
+	if err != nil {
+		return "", err
+	}
+	for name := range files {
+		if strings.HasSuffix(name, "NOTES.txt") {
+			delete(files, name)
+		}
+	}
+	hooks, manifests, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
+	if err != nil {
+		return "", err
+	}
+	if len(hooks) > 0 {
+		return "", fmt.Errorf("the chart renders %d hook(s); this test checks none", len(hooks))
+	}
+	var b strings.Builder
+	for _, m := range manifests {
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, m.Content)
+	}
+	return b.String(), nil
 }
 
 func valuesFile(t testing.TB, path string) map[string]any {

@@ -12,8 +12,9 @@ import (
 type PolicyBundle struct {
 	URL     string        `yaml:"url"`
 	Polling BundlePolling `yaml:"polling"`
-	// Signing, when set, refuses unsigned and badly signed bundles.
-	Signing *BundleSigning `yaml:"signing"`
+	// Signing, when set, refuses unsigned and badly signed bundles. The same fields and
+	// defaults as policy.signing (key_id "default").
+	Signing *Signing `yaml:"signing"`
 	// PersistDir keeps the last good bundle, so a restart with the server down still serves.
 	PersistDir  string            `yaml:"persist_dir"`
 	Credentials BundleCredentials `yaml:"credentials"`
@@ -23,14 +24,6 @@ type PolicyBundle struct {
 type BundlePolling struct {
 	MinDelay time.Duration `yaml:"min_delay"`
 	MaxDelay time.Duration `yaml:"max_delay"`
-}
-
-// BundleSigning is the key that bundles' .signatures.json must verify with.
-type BundleSigning struct {
-	// PublicKeyFile is a PEM public key (RSA or ECDSA); its type sets the algorithm.
-	PublicKeyFile string `yaml:"public_key_file"`
-	// KeyID is the key's name; a signature naming another keyid is refused.
-	KeyID string `yaml:"key_id"`
 }
 
 // BundleCredentials authenticate scopegate to the bundle server.
@@ -45,6 +38,9 @@ type BundleCredentials struct {
 func (b *PolicyBundle) setDefaults() {
 	if b.Polling.MinDelay == 0 && b.Polling.MaxDelay == 0 {
 		b.Polling.MinDelay, b.Polling.MaxDelay = 60*time.Second, 120*time.Second
+	}
+	if b.Signing != nil && b.Signing.KeyID == "" {
+		b.Signing.KeyID = DefaultKeyID
 	}
 }
 
@@ -74,9 +70,6 @@ func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args .
 			bad(f+".signing.public_key_file", "required when signing is set")
 		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
 			bad(f+".signing.public_key_file", "%v", err)
-		}
-		if s.KeyID == "" {
-			bad(f+".signing.key_id", "required when signing is set")
 		}
 	}
 	c := b.Credentials

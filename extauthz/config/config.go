@@ -216,7 +216,11 @@ type Policy struct {
 	Bundle *PolicyBundle `yaml:"bundle"`
 }
 
-// Signing is the key that signs the policy bundle.
+// DefaultKeyID is the key_id of policy.signing and policy.bundle.signing when none is given.
+// OPA's rule applies: the configured key verifies whatever kid the signature names.
+const DefaultKeyID = "default"
+
+// Signing is the key that signs the policy bundle (policy.signing, policy.bundle.signing).
 type Signing struct {
 	// PublicKeyFile is the PEM public key (RSA: RS256; EC: ES256/384/512 by curve; Ed25519).
 	PublicKeyFile string `yaml:"public_key_file"`
@@ -367,7 +371,7 @@ func (c *Config) setDefaults() {
 		c.DPoPReplayEntriesPerKey = max(1, c.DPoPReplayCacheEntries/dpop.ReplayKeyShare)
 	}
 	if c.Policy.Signing != nil {
-		def(&c.Policy.Signing.KeyID, "default")
+		def(&c.Policy.Signing.KeyID, DefaultKeyID)
 	}
 	if c.Policy.Bundle != nil {
 		c.Policy.Bundle.setDefaults()

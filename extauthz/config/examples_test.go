@@ -8,7 +8,7 @@ import (
 // TestIdPRecipesLoad: every example config in examples/idp loads with the config loader as
 // written, and its issuer reads its keys by discovery (what docs/idp-recipes.md describes).
 func TestIdPRecipesLoad(t *testing.T) {
-	t.Chdir("../..") // the configs' policy.path is relative to the repository root, as users run them
+	t.Chdir("../..") // run from the repository root, as users run them
 	files, err := filepath.Glob("examples/idp/*.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +31,10 @@ func TestIdPRecipesLoad(t *testing.T) {
 		is := c.Issuers[0]
 		if is.Issuer != want[filepath.Base(f)] || !is.Discovery || len(is.Audiences) == 0 || len(is.ScopeClaims) == 0 {
 			t.Errorf("%s: issuer %+v", f, is)
+		}
+		// The built-in policy: the demo API's rules (policies/) are not a recipe's business.
+		if c.Policy.Path != "" || c.Policy.Bundle != nil {
+			t.Errorf("%s: policy %+v, want the built-in one", f, c.Policy)
 		}
 	}
 }

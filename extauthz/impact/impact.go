@@ -140,13 +140,19 @@ const MaxExamples = 3
 
 // Report is the outcome of a replay.
 type Report struct {
-	Candidate string  `json:"candidate"`
-	Baseline  string  `json:"baseline"` // a policy, or "decision log"
-	Lines     int     `json:"lines"`
-	Replayed  int     `json:"replayed"`
-	Skipped   int     `json:"skipped_without_input"` // denied before the policy ran, or logged without include_input
-	Flips     int     `json:"flips"`
-	Groups    []Group `json:"groups"`
+	Candidate string `json:"candidate"`
+	Baseline  string `json:"baseline"` // a policy, or "decision log"
+	Lines     int    `json:"lines"`
+	Replayed  int    `json:"replayed"`
+	Skipped   int    `json:"skipped_without_input"` // denied before the policy ran, or logged without include_input
+	// NoPolicy counts lines decided while no policy was in force yet (503 no_policy, a
+	// bundle not yet arrived): they carry an input, but no policy decided them.
+	NoPolicy int `json:"skipped_no_policy"`
+	// Incomplete: the log's last line is cut short (authz writes the log in the background
+	// and flushes it every 200 ms: the rest was not on disk yet). It is not replayed.
+	Incomplete bool    `json:"incomplete_last_line,omitempty"`
+	Flips      int     `json:"flips"`
+	Groups     []Group `json:"groups"`
 }
 
 // Options configure a replay.
@@ -171,15 +177,30 @@ func Run(ctx context.Context, log io.Reader, o Options) (*Report, error) {
 	groups := map[[4]string]*Group{}
 	sc := bufio.NewScanner(log)
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	unterminated := false // the token just scanned ended at EOF without a newline
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		adv, tok, err := bufio.ScanLines(data, atEOF)
+		unterminated = atEOF && tok != nil && adv == len(data) && !bytes.HasSuffix(data, []byte("\n"))
+		return adv, tok, err
+	})
 	for n := 1; sc.Scan(); n++ {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
 		}
-		rep.Lines++
 		var e Entry
 		if err := json.Unmarshal(line, &e); err != nil {
+			if unterminated {
+				// The writer has not flushed the rest of this line yet.
+				rep.Incomplete = true
+				break
+			}
 			return nil, fmt.Errorf("decision log line %d: %w", n, err)
+		}
+		rep.Lines++
+		if e.Reason == string(contract.ReasonNoPolicy) {
+			rep.NoPolicy++
+			continue
 		}
 		if len(e.Input) == 0 || string(e.Input) == "null" {
 			rep.Skipped++
@@ -242,7 +263,14 @@ func evaluate(ctx context.Context, e *policy.Engine, input ast.Value, errorStatu
 // WriteText writes the report for people: a summary, then one line per group.
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "candidate %s against %s: %d decisions replayed, %d without input skipped\n", r.Candidate, r.Baseline, r.Replayed, r.Skipped)
+	fmt.Fprintf(&b, "candidate %s against %s: %d decisions replayed, %d without input skipped", r.Candidate, r.Baseline, r.Replayed, r.Skipped)
+	if r.NoPolicy > 0 {
+		fmt.Fprintf(&b, ", %d decided before any policy was loaded (no_policy) skipped", r.NoPolicy)
+	}
+	b.WriteString("\n")
+	if r.Incomplete {
+		b.WriteString("the log's last line is incomplete and was not replayed: authz writes the decision log in the background (flushed every 200 ms); run impact again for it\n")
+	}
 	if r.Flips == 0 {
 		b.WriteString("no decision flips\n")
 	} else {

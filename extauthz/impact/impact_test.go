@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,12 @@ const repoPolicies = "../../policies"
 // the decision log it wrote.
 func decisionLog(t *testing.T) []byte {
 	t.Helper()
+	return decisionLogWith(t, engine(t, repoPolicies))
+}
+
+// decisionLogWith is decisionLog with eng deciding.
+func decisionLogWith(t *testing.T, eng *policy.Engine) []byte {
+	t.Helper()
 	key := testissuer.NewKey("k1", "ES256")
 	is := testissuer.New(key)
 	t.Cleanup(is.Close)
@@ -49,7 +56,7 @@ func decisionLog(t *testing.T) []byte {
 	verifier := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}, Cache: token.NewCache(100)})
 	var out bytes.Buffer
 	dlog := decisionlog.New(&out, 1, 0).WithInput()
-	svc := check.New(check.Options{Verifier: verifier, Policy: engine(t, repoPolicies), DecisionLog: dlog,
+	svc := check.New(check.Options{Verifier: verifier, Policy: eng, DecisionLog: dlog,
 		Headers: config.Headers{Subject: "x-scopegate-subject"}})
 
 	tok := func(sub, client, scope string) string {
@@ -191,5 +198,55 @@ func TestBadLogNamesTheLine(t *testing.T) {
 	_, err := Run(t.Context(), strings.NewReader("{\"allow\":true}\nnot json\n"), Options{Candidate: engine(t, repoPolicies)})
 	if err == nil || !strings.Contains(err.Error(), "decision log line 2") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// Lines decided while no policy was in force (503 no_policy: the bundle had not arrived) carry
+// an input, but no policy decided them: they are counted apart, never replayed as flips.
+func TestNoPolicyLinesAreNotDecisions(t *testing.T) {
+	log := decisionLogWith(t, policy.NewPending(policy.Options{}))
+	if !bytes.Contains(log, []byte(`"reason":"no_policy"`)) || !bytes.Contains(log, []byte(`"input":`)) {
+		t.Fatalf("want no_policy lines with input:\n%s", log)
+	}
+	rep, err := Run(t.Context(), bytes.NewReader(log), Options{Candidate: engine(t, repoPolicies), CandidateName: "policies/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Flips != 0 || rep.Replayed != 0 || rep.NoPolicy != 6 || rep.Skipped != 1 || rep.Lines != 7 {
+		t.Errorf("report %+v: want 6 no_policy lines skipped apart, 1 without input, nothing replayed", rep)
+	}
+	var text bytes.Buffer
+	_ = rep.WriteText(&text)
+	if !strings.Contains(text.String(), "6 decided before any policy was loaded (no_policy) skipped") {
+		t.Errorf("text report:\n%s", text.String())
+	}
+}
+
+// A log read while authz is still writing it ends in half a line: impact says so and replays
+// the rest, rather than failing on it; a broken line anywhere else is still an error.
+func TestIncompleteLastLine(t *testing.T) {
+	log := decisionLog(t)
+	full, err := Run(t.Context(), bytes.NewReader(log), Options{Candidate: engine(t, repoPolicies)})
+	if err != nil || full.Incomplete {
+		t.Fatalf("whole log: %+v, %v", full, err)
+	}
+	cut := log[:len(log)-40] // the last line without its end
+	rep, err := Run(t.Context(), bytes.NewReader(cut), Options{Candidate: engine(t, repoPolicies)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Incomplete || rep.Lines != full.Lines-1 {
+		t.Errorf("cut log: incomplete %v, %d lines; want true, %d", rep.Incomplete, rep.Lines, full.Lines-1)
+	}
+	var text bytes.Buffer
+	_ = rep.WriteText(&text)
+	if !strings.Contains(text.String(), "last line is incomplete") {
+		t.Errorf("text report does not say so:\n%s", text.String())
+	}
+	// The same half line followed by more lines is corruption, not a write in progress.
+	lines := bytes.SplitAfter(log, []byte("\n"))
+	broken := append(append(slices.Clone(lines[0][:len(lines[0])-40]), '\n'), bytes.Join(lines[1:], nil)...)
+	if _, err := Run(t.Context(), bytes.NewReader(broken), Options{Candidate: engine(t, repoPolicies)}); err == nil || !strings.Contains(err.Error(), "decision log line 1") {
+		t.Errorf("a broken first line: err = %v", err)
 	}
 }

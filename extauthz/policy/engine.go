@@ -64,6 +64,10 @@ type Engine struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when a new revision goes live
+
+	// rejected: the last reload was refused (guarded by reload), so a reload back to the
+	// revision in force is worth saying: the operator fixed what was refused.
+	rejected bool
 }
 
 // New compiles the first revision; a policy that does not compile or pass its tests fails
@@ -146,14 +150,25 @@ func (e *Engine) Reload(ctx context.Context) (*Revision, error) {
 	rev, err := e.compile(ctx)
 	e.opts.Metrics.loaded(rev, err)
 	if err != nil {
+		e.rejected = true
 		e.log.Error("policy reload rejected; keeping the revision in force", "error", err, "revision", e.revisionID())
 		return nil, err
 	}
 	old := e.current.Swap(rev)
-	if old == nil || old.ID != rev.ID {
-		e.log.Info("policy revision loaded", "revision", rev.ID, "tests_passed", rev.Tests)
+	switch {
+	case old == nil || old.ID != rev.ID:
+		prev := ""
+		if old != nil {
+			prev = old.ID
+		}
+		e.log.Info("policy revision loaded", "revision", rev.ID, "previous", prev, "tests_passed", rev.Tests)
 		e.signalChanged()
+	case e.rejected:
+		// Back to the revision in force (the refused change undone): nothing changes, but
+		// the last word in the log must not be the rejection.
+		e.log.Info("policy reloaded: the revision in force is unchanged", "revision", rev.ID, "tests_passed", rev.Tests)
 	}
+	e.rejected = false
 	return rev, nil
 }
 
@@ -217,8 +232,10 @@ func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bund
 	}
 	b, err := l.AsBundle(src)
 	if err != nil {
+		err = oneErrorPerPlace(err, src)
 		if vc == nil && onDisk && signed(path) {
-			return nil, fmt.Errorf("%s is a signed bundle: set policy.signing (public_key_file, key_id, scope) to verify it", path)
+			return nil, fmt.Errorf("%s is a signed bundle: give the key that verifies it (authz: policy.signing with public_key_file, key_id, scope; "+
+				"scopegate's commands: --verification-key, --key-id, --signing-scope, or --config with an authz config)", path)
 		}
 		return nil, err
 	}
@@ -235,6 +252,40 @@ func LoadVerified(path string, fsys fs.FS, vc *bundle.VerificationConfig) (*bund
 		return nil, fmt.Errorf("%s: no .rego files", path)
 	}
 	return b, nil
+}
+
+// oneErrorPerPlace keeps, of OPA's parse errors at one place, only the most detailed: for a
+// syntax error OPA's parser reports "unexpected eof token" and then the same message again
+// with a hint, and both would be printed.
+func oneErrorPerPlace(err error, path string) error {
+	var errs ast.Errors
+	if !errors.As(err, &errs) {
+		return err
+	}
+	var kept ast.Errors
+	for i, e := range errs {
+		redundant := false
+		for j, o := range errs {
+			if i != j && samePlace(e, o) && strings.HasPrefix(o.Message, e.Message) && (len(o.Message) > len(e.Message) || j < i) {
+				redundant = true
+				break
+			}
+		}
+		if !redundant {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) == len(errs) {
+		return err
+	}
+	return fmt.Errorf("bundle %s: %w", path, kept)
+}
+
+func samePlace(a, b *ast.Error) bool {
+	if a.Location == nil || b.Location == nil {
+		return a.Location == b.Location
+	}
+	return a.Location.File == b.Location.File && a.Location.Row == b.Location.Row && a.Code == b.Code
 }
 
 func (e *Engine) compile(ctx context.Context) (*Revision, error) {

@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -437,5 +439,45 @@ test_plain if p.double(0) == 0
 	}
 	if got := e.Revision().Tests; got != 4 {
 		t.Fatalf("tests_passed = %d, want 4 (three cases and a plain test, as opa test counts)", got)
+	}
+}
+
+// A Rego syntax error is reported once (OPA's parser gives the same error twice, the second
+// with a hint), and a reload that undoes a rejected change is logged, as is a reload to an
+// earlier revision.
+func TestReloadLogs(t *testing.T) {
+	dir := t.TempDir()
+	writePolicy(t, dir, goodPolicy)
+	var logs bytes.Buffer
+	e, err := New(context.Background(), Options{Path: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := e.Revision().ID
+	writePolicy(t, dir, "package scopegate.authz\ndecision := {")
+	_, err = e.Reload(context.Background())
+	if err == nil || strings.Count(err.Error(), "rego_parse_error") != 1 || !strings.Contains(err.Error(), "expected rule value term") {
+		t.Fatalf("syntax error: want one detailed parse error, got %v", err)
+	}
+	writePolicy(t, dir, goodPolicy)
+	logs.Reset()
+	if rev, err := e.Reload(context.Background()); err != nil || rev.ID != first {
+		t.Fatalf("fixed: %v", err)
+	}
+	if !strings.Contains(logs.String(), "the revision in force is unchanged") || !strings.Contains(logs.String(), "revision="+first) {
+		t.Errorf("a fix back to the revision in force logged:\n%s", logs.String())
+	}
+	writePolicy(t, dir, goodPolicyV2)
+	if _, err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	second := e.Revision().ID
+	writePolicy(t, dir, goodPolicy)
+	logs.Reset()
+	if _, err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "policy revision loaded") || !strings.Contains(logs.String(), "revision="+first) || !strings.Contains(logs.String(), "previous="+second) {
+		t.Errorf("back to an earlier revision:\n%s", logs.String())
 	}
 }

@@ -25,16 +25,23 @@ import (
 // (`opa build --signing-key`'s default), EC keys ES256/ES384/ES512 by curve, Ed25519 keys
 // EdDSA. Letting the signed artifact name its algorithm is how alg confusion starts.
 func Verification(s *config.Signing) (*bundle.VerificationConfig, error) {
+	return VerificationAt("policy.signing.public_key_file", s)
+}
+
+// VerificationAt is Verification for a signing block whose key file is given by keyField
+// (policy.bundle.signing.public_key_file, or a command's --verification-key), which its
+// errors name.
+func VerificationAt(keyField string, s *config.Signing) (*bundle.VerificationConfig, error) {
 	if s == nil {
 		return nil, nil
 	}
 	raw, err := os.ReadFile(s.PublicKeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("policy.signing.public_key_file: %w", err)
+		return nil, fmt.Errorf("%s: %w", keyField, err)
 	}
 	alg, err := keyAlgorithm(raw)
 	if err != nil {
-		return nil, fmt.Errorf("policy.signing.public_key_file %s: %w", s.PublicKeyFile, err)
+		return nil, fmt.Errorf("%s %s: %w", keyField, s.PublicKeyFile, err)
 	}
 	key := &bundle.KeyConfig{Key: string(raw), Algorithm: alg, Scope: s.Scope}
 	return bundle.NewVerificationConfig(map[string]*bundle.KeyConfig{s.KeyID: key}, s.KeyID, s.Scope, nil), nil

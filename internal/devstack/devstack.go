@@ -184,6 +184,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	case <-ctx.Done():
 		log.Info("stopping the demo stack")
 	case svc := <-cases:
+		if ctx.Err() != nil {
+			// Stopped because we were asked to (the signal came while the services were
+			// already stopping, e.g. during the summary): not a failure.
+			log.Info("stopping the demo stack")
+			return nil
+		}
 		log.Error("a service stopped: stopping the demo stack", "service", svc.Name, "error", svc.err)
 		if svc.err == nil {
 			return fmt.Errorf("%s stopped unexpectedly", svc.Name)
@@ -232,16 +238,16 @@ scopegate dev: the demo is running on localhost (NOT FOR PRODUCTION: its passwor
   envoy      not started (no envoy binary on PATH): the checks below go through 'scopegate check'
 {{- end}}
 
-Next steps, in another shell from the repository root (scopegate = bin/scopegate, built by make run):
+Next steps, in another shell from the repository root (bin/scopegate was built by make run):
 
   # a token for the batch job (client credentials, orders:read only)
-  SCOPEGATE_CLIENT_SECRET=reporting-secret scopegate token client-credentials --client-id reporting-job
-  scopegate token show
+  SCOPEGATE_CLIENT_SECRET=reporting-secret bin/scopegate token client-credentials --client-id reporting-job
+  bin/scopegate token show
 {{- if .Envoy}}
 
   curl -i {{.Envoy}}/orders                                                      # 401, no token
-  curl -i -H "Authorization: Bearer $(scopegate token print)" {{.Envoy}}/orders  # 200, identity echoed
-  curl -i -H "Authorization: Bearer $(scopegate token print)" -X POST \
+  curl -i -H "Authorization: Bearer $(bin/scopegate token print)" {{.Envoy}}/orders  # 200, identity echoed
+  curl -i -H "Authorization: Bearer $(bin/scopegate token print)" -X POST \
        -d '{"item":"grinder","quantity":1}' {{.Envoy}}/orders                  # 403 insufficient_scope
 {{- end}}
 
@@ -251,18 +257,18 @@ Next steps, in another shell from the repository root (scopegate = bin/scopegate
 {{- else}}
   AUTHZ="--addr {{.Authz}}"
 {{- end}}
-  scopegate check $AUTHZ --path /orders --route orders-read --scopes orders:read     # 401, no token
-  scopegate check $AUTHZ --token "$(scopegate token print)" \
-      --method POST --path /orders --route orders-write --scopes orders:write       # 403 insufficient_scope
+  bin/scopegate check $AUTHZ --path /orders --route orders-read --scope orders:read     # 401, no token: exit 1
+  bin/scopegate check $AUTHZ --token "$(bin/scopegate token print)" \
+      --method POST --path /orders --route orders-write --scope orders:write       # 403 insufficient_scope: exit 1
 
   # the same decision in-process, with what the policy saw and which rules fired
-  scopegate check --config {{.AuthzConfig}} --token "$(scopegate token print)" \
-      --method POST --path /orders --route orders-write --scopes orders:write
+  bin/scopegate check --config {{.AuthzConfig}} --token "$(bin/scopegate token print)" \
+      --method POST --path /orders --route orders-write --scope orders:write       # deny: exit 1
 
   # a user: authorization code + PKCE; open the printed URL, sign in as alice/alice (or bob/bob)
-  scopegate token login
-  scopegate token refresh                              # rotates the refresh token
-  scopegate idp rotate --admin {{.IDPAdmin}}   # new signing key; the old one stays published
+  bin/scopegate token login
+  bin/scopegate token refresh                              # rotates the refresh token
+  bin/scopegate idp rotate --admin {{.IDPAdmin}}   # new signing key; the old one stays published
 
 Ctrl-C stops everything.
 `, "\n")))

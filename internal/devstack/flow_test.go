@@ -417,6 +417,10 @@ func (b *browser) do(req *http.Request) (*page, error) {
 				p.action, inForm = attr["action"], true
 			case n.Data == "input" && inForm && attr["type"] == "hidden":
 				p.fields.Set(attr["name"], attr["value"])
+			case n.Data == "input" && inForm && attr["type"] == "checkbox":
+				if _, checked := attr["checked"]; checked {
+					p.fields.Add(attr["name"], attr["value"])
+				}
 			}
 		}
 		for c := n.FirstChild; c != nil; c = c.NextSibling {

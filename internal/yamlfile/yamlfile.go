@@ -63,7 +63,8 @@ func nameFields(data []byte, te *yaml.TypeError, target reflect.Type) error {
 		if err != nil {
 			continue
 		}
-		path, ok := pathAt(&root, line, errorKind(m), "")
+		kind, key := errorKind(m)
+		path, ok := pathAt(&root, line, kind, key, "")
 		m = explain(m, target, path)
 		msgs[i] = m
 		if ok && path != "" {
@@ -73,14 +74,15 @@ func nameFields(data []byte, te *yaml.TypeError, target reflect.Type) error {
 	return errors.New(strings.Join(msgs, "\n"))
 }
 
-// pathAt finds the field on line that an error is about: a key ("field x not found"), a
-// list or map ("cannot unmarshal !!seq"), or else a scalar value; deepest first.
-func pathAt(n *yaml.Node, line int, kind yaml.Kind, prefix string) (string, bool) {
+// pathAt finds the field on line that an error is about: a key ("field x not found": the key
+// named key, so that in a one-line map such as `polling: {min_dely: 1s}` it is min_dely, not
+// polling), a list or map ("cannot unmarshal !!seq"), or else a scalar value.
+func pathAt(n *yaml.Node, line int, kind yaml.Kind, key, prefix string) (string, bool) {
 	is := func(c *yaml.Node) bool { return c.Kind == kind && c.Line == line }
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			if p, ok := pathAt(c, line, kind, prefix); ok {
+			if p, ok := pathAt(c, line, kind, key, prefix); ok {
 				return p, true
 			}
 		}
@@ -91,10 +93,10 @@ func pathAt(n *yaml.Node, line int, kind yaml.Kind, prefix string) (string, bool
 			if prefix != "" {
 				p = prefix + "." + k.Value
 			}
-			if (kind == keyKind && k.Line == line) || is(v) {
+			if (kind == keyKind && k.Line == line && k.Value == key) || is(v) {
 				return p, true
 			}
-			if q, ok := pathAt(v, line, kind, p); ok {
+			if q, ok := pathAt(v, line, kind, key, p); ok {
 				return q, true
 			}
 		}
@@ -113,7 +115,7 @@ func pathAt(n *yaml.Node, line int, kind yaml.Kind, prefix string) (string, bool
 			if is(c) {
 				return p, true
 			}
-			if q, ok := pathAt(c, line, kind, p); ok {
+			if q, ok := pathAt(c, line, kind, key, p); ok {
 				return q, true
 			}
 		}
@@ -124,17 +126,21 @@ func pathAt(n *yaml.Node, line int, kind yaml.Kind, prefix string) (string, bool
 // keyKind marks a search for a mapping key (no yaml.Kind is zero).
 const keyKind yaml.Kind = 0
 
-// errorKind says what kind of node a yaml.v3 error message is about.
-func errorKind(msg string) yaml.Kind {
+// errorKind says what kind of node a yaml.v3 error message is about, and for an unknown
+// field, its name.
+func errorKind(msg string) (yaml.Kind, string) {
 	switch {
 	case strings.Contains(msg, " not found in type "):
-		return keyKind
+		if g := unknownField.FindStringSubmatch(msg); g != nil {
+			return keyKind, g[2]
+		}
+		return keyKind, ""
 	case strings.Contains(msg, "cannot unmarshal !!seq"):
-		return yaml.SequenceNode
+		return yaml.SequenceNode, ""
 	case strings.Contains(msg, "cannot unmarshal !!map"):
-		return yaml.MappingNode
+		return yaml.MappingNode, ""
 	}
-	return yaml.ScalarNode
+	return yaml.ScalarNode, ""
 }
 
 var (

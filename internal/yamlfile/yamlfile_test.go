@@ -103,6 +103,10 @@ func TestDecodeExplains(t *testing.T) {
 		{"issuers:\n  - leeway: ten\n", "issuers[0].leeway: line 2: cannot unmarshal `ten`: want a duration such as 30s"},
 		{"token_cache:\n  max_entries: lots\n", "cannot unmarshal `lots`: want a whole number"},
 		{"watch: maybe\n", "cannot unmarshal `maybe`: want true or false"},
+		// The same typos inside one-line maps: the key on the line that the error names.
+		{"token_cache: {max_entires: 1}\n", `token_cache.max_entires: line 1: field max_entires not found; did you mean "max_entries"?`},
+		{"issuers: [{name: a, audience: [x]}]\n", `issuers[0].audience: line 1: field audience not found; did you mean "audiences"?`},
+		{"issuers:\n  - {name: a, colour: red}\n", `issuers[0].colour: line 2: field colour not found (known fields: name, leeway, algorithms, audiences)`},
 	}
 	goType := regexp.MustCompile(`\b(yamlfile\.|time\.Duration|\bint\b|\bbool\b|\*int)`)
 	for _, tt := range tests {

@@ -7,11 +7,7 @@ package remote
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -73,6 +69,16 @@ type Source struct {
 	once   sync.Once
 	mu     sync.Mutex
 	status Status
+	// last is the ETag of the last download; rejectedETag the last rejected bundle's, so
+	// that one bad bundle downloaded again at each retry counts as one rejection.
+	last         lastResponse
+	rejectedETag string
+	// The polling loop (Start, Stop); life keeps Stop from returning while an update is
+	// being applied, and stopped turns later ones (a download Stop cut short) into no-ops.
+	cancel  context.CancelFunc
+	done    chan struct{}
+	life    sync.RWMutex
+	stopped bool
 }
 
 // New builds the downloader and installs the persisted bundle, if there is one that reads,
@@ -86,21 +92,20 @@ func New(ctx context.Context, o Options) (*Source, error) {
 	// info: logs, /readyz and errors show scheme, host and path only.
 	s := &Source{o: o, log: o.Logger.With("bundle_url", RedactURL(c.URL)), ready: make(chan struct{}), status: Status{URL: RedactURL(c.URL)}}
 	if c.Signing != nil {
-		vc, err := verification(c.Signing)
+		vc, err := policy.VerificationAt("policy.bundle.signing.public_key_file", c.Signing)
 		if err != nil {
 			return nil, err
 		}
 		s.vc = vc
 	}
-	client, path, err := restClient(c)
+	client, path, err := restClient(c, &s.last)
 	if err != nil {
 		return nil, err
 	}
 	minS, maxS := int64(c.Polling.MinDelay/time.Second), int64(c.Polling.MaxDelay/time.Second)
-	trigger := plugins.TriggerPeriodic
-	if o.Manual {
-		trigger = plugins.TriggerManual
-	}
+	// scopegate triggers each download itself (poll.go): OPA's own loop retries a failure
+	// after 0, 160, 256 ms ..., well inside min_delay.
+	trigger := plugins.TriggerManual
 	dc := download.Config{Trigger: &trigger, Polling: download.PollingConfig{MinDelaySeconds: &minS, MaxDelaySeconds: &maxS}}
 	if err := dc.ValidateAndInjectDefaults(); err != nil {
 		return nil, fmt.Errorf("policy.bundle.polling: %w", err)
@@ -114,35 +119,6 @@ func New(ctx context.Context, o Options) (*Source, error) {
 		s.loadPersisted(ctx)
 	}
 	return s, nil
-}
-
-// verification builds OPA's verification config; the key's type sets the algorithm, so an
-// HMAC algorithm can never be chosen.
-func verification(sc *config.BundleSigning) (*bundle.VerificationConfig, error) {
-	raw, err := os.ReadFile(sc.PublicKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("policy.bundle.signing.public_key_file: %w", err)
-	}
-	blk, _ := pem.Decode(raw)
-	if blk == nil {
-		return nil, fmt.Errorf("policy.bundle.signing.public_key_file %s: not PEM", sc.PublicKeyFile)
-	}
-	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("policy.bundle.signing.public_key_file %s: %w", sc.PublicKeyFile, err)
-	}
-	var alg string
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		alg = "RS256"
-	case *ecdsa.PublicKey:
-		alg = map[int]string{256: "ES256", 384: "ES384", 521: "ES512"}[k.Curve.Params().BitSize]
-	}
-	if alg == "" {
-		return nil, fmt.Errorf("policy.bundle.signing.public_key_file %s: want an RSA or ECDSA (P-256/384/521) public key, got %T", sc.PublicKeyFile, pub)
-	}
-	keys := map[string]*bundle.KeyConfig{sc.KeyID: {Key: string(raw), Algorithm: alg}}
-	return bundle.NewVerificationConfig(keys, sc.KeyID, "", nil), nil
 }
 
 // RedactURL is raw with scheme, host and path only: no user info, query or fragment (a
@@ -177,27 +153,10 @@ func redactError(err error, configured string) error {
 	return errors.New(msg)
 }
 
-// credentialsPlugin is the name of bundleCredentials in OPA's REST client config.
-const credentialsPlugin = "scopegate-bundle-credentials"
-
-// bundleCredentials wraps OPA's own credential plugin (bearer token, client certificate, or
-// none) and gives its HTTP client our redirect policy: a redirect is followed (bundle servers
-// send clients to object storage), but the Authorization header goes only to the origin
-// configured (same scheme, host and port), and a redirect from https to plain http is refused.
-type bundleCredentials struct{ inner rest.HTTPAuthPlugin }
-
-func (b *bundleCredentials) NewClient(c rest.Config) (*http.Client, error) {
-	hc, err := b.inner.NewClient(c)
-	if err != nil {
-		return nil, err
-	}
-	hc.CheckRedirect = keepCredentialsAtOrigin
-	return hc, nil
-}
-
-func (b *bundleCredentials) Prepare(req *http.Request) error { return b.inner.Prepare(req) }
-
-// keepCredentialsAtOrigin is the bundle client's redirect policy (see bundleCredentials).
+// keepCredentialsAtOrigin is the bundle client's redirect policy: a redirect is followed
+// (bundle servers send clients to object storage), but the Authorization header goes only to
+// the origin configured (same scheme, host and port), and a redirect from https to plain http
+// is refused.
 func keepCredentialsAtOrigin(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return errors.New("stopped after 10 redirects")
@@ -214,7 +173,7 @@ func keepCredentialsAtOrigin(req *http.Request, via []*http.Request) error {
 }
 
 // restClient is OPA's REST client for the server part of the URL; the rest is the path.
-func restClient(c config.PolicyBundle) (rest.Client, string, error) {
+func restClient(c config.PolicyBundle, last *lastResponse) (rest.Client, string, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return rest.Client{}, "", errors.New("policy.bundle.url: not a URL")
@@ -251,33 +210,9 @@ func restClient(c config.PolicyBundle) (rest.Client, string, error) {
 	if err != nil {
 		return rest.Client{}, "", err
 	}
-	// OPA picks the credential plugin from this config; ours wraps it (redirect policy).
-	var inner rest.Config
-	if err := json.Unmarshal(raw, &inner); err != nil {
+	raw, lookup, err := withETagPlugin(raw, last)
+	if err != nil {
 		return rest.Client{}, "", fmt.Errorf("policy.bundle: %w", err)
-	}
-	plugin, err := inner.AuthPlugin(nil)
-	if err != nil {
-		return rest.Client{}, "", fmt.Errorf("policy.bundle.credentials: %w", err)
-	}
-	name := credentialsPlugin
-	rc.Credentials.Bearer, rc.Credentials.ClientTLS = nil, nil
-	var outer map[string]any
-	if raw, err = json.Marshal(rc); err == nil {
-		err = json.Unmarshal(raw, &outer)
-	}
-	if err != nil {
-		return rest.Client{}, "", err
-	}
-	outer["credentials"] = map[string]any{"plugin": name}
-	if raw, err = json.Marshal(outer); err != nil {
-		return rest.Client{}, "", err
-	}
-	lookup := func(n string) rest.HTTPAuthPlugin {
-		if n == name {
-			return &bundleCredentials{inner: plugin}
-		}
-		return nil
 	}
 	// OPA's REST client logs request headers at debug level (masked); ours stays silent and
 	// the downloader's errors reach us through the callback.
@@ -292,11 +227,30 @@ func restClient(c config.PolicyBundle) (rest.Client, string, error) {
 	return client, path, nil
 }
 
-// Start polls the server until Stop.
-func (s *Source) Start(ctx context.Context) { s.dl.Start(ctx) }
+// Start polls the server until Stop (or ctx ends): at once, then every min_delay to
+// max_delay (jittered), backing off within those bounds after a failure.
+func (s *Source) Start(ctx context.Context) {
+	if s.o.Manual || s.cancel != nil {
+		return
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
+	s.done = make(chan struct{})
+	go s.poll(ctx, s.done)
+}
 
-// Stop ends polling and waits for a download in flight.
-func (s *Source) Stop(ctx context.Context) { s.dl.Stop(ctx) }
+// Stop ends polling and waits for a bundle being installed.
+func (s *Source) Stop(ctx context.Context) {
+	if s.cancel != nil {
+		s.cancel()
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+		}
+	}
+	s.life.Lock()
+	s.stopped = true
+	s.life.Unlock()
+}
 
 // Trigger downloads once (Options.Manual); the error is the download's or the rejection's.
 func (s *Source) Trigger(ctx context.Context) error { return s.dl.Trigger(ctx) }
@@ -314,6 +268,11 @@ func (s *Source) Status() Status {
 // update is the downloader's callback: u carries an error, a 304 (no bundle), or a bundle
 // that read and verified. A returned error makes the downloader back off.
 func (s *Source) update(ctx context.Context, u download.Update) error {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.stopped {
+		return nil
+	}
 	if u.Error != nil {
 		s.failed(u.Error)
 		return nil // the downloader already backs off on its own error
@@ -348,11 +307,28 @@ func (s *Source) failed(err error) {
 	shown := redactError(err, s.o.Config.URL)
 	if errors.As(err, &he) || errors.As(err, &ue) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("policy bundle download failed", "error", shown)
+	} else if etag := s.last.get(); etag != "" && etag == s.rejectedETagNow() {
+		// The same bundle again (OPA's downloader forgets a bad one's ETag and downloads it
+		// at every retry): one bundle, one rejection.
+		s.log.Debug("policy bundle still rejected", "etag", etag, "error", shown)
 	} else {
 		s.o.Engine.Rejected()
-		s.log.Error("policy bundle rejected; keeping the revision in force", "error", shown, "revision", s.Status().Revision)
+		s.setRejected(etag)
+		s.log.Error("policy bundle rejected; keeping the revision in force", "error", shown, "etag", etag, "revision", s.Status().Revision)
 	}
 	s.setError(shown)
+}
+
+func (s *Source) rejectedETagNow() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rejectedETag
+}
+
+func (s *Source) setRejected(etag string) {
+	s.mu.Lock()
+	s.rejectedETag = etag
+	s.mu.Unlock()
 }
 
 func (s *Source) setError(err error) {
@@ -364,6 +340,7 @@ func (s *Source) setError(err error) {
 func (s *Source) installed(rev *policy.Revision, etag, from string) {
 	s.mu.Lock()
 	s.status.Revision, s.status.ETag, s.status.From, s.status.LoadedAt, s.status.LastError = rev.ID, etag, from, rev.LoadedAt, ""
+	s.rejectedETag = ""
 	s.mu.Unlock()
 	s.once.Do(func() { close(s.ready) })
 }

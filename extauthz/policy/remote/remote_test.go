@@ -264,7 +264,7 @@ func TestSignatures(t *testing.T) {
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	c := bundleConfig(hs.URL)
-	c.Signing = &config.BundleSigning{PublicKeyFile: keyFile, KeyID: "global"}
+	c.Signing = &config.Signing{PublicKeyFile: keyFile, KeyID: "global"}
 	r := newRig(t, c)
 	if err := r.src.Trigger(t.Context()); err != nil || r.revision() != "s1" {
 		t.Fatalf("signed bundle: %v, revision %q", err, r.revision())
