@@ -21,21 +21,21 @@ func init() { subcommands = append(subcommands, newAuthzCmd) }
 func newAuthzCmd() *cobra.Command {
 	var (
 		path, listen, adminAddr, logLevel string
-		shutdownTimeout                   time.Duration
+		shutdownTimeout, drainDelay       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "authz --config FILE",
 		Short: "Run the ext_authz service: verify bearer JWTs, evaluate the Rego scope policy",
 		Long: "Serve envoy.service.auth.v3.Authorization/Check (and gRPC health) on listen, and /healthz,\n" +
 			"/readyz and /metrics on admin, from a YAML file (see the README's configuration reference).\n" +
-			"--listen, --admin, --log-level and --shutdown-timeout override the file, as for scopegate xds.",
+			"--listen, --admin, --log-level, --shutdown-timeout and --drain-delay override the file, as for scopegate xds.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
 			}
-			// The same four overrides as scopegate xds; the file's value otherwise.
+			// The same overrides as scopegate xds; the file's value otherwise.
 			fl := cmd.Flags()
 			if fl.Changed("listen") {
 				cfg.Listen = listen
@@ -48,6 +48,9 @@ func newAuthzCmd() *cobra.Command {
 			}
 			if fl.Changed("shutdown-timeout") {
 				cfg.ShutdownTimeout = shutdownTimeout
+			}
+			if fl.Changed("drain-delay") {
+				cfg.DrainDelay = &drainDelay
 			}
 			if err := cfg.Validate(); err != nil {
 				return fmt.Errorf("config %s with the command line's overrides: %w", path, err)
@@ -82,6 +85,7 @@ func newAuthzCmd() *cobra.Command {
 	f.StringVar(&adminAddr, "admin", "", "admin HTTP address (overrides the file's admin)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (overrides the file's log_level)")
 	f.DurationVar(&shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long to finish in-flight Checks on shutdown (overrides the file's shutdown_timeout)")
+	f.DurationVar(&drainDelay, "drain-delay", 5*time.Second, "after SIGTERM, how long health and /readyz say not-serving while Checks are still served (overrides the file's drain_delay; a second signal cuts it short)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }

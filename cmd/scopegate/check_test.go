@@ -206,11 +206,12 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 		{name: "header reaches the policy", args: append([]string{"--path", "/orders/1", "--header", "X-Trace: 1", "--header", "x-trace: 2", "--token", tok("orders:read", "orders-cli", nil)}, read...), code: 0, status: 200, grpc: "OK"},
 	}
 	for _, tt := range tests {
-		for _, mode := range [][]string{{"--config", cfgPath}, {"--addr", srv.GRPCAddr()}} {
+		// --timeout: in-process, the policy (with its tests) compiles under the race detector.
+		for _, mode := range [][]string{{"--config", cfgPath, "--timeout", "60s"}, {"--addr", srv.GRPCAddr()}} {
 			t.Run(tt.name+" "+mode[0], func(t *testing.T) {
-				out, _, code := runCode(t, append(append([]string{"check"}, mode...), tt.args...)...)
+				out, stderr, code := runCode(t, append(append([]string{"check"}, mode...), tt.args...)...)
 				if code != tt.code {
-					t.Fatalf("exit %d, want %d\n%s", code, tt.code, out)
+					t.Fatalf("exit %d, want %d\n%s%s", code, tt.code, out, stderr)
 				}
 				r := parseCheck(t, out)
 				if r.Status != tt.status || r.GRPCCode != tt.grpc || r.Unverified {
@@ -248,13 +249,15 @@ func TestCheckConfigIdPDown(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(authzYAML(t, is)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	_, out, code := runCode(t, "check", "--config", cfgPath, "--token", expiredToken(t), "--timeout", "20s")
+	before := is.Requests()
+	_, out, code := runCode(t, "check", "--config", cfgPath, "--token", expiredToken(t), "--timeout", "60s")
 	if code != 2 || !strings.Contains(out, is.JWKSURL()) || !strings.Contains(out, "issuer demo") {
 		t.Fatalf("exit %d, want 2 naming issuer demo and %s:\n%s", code, is.JWKSURL(), out)
 	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("took %v: should fail on the first attempt", d)
+	// The first failed fetch ends it: no retry, whatever the machine's speed (counted at the
+	// IdP rather than timed, so a loaded machine compiling the policy slowly can't fail it).
+	if n := is.Requests() - before; n != 1 {
+		t.Errorf("%d key set requests: should fail on the first attempt", n)
 	}
 	var ee *exitError
 	_, err := run(t, "check", "--config", cfgPath)

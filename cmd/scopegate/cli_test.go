@@ -52,7 +52,7 @@ func TestServeCommandsShareFlags(t *testing.T) {
 	if !slices.Equal(authz, xds) {
 		t.Errorf("authz flags %v, xds flags %v: want the same set", authz, xds)
 	}
-	for _, f := range []string{"config", "listen", "admin", "log-level", "shutdown-timeout"} {
+	for _, f := range []string{"config", "listen", "admin", "log-level", "shutdown-timeout", "drain-delay"} {
 		if !slices.Contains(authz, f) {
 			t.Errorf("authz lacks --%s", f)
 		}

@@ -336,8 +336,10 @@ func (s *Source) connect(ctx context.Context) (string, error) {
 	// Unknown-kid refreshes are possible from here on: a Check that sees keys can also ask
 	// for a key rotated in since.
 	s.live.Store(true)
-	s.attemptDone(nil) // before publishing: whoever sees keys sees no error
+	// Whoever sees the keys sees no error, and whoever the first attempt wakes sees the keys.
+	s.fetchErr.Store(nil)
 	s.publish(set)
+	s.attemptDone(nil)
 	s.log.Info("jwks loaded", "url", safeURL(u), "kids", set.KIDs())
 	return u, nil
 }

@@ -114,6 +114,34 @@ func TestFirstAttemptReportsCause(t *testing.T) {
 	}
 }
 
+// TestFirstAttemptSeesTheKeys: whoever the end of a successful first attempt wakes finds the
+// keys in force (scopegate check --config reads Ready right after it; with the attempt
+// signalled before the keys were stored, it once reported "no keys" with no error).
+func TestFirstAttemptSeesTheKeys(t *testing.T) {
+	is := testissuer.New(testissuer.NewKey("k1", "RS256"))
+	defer is.Close()
+	for i := 0; i < 200; i++ {
+		src, err := New(Options{Name: "demo", URL: is.JWKSURL(), FetchTimeout: time.Second, RefreshInterval: time.Hour,
+			UnknownKIDInterval: time.Second, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		src.Start(ctx)
+		select {
+		case <-src.FirstAttempt():
+		case <-time.After(10 * time.Second):
+			cancel()
+			t.Fatal("first attempt never ended")
+		}
+		ready, err := src.Ready(), src.Err()
+		cancel()
+		if !ready {
+			t.Fatalf("attempt %d: the first attempt ended without keys in force (Err %v)", i, err)
+		}
+	}
+}
+
 // A Check that can't wait for a slow refresh answers in time (ErrRefreshPending), and the
 // refresh finishes in the background with its whole fetch_timeout: the next Check finds the
 // key without another request to the IdP.
