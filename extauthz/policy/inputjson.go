@@ -281,10 +281,87 @@ func appendRouteJSON(b []byte, ext map[string]string) []byte {
 	return append(b, '}')
 }
 
-// AppendTokenJSON appends input.token for id as JSON. It builds the token's OPA value first
-// (claims included), so it is paid once per token: callers memoise its result.
+// AppendTokenJSON appends input.token for id as JSON (what TokenTerm makes, written out),
+// without building OPA values. It decodes the token's claims if nothing has yet, so it is paid
+// once per token: callers memoise its result.
 func AppendTokenJSON(b []byte, id *token.Identity) []byte {
-	return AppendValueJSON(b, TokenTerm(id).Value)
+	t := tokenWithoutClaims(id)
+	// The fields of tokenFields, keys sorted.
+	b = append(b, `{"aud":`...)
+	b = jsonenc.AppendStrings(b, t.Aud)
+	b = append(b, `,"binding":`...)
+	b = jsonenc.AppendString(b, t.Binding)
+	b = append(b, `,"claims":`...)
+	if claims := id.Claims(); claims != nil {
+		b = appendAnyJSON(b, claims)
+	} else {
+		b = append(b, "{}"...)
+	}
+	b = append(b, `,"client_id":`...)
+	b = jsonenc.AppendString(b, t.ClientID)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, t.Exp, 10)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, t.Iat, 10)
+	b = append(b, `,"iss":`...)
+	b = jsonenc.AppendString(b, t.Iss)
+	b = append(b, `,"issuer":`...)
+	b = jsonenc.AppendString(b, t.Issuer)
+	b = append(b, `,"jti":`...)
+	b = jsonenc.AppendString(b, t.JTI)
+	b = append(b, `,"scopes":`...)
+	b = jsonenc.AppendStrings(b, t.Scopes)
+	b = append(b, `,"source":`...)
+	b = jsonenc.AppendString(b, t.Source)
+	b = append(b, `,"sub":`...)
+	b = jsonenc.AppendString(b, t.Sub)
+	return append(b, '}')
+}
+
+// appendAnyJSON appends a decoded JSON value as OPA's InterfaceToValue would represent it
+// (object keys sorted, a float64 in Go's shortest 'g' form); a type JSON decoding never makes
+// (claims given to `scopegate check`) goes through OPA's conversion.
+func appendAnyJSON(b []byte, v any) []byte {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...)
+	case bool:
+		return strconv.AppendBool(b, x)
+	case string:
+		return jsonenc.AppendString(b, x)
+	case float64:
+		return strconv.AppendFloat(b, x, 'g', -1, 64)
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendAnyJSON(b, e)
+		}
+		return append(b, ']')
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonenc.AppendString(b, k)
+			b = append(b, ':')
+			b = appendAnyJSON(b, x[k])
+		}
+		return append(b, '}')
+	}
+	val, err := ast.InterfaceToValue(v)
+	if err != nil {
+		return append(b, "null"...)
+	}
+	return AppendValueJSON(b, val)
 }
 
 // AppendValueJSON appends an input value as JSON, object keys sorted. The input holds

@@ -16,7 +16,8 @@ func inputTestIdentity(t testing.TB) *token.Identity {
 	t.Helper()
 	id, err := token.IdentityFromClaims("demo", map[string]any{"iss": "https://idp", "sub": "alice", "client_id": "web",
 		"aud": []any{"orders-api", "b"}, "scope": "orders:read orders:write", "exp": 4102444800.0, "iat": 1700000000.0, "jti": "j-1",
-		"nested": map[string]any{"z": 1.5, "a": []any{true, nil, "x\"y"}}}, []string{"scope"}, []string{"client_id"})
+		"nested":   map[string]any{"z": 1.5, "a": []any{true, nil, "x\"y", false}, "big": 1e21, "neg": -3.0, "tiny": 1e-7, "int": 42, "e": map[string]any{}},
+		"cnf_like": []any{}, "émoji🙂": "v"}, []string{"scope"}, []string{"client_id"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,4 +101,15 @@ func BenchmarkAppendInputJSON(b *testing.B) {
 		buf = AppendInputJSON(buf[:0], &v, tok, f)
 	}
 	b.ReportMetric(float64(len(buf)), "bytes")
+}
+
+// BenchmarkAppendTokenJSON is the once-per-token part of a logged input (claims already
+// decoded).
+func BenchmarkAppendTokenJSON(b *testing.B) {
+	id := inputTestIdentity(b)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendTokenJSON(buf[:0], id)
+	}
 }
