@@ -34,8 +34,9 @@ func TestSmoke(t *testing.T) {
 	}
 	o := SmokeOptions()
 	o.Rounds, o.Streams, o.Changes = 1, []int{2, 4}, 1
-	for _, name := range []string{"a", "b"} {
-		o.Servers = append(o.Servers, Server{Name: name, Cmd: []string{self}, Env: []string{childEnv + "=1"}})
+	o.Servers = []Server{
+		{Name: "a", Cmd: []string{self}, Env: []string{childEnv + "=1"}},
+		{Name: "floor", Cmd: []string{self}, Env: []string{childEnv + "=1"}, Floor: true},
 	}
 	var progress bytes.Buffer
 	o.Progress = &progress
@@ -54,7 +55,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("point %d: %+v", i, p)
 		}
 		for _, c := range p.Changes {
-			if c.CPU <= 0 || c.ToAll <= 0 || c.Peak < c.RSSBefore/2 || c.RSSBefore <= 0 || c.Allocated <= 0 {
+			if c.CPU <= 0 || c.ToAll <= 0 || c.Peak < c.RSSBefore/2 || c.RSSBefore <= 0 || (c.Allocated <= 0) != (p.Server == "floor") {
 				t.Errorf("point %d: change %+v", i, c)
 			}
 		}
@@ -69,7 +70,7 @@ func TestSmoke(t *testing.T) {
 	}
 	var md bytes.Buffer
 	rep.Markdown(&md)
-	for _, want := range []string{"| sotw | 2 | a |", "| delta | 4 | b |", "10,000 streams"} {
+	for _, want := range []string{"| sotw | 2 | a |", "| delta | 4 | floor |", "10,000 streams"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}
