@@ -89,11 +89,6 @@ type ServerTLS struct {
 	TrustDomain string `yaml:"trust_domain"`
 }
 
-// FleetSpiffeID is the SPIFFE ID an Envoy of fleet presents (spiffe://td/fleet/<fleet>).
-func FleetSpiffeID(trustDomain, fleet string) string {
-	return "spiffe://" + trustDomain + "/fleet/" + fleet
-}
-
 // AuthzTLS is how Envoy reaches the authz service over TLS. The files are read by the
 // control plane and pushed to Envoy by SDS, so a rotation on disk is an SDS push.
 type AuthzTLS struct {

@@ -5,7 +5,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
-	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -13,6 +12,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/spiffe"
 )
 
 // SDS secrets of the Envoy → authz hop: the CA that verifies authz, and Envoy's client
@@ -72,7 +72,7 @@ func notAFleetIdentity(certFile, at string, files *fileCache) error {
 		return fmt.Errorf("%s %s: %w", at, certFile, err)
 	}
 	for _, u := range leaf.URIs {
-		if strings.EqualFold(u.Scheme, "spiffe") && strings.HasPrefix(u.Path, "/fleet/") {
+		if spiffe.IsFleetID(u) {
 			return fmt.Errorf("%s %s: the certificate carries the URI SAN %s, an Envoy fleet's identity towards scopegate xds; "+
 				"its key goes to every Envoy it is pushed to, and any of them could then connect to xds as that fleet. "+
 				"Give authz its own client certificate (for example with the URI SAN spiffe://<trust_domain>/authz-client, "+
