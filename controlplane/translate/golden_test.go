@@ -60,7 +60,7 @@ func TestGolden(t *testing.T) {
 			}
 			var files []string
 			for _, typ := range Types {
-				file := typeKey(typ) + ".yaml"
+				file := TypeName(typ) + ".yaml"
 				files = append(files, file)
 				out := filepath.Join(dir, file)
 				got := renderType(t, fleets, typ)
@@ -152,22 +152,6 @@ func blockStyle(n *yaml.Node) {
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
-}
-
-func typeKey(typ resource.Type) string {
-	switch typ {
-	case resource.ClusterType:
-		return "clusters"
-	case resource.EndpointType:
-		return "endpoints"
-	case resource.ListenerType:
-		return "listeners"
-	case resource.RouteType:
-		return "routes"
-	case resource.SecretType:
-		return "secrets"
-	}
-	return typ
 }
 
 // goldenFleet is one fleet's resources of one type, as a golden file holds them.
