@@ -123,7 +123,7 @@ func downstreamTLS(t *DownstreamTLS) *tlsv3.DownstreamTlsContext {
 // mustAny packs m, deterministically: map fields (context extensions, per-filter configs)
 // otherwise marshal in random order, and the content version would change on every build.
 // Packing fails only on a message that cannot be marshalled (such as
-// invalid UTF-8 in a string field); buildFleet turns that panic into an error.
+// invalid UTF-8 in a string field); resources turns that panic into an error.
 func mustAny(m proto.Message) *anypb.Any {
 	a := &anypb.Any{}
 	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {

@@ -138,7 +138,8 @@ type Route struct {
 }
 
 // RouteMatch is a route's match as Envoy's: the path (config.Match.PathMatch says how), the
-// methods and the headers, all of which must hold.
+// methods and the headers, all of which must hold. The kinds are config's own (PathKind,
+// StringKind): one decision, which authz's route table (mesh mode) matches by too.
 type RouteMatch struct {
 	PathKind config.PathKind
 	Path     string
