@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/internal/democert"
 	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/spiffe"
 )
 
 // withAuthzTLS puts an authz.tls block (the test CA, this client certificate) into cfg.
@@ -29,8 +30,8 @@ func withAuthzTLS(cfg, caFile, certFile, keyFile string) string {
 // authz-client identity is accepted, and a fleet's own authz_tls goes to that fleet only.
 func TestAuthzClientCertificateIsNoFleetIdentity(t *testing.T) {
 	p := newADSPKI(t)
-	envoyCert, envoyKey := p.issue(p.ca, "envoy", democert.Leaf{Name: "envoy", Client: true, URIs: []string{democert.FleetSpiffeID(trustDomain, "edge")}})
-	clientCert, clientKey := p.issue(p.ca, "authz-client", democert.Leaf{Name: "authz-client", Client: true, URIs: []string{democert.SpiffeID(trustDomain, "authz-client")}})
+	envoyCert, envoyKey := p.issue(p.ca, "envoy", democert.Leaf{Name: "envoy", Client: true, URIs: []string{spiffe.FleetID(trustDomain, "edge")}})
+	clientCert, clientKey := p.issue(p.ca, "authz-client", democert.Leaf{Name: "authz-client", Client: true, URIs: []string{spiffe.ID(trustDomain, "authz-client")}})
 
 	dir := t.TempDir()
 	path := filepath.Join(dir, "xds.yaml")
@@ -43,13 +44,13 @@ func TestAuthzClientCertificateIsNoFleetIdentity(t *testing.T) {
 
 	// The internal fleet gets a certificate of its own; edge gets authz.tls's.
 	internalCert, internalKey := p.issue(p.ca, "authz-client-internal", democert.Leaf{Name: "authz-client-internal", Client: true,
-		URIs: []string{democert.SpiffeID(trustDomain, "authz-client/internal")}})
+		URIs: []string{spiffe.ID(trustDomain, "authz-client/internal")}})
 	cfg := strings.Replace(withAuthzTLS(p.config(), p.caFile, clientCert, clientKey), "  - name: internal\n",
 		fmt.Sprintf("  - name: internal\n    authz_tls: {cert_file: %q, key_file: %q}\n", internalCert, internalKey), 1)
 	h = start(t, cfg)
 	secretOf := func(fleet, stem string) []byte {
 		t.Helper()
-		creds := credentials.NewTLS(p.envoyTLS(p.ca, stem, democert.FleetSpiffeID(trustDomain, fleet)))
+		creds := credentials.NewTLS(p.envoyTLS(p.ca, stem, spiffe.FleetID(trustDomain, fleet)))
 		c, err := envoysim.SotW(context.Background(), dialADS(t, h, creds), &core.Node{Id: fleet + "-1", Cluster: fleet}, envoysim.Options{KeepResources: true})
 		if err != nil {
 			t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/democert"
 	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/spiffe"
 )
 
 const trustDomain = "example.org"
@@ -116,7 +117,7 @@ func waitEnded(t *testing.T, c *envoysim.Client) error {
 func TestADSMutualTLS(t *testing.T) {
 	p := newADSPKI(t)
 	h := start(t, p.config())
-	edge := credentials.NewTLS(p.envoyTLS(p.ca, "envoy-edge", democert.FleetSpiffeID(trustDomain, "edge")))
+	edge := credentials.NewTLS(p.envoyTLS(p.ca, "envoy-edge", spiffe.FleetID(trustDomain, "edge")))
 
 	for _, proto := range []string{"sotw", "delta"} {
 		t.Run("own fleet/"+proto, func(t *testing.T) {
@@ -134,11 +135,11 @@ func TestADSMutualTLS(t *testing.T) {
 		creds credentials.TransportCredentials
 		fleet string
 	}{
-		{"certificate of another fleet", credentials.NewTLS(p.envoyTLS(p.ca, "envoy-internal", democert.FleetSpiffeID(trustDomain, "internal"))), "edge"},
-		{"certificate of another trust domain", credentials.NewTLS(p.envoyTLS(p.ca, "envoy-other-td", democert.FleetSpiffeID("evil.org", "edge"))), "edge"},
+		{"certificate of another fleet", credentials.NewTLS(p.envoyTLS(p.ca, "envoy-internal", spiffe.FleetID(trustDomain, "internal"))), "edge"},
+		{"certificate of another trust domain", credentials.NewTLS(p.envoyTLS(p.ca, "envoy-other-td", spiffe.FleetID("evil.org", "edge"))), "edge"},
 		{"certificate without a SPIFFE ID", credentials.NewTLS(p.envoyTLS(p.ca, "envoy-anon")), "edge"},
 		{"certificate with two SPIFFE IDs", credentials.NewTLS(p.envoyTLS(p.ca, "envoy-two",
-			democert.FleetSpiffeID(trustDomain, "edge"), democert.FleetSpiffeID(trustDomain, "internal"))), "edge"},
+			spiffe.FleetID(trustDomain, "edge"), spiffe.FleetID(trustDomain, "internal"))), "edge"},
 		{"edge certificate asking for another fleet", edge, "internal"},
 	}
 	denied := 0.0
@@ -168,11 +169,11 @@ func TestADSMutualTLS(t *testing.T) {
 	}{
 		{"plaintext", insecure.NewCredentials(), ""},
 		{"no client certificate", credentials.NewTLS(p.envoyTLS(p.ca, "")), "certificate required"},
-		{"client certificate from another CA", credentials.NewTLS(p.envoyTLS(p.foreign, "envoy-foreign", democert.FleetSpiffeID(trustDomain, "edge"))), ""},
+		{"client certificate from another CA", credentials.NewTLS(p.envoyTLS(p.foreign, "envoy-foreign", spiffe.FleetID(trustDomain, "edge"))), ""},
 		{"expired client certificate", credentials.NewTLS(func() *tls.Config {
 			c := p.envoyTLS(p.ca, "")
 			certFile, keyFile := p.issue(p.ca, "envoy-expired", democert.Leaf{Name: "envoy", Client: true,
-				URIs:      []string{democert.FleetSpiffeID(trustDomain, "edge")},
+				URIs:      []string{spiffe.FleetID(trustDomain, "edge")},
 				NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
 			pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 			if err != nil {
@@ -182,7 +183,7 @@ func TestADSMutualTLS(t *testing.T) {
 			return c
 		}()), ""},
 		{"wrong server name", credentials.NewTLS(func() *tls.Config {
-			c := p.envoyTLS(p.ca, "envoy-edge2", democert.FleetSpiffeID(trustDomain, "edge"))
+			c := p.envoyTLS(p.ca, "envoy-edge2", spiffe.FleetID(trustDomain, "edge"))
 			c.ServerName = "authz"
 			return c
 		}()), "not authz"},
@@ -326,7 +327,7 @@ func TestADSCertificateRotation(t *testing.T) {
 	p := newADSPKI(t)
 	cfg := p.config()
 	h := start(t, cfg)
-	edge := credentials.NewTLS(p.envoyTLS(p.ca, "envoy-edge", democert.FleetSpiffeID(trustDomain, "edge")))
+	edge := credentials.NewTLS(p.envoyTLS(p.ca, "envoy-edge", spiffe.FleetID(trustDomain, "edge")))
 	c := newClient(t, dialADS(t, h, edge), "sotw", "edge-1", "edge")
 	h.waitHolds(c, "edge", pushOrder...)
 	old := h.svc.tls.Leaf().SerialNumber
@@ -343,7 +344,7 @@ func TestADSCertificateRotation(t *testing.T) {
 	}
 
 	// A new connection handshakes with the new certificate.
-	conn, err := tls.Dial("tcp", h.svc.XDSAddr(), p.envoyTLS(p.ca, "envoy-edge-2", democert.FleetSpiffeID(trustDomain, "edge")))
+	conn, err := tls.Dial("tcp", h.svc.XDSAddr(), p.envoyTLS(p.ca, "envoy-edge-2", spiffe.FleetID(trustDomain, "edge")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scopegate/scopegate/internal/democert"
+	"github.com/scopegate/scopegate/internal/spiffe"
 )
 
 func init() { subcommands = append(subcommands, newDemoCertCmd) }
@@ -40,7 +41,7 @@ func newDemoCertCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "wrote %s and %s for %v, valid for %s\n", certPath, keyPath, hosts, validity)
 			fmt.Fprintf(w, "wrote %s and, signed by it, %v (.crt, .key); Envoy's identity: %s\n",
-				filepath.Join(out, democert.CAFile), democert.Services, democert.FleetSpiffeID(set.TrustDomain, set.Fleet))
+				filepath.Join(out, democert.CAFile), democert.Services, spiffe.FleetID(set.TrustDomain, set.Fleet))
 			return nil
 		},
 	}

@@ -1,5 +1,7 @@
 // Package config is the control plane's declarative file: its model, defaults, loading and
-// validation. A Config that passes Validate is safe to translate; nothing here knows about Envoy.
+// validation. A Config that passes Validate is safe to translate. Nothing here knows about
+// Envoy: the only Envoy names it sees are those controlplane/translate/names reserves, which
+// Validate refuses as the names of upstreams and routes.
 package config
 
 import (
@@ -89,11 +91,6 @@ type ServerTLS struct {
 	TrustDomain string `yaml:"trust_domain"`
 }
 
-// FleetSpiffeID is the SPIFFE ID an Envoy of fleet presents (spiffe://td/fleet/<fleet>).
-func FleetSpiffeID(trustDomain, fleet string) string {
-	return "spiffe://" + trustDomain + "/fleet/" + fleet
-}
-
 // AuthzTLS is how Envoy reaches the authz service over TLS. The files are read by the
 // control plane and pushed to Envoy by SDS, so a rotation on disk is an SDS push.
 type AuthzTLS struct {
@@ -144,9 +141,6 @@ type TLS struct {
 	// client_ca_file); otherwise one is requested but optional.
 	RequireClientCertificate bool `yaml:"require_client_certificate"`
 }
-
-// ClientCASecretName is the SDS secret holding a listener's client CA.
-func ClientCASecretName(listener string) string { return listener + ".client-ca" }
 
 // Enabled reports whether the listener terminates TLS.
 func (t *TLS) Enabled() bool { return t != nil && (t.CertFile != "" || t.KeyFile != "") }

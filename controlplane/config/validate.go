@@ -9,11 +9,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 	"github.com/scopegate/scopegate/internal/contract"
 )
-
-// AuthzClusterName is the cluster the ext_authz filter calls; no upstream may take this name.
-const AuthzClusterName = "scopegate_authz"
 
 var (
 	nameRE   = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$`)
@@ -42,7 +40,7 @@ func (c *Config) Validate() error {
 	for i, u := range c.Upstreams {
 		at := fmt.Sprintf("upstreams[%d] %q", i, u.Name)
 		v.name(at, u.Name)
-		if u.Name == AuthzClusterName {
+		if names.Cluster(u.Name) == names.AuthzCluster {
 			v.addf("%s: name %q is reserved for the authz cluster", at, u.Name)
 		}
 		if upstreams[u.Name] {
@@ -273,14 +271,11 @@ func validateListenerRoutes(v *validator, lat string, l *Listener, upstreams map
 		if vh.ResourceMetadata == nil {
 			continue
 		}
-		if prev, ok := routes[MetadataRouteName(vh)]; ok {
-			v.addf("%s: virtual host %q: route name %q (in virtual host %q) is reserved for the resource metadata route", lat, vh.Name, MetadataRouteName(vh), prev)
+		if prev, ok := routes[names.MetadataRoute(vh.Name)]; ok {
+			v.addf("%s: virtual host %q: route name %q (in virtual host %q) is reserved for the resource metadata route", lat, vh.Name, names.MetadataRoute(vh.Name), prev)
 		}
 	}
 }
-
-// MetadataRouteName names the route that answers a virtual host's resource metadata document.
-func MetadataRouteName(vh *VirtualHost) string { return vh.Name + ".resource-metadata" }
 
 func validateResourceMetadata(v *validator, vat string, vh *VirtualHost) {
 	m := vh.ResourceMetadata

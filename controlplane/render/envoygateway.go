@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 )
 
 // Gateway API (gateway.networking.k8s.io) and Envoy Gateway (gateway.envoyproxy.io) objects,
@@ -348,7 +349,7 @@ func checkOrder(vh *config.VirtualHost, entries []entry, order orderRule, provid
 			if before, known := order(b, a); known && before {
 				name := func(i int) string {
 					if i < 0 {
-						return config.MetadataRouteName(vh)
+						return names.MetadataRoute(vh.Name)
 					}
 					return vh.Routes[i].Name
 				}

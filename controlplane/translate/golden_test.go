@@ -3,31 +3,43 @@ package translate
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/scopegate/scopegate/controlplane/config"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/out golden files from the translator's output")
 
-// TestGolden translates each testdata/in/*.yaml and compares every fleet's resources with
-// testdata/out/*.yaml. Run `go test ./controlplane/... -update` to accept a change.
+// TestGolden translates each testdata/in/<case>.yaml and compares every fleet's resources of
+// each type, with the type's content version, with testdata/out/<case>/<type>.yaml
+// (clusters, endpoints, listeners, routes, secrets). Run `go test ./controlplane/translate/
+// -update` to accept a change.
 func TestGolden(t *testing.T) {
 	inputs, err := filepath.Glob("testdata/in/*.yaml")
 	if err != nil || len(inputs) == 0 {
 		t.Fatalf("no golden inputs: %v", err)
 	}
+	cases := map[string]bool{}
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
+		cases[name] = true
 		t.Run(name, func(t *testing.T) {
 			cfg, err := config.Load(in)
 			if err != nil {
@@ -37,64 +49,95 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := renderYAML(t, fleets)
-			out := filepath.Join("testdata", "out", name+".yaml")
+			dir := filepath.Join("testdata", "out", name)
 			if *update {
-				if err := os.WriteFile(out, got, 0o644); err != nil {
+				if err := os.RemoveAll(dir); err != nil {
 					t.Fatal(err)
 				}
-				return
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
 			}
-			want, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatalf("%v (run go test ./controlplane/... -update)", err)
+			var files []string
+			for _, typ := range Types {
+				file := TypeName(typ) + ".yaml"
+				files = append(files, file)
+				out := filepath.Join(dir, file)
+				got := renderType(t, fleets, typ)
+				if *update {
+					if err := os.WriteFile(out, got, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				want, err := os.ReadFile(out)
+				if err != nil {
+					t.Fatalf("%v (run go test ./controlplane/translate/ -update)", err)
+				}
+				if d := goldenDiff(want, got, fleets, typ); d != "" {
+					t.Errorf("%s differs from the translator's output; review the diff (-golden +translator) and run go test ./controlplane/translate/ -update\n%s", out, d)
+				}
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the translator's output; review the diff and run go test ./controlplane/... -update\n%s",
-					out, lineDiff(string(want), string(got)))
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if !slices.Contains(files, e.Name()) {
+					t.Errorf("%s: a file the translator does not write (run go test ./controlplane/translate/ -update)", filepath.Join(dir, e.Name()))
+				}
 			}
 		})
 	}
+	// An output without an input is stale: its case was renamed or removed.
+	entries, err := os.ReadDir(filepath.Join("testdata", "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch {
+		case !e.IsDir():
+			t.Errorf("testdata/out/%s: not a case's directory (the translator writes testdata/out/<case>/<type>.yaml): remove it", e.Name())
+		case !cases[e.Name()]:
+			t.Errorf("testdata/out/%s has no input testdata/in/%s.yaml: remove it", e.Name(), e.Name())
+		}
+	}
 }
 
-// renderYAML renders fleets as YAML: fleet → versions and resources by type, each resource
-// as protojson (proto field names, Anys expanded) re-encoded as block YAML.
-func renderYAML(t *testing.T, fleets map[string]*Fleet) []byte {
+// renderType renders one resource type of every fleet as YAML: fleet → the type's content
+// version and its resources, each as protojson (proto field names, Anys expanded) re-encoded
+// as block YAML.
+func renderType(t *testing.T, fleets map[string]*Fleet, typ resource.Type) []byte {
 	t.Helper()
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	for _, name := range sortedKeys(fleets) {
 		f := fleets[name]
 		fleet := &yaml.Node{Kind: yaml.MappingNode}
-		versions := &yaml.Node{Kind: yaml.MappingNode}
-		for _, typ := range Types {
-			versions.Content = append(versions.Content, scalar(typeKey(typ)), scalar(f.Versions[typ]))
-		}
-		fleet.Content = append(fleet.Content, scalar("versions"), versions)
-		for _, typ := range Types {
-			seq := &yaml.Node{Kind: yaml.SequenceNode}
-			for _, r := range f.Resources[typ] {
-				js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
-				if err != nil {
-					t.Fatal(err)
-				}
-				var doc yaml.Node
-				if err := yaml.Unmarshal(js, &doc); err != nil {
-					t.Fatal(err)
-				}
-				blockStyle(doc.Content[0])
-				seq.Content = append(seq.Content, doc.Content[0])
-			}
-			fleet.Content = append(fleet.Content, scalar(typeKey(typ)), seq)
-		}
+		fleet.Content = append(fleet.Content, scalar("version"), scalar(f.Versions[typ]), scalar("resources"), resourcesNode(t, f.Resources[typ]))
 		root.Content = append(root.Content, scalar(name), fleet)
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(&yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{scalar("fleets"), root}}); err != nil {
+	if err := enc.Encode(root); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+func resourcesNode(t *testing.T, rs []types.Resource) *yaml.Node {
+	t.Helper()
+	seq := &yaml.Node{Kind: yaml.SequenceNode}
+	for _, r := range rs {
+		js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(js, &doc); err != nil {
+			t.Fatal(err)
+		}
+		blockStyle(doc.Content[0])
+		seq.Content = append(seq.Content, doc.Content[0])
+	}
+	return seq
 }
 
 func scalar(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
@@ -111,20 +154,74 @@ func blockStyle(n *yaml.Node) {
 	}
 }
 
-func typeKey(typ resource.Type) string {
-	switch typ {
-	case resource.ClusterType:
-		return "clusters"
-	case resource.EndpointType:
-		return "endpoints"
-	case resource.ListenerType:
-		return "listeners"
-	case resource.RouteType:
-		return "routes"
-	case resource.SecretType:
-		return "secrets"
+// goldenFleet is one fleet's resources of one type, as a golden file holds them.
+type goldenFleet struct {
+	Version   string
+	Resources []proto.Message
+}
+
+// goldenDiff says how a golden file and the translator's output differ ("" when they do
+// not): a protocmp diff of the resources decoded from the file and the translator's (and of
+// the versions), or, when those are the same messages laid out differently, the first
+// differing lines. Decoding runs on every comparison, so a golden file that no longer decodes
+// into its resource type fails too.
+func goldenDiff(want, got []byte, fleets map[string]*Fleet, typ resource.Type) string {
+	wantFleets, err := decodeGolden(want, typ)
+	if err != nil {
+		return "the golden file does not decode into " + typ + " (" + err.Error() + "); first differing lines:\n" + lineDiff(string(want), string(got))
 	}
-	return typ
+	gotFleets := map[string]goldenFleet{}
+	for name, f := range fleets {
+		g := goldenFleet{Version: f.Versions[typ]}
+		for _, r := range f.Resources[typ] {
+			g.Resources = append(g.Resources, r)
+		}
+		gotFleets[name] = g
+	}
+	if d := cmp.Diff(wantFleets, gotFleets, protocmp.Transform(), cmpopts.EquateEmpty()); d != "" {
+		return d
+	}
+	if !bytes.Equal(want, got) {
+		return "the same resources, laid out differently; first differing lines:\n" + lineDiff(string(want), string(got))
+	}
+	return ""
+}
+
+// decodeGolden reads a golden file back into messages of type typ: each resource's YAML as
+// JSON, then protojson.
+func decodeGolden(data []byte, typ resource.Type) (map[string]goldenFleet, error) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByURL(typ)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]struct {
+		Version   yaml.Node   `yaml:"version"`
+		Resources []yaml.Node `yaml:"resources"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	out := map[string]goldenFleet{}
+	for name, f := range doc {
+		g := goldenFleet{Version: f.Version.Value}
+		for i := range f.Resources {
+			var v any
+			if err := f.Resources[i].Decode(&v); err != nil {
+				return nil, err
+			}
+			js, err := json.Marshal(v)
+			if err != nil {
+				return nil, err
+			}
+			m := mt.New().Interface()
+			if err := protojson.Unmarshal(js, m); err != nil {
+				return nil, err
+			}
+			g.Resources = append(g.Resources, m)
+		}
+		out[name] = g
+	}
+	return out, nil
 }
 
 // lineDiff shows the first differing lines, enough to find the change.
@@ -141,7 +238,7 @@ func lineDiff(want, got string) string {
 			gl = g[i]
 		}
 		if wl != gl {
-			b.WriteString("line " + itoa(i+1) + ":\n  want: " + wl + "\n  got:  " + gl + "\n")
+			b.WriteString("line " + strconv.Itoa(i+1) + ":\n  want: " + wl + "\n  got:  " + gl + "\n")
 			if shown++; shown == 10 {
 				b.WriteString("...\n")
 				break
@@ -150,5 +247,3 @@ func lineDiff(want, got string) string {
 	}
 	return b.String()
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -16,13 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 )
 
 const (
-	// ExtAuthzFilterName names the ext_authz HTTP filter; per-route configs are keyed by it.
-	ExtAuthzFilterName = wellknown.HTTPExternalAuthorization
-	tlsTransportSocket = "envoy.transport_sockets.tls"
 	// Edge hardening (Envoy's edge-proxy best practices).
 	connectionBufferLimit = 32 * 1024
 	streamIdleTimeout     = 5 * time.Minute
@@ -30,32 +27,32 @@ const (
 )
 
 // httpListener builds a listener whose one filter chain runs the HTTP connection manager
-// (routes by RDS), terminating TLS with the named SDS secret when secretName is set.
-func httpListener(l *config.Listener, authz config.Authz, secretName string) *listener.Listener {
+// (routes by RDS), terminating TLS when the listener has it.
+func httpListener(l *Listener, authz *ExtAuthz) *listener.Listener {
 	chain := &listener.FilterChain{
 		Filters: []*listener.Filter{{
 			Name:       wellknown.HTTPConnectionManager,
-			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(connectionManager(l.Name, authz))},
+			ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(connectionManager(l.RouteConfig, authz))},
 		}},
 	}
-	if secretName != "" {
+	if l.TLS != nil {
 		chain.TransportSocket = &core.TransportSocket{
-			Name:       tlsTransportSocket,
-			ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS(l, secretName))},
+			Name:       wellknown.TransportSocketTLS,
+			ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS(l.TLS))},
 		}
 	}
 	return &listener.Listener{
 		Name:                          l.Name,
-		Address:                       socketAddress(l.Address, uint32(l.Port)),
+		Address:                       socketAddress(l.Address, l.Port),
 		FilterChains:                  []*listener.FilterChain{chain},
 		PerConnectionBufferLimitBytes: wrapperspb.UInt32(connectionBufferLimit),
 	}
 }
 
-// connectionManager builds the HTTP connection manager: routes from RDS (one route
-// configuration per listener, named after it), then ext_authz, then the router. Paths are
+// connectionManager builds the HTTP connection manager: routes from RDS (the listener's route
+// configuration, also the statistics prefix), then ext_authz, then the router. Paths are
 // normalised and merged before routing, so "//admin" or "/a/../admin" cannot dodge a route.
-func connectionManager(routeConfigName string, authz config.Authz) *hcm.HttpConnectionManager {
+func connectionManager(routeConfigName string, authz *ExtAuthz) *hcm.HttpConnectionManager {
 	return &hcm.HttpConnectionManager{
 		StatPrefix: routeConfigName,
 		CodecType:  hcm.HttpConnectionManager_AUTO,
@@ -65,7 +62,7 @@ func connectionManager(routeConfigName string, authz config.Authz) *hcm.HttpConn
 		}},
 		HttpFilters: []*hcm.HttpFilter{
 			{
-				Name:       ExtAuthzFilterName,
+				Name:       names.ExtAuthzFilter,
 				ConfigType: &hcm.HttpFilter_TypedConfig{TypedConfig: mustAny(extAuthz(authz))},
 			},
 			{
@@ -86,11 +83,11 @@ func connectionManager(routeConfigName string, authz config.Authz) *hcm.HttpConn
 }
 
 // extAuthz builds the ext_authz filter: gRPC (API v3) to the authz cluster.
-func extAuthz(a config.Authz) *extauthz.ExtAuthz {
+func extAuthz(a *ExtAuthz) *extauthz.ExtAuthz {
 	return &extauthz.ExtAuthz{
 		Services: &extauthz.ExtAuthz_GrpcService{GrpcService: &core.GrpcService{
 			TargetSpecifier: &core.GrpcService_EnvoyGrpc_{EnvoyGrpc: &core.GrpcService_EnvoyGrpc{
-				ClusterName: config.AuthzClusterName,
+				ClusterName: a.Cluster,
 			}},
 			Timeout: durationpb.New(a.Timeout),
 		}},
@@ -101,39 +98,32 @@ func extAuthz(a config.Authz) *extauthz.ExtAuthz {
 	}
 }
 
-// downstreamTLS terminates TLS with the certificate of the named SDS secret and, with a
+// downstreamTLS terminates TLS with the certificate of the listener's SDS secret and, with a
 // client CA, asks for (or requires) a client certificate that chains to it: Envoy then
 // forwards it to authz for certificate-bound tokens.
-func downstreamTLS(l *config.Listener, secretName string) *tlsv3.DownstreamTlsContext {
-	ctx := downstreamServerTLS(secretName)
-	if t := l.TLS; t != nil && t.ClientCAFile != "" {
+func downstreamTLS(t *DownstreamTLS) *tlsv3.DownstreamTlsContext {
+	ctx := &tlsv3.DownstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsParams: &tlsv3.TlsParameters{
+				TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2,
+			},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(t.CertSecret)},
+			AlpnProtocols:                  []string{"h2", "http/1.1"},
+		},
+	}
+	if t.ClientCASecret != "" {
 		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: config.ClientCASecretName(l.Name), SdsConfig: adsConfigSource()},
+			ValidationContextSdsSecretConfig: sdsSecret(t.ClientCASecret),
 		}
 		ctx.RequireClientCertificate = wrapperspb.Bool(t.RequireClientCertificate)
 	}
 	return ctx
 }
 
-func downstreamServerTLS(secretName string) *tlsv3.DownstreamTlsContext {
-	return &tlsv3.DownstreamTlsContext{
-		CommonTlsContext: &tlsv3.CommonTlsContext{
-			TlsParams: &tlsv3.TlsParameters{
-				TlsMinimumProtocolVersion: tlsv3.TlsParameters_TLSv1_2,
-			},
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{
-				Name:      secretName,
-				SdsConfig: adsConfigSource(),
-			}},
-			AlpnProtocols: []string{"h2", "http/1.1"},
-		},
-	}
-}
-
 // mustAny packs m, deterministically: map fields (context extensions, per-filter configs)
 // otherwise marshal in random order, and the content version would change on every build.
 // Packing fails only on a message that cannot be marshalled (such as
-// invalid UTF-8 in a string field); buildFleet turns that panic into an error.
+// invalid UTF-8 in a string field); resources turns that panic into an error.
 func mustAny(m proto.Message) *anypb.Any {
 	a := &anypb.Any{}
 	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {

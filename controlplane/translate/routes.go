@@ -12,105 +12,94 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 )
 
-// routeConfiguration builds the listener's route configuration (named after the listener).
-func routeConfiguration(l *config.Listener, cfg *config.Config) *route.RouteConfiguration {
-	rc := &route.RouteConfiguration{Name: l.Name}
+// routeConfiguration builds the listener's route configuration.
+func routeConfiguration(l *Listener) *route.RouteConfiguration {
+	rc := &route.RouteConfiguration{Name: l.RouteConfig}
 	for i := range l.VirtualHosts {
-		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost(&l.VirtualHosts[i], cfg))
+		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost(&l.VirtualHosts[i]))
 	}
 	return rc
 }
 
-func virtualHost(vh *config.VirtualHost, cfg *config.Config) *route.VirtualHost {
+func virtualHost(vh *VirtualHost) *route.VirtualHost {
 	out := &route.VirtualHost{
 		Name:    vh.Name,
 		Domains: append([]string(nil), vh.Domains...),
 	}
-	if vh.ResourceMetadata != nil {
+	if vh.Metadata != nil {
 		// First, so no API route can take the document's path (Validate refuses one that would).
-		out.Routes = append(out.Routes, metadataRoute(vh))
+		out.Routes = append(out.Routes, metadataRoute(vh.Metadata))
 	}
 	for i := range vh.Routes {
-		r := &vh.Routes[i]
-		u, _ := cfg.Upstream(r.Upstream) // Validate guarantees it exists
-		out.Routes = append(out.Routes, httpRoute(vh, r, u, cfg.Authz.IdentityHeaders))
+		out.Routes = append(out.Routes, httpRoute(&vh.Routes[i]))
 	}
 	return out
 }
 
-// httpRoute builds one route: match, forward to the upstream's cluster, and the ext_authz
-// per-route config (context extensions for a protected route, disabled for a public one).
-// A public route also strips the identity headers, which only ext_authz may set.
-func httpRoute(vh *config.VirtualHost, r *config.Route, u *config.Upstream, identityHeaders []string) *route.Route {
-	timeout := u.Timeout
-	if r.Timeout > 0 {
-		timeout = r.Timeout
-	}
-	var strip []string
-	if r.Public {
-		strip = append(strip, identityHeaders...)
-	}
+// httpRoute builds one route: match, forward to the cluster, and the ext_authz per-route
+// config (context extensions for a protected route, disabled for a public one, which also
+// strips the identity headers only ext_authz may set).
+func httpRoute(r *Route) *route.Route {
 	return &route.Route{
-		RequestHeadersToRemove: strip,
+		RequestHeadersToRemove: append([]string(nil), r.StripHeaders...),
 		Name:                   r.Name,
-		Match:                  routeMatch(r.Match),
+		Match:                  routeMatch(&r.Match),
 		Action: &route.Route_Route{Route: &route.RouteAction{
-			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: u.Name},
-			Timeout:          durationpb.New(timeout),
+			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: r.Cluster},
+			Timeout:          durationpb.New(r.Timeout),
 		}},
 		TypedPerFilterConfig: map[string]*anypb.Any{
-			ExtAuthzFilterName: mustAny(extAuthzPerRoute(vh.RouteExtensions(r))),
+			names.ExtAuthzFilter: mustAny(extAuthzPerRoute(r.Extensions)),
 		},
 	}
 }
 
-// routeMatch matches the path (as config.Match.PathMatch says), the methods and the headers.
-func routeMatch(m config.Match) *route.RouteMatch {
+// routeMatch matches the path, the methods and the headers.
+func routeMatch(m *RouteMatch) *route.RouteMatch {
 	rm := &route.RouteMatch{}
-	kind, value := m.PathMatch()
-	switch kind {
+	switch m.PathKind {
 	case config.PathExact:
-		rm.PathSpecifier = &route.RouteMatch_Path{Path: value}
+		rm.PathSpecifier = &route.RouteMatch_Path{Path: m.Path}
 	case config.PathPrefix:
-		rm.PathSpecifier = &route.RouteMatch_Prefix{Prefix: value}
+		rm.PathSpecifier = &route.RouteMatch_Prefix{Prefix: m.Path}
 	case config.PathSeparatedPrefix:
-		rm.PathSpecifier = &route.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: value}
+		rm.PathSpecifier = &route.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: m.Path}
 	case config.PathRegex:
-		rm.PathSpecifier = &route.RouteMatch_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: value}}
+		rm.PathSpecifier = &route.RouteMatch_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: m.Path}}
 	}
-	if !m.IsCaseSensitive() {
+	if m.IgnoreCase {
 		rm.CaseSensitive = wrapperspb.Bool(false)
 	}
 	if h := methodMatcher(m.Methods); h != nil {
 		rm.Headers = []*route.HeaderMatcher{h}
 	}
-	for _, h := range m.Headers {
-		rm.Headers = append(rm.Headers, headerMatcher(h))
+	for i := range m.Headers {
+		rm.Headers = append(rm.Headers, headerMatcher(&m.Headers[i]))
 	}
 	return rm
 }
 
-// headerMatcher is one header matcher of the config as Envoy's.
-func headerMatcher(h config.HeaderMatch) *route.HeaderMatcher {
+// headerMatcher is one header matcher as Envoy's.
+func headerMatcher(h *HeaderMatch) *route.HeaderMatcher {
 	out := &route.HeaderMatcher{Name: h.Name, InvertMatch: h.Invert}
-	kind, value := h.Kind()
 	var sm *matcher.StringMatcher
-	switch kind {
+	switch h.Kind {
 	case config.StringPresent:
-		out.HeaderMatchSpecifier = &route.HeaderMatcher_PresentMatch{PresentMatch: value == "true"}
+		out.HeaderMatchSpecifier = &route.HeaderMatcher_PresentMatch{PresentMatch: h.Value == "true"}
 		return out
 	case config.StringExact:
-		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: value}}
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Exact{Exact: h.Value}}
 	case config.StringPrefix:
-		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: value}}
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Prefix{Prefix: h.Value}}
 	case config.StringSuffix:
-		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Suffix{Suffix: value}}
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Suffix{Suffix: h.Value}}
 	case config.StringContains:
-		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Contains{Contains: value}}
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_Contains{Contains: h.Value}}
 	case config.StringRegex:
-		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: value}}}
+		sm = &matcher.StringMatcher{MatchPattern: &matcher.StringMatcher_SafeRegex{SafeRegex: &matcher.RegexMatcher{Regex: h.Value}}}
 	}
 	sm.IgnoreCase = h.IgnoreCase
 	out.HeaderMatchSpecifier = &route.HeaderMatcher_StringMatch{StringMatch: sm}
@@ -142,8 +131,8 @@ func methodMatcher(methods []string) *route.HeaderMatcher {
 }
 
 // extAuthzPerRoute labels a protected route for the policy with its context extensions
-// (config.VirtualHost.RouteExtensions, the route contract authz's own table yields too), or
-// disables ext_authz on a public one (nil extensions).
+// (Route.Extensions: the route contract authz's own table yields too), or disables ext_authz
+// on a public one (nil extensions).
 func extAuthzPerRoute(ext map[string]string) *extauthz.ExtAuthzPerRoute {
 	if ext == nil {
 		return disabledExtAuthz()

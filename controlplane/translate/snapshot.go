@@ -26,6 +26,24 @@ func (f *Fleet) Snapshot() (*cache.Snapshot, error) {
 	return f.snapshot(versions)
 }
 
+// TypeName is the short name of a resource type URL ("clusters", ..., "other" for a type a
+// fleet does not carry): the xDS server's metric labels and /status, and the golden files.
+func TypeName(typeURL string) string {
+	switch typeURL {
+	case resource.ClusterType:
+		return "clusters"
+	case resource.EndpointType:
+		return "endpoints"
+	case resource.ListenerType:
+		return "listeners"
+	case resource.RouteType:
+		return "routes"
+	case resource.SecretType:
+		return "secrets"
+	}
+	return "other"
+}
+
 // snapshot packs the resources with the given versions (nil: none, for Consistent alone).
 func (f *Fleet) snapshot(versions map[resource.Type]string) (*cache.Snapshot, error) {
 	s := &cache.Snapshot{}

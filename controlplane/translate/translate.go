@@ -2,9 +2,13 @@
 // checks them the way Envoy will: every message and every typed config packed in an Any passes
 // ValidateAll, every reference resolves, and the snapshot is Consistent.
 //
-// Each Envoy message comes from one small builder function (cluster, endpoints, listener,
-// HTTP connection manager, ext_authz, route, secret), so a change to the emitted config is a
-// change to one function and shows in the golden files under testdata.
+// It works in two steps. resolve (resolve.go) makes each fleet's Model (model.go) from the
+// config once: names assigned (package names holds every one), upstreams found and their
+// endpoints parsed, certificates and CAs read and checked (files.go), each protected route's
+// contract computed. Then each Envoy message comes from one small builder that reads only the
+// model (clusters.go, listeners.go, routes.go, metadata.go, secrets.go, authztls.go), so a
+// change to the emitted config is a change to one function and shows in the golden files
+// under testdata/out, one file per case and resource type.
 package translate
 
 import (
@@ -19,9 +23,6 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane/config"
 )
-
-// ReadFileFunc reads a certificate or key file; os.ReadFile in production.
-type ReadFileFunc func(path string) ([]byte, error)
 
 // Fleet is the translated, validated configuration of one fleet.
 type Fleet struct {
@@ -79,96 +80,16 @@ func Build(ctx context.Context, cfg *config.Config, readFile ReadFileFunc) (map[
 	return out, nil
 }
 
-func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			pe, ok := r.(packError)
-			if !ok {
-				panic(r)
-			}
-			err = fmt.Errorf("packing a typed config: %w", pe.err)
-		}
-	}()
-	var (
-		clusters  []types.Resource
-		endpoints []types.Resource
-		listeners []types.Resource
-		routes    []types.Resource
-		secrets   []types.Resource
-		errs      []error
-	)
-
-	authz := authzUpstream(cfg.Authz)
-	c, eds := upstreamCluster(authz, true)
-	if cfg.Authz.TLS != nil {
-		ts, s, err := authzTLS(cfg, f, files)
-		if err != nil {
-			return nil, err
-		}
-		c.TransportSocket = ts
-		for _, x := range s {
-			secrets = append(secrets, x)
-		}
+func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (*Fleet, error) {
+	m, err := resolve(cfg, f, files)
+	if err != nil {
+		return nil, err
 	}
-	clusters = append(clusters, c)
-	if eds != nil {
-		endpoints = append(endpoints, eds)
+	res, err := resources(m)
+	if err != nil {
+		return nil, err
 	}
-
-	used := map[string]bool{}
-	for li := range f.Listeners {
-		l := &f.Listeners[li]
-		var secretName string
-		if l.TLS.Enabled() {
-			s, err := listenerSecret(l, files)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("listener %q: %w", l.Name, err))
-				continue
-			}
-			secrets = append(secrets, s)
-			secretName = s.GetName()
-			if l.TLS.ClientCAFile != "" {
-				ca, err := caSecret(config.ClientCASecretName(l.Name), l.TLS.ClientCAFile, files)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("listener %q: tls: client_%w", l.Name, err))
-					continue
-				}
-				secrets = append(secrets, ca)
-			}
-		}
-		listeners = append(listeners, httpListener(l, cfg.Authz, secretName))
-		routes = append(routes, routeConfiguration(l, cfg))
-		for _, vh := range l.VirtualHosts {
-			for _, r := range vh.Routes {
-				used[r.Upstream] = true
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	for i := range cfg.Upstreams {
-		u := &cfg.Upstreams[i]
-		if !used[u.Name] {
-			continue
-		}
-		c, eds := upstreamCluster(u, false)
-		clusters = append(clusters, c)
-		if eds != nil {
-			endpoints = append(endpoints, eds)
-		}
-	}
-
-	fl := &Fleet{
-		Name: f.Name,
-		Resources: map[resource.Type][]types.Resource{
-			resource.ClusterType:  sortByName(clusters),
-			resource.EndpointType: sortByName(endpoints),
-			resource.ListenerType: sortByName(listeners),
-			resource.RouteType:    sortByName(routes),
-			resource.SecretType:   sortByName(secrets),
-		},
-	}
+	fl := &Fleet{Name: m.Fleet, Resources: res}
 	if err := fl.validate(); err != nil {
 		return nil, err
 	}
@@ -178,6 +99,42 @@ func buildFleet(cfg *config.Config, f *config.Fleet, files *fileCache) (_ *Fleet
 	}
 	fl.Encoded, fl.Versions = encoded, versions
 	return fl, nil
+}
+
+// resources builds every Envoy resource of the model, each type sorted by name.
+func resources(m *Model) (_ map[resource.Type][]types.Resource, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pe, ok := r.(packError)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("packing a typed config: %w", pe.err)
+		}
+	}()
+	var clusters, endpoints, listeners, routes, secrets []types.Resource
+	for i := range m.Clusters {
+		c, eds := clusterResources(&m.Clusters[i])
+		clusters = append(clusters, c)
+		if eds != nil {
+			endpoints = append(endpoints, eds)
+		}
+	}
+	for i := range m.Listeners {
+		l := &m.Listeners[i]
+		listeners = append(listeners, httpListener(l, &m.ExtAuthz))
+		routes = append(routes, routeConfiguration(l))
+	}
+	for i := range m.Secrets {
+		secrets = append(secrets, secret(&m.Secrets[i]))
+	}
+	return map[resource.Type][]types.Resource{
+		resource.ClusterType:  sortByName(clusters),
+		resource.EndpointType: sortByName(endpoints),
+		resource.ListenerType: sortByName(listeners),
+		resource.RouteType:    sortByName(routes),
+		resource.SecretType:   sortByName(secrets),
+	}, nil
 }
 
 type named interface{ GetName() string }
@@ -195,27 +152,4 @@ func nameOf(r types.Resource) string {
 func sortByName(rs []types.Resource) []types.Resource {
 	sort.Slice(rs, func(i, j int) bool { return nameOf(rs[i]) < nameOf(rs[j]) })
 	return rs
-}
-
-// fileCache reads each file once per Build, so one certificate shared by listeners is read
-// once and every listener sees the same bytes.
-type fileCache struct {
-	read  ReadFileFunc
-	files map[string][]byte
-}
-
-func newFileCache(read ReadFileFunc) *fileCache {
-	return &fileCache{read: read, files: map[string][]byte{}}
-}
-
-func (c *fileCache) get(path string) ([]byte, error) {
-	if b, ok := c.files[path]; ok {
-		return b, nil
-	}
-	b, err := c.read(path)
-	if err != nil {
-		return nil, err
-	}
-	c.files[path] = b
-	return b, nil
 }

@@ -3,13 +3,14 @@ package translate
 import (
 	"context"
 	"errors"
-	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 	"github.com/scopegate/scopegate/internal/contract"
 )
 
@@ -112,7 +114,7 @@ func TestComposeConfigs(t *testing.T) {
 			want := map[string]string{"orders-read": "orders:read", "orders-write": "orders:write", "admin": "admin"}
 			for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
 				per := &extauthz.ExtAuthzPerRoute{}
-				if err := r.GetTypedPerFilterConfig()[ExtAuthzFilterName].UnmarshalTo(per); err != nil {
+				if err := r.GetTypedPerFilterConfig()[names.ExtAuthzFilter].UnmarshalTo(per); err != nil {
 					t.Fatal(err)
 				}
 				if r.GetName() == "health" || r.GetName() == "api.resource-metadata" {
@@ -210,15 +212,15 @@ func TestAuthzTLSSecretsReferenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := fleets["edge"]
-	var names []string
+	var secretNames []string
 	for _, s := range f.Resources[resource.SecretType] {
-		names = append(names, nameOf(s))
+		secretNames = append(secretNames, nameOf(s))
 	}
-	if want := "https.tls scopegate_authz.ca scopegate_authz.client"; strings.Join(names, " ") != want {
-		t.Fatalf("secrets = %v, want %s", names, want)
+	if want := "https.tls scopegate_authz.ca scopegate_authz.client"; strings.Join(secretNames, " ") != want {
+		t.Fatalf("secrets = %v, want %s", secretNames, want)
 	}
 	for _, c := range f.Resources[resource.ClusterType] {
-		if c.(*cluster.Cluster).GetName() == config.AuthzClusterName {
+		if c.(*cluster.Cluster).GetName() == names.AuthzCluster {
 			c.(*cluster.Cluster).TransportSocket = nil
 		}
 	}
@@ -285,7 +287,7 @@ func TestReferences(t *testing.T) {
 			f.Resources[resource.ClusterType] = f.Resources[resource.ClusterType][:1]
 		}, `cluster "scopegate_authz" does not exist`},
 		{"endpoints without cluster", func(f *Fleet) {
-			f.Resources[resource.EndpointType] = append(f.Resources[resource.EndpointType], loadAssignment(&config.Upstream{Name: "orphan", Endpoints: []string{"10.0.0.1:1"}}))
+			f.Resources[resource.EndpointType] = append(f.Resources[resource.EndpointType], loadAssignment(&Cluster{Name: "orphan", Endpoints: []Endpoint{{Host: "10.0.0.1", Port: 1}}}))
 		}, "snapshot is not consistent"},
 		{"listener to missing route configuration", func(f *Fleet) {
 			f.Resources[resource.RouteType] = []types.Resource{}

@@ -1,8 +1,9 @@
 package xdsserver
 
 import (
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scopegate/scopegate/controlplane/translate"
 )
 
 // metrics are the xDS server's Prometheus series. Fleet labels only ever carry configured
@@ -51,19 +52,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// TypeName is the short name of a resource type URL used in labels and /status.
-func TypeName(typeURL string) string {
-	switch typeURL {
-	case resource.ClusterType:
-		return "clusters"
-	case resource.EndpointType:
-		return "endpoints"
-	case resource.ListenerType:
-		return "listeners"
-	case resource.RouteType:
-		return "routes"
-	case resource.SecretType:
-		return "secrets"
-	}
-	return "other"
-}
+// TypeName is the short name of a resource type URL used in labels and /status
+// (translate.TypeName: the golden files are named the same).
+func TypeName(typeURL string) string { return translate.TypeName(typeURL) }

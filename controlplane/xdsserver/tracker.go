@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/spiffe"
 )
 
 // maxPendingDeltaNonces bounds the delta responses remembered while awaiting their ACK.
@@ -166,7 +166,7 @@ func (t *tracker) identify(st *streamState, node *core.Node) error {
 	}
 	st.node, st.fleet = node.GetId(), node.GetCluster()
 	if t.trustDomain != "" {
-		if want := config.FleetSpiffeID(t.trustDomain, st.fleet); len(st.peerIDs) != 1 || st.peerIDs[0] != want {
+		if want := spiffe.FleetID(t.trustDomain, st.fleet); len(st.peerIDs) != 1 || st.peerIDs[0] != want {
 			t.metrics.identityDenied.WithLabelValues("fleet_mismatch").Inc()
 			t.log.Warn("xds node refused: its client certificate does not name its fleet", "node", st.node, "fleet", st.fleet,
 				"certificate_uris", st.peerIDs, "want", want, "peer", st.peer, "stream", streamName(st.key))

@@ -5,6 +5,7 @@ import (
 	"os"
 
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 	"github.com/scopegate/scopegate/extauthz/routes"
 )
 
@@ -97,7 +98,7 @@ func TableInputs(vhosts []xdsconfig.VirtualHost) []routes.VirtualHost {
 		in := routes.VirtualHost{Name: vh.Name, Domains: vh.Domains}
 		if m := vh.ResourceMetadata; m != nil {
 			in.Routes = append(in.Routes, routes.Route{
-				Name: xdsconfig.MetadataRouteName(vh),
+				Name: names.MetadataRoute(vh.Name),
 				Path: routes.PathMatch{Kind: routes.PathExact, Value: m.DocumentPath()},
 				Document: &routes.Document{Body: vh.MetadataDocument(), ContentType: "application/json",
 					CacheControl: m.CacheControl()},

@@ -16,6 +16,7 @@ import (
 
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
+	"github.com/scopegate/scopegate/controlplane/translate/names"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/routes"
 )
@@ -193,7 +194,7 @@ next:
 			return c
 		}
 		var per extauthzv3.ExtAuthzPerRoute
-		if err := r.GetTypedPerFilterConfig()[translate.ExtAuthzFilterName].UnmarshalTo(&per); err != nil {
+		if err := r.GetTypedPerFilterConfig()[names.ExtAuthzFilter].UnmarshalTo(&per); err != nil {
 			t.Fatalf("route %s: %v", r.GetName(), err)
 		}
 		c.public = per.GetDisabled()

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/spiffe"
 )
 
 // DefaultTrustDomain is the demo's SPIFFE trust domain.
@@ -146,17 +148,6 @@ func (ca *CA) Issue(l Leaf) (certPEM, keyPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), nil
 }
 
-// SpiffeID is the SPIFFE ID spiffe://trustDomain/path.
-func SpiffeID(trustDomain, path string) string {
-	return "spiffe://" + trustDomain + "/" + strings.TrimPrefix(path, "/")
-}
-
-// FleetSpiffeID is the identity an Envoy of fleet presents to scopegate xds: its URI SAN must
-// name the fleet it asks for (node.cluster).
-func FleetSpiffeID(trustDomain, fleet string) string {
-	return SpiffeID(trustDomain, "fleet/"+fleet)
-}
-
 // SetOptions say which internal-hop certificates WriteSet issues.
 type SetOptions struct {
 	// TrustDomain is the SPIFFE trust domain of every identity (default "scopegate.demo").
@@ -209,13 +200,13 @@ func WriteSet(dir string, o SetOptions) (*CA, error) {
 		l := Leaf{Name: svc, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(o.Validity), Client: true}
 		switch svc {
 		case "envoy":
-			l.URIs = []string{FleetSpiffeID(o.TrustDomain, o.Fleet)}
+			l.URIs = []string{spiffe.FleetID(o.TrustDomain, o.Fleet)}
 			l.Hosts = []string{"envoy"}
 		case AuthzClient:
-			l.URIs = []string{SpiffeID(o.TrustDomain, AuthzClient)}
+			l.URIs = []string{spiffe.ID(o.TrustDomain, AuthzClient)}
 		default:
 			l.Server = true
-			l.URIs = []string{SpiffeID(o.TrustDomain, svc)}
+			l.URIs = []string{spiffe.ID(o.TrustDomain, svc)}
 			l.Hosts = append([]string{svc}, o.Hosts...)
 		}
 		if _, _, err := ca.WriteLeaf(dir, svc, l); err != nil {
