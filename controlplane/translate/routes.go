@@ -113,8 +113,9 @@ func methodMatcher(methods []string) *route.HeaderMatcher {
 
 // extAuthzPerRoute labels a protected route for the policy (route name, required scopes
 // space-separated, mode "shadow" for shadow routes, binding "required" for routes that take
-// only sender-constrained tokens, and the resource metadata document's URL for the 401
-// challenge) or disables ext_authz on a public one.
+// only sender-constrained tokens, the RFC 9470 step-up requirements acr_values (space-separated)
+// and max_age (seconds), and the resource metadata document's URL for the 401 challenge) or
+// disables ext_authz on a public one.
 func extAuthzPerRoute(r *config.Route, docURL string) *extauthz.ExtAuthzPerRoute {
 	if r.Public {
 		return disabledExtAuthz()
@@ -128,6 +129,12 @@ func extAuthzPerRoute(r *config.Route, docURL string) *extauthz.ExtAuthzPerRoute
 	}
 	if r.Binding == contract.BindingRequired {
 		ext[contract.ExtBinding] = contract.BindingRequired
+	}
+	if len(r.ACRValues) > 0 {
+		ext[contract.ExtACRValues] = strings.Join(r.ACRValues, " ")
+	}
+	if r.MaxAge > 0 {
+		ext[contract.ExtMaxAge] = contract.FormatMaxAge(r.MaxAge)
 	}
 	if docURL != "" {
 		ext[contract.ExtResourceMetadata] = docURL

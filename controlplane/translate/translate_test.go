@@ -81,7 +81,8 @@ func TestComposeConfigs(t *testing.T) {
 	// The demo's /certs (compose) and dev-certs (local) files, made at start-up, stand in as
 	// the test certificate.
 	testCert := map[string]string{"tls.crt": "testdata/certs/tls.crt", "tls.key": "testdata/certs/tls.key",
-		"ca.crt": "testdata/certs/tls.crt", "envoy.crt": "testdata/certs/tls.crt", "envoy.key": "testdata/certs/tls.key"}
+		"ca.crt": "testdata/certs/tls.crt", "envoy.crt": "testdata/certs/tls.crt", "envoy.key": "testdata/certs/tls.key",
+		"authz-client.crt": "testdata/certs/tls.crt", "authz-client.key": "testdata/certs/tls.key"}
 	read := func(p string) ([]byte, error) {
 		if d := filepath.Base(filepath.Dir(p)); d == "certs" || d == "dev-certs" {
 			if sub, ok := testCert[filepath.Base(p)]; ok {

@@ -5,6 +5,12 @@
 // itself.
 package contract
 
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
 // Context extension keys: ExtAuthzPerRoute.check_settings.context_extensions on a protected
 // route, input.route in the policy.
 const (
@@ -21,6 +27,13 @@ const (
 	// metadata document; authz names it in every challenge (RFC 9728 §5.1). Absent when the
 	// virtual host publishes none.
 	ExtResourceMetadata = "resource_metadata"
+	// ExtACRValues are the authentication context classes the route accepts, space-separated
+	// (RFC 9470): the token's acr must be one of them (input.route.acr_values, a list).
+	ExtACRValues = "acr_values"
+	// ExtMaxAge is the most seconds since the user's authentication the route accepts, a
+	// decimal integer (RFC 9470 max_age): the token's auth_time must be that recent, give or
+	// take the issuer's leeway (input.route.max_age, a number).
+	ExtMaxAge = "max_age"
 )
 
 // BindingRequired is the value of ExtBinding on a route that refuses plain bearer tokens.
@@ -112,6 +125,18 @@ const (
 	ReasonIntrospectionOverloaded Reason = "introspection_overloaded"
 )
 
+// Step-up reasons (RFC 9470).
+const (
+	// ReasonInsufficientUserAuthentication: the token is valid, but the sign-in behind it is not
+	// strong or recent enough for the route (acr_values, max_age) or for the policy (a step-up
+	// decision): 401 with error="insufficient_user_authentication" and what to ask for.
+	ReasonInsufficientUserAuthentication Reason = "insufficient_user_authentication"
+	// ReasonInvalidRoute: the route's context extensions hold a requirement authz can't read
+	// (a max_age that is no whole number of seconds, an acr value with a forbidden character):
+	// 500, never an allow; only a control plane other than ours can send one.
+	ReasonInvalidRoute Reason = "invalid_route"
+)
+
 // Service-side reasons.
 const (
 	// ReasonNoPolicy: the policy comes from a bundle server and no good bundle has arrived
@@ -136,5 +161,77 @@ func Reasons() []Reason {
 		ReasonInvalidClaims, ReasonInvalidToken, ReasonNoKeys, ReasonKeyRefreshPending,
 		ReasonNotDPoPBound, ReasonDPoPDowngrade, ReasonCertificateMismatch, ReasonBindingRequired,
 		ReasonInactive, ReasonIntrospectionUnavailable, ReasonIntrospectionOverloaded,
-		ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied}
+		ReasonInsufficientUserAuthentication, ReasonInvalidRoute, ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied}
+}
+
+// MaxMaxAge bounds max_age (a year): a larger value is a unit mistake, not a requirement.
+const MaxMaxAge = 366 * 24 * 60 * 60
+
+// FormatMaxAge is the ExtMaxAge value of a route's max_age: whole seconds, in decimal. The
+// control plane has checked that d is a positive whole number of seconds.
+func FormatMaxAge(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
+
+// ParseMaxAge reads an ExtMaxAge value: a decimal integer of seconds from 0 to MaxMaxAge, no
+// sign, no unit. It does not allocate (it runs on every Check of such a route).
+func ParseMaxAge(s string) (int64, bool) {
+	if s == "" || len(s) > 8 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, n <= MaxMaxAge
+}
+
+// ValidACR reports whether s can be an acr value in a route, a challenge or an authorization
+// request: RFC 6749's scope-token characters (%x21 / %x23-5B / %x5D-7E), so that the
+// space-separated acr_values list and the quoted challenge parameter carry it unchanged (no
+// space, quote, backslash or control character can reach a header). At most 256 bytes.
+func ValidACR(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidACRValues reports whether s is an ExtACRValues value: one or more ValidACR values
+// separated by single spaces, no leading or trailing space. It does not allocate.
+func ValidACRValues(s string) bool {
+	if s == "" {
+		return false
+	}
+	for s != "" {
+		v, rest, found := strings.Cut(s, " ")
+		if !ValidACR(v) || (found && rest == "") {
+			return false
+		}
+		s = rest
+	}
+	return true
+}
+
+// HasACR reports whether acr is one of the space-separated values in list (exact, case
+// sensitive). It does not allocate.
+func HasACR(list, acr string) bool {
+	if acr == "" {
+		return false
+	}
+	for list != "" {
+		var v string
+		v, list, _ = strings.Cut(list, " ")
+		if v == acr {
+			return true
+		}
+	}
+	return false
 }
