@@ -51,8 +51,8 @@ func (pt *perToken) tokenTerm(id *token.Identity) *ast.Term {
 
 // decisionKey is everything a cacheable decision can depend on besides the token.
 type decisionKey struct {
-	rev                         *policy.Revision
-	route, scopes, mode, method string
+	rev                                           *policy.Revision
+	route, scopes, mode, acrValues, maxAge, method string
 }
 
 // maxDecisionsPerToken bounds the per-token decision cache.
@@ -84,13 +84,13 @@ func (pt *perToken) remember(k decisionKey, d *policy.Decision) {
 
 // cacheKey returns the decision key when rev's decisions may be reused for this request:
 // the policy reads nothing of the request beyond the method, and the route carries no
-// extension beyond route, scopes and mode.
+// extension beyond route, scopes, mode and its step-up requirements.
 func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
 	if !rev.Reads.Cacheable {
 		return decisionKey{}, false
 	}
 	n := 0
-	for _, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode} {
+	for _, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues, contract.ExtMaxAge} {
 		if _, ok := ext[name]; ok {
 			n++
 		}
@@ -98,7 +98,8 @@ func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decis
 	if n != len(ext) {
 		return decisionKey{}, false
 	}
-	return decisionKey{rev: rev, route: ext[contract.ExtRoute], scopes: ext[contract.ExtScopes], mode: ext[contract.ExtMode], method: method}, true
+	return decisionKey{rev: rev, route: ext[contract.ExtRoute], scopes: ext[contract.ExtScopes], mode: ext[contract.ExtMode],
+		acrValues: ext[contract.ExtACRValues], maxAge: ext[contract.ExtMaxAge], method: method}, true
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can

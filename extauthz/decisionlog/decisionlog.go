@@ -47,6 +47,8 @@ type Record struct {
 	Duration      time.Duration
 	// RequestID is Envoy's request id (x-request-id), for finding the request elsewhere.
 	RequestID string
+	// StepUp is what a step-up requirement asked and what the token had (when Applied).
+	StepUp StepUp
 	// View and Identity are what the policy input is built from, set once the token is
 	// verified; the input is built only for a line that is written with WithInput.
 	View     policy.View // a copy: a pointer to the caller's would move it to the heap
@@ -172,6 +174,9 @@ func (l *Logger) Log(r *Record) {
 			b = quote(b, s)
 		}
 		b = append(b, ']')
+	}
+	if r.StepUp.Applied {
+		b = appendStepUp(b, &r.StepUp)
 	}
 	b = field(b, "policy_revision", r.Revision)
 	b = append(b, `,"duration_us":`...)
