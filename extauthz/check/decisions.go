@@ -89,17 +89,19 @@ func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decis
 	if !rev.Reads.Cacheable {
 		return decisionKey{}, false
 	}
+	// One lookup per name, values kept: this runs on every Check of a cacheable revision.
+	var vals [5]string
 	n := 0
-	for _, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues, contract.ExtMaxAge} {
-		if _, ok := ext[name]; ok {
+	for i, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues, contract.ExtMaxAge} {
+		if v, ok := ext[name]; ok {
+			vals[i] = v
 			n++
 		}
 	}
 	if n != len(ext) {
 		return decisionKey{}, false
 	}
-	return decisionKey{rev: rev, route: ext[contract.ExtRoute], scopes: ext[contract.ExtScopes], mode: ext[contract.ExtMode],
-		acrValues: ext[contract.ExtACRValues], maxAge: ext[contract.ExtMaxAge], method: method}, true
+	return decisionKey{rev: rev, route: vals[0], scopes: vals[1], mode: vals[2], acrValues: vals[3], maxAge: vals[4], method: method}, true
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can

@@ -193,45 +193,66 @@ func ParseMaxAge(s string) (int64, bool) {
 // space-separated acr_values list and the quoted challenge parameter carry it unchanged (no
 // space, quote, backslash or control character can reach a header). At most 256 bytes.
 func ValidACR(s string) bool {
-	if s == "" || len(s) > 256 {
+	if s == "" || len(s) > maxACR {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c == '"' || c == '\\' || c > 0x7e {
+		if !acrChar(s[i]) {
 			return false
 		}
 	}
 	return true
 }
 
+const maxACR = 256
+
+func acrChar(c byte) bool { return acrChars[c] }
+
+// acrChars marks the bytes an acr value may hold: a table keeps the per-byte test one load.
+var acrChars = func() (t [256]bool) {
+	for c := 0x21; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // ValidACRValues reports whether s is an ExtACRValues value: one or more ValidACR values
-// separated by single spaces, no leading or trailing space. It does not allocate.
+// separated by single spaces, no leading or trailing space. One pass, no allocation: it runs
+// on every Check of such a route.
 func ValidACRValues(s string) bool {
-	if s == "" {
-		return false
-	}
-	for s != "" {
-		v, rest, found := strings.Cut(s, " ")
-		if !ValidACR(v) || (found && rest == "") {
-			return false
+	n := 0 // length of the current value
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if acrChars[c] {
+			n++
+			continue
 		}
-		s = rest
+		if c != ' ' || n == 0 || n > maxACR {
+			return false // a byte no acr holds, or a leading or double space
+		}
+		n = 0
 	}
-	return true
+	return n > 0 && n <= maxACR
 }
 
 // HasACR reports whether acr is one of the space-separated values in list (exact, case
-// sensitive). It does not allocate.
+// sensitive). One pass, no allocation.
 func HasACR(list, acr string) bool {
-	if acr == "" {
-		return false
+	if acr == "" || strings.IndexByte(acr, ' ') >= 0 {
+		return false // one value, never a list
 	}
-	for list != "" {
-		var v string
-		v, list, _ = strings.Cut(list, " ")
-		if v == acr {
+	for len(list) >= len(acr) {
+		if list[:len(acr)] == acr && (len(list) == len(acr) || list[len(acr)] == ' ') {
 			return true
 		}
+		i := 0
+		for i < len(list) && list[i] != ' ' {
+			i++
+		}
+		if i == len(list) {
+			return false
+		}
+		list = list[i+1:]
 	}
 	return false
 }
