@@ -169,7 +169,9 @@ func (p *challengeParser) token68() (string, bool) {
 	return p.s[start:i], true
 }
 
-func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
 
 // value reads a token or a quoted-string (with its quoted-pairs undone).
 func (p *challengeParser) value() (string, error) {

@@ -51,7 +51,7 @@ func (pt *perToken) tokenTerm(id *token.Identity) *ast.Term {
 
 // decisionKey is everything a cacheable decision can depend on besides the token.
 type decisionKey struct {
-	rev                                           *policy.Revision
+	rev                                            *policy.Revision
 	route, scopes, mode, acrValues, maxAge, method string
 }
 

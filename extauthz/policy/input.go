@@ -29,17 +29,17 @@ type Route struct {
 
 // Token is input.token.
 type Token struct {
-	Issuer   string         `json:"issuer"`
-	Iss      string         `json:"iss"`
-	Sub      string         `json:"sub"`
-	ClientID string         `json:"client_id"`
-	Aud      []string       `json:"aud"`
-	Scopes   []string       `json:"scopes"`
-	Exp      int64          `json:"exp"`
-	Iat      int64          `json:"iat"`
-	JTI      string         `json:"jti"`
-	Binding  string         `json:"binding"`
-	Source   string         `json:"source"` // "jwt" or "introspection"
+	Issuer   string   `json:"issuer"`
+	Iss      string   `json:"iss"`
+	Sub      string   `json:"sub"`
+	ClientID string   `json:"client_id"`
+	Aud      []string `json:"aud"`
+	Scopes   []string `json:"scopes"`
+	Exp      int64    `json:"exp"`
+	Iat      int64    `json:"iat"`
+	JTI      string   `json:"jti"`
+	Binding  string   `json:"binding"`
+	Source   string   `json:"source"` // "jwt" or "introspection"
 	// ACR, AMR and AuthTime are the user's authentication: "", [] and 0 when the token does
 	// not say.
 	ACR      string         `json:"acr"`
