@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -151,4 +152,21 @@ func (s *Service) now(rec *decisionlog.Record) time.Time {
 		return s.o.Now()
 	}
 	return rec.Time
+}
+
+// StepUpReport is, for `scopegate check`, the step-up requirement of the route whose context
+// extensions are ext against id's sign-in at now: what is required, what the token has (in
+// su) and whether it is met. su is nil when the route requires nothing; err when ext holds a
+// requirement authz refuses to read.
+func StepUpReport(ext map[string]string, id *token.Identity, now time.Time) (su *decisionlog.StepUp, met bool, err error) {
+	r, ok := routeRequirement(ext)
+	if !ok {
+		return nil, false, fmt.Errorf("the route's %s %q / %s %q is not what authz accepts (refused with 500 %s)",
+			contract.ExtACRValues, ext[contract.ExtACRValues], contract.ExtMaxAge, ext[contract.ExtMaxAge], contract.ReasonInvalidRoute)
+	}
+	if !r.any() {
+		return nil, true, nil
+	}
+	rec := r.record(id, now)
+	return &rec, r.unmet(id, now) == 0, nil
 }
