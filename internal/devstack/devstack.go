@@ -261,6 +261,10 @@ Next steps, in another shell from the repository root (scopegate = bin/scopegate
 
   # a user: authorization code + PKCE; open the printed URL, sign in as alice/alice (or bob/bob)
   scopegate token login
+  # step-up (RFC 9470): deleting an order needs a second factor (alice's demo code: 123456)
+  scopegate check $AUTHZ --token "$(scopegate token print)" --method DELETE --path /orders/1 \
+      --route orders-delete --scopes orders:write --acr-values urn:scopegate:demo:mfa --max-age 5m  # 401 + challenge
+  scopegate token step-up --challenge '<the www-authenticate value of that 401>'
   scopegate token refresh                              # rotates the refresh token
   scopegate idp rotate --admin {{.IDPAdmin}}   # new signing key; the old one stays published
 
