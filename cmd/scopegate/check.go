@@ -131,13 +131,13 @@ func reportStepUp(req *authv3.CheckRequest, id *token.Identity) *stepUpReport {
 	if su.MaxAge >= 0 {
 		r.Required.MaxAge = (time.Duration(su.MaxAge) * time.Second).String()
 	}
-	r.Token.ACR = su.ACR
-	if !su.AuthTime.IsZero() {
-		r.Token.AuthTime = su.AuthTime.UTC().Format(time.RFC3339)
-		r.Token.Age = su.Age().Truncate(time.Second).String()
+	r.Token.ACR = id.ACR
+	if !id.AuthTime.IsZero() {
+		r.Token.AuthTime = id.AuthTime.UTC().Format(time.RFC3339)
+		r.Token.Age = su.Age(id).Truncate(time.Second).String()
 	}
 	if !met {
-		r.Detail = su.Detail()
+		r.Detail = su.Detail(id)
 	}
 	return r
 }

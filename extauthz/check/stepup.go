@@ -40,10 +40,10 @@ func (r *requirement) any() bool { return r.acrValues != "" || r.maxAge != "" }
 // does not allocate.
 func routeRequirement(ext map[string]string) (r requirement, ok bool) {
 	if v, has := ext[contract.ExtACRValues]; has {
-		if !contract.ValidACRValues(v) {
+		if v == "" {
 			return r, false
 		}
-		r.acrValues = v
+		r.acrValues = v // checked by unmet before a challenge can name it
 	}
 	if v, has := ext[contract.ExtMaxAge]; has {
 		n, valid := contract.ParseMaxAge(v)
@@ -64,10 +64,16 @@ const (
 // unmet says what of r the token fails at now: its acr is not one of acr_values (a token
 // without acr fails), or its auth_time is older than max_age plus the issuer's leeway, or
 // later than now plus the leeway (a sign-in from the future can't vouch for freshness), or
-// absent.
-func (r *requirement) unmet(id *token.Identity, now time.Time) uint8 {
-	var u uint8
+// absent. invalid is set when acr_values is not a list authz accepts (the route is refused).
+func (r *requirement) unmet(id *token.Identity, now time.Time) (u uint8, invalid bool) {
+	// The list is checked only when the token's acr is not in it: a request that meets it
+	// needs no more than the lookup, and a list authz would not write into a challenge (a
+	// foreign control plane's) refuses every other token with 500. A token meets such a list
+	// only by naming one of its space-separated values exactly.
 	if r.acrValues != "" && !contract.HasACR(r.acrValues, id.ACR) {
+		if !contract.ValidACRValues(r.acrValues) {
+			return 0, true
+		}
 		u |= unmetACR
 	}
 	if r.maxAge != "" {
@@ -76,12 +82,12 @@ func (r *requirement) unmet(id *token.Identity, now time.Time) uint8 {
 			u |= unmetAge
 		}
 	}
-	return u
+	return u, false
 }
 
-// record is what the decision log keeps of r against the token.
-func (r *requirement) record(id *token.Identity, now time.Time) decisionlog.StepUp {
-	s := decisionlog.StepUp{Applied: true, ACRValues: r.acrValues, MaxAge: -1, ACR: id.ACR, AuthTime: id.AuthTime, Leeway: id.Leeway, Now: now}
+// record is what the decision log keeps of r (the token's side is the record's identity).
+func (r *requirement) record(now time.Time) decisionlog.StepUp {
+	s := decisionlog.StepUp{Applied: true, ACRValues: r.acrValues, MaxAge: -1, Now: now}
 	if r.maxAge != "" {
 		s.MaxAge = r.seconds
 	}
@@ -105,12 +111,16 @@ func (s *Service) checkRoute(v *policy.View, rec *decisionlog.Record, id *token.
 		return nil
 	}
 	now := s.now(rec)
-	rec.StepUp = r.record(id, now)
-	u := r.unmet(id, now)
+	rec.StepUp = r.record(now)
+	u, invalid := r.unmet(id, now)
+	if invalid {
+		rec.StepUp = decisionlog.StepUp{}
+		return s.invalidRoute(v, rec)
+	}
 	if u == 0 {
 		return nil
 	}
-	rec.Detail = rec.StepUp.Detail()
+	rec.Detail = rec.StepUp.Detail(id)
 	if s.o.Shadow || v.Attrs.GetContextExtensions()[contract.ExtMode] == contract.ModeShadow {
 		return s.shadowAllow(rec, pt, 401, contract.ReasonInsufficientUserAuthentication)
 	}
@@ -128,8 +138,8 @@ func (s *Service) policyStepUp(v *policy.View, rec *decisionlog.Record, id *toke
 		r.seconds = *dec.MaxAge
 		r.maxAge = strconv.FormatInt(r.seconds, 10)
 	}
-	rec.StepUp = r.record(id, s.now(rec))
-	rec.Detail = "the policy asked for step-up: " + rec.StepUp.Detail()
+	rec.StepUp = r.record(s.now(rec))
+	rec.Detail = "the policy asked for step-up: " + rec.StepUp.Detail(id)
 	rec.Allow, rec.Status, rec.Reason = false, 401, contract.ReasonInsufficientUserAuthentication
 	return buildDenial(denial{status: 401, code: codes.Unauthenticated, errCode: contract.ReasonInsufficientUserAuthentication,
 		description: "the request needs a stronger or more recent authentication", challenge: true, dpop: dpopScheme,
@@ -167,6 +177,10 @@ func StepUpReport(ext map[string]string, id *token.Identity, now time.Time) (su 
 	if !r.any() {
 		return nil, true, nil
 	}
-	rec := r.record(id, now)
-	return &rec, r.unmet(id, now) == 0, nil
+	rec := r.record(now)
+	u, invalid := r.unmet(id, now)
+	if invalid {
+		return nil, false, fmt.Errorf("the route's %s %q is not what authz accepts (refused with 500 %s)", contract.ExtACRValues, r.acrValues, contract.ReasonInvalidRoute)
+	}
+	return &rec, u == 0, nil
 }

@@ -31,8 +31,8 @@ func BenchmarkStepUpRequirement(b *testing.B) {
 					b.Fatal("invalid")
 				}
 				if r.any() {
-					rec := r.record(id, now)
-					if r.unmet(id, now) != 0 || !rec.Applied {
+					rec := r.record(now)
+					if u, invalid := r.unmet(id, now); u != 0 || invalid || !rec.Applied {
 						b.Fatal("unmet")
 					}
 				}

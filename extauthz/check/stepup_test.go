@@ -203,7 +203,10 @@ func TestStepUp(t *testing.T) {
 		{"step-up rule, second factor", policyStepUp, req(route(nil), bearer(tok(rw, "urn:mfa", nil, false)), "x-amount", "5000"), 200, "", nil},
 		// Requirements authz can't read refuse the route, whatever the token.
 		{"invalid max_age", r.svc, req(route(map[string]string{contract.ExtMaxAge: "5m"}), bearer(tok(rw, "urn:mfa", ago(time.Second), false))), 500, "", nil},
-		{"invalid acr_values", r.svc, req(route(map[string]string{contract.ExtACRValues: `urn:mfa "x"`}), bearer(tok(rw, `urn:mfa`, nil, false))), 500, "", nil},
+		{"invalid acr_values", r.svc, req(route(map[string]string{contract.ExtACRValues: `urn:mfa "x"`}), bearer(tok(rw, "urn:pwd", nil, false))), 500, "", nil},
+		{"invalid acr_values, never written: 500", r.svc, req(route(map[string]string{contract.ExtACRValues: "urn:mfa\r\nx-evil: 1"}), bearer(tok(rw, "", nil, false))), 500, "", nil},
+		// A token meets such a list only by naming one of its values exactly.
+		{"invalid acr_values, an exact value", r.svc, req(route(map[string]string{contract.ExtACRValues: `urn:mfa "x"`}), bearer(tok(rw, "urn:mfa", nil, false))), 200, "", nil},
 		{"empty acr_values", r.svc, req(route(map[string]string{contract.ExtACRValues: ""}), bearer(tok(rw, "urn:mfa", nil, false))), 500, "", nil},
 	}
 	for _, tt := range tests {

@@ -176,7 +176,7 @@ func (l *Logger) Log(r *Record) {
 		b = append(b, ']')
 	}
 	if r.StepUp.Applied {
-		b = appendStepUp(b, &r.StepUp)
+		b = appendStepUp(b, &r.StepUp, r.Identity)
 	}
 	b = field(b, "policy_revision", r.Revision)
 	b = append(b, `,"duration_us":`...)

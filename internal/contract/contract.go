@@ -236,23 +236,20 @@ func ValidACRValues(s string) bool {
 }
 
 // HasACR reports whether acr is one of the space-separated values in list (exact, case
-// sensitive). One pass, no allocation.
+// sensitive), whatever else list holds. It does not allocate; strings.Index does the scanning.
 func HasACR(list, acr string) bool {
 	if acr == "" || strings.IndexByte(acr, ' ') >= 0 {
 		return false // one value, never a list
 	}
-	for len(list) >= len(acr) {
-		if list[:len(acr)] == acr && (len(list) == len(acr) || list[len(acr)] == ' ') {
-			return true
-		}
-		i := 0
-		for i < len(list) && list[i] != ' ' {
-			i++
-		}
-		if i == len(list) {
+	for {
+		i := strings.Index(list, acr)
+		if i < 0 {
 			return false
+		}
+		end := i + len(acr)
+		if (i == 0 || list[i-1] == ' ') && (end == len(list) || list[end] == ' ') {
+			return true
 		}
 		list = list[i+1:]
 	}
-	return false
 }

@@ -60,3 +60,19 @@ func TestACRValues(t *testing.T) {
 		}
 	}
 }
+
+// HasACR finds acr exactly when it is one of the list's space-separated values.
+func FuzzHasACR(f *testing.F) {
+	for _, s := range [][2]string{{"urn:mfa urn:hwk", "urn:mfa"}, {" a", "a"}, {"a  b", "b"}, {"a\x00", "a"}, {"ab b", "b"}, {"a", "a b"}, {"aa a", "a"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, list, acr string) {
+		want := false
+		for _, v := range strings.Split(list, " ") {
+			want = want || (v == acr && acr != "" && !strings.Contains(acr, " "))
+		}
+		if got := HasACR(list, acr); got != want {
+			t.Fatalf("HasACR(%q, %q) = %v, want %v", list, acr, got, want)
+		}
+	})
+}
