@@ -90,10 +90,10 @@ type authRequest struct {
 	amr      []string  // the methods used (RFC 8176)
 	// secondFactorTries counts wrong second-factor codes on this request.
 	secondFactorTries int
-	granted  []string  // set at consent: requested ∩ client-allowed ∩ user-grantable (+ OIDC scopes)
-	done     bool
-	code     string
-	codeAt   time.Time
+	granted           []string // set at consent: requested ∩ client-allowed ∩ user-grantable (+ OIDC scopes)
+	done              bool
+	code              string
+	codeAt            time.Time
 }
 
 func (a *authRequest) GetID() string                         { return a.id }

@@ -58,7 +58,7 @@ func TestParseStepUp(t *testing.T) {
 		t.Errorf("got %+v, want %+v", su, want)
 	}
 	for in, wantErr := range map[string]string{
-		`Bearer realm="scopegate", error="insufficient_scope", scope="a"`:    `error="insufficient_scope"`,
+		`Bearer realm="scopegate", error="insufficient_scope", scope="a"`:     `error="insufficient_scope"`,
 		`Bearer realm="scopegate"`:                                            "does not ask for step-up",
 		`Bearer error="insufficient_user_authentication"`:                     "nothing to ask for",
 		`Bearer error="insufficient_user_authentication", max_age="5m"`:       "max_age",
