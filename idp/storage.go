@@ -85,15 +85,16 @@ type authRequest struct {
 	acrValues []string
 
 	subject  string    // set once the user logged in
-	authTime time.Time // when the user logged in (the last factor checked)
+	authTime time.Time // when the user logged in
 	acr      string    // the authentication context class reached: ACRPassword or ACRMFA
 	amr      []string  // the methods used (RFC 8176)
+	granted  []string  // set at consent: requested ∩ client-allowed ∩ user-grantable (+ OIDC scopes)
+	done     bool
+	code     string
+	codeAt   time.Time
+
 	// secondFactorTries counts wrong second-factor codes on this request.
 	secondFactorTries int
-	granted           []string // set at consent: requested ∩ client-allowed ∩ user-grantable (+ OIDC scopes)
-	done              bool
-	code              string
-	codeAt            time.Time
 }
 
 func (a *authRequest) GetID() string                         { return a.id }
