@@ -219,9 +219,9 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 	for _, tt := range tests {
 		for _, mode := range [][]string{{"--config", cfgPath}, {"--addr", srv.GRPCAddr()}} {
 			t.Run(tt.name+" "+mode[0], func(t *testing.T) {
-				out, _, code := runCode(t, append(append([]string{"check"}, mode...), tt.args...)...)
+				out, stderr, code := runCode(t, append(append([]string{"check"}, mode...), tt.args...)...)
 				if code != tt.code {
-					t.Fatalf("exit %d, want %d\n%s", code, tt.code, out)
+					t.Fatalf("exit %d, want %d\n%s%s", code, tt.code, out, stderr)
 				}
 				r := parseCheck(t, out)
 				if r.Status != tt.status || r.GRPCCode != tt.grpc || r.Unverified {
