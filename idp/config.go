@@ -96,6 +96,11 @@ type User struct {
 	Password string `yaml:"password"`
 	// Scopes are the API scopes this user may grant to a client.
 	Scopes []string `yaml:"scopes"`
+	// SecondFactor is the user's demo one-time code, asked for on a second step of the login
+	// page when the client requests acr_values urn:scopegate:demo:mfa (RFC 9470 step-up). It
+	// is fixed and in this file: a stand-in for TOTP or WebAuthn, for the demo only. Empty:
+	// the user has no second factor and can't step up.
+	SecondFactor string `yaml:"second_factor"`
 }
 
 // Tokens holds the token lifetimes.
@@ -294,6 +299,9 @@ func (c *Config) Validate() error {
 		usernames[u.Username] = true
 		if u.Password == "" {
 			add(p+".password", "required")
+		}
+		if u.SecondFactor != "" && (len(u.SecondFactor) < 6 || strings.Trim(u.SecondFactor, "0123456789") != "") {
+			add(p+".second_factor", "a code of at least 6 digits (or none)")
 		}
 		for j, s := range u.Scopes {
 			if !apiScopes[s] {

@@ -14,10 +14,10 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
 
-//go:embed templates/pages.html
+//go:embed templates/*.html
 var templateFS embed.FS
 
-var pages = template.Must(template.ParseFS(templateFS, "templates/pages.html"))
+var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
 
 // maxFormBytes bounds the login and consent form bodies.
 const maxFormBytes = 16 << 10
@@ -153,6 +153,14 @@ func (l *loginUI) submitLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	l.metrics.logins.WithLabelValues("success").Inc()
 	l.log.Info("login", "username", u.Username, "client_id", a.clientID)
+	if l.secondFactor(w, r, a, u) { // a second step when the client asked for a stronger sign-in
+		return
+	}
+	l.showConsent(w, a, u)
+}
+
+// showConsent renders the consent page of a signed-in request.
+func (l *loginUI) showConsent(w http.ResponseWriter, a *authRequest, u User) {
 	granted, refused := l.store.grantable(a, u)
 	d := l.page("Authorize")
 	d.ID, d.CSRF, d.ClientID, d.Username = a.id, a.csrf, a.clientID, u.Username
@@ -194,7 +202,7 @@ func (l *loginUI) submitConsent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if a.subject == "" {
+	if a.subject == "" || (a.wantsSecondFactor() && a.acr != ACRMFA) {
 		l.fail(w, http.StatusForbidden, "Sign in first.")
 		return
 	}

@@ -99,7 +99,7 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 		GrantTypeRefreshToken:    true,
 		SupportedUILocales:       []language.Tag{language.English},
 		SupportedScopes:          scopes,
-		SupportedClaims:          []string{"iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "auth_time", "nonce", "amr", "at_hash", "c_hash", "preferred_username"},
+		SupportedClaims:          []string{"iss", "sub", "aud", "exp", "iat", "jti", "client_id", "scope", "auth_time", "nonce", "acr", "amr", "at_hash", "c_hash", "preferred_username"},
 		DefaultLogoutRedirectURI: "/",
 	}, p.store, op.StaticIssuer(cfg.Issuer), op.WithAllowInsecure())
 	if err != nil {
@@ -133,6 +133,7 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 	mux.HandleFunc("GET "+PathLogin, l.showLogin)
 	mux.HandleFunc("POST "+PathLogin, l.submitLogin)
 	mux.HandleFunc("POST "+PathConsent, l.submitConsent)
+	mux.HandleFunc("POST "+PathSecondFactor, l.submitSecondFactor)
 	mux.HandleFunc("GET /{$}", l.home)
 	mux.Handle("/", opHandler)
 	p.handler = withClientCertificate(mux)
@@ -221,6 +222,7 @@ func (s *server) Discovery(ctx context.Context, r *op.Request[struct{}]) (*op.Re
 		d.IntrospectionEndpointAuthSigningAlgValuesSupported = nil
 		d.RevocationEndpointAuthSigningAlgValuesSupported = nil
 		d.ResponseModesSupported = []string{"query"}
+		d.ACRValuesSupported = ACRValuesSupported()
 	}
 	return resp, nil
 }
@@ -402,11 +404,12 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 	scopes := g.GetScopes()
 	apiScopes := slices.DeleteFunc(slices.Clone(scopes), reservedScope)
 	jti, iat, exp := p.store.newAccessToken()
+	an := authnOf(g)
 	var at string
 	var err error
 	if cl.opaque {
 		at, err = op.CreateBearerToken(jti, g.GetSubject(), p.crypto)
-		p.store.recordOpaque(jti, &opaqueRecord{subject: g.GetSubject(), clientID: cl.id, scopes: apiScopes, issuedAt: iat, expires: exp, jkt: jkt, x5t: certificateThumbprint(ctx)})
+		p.store.recordOpaque(jti, &opaqueRecord{subject: g.GetSubject(), clientID: cl.id, scopes: apiScopes, issuedAt: iat, expires: exp, jkt: jkt, x5t: certificateThumbprint(ctx), authn: an})
 	} else {
 		at, err = p.signAccessToken(accessTokenClaims{
 			Issuer:   p.cfg.Issuer,
@@ -418,6 +421,9 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 			IssuedAt: iat.Unix(),
 			Expiry:   exp.Unix(),
 			Cnf:      confirmation(jkt, certificateThumbprint(ctx)),
+			ACR:      an.acr,
+			AMR:      an.amr,
+			AuthTime: unixOrZero(an.authTime),
 		})
 	}
 	if err != nil {
@@ -444,7 +450,8 @@ func (p *Provider) tokenResponse(ctx context.Context, g grant, cl *client, curre
 	return resp, nil
 }
 
-// accessTokenClaims are exactly the claims RFC 9068 §2.2 requires of a JWT access token.
+// accessTokenClaims are the claims RFC 9068 §2.2 requires of a JWT access token, and for a
+// user's token the authentication claims of §2.2.1 (acr, amr, auth_time).
 type accessTokenClaims struct {
 	Issuer   string `json:"iss"`
 	Subject  string `json:"sub"`
@@ -456,6 +463,18 @@ type accessTokenClaims struct {
 	Expiry   int64  `json:"exp"`
 	// Cnf binds the token to the client's DPoP key (RFC 9449 §6.1), when it sent a proof.
 	Cnf *cnfClaim `json:"cnf,omitempty"`
+	// ACR, AMR and AuthTime state the user's authentication (RFC 9068 §2.2.1), which
+	// resource servers may require more of (RFC 9470); none for client credentials.
+	ACR      string   `json:"acr,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
+	AuthTime int64    `json:"auth_time,omitempty"`
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 type cnfClaim struct {

@@ -63,6 +63,7 @@ type opaqueRecord struct {
 	issuedAt, expires time.Time
 	jkt               string // the DPoP key the token is bound to, if any
 	x5t               string // the client certificate it is bound to, if any
+	authn             authn  // the user's authentication (none for client credentials)
 }
 
 // authRequest is one authorization request from /authorize to the code exchange.
@@ -79,17 +80,25 @@ type authRequest struct {
 	responseMode  oidc.ResponseMode
 	codeChallenge *oidc.CodeChallenge
 	csrf          string // binds the login and consent forms to the browser that opened them
+	// acrValues are the authentication context classes the client asked for (OpenID Connect
+	// acr_values, RFC 9470 §4): ACRMFA among them adds the second-factor step.
+	acrValues []string
 
 	subject  string    // set once the user logged in
 	authTime time.Time // when the user logged in
+	acr      string    // the authentication context class reached: ACRPassword or ACRMFA
+	amr      []string  // the methods used (RFC 8176)
 	granted  []string  // set at consent: requested ∩ client-allowed ∩ user-grantable (+ OIDC scopes)
 	done     bool
 	code     string
 	codeAt   time.Time
+
+	// secondFactorTries counts wrong second-factor codes on this request.
+	secondFactorTries int
 }
 
 func (a *authRequest) GetID() string                         { return a.id }
-func (a *authRequest) GetACR() string                        { return "" }
+func (a *authRequest) GetACR() string                        { return a.acr }
 func (a *authRequest) GetAudience() []string                 { return []string{a.clientID} } // the ID token's audience
 func (a *authRequest) GetAuthTime() time.Time                { return a.authTime }
 func (a *authRequest) GetClientID() string                   { return a.clientID }
@@ -106,7 +115,7 @@ func (a *authRequest) GetAMR() []string {
 	if a.subject == "" {
 		return nil
 	}
-	return []string{"pwd"}
+	return slices.Clone(a.amr)
 }
 
 func (a *authRequest) GetScopes() []string {
@@ -120,6 +129,8 @@ func (a *authRequest) clone() *authRequest {
 	c := *a
 	c.requested = slices.Clone(a.requested)
 	c.granted = slices.Clone(a.granted)
+	c.acrValues = slices.Clone(a.acrValues)
+	c.amr = slices.Clone(a.amr)
 	return &c
 }
 
@@ -134,6 +145,7 @@ type refreshRecord struct {
 	subject   string
 	scopes    []string
 	authTime  time.Time
+	acr       string
 	amr       []string
 	expiresAt time.Time
 }
@@ -150,6 +162,7 @@ type refreshRequest struct {
 }
 
 func (r *refreshRequest) GetAMR() []string       { return r.rec.amr }
+func (r *refreshRequest) GetACR() string         { return r.rec.acr }
 func (r *refreshRequest) GetAudience() []string  { return []string{r.rec.clientID} }
 func (r *refreshRequest) GetAuthTime() time.Time { return r.rec.authTime }
 func (r *refreshRequest) GetClientID() string    { return r.rec.clientID }
@@ -282,6 +295,7 @@ func (s *storage) CreateAuthRequest(_ context.Context, req *oidc.AuthRequest, _ 
 		responseMode:  req.ResponseMode,
 		codeChallenge: challenge,
 		csrf:          randomToken(32),
+		acrValues:     slices.Clone(req.ACRValues),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -413,7 +427,7 @@ func (s *storage) setUser(id, subject string) error {
 	if a.subject != "" && a.subject != subject {
 		return errors.New("another user already logged in on this authorization request")
 	}
-	a.subject, a.authTime = subject, s.now()
+	a.subject, a.authTime, a.acr, a.amr = subject, s.now(), ACRPassword, []string{AMRPassword}
 	return nil
 }
 
@@ -494,6 +508,7 @@ func (s *storage) issueRefresh(req op.TokenRequest, current, jkt string) (string
 			subject:  a.subject,
 			scopes:   slices.Clone(a.granted),
 			authTime: a.authTime,
+			acr:      a.acr,
 			amr:      a.GetAMR(),
 			jkt:      jkt,
 		}
@@ -696,6 +711,14 @@ func (s *storage) SetIntrospectionFromToken(_ context.Context, resp *oidc.Intros
 			resp.TokenType = TokenTypeDPoP
 		}
 		resp.Claims = map[string]any{"cnf": cnf}
+	}
+	if r.authn.acr != "" {
+		// RFC 9470 §6.2 registers acr and auth_time for introspection answers; amr rides along.
+		if resp.Claims == nil {
+			resp.Claims = map[string]any{}
+		}
+		resp.Claims["acr"], resp.Claims["amr"] = r.authn.acr, slices.Clone(r.authn.amr)
+		resp.AuthTime = oidc.FromTime(r.authn.authTime)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,11 @@ type LoginOptions struct {
 	// ListenAddr is the loopback address of the redirect listener (default "127.0.0.1:0", a
 	// random port: RFC 8252 §7.3 requires the provider to accept any port).
 	ListenAddr string
+	// ACRValues and MaxAge ask the provider for an authentication of one of these context
+	// classes, at most MaxAge ago (the OpenID Connect acr_values and max_age request
+	// parameters, which RFC 9470 §4 uses for step-up). Empty and nil: no such request.
+	ACRValues []string
+	MaxAge    *time.Duration
 }
 
 // CallbackPath is the redirect URI's path; the provider registers http://127.0.0.1/callback.
@@ -112,7 +118,17 @@ func Login(ctx context.Context, hc *http.Client, o LoginOptions) (*Entry, error)
 	}
 	verifier := oauth2.GenerateVerifier()
 	state := oauth2.GenerateVerifier() // 32 random bytes, base64url: a fine state value too
-	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier))
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
+	if len(o.ACRValues) > 0 {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", strings.Join(o.ACRValues, " ")))
+	}
+	if o.MaxAge != nil {
+		if *o.MaxAge < 0 {
+			return nil, fmt.Errorf("login: max_age %s is negative", *o.MaxAge)
+		}
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(int64(*o.MaxAge/time.Second), 10)))
+	}
+	authURL := conf.AuthCodeURL(state, opts...)
 
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc

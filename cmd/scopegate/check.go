@@ -44,6 +44,8 @@ type checkFlags struct {
 	unverified                       bool
 	method, path, host, scheme       string
 	route, scopes, mode              string
+	acrValues                        string
+	maxAge                           time.Duration
 	headers                          []string
 	timeout                          time.Duration
 	signing                          signingFlags // a signed --policy bundle
@@ -63,10 +65,17 @@ func (f *checkFlags) request() (*authv3.CheckRequest, error) {
 	if f.tok != "" {
 		r.Add("authorization", "Bearer "+strings.TrimPrefix(f.tok, "Bearer "))
 	}
-	for k, v := range map[string]string{contract.ExtRoute: f.route, contract.ExtScopes: f.scopes, contract.ExtMode: f.mode} {
+	for k, v := range map[string]string{contract.ExtRoute: f.route, contract.ExtScopes: f.scopes, contract.ExtMode: f.mode,
+		contract.ExtACRValues: strings.Join(strings.Fields(f.acrValues), " ")} {
 		if v != "" {
 			r.ContextExtensions[k] = v
 		}
+	}
+	if f.maxAge != 0 {
+		if f.maxAge < 0 || f.maxAge%time.Second != 0 {
+			return nil, usageErr(fmt.Errorf("--max-age %s: want a whole number of seconds (5m, 300s)", f.maxAge))
+		}
+		r.ContextExtensions[contract.ExtMaxAge] = contract.FormatMaxAge(f.maxAge)
 	}
 	return r.Build()
 }
@@ -87,7 +96,52 @@ type checkOutput struct {
 	ResponseHeaders []string      `json:"response_headers,omitempty"`
 	Body            string        `json:"body,omitempty"`
 	Token           *tokenReport  `json:"token,omitempty"`
+	StepUp          *stepUpReport `json:"step_up,omitempty"`
 	Policy          *policyReport `json:"policy,omitempty"`
+}
+
+// stepUpReport is, in-process, the route's step-up requirement (--acr-values, --max-age)
+// against the token's sign-in: required against actual, as the decision log says it. Never
+// the token.
+type stepUpReport struct {
+	Required struct {
+		ACRValues []string `json:"acr_values,omitempty"`
+		MaxAge    string   `json:"max_age,omitempty"`
+	} `json:"required"`
+	Token struct {
+		ACR      string `json:"acr"`
+		AuthTime string `json:"auth_time,omitempty"`
+		Age      string `json:"age,omitempty"`
+	} `json:"token"`
+	Met    bool   `json:"met"`
+	Detail string `json:"detail,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// reportStepUp compares the route's requirement in req with id's sign-in; nil when the route
+// requires nothing.
+func reportStepUp(req *authv3.CheckRequest, id *token.Identity) *stepUpReport {
+	su, met, err := check.StepUpReport(req.GetAttributes().GetContextExtensions(), id, time.Now())
+	if err != nil {
+		return &stepUpReport{Error: err.Error()}
+	}
+	if su == nil {
+		return nil
+	}
+	r := &stepUpReport{Met: met}
+	r.Required.ACRValues = strings.Fields(su.ACRValues)
+	if su.MaxAge >= 0 {
+		r.Required.MaxAge = (time.Duration(su.MaxAge) * time.Second).String()
+	}
+	r.Token.ACR = id.ACR
+	if !id.AuthTime.IsZero() {
+		r.Token.AuthTime = id.AuthTime.UTC().Format(time.RFC3339)
+		r.Token.Age = su.Age(id).Truncate(time.Second).String()
+	}
+	if !met {
+		r.Detail = su.Detail(id)
+	}
+	return r
 }
 
 // tokenReport is, in-process, what verification found: the identity, or why it failed (in
@@ -101,7 +155,11 @@ type tokenReport struct {
 	// IssuedAt and ExpiresAt are iat and exp as times (the input shows them as NumericDates).
 	IssuedAt  string `json:"issued_at,omitempty"`
 	ExpiresAt string `json:"expires_at,omitempty"`
-	Error     string `json:"error,omitempty"`
+	// ACR, AMR and AuthTime are the user's sign-in as the token states it.
+	ACR      string   `json:"acr,omitempty"`
+	AMR      []string `json:"amr,omitempty"`
+	AuthTime string   `json:"auth_time,omitempty"`
+	Error    string   `json:"error,omitempty"`
 }
 
 // policyReport is, in-process, the policy's own view: decision, the rules that fired, input.
@@ -159,6 +217,8 @@ Exit status: 0 allow, 1 deny, 2 usage or config error (or authz unreachable).`,
 	fl.StringVar(&f.route, "route", "", "route name (context extension \"route\", as the control plane sets it)")
 	fl.StringVar(&f.scopes, "scope", "", "the route's required scopes, space-separated (context extension \"scopes\"; --scopes works too)")
 	fl.StringVar(&f.mode, "mode", "", "the route's mode, enforce or shadow (context extension \"mode\")")
+	fl.StringVar(&f.acrValues, "acr-values", "", "the route's accepted acr values, space-separated (context extension \"acr_values\", RFC 9470)")
+	fl.DurationVar(&f.maxAge, "max-age", 0, "the route's max_age: how recent the sign-in must be, whole seconds (context extension \"max_age\")")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Second, "bound on the whole check, key fetches included")
 	f.signing.add(fl, false)
 	return cmd
@@ -291,6 +351,7 @@ func checkWithConfig(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 	id, verr := h.Verifier.Verify(ctx, raw)
 	out.Token = reportToken(id, verr)
 	if verr == nil {
+		out.StepUp = reportStepUp(req, id)
 		out.Policy = explain(ctx, h.Engine, req, id)
 	}
 	return out, nil
@@ -353,6 +414,7 @@ func checkUnverified(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 		out.Unverified = true
 		out.Token = reportToken(id, nil)
 		out.Token.Verified = false
+		out.StepUp = reportStepUp(req, id)
 		out.Policy = explain(ctx, eng, req, id)
 	}
 	return out, nil
@@ -383,12 +445,15 @@ func reportToken(id *token.Identity, err error) *tokenReport {
 	if err != nil {
 		return &tokenReport{Error: err.Error()}
 	}
-	r := &tokenReport{Verified: true, Issuer: id.Issuer, Subject: id.Subject, ClientID: id.ClientID, Scopes: id.ScopeString}
+	r := &tokenReport{Verified: true, Issuer: id.Issuer, Subject: id.Subject, ClientID: id.ClientID, Scopes: id.ScopeString, ACR: id.ACR, AMR: id.AMR}
 	if !id.IssuedAt.IsZero() {
 		r.IssuedAt = id.IssuedAt.UTC().Format(time.RFC3339)
 	}
 	if !id.ExpiresAt.IsZero() {
 		r.ExpiresAt = id.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	if !id.AuthTime.IsZero() {
+		r.AuthTime = id.AuthTime.UTC().Format(time.RFC3339)
 	}
 	return r
 }

@@ -185,6 +185,7 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 	}
 	read := []string{"--route", "orders-read", "--scopes", "orders:read"}
 	write := []string{"--method", "POST", "--path", "/orders", "--route", "orders-write", "--scopes", "orders:write"}
+	stepUp := []string{"--method", "DELETE", "--path", "/orders/1", "--route", "orders-delete", "--scopes", "orders:write", "--acr-values", "urn:mfa urn:hwk", "--max-age", "5m"}
 	tests := []struct {
 		name      string
 		args      []string
@@ -194,6 +195,7 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 		header    string // a response or upstream header that must be there
 		tokenErr  string // in-process: what verification reports
 		challenge string
+		stepUp    string // in-process: what the step-up report's detail says
 	}{
 		{name: "no token", args: append([]string{"--path", "/orders"}, read...), code: 1, status: 401, grpc: "Unauthenticated", challenge: `Bearer realm="scopegate"`},
 		{name: "token in the query", args: append([]string{"--path", "/orders?access_token=abc", "--token", tok("orders:read", "c", nil)}, read...), code: 1, status: 400, grpc: "InvalidArgument"},
@@ -203,6 +205,15 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 			code: 1, status: 401, grpc: "Unauthenticated", tokenErr: "expired 1h", challenge: `error="invalid_token"`},
 		{name: "wrong audience", args: append([]string{"--token", tok("orders:read", "c", func(c testissuer.Claims) { c["aud"] = "billing" })}, read...),
 			code: 1, status: 401, grpc: "Unauthenticated", tokenErr: `aud ["billing"], want one of ["orders-api"]`, challenge: `error="invalid_token"`},
+		{name: "step-up: weaker and older sign-in", args: append([]string{"--token", tok("orders:write", "c", func(c testissuer.Claims) {
+			c["acr"], c["auth_time"] = "urn:pwd", time.Now().Add(-time.Hour).Unix()
+		})}, stepUp...), code: 1, status: 401, grpc: "Unauthenticated", challenge: `error="insufficient_user_authentication", error_description="a stronger and more recent authentication is required", acr_values="urn:mfa urn:hwk", max_age="300"`,
+			stepUp: `acr "urn:pwd", want one of "urn:mfa urn:hwk"; auth_time `},
+		{name: "step-up: no acr, no auth_time", args: append([]string{"--token", tok("orders:write", "c", nil)}, stepUp...), code: 1, status: 401, grpc: "Unauthenticated",
+			challenge: `error="insufficient_user_authentication"`, stepUp: `acr none, want one of "urn:mfa urn:hwk"; auth_time none, want max_age 300s`},
+		{name: "step-up met", args: append([]string{"--token", tok("orders:write", "c", func(c testissuer.Claims) {
+			c["acr"], c["auth_time"] = "urn:hwk", time.Now().Add(-time.Minute).Unix()
+		})}, stepUp...), code: 0, status: 200, grpc: "OK"},
 		{name: "header reaches the policy", args: append([]string{"--path", "/orders/1", "--header", "X-Trace: 1", "--header", "x-trace: 2", "--token", tok("orders:read", "orders-cli", nil)}, read...), code: 0, status: 200, grpc: "OK"},
 	}
 	for _, tt := range tests {
@@ -231,12 +242,25 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 				if mode[0] == "--config" && tt.tokenErr != "" && (r.Token == nil || !strings.Contains(r.Token.Error, tt.tokenErr)) {
 					t.Errorf("token report %+v lacks %q", r.Token, tt.tokenErr)
 				}
+				if mode[0] == "--config" && tt.stepUp != "" && (r.StepUp == nil || r.StepUp.Met || !strings.Contains(r.StepUp.Detail, tt.stepUp) ||
+					strings.Join(r.StepUp.Required.ACRValues, " ") != "urn:mfa urn:hwk" || r.StepUp.Required.MaxAge != "5m0s") {
+					t.Errorf("step-up report %+v lacks %q\n%s", r.StepUp, tt.stepUp, out)
+				}
+				if mode[0] == "--config" && tt.status == 200 && strings.Contains(tt.name, "step-up") && (r.StepUp == nil || !r.StepUp.Met || r.StepUp.Token.ACR != "urn:hwk" || !between(r.StepUp.Token.Age, time.Minute, 10*time.Minute)) {
+					t.Errorf("step-up report %+v\n%s", r.StepUp, out)
+				}
 				if mode[0] == "--addr" && r.Authz != srv.GRPCAddr() {
 					t.Errorf("authz %q", r.Authz)
 				}
 			})
 		}
 	}
+}
+
+// between reports whether s is a duration from lo to hi.
+func between(s string, lo, hi time.Duration) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d >= lo && d <= hi
 }
 
 // TestCheckConfigIdPDown: with the IdP down, check --config fails at once (exit 2) naming the

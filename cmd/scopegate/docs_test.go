@@ -269,8 +269,8 @@ func TestDocsRunnable(t *testing.T) {
 	}
 	t.Logf("%d documented commands run", total)
 
-	// The next steps scopegate dev printed, as printed; token login and refresh need a person
-	// at a browser (TestConsentInBrowser and the flow test cover them).
+	// The next steps scopegate dev printed, as printed; token login, step-up and refresh need a
+	// person at a browser (TestConsentInBrowser, TestTokenStepUp and the flow test cover them).
 	printed := out.String()
 	start, end := strings.Index(printed, "Next steps"), strings.Index(printed, "Ctrl-C stops everything.")
 	if start < 0 || end < start {
@@ -280,7 +280,7 @@ func TestDocsRunnable(t *testing.T) {
 	block = block[strings.Index(block, "\n")+1:]
 	var keep []string
 	for _, l := range strings.Split(block, "\n") {
-		if strings.Contains(l, "token login") || strings.Contains(l, "token refresh") {
+		if strings.Contains(l, "token login") || strings.Contains(l, "token step-up") || strings.Contains(l, "token refresh") {
 			continue
 		}
 		keep = append(keep, l)

@@ -27,6 +27,10 @@ type tokenFlags struct {
 	httpTimeout               time.Duration
 	raw                       bool
 	dpop                      bool
+	// acrValues and maxAge ask for a stronger or fresher sign-in (OpenID Connect acr_values
+	// and max_age, RFC 9470 step-up); maxAge is sent only when its flag is given.
+	acrValues []string
+	maxAge    time.Duration
 }
 
 func (f *tokenFlags) httpClient() *http.Client { return &http.Client{Timeout: f.httpTimeout} }
@@ -171,7 +175,7 @@ func newTokenCmd() *cobra.Command {
 	}
 	cmd.PersistentFlags().Duration("http-timeout", 30*time.Second, "timeout of each HTTP request to the provider")
 	cmd.PersistentFlags().String("cache", "", "token cache file (default $SCOPEGATE_TOKEN_CACHE or <user cache dir>/scopegate/tokens.json)")
-	cmd.AddCommand(newTokenLoginCmd(), newTokenClientCredentialsCmd(), newTokenRefreshCmd(), newTokenShowCmd(), newTokenPrintCmd(), newTokenProofCmd())
+	cmd.AddCommand(newTokenLoginCmd(), newTokenStepUpCmd(), newTokenClientCredentialsCmd(), newTokenRefreshCmd(), newTokenShowCmd(), newTokenPrintCmd(), newTokenProofCmd())
 	return cmd
 }
 
@@ -190,37 +194,149 @@ func newTokenLoginCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.common(cmd)
-			hc, err := f.tokenClient(f.dpop)
+			acrs, maxAge, err := f.stepUp(cmd)
 			if err != nil {
 				return err
 			}
-			if err := f.fromAPI(cmd, hc); err != nil {
-				return err
-			}
-			ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, f.authURL, f.tokenURL, true)
-			if err != nil {
-				return err
-			}
-			errOut := cmd.ErrOrStderr()
-			e, err := oauthclient.Login(cmd.Context(), hc, oauthclient.LoginOptions{
-				Endpoints: ep, ClientID: f.clientID, Scopes: f.scopeList(), Timeout: timeout,
-				ShowURL: func(u string) {
-					fmt.Fprintf(errOut, "Open this URL in a browser to sign in (waiting up to %s):\n\n  %s\n\n", timeout, u)
-				},
-			})
-			if err != nil {
-				return err
-			}
-			return f.store(cmd, e)
+			return f.login(cmd, timeout, acrs, maxAge)
 		},
 	}
 	f.addEndpointFlags(cmd, true)
 	cmd.Flags().StringVar(&f.clientID, "client-id", "orders-cli", "public client ID")
 	f.addScopeFlag(cmd, []string{"orders:read", "orders:write"}, "scopes to request")
+	f.addStepUpFlags(cmd)
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser's redirect (0: forever)")
 	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
 	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (RFC 9449); use it with scopegate token proof")
 	return cmd
+}
+
+// addStepUpFlags adds --acr-values and --max-age: what the sign-in must be (RFC 9470 §4).
+func (f *tokenFlags) addStepUpFlags(cmd *cobra.Command) {
+	cmd.Flags().StringSliceVar(&f.acrValues, "acr-values", nil, "ask for a sign-in of one of these authentication context classes, in order of preference (acr_values; \"a b\" or a,b)")
+	cmd.Flags().DurationVar(&f.maxAge, "max-age", 0, "ask for a sign-in no older than this (max_age, whole seconds: 5m, 300s); 0 forces a fresh sign-in")
+}
+
+// stepUp is the sign-in --acr-values and --max-age ask for.
+func (f *tokenFlags) stepUp(cmd *cobra.Command) ([]string, *time.Duration, error) {
+	var acrs []string
+	for _, v := range f.acrValues {
+		acrs = append(acrs, strings.Fields(v)...)
+	}
+	if !cmd.Flags().Changed("max-age") {
+		return acrs, nil, nil
+	}
+	if f.maxAge < 0 || f.maxAge%time.Second != 0 {
+		return nil, nil, fmt.Errorf("--max-age %s: want a whole number of seconds, 0 or more", f.maxAge)
+	}
+	d := f.maxAge
+	return acrs, &d, nil
+}
+
+// login runs the authorization code flow for f, asking for a sign-in of one of acrs, at most
+// maxAge ago (none: no such request), and caches the token.
+func (f *tokenFlags) login(cmd *cobra.Command, timeout time.Duration, acrs []string, maxAge *time.Duration) error {
+	hc, err := f.tokenClient(f.dpop)
+	if err != nil {
+		return err
+	}
+	if err := f.fromAPI(cmd, hc); err != nil {
+		return err
+	}
+	ep, err := oauthclient.ResolveEndpoints(cmd.Context(), hc, f.issuer, f.authURL, f.tokenURL, true)
+	if err != nil {
+		return err
+	}
+	errOut := cmd.ErrOrStderr()
+	e, err := oauthclient.Login(cmd.Context(), hc, oauthclient.LoginOptions{
+		Endpoints: ep, ClientID: f.clientID, Scopes: f.scopeList(), Timeout: timeout, ACRValues: acrs, MaxAge: maxAge,
+		ShowURL: func(u string) {
+			fmt.Fprintf(errOut, "Open this URL in a browser to sign in (waiting up to %s):\n\n  %s\n\n", timeout, u)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	return f.store(cmd, e)
+}
+
+func newTokenStepUpCmd() *cobra.Command {
+	var f tokenFlags
+	var challenge string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "step-up --challenge '<WWW-Authenticate value>'",
+		Short: "Sign in again as a 401 insufficient_user_authentication challenge asks (RFC 9470): its acr_values and max_age",
+		Long: `Read the WWW-Authenticate value of a 401 insufficient_user_authentication answer and run the
+login it asks for: the authorization code flow with the challenge's acr_values and max_age.
+
+The client, issuer, scopes and DPoP binding default to those of the cached token of --client-id
+(the last one obtained), so the new token can do what the old one did, and more.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.common(cmd)
+			su, err := oauthclient.ParseStepUp(challenge)
+			if err != nil {
+				return usageErr(fmt.Errorf("--challenge: %w", err))
+			}
+			if err := f.fromCached(cmd); err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("scope") && su.Scope != "" {
+				f.scopes = append(f.scopes, su.Scope)
+			}
+			asked := "acr_values " + orNone(strings.Join(su.ACRValues, " "))
+			if su.MaxAge != nil {
+				asked += ", max_age " + su.MaxAge.String()
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "step-up for %s at %s: %s (%s challenge)\n", f.clientID, f.issuer, asked, su.Scheme)
+			return f.login(cmd, timeout, su.ACRValues, su.MaxAge)
+		},
+	}
+	cmd.Flags().StringVar(&challenge, "challenge", "", "the WWW-Authenticate value of the 401 (a whole \"WWW-Authenticate: ...\" line is fine too)")
+	_ = cmd.MarkFlagRequired("challenge")
+	f.addEndpointFlags(cmd, true)
+	cmd.Flags().StringVar(&f.clientID, "client-id", "", "public client ID (default: the cached token's, else orders-cli)")
+	f.addScopeFlag(cmd, nil, "scopes to request (default: the cached token's, and the challenge's scope if it names one)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the browser's redirect (0: forever)")
+	cmd.Flags().BoolVar(&f.raw, "raw", false, "print only the access token")
+	cmd.Flags().BoolVar(&f.dpop, "dpop", false, "bind the token to a DPoP key kept next to the cache (default: as the cached token is)")
+	return cmd
+}
+
+// fromCached fills, from the cached token of --client-id (or the last one), what the flags
+// leave unset: the client, its issuer, its scopes and whether it is DPoP-bound. Without a
+// cached token, the flags' defaults stand.
+func (f *tokenFlags) fromCached(cmd *cobra.Command) error {
+	c, err := f.cacheFile()
+	if err != nil {
+		return err
+	}
+	cached, err := c.Clients() // a cache that can't be read is an error, an empty one is not
+	if err != nil {
+		return err
+	}
+	e, err := c.Get(f.clientID)
+	if err != nil || len(cached) == 0 {
+		if f.clientID == "" {
+			f.clientID = "orders-cli"
+		}
+		return nil // nothing cached for the client: a first sign-in with the defaults
+	}
+	if e.Grant == "client_credentials" {
+		return fmt.Errorf("the cached token for %s is a client credentials token: step-up needs a user's sign-in; give --client-id of a client that signs users in (orders-cli)", e.ClientID)
+	}
+	f.clientID = e.ClientID
+	if !cmd.Flags().Changed("issuer") && !cmd.Flags().Changed("api") && e.Issuer != "" {
+		f.issuer = e.Issuer
+	}
+	if !cmd.Flags().Changed("scope") && e.Scope != "" {
+		f.scopes = strings.Fields(e.Scope)
+	}
+	if !cmd.Flags().Changed("dpop") {
+		f.dpop = isDPoP(e)
+	}
+	return nil
 }
 
 func newTokenClientCredentialsCmd() *cobra.Command {

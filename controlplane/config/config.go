@@ -221,6 +221,14 @@ type Route struct {
 	// Binding "required" refuses plain bearer tokens on the route: only sender-constrained
 	// ones (DPoP, RFC 9449, or certificate-bound, RFC 8705) pass. Empty: any.
 	Binding string `yaml:"binding"`
+	// ACRValues are the authentication context classes the route accepts (RFC 9470): a token
+	// whose acr is not one of them gets 401 insufficient_user_authentication naming them
+	// (sent as context_extensions "acr_values", space-separated). Empty: any.
+	ACRValues []string `yaml:"acr_values"`
+	// MaxAge is how long ago the user may have authenticated (the token's auth_time, with the
+	// issuer's leeway); older gets 401 insufficient_user_authentication with max_age (sent as
+	// context_extensions "max_age", in seconds). 0: any.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // Match selects requests by path and, optionally, method and headers. Envoy (and authz's

@@ -58,6 +58,19 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// A route's RFC 9470 requirements parse as given; the control plane sends them (see the
+// translate golden metadata.yaml).
+func TestParseStepUp(t *testing.T) {
+	cfg, err := Parse("s.yaml", []byte(strings.Replace(good, "scopes: [orders:read]", "scopes: [orders:read]\n                acr_values: [urn:example:mfa, hwk]\n                max_age: 5m", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Fleets[0].Listeners[0].VirtualHosts[0].Routes[0]
+	if strings.Join(r.ACRValues, " ") != "urn:example:mfa hwk" || r.MaxAge != 5*time.Minute {
+		t.Errorf("acr_values %q, max_age %s", r.ACRValues, r.MaxAge)
+	}
+}
+
 func TestParseDurations(t *testing.T) {
 	cfg, err := Parse("d.yaml", []byte(strings.Replace(good, `address: "127.0.0.1:9191"`, "address: \"127.0.0.1:9191\"\n  timeout: 1500ms", 1)))
 	if err != nil {
@@ -162,6 +175,16 @@ func TestParseErrors(t *testing.T) {
 		{name: "client cert required without CA", edit: repl("port: 10000", "port: 10000\n        tls: {cert_file: c.pem, key_file: k.pem, require_client_certificate: true}"), wantErr: `listener "public": tls: require_client_certificate needs client_ca_file`},
 		{name: "client CA without a certificate", edit: repl("port: 10000", "port: 10000\n        tls: {client_ca_file: ca.pem}"), wantErr: `listener "public": tls: client_ca_file needs cert_file and key_file`},
 		{name: "public with binding", edit: repl("public: true", "public: true\n                binding: required"), wantErr: `route "health": binding "required" applies to protected routes only`},
+		{name: "public with acr_values", edit: repl("public: true", "public: true\n                acr_values: [mfa]"), wantErr: `route "health": acr_values and max_age apply to protected routes only`},
+		{name: "public with max_age", edit: repl("public: true", "public: true\n                max_age: 5m"), wantErr: `route "health": acr_values and max_age apply to protected routes only`},
+		{name: "acr value with a space", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                acr_values: [\"two words\"]"), wantErr: `route "orders-read": acr_values[0]: "two words" is not an acr value`},
+		{name: "acr value with a quote", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                acr_values: ['a\"b']"), wantErr: `route "orders-read": acr_values[0]: "a\"b" is not an acr value`},
+		{name: "empty acr value", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                acr_values: [mfa, \"\"]"), wantErr: `route "orders-read": acr_values[1]: "" is not an acr value`},
+		{name: "duplicate acr value", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                acr_values: [mfa, hwk, mfa]"), wantErr: `route "orders-read": acr_values[2]: duplicate value "mfa"`},
+		{name: "max_age not whole seconds", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                max_age: 1500ms"), wantErr: `route "orders-read": max_age: 1.5s is not a whole number of seconds`},
+		{name: "max_age negative", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                max_age: -5m"), wantErr: `route "orders-read": max_age: -5m0s must not be negative`},
+		{name: "max_age too long", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                max_age: 9000h"), wantErr: `route "orders-read": max_age: 9000h0m0s is more than a year`},
+		{name: "max_age without unit", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                max_age: 300"), wantErr: "max_age"},
 		{name: "unknown binding", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                binding: dpop"), wantErr: `route "orders-read": binding: "dpop" is not "required"`},
 		{name: "unknown mode", edit: repl("scopes: [orders:read]", "scopes: [orders:read]\n                mode: audit"), wantErr: `route "orders-read": mode: "audit" is not one of`},
 		{name: "scope with space", edit: repl("scopes: [orders:read]", `scopes: ["orders read"]`), wantErr: `route "orders-read": scopes[0]: scope "orders read" has a character not allowed`},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -24,25 +25,27 @@ type resourceMetadata struct {
 	TLSClientCertificateBoundAccessTokens bool     `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 	AuthorizationDetailsTypesSupported    []string `json:"authorization_details_types_supported,omitempty"`
 	DPoPSigningAlgValuesSupported         []string `json:"dpop_signing_alg_values_supported,omitempty"`
+	// ACRValuesSupported is not an RFC 9728 §2 member (the RFC allows more): it names, as
+	// OpenID Connect Discovery's member of the same name does for a provider, the acr values
+	// the resource's routes accept (RFC 9470), so a client can ask for one up front.
+	ACRValuesSupported []string `json:"acr_values_supported,omitempty"`
 }
 
 // MetadataDocument is the JSON document served for vh (which must have resource_metadata), by
 // Envoy (our control plane's direct response) or by authz (mesh mode): scopes_supported is
-// every scope a protected route of vh requires, sorted; bearer tokens are accepted in the
-// Authorization header only (RFC 6750 §2.1).
+// every scope a protected route of vh requires, sorted, acr_values_supported every acr value
+// a route accepts, sorted; bearer tokens are accepted in the Authorization header only
+// (RFC 6750 §2.1).
 func (vh *VirtualHost) MetadataDocument() []byte {
 	m := vh.ResourceMetadata
-	seen := map[string]bool{}
-	var scopes []string
+	var scopes, acrs []string
 	for _, r := range vh.Routes {
-		for _, s := range r.Scopes {
-			if !r.Public && !seen[s] {
-				seen[s] = true
-				scopes = append(scopes, s)
-			}
+		if !r.Public {
+			scopes = append(scopes, r.Scopes...)
+			acrs = append(acrs, r.ACRValues...)
 		}
 	}
-	sort.Strings(scopes)
+	scopes, acrs = sortedSet(scopes), sortedSet(acrs)
 	doc := resourceMetadata{
 		Resource:                              m.Resource,
 		AuthorizationServers:                  m.AuthorizationServers,
@@ -57,12 +60,19 @@ func (vh *VirtualHost) MetadataDocument() []byte {
 		TLSClientCertificateBoundAccessTokens: m.TLSClientCertificateBoundAccessTokens,
 		AuthorizationDetailsTypesSupported:    m.AuthorizationDetailsTypesSupported,
 		DPoPSigningAlgValuesSupported:         m.DPoPSigningAlgValuesSupported,
+		ACRValuesSupported:                    acrs,
 	}
 	if doc.DPoPSigningAlgValuesSupported == nil {
 		doc.DPoPSigningAlgValuesSupported = contract.DPoPAlgorithms() // authz accepts DPoP by default
 	}
 	b, _ := json.Marshal(doc) // strings and string slices only: cannot fail
 	return b
+}
+
+// sortedSet is xs sorted, without repeats.
+func sortedSet(xs []string) []string {
+	sort.Strings(xs)
+	return slices.Compact(xs)
 }
 
 // CacheControl is the document's Cache-Control header value.

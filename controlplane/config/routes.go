@@ -80,7 +80,7 @@ func (h HeaderMatch) Kind() (StringKind, string) {
 // RouteContract is what protected route r of vh tells authz: its name, scopes, mode,
 // binding and vh's RFC 9728 metadata document URL.
 func (vh *VirtualHost) RouteContract(r *Route) contract.Route {
-	c := contract.Route{Name: r.Name, Scopes: r.Scopes, Mode: r.Mode, Binding: r.Binding}
+	c := contract.Route{Name: r.Name, Scopes: r.Scopes, Mode: r.Mode, Binding: r.Binding, ACRValues: r.ACRValues, MaxAge: r.MaxAge}
 	if vh.ResourceMetadata != nil {
 		c.ResourceMetadata = vh.ResourceMetadata.DocumentURL()
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/scopegate/scopegate/controlplane/translate/names"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -474,8 +475,12 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 		if r.Binding != "" {
 			v.addf("%s: binding %q applies to protected routes only, not to a public route", rat, r.Binding)
 		}
+		if len(r.ACRValues) > 0 || r.MaxAge != 0 {
+			v.addf("%s: acr_values and max_age apply to protected routes only, not to a public route", rat)
+		}
 		return
 	}
+	validateStepUp(v, rat, r)
 	if r.Binding != "" && r.Binding != contract.BindingRequired {
 		v.addf("%s: binding: %q is not %q (or empty, for any token)", rat, r.Binding, contract.BindingRequired)
 	}
@@ -491,6 +496,30 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 			v.addf("%s: scopes[%d]: duplicate scope %q", rat, i, s)
 		}
 		seenScope[s] = true
+	}
+}
+
+// validateStepUp checks a route's RFC 9470 requirements: acr values that can travel in a
+// space-separated list and a quoted challenge parameter unchanged, and a max_age of whole
+// seconds (the unit of the challenge and of OpenID Connect's max_age).
+func validateStepUp(v *validator, rat string, r *Route) {
+	seen := map[string]bool{}
+	for i, a := range r.ACRValues {
+		if !contract.ValidACR(a) {
+			v.addf("%s: acr_values[%d]: %q is not an acr value (1 to 256 visible ASCII characters, no space, quote or backslash)", rat, i, a)
+		}
+		if seen[a] {
+			v.addf("%s: acr_values[%d]: duplicate value %q", rat, i, a)
+		}
+		seen[a] = true
+	}
+	switch m := r.MaxAge; {
+	case m < 0:
+		v.addf("%s: max_age: %s must not be negative (0 or absent: any age)", rat, m)
+	case m%time.Second != 0:
+		v.addf("%s: max_age: %s is not a whole number of seconds (RFC 9470 max_age is in seconds)", rat, m)
+	case m > contract.MaxMaxAge*time.Second:
+		v.addf("%s: max_age: %s is more than a year; use a duration such as 5m or 12h", rat, m)
 	}
 }
 

@@ -111,7 +111,7 @@ func TestComposeConfigs(t *testing.T) {
 				t.Errorf("secrets = %d, want %d", got, tt.secrets)
 			}
 			rc := edge.Resources[resource.RouteType][0].(*route.RouteConfiguration)
-			want := map[string]string{"orders-read": "orders:read", "orders-write": "orders:write", "admin": "admin"}
+			want := map[string]string{"orders-read": "orders:read", "orders-write": "orders:write", "orders-delete": "orders:write", "admin": "admin"}
 			for _, r := range rc.GetVirtualHosts()[0].GetRoutes() {
 				per := &extauthz.ExtAuthzPerRoute{}
 				if err := r.GetTypedPerFilterConfig()[names.ExtAuthzFilter].UnmarshalTo(per); err != nil {
@@ -129,6 +129,10 @@ func TestComposeConfigs(t *testing.T) {
 				}
 				if ext[contract.ExtRoute] != r.GetName() || ext[contract.ExtScopes] != want[r.GetName()] {
 					t.Errorf("%s: context extensions %v", r.GetName(), ext)
+				}
+				// The demo's step-up route: a second factor in the last five minutes.
+				if stepUp := r.GetName() == "orders-delete"; stepUp != (ext[contract.ExtACRValues] == "urn:scopegate:demo:mfa" && ext[contract.ExtMaxAge] == "300") {
+					t.Errorf("%s: step-up extensions %v", r.GetName(), ext)
 				}
 			}
 		})

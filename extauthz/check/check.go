@@ -59,6 +59,9 @@ type Options struct {
 	// headers) with child spans for token verification and policy evaluation. Nil: no
 	// tracing, and the Check path does not touch OpenTelemetry at all.
 	Tracer trace.Tracer
+	// Now is the clock step-up requirements (max_age) are checked against; nil: the time the
+	// Check started.
+	Now func() time.Time
 }
 
 // Service implements authv3.AuthorizationServer.
@@ -168,11 +171,18 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	if resp := s.checkBinding(ctx, v, rec, raw, scheme, id, pt); resp != nil {
 		return resp
 	}
+	req, ok := routeRequirement(v.Ext)
+	if !ok {
+		return s.invalidRoute(v, rec)
+	}
 	if s.o.Policy == nil {
+		if resp := s.checkRoute(v, rec, id, pt, &req, dpopScheme); resp != nil {
+			return resp
+		}
 		rec.Allow, rec.Status = true, 200
 		return pt.allow
 	}
-	return s.authorize(ctx, v, rec, id, pt)
+	return s.authorize(ctx, v, rec, id, pt, &req, dpopScheme)
 }
 
 // evaluate returns the policy's decision for a verified request. A cacheable revision's
@@ -218,8 +228,9 @@ func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog
 	return &dec, nil
 }
 
-// authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass).
-func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken) *authv3.CheckResponse {
+// authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass);
+// a request the policy allows must then meet the route's step-up requirement.
+func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, req *requirement, dpopScheme bool) *authv3.CheckResponse {
 	ext := v.Ext
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
 	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
@@ -261,6 +272,9 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		if shadow {
 			return s.shadowAllow(rec, pt, status, reason)
 		}
+		if dec.StepUp() {
+			return s.policyStepUp(v, rec, id, dec, dpopScheme)
+		}
 		d := denial{status: status, code: grpcCode(status), errCode: "access_denied", description: "the request is not allowed", extra: headerOptions(dec.ResponseHeaders)}
 		if len(dec.MissingScopes) > 0 {
 			// RFC 6750 §3.1: the challenge names the scope the resource needs.
@@ -271,6 +285,9 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		}
 		rec.Allow, rec.Status, rec.Reason = false, d.status, reason
 		return buildDenial(d, s.denials.dpopAlgs)
+	}
+	if resp := s.checkRoute(v, rec, id, pt, req, dpopScheme); resp != nil {
+		return resp
 	}
 	rec.Allow, rec.Status = true, 200
 	if len(dec.Headers) == 0 && len(dec.ResponseHeaders) == 0 {
@@ -291,6 +308,10 @@ func (s *Service) deny(rec *decisionlog.Record, status int, reason string, d den
 	// The metadata URL comes from the control plane's routes: the key set stays bounded by
 	// the config.
 	key := reason + "\x00" + d.description + "\x00" + d.resourceMetadata
+	if d.acrValues != "" || d.maxAge != "" {
+		// From the route's extensions, like the metadata URL: bounded by the config.
+		key += "\x00" + d.acrValues + "\x00" + d.maxAge
+	}
 	if d.dpop {
 		key += "\x00dpop"
 	}

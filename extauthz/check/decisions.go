@@ -62,8 +62,8 @@ func (pt *perToken) TokenJSON(id *token.Identity) []byte {
 
 // decisionKey is everything a cacheable decision can depend on besides the token.
 type decisionKey struct {
-	rev                         *policy.Revision
-	route, scopes, mode, method string
+	rev                                            *policy.Revision
+	route, scopes, mode, acrValues, maxAge, method string
 }
 
 // maxDecisionsPerToken bounds the per-token decision cache.
@@ -95,21 +95,24 @@ func (pt *perToken) remember(k decisionKey, d *policy.Decision) {
 
 // cacheKey returns the decision key when rev's decisions may be reused for this request:
 // the policy reads nothing of the request beyond the method, and the route carries no
-// extension beyond route, scopes and mode.
+// extension beyond route, scopes, mode and its step-up requirements.
 func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
 	if !rev.Reads.Cacheable {
 		return decisionKey{}, false
 	}
+	// One lookup per name, values kept: this runs on every Check of a cacheable revision.
+	var vals [5]string
 	n := 0
-	for _, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode} {
-		if _, ok := ext[name]; ok {
+	for i, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues, contract.ExtMaxAge} {
+		if v, ok := ext[name]; ok {
+			vals[i] = v
 			n++
 		}
 	}
 	if n != len(ext) {
 		return decisionKey{}, false
 	}
-	return decisionKey{rev: rev, route: ext[contract.ExtRoute], scopes: ext[contract.ExtScopes], mode: ext[contract.ExtMode], method: method}, true
+	return decisionKey{rev: rev, route: vals[0], scopes: vals[1], mode: vals[2], acrValues: vals[3], maxAge: vals[4], method: method}, true
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can

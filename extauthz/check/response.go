@@ -2,7 +2,6 @@ package check
 
 import (
 	"encoding/json"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -28,6 +27,9 @@ type denial struct {
 	challenge   bool   // add WWW-Authenticate
 	dpop        bool   // the error is about a DPoP-scheme request: the DPoP challenge carries it
 	retryAfter  string
+	// acrValues (space-separated) and maxAge (seconds) are what a step-up challenge asks for
+	// (RFC 9470 §3); "" leaves each out.
+	acrValues, maxAge string
 	// resourceMetadata is the route's RFC 9728 metadata URL, named in the challenge (§5.1).
 	resourceMetadata string
 	extra            []*corev3.HeaderValueOption
@@ -95,21 +97,24 @@ func bodyError(d denial) string {
 	return "server_error"
 }
 
-// challenge builds an RFC 6750 §3 WWW-Authenticate value. Descriptions are our own fixed
-// strings (never client data); quotes are escaped anyway.
+// challenge builds an RFC 6750 §3 WWW-Authenticate value.
 func challenge(d denial) string { return authParams("Bearer realm", realm, d, true) }
 
 // dpopChallenge builds an RFC 9449 §7.1 WWW-Authenticate value (no scope parameter there).
 func dpopChallenge(algs string, d denial) string { return authParams("DPoP algs", algs, d, false) }
 
 // authParams writes a challenge: its first parameter, then the error, its description, the
-// scope (withScope) and the RFC 9728 metadata URL, each where set.
+// scope (withScope), the step-up requirements (RFC 9470 §3: acr_values, max_age) and the RFC
+// 9728 metadata URL, each where set. Every value is a quoted-string (RFC 9110 §5.6.4).
+// Descriptions are our own fixed strings; scopes, acr values and the metadata URL were checked
+// where they came in (config, route extension, policy decision); quotedString guarantees the
+// header anyway.
 func authParams(first, value string, d denial, withScope bool) string {
 	var b strings.Builder
 	param := func(name, v string) {
 		b.WriteString(name)
 		b.WriteByte('=')
-		b.WriteString(strconv.Quote(v))
+		quotedString(&b, v)
 	}
 	param(first, value)
 	if d.errCode != "" {
@@ -121,10 +126,33 @@ func authParams(first, value string, d denial, withScope bool) string {
 	if withScope && d.scope != "" {
 		param(", scope", d.scope)
 	}
+	if d.acrValues != "" {
+		param(", acr_values", d.acrValues)
+	}
+	if d.maxAge != "" {
+		param(", max_age", d.maxAge)
+	}
 	if d.resourceMetadata != "" {
 		param(", resource_metadata", d.resourceMetadata)
 	}
 	return b.String()
+}
+
+// quotedString writes s as an RFC 9110 quoted-string: '"' and '\' escaped with a backslash,
+// and every byte a header value can't hold as it is (controls, DEL, non-ASCII) dropped, so
+// nothing in s can end the parameter early, add a parameter, or start a header line.
+func quotedString(b *strings.Builder, s string) {
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\t' || (c >= 0x20 && c < 0x7f):
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
 }
 
 // appendHeader adds a value beside any of the same name (a second challenge).

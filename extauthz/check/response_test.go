@@ -101,6 +101,32 @@ func TestResponses(t *testing.T) {
 	bindingRequired := map[string]string{contract.ExtRoute: "orders-read", contract.ExtScopes: "orders:read", contract.ExtBinding: contract.BindingRequired}
 	expired := tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["exp"] = time.Now().Add(-time.Hour).Unix() })
 
+	// Step-up (RFC 9470): routes with acr_values and max_age, and a policy that asks itself.
+	stepUp := func(extra map[string]string) map[string]string {
+		out := withMetadata(map[string]string{contract.ExtRoute: "refunds", contract.ExtScopes: "orders:write"}, metadataURL)
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	acrRoute := stepUp(map[string]string{contract.ExtACRValues: "urn:example:mfa urn:example:hwk"})
+	ageRoute := stepUp(map[string]string{contract.ExtMaxAge: "300"})
+	bothRoute := stepUp(map[string]string{contract.ExtACRValues: "urn:example:mfa", contract.ExtMaxAge: "300"})
+	signedIn := func(acr string, ago time.Duration, bound bool) string {
+		return tok("orders:read orders:write", "orders-cli", func(c testissuer.Claims) {
+			c["acr"], c["amr"], c["auth_time"] = acr, []string{"pwd"}, time.Now().Add(-ago).Unix()
+			if bound {
+				c["cnf"] = map[string]any{"jkt": jkt}
+			}
+		})
+	}
+	boundStepUp := signedIn("urn:example:pwd", time.Minute, true)
+	stepUpProof, err := dpop.Sign(holder, "ES256", dpop.ProofClaims{Method: "POST", URI: "https://api.example.com/refunds", AccessToken: boundStepUp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	askingPolicy := svc(policyEngine(t, stepUpPolicy), false)
+
 	tests := []struct {
 		name string
 		svc  *check.Service
@@ -143,6 +169,14 @@ func TestResponses(t *testing.T) {
 		// policy.bundle before the first good bundle: fail closed, in shadow mode too.
 		{"policy-not-loaded", svc(policy.NewPending(policy.Options{}), false), req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-global-policy-not-loaded", svc(policy.NewPending(policy.Options{}), true), req("GET", "/orders/1", read, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
+		// Step-up (RFC 9470): 401 insufficient_user_authentication naming what to ask for.
+		{"step-up-acr", enforce, req("POST", "/refunds", acrRoute, "authorization", bearer(signedIn("urn:example:pwd", time.Minute, false)))},
+		{"step-up-max-age", enforce, req("POST", "/refunds", ageRoute, "authorization", bearer(signedIn("urn:example:pwd", time.Hour, false)))},
+		{"step-up-both", enforce, req("POST", "/refunds", bothRoute, "authorization", bearer(signedIn("urn:example:pwd", time.Hour, false)))},
+		{"step-up-dpop", enforce, req("POST", "/refunds", bothRoute, "authorization", "DPoP "+boundStepUp, "dpop", stepUpProof)},
+		{"step-up-policy", askingPolicy, req("POST", "/refunds", stepUp(nil), "authorization", bearer(signedIn("urn:example:pwd", time.Minute, false)), "x-amount", "5000")},
+		{"step-up-met", enforce, req("POST", "/refunds", bothRoute, "authorization", bearer(signedIn("urn:example:mfa", time.Minute, false)))},
+		{"step-up-invalid-route", enforce, req("POST", "/refunds", stepUp(map[string]string{contract.ExtMaxAge: "5m"}), "authorization", bearer(signedIn("urn:example:mfa", time.Minute, false)))},
 		// Shadow mode lets policy denials through; token failures are still denied.
 		{"shadow-route-policy-denial", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(tok("orders:read", "orders-cli", nil)))},
 		{"shadow-route-expired-token", enforce, req("POST", "/orders", shadowWrite, "authorization", bearer(expired))},

@@ -53,6 +53,8 @@ type Record struct {
 	Duration      time.Duration
 	// RequestID is Envoy's request id (x-request-id), for finding the request elsewhere.
 	RequestID string
+	// StepUp is what a step-up requirement asked and what the token had (when Applied).
+	StepUp StepUp
 	// View and Identity are what the policy input is built from, set once the token is
 	// verified; the input is built only for a line that is written with WithInput.
 	View     policy.View // a copy: a pointer to the caller's would move it to the heap
@@ -290,6 +292,9 @@ func (l *Logger) appendLine(b []byte, r *Record) []byte {
 	if len(r.MissingScopes) > 0 {
 		b = append(b, `,"missing_scopes":`...)
 		b = jsonenc.AppendStrings(b, r.MissingScopes)
+	}
+	if r.StepUp.Applied {
+		b = appendStepUp(b, &r.StepUp, r.Identity)
 	}
 	b = field(b, "policy_revision", r.Revision)
 	b = append(b, `,"duration_us":`...)

@@ -311,6 +311,11 @@ type Response struct {
 	// UnsupportedCnf is set when cnf holds a member other than those, or neither: the token
 	// is sender-constrained in a way scopegate can't check, and must be refused.
 	UnsupportedCnf bool
+	// ACR, AMR and AuthTime are the user's authentication (acr and auth_time are registered
+	// introspection members, RFC 9470 §6.2; amr is read by the same rule as in a JWT).
+	ACR      string
+	AMR      []string
+	AuthTime int64
 	// Raw is the whole response, the token's claims for the policy (input.token.claims).
 	Raw []byte
 	// JWT is set, and nothing else, for an RFC 9701 response: the signed JWT, still to be
@@ -344,14 +349,14 @@ func Parse(body []byte) (*Response, error) {
 		return r, nil // RFC 7662 §2.2: nothing else of an inactive answer is meaningful
 	}
 	for name, dst := range map[string]*string{"scope": &r.Scope, "client_id": &r.ClientID, "sub": &r.Sub,
-		"iss": &r.Iss, "jti": &r.JTI, "token_type": &r.TokenType, "token_use": &r.TokenUse} {
+		"iss": &r.Iss, "jti": &r.JTI, "token_type": &r.TokenType, "token_use": &r.TokenUse, "acr": &r.ACR} {
 		if raw, ok := m[name]; ok && !isNull(raw) {
 			if err := json.Unmarshal(raw, dst); err != nil {
 				return nil, fmt.Errorf("%s is not a string", name)
 			}
 		}
 	}
-	for name, dst := range map[string]*int64{"exp": &r.Exp, "iat": &r.Iat, "nbf": &r.Nbf} {
+	for name, dst := range map[string]*int64{"exp": &r.Exp, "iat": &r.Iat, "nbf": &r.Nbf, "auth_time": &r.AuthTime} {
 		if raw, ok := m[name]; ok && !isNull(raw) {
 			var f float64
 			if err := json.Unmarshal(raw, &f); err != nil {
@@ -385,6 +390,11 @@ func Parse(body []byte) (*Response, error) {
 		}
 		if r.JKT == "" && r.X5T == "" {
 			r.UnsupportedCnf = true
+		}
+	}
+	if raw, ok := m["amr"]; ok && !isNull(raw) {
+		if err := json.Unmarshal(raw, &r.AMR); err != nil {
+			return nil, errors.New("amr is not an array of strings")
 		}
 	}
 	if raw, ok := m["aud"]; ok && !isNull(raw) {

@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // Decision is the policy's answer, read from data.scopegate.authz.decision (or the configured
@@ -18,7 +20,15 @@ type Decision struct {
 	// Headers go upstream on allow; ResponseHeaders go to the client either way. Sorted by name.
 	Headers         []Header `json:"headers,omitempty"`
 	ResponseHeaders []Header `json:"response_headers,omitempty"`
+	// ACRValues and MaxAge ask for step-up (RFC 9470): with reason
+	// insufficient_user_authentication (status 401 or absent), the answer is 401 with a
+	// challenge naming them. At least one is set on such a decision, and neither on another.
+	ACRValues []string `json:"acr_values,omitempty"`
+	MaxAge    *int64   `json:"max_age,omitempty"`
 }
+
+// StepUp reports whether the decision asks for step-up authentication.
+func (d *Decision) StepUp() bool { return d.Reason == contract.ReasonInsufficientUserAuthentication }
 
 // Header is one header name and value.
 type Header struct {
@@ -86,7 +96,50 @@ func decodeObject(o ast.Object) (Decision, error) {
 			return d, malformed(`"response_headers": %v`, err)
 		}
 	}
-	return d, nil
+	return d, decodeStepUp(o, &d)
+}
+
+// decodeStepUp reads a step-up decision's acr_values (acr values fit for a challenge, RFC
+// 9470) and max_age (whole seconds, 0 to a year), and checks that they come with, and only
+// with, a 401 insufficient_user_authentication denial: a policy can't put a challenge on an
+// allow or a 403, nor ask for step-up without saying what would do.
+func decodeStepUp(o ast.Object, d *Decision) error {
+	if t := o.Get(ast.InternedTerm("acr_values")); t != nil {
+		vs, err := stringList(t.Value)
+		if err != nil {
+			return malformed(`"acr_values": %v`, err)
+		}
+		for _, v := range vs {
+			if !contract.ValidACR(v) {
+				return malformed(`"acr_values": %q is not an acr value (1 to 256 visible ASCII characters, no space, quote or backslash)`, v)
+			}
+		}
+		d.ACRValues = vs
+	}
+	if t := o.Get(ast.InternedTerm("max_age")); t != nil {
+		n, ok := t.Value.(ast.Number)
+		i, isInt := n.Int64()
+		if !ok || !isInt || i < 0 || i > contract.MaxMaxAge {
+			return malformed(`"max_age" %v is not a whole number of seconds from 0 to a year`, t)
+		}
+		d.MaxAge = &i
+	}
+	switch asks := d.ACRValues != nil || d.MaxAge != nil; {
+	case d.StepUp() && d.Allow:
+		return malformed(`reason %q on an allow`, d.Reason)
+	case d.StepUp() && d.Status != 0 && d.Status != 401:
+		return malformed(`reason %q with status %d: step-up is 401`, d.Reason, d.Status)
+	case d.StepUp() && !asks:
+		return malformed(`reason %q without "acr_values" or "max_age": the client could not know what to do`, d.Reason)
+	case d.StepUp() && len(d.MissingScopes) > 0:
+		return malformed(`reason %q with "missing_scopes": ask for one thing at a time`, d.Reason)
+	case asks && !d.StepUp():
+		return malformed(`"acr_values" or "max_age" without reason %q`, contract.ReasonInsufficientUserAuthentication)
+	}
+	if d.StepUp() {
+		d.Status = 401
+	}
+	return nil
 }
 
 func stringList(v ast.Value) ([]string, error) {

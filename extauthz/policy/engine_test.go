@@ -81,6 +81,27 @@ func TestDecodeDecision(t *testing.T) {
 		{`{"allow": true, "headers": ["x"]}`, Decision{}, `"headers"`},
 		{`{"allow": true, "headers": {"x": 1}}`, Decision{}, `"headers"`},
 		{`{"allow": true, "headers": {"Bad Name": "v"}}`, Decision{}, `not a lower-case token`},
+		// Step-up (RFC 9470): a 401 insufficient_user_authentication with what to ask for.
+		{`{"allow": false, "status": 401, "reason": "insufficient_user_authentication", "acr_values": ["urn:mfa", "urn:hwk"], "max_age": 300}`,
+			Decision{Status: 401, Reason: "insufficient_user_authentication", ACRValues: []string{"urn:mfa", "urn:hwk"}, MaxAge: ptr(int64(300))}, ""},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "max_age": 0}`,
+			Decision{Status: 401, Reason: "insufficient_user_authentication", MaxAge: ptr(int64(0))}, ""},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "acr_values": {"b", "a"}}`,
+			Decision{Status: 401, Reason: "insufficient_user_authentication", ACRValues: []string{"a", "b"}}, ""},
+		{`{"allow": false, "reason": "insufficient_user_authentication"}`, Decision{}, `without "acr_values" or "max_age"`},
+		{`{"allow": false, "status": 403, "reason": "insufficient_user_authentication", "max_age": 60}`, Decision{}, `step-up is 401`},
+		{`{"allow": true, "reason": "insufficient_user_authentication", "max_age": 60}`, Decision{}, `on an allow`},
+		{`{"allow": false, "status": 401, "reason": "mfa", "acr_values": ["urn:mfa"]}`, Decision{}, `without reason "insufficient_user_authentication"`},
+		{`{"allow": true, "max_age": 60}`, Decision{}, `without reason "insufficient_user_authentication"`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "max_age": 60, "missing_scopes": ["a"]}`, Decision{}, `"missing_scopes"`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "acr_values": ["a\r\nx-evil: 1"]}`, Decision{}, `is not an acr value`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "acr_values": ["a b"]}`, Decision{}, `is not an acr value`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "acr_values": ["a\"b"]}`, Decision{}, `is not an acr value`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "acr_values": "urn:mfa"}`, Decision{}, `"acr_values"`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "max_age": 1.5}`, Decision{}, `"max_age"`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "max_age": -1}`, Decision{}, `"max_age"`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "max_age": "300"}`, Decision{}, `"max_age"`},
+		{`{"allow": false, "reason": "insufficient_user_authentication", "max_age": 99999999999}`, Decision{}, `"max_age"`},
 		{`"allow"`, Decision{}, `want an object or a boolean`},
 		{`[true]`, Decision{}, `want an object or a boolean`},
 	}
@@ -99,6 +120,33 @@ func TestDecodeDecision(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: got %+v, %v; want %+v", tt.rego, got, err, tt.want)
 		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// input.route carries the step-up requirements as typed fields, only on routes that have them.
+func TestRouteFromStepUp(t *testing.T) {
+	r := RouteFrom(map[string]string{contract.ExtRoute: "refunds", contract.ExtACRValues: "urn:mfa urn:hwk", contract.ExtMaxAge: "300"})
+	if !reflect.DeepEqual(r.ACRValues, []string{"urn:mfa", "urn:hwk"}) || r.MaxAge == nil || *r.MaxAge != 300 || r.Extra != nil {
+		t.Errorf("route %+v", r)
+	}
+	term := routeTerm(&r)
+	if got := term.Get(ast.StringTerm("max_age")); got == nil || got.String() != "300" {
+		t.Errorf("input.route.max_age = %v", got)
+	}
+	if got := term.Get(ast.StringTerm("acr_values")); got == nil || got.String() != `["urn:mfa", "urn:hwk"]` {
+		t.Errorf("input.route.acr_values = %v", got)
+	}
+	plain := RouteFrom(map[string]string{contract.ExtRoute: "orders"})
+	if pt := routeTerm(&plain); pt.Get(ast.StringTerm("max_age")) != nil || pt.Get(ast.StringTerm("acr_values")) != nil {
+		t.Errorf("a route without requirements has them in input.route: %v", pt)
+	}
+	// A max_age that is no number passes through as the string it is (the Check refuses the
+	// route before any policy runs).
+	bad := RouteFrom(map[string]string{contract.ExtMaxAge: "5m"})
+	if bad.MaxAge != nil || bad.Extra[contract.ExtMaxAge] != "5m" {
+		t.Errorf("route %+v", bad)
 	}
 }
 

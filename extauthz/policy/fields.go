@@ -204,6 +204,9 @@ const (
 	tokJTI
 	tokBinding
 	tokSource
+	tokACR
+	tokAMR
+	tokAuthTime
 	tokClaims
 )
 
@@ -241,6 +244,15 @@ var tokenFields = [...]tokenField{
 	tokSource: {name: "source",
 		value: func(t *Token) *ast.Term { return ast.StringTerm(t.Source) },
 		key:   func(t Token) keyPart { return str(t.Source) }},
+	tokACR: {name: "acr",
+		value: func(t *Token) *ast.Term { return ast.StringTerm(t.ACR) },
+		key:   func(t Token) keyPart { return str(t.ACR) }},
+	tokAMR: {name: "amr",
+		value: func(t *Token) *ast.Term { return stringsTerm(t.AMR) },
+		key:   func(t Token) keyPart { return keyPart{list: t.AMR, kind: partList} }},
+	tokAuthTime: {name: "auth_time",
+		value: func(t *Token) *ast.Term { return ast.IntNumberTerm(int(t.AuthTime)) },
+		key:   func(t Token) keyPart { return keyPart{n: t.AuthTime, kind: partNumber} }},
 	tokClaims: {name: "claims", value: func(t *Token) *ast.Term {
 		claims, err := ast.InterfaceToValue(t.Claims)
 		if err != nil || t.Claims == nil {

@@ -28,7 +28,8 @@ func fieldsRequest() *authv3.CheckRequest {
 
 func fieldsClaims() map[string]any {
 	return map[string]any{"iss": "https://idp", "sub": "alice", "client_id": "c", "aud": []any{"api"},
-		"scope": "orders:read", "exp": 2000000000, "iat": 1000000000, "jti": "j1", "tenant": "t"}
+		"scope": "orders:read", "exp": 2000000000, "iat": 1000000000, "jti": "j1", "tenant": "t",
+		"acr": "urn:pwd", "amr": []any{"pwd"}, "auth_time": 1000000000}
 }
 
 // Every input field a policy can read must be seen by the analysis and, when the revision
@@ -103,6 +104,9 @@ func TestEveryFieldKeysSharedDecisions(t *testing.T) {
 		"jti":       func(_ *string, c map[string]any) { c["jti"] = "j2" },
 		"binding":   func(_ *string, c map[string]any) { c["cnf"] = map[string]any{"jkt": "thumbprint"} },
 		"source":    func(_ *string, c map[string]any) { c[sourceMarker] = token.SourceIntrospection },
+		"acr":       func(_ *string, c map[string]any) { c["acr"] = "urn:mfa" },
+		"amr":       func(_ *string, c map[string]any) { c["amr"] = []any{"pwd", "otp"} },
+		"auth_time": func(_ *string, c map[string]any) { c["auth_time"] = 1000000300 },
 		"claims":    func(_ *string, c map[string]any) { c["tenant"] = "u" },
 	}
 	for i := range tokenFields {

@@ -19,23 +19,32 @@ type Route struct {
 	Name   string   `json:"name"`
 	Scopes []string `json:"scopes"`
 	Mode   string   `json:"mode"`
+	// ACRValues and MaxAge are the route's step-up requirements (RFC 9470), present only on a
+	// route that has them: acr_values a list, max_age a number of seconds.
+	ACRValues []string `json:"acr_values,omitempty"`
+	MaxAge    *int64   `json:"max_age,omitempty"`
 	// Extra holds every other context extension; each appears as input.route.<key>.
 	Extra map[string]string `json:"-"`
 }
 
 // Token is input.token.
 type Token struct {
-	Issuer   string         `json:"issuer"`
-	Iss      string         `json:"iss"`
-	Sub      string         `json:"sub"`
-	ClientID string         `json:"client_id"`
-	Aud      []string       `json:"aud"`
-	Scopes   []string       `json:"scopes"`
-	Exp      int64          `json:"exp"`
-	Iat      int64          `json:"iat"`
-	JTI      string         `json:"jti"`
-	Binding  string         `json:"binding"`
-	Source   string         `json:"source"` // "jwt" or "introspection"
+	Issuer   string   `json:"issuer"`
+	Iss      string   `json:"iss"`
+	Sub      string   `json:"sub"`
+	ClientID string   `json:"client_id"`
+	Aud      []string `json:"aud"`
+	Scopes   []string `json:"scopes"`
+	Exp      int64    `json:"exp"`
+	Iat      int64    `json:"iat"`
+	JTI      string   `json:"jti"`
+	Binding  string   `json:"binding"`
+	Source   string   `json:"source"` // "jwt" or "introspection"
+	// ACR, AMR and AuthTime are the user's authentication: "", [] and 0 when the token does
+	// not say.
+	ACR      string         `json:"acr"`
+	AMR      []string       `json:"amr"`
+	AuthTime int64          `json:"auth_time"`
 	Claims   map[string]any `json:"claims"`
 }
 
@@ -50,26 +59,52 @@ func tokenFrom(id *token.Identity) Token {
 // for: what the Check path keys shared decisions on.
 func tokenWithoutClaims(id *token.Identity) Token {
 	t := Token{Issuer: id.Issuer, Iss: id.Iss, Sub: id.Subject, ClientID: id.ClientID, Aud: id.Audience,
-		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Binding: id.Binding(), Source: id.Source}
+		Scopes: id.Scopes, Exp: id.ExpiresAt.Unix(), JTI: id.JTI, Binding: id.Binding(), Source: id.Source, ACR: id.ACR, AMR: id.AMR}
 	if !id.IssuedAt.IsZero() {
 		t.Iat = id.IssuedAt.Unix()
 	}
+	if !id.AuthTime.IsZero() {
+		t.AuthTime = id.AuthTime.Unix()
+	}
 	if t.Aud == nil {
 		t.Aud = []string{}
+	}
+	if t.AMR == nil {
+		t.AMR = []string{}
 	}
 	return t
 }
 
 // RouteFrom reads input.route from context extensions: "route", "scopes" (space-separated)
-// and "mode" are named fields; any other key passes through as a string.
+// and "mode" are named fields, and so are "acr_values" (space-separated) and "max_age" (a
+// number of seconds) when the route has them; any other key passes through as a string (a
+// max_age that is no number too: the Check refuses such a route before the policy runs).
 func RouteFrom(ext map[string]string) Route {
 	r := Route{Name: ext[contract.ExtRoute], Scopes: strings.Fields(ext[contract.ExtScopes]), Mode: ext[contract.ExtMode]}
 	if r.Scopes == nil {
 		r.Scopes = []string{}
 	}
+	if v, ok := ext[contract.ExtACRValues]; ok {
+		r.ACRValues = strings.Fields(v)
+		if r.ACRValues == nil {
+			r.ACRValues = []string{}
+		}
+	}
+	if v, ok := ext[contract.ExtMaxAge]; ok {
+		if n, ok := contract.ParseMaxAge(v); ok {
+			r.MaxAge = &n
+		}
+	}
 	for k, v := range ext {
 		switch k {
-		case contract.ExtRoute, contract.ExtScopes, contract.ExtMode:
+		case contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues:
+		case contract.ExtMaxAge:
+			if r.MaxAge == nil {
+				if r.Extra == nil {
+					r.Extra = make(map[string]string, len(ext))
+				}
+				r.Extra[k] = v
+			}
 		default:
 			if r.Extra == nil {
 				r.Extra = make(map[string]string, len(ext))
@@ -128,7 +163,7 @@ func parseQuery(raw string) map[string][]string {
 }
 
 func routeTerm(r *Route) *ast.Term {
-	items := make([][2]*ast.Term, 0, 3+len(r.Extra))
+	items := make([][2]*ast.Term, 0, 5+len(r.Extra))
 	for k, v := range r.Extra {
 		switch k {
 		case "name", "scopes", "mode": // an extension can't shadow a named field (nor repeat a key)
@@ -141,6 +176,12 @@ func routeTerm(r *Route) *ast.Term {
 		ast.Item(ast.InternedTerm("scopes"), stringsTerm(r.Scopes)),
 		ast.Item(ast.InternedTerm("mode"), ast.StringTerm(r.Mode)),
 	)
+	if r.ACRValues != nil {
+		items = append(items, ast.Item(ast.InternedTerm(contract.ExtACRValues), stringsTerm(r.ACRValues)))
+	}
+	if r.MaxAge != nil {
+		items = append(items, ast.Item(ast.InternedTerm(contract.ExtMaxAge), ast.IntNumberTerm(int(*r.MaxAge))))
+	}
 	return ast.ObjectTerm(items...)
 }
 

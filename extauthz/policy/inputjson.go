@@ -264,21 +264,34 @@ func appendRouteJSON(b []byte, ext map[string]string) []byte {
 		case "name":
 			b = jsonenc.AppendString(b, ext[contract.ExtRoute])
 		case "scopes":
-			b = append(b, '[')
-			j := 0
-			for s := range strings.FieldsSeq(ext[contract.ExtScopes]) {
-				if j > 0 {
-					b = append(b, ',')
-				}
-				b = jsonenc.AppendString(b, s)
-				j++
+			b = appendFieldsJSON(b, ext[contract.ExtScopes])
+		case contract.ExtACRValues: // a list, as RouteFrom reads it
+			b = appendFieldsJSON(b, ext[k])
+		case contract.ExtMaxAge: // a number of seconds; unreadable, the string as it came
+			if n, ok := contract.ParseMaxAge(ext[k]); ok {
+				b = strconv.AppendInt(b, n, 10)
+			} else {
+				b = jsonenc.AppendString(b, ext[k])
 			}
-			b = append(b, ']')
 		default:
 			b = jsonenc.AppendString(b, ext[k])
 		}
 	}
 	return append(b, '}')
+}
+
+// appendFieldsJSON appends the space-separated values of s as a JSON array of strings.
+func appendFieldsJSON(b []byte, s string) []byte {
+	b = append(b, '[')
+	j := 0
+	for f := range strings.FieldsSeq(s) {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, f)
+		j++
+	}
+	return append(b, ']')
 }
 
 // AppendTokenJSON appends input.token for id as JSON (what TokenTerm makes, written out),
@@ -287,8 +300,14 @@ func appendRouteJSON(b []byte, ext map[string]string) []byte {
 func AppendTokenJSON(b []byte, id *token.Identity) []byte {
 	t := tokenWithoutClaims(id)
 	// The fields of tokenFields, keys sorted.
-	b = append(b, `{"aud":`...)
+	b = append(b, `{"acr":`...)
+	b = jsonenc.AppendString(b, t.ACR)
+	b = append(b, `,"amr":`...)
+	b = jsonenc.AppendStrings(b, t.AMR)
+	b = append(b, `,"aud":`...)
 	b = jsonenc.AppendStrings(b, t.Aud)
+	b = append(b, `,"auth_time":`...)
+	b = strconv.AppendInt(b, t.AuthTime, 10)
 	b = append(b, `,"binding":`...)
 	b = jsonenc.AppendString(b, t.Binding)
 	b = append(b, `,"claims":`...)

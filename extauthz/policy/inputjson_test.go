@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -43,25 +44,40 @@ func TestInputJSONMatchesBuildInput(t *testing.T) {
 		"root, no query, no route":   checkreq.Request{Path: "/"}.MustBuild(),
 		"plus and percent query":     checkreq.Request{Path: "/s?q=a+b&q=c%26d&q=&k%3D=v"}.MustBuild(),
 		"empty query":                checkreq.Request{Path: "/s?"}.MustBuild(),
+		"step-up route": checkreq.Request{Path: "/refunds", ContextExtensions: map[string]string{"route": "refund", "scopes": "orders:write",
+			"acr_values": "urn:a  urn:b", "max_age": "300"}}.MustBuild(),
+		"step-up route, unreadable max_age": checkreq.Request{Path: "/refunds", ContextExtensions: map[string]string{"route": "refund",
+			"acr_values": "", "max_age": "5m"}}.MustBuild(),
 		"unix peer": {Attributes: &authv3.AttributeContext{
 			Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/run/x.sock"}}}},
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/p",
 				// Envoy with encode_raw_headers: the policy input reads the headers map only (today).
 				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "x-raw", Value: "1"}}}}}}},
 	}
-	tok := AppendTokenJSON(nil, id)
-	for name, req := range reqs {
-		t.Run(name, func(t *testing.T) {
-			v := NewView(req)
-			want := string(AppendValueJSON(nil, BuildInput(&v, AllFields(), TokenTerm(id))))
-			got := string(AppendInputJSON(nil, &v, tok, &HeaderFilter{}))
-			if got != want {
-				t.Fatalf("decision log input differs from the policy's:\n got %s\nwant %s", got, want)
-			}
-			if !json.Valid([]byte(got)) {
-				t.Fatalf("not JSON: %s", got)
-			}
-		})
+	// A token of a user's sign-in too (acr, amr, auth_time: RFC 9470).
+	signIn, err := token.IdentityFromClaims("demo", map[string]any{"iss": "https://idp", "sub": "bob", "aud": "orders-api",
+		"exp": 4102444800.0, "acr": "urn:a", "amr": []any{"pwd", "otp"}, "auth_time": 1700000000.0}, []string{"scope"}, []string{"client_id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(AppendTokenJSON(nil, signIn)); !strings.Contains(got, `"acr":"urn:a","amr":["pwd","otp"]`) || !strings.Contains(got, `"auth_time":1700000000`) {
+		t.Fatalf("the sign-in token's document lacks its acr, amr or auth_time: %s", got)
+	}
+	for ti, tid := range []*token.Identity{id, signIn} {
+		tok := AppendTokenJSON(nil, tid)
+		for name, req := range reqs {
+			t.Run(fmt.Sprintf("%s/token %d", name, ti), func(t *testing.T) {
+				v := NewView(req)
+				want := string(AppendValueJSON(nil, BuildInput(&v, AllFields(), TokenTerm(tid))))
+				got := string(AppendInputJSON(nil, &v, tok, &HeaderFilter{}))
+				if got != want {
+					t.Fatalf("decision log input differs from the policy's:\n got %s\nwant %s", got, want)
+				}
+				if !json.Valid([]byte(got)) {
+					t.Fatalf("not JSON: %s", got)
+				}
+			})
+		}
 	}
 }
 

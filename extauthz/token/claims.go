@@ -41,6 +41,13 @@ type accessClaims struct {
 	// certificate thumbprint (RFC 8705 §3.1); badCnf is set when cnf is malformed.
 	jkt, x5t string
 	badCnf   bool
+	// acr, amr and authTime describe the user's authentication (OpenID Connect Core §2, RFC
+	// 9068 §2.2.1), which routes may require (RFC 9470); badAuthn is set when one of them has
+	// the wrong type.
+	acr      string
+	amr      []string
+	authTime *jwt.NumericDate
+	badAuthn *Error
 	// errs holds, per registered claim, why it is unusable (wrong JSON type); the getter of
 	// that claim returns it.
 	errs map[string]error
@@ -101,6 +108,7 @@ func (c *accessClaims) read(obj *fastjson.Object, raw []byte) error {
 	if v := obj.Get("cnf"); v != nil {
 		c.jkt, c.x5t, c.badCnf = cnfOf(v)
 	}
+	c.acr, c.amr, c.authTime, c.badAuthn = authnOf(obj)
 	for _, name := range c.names.clientID {
 		if s, ok := stringOf(obj.Get(name)); ok && s != "" {
 			c.clientID = s
@@ -305,6 +313,51 @@ func cnfOf(v *fastjson.Value) (jkt, x5t string, bad bool) {
 	}
 	return jkt, x5t, false
 }
+
+// authnOf reads the authentication claims: acr a string, amr an array of strings, auth_time a
+// NumericDate (a JSON number; 0 counts as absent). A null counts as absent; any other type
+// refuses the token as malformed, as a wrong-typed exp does: a route requiring a second factor
+// must never read a claim it can't understand as "none", nor the policy see a guess.
+func authnOf(obj *fastjson.Object) (acr string, amr []string, authTime *jwt.NumericDate, bad *Error) {
+	if v := obj.Get("acr"); v != nil && v.Type() != fastjson.TypeNull {
+		s, ok := stringOf(v)
+		if !ok {
+			return "", nil, nil, errBadACR
+		}
+		acr = s
+	}
+	if v := obj.Get("amr"); v != nil && v.Type() != fastjson.TypeNull {
+		items, err := v.Array()
+		if err != nil {
+			return "", nil, nil, errBadAMR
+		}
+		amr = make([]string, 0, len(items))
+		for _, it := range items {
+			s, ok := stringOf(it)
+			if !ok {
+				return "", nil, nil, errBadAMR
+			}
+			amr = append(amr, s)
+		}
+	}
+	if v := obj.Get("auth_time"); v != nil && v.Type() != fastjson.TypeNull {
+		f, err := v.Float64()
+		if v.Type() != fastjson.TypeNumber || err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+			return "", nil, nil, errBadAuthTime
+		}
+		if f != 0 {
+			sec, frac := math.Modf(f)
+			authTime = jwt.NewNumericDate(time.Unix(int64(sec), int64(frac*1e9)))
+		}
+	}
+	return acr, amr, authTime, nil
+}
+
+var (
+	errBadACR      = refuse(contract.ReasonMalformed, "the acr claim is not a string")
+	errBadAMR      = refuse(contract.ReasonMalformed, "the amr claim is not an array of strings")
+	errBadAuthTime = refuse(contract.ReasonMalformed, "the auth_time claim is not a time (seconds since the epoch)")
+)
 
 // errBadCnf refuses a token whose confirmation claim is malformed or names no method
 // scopegate checks.

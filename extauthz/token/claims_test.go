@@ -222,3 +222,65 @@ func TestIdentityClaimsOnDemand(t *testing.T) {
 		t.Fatalf("identity from claims = %+v", id2)
 	}
 }
+
+// The authentication claims (acr, amr, auth_time) are read exactly: a wrong type refuses the
+// token as malformed, a null or an absent claim is none, and auth_time 0 counts as absent.
+func TestAuthnClaims(t *testing.T) {
+	tests := []struct {
+		name, payload string
+		acr           string
+		amr           []string
+		authTime      int64 // unix seconds; 0: none
+		bad           *Error
+	}{
+		{"all three", `{"acr":"urn:mfa","amr":["pwd","otp"],"auth_time":1800000000}`, "urn:mfa", []string{"pwd", "otp"}, 1800000000, nil},
+		{"none", `{}`, "", nil, 0, nil},
+		{"nulls", `{"acr":null,"amr":null,"auth_time":null}`, "", nil, 0, nil},
+		{"auth_time zero is absent", `{"auth_time":0}`, "", nil, 0, nil},
+		{"auth_time with a fraction", `{"auth_time":1800000000.5}`, "", nil, 1800000000, nil},
+		{"empty amr", `{"amr":[]}`, "", []string{}, 0, nil},
+		{"acr a number", `{"acr":2}`, "", nil, 0, errBadACR},
+		{"acr a list", `{"acr":["mfa"]}`, "", nil, 0, errBadACR},
+		{"amr a string", `{"amr":"pwd"}`, "", nil, 0, errBadAMR},
+		{"amr with a number", `{"amr":["pwd",1]}`, "", nil, 0, errBadAMR},
+		{"auth_time a string", `{"auth_time":"1800000000"}`, "", nil, 0, errBadAuthTime},
+		{"auth_time negative", `{"auth_time":-5}`, "", nil, 0, errBadAuthTime},
+		{"auth_time a bool", `{"auth_time":true}`, "", nil, 0, errBadAuthTime},
+	}
+	for _, tt := range tests {
+		c := &accessClaims{names: &testNames}
+		if err := json.Unmarshal([]byte(tt.payload), c); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if c.badAuthn != tt.bad {
+			t.Errorf("%s: refusal %v, want %v", tt.name, c.badAuthn, tt.bad)
+			continue
+		}
+		if tt.bad != nil {
+			if tt.bad.Reason != "malformed" {
+				t.Errorf("%s: reason %q, want malformed", tt.name, tt.bad.Reason)
+			}
+			if _, err := IdentityFromClaims("demo", mustMap(t, tt.payload), testNames.scope, testNames.clientID); !errors.Is(err, tt.bad) {
+				t.Errorf("%s: IdentityFromClaims err %v, want %v", tt.name, err, tt.bad)
+			}
+			continue
+		}
+		id := newIdentity("demo", c, "k1")
+		var at int64
+		if !id.AuthTime.IsZero() {
+			at = id.AuthTime.Unix()
+		}
+		if id.ACR != tt.acr || !reflect.DeepEqual(id.AMR, tt.amr) || at != tt.authTime {
+			t.Errorf("%s: acr %q amr %q auth_time %d, want %q %q %d", tt.name, id.ACR, id.AMR, at, tt.acr, tt.amr, tt.authTime)
+		}
+	}
+}
+
+func mustMap(t *testing.T, payload string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(payload), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -35,6 +35,14 @@ type Identity struct {
 	X5T string
 	// RequireBinding is the issuer's require_binding: its tokens must be sender-constrained.
 	RequireBinding bool
+	// ACR, AMR and AuthTime are the user's authentication as the token states it (acr, amr,
+	// auth_time; RFC 9068 §2.2.1): the context class, the methods, and when (zero: no
+	// auth_time). Routes and policies may require a stronger or fresher one (RFC 9470).
+	ACR      string
+	AMR      []string
+	AuthTime time.Time
+	// Leeway is the issuer's clock leeway, allowed on auth_time against a max_age too.
+	Leeway time.Duration
 
 	raw        []byte // the claims set as JSON
 	claimsOnce sync.Once
@@ -87,6 +95,10 @@ func newIdentity(issuerName string, c *accessClaims, kid string) *Identity {
 	if c.iat != nil {
 		id.IssuedAt = c.iat.Time
 	}
+	id.ACR, id.AMR = c.acr, c.amr
+	if c.authTime != nil {
+		id.AuthTime = c.authTime.Time
+	}
 	return id
 }
 
@@ -121,6 +133,9 @@ func IdentityFromClaims(issuerName string, claims map[string]any, scopeClaims, c
 	}
 	if c.badCnf {
 		return nil, fmt.Errorf("claims: %w", errBadCnf)
+	}
+	if c.badAuthn != nil {
+		return nil, fmt.Errorf("claims: %w", c.badAuthn)
 	}
 	id := newIdentity(issuerName, c, "")
 	id.claims = claims

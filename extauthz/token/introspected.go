@@ -222,7 +222,7 @@ func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Ide
 	}
 	id := &Identity{Source: SourceIntrospection, Issuer: c.Name, Iss: r.Iss, Subject: r.Sub, ClientID: r.ClientID,
 		JTI: r.JTI, Audience: r.Aud, Scopes: strings.Fields(r.Scope), ExpiresAt: time.Unix(r.Exp, 0), raw: r.Raw,
-		JKT: r.JKT, X5T: r.X5T, RequireBinding: c.RequireBinding}
+		JKT: r.JKT, X5T: r.X5T, RequireBinding: c.RequireBinding, ACR: r.ACR, AMR: r.AMR, Leeway: c.Leeway}
 	if id.Iss == "" {
 		id.Iss = c.Issuer
 	}
@@ -232,6 +232,9 @@ func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Ide
 	id.ScopeString = strings.Join(id.Scopes, " ")
 	if r.Iat != 0 {
 		id.IssuedAt = time.Unix(r.Iat, 0)
+	}
+	if r.AuthTime > 0 {
+		id.AuthTime = time.Unix(r.AuthTime, 0)
 	}
 	return id, nil
 }

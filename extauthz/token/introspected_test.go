@@ -277,6 +277,16 @@ func TestIntrospectionIdentity(t *testing.T) {
 	if id.X5T != "abc" || id.Binding() != "mtls" {
 		t.Errorf("binding = %q (x5t %q), want mtls", id.Binding(), id.X5T)
 	}
+	// The authentication claims, as RFC 9470 §6.2 registers them for introspection answers.
+	r.idp.always(200, r.active(time.Hour, `,"acr":"urn:mfa","amr":["pwd","otp"],"auth_time":1800000000`))
+	id, err = r.v.Verify(context.Background(), "opaque-with-authn")
+	if err != nil || id.ACR != "urn:mfa" || strings.Join(id.AMR, " ") != "pwd otp" || id.AuthTime.Unix() != 1800000000 || id.Leeway != 30*time.Second {
+		t.Fatalf("authentication of an opaque token: %+v %v", id, err)
+	}
+	r.idp.always(200, r.active(time.Hour, `,"acr":2`))
+	if _, err := r.v.Verify(context.Background(), "opaque-with-bad-acr"); err == nil {
+		t.Fatal("an answer whose acr is not a string was accepted")
+	}
 	r.idp.always(200, strings.Replace(r.active(time.Hour, `,"cnf":{"jkt":"thumb"}`), `"token_type":"Bearer"`, `"token_type":"DPoP"`, 1))
 	id, err = r.v.Verify(context.Background(), "another-opaque-token")
 	if err != nil || id.JKT != "thumb" || id.Binding() != "dpop" {

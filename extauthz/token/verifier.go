@@ -340,7 +340,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 		return nil, "", fp, e
 	}
 	id := newIdentity(is.cfg.Name, claims, kid)
-	id.RequireBinding = is.cfg.RequireBinding
+	id.RequireBinding, id.Leeway = is.cfg.RequireBinding, is.cfg.Leeway
 	return id, kid, fp, nil
 }
 
@@ -359,6 +359,9 @@ func (is *issuer) checkClaims(claims *accessClaims, now time.Time) *Error {
 	}
 	if claims.badCnf {
 		return errBadCnf
+	}
+	if claims.badAuthn != nil {
+		return claims.badAuthn
 	}
 	return nil
 }

@@ -5,7 +5,11 @@
 // itself.
 package contract
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Context extension keys: ExtAuthzPerRoute.check_settings.context_extensions on a protected
 // route, input.route in the policy.
@@ -23,6 +27,13 @@ const (
 	// metadata document; authz names it in every challenge (RFC 9728 §5.1). Absent when the
 	// virtual host publishes none.
 	ExtResourceMetadata = "resource_metadata"
+	// ExtACRValues are the authentication context classes the route accepts, space-separated
+	// (RFC 9470): the token's acr must be one of them (input.route.acr_values, a list).
+	ExtACRValues = "acr_values"
+	// ExtMaxAge is the most seconds since the user's authentication the route accepts, a
+	// decimal integer (RFC 9470 max_age): the token's auth_time must be that recent, give or
+	// take the issuer's leeway (input.route.max_age, a number).
+	ExtMaxAge = "max_age"
 )
 
 // BindingRequired is the value of ExtBinding on a route that refuses plain bearer tokens.
@@ -114,6 +125,18 @@ const (
 	ReasonIntrospectionOverloaded Reason = "introspection_overloaded"
 )
 
+// Step-up reasons (RFC 9470).
+const (
+	// ReasonInsufficientUserAuthentication: the token is valid, but the sign-in behind it is not
+	// strong or recent enough for the route (acr_values, max_age) or for the policy (a step-up
+	// decision): 401 with error="insufficient_user_authentication" and what to ask for.
+	ReasonInsufficientUserAuthentication Reason = "insufficient_user_authentication"
+	// ReasonInvalidRoute: the route's context extensions hold a requirement authz can't read
+	// (a max_age that is no whole number of seconds, an acr value with a forbidden character):
+	// 500, never an allow; only a control plane other than ours can send one.
+	ReasonInvalidRoute Reason = "invalid_route"
+)
+
 // Service-side reasons.
 const (
 	// ReasonNoPolicy: the policy comes from a bundle server and no good bundle has arrived
@@ -141,7 +164,7 @@ func Reasons() []Reason {
 		ReasonInvalidClaims, ReasonInvalidToken, ReasonNoKeys, ReasonKeyRefreshPending,
 		ReasonNotDPoPBound, ReasonDPoPDowngrade, ReasonCertificateMismatch, ReasonBindingRequired,
 		ReasonInactive, ReasonIntrospectionUnavailable, ReasonIntrospectionOverloaded,
-		ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied, ReasonNoRoute}
+		ReasonInsufficientUserAuthentication, ReasonInvalidRoute, ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied, ReasonNoRoute}
 }
 
 // Route is the route contract a protected route carries to authz: what the control plane
@@ -155,12 +178,17 @@ type Route struct {
 	Mode string
 	// Binding is BindingRequired or empty.
 	Binding string
+	// ACRValues and MaxAge are the route's RFC 9470 step-up requirements: the token's acr
+	// must be one of ACRValues, its auth_time no older than MaxAge (none when empty or 0).
+	ACRValues []string
+	MaxAge    time.Duration
 	// ResourceMetadata is the RFC 9728 metadata document URL, or empty.
 	ResourceMetadata string
 }
 
 // Extensions encodes the route as context extensions: route and scopes always (scopes
-// space-separated), mode only for shadow, binding and resource_metadata only when set.
+// space-separated), mode only for shadow, binding, acr_values (space-separated), max_age
+// (whole seconds) and resource_metadata only when set.
 func (r Route) Extensions() map[string]string {
 	ext := map[string]string{ExtRoute: r.Name, ExtScopes: strings.Join(r.Scopes, " ")}
 	if r.Mode == ModeShadow {
@@ -169,8 +197,104 @@ func (r Route) Extensions() map[string]string {
 	if r.Binding == BindingRequired {
 		ext[ExtBinding] = BindingRequired
 	}
+	if len(r.ACRValues) > 0 {
+		ext[ExtACRValues] = strings.Join(r.ACRValues, " ")
+	}
+	if r.MaxAge > 0 {
+		ext[ExtMaxAge] = FormatMaxAge(r.MaxAge)
+	}
 	if r.ResourceMetadata != "" {
 		ext[ExtResourceMetadata] = r.ResourceMetadata
 	}
 	return ext
+}
+
+// MaxMaxAge bounds max_age (a year): a larger value is a unit mistake, not a requirement.
+const MaxMaxAge = 366 * 24 * 60 * 60
+
+// FormatMaxAge is the ExtMaxAge value of a route's max_age: whole seconds, in decimal. The
+// control plane has checked that d is a positive whole number of seconds.
+func FormatMaxAge(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
+
+// ParseMaxAge reads an ExtMaxAge value: a decimal integer of seconds from 0 to MaxMaxAge, no
+// sign, no unit. It does not allocate (it runs on every Check of such a route).
+func ParseMaxAge(s string) (int64, bool) {
+	if s == "" || len(s) > 8 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, n <= MaxMaxAge
+}
+
+// ValidACR reports whether s can be an acr value in a route, a challenge or an authorization
+// request: RFC 6749's scope-token characters (%x21 / %x23-5B / %x5D-7E), so that the
+// space-separated acr_values list and the quoted challenge parameter carry it unchanged (no
+// space, quote, backslash or control character can reach a header). At most 256 bytes.
+func ValidACR(s string) bool {
+	if s == "" || len(s) > maxACR {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !acrChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+const maxACR = 256
+
+func acrChar(c byte) bool { return acrChars[c] }
+
+// acrChars marks the bytes an acr value may hold: a table keeps the per-byte test one load.
+var acrChars = func() (t [256]bool) {
+	for c := 0x21; c <= 0x7e; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// ValidACRValues reports whether s is an ExtACRValues value: one or more ValidACR values
+// separated by single spaces, no leading or trailing space. One pass, no allocation: it runs
+// on every Check of such a route.
+func ValidACRValues(s string) bool {
+	n := 0 // length of the current value
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if acrChars[c] {
+			n++
+			continue
+		}
+		if c != ' ' || n == 0 || n > maxACR {
+			return false // a byte no acr holds, or a leading or double space
+		}
+		n = 0
+	}
+	return n > 0 && n <= maxACR
+}
+
+// HasACR reports whether acr is one of the space-separated values in list (exact, case
+// sensitive), whatever else list holds. It does not allocate; strings.Index does the scanning.
+func HasACR(list, acr string) bool {
+	if acr == "" || strings.IndexByte(acr, ' ') >= 0 {
+		return false // one value, never a list
+	}
+	for {
+		i := strings.Index(list, acr)
+		if i < 0 {
+			return false
+		}
+		end := i + len(acr)
+		if (i == 0 || list[i-1] == ' ') && (end == len(list) || list[end] == ' ') {
+			return true
+		}
+		list = list[i+1:]
+	}
 }

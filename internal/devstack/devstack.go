@@ -267,6 +267,10 @@ Next steps, in another shell from the repository root (bin/scopegate was built b
 
   # a user: authorization code + PKCE; open the printed URL, sign in as alice/alice (or bob/bob)
   bin/scopegate token login
+  # step-up (RFC 9470): deleting an order needs a second factor (alice's demo code: 123456)
+  bin/scopegate check $AUTHZ --token "$(bin/scopegate token print)" --method DELETE --path /orders/1 \
+      --route orders-delete --scope orders:write --acr-values urn:scopegate:demo:mfa --max-age 5m  # 401 + challenge: exit 1
+  bin/scopegate token step-up --challenge '<the www-authenticate value of that 401>'
   bin/scopegate token refresh                              # rotates the refresh token
   bin/scopegate idp rotate --admin {{.IDPAdmin}}   # new signing key; the old one stays published
 

@@ -468,6 +468,13 @@ func (b *browser) submit(p *page, extra url.Values) (*page, error) {
 // the consent page.
 func (s *stack) login(t *testing.T, user string, scopes []string) (*oauthclient.Entry, *page) {
 	t.Helper()
+	return s.stepUpLogin(t, user, scopes, nil, "")
+}
+
+// stepUpLogin is login asking for the sign-in a step-up challenge names (nil: none); code is
+// the user's one-time code, entered when the provider shows its second-factor step.
+func (s *stack) stepUpLogin(t *testing.T, user string, scopes []string, su *oauthclient.StepUp, code string) (*oauthclient.Entry, *page) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ep, err := oauthclient.Discover(ctx, s.hc, s.issuer())
@@ -476,39 +483,49 @@ func (s *stack) login(t *testing.T, user string, scopes []string) (*oauthclient.
 	}
 	var consent *page
 	var browserErr error
-	entry, err := oauthclient.Login(ctx, s.hc, oauthclient.LoginOptions{
-		Endpoints: ep, ClientID: "orders-cli", Scopes: scopes,
-		ShowURL: func(authURL string) {
-			browserErr = func() error {
-				b := newBrowser(t)
-				loginPage, err := b.get(authURL)
-				if err != nil {
-					return err
-				}
-				if loginPage.status != http.StatusOK || loginPage.fields.Get("csrf") == "" {
-					return fmt.Errorf("login page %s: %d, fields %v", loginPage.url, loginPage.status, loginPage.fields)
-				}
-				consent, err = b.submit(loginPage, url.Values{"username": {user}, "password": {user}})
-				if err != nil {
-					return err
-				}
-				if consent.status != http.StatusOK || !strings.Contains(consent.body, `value="allow"`) {
-					return fmt.Errorf("consent page %s: %d: %s", consent.url, consent.status, consent.body)
-				}
-				done, err := b.submit(consent, url.Values{"decision": {"allow"}})
-				if err != nil {
-					return err
-				}
-				if done.status != http.StatusOK || done.url.Path != oauthclient.CallbackPath {
-					return fmt.Errorf("after consent: %s: %d: %s", done.url, done.status, done.body)
-				}
-				return nil
-			}()
-			if browserErr != nil {
-				cancel() // Login stops waiting for a redirect that will not come
+	opts := oauthclient.LoginOptions{Endpoints: ep, ClientID: "orders-cli", Scopes: scopes}
+	if su != nil {
+		opts.ACRValues, opts.MaxAge = su.ACRValues, su.MaxAge
+	}
+	opts.ShowURL = func(authURL string) {
+		browserErr = func() error {
+			b := newBrowser(t)
+			loginPage, err := b.get(authURL)
+			if err != nil {
+				return err
 			}
-		},
-	})
+			if loginPage.status != http.StatusOK || loginPage.fields.Get("csrf") == "" {
+				return fmt.Errorf("login page %s: %d, fields %v", loginPage.url, loginPage.status, loginPage.fields)
+			}
+			consent, err = b.submit(loginPage, url.Values{"username": {user}, "password": {user}})
+			if err != nil {
+				return err
+			}
+			if consent.action == idp.PathSecondFactor {
+				if code == "" {
+					return fmt.Errorf("the provider asks %s for a second factor: %s", user, consent.body)
+				}
+				if consent, err = b.submit(consent, url.Values{"code": {code}}); err != nil {
+					return err
+				}
+			}
+			if consent.status != http.StatusOK || !strings.Contains(consent.body, `value="allow"`) {
+				return fmt.Errorf("consent page %s: %d: %s", consent.url, consent.status, consent.body)
+			}
+			done, err := b.submit(consent, url.Values{"decision": {"allow"}})
+			if err != nil {
+				return err
+			}
+			if done.status != http.StatusOK || done.url.Path != oauthclient.CallbackPath {
+				return fmt.Errorf("after consent: %s: %d: %s", done.url, done.status, done.body)
+			}
+			return nil
+		}()
+		if browserErr != nil {
+			cancel() // Login stops waiting for a redirect that will not come
+		}
+	}
+	entry, err := oauthclient.Login(ctx, s.hc, opts)
 	if browserErr != nil {
 		t.Fatalf("%s's browser: %v", user, browserErr)
 	}
@@ -590,12 +607,13 @@ func TestDemoFlow(t *testing.T) {
 			Resource             string   `json:"resource"`
 			AuthorizationServers []string `json:"authorization_servers"`
 			ScopesSupported      []string `json:"scopes_supported"`
+			ACRValuesSupported   []string `json:"acr_values_supported"`
 		}
 		if err := json.Unmarshal([]byte(r.GetDirectResponse().GetBody().GetInlineString()), &doc); err != nil {
 			t.Fatal(err)
 		}
 		if doc.Resource != "http://127.0.0.1:10000" || strings.Join(doc.AuthorizationServers, ",") != "http://localhost:9400" ||
-			strings.Join(doc.ScopesSupported, " ") != "admin orders:read orders:write" {
+			strings.Join(doc.ScopesSupported, " ") != "admin orders:read orders:write" || strings.Join(doc.ACRValuesSupported, " ") != idp.ACRMFA {
 			t.Fatalf("document %+v", doc)
 		}
 	})
@@ -730,6 +748,66 @@ func TestDemoFlow(t *testing.T) {
 			if got.Identity[k] != v {
 				t.Errorf("demo API echoed %s = %q, want %q", k, got.Identity[k], v)
 			}
+		}
+	})
+
+	// Step-up (RFC 9470): deleting an order needs a second factor from the last five minutes
+	// (the orders-delete route's acr_values and max_age). alice's password-only token gets the
+	// challenge; the login it asks for (password, then her one-time code) gets a token that
+	// passes.
+	t.Run("step-up: 401 challenge, step-up login, 200", func(t *testing.T) {
+		if c := claims(t, alice.AccessToken).Claims; c["acr"] != idp.ACRPassword || c["auth_time"] == nil {
+			t.Fatalf("alice's first token: %v", c)
+		}
+		d := check(t, "DELETE", "/orders/1", alice.AccessToken)
+		if d.status != 401 {
+			t.Fatalf("DELETE with a password-only token: %d %v %s", d.status, d.headers, d.body)
+		}
+		wa := d.headers["www-authenticate"]
+		for _, want := range []string{`Bearer realm="scopegate", error="insufficient_user_authentication", error_description="a stronger authentication is required", acr_values="urn:scopegate:demo:mfa", max_age="300"`,
+			`resource_metadata="http://127.0.0.1:10000/.well-known/oauth-protected-resource"`} {
+			if !strings.Contains(wa, want) {
+				t.Errorf("www-authenticate %q lacks %q", wa, want)
+			}
+		}
+		su, err := oauthclient.ParseStepUp(wa) // what `scopegate token step-up --challenge` does
+		if err != nil {
+			t.Fatal(err)
+		}
+		stepped, _ := s.stepUpLogin(t, "alice", []string{"orders:read", "orders:write"}, su, "123456")
+		c := claims(t, stepped.AccessToken).Claims
+		if c["acr"] != idp.ACRMFA || c["auth_time"] == nil {
+			t.Fatalf("stepped-up token: %v", c)
+		}
+		if d := check(t, "DELETE", "/orders/1", stepped.AccessToken); d.status != 200 || d.headers[identity+"subject"] != "alice" {
+			t.Fatalf("DELETE with the stepped-up token: %d %v %s", d.status, d.headers, d.body)
+		}
+		// Scopes first: bob, who can't write, is told about the scope, not sent to step up.
+		if d := check(t, "DELETE", "/orders/1", bob.AccessToken); d.status != 403 || !strings.Contains(d.headers["www-authenticate"], `error="insufficient_scope"`) {
+			t.Fatalf("bob's DELETE: %d %v", d.status, d.headers)
+		}
+
+		// The demo policy asks for step-up itself on an order above 1000 (x-order-amount).
+		order := func(tok, amount string) decision {
+			t.Helper()
+			req := envoyCheck(t, matchRoute(t, rc, "POST", "/orders"), "POST", "/orders", tok)
+			req.Attributes.Request.Http.Headers["x-order-amount"] = amount
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := authz.Check(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return toDecision(resp)
+		}
+		if d := order(alice.AccessToken, "5000"); d.status != 401 || !strings.Contains(d.headers["www-authenticate"], `error="insufficient_user_authentication", error_description="the request needs a stronger or more recent authentication", acr_values="urn:scopegate:demo:mfa"`) {
+			t.Fatalf("large order with a password-only token: %d %v", d.status, d.headers)
+		}
+		if d := order(alice.AccessToken, "20"); d.status != 200 {
+			t.Fatalf("small order: %d %v", d.status, d.headers)
+		}
+		if d := order(stepped.AccessToken, "5000"); d.status != 200 {
+			t.Fatalf("large order with the stepped-up token: %d %v %s", d.status, d.headers, d.body)
 		}
 	})
 

@@ -29,7 +29,11 @@ default decision := {"allow": false, "status": 403, "reason": "default_deny"}
 #      missing_scopes, so the engine adds WWW-Authenticate with the route's
 #      required scopes;
 #   4. any other denial: the highest status wins, then the first reason in
-#      sort order, so the result never depends on evaluation order.
+#      sort order, so the result never depends on evaluation order;
+#   5. step-up asks (RFC 9470) when nothing else denies: 401
+#      insufficient_user_authentication with acr_values and/or max_age, which
+#      the engine puts in the challenge. A client is asked to step up only
+#      when stepping up would let the request through.
 # Anything else (something undefined) falls through to the default deny.
 # "reasons" lists every denial reason, for decision logs and `scopegate check`.
 decision := {"allow": true} if {
@@ -63,7 +67,12 @@ decision := {"allow": true} if {
 	"reason": top_reason,
 	"reasons": sort({d.reason | some d in denials}),
 } if {
-	count(denials) > 0
+	count(hard_denials) > 0
+} else := object.union(
+	{"allow": false, "status": 401, "reason": step_up_reason, "reasons": [step_up_reason]},
+	step_up_fields,
+) if {
+	count(step_ups) > 0
 }
 
 # The engine always sends a token object and a list of route scopes ([] when
@@ -109,7 +118,10 @@ denials contains {"reason": deny_reason(d), "status": deny_status(d)} if {
 	some d in deny
 }
 
-deny_reason(d) := d.reason if {
+deny_reason(d) := "invalid_step_up" if {
+	d.reason == step_up_reason
+	not valid_step_up(d)
+} else := d.reason if {
 	is_string(d.reason)
 	d.reason != ""
 } else := d if {
@@ -119,13 +131,89 @@ deny_reason(d) := d.reason if {
 
 # A denial must never carry a success or redirect status: anything but an
 # integer in 400..599 becomes 403.
-deny_status(d) := d.status if {
+#
+# A step-up ask is always 401; one the engine could not turn into a challenge
+# (see valid_step_up) is 500 invalid_step_up: a rule bug, never an allow.
+deny_status(d) := 500 if {
+	d.reason == step_up_reason
+	not valid_step_up(d)
+} else := 401 if {
+	d.reason == step_up_reason
+} else := d.status if {
 	is_number(d.status)
 	d.status >= 400
 	d.status <= 599
 	d.status == floor(d.status)
 } else := 403
 
-top_status := max({d.status | some d in denials})
+# Denials that stepping up would not cure: they win over step-up asks.
+hard_denials := {d | some d in denials; d.reason != step_up_reason}
 
-top_reason := min({d.reason | some d in denials; d.status == top_status})
+top_status := max({d.status | some d in hard_denials})
+
+top_reason := min({d.reason | some d in hard_denials; d.status == top_status})
+
+# Step-up (RFC 9470). A rule package asks for a stronger or more recent
+# sign-in with a denial
+#   {"reason": "insufficient_user_authentication", "acr_values": [...], "max_age": 300}
+# (acr_values a non-empty list of strings, max_age whole seconds, at least one
+# of them). The engine answers 401 with both in the WWW-Authenticate challenge.
+step_up_reason := "insufficient_user_authentication"
+
+step_ups contains d if {
+	some d in deny
+	d.reason == step_up_reason
+	valid_step_up(d)
+}
+
+valid_step_up(d) if {
+	acr_values_ok(d)
+	max_age_ok(d)
+	asks_something(d)
+}
+
+acr_values_ok(d) if not "acr_values" in object.keys(d)
+
+acr_values_ok(d) if step_up_acr_list(d)
+
+max_age_ok(d) if not "max_age" in object.keys(d)
+
+max_age_ok(d) if is_number(step_up_max_age(d))
+
+asks_something(d) if step_up_acr_list(d)
+
+asks_something(d) if is_number(step_up_max_age(d))
+
+step_up_acr_list(d) := d.acr_values if {
+	is_array(d.acr_values)
+	count(d.acr_values) > 0
+	every a in d.acr_values {
+		is_string(a)
+	}
+}
+
+step_up_max_age(d) := d.max_age if {
+	is_number(d.max_age)
+	d.max_age >= 0
+	d.max_age == floor(d.max_age)
+}
+
+# When several rules ask: the acr values every one of them accepts (in the
+# order of the first list in sort order), or, if they share none, the first
+# list (the other rule asks again after that sign-in); the smallest max_age.
+acr_lists := {l | some d in step_ups; l := step_up_acr_list(d)}
+
+first_acr_list := sort(acr_lists)[0]
+
+shared_acr_values := [a | some a in first_acr_list; every l in acr_lists { a in l }]
+
+step_up_fields["acr_values"] := shared_acr_values if {
+	count(shared_acr_values) > 0
+} else := first_acr_list if {
+	count(acr_lists) > 0
+}
+
+step_up_fields["max_age"] := min(ages) if {
+	ages := {a | some d in step_ups; a := step_up_max_age(d)}
+	count(ages) > 0
+}

@@ -302,3 +302,85 @@ test_shadow_mode_does_not_change_the_decision if {
 	got.allow == false
 	got.missing_scopes == ["orders:write"]
 }
+
+# Step-up asks (RFC 9470) from rule packages: 401 insufficient_user_authentication
+# with what to ask for, only when nothing else denies.
+step_up := "insufficient_user_authentication"
+
+step_up_decision(fields) := object.union({"allow": false, "status": 401, "reason": step_up, "reasons": [step_up]}, fields)
+
+test_step_up[note] if {
+	some note, tc in {
+		"acr values and max_age": {
+			"deny": {{"reason": step_up, "acr_values": ["urn:mfa", "urn:hwk"], "max_age": 300}},
+			"want": step_up_decision({"acr_values": ["urn:mfa", "urn:hwk"], "max_age": 300}),
+		},
+		"acr values only, status given": {
+			"deny": {{"reason": step_up, "status": 401, "acr_values": ["urn:mfa"]}},
+			"want": step_up_decision({"acr_values": ["urn:mfa"]}),
+		},
+		"max_age only, zero": {
+			"deny": {{"reason": step_up, "max_age": 0}},
+			"want": step_up_decision({"max_age": 0}),
+		},
+		"another status is still 401": {
+			"deny": {{"reason": step_up, "status": 403, "max_age": 60}},
+			"want": step_up_decision({"max_age": 60}),
+		},
+		"two rules: the smallest max_age, the shared acr values": {
+			"deny": {
+				{"reason": step_up, "acr_values": ["urn:hwk", "urn:mfa"], "max_age": 600},
+				{"reason": step_up, "acr_values": ["urn:mfa"], "max_age": 60},
+			},
+			"want": step_up_decision({"acr_values": ["urn:mfa"], "max_age": 60}),
+		},
+		"two rules sharing no acr value: the first list in sort order": {
+			"deny": {{"reason": step_up, "acr_values": ["urn:b"]}, {"reason": step_up, "acr_values": ["urn:a"]}},
+			"want": step_up_decision({"acr_values": ["urn:a"]}),
+		},
+		"another denial wins over step-up": {
+			"deny": {{"reason": step_up, "acr_values": ["urn:mfa"]}, {"reason": "client_not_allowed", "status": 403}},
+			"want": {"allow": false, "status": 403, "reason": "client_not_allowed", "reasons": ["client_not_allowed", step_up]},
+		},
+		"a 400 wins over step-up too": {
+			"deny": {{"reason": step_up, "acr_values": ["urn:mfa"]}, {"reason": "suspicious_path", "status": 400}},
+			"want": {"allow": false, "status": 400, "reason": "suspicious_path", "reasons": [step_up, "suspicious_path"]},
+		},
+		# Asks the engine could not turn into a challenge: 500, never an allow.
+		"nothing to ask for": {
+			"deny": {{"reason": step_up}},
+			"want": {"allow": false, "status": 500, "reason": "invalid_step_up", "reasons": ["invalid_step_up"]},
+		},
+		"acr_values not a list": {
+			"deny": {{"reason": step_up, "acr_values": "urn:mfa"}},
+			"want": {"allow": false, "status": 500, "reason": "invalid_step_up", "reasons": ["invalid_step_up"]},
+		},
+		"acr_values empty": {
+			"deny": {{"reason": step_up, "acr_values": [], "max_age": 60}},
+			"want": {"allow": false, "status": 500, "reason": "invalid_step_up", "reasons": ["invalid_step_up"]},
+		},
+		"acr value not a string": {
+			"deny": {{"reason": step_up, "acr_values": [2]}},
+			"want": {"allow": false, "status": 500, "reason": "invalid_step_up", "reasons": ["invalid_step_up"]},
+		},
+		"max_age negative": {
+			"deny": {{"reason": step_up, "max_age": -1}},
+			"want": {"allow": false, "status": 500, "reason": "invalid_step_up", "reasons": ["invalid_step_up"]},
+		},
+		"max_age fractional": {
+			"deny": {{"reason": step_up, "acr_values": ["urn:mfa"], "max_age": 1.5}},
+			"want": {"allow": false, "status": 500, "reason": "invalid_step_up", "reasons": ["invalid_step_up"]},
+		},
+	}
+	got := authz.decision with input as base_input with data.scopegate.rules.t.deny as tc.deny
+	got == tc.want
+}
+
+# Missing scopes win over a step-up ask: a client is never sent to step up for
+# a request its scopes would refuse anyway.
+test_missing_scopes_win_over_step_up if {
+	inp := with_route_and_scopes(["orders:write"], ["orders:read"])
+	got := authz.decision with input as inp
+		with data.scopegate.rules.t.deny as {{"reason": step_up, "acr_values": ["urn:mfa"]}}
+	got == insufficient(["orders:write"], ["insufficient_scope", step_up])
+}
