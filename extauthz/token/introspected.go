@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -89,25 +91,53 @@ func (v *Verifier) jwsFallback(raw string) *issuer {
 }
 
 func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, key *[32]byte, stale *entry) (*Identity, error) {
-	k := *key
-	var budget <-chan time.Time
 	dl, hasDeadline := ctx.Deadline()
-	left := time.Until(dl) - DeadlineMargin
 	// Another replica's answer is read here, on the Check's own goroutine; only when the
 	// store has none does the Check join the call that asks the IdP.
 	found := introspect.Lookup(0)
-	if !hasDeadline || left > 0 {
+	if !hasDeadline || time.Until(dl) > DeadlineMargin {
 		var r *introspect.Response
 		if r, found = is.intro.SharedAnswer(ctx, raw); r != nil {
 			is.imetrics.Miss()
-			o, err := v.settle(ctx, is, &k, r)
+			o, err := v.settle(ctx, is, key, r)
 			if err != nil {
 				return v.unavailable(is, stale)
 			}
 			return o.id, o.errOrNil()
 		}
 	}
-	ch := v.flight.DoChan(string(k[:]), func() (any, error) {
+	ch := v.join(ctx, is, raw, *key, found)
+	is.imetrics.Miss() // after joining the call: a test can tell when every waiter has
+	var budget <-chan time.Time
+	if hasDeadline {
+		left := time.Until(dl) - DeadlineMargin
+		if left <= 0 {
+			return v.unavailable(is, stale)
+		}
+		t := time.NewTimer(left)
+		defer t.Stop()
+		budget = t.C
+	}
+	select {
+	case res := <-ch:
+		if res.Err == errBusy {
+			return v.overloaded(is, stale)
+		}
+		if res.Err != nil {
+			return v.unavailable(is, stale)
+		}
+		o := res.Val.(outcome)
+		return o.id, o.errOrNil()
+	case <-budget:
+	case <-ctx.Done():
+	}
+	return v.unavailable(is, stale)
+}
+
+// join joins (or starts) the call asking is about the token keyed k, going on from what the
+// shared store was found to hold (found).
+func (v *Verifier) join(ctx context.Context, is *issuer, raw string, k [32]byte, found introspect.Lookup) <-chan singleflight.Result {
+	return v.flight.DoChan(string(k[:]), func() (any, error) {
 		timeout := is.cfg.FetchTimeout
 		if timeout <= 0 {
 			timeout = 5 * time.Second // config defaults it; a hand-built Issuer may not
@@ -131,30 +161,6 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 		}
 		return v.settle(cctx, is, &k, r)
 	})
-	is.imetrics.Miss() // after joining the call: a test can tell when every waiter has
-	if hasDeadline {
-		left = time.Until(dl) - DeadlineMargin
-		if left <= 0 {
-			return v.unavailable(is, stale)
-		}
-		t := time.NewTimer(left)
-		defer t.Stop()
-		budget = t.C
-	}
-	select {
-	case res := <-ch:
-		if res.Err == errBusy {
-			return v.overloaded(is, stale)
-		}
-		if res.Err != nil {
-			return v.unavailable(is, stale)
-		}
-		o := res.Val.(outcome)
-		return o.id, o.errOrNil()
-	case <-budget:
-	case <-ctx.Done():
-	}
-	return v.unavailable(is, stale)
 }
 
 // errOrNil is o's refusal as an error (a nil *Error is a nil error).
