@@ -208,13 +208,11 @@ func (c *Client) discover(ctx context.Context) (string, error) {
 	return doc.IntrospectionEndpoint, nil
 }
 
-// Introspect asks the endpoint about token. ctx bounds the call (together with Timeout).
-// Every error wraps ErrUnavailable; an inactive token is a Response, not an error.
+// Introspect asks the endpoint about token (with Shared, another replica's answer stands in:
+// shared.go). ctx bounds the call (together with Timeout). Every error wraps ErrUnavailable;
+// an inactive token is a Response, not an error.
 func (c *Client) Introspect(ctx context.Context, token string) (*Response, error) {
-	if c.o.Shared != nil {
-		return c.viaShared(ctx, token)
-	}
-	return c.ask(ctx, token)
+	return c.IntrospectAfter(ctx, token, notRead)
 }
 
 // ask calls the IdP.

@@ -32,25 +32,68 @@ const (
 	sharedPollMax = 50 * time.Millisecond
 )
 
+// Lookup is what SharedAnswer found when it found no answer; IntrospectAfter goes on from
+// there.
+type Lookup uint8
+
+const (
+	notRead     Lookup = iota // the store was not read: read it first
+	storeMissed               // the store had no answer: claim the call (or wait for the claimant's answer)
+	storeFailed               // the store failed: ask the IdP
+)
+
+// SharedAnswer is another replica's answer about token, read from the store (one GET)
+// without claiming or asking anything: the answer, or (nil and) what was found instead, for
+// IntrospectAfter. A Check reads it on its own goroutine, and only on a miss joins the call
+// that asks the IdP: handing the read to the call's goroutine costs about as much again as
+// the store's round trip (BenchmarkSharedState).
+func (c *Client) SharedAnswer(ctx context.Context, token string) (*Response, Lookup) {
+	if c.o.Shared == nil {
+		return nil, storeFailed // no store: the IdP is the only source
+	}
+	body, jwt, at, ok, err := c.o.Shared.Answer(ctx, c.o.Name, token)
+	switch {
+	case err != nil:
+		return nil, storeFailed
+	case !ok:
+		return nil, storeMissed
+	}
+	r, err := fromShared(body, jwt)
+	if err != nil {
+		return nil, storeMissed // an entry this version can't read is no answer
+	}
+	r.Age = max(0, time.Since(at))
+	return r, notRead
+}
+
+// IntrospectAfter is Introspect going on from what SharedAnswer found, so the store is not
+// read twice in a row: after a miss the call is claimed, after a failure the IdP is asked.
+func (c *Client) IntrospectAfter(ctx context.Context, token string, found Lookup) (*Response, error) {
+	if c.o.Shared == nil || found == storeFailed {
+		return c.ask(ctx, token)
+	}
+	return c.viaShared(ctx, token, found == notRead)
+}
+
 // viaShared is Introspect with answers shared between replicas: another replica's answer if
-// there is one; else, if no other replica is asking, ask the IdP and share the answer; else
-// wait for that replica's answer, asking ourselves if none comes within Timeout. Any failure
-// of the store is the same as no store: the IdP is asked.
-func (c *Client) viaShared(ctx context.Context, token string) (*Response, error) {
+// there is one (read unless the caller just did); else, if no other replica is asking, ask
+// the IdP and share the answer; else wait for that replica's answer, asking ourselves if none
+// comes within Timeout. Any failure of the store is the same as no store: the IdP is asked.
+func (c *Client) viaShared(ctx context.Context, token string, read bool) (*Response, error) {
 	sh := c.o.Shared
 	giveUp := time.Now().Add(c.o.Timeout)
 	wait := sharedPollMin
 	for {
-		body, jwt, at, ok, err := sh.Answer(ctx, c.o.Name, token)
-		if err != nil {
-			return c.ask(ctx, token)
-		}
-		if ok {
-			if r, err := fromShared(body, jwt); err == nil {
-				r.Age = max(0, time.Since(at))
+		if read {
+			r, found := c.SharedAnswer(ctx, token)
+			if r != nil {
 				return r, nil
 			}
+			if found == storeFailed {
+				return c.ask(ctx, token)
+			}
 		}
+		read = true
 		won, err := sh.Claim(ctx, c.o.Name, token, c.o.Timeout)
 		if err != nil {
 			return c.ask(ctx, token)
@@ -133,15 +176,21 @@ func (c *Client) sharedTTL(r *Response, now time.Time) time.Duration {
 
 // encodeShared writes an answer as Parse read it, so a replica that reads it from the store
 // does not parse the JSON again: the store's entry is sealed, so it is what a replica wrote.
-// Version 1: flags (active), the string members, aud, exp, iat, nbf, then Raw.
+// Every member of Response that Parse fills is written: a member left out would read back
+// as absent, and absent is often the permissive reading (no token_use, no cnf).
+// Version 2: flags (active, unsupported cnf), the string members, aud, exp, iat, nbf, then
+// Raw. Version 1 (without token_use and the cnf flag) is not read.
 func encodeShared(r *Response) []byte {
 	b := make([]byte, 0, 64+len(r.Raw)+len(r.Scope)+len(r.Sub))
 	flags := byte(0)
 	if r.Active {
-		flags = 1
+		flags |= flagActive
 	}
-	b = append(b, 1, flags)
-	for _, s := range []string{r.Scope, r.ClientID, r.Sub, r.Iss, r.JTI, r.TokenType, r.JKT, r.X5T} {
+	if r.UnsupportedCnf {
+		flags |= flagUnsupportedCnf
+	}
+	b = append(b, sharedVersion, flags)
+	for _, s := range [...]string{r.Scope, r.ClientID, r.Sub, r.Iss, r.JTI, r.TokenType, r.TokenUse, r.JKT, r.X5T} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -156,13 +205,20 @@ func encodeShared(r *Response) []byte {
 	return append(b, r.Raw...)
 }
 
+const (
+	sharedVersion      = 2
+	flagActive         = 1 << 0
+	flagUnsupportedCnf = 1 << 1
+	knownFlags         = flagActive | flagUnsupportedCnf
+)
+
 var errSharedFormat = errors.New("shared answer: unknown format")
 
 func decodeShared(b []byte) (*Response, error) {
-	if len(b) < 2 || b[0] != 1 || b[1] > 1 {
+	if len(b) < 2 || b[0] != sharedVersion || b[1]&^knownFlags != 0 {
 		return nil, errSharedFormat
 	}
-	r := &Response{Active: b[1] == 1}
+	r := &Response{Active: b[1]&flagActive != 0, UnsupportedCnf: b[1]&flagUnsupportedCnf != 0}
 	b = b[2:]
 	str := func() (string, bool) {
 		n, k := binary.Uvarint(b)
@@ -173,7 +229,7 @@ func decodeShared(b []byte) (*Response, error) {
 		b = b[k+int(n):]
 		return s, true
 	}
-	for _, dst := range []*string{&r.Scope, &r.ClientID, &r.Sub, &r.Iss, &r.JTI, &r.TokenType, &r.JKT, &r.X5T} {
+	for _, dst := range [...]*string{&r.Scope, &r.ClientID, &r.Sub, &r.Iss, &r.JTI, &r.TokenType, &r.TokenUse, &r.JKT, &r.X5T} {
 		var ok bool
 		if *dst, ok = str(); !ok {
 			return nil, errSharedFormat
@@ -193,7 +249,7 @@ func decodeShared(b []byte) (*Response, error) {
 			}
 		}
 	}
-	for _, dst := range []*int64{&r.Exp, &r.Iat, &r.Nbf} {
+	for _, dst := range [...]*int64{&r.Exp, &r.Iat, &r.Nbf} {
 		v, k := binary.Varint(b)
 		if k <= 0 {
 			return nil, errSharedFormat

@@ -11,7 +11,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valkey-io/valkey-go"
 )
@@ -27,7 +30,7 @@ const MinAnswerKeyBytes = 32
 // without the replicas noticing (an entry that does not open is a miss).
 type Answers struct {
 	s    *Store
-	mac  []byte
+	macs sync.Pool // HMAC-SHA-256 keyed for answer keys: keying one costs as much as using it
 	aead cipher.AEAD
 }
 
@@ -48,7 +51,10 @@ func newAnswers(s *Store, key []byte) (*Answers, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Answers{s: s, mac: derive("answer keys v1"), aead: aead}, nil
+	a := &Answers{s: s, aead: aead}
+	mac := derive("answer keys v1")
+	a.macs.New = func() any { return hmac.New(sha256.New, mac) }
+	return a, nil
 }
 
 // Answer returns what the IdP answered for (issuer, token) to some replica: the body (the
@@ -159,15 +165,24 @@ func (a *Answers) Release(ctx context.Context, issuer, token string) {
 
 // key is prefix + "intro:{" + base64url(HMAC(issuer, token))[:18 bytes] + "}" + suffix.
 func (a *Answers) key(issuer, token, suffix string) string {
-	h := hmac.New(sha256.New, a.mac)
-	h.Write([]byte(issuer))
-	h.Write([]byte{0})
-	h.Write([]byte(token))
+	h := a.macs.Get().(hash.Hash)
+	h.Reset() // back to the keyed state (saved by the first Reset)
+	h.Write(bytesOf(issuer))
+	h.Write(separator)
+	h.Write(bytesOf(token))
 	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	a.macs.Put(h)
 	var enc [24]byte
-	base64.RawURLEncoding.Encode(enc[:], h.Sum(sum[:0])[:18])
+	base64.RawURLEncoding.Encode(enc[:], sum[:18])
 	return a.s.key("intro:{", string(enc[:]), "}", suffix)
 }
+
+var separator = []byte{0}
+
+// bytesOf is s's bytes, not copied, for functions that only read them (hashing, associated
+// data): a Check must not copy its token once more.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 const (
 	sealVersion = 1
@@ -188,7 +203,7 @@ func (a *Answers) seal(key string, body []byte, jwt bool, at time.Time) []byte {
 	plain = append(plain, body...)
 	out := make([]byte, a.aead.NonceSize(), a.aead.NonceSize()+len(plain)+a.aead.Overhead())
 	_, _ = rand.Read(out)
-	return a.aead.Seal(out, out, plain, []byte(key))
+	return a.aead.Seal(out, out, plain, bytesOf(key))
 }
 
 func (a *Answers) open(key string, sealed []byte) ([]byte, bool, time.Time, error) {
@@ -196,7 +211,7 @@ func (a *Answers) open(key string, sealed []byte) ([]byte, bool, time.Time, erro
 	if len(sealed) < n+headerLen+a.aead.Overhead() {
 		return nil, false, time.Time{}, errors.New("too short")
 	}
-	plain, err := a.aead.Open(nil, sealed[:n], sealed[n:], []byte(key))
+	plain, err := a.aead.Open(nil, sealed[:n], sealed[n:], bytesOf(key))
 	if err != nil {
 		return nil, false, time.Time{}, err
 	}

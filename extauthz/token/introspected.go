@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -89,40 +91,25 @@ func (v *Verifier) jwsFallback(raw string) *issuer {
 }
 
 func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, key *[32]byte, stale *entry) (*Identity, error) {
-	k := *key
-	ch := v.flight.DoChan(string(k[:]), func() (any, error) {
-		timeout := is.cfg.FetchTimeout
-		if timeout <= 0 {
-			timeout = 5 * time.Second // config defaults it; a hand-built Issuer may not
+	dl, hasDeadline := ctx.Deadline()
+	// Another replica's answer is read here, on the Check's own goroutine; only when the
+	// store has none does the Check join the call that asks the IdP.
+	found := introspect.Lookup(0)
+	if !hasDeadline || time.Until(dl) > DeadlineMargin {
+		var r *introspect.Response
+		if r, found = is.intro.SharedAnswer(ctx, raw); r != nil {
+			is.imetrics.Miss()
+			o, err := v.settle(ctx, is, key, r)
+			if err != nil {
+				return v.unavailable(is, stale)
+			}
+			return o.id, o.errOrNil()
 		}
-		// Each distinct token costs a call that outlives its Check: at most max_concurrent
-		// of them run at once, whatever a flood of junk tokens asks.
-		if !is.intro.TryAcquire() {
-			return nil, errBusy
-		}
-		defer is.intro.Release()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		r, err := is.intro.Introspect(cctx, raw)
-		var age time.Duration
-		if err == nil {
-			age = r.Age // shared by another replica: its cache life started when that one asked
-		}
-		if err == nil && r.JWT != "" {
-			r, err = is.verifyIntrospectionJWT(cctx, r.JWT)
-		}
-		if err != nil {
-			v.log.Warn("token introspection failed", "issuer", is.cfg.Name, "error", err)
-			return nil, err
-		}
-		now := v.now()
-		id, terr := is.fromIntrospection(r, now)
-		v.remember(&k, is, id, terr, now.Add(-age))
-		return outcome{id: id, err: terr}, nil
-	})
+	}
+	ch := v.join(ctx, is, raw, *key, found)
 	is.imetrics.Miss() // after joining the call: a test can tell when every waiter has
 	var budget <-chan time.Time
-	if dl, ok := ctx.Deadline(); ok {
+	if hasDeadline {
 		left := time.Until(dl) - DeadlineMargin
 		if left <= 0 {
 			return v.unavailable(is, stale)
@@ -140,14 +127,77 @@ func (v *Verifier) introspectWith(ctx context.Context, is *issuer, raw string, k
 			return v.unavailable(is, stale)
 		}
 		o := res.Val.(outcome)
-		if o.err != nil {
-			return nil, o.err
-		}
-		return o.id, nil
+		return o.id, o.errOrNil()
 	case <-budget:
 	case <-ctx.Done():
 	}
 	return v.unavailable(is, stale)
+}
+
+// join joins (or starts) the call asking is about the token keyed k, going on from what the
+// shared store was found to hold (found).
+func (v *Verifier) join(ctx context.Context, is *issuer, raw string, k [32]byte, found introspect.Lookup) <-chan singleflight.Result {
+	return v.flight.DoChan(string(k[:]), func() (any, error) {
+		timeout := is.cfg.FetchTimeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second // config defaults it; a hand-built Issuer may not
+		}
+		// A call that finished while this Check read the store has left its answer here.
+		if o, ok := v.cached(&k, is); ok {
+			return o, nil
+		}
+		// Each distinct token costs a call that outlives its Check: at most max_concurrent
+		// of them run at once, whatever a flood of junk tokens asks.
+		if !is.intro.TryAcquire() {
+			return nil, errBusy
+		}
+		defer is.intro.Release()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		r, err := is.intro.IntrospectAfter(cctx, raw, found)
+		if err != nil {
+			v.log.Warn("token introspection failed", "issuer", is.cfg.Name, "error", err)
+			return nil, err
+		}
+		return v.settle(cctx, is, &k, r)
+	})
+}
+
+// errOrNil is o's refusal as an error (a nil *Error is a nil error).
+func (o outcome) errOrNil() error {
+	if o.err != nil {
+		return o.err
+	}
+	return nil
+}
+
+// settle checks an answer (a signed one is verified first: its failure is the IdP's side, an
+// error) and caches it, its cache life counted from when the IdP gave it (r.Age: another
+// replica may have asked a while ago).
+func (v *Verifier) settle(ctx context.Context, is *issuer, k *[32]byte, r *introspect.Response) (outcome, error) {
+	age := r.Age
+	if r.JWT != "" {
+		var err error
+		if r, err = is.verifyIntrospectionJWT(ctx, r.JWT); err != nil {
+			v.log.Warn("token introspection failed", "issuer", is.cfg.Name, "error", err)
+			return outcome{}, err
+		}
+	}
+	now := v.now()
+	id, terr := is.fromIntrospection(r, now)
+	v.remember(k, is, id, terr, now.Add(-age))
+	return outcome{id: id, err: terr}, nil
+}
+
+// cached is a fresh answer of is about the token keyed k in the replica's cache.
+func (v *Verifier) cached(k *[32]byte, is *issuer) (outcome, bool) {
+	if v.cache == nil {
+		return outcome{}, false
+	}
+	if e := v.cache.get(k); e != nil && e.is == is && v.now().UnixNano() < e.expiry {
+		return outcome{id: e.id, err: e.err}, true
+	}
+	return outcome{}, false
 }
 
 func (v *Verifier) overloaded(is *issuer, stale *entry) (*Identity, error) {
