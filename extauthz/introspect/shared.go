@@ -99,6 +99,17 @@ func (c *Client) viaShared(ctx context.Context, token string, read bool) (*Respo
 			return c.ask(ctx, token)
 		}
 		if won {
+			// The claim may be ours because the claimant shared its answer (and dropped its
+			// claim) between our read and our claim: Share writes the answer before it drops
+			// the claim, so one more read sees it. It costs a round trip only on the way to
+			// the IdP.
+			if r, found := c.SharedAnswer(ctx, token); r != nil {
+				sh.Release(ctx, c.o.Name, token)
+				return r, nil
+			} else if found == storeFailed {
+				sh.Release(ctx, c.o.Name, token)
+				return c.ask(ctx, token)
+			}
 			r, err := c.ask(ctx, token)
 			c.share(ctx, token, r, err)
 			return r, err
@@ -178,8 +189,9 @@ func (c *Client) sharedTTL(r *Response, now time.Time) time.Duration {
 // does not parse the JSON again: the store's entry is sealed, so it is what a replica wrote.
 // Every member of Response that Parse fills is written: a member left out would read back
 // as absent, and absent is often the permissive reading (no token_use, no cnf).
-// Version 2: flags (active, unsupported cnf), the string members, aud, exp, iat, nbf, then
-// Raw. Version 1 (without token_use and the cnf flag) is not read.
+// Version 3: flags (active, unsupported cnf), the string members, aud, amr, exp, iat, nbf,
+// auth_time, then Raw. Versions 1 (without token_use and the cnf flag) and 2 (without acr,
+// amr and auth_time: a step-up route would see a fresh, strong sign-in as none) are not read.
 func encodeShared(r *Response) []byte {
 	b := make([]byte, 0, 64+len(r.Raw)+len(r.Scope)+len(r.Sub))
 	flags := byte(0)
@@ -190,23 +202,30 @@ func encodeShared(r *Response) []byte {
 		flags |= flagUnsupportedCnf
 	}
 	b = append(b, sharedVersion, flags)
-	for _, s := range [...]string{r.Scope, r.ClientID, r.Sub, r.Iss, r.JTI, r.TokenType, r.TokenUse, r.JKT, r.X5T} {
+	for _, s := range [...]string{r.Scope, r.ClientID, r.Sub, r.Iss, r.JTI, r.TokenType, r.TokenUse, r.JKT, r.X5T, r.ACR} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
-	b = binary.AppendUvarint(b, uint64(len(r.Aud)))
-	for _, a := range r.Aud {
-		b = binary.AppendUvarint(b, uint64(len(a)))
-		b = append(b, a...)
+	b = appendList(b, r.Aud)
+	b = appendList(b, r.AMR)
+	for _, v := range [...]int64{r.Exp, r.Iat, r.Nbf, r.AuthTime} {
+		b = binary.AppendVarint(b, v)
 	}
-	b = binary.AppendVarint(b, r.Exp)
-	b = binary.AppendVarint(b, r.Iat)
-	b = binary.AppendVarint(b, r.Nbf)
 	return append(b, r.Raw...)
 }
 
+// appendList writes a list member: its length, then each string with its length.
+func appendList(b []byte, list []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(list)))
+	for _, a := range list {
+		b = binary.AppendUvarint(b, uint64(len(a)))
+		b = append(b, a...)
+	}
+	return b
+}
+
 const (
-	sharedVersion      = 2
+	sharedVersion      = 3
 	flagActive         = 1 << 0
 	flagUnsupportedCnf = 1 << 1
 	knownFlags         = flagActive | flagUnsupportedCnf
@@ -229,27 +248,37 @@ func decodeShared(b []byte) (*Response, error) {
 		b = b[k+int(n):]
 		return s, true
 	}
-	for _, dst := range [...]*string{&r.Scope, &r.ClientID, &r.Sub, &r.Iss, &r.JTI, &r.TokenType, &r.TokenUse, &r.JKT, &r.X5T} {
+	for _, dst := range [...]*string{&r.Scope, &r.ClientID, &r.Sub, &r.Iss, &r.JTI, &r.TokenType, &r.TokenUse, &r.JKT, &r.X5T, &r.ACR} {
 		var ok bool
 		if *dst, ok = str(); !ok {
 			return nil, errSharedFormat
 		}
 	}
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)) {
-		return nil, errSharedFormat
-	}
-	b = b[k:]
-	if n > 0 {
-		r.Aud = make([]string, n)
-		for i := range r.Aud {
+	list := func() ([]string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) {
+			return nil, false
+		}
+		b = b[k:]
+		if n == 0 {
+			return nil, true
+		}
+		out := make([]string, n)
+		for i := range out {
 			var ok bool
-			if r.Aud[i], ok = str(); !ok {
-				return nil, errSharedFormat
+			if out[i], ok = str(); !ok {
+				return nil, false
 			}
 		}
+		return out, true
 	}
-	for _, dst := range [...]*int64{&r.Exp, &r.Iat, &r.Nbf} {
+	for _, dst := range [...]*[]string{&r.Aud, &r.AMR} {
+		var ok bool
+		if *dst, ok = list(); !ok {
+			return nil, errSharedFormat
+		}
+	}
+	for _, dst := range [...]*int64{&r.Exp, &r.Iat, &r.Nbf, &r.AuthTime} {
 		v, k := binary.Varint(b)
 		if k <= 0 {
 			return nil, errSharedFormat

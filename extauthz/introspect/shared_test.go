@@ -10,7 +10,7 @@ import (
 // damaged one is an error, never a panic or a half answer.
 func TestSharedEncoding(t *testing.T) {
 	full := []byte(`{"active":true,"scope":"a b","client_id":"c","sub":"s","iss":"https://idp","jti":"j","token_type":"DPoP",` +
-		`"token_use":"refresh","aud":["x","y"],"exp":4102444800,"iat":1700000000,"nbf":1700000000,` +
+		`"token_use":"refresh","aud":["x","y"],"acr":"mfa","amr":["pwd","otp"],"auth_time":1700000000,"exp":4102444800,"iat":1700000000,"nbf":1700000000,` +
 		`"cnf":{"jkt":"t","x5t#S256":"u","jwk":{}},"extra":{"k":1}}`)
 	r, err := Parse(full)
 	if err != nil {
@@ -45,7 +45,7 @@ func TestSharedEncoding(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range [][]byte{{1, 1}, {3, 1}, {sharedVersion, 1 << 7}} {
+	for _, bad := range [][]byte{{1, 1}, {2, 1}, {4, 1}, {sharedVersion, 1 << 7}} {
 		if _, err := decodeShared(append(bad, make([]byte, 16)...)); err == nil {
 			t.Errorf("version %d, flags %#x: decoded", bad[0], bad[1])
 		}
