@@ -19,8 +19,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/scopegate/scopegate/demo/idp"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/idp"
 )
 
 const composeFile = "compose.yaml"

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 // benchRoutes is the size of the benchmark's config.

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 const baseConfig = `

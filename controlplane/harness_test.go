@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/scopegate/scopegate/controlplane/xdsserver"
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 // waitTimeout bounds every wait on observable state; generous for a loaded -race run.

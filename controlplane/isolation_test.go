@@ -13,9 +13,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/scopegate/scopegate/internal/democert"
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/demo/democert"
 	"github.com/scopegate/scopegate/internal/spiffe"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 // withAuthzTLS puts an authz.tls block (the test CA, this client certificate) into cfg.

@@ -18,10 +18,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/scopegate/scopegate/demo/democert"
 	"github.com/scopegate/scopegate/internal/certreload"
-	"github.com/scopegate/scopegate/internal/democert"
-	"github.com/scopegate/scopegate/internal/envoysim"
 	"github.com/scopegate/scopegate/internal/spiffe"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 const trustDomain = "example.org"

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/demo/idp"
 )
 
 // A client that presents a certificate (verified against the provider's client CA) on the

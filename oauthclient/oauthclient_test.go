@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/demo/idp"
 )
 
 const idpConfig = `

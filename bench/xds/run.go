@@ -22,7 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 // envoyWindow is Envoy's default HTTP/2 stream and connection window (256 MiB): the

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopegate/scopegate/demo/democert"
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/server"
-	"github.com/scopegate/scopegate/internal/democert"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // runCode runs the CLI in-process and returns its output, what main would print on stderr,

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/scopegate/scopegate/demoapi"
+	"github.com/scopegate/scopegate/demo/demoapi"
 	"github.com/scopegate/scopegate/internal/logging"
 )
 

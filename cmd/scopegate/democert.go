@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/scopegate/scopegate/internal/democert"
+	"github.com/scopegate/scopegate/demo/democert"
 	"github.com/scopegate/scopegate/internal/spiffe"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/scopegate/scopegate/internal/devstack"
+	"github.com/scopegate/scopegate/demo/devstack"
 	"github.com/scopegate/scopegate/internal/logging"
 	"github.com/scopegate/scopegate/internal/parent"
 )

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
-	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/demo/idp"
 	"github.com/scopegate/scopegate/internal/drain"
 	"github.com/scopegate/scopegate/internal/logging"
 )

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/idp"
+	"github.com/scopegate/scopegate/demo/idp"
 	"github.com/scopegate/scopegate/oauthclient"
 )
 

@@ -16,7 +16,7 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 // waitTimeout bounds every wait on the server; generous for a loaded -race run.

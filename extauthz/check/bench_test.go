@@ -27,7 +27,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
 )

@@ -23,7 +23,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 func ecKey(t testing.TB) *ecdsa.PrivateKey {

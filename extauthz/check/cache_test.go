@@ -16,7 +16,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 func policyRig(t *testing.T, src string) (*rig, *policy.Engine, string, *testissuer.Key) {

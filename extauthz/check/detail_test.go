@@ -10,7 +10,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // TestRefusalDetailInDecisionLogOnly: the decision log line of a refused token says what

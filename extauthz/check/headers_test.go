@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/check"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 	"github.com/scopegate/scopegate/internal/tracing"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // processCPU is this process's user+system CPU time (every thread: the decision log's

@@ -19,7 +19,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/routes"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 	"github.com/scopegate/scopegate/policies"
 )
 

@@ -28,7 +28,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/responses golden files from the service's answers")

@@ -10,8 +10,8 @@ import (
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
-	"github.com/scopegate/scopegate/internal/redistest"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/redistest"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // BenchmarkSharedState measures what the shared state store (a real redis-server on

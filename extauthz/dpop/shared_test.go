@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
-	"github.com/scopegate/scopegate/internal/redistest"
+	"github.com/scopegate/scopegate/internal/testing/redistest"
 )
 
 // With a shared store: the proof's entry lives until the proof's iat + window (plus the

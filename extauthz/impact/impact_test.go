@@ -21,7 +21,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/checkreq"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden reports")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // startSource starts a source and waits for its first key set; it stops with the test.

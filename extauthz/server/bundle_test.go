@@ -18,7 +18,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/policy"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // The policy from a bundle server: Checks get 503 and /readyz waits until the first bundle

@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // lockedBuffer is a log sink safe to read while the server writes.

@@ -27,7 +27,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/internal/checkreq"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 func repoPolicies(t testing.TB) string {

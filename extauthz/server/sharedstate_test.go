@@ -27,8 +27,8 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/dpop"
-	"github.com/scopegate/scopegate/internal/redistest"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/redistest"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // syncBuffer is a log sink several replicas write to.

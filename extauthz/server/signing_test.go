@@ -19,7 +19,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/compile"
 
 	"github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // The server verifies a signed policy bundle with policy.signing, and refuses it without.

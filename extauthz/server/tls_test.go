@@ -22,9 +22,9 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/scopegate/scopegate/demo/democert"
 	"github.com/scopegate/scopegate/internal/certreload"
-	"github.com/scopegate/scopegate/internal/democert"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // testPKI is a CA with a server certificate for "authz" and an Envoy client certificate,

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
-	"github.com/scopegate/scopegate/internal/redistest"
+	"github.com/scopegate/scopegate/internal/testing/redistest"
 )
 
 // answerKey is a test key for sealing answers (32 bytes).

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // TestRefusalDetail: a refused token's Detail tells an operator what differs (expected vs

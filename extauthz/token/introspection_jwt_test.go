@@ -11,7 +11,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 // RFC 9701: with jwt_response, the answer must be a JWT signed by one of the issuer's keys,

@@ -15,7 +15,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 
 	"github.com/scopegate/scopegate/internal/contract"
 )

@@ -14,7 +14,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/scopegate/scopegate/internal/redistest"
+	"github.com/scopegate/scopegate/internal/testing/redistest"
 )
 
 // sharedAnswers starts a real redis-server and returns its introspection answers store.

@@ -15,7 +15,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/jwks"
-	"github.com/scopegate/scopegate/internal/testissuer"
+	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
 const aud = "orders-api"

@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/scopegate/scopegate/internal/democert"
+	"github.com/scopegate/scopegate/demo/democert"
 )
 
 type pki struct {

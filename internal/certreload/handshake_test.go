@@ -14,7 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 
-	"github.com/scopegate/scopegate/internal/democert"
+	"github.com/scopegate/scopegate/demo/democert"
 )
 
 // records is a slog handler handing each record to the test as "LEVEL msg k=v ...".

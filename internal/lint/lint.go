@@ -17,7 +17,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
-	"github.com/scopegate/scopegate/idp"
 )
 
 // Severity of a finding: errors fail the lint, warnings are listed.
@@ -54,8 +53,20 @@ type Inputs struct {
 	XDSFile string
 	XDS     *xdsconfig.Config
 	Policy  *bundle.Bundle
-	IdPFile string
-	IdP     *idp.Config // nil: the grants are not checked
+	// GrantsFile names where Grants come from, in findings.
+	GrantsFile string
+	// Grants are what the identity provider can put in one token; nil: not checked.
+	Grants []Grant
+}
+
+// Grant is a set of scopes one token from the identity provider can carry: a
+// client-credentials client's scopes, or what an authorization-code client and one of its
+// users both hold. Any IdP's grants fit (the demo IdP's config, or a clients file written
+// for Keycloak, Okta or Entra ID: LoadClients).
+type Grant struct {
+	// Who is the client (and user) the grant is for.
+	Who    string
+	Scopes []string
 }
 
 // route is a route of the xds config with where it is written.
@@ -112,14 +123,14 @@ func Run(in Inputs) ([]Finding, error) {
 			}
 		}
 	}
-	if in.IdP != nil {
+	if in.Grants != nil {
 		implied := hierarchy(in.Policy)
 		for _, r := range routes {
-			if r.Public || len(r.Scopes) == 0 || grantable(r.Scopes, in.IdP, implied) {
+			if r.Public || len(r.Scopes) == 0 || grantable(r.Scopes, in.Grants, implied) {
 				continue
 			}
 			add(in.XDSFile, r.line, Warning, CheckUngrantable,
-				"route %s requires [%s], which no client in %s can be granted together: no token can pass", r.Name, strings.Join(r.Scopes, " "), in.IdPFile)
+				"route %s requires [%s], which no client in %s can be granted together: no token can pass", r.Name, strings.Join(r.Scopes, " "), in.GrantsFile)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -303,30 +314,17 @@ func hierarchy(b *bundle.Bundle) map[string][]string {
 	return out
 }
 
-// grantable reports whether one token from the IdP can carry every scope (directly or
-// implied through the hierarchy): a client-credentials client holding them, or an
-// authorization-code client and a user who both do.
-func grantable(scopes []string, cfg *idp.Config, implied map[string][]string) bool {
-	covers := func(held []string) bool {
-		all := expand(held, implied)
+// grantable reports whether one token can carry every scope (directly or implied through the
+// hierarchy): some grant covers them all.
+func grantable(scopes []string, grants []Grant, implied map[string][]string) bool {
+	for _, g := range grants {
+		all := expand(g.Scopes, implied)
+		covered := true
 		for _, s := range scopes {
-			if !all[s] {
-				return false
-			}
+			covered = covered && all[s]
 		}
-		return true
-	}
-	for _, c := range cfg.Clients {
-		if !covers(c.Scopes) {
-			continue
-		}
-		if slices.Contains(c.GrantTypes, idp.GrantClientCredentials) {
+		if covered {
 			return true
-		}
-		for _, u := range cfg.Users {
-			if covers(intersect(c.Scopes, u.Scopes)) {
-				return true
-			}
 		}
 	}
 	return false
@@ -345,14 +343,4 @@ func expand(held []string, implied map[string][]string) map[string]bool {
 		queue = append(queue, implied[s]...)
 	}
 	return all
-}
-
-func intersect(a, b []string) []string {
-	var out []string
-	for _, s := range a {
-		if slices.Contains(b, s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -5,18 +5,18 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/extauthz/policy"
-	"github.com/scopegate/scopegate/idp"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden findings")
 
-func load(t *testing.T, xdsFile, policyDir, idpFile string) Inputs {
+func load(t *testing.T, xdsFile, policyDir, clientsFile string) Inputs {
 	t.Helper()
 	x, err := xdsconfig.Load(xdsFile)
 	if err != nil {
@@ -26,9 +26,9 @@ func load(t *testing.T, xdsFile, policyDir, idpFile string) Inputs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := Inputs{XDSFile: xdsFile, XDS: x, Policy: b, IdPFile: idpFile}
-	if idpFile != "" {
-		if in.IdP, err = idp.Load(idpFile); err != nil {
+	in := Inputs{XDSFile: xdsFile, XDS: x, Policy: b, GrantsFile: clientsFile}
+	if clientsFile != "" {
+		if in.Grants, err = LoadClients(clientsFile); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -36,12 +36,12 @@ func load(t *testing.T, xdsFile, policyDir, idpFile string) Inputs {
 }
 
 func TestFixture(t *testing.T) {
-	for _, tc := range []struct{ name, idp string }{
-		{"findings", "testdata/idp.yaml"},
+	for _, tc := range []struct{ name, clients string }{
+		{"findings", "testdata/clients.yaml"},
 		{"findings-without-idp", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs, err := Run(load(t, "testdata/xds.yaml", "testdata/policy", tc.idp))
+			fs, err := Run(load(t, "testdata/xds.yaml", "testdata/policy", tc.clients))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,9 +69,10 @@ func TestFixture(t *testing.T) {
 	}
 }
 
-// The shipped demo configuration is clean.
+// The shipped demo configuration is clean (its grants are checked in cmd/scopegate, which
+// reads the demo IdP's config).
 func TestDemoIsClean(t *testing.T) {
-	fs, err := Run(load(t, "../../compose/xds.local.yaml", "../../policies", "../../compose/idp.yaml"))
+	fs, err := Run(load(t, "../../compose/xds.local.yaml", "../../policies", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,5 +105,36 @@ func TestOverlaps(t *testing.T) {
 		if got := overlaps(tc.a, tc.b); got != tc.want {
 			t.Errorf("%s: overlaps = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// A clients file: read into grants, or refused with the file and the field named.
+func TestLoadClients(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, body, wantErr string }{
+		{"ok", "clients:\n  - id: a\n    scopes: [x, y]\n  - id: b\n", ""},
+		{"no clients", "clients: []\n", "clients: at least one client is required"},
+		{"no id", "clients:\n  - scopes: [x]\n", "clients[0].id: required"},
+		{"twice", "clients:\n  - id: a\n  - id: a\n", `clients[1].id: "a" is listed twice`},
+		{"empty scope", "clients:\n  - id: a\n    scopes: [x, \"\"]\n", "clients[0].scopes[1]: empty scope"},
+		{"unknown field", "clients:\n  - id: a\n    scope: [x]\n", "scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name+".yaml")
+			if err := os.WriteFile(p, []byte(tc.body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			grants, err := LoadClients(p)
+			if tc.wantErr == "" {
+				want := []Grant{{Who: "a", Scopes: []string{"x", "y"}}, {Who: "b"}}
+				if err != nil || !cmp.Equal(grants, want) {
+					t.Fatalf("grants %+v, error %v; want %+v", grants, err, want)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("error %v; want one naming %s and %q", err, p, tc.wantErr)
+			}
+		})
 	}
 }

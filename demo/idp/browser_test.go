@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	chrome "github.com/scopegate/scopegate/internal/browser"
+	chrome "github.com/scopegate/scopegate/internal/testing/browser"
 	"github.com/scopegate/scopegate/oauthclient"
 )
 

@@ -32,7 +32,7 @@ func TestParseDefaults(t *testing.T) {
 }
 
 func TestComposeConfigLoads(t *testing.T) {
-	cfg, err := Load("../compose/idp.yaml")
+	cfg, err := Load("../../compose/idp.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

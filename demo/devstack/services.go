@@ -22,10 +22,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/scopegate/scopegate/controlplane"
-	"github.com/scopegate/scopegate/demoapi"
+	"github.com/scopegate/scopegate/demo/demoapi"
+	"github.com/scopegate/scopegate/demo/idp"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/server"
-	"github.com/scopegate/scopegate/idp"
 	"github.com/scopegate/scopegate/internal/admin"
 	"github.com/scopegate/scopegate/internal/bind"
 )

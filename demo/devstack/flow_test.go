@@ -34,13 +34,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/scopegate/scopegate/controlplane"
-	"github.com/scopegate/scopegate/demoapi"
+	"github.com/scopegate/scopegate/demo/demoapi"
+	"github.com/scopegate/scopegate/demo/democert"
+	"github.com/scopegate/scopegate/demo/devstack"
+	"github.com/scopegate/scopegate/demo/idp"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/idp"
 	"github.com/scopegate/scopegate/internal/checkreq"
-	"github.com/scopegate/scopegate/internal/democert"
-	"github.com/scopegate/scopegate/internal/devstack"
-	"github.com/scopegate/scopegate/internal/envoysim"
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 	"github.com/scopegate/scopegate/oauthclient"
 )
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/internal/democert"
+	"github.com/scopegate/scopegate/demo/democert"
 )
 
 // With tls (and client_ca_file) `scopegate idp` serves HTTPS, and a client that presents a

@@ -1,4 +1,4 @@
-package healthcheck
+package main
 
 import (
 	"net/http"
@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-func TestProbe(t *testing.T) {
+func TestProbeHealth(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			_, _ = w.Write([]byte("ok"))
@@ -26,14 +26,14 @@ func TestProbe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Probe(t.Context(), tt.url, time.Second)
+			err := probeHealth(t.Context(), tt.url, time.Second)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("error %v, want %q", err, tt.wantErr)
 			}
 		})
 	}
 	srv.Close()
-	if err := Probe(t.Context(), srv.URL+"/healthz", time.Second); err == nil {
+	if err := probeHealth(t.Context(), srv.URL+"/healthz", time.Second); err == nil {
 		t.Fatal("want an error when nothing listens")
 	}
 }

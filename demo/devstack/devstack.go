@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/controlplane"
+	"github.com/scopegate/scopegate/demo/democert"
+	"github.com/scopegate/scopegate/demo/idp"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/idp"
 	"github.com/scopegate/scopegate/internal/certreload"
-	"github.com/scopegate/scopegate/internal/democert"
 )
 
 // EnvoyClientTLS is the TLS client config Envoy uses towards xds inside the demo: the demo
