@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -495,4 +498,35 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// TestConfigFolderSwaps: the folder holding xds.yaml is replaced git-sync style (ln -s v2
+// link.tmp; mv -T link.tmp link), twice; each swap reaches the fleet (issue 20: the watch
+// follows the path as the user names it).
+func TestConfigFolderSwaps(t *testing.T) {
+	root := t.TempDir()
+	write := func(version, cfg string) {
+		d := filepath.Join(root, version)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "xds.yaml"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(version, filepath.Join(root, "link.tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(root, "link.tmp"), filepath.Join(root, "link")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("v1", testConfig(cfgOpt{}))
+	h := start(t, testConfig(cfgOpt{}), func(o *Options) { o.ConfigPath = filepath.Join(root, "link", "xds.yaml") })
+	c := h.sotw("edge-1", "edge", envoysim.Options{})
+	h.waitHolds(c, "edge")
+	for i, scope := range []string{"orders:list", "orders:browse"} {
+		before := h.versions("edge")[resource.RouteType]
+		write(fmt.Sprintf("v%d", i+2), testConfig(cfgOpt{scope: scope}))
+		h.eventually("routes version to change after swap "+scope, func() bool { return h.versions("edge")[resource.RouteType] != before })
+	}
 }

@@ -393,3 +393,90 @@ func waitReload(t *testing.T, reloaded <-chan error, change func()) {
 		t.Fatal("no reload within 10s of the change")
 	}
 }
+
+// TestDirectorySwaps: the folder holding the files is replaced whole, by two renames
+// (mv certs certs.old; mv certs.new certs) or by a git-sync-style symlink swap (ln -s v2
+// link.tmp; mv -T link.tmp link); the files named in the config are watched as the user
+// names them, so each swap serves the new certificate (issue 20).
+func TestDirectorySwaps(t *testing.T) {
+	p := newPKI(t)
+	fill := func(d, name string) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		l, k := p.issue(t, p.ca, "server", democert.Leaf{Name: name, Hosts: []string{"authz"}, Server: true})
+		for src, dst := range map[string]string{l: "tls.crt", k: "tls.key"} {
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, dst), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		// setup fills the first version and returns the folder the config names; swap
+		// replaces it with a folder holding a certificate for name.
+		setup func(root string) string
+		swap  func(root, name string)
+	}{
+		{"rename", func(root string) string {
+			fill(filepath.Join(root, "certs"), "v1")
+			return filepath.Join(root, "certs")
+		}, func(root, name string) {
+			fill(filepath.Join(root, "certs.new"), name)
+			if err := os.Rename(filepath.Join(root, "certs"), filepath.Join(root, "certs.old-"+name)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(root, "certs.new"), filepath.Join(root, "certs")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"symlink", func(root string) string {
+			fill(filepath.Join(root, "v1"), "v1")
+			if err := os.Symlink("v1", filepath.Join(root, "link")); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(root, "link")
+		}, func(root, name string) {
+			fill(filepath.Join(root, name), name)
+			if err := os.Symlink(name, filepath.Join(root, "link.tmp")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(root, "link.tmp"), filepath.Join(root, "link")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			dir := tc.setup(root)
+			reloaded := make(chan error, 16)
+			r, err := New(Options{Name: "swap", Debounce: 20 * time.Millisecond, OnReload: func(err error) { reloaded <- err },
+				Files: Files{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			// Twice: the second swap proves the watch moved on to the new folder.
+			for _, name := range []string{"v2", "v3"} {
+				tc.swap(root, name)
+				deadline := time.After(10 * time.Second)
+				for r.Leaf().Subject.CommonName != name {
+					select {
+					case err := <-reloaded:
+						if err != nil {
+							t.Logf("reload during the swap: %v", err) // a half-swapped folder may be refused; the last good pair stays
+						}
+					case <-deadline:
+						t.Fatalf("serving %s 10s after swapping in %s", r.Leaf().Subject.CommonName, name)
+					}
+				}
+			}
+		})
+	}
+}
