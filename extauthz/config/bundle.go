@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/configcheck"
 )
 
 // PolicyBundle is policy.bundle: the policy as an OPA bundle pulled from a bundle server
@@ -35,7 +37,7 @@ type BundleCredentials struct {
 	CAFile string `yaml:"ca_file"`
 }
 
-func (b *PolicyBundle) setDefaults() {
+func (b *PolicyBundle) applyDefaults() {
 	if b.Polling.MinDelay == 0 && b.Polling.MaxDelay == 0 {
 		b.Polling.MinDelay, b.Polling.MaxDelay = 60*time.Second, 120*time.Second
 	}
@@ -44,8 +46,9 @@ func (b *PolicyBundle) setDefaults() {
 	}
 }
 
-func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args ...any)) {
+func (b *PolicyBundle) validate(p *Policy, problems *configcheck.Problems) {
 	const f = "policy.bundle"
+	bad := problems.Add
 	// The value is shown as scheme, host and path only: its query may be a presigned signature.
 	if u, err := url.Parse(b.URL); err != nil {
 		bad(f+".url", "not a URL")
@@ -68,8 +71,8 @@ func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args .
 	if s := b.Signing; s != nil {
 		if s.PublicKeyFile == "" {
 			bad(f+".signing.public_key_file", "required when signing is set")
-		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
-			bad(f+".signing.public_key_file", "%v", err)
+		} else {
+			s.read(problems, f+".signing.public_key_file")
 		}
 	}
 	c := b.Credentials

@@ -1,4 +1,8 @@
-// Package config is the authz service's YAML configuration: its shape, defaults and validation.
+// Package config is the authz service's YAML configuration: its shape, defaults and
+// validation. Load compiles a file once into a ready value: defaults filled, relative paths
+// resolved against the file's folder, every field checked, and the keys and secrets it names
+// read (the runtime packages never read them again, nor import this package: the wiring in
+// extauthz/server turns a Config into their Options).
 package config
 
 import (
@@ -15,6 +19,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/internal/yamlfile"
@@ -58,6 +63,8 @@ type Config struct {
 	// DPoPNonceKeyFile so every replica accepts every other's.
 	DPoPNonce        bool   `yaml:"dpop_nonce"`
 	DPoPNonceKeyFile string `yaml:"dpop_nonce_key_file"`
+	// DPoPNonceKey is DPoPNonceKeyFile's content less surrounding whitespace, read by Validate.
+	DPoPNonceKey []byte `yaml:"-" json:"-"`
 	// DPoPIATWindow is how far a proof's iat may be from now (default 60s).
 	DPoPIATWindow time.Duration `yaml:"dpop_iat_window"`
 	// DPoPReplayCacheEntries bounds the proof replay cache (default 200000 per generation).
@@ -136,10 +143,14 @@ type Introspection struct {
 	// (client_secret_basic).
 	ClientID         string `yaml:"client_id"`
 	ClientSecretFile string `yaml:"client_secret_file"`
+	// ClientSecret is ClientSecretFile's content, read by Validate.
+	ClientSecret string `yaml:"-" json:"-"`
 	// KeyFile, instead of ClientSecretFile, authenticates with private_key_jwt (RFC 7523): a
 	// PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC); KeyID is sent as the assertion's kid.
 	KeyFile string `yaml:"key_file"`
 	KeyID   string `yaml:"key_id"`
+	// ClientKey is KeyFile's private key, read by Validate.
+	ClientKey crypto.Signer `yaml:"-" json:"-"`
 	// CacheTTL: a positive answer is reused until min(exp, now + cache_ttl) (default 60s).
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// NegativeCacheTTL: an inactive (or refused) answer is reused this long (default 5s).
@@ -230,6 +241,33 @@ type Signing struct {
 	// Scope must equal the "scope" claim of the bundle's signature (set at signing with
 	// opa build --claims-file); empty means the signature carries no scope.
 	Scope string `yaml:"scope"`
+	// PublicKey is PublicKeyFile's content (PEM), read by Validate.
+	PublicKey []byte `yaml:"-" json:"-"`
+}
+
+// read reads the public key file into PublicKey; field names it in the problem.
+func (s *Signing) read(p *configcheck.Problems, field string) {
+	if _, err := os.Stat(s.PublicKeyFile); err != nil {
+		p.Add(field, "%v", err)
+	} else if s.PublicKey, err = os.ReadFile(s.PublicKeyFile); err != nil {
+		p.Add(field, "%v", err)
+	}
+}
+
+// readKey reads a file of at least 32 random bytes (less surrounding whitespace): a key every
+// replica shares. Nil, with the problem recorded under field, when it can't be read or is short.
+func readKey(p *configcheck.Problems, field, path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		p.Add(field, "%v", err)
+		return nil
+	}
+	k := []byte(strings.TrimSpace(string(b)))
+	if len(k) < 32 {
+		p.Add(field, "%s holds %d bytes: at least 32 random bytes are required", path, len(k))
+		return nil
+	}
+	return k
 }
 
 // DecisionLog configures the one-JSON-line-per-decision log.
@@ -281,42 +319,99 @@ var asymmetric = map[string]bool{
 	"EdDSA": true,
 }
 
-// Load reads, defaults and validates a config file.
+// Load reads, defaults and validates a config file. Relative paths in it are taken relative
+// to the file's folder, and the keys and secrets it names are read (see Validate).
 func Load(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(raw)
+	c, err := parse(raw, configcheck.DirOf(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse decodes YAML (unknown fields are errors), fills defaults and validates.
-func Parse(raw []byte) (*Config, error) {
+// Parse decodes YAML (unknown fields are errors), fills defaults and validates. Relative
+// paths are taken as they are (relative to the working directory): Load resolves them
+// against the file's folder.
+func Parse(raw []byte) (*Config, error) { return parse(raw, "") }
+
+func parse(raw []byte, dir configcheck.Dir) (*Config, error) {
 	var c Config
 	// An empty file is valid: every field has a default (issuers aside, which Validate names).
 	if err := yamlfile.Decode(raw, &c); err != nil && !errors.Is(err, yamlfile.ErrEmpty) {
 		return nil, err
 	}
-	c.setDefaults()
+	c.applyDefaults()
+	c.resolvePaths(dir)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// Defaults is a config with every default filled in and no issuers (so not a valid one):
+// Default is a config with every default filled in and no issuers (so not a valid one):
 // what `scopegate check` uses when it runs without a config file.
-func Defaults() *Config {
+func Default() *Config {
 	var c Config
-	c.setDefaults()
+	c.applyDefaults()
 	return &c
 }
 
-func (c *Config) setDefaults() {
+// resolvePaths makes every relative path the file names relative to dir, its folder.
+func (c *Config) resolvePaths(dir configcheck.Dir) {
+	if dir == "" {
+		return
+	}
+	for _, f := range []*certreload.Files{tlsFiles(c.TLS), c.AdminTLS} {
+		if f != nil {
+			dir.Resolve(&f.CertFile, &f.KeyFile, &f.ClientCAFile)
+		}
+	}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		dir.Resolve(&is.JWKSFile)
+		if in := is.Introspection; in != nil {
+			dir.Resolve(&in.ClientSecretFile, &in.KeyFile)
+		}
+	}
+	dir.Resolve(&c.Policy.Path, &c.DPoPNonceKeyFile, &c.RoutesFile)
+	if s := c.Policy.Signing; s != nil {
+		dir.Resolve(&s.PublicKeyFile)
+	}
+	if b := c.Policy.Bundle; b != nil {
+		dir.Resolve(&b.PersistDir, &b.Credentials.BearerTokenFile, &b.Credentials.ClientCertFile,
+			&b.Credentials.ClientKeyFile, &b.Credentials.CAFile)
+		if s := b.Signing; s != nil {
+			dir.Resolve(&s.PublicKeyFile)
+		}
+	}
+	switch c.DecisionLog.Output {
+	case "stdout", "stderr", "off":
+	default:
+		dir.Resolve(&c.DecisionLog.Output)
+	}
+	if s := c.SharedState; s != nil {
+		dir.Resolve(&s.KeyFile)
+		if r := s.Redis; r != nil {
+			dir.Resolve(&r.PasswordFile)
+			if t := r.TLS; t != nil {
+				dir.Resolve(&t.CAFile, &t.CertFile, &t.KeyFile)
+			}
+		}
+	}
+}
+
+func tlsFiles(t *ServerTLS) *certreload.Files {
+	if t == nil {
+		return nil
+	}
+	return &t.Files
+}
+
+func (c *Config) applyDefaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v
@@ -374,12 +469,12 @@ func (c *Config) setDefaults() {
 		def(&c.Policy.Signing.KeyID, DefaultKeyID)
 	}
 	if c.Policy.Bundle != nil {
-		c.Policy.Bundle.setDefaults()
+		c.Policy.Bundle.applyDefaults()
 	}
 	if c.SharedState != nil {
-		c.SharedState.setDefaults()
+		c.SharedState.applyDefaults()
 	}
-	c.setRouteDefaults()
+	c.applyRouteDefaults()
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.IncludeInput == nil {
 		t := true
@@ -441,12 +536,13 @@ func (c *Config) SocketPath() (string, bool) {
 	return strings.CutPrefix(c.Listen, UnixPrefix)
 }
 
-// Validate checks every field; the error names the field at fault.
+// Validate checks every field; the error names the field at fault. It also reads the keys
+// and secrets the config names (dpop_nonce_key_file, shared_state.key_file, the redis CA,
+// introspection credentials, policy signing keys) into the fields that hold them, so that
+// nothing reads them again.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var p configcheck.Problems
+	bad := p.Add
 	if path, ok := c.SocketPath(); ok {
 		if !strings.HasPrefix(path, "/") {
 			bad("listen", "%q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", c.Listen)
@@ -463,9 +559,7 @@ func (c *Config) Validate() error {
 		bad("admin", "%q is not host:port", c.Admin)
 	}
 	if c.TLS != nil {
-		if err := c.TLS.Validate("tls"); err != nil {
-			errs = append(errs, err)
-		}
+		p.Join(c.TLS.Validate("tls"))
 		if len(c.TLS.ClientURISANs) > 0 && c.TLS.ClientCAFile == "" {
 			bad("tls.client_uri_sans", "needs client_ca_file (without client certificates there is no identity to check)")
 		}
@@ -476,9 +570,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.AdminTLS != nil {
-		if err := c.AdminTLS.Validate("admin_tls"); err != nil {
-			errs = append(errs, err)
-		}
+		p.Join(c.AdminTLS.Validate("admin_tls"))
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout", "must not be negative")
@@ -529,7 +621,7 @@ func (c *Config) Validate() error {
 			if in.JWTResponse && sources == 0 {
 				bad(f+".introspection.jwt_response", "needs the issuer's keys (discovery: true, jwks_uri or jwks_file) to verify the signed responses")
 			}
-			validateIntrospection(bad, f+".introspection", in)
+			validateIntrospection(&p, f+".introspection", in)
 		}
 		if is.Discovery {
 			if u, err := url.Parse(is.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -626,19 +718,17 @@ func (c *Config) Validate() error {
 		}
 		if s.PublicKeyFile == "" {
 			bad("policy.signing.public_key_file", "required")
-		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
-			bad("policy.signing.public_key_file", "%v", err)
+		} else {
+			s.read(&p, "policy.signing.public_key_file")
 		}
 	}
 	if c.Policy.Bundle != nil {
-		c.Policy.Bundle.validate(&c.Policy, bad)
+		c.Policy.Bundle.validate(&c.Policy, &p)
 	}
 	if c.SharedState != nil {
-		c.SharedState.validate(c, bad)
+		c.SharedState.validate(c, &p)
 	}
-	if err := c.Tracing.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	p.Join(c.Tracing.Validate())
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
 		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
 	}
@@ -671,23 +761,20 @@ func (c *Config) Validate() error {
 		if !c.DPoPNonce {
 			bad("dpop_nonce_key_file", "set, but dpop_nonce is false")
 		}
-		if k, err := os.ReadFile(c.DPoPNonceKeyFile); err != nil {
-			bad("dpop_nonce_key_file", "%v", err)
-		} else if len(strings.TrimSpace(string(k))) < 32 {
-			bad("dpop_nonce_key_file", "%s holds %d bytes: at least 32 random bytes are required", c.DPoPNonceKeyFile, len(strings.TrimSpace(string(k))))
-		}
+		c.DPoPNonceKey = readKey(&p, "dpop_nonce_key_file", c.DPoPNonceKeyFile)
 	}
-	c.validateRoutes(bad)
+	c.validateRoutes(&p)
 	if c.ExternalBaseURL != "" {
 		if u, err := url.Parse(c.ExternalBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
 			u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
 			bad("external_base_url", "want scheme://host[:port] with no path or query, got %q", c.ExternalBaseURL)
 		}
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
-func validateIntrospection(bad func(field, format string, args ...any), f string, in *Introspection) {
+func validateIntrospection(p *configcheck.Problems, f string, in *Introspection) {
+	bad := p.Add
 	if in.Endpoint != "" {
 		if u, err := url.Parse(in.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 			bad(f+".endpoint", "want an http(s) URL without user info, got %q", in.Endpoint)
@@ -704,9 +791,12 @@ func validateIntrospection(bad func(field, format string, args ...any), f string
 	case in.ClientSecretFile != "":
 		if _, err := os.Stat(in.ClientSecretFile); err != nil {
 			bad(f+".client_secret_file", "%v", err)
+		} else if in.ClientSecret, err = readSecret(in.ClientSecretFile); err != nil {
+			bad(f+".client_secret_file", "%v", err)
 		}
 	default:
-		if _, err := ReadPrivateKey(in.KeyFile); err != nil {
+		var err error
+		if in.ClientKey, err = ReadPrivateKey(in.KeyFile); err != nil {
 			bad(f+".key_file", "%v", err)
 		}
 	}
@@ -724,16 +814,16 @@ func validateIntrospection(bad func(field, format string, args ...any), f string
 	}
 }
 
-// ReadSecret reads an introspection client secret file: its content less surrounding
+// readSecret reads an introspection client secret file: its content less surrounding
 // whitespace (a trailing newline is usual). The error names the file, never the content.
-func ReadSecret(path string) (string, error) {
+func readSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("client_secret_file: %w", err)
+		return "", err
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("client_secret_file %s: empty", path)
+		return "", fmt.Errorf("%s: empty", path)
 	}
 	return s, nil
 }
@@ -768,18 +858,4 @@ func ReadPrivateKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("%s: not a signing key", path)
 	}
 	return signer, nil
-}
-
-// Credentials reads what authenticates scopegate at the introspection endpoint: the client
-// secret (client_secret_file) or the private key (key_file), whichever is configured.
-func (in *Introspection) Credentials() (secret string, key crypto.Signer, err error) {
-	if in.KeyFile != "" {
-		key, err = ReadPrivateKey(in.KeyFile)
-		if err != nil {
-			return "", nil, fmt.Errorf("key_file: %w", err)
-		}
-		return "", key, nil
-	}
-	secret, err = ReadSecret(in.ClientSecretFile)
-	return secret, nil, err
 }

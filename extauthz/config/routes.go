@@ -7,6 +7,7 @@ import (
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate/names"
 	"github.com/scopegate/scopegate/extauthz/routes"
+	"github.com/scopegate/scopegate/internal/configcheck"
 )
 
 // What a request without route context extensions that matches no route gets (unmatched).
@@ -24,7 +25,7 @@ type InlineRoutes struct {
 // HasRouteTable reports whether authz matches routes itself (routes_file or routes).
 func (c *Config) HasRouteTable() bool { return c.RoutesFile != "" || c.Routes != nil }
 
-func (c *Config) setRouteDefaults() {
+func (c *Config) applyRouteDefaults() {
 	if c.Unmatched == "" {
 		c.Unmatched = UnmatchedTokenOnly
 		if c.HasRouteTable() {
@@ -36,7 +37,8 @@ func (c *Config) setRouteDefaults() {
 	}
 }
 
-func (c *Config) validateRoutes(bad func(field, format string, args ...any)) {
+func (c *Config) validateRoutes(p *configcheck.Problems) {
+	bad := p.Add
 	if c.Unmatched != UnmatchedDeny && c.Unmatched != UnmatchedTokenOnly {
 		bad("unmatched", "%q is not %q or %q", c.Unmatched, UnmatchedDeny, UnmatchedTokenOnly)
 	}

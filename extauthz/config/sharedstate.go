@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/configcheck"
 )
 
 // SharedState puts the state every replica must agree on (DPoP proofs used, introspection
@@ -22,6 +24,8 @@ type SharedState struct {
 	// answers are stored under a keyed hash of the token and sealed with it. Required when
 	// an issuer uses introspection.
 	KeyFile string `yaml:"key_file"`
+	// Key is KeyFile's content less surrounding whitespace, read by Validate.
+	Key []byte `yaml:"-" json:"-"`
 	// Timeout bounds one store command (default 100ms); a Check's own deadline bounds it too.
 	Timeout time.Duration `yaml:"timeout"`
 }
@@ -44,7 +48,9 @@ type SharedRedis struct {
 // SharedRedisTLS verifies the store's certificate (ca_file; empty: the system's roots) and
 // presents a client certificate (cert_file and key_file, re-read on every new connection).
 type SharedRedisTLS struct {
-	CAFile     string `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file"`
+	// CA is CAFile's content (PEM), read by Validate.
+	CA         []byte `yaml:"-" json:"-"`
 	CertFile   string `yaml:"cert_file"`
 	KeyFile    string `yaml:"key_file"`
 	ServerName string `yaml:"server_name"`
@@ -56,7 +62,7 @@ const (
 	OnUnavailableLocal      = "local"
 )
 
-func (s *SharedState) setDefaults() {
+func (s *SharedState) applyDefaults() {
 	if s.OnUnavailable == "" {
 		s.OnUnavailable = OnUnavailableFailClosed
 	}
@@ -73,7 +79,8 @@ func (s *SharedState) setDefaults() {
 	}
 }
 
-func (s *SharedState) validate(c *Config, bad func(field, format string, args ...any)) {
+func (s *SharedState) validate(c *Config, p *configcheck.Problems) {
+	bad := p.Add
 	switch s.OnUnavailable {
 	case OnUnavailableFailClosed, OnUnavailableLocal:
 	default:
@@ -88,11 +95,7 @@ func (s *SharedState) validate(c *Config, bad func(field, format string, args ..
 	}
 	switch {
 	case s.KeyFile != "":
-		if k, err := os.ReadFile(s.KeyFile); err != nil {
-			bad("shared_state.key_file", "%v", err)
-		} else if n := len(strings.TrimSpace(string(k))); n < 32 {
-			bad("shared_state.key_file", "%s holds %d bytes: at least 32 random bytes are required", s.KeyFile, n)
-		}
+		s.Key = readKey(p, "shared_state.key_file", s.KeyFile)
 	case introspecting:
 		bad("shared_state.key_file", "required when an issuer uses introspection: answers in the store are keyed and sealed with it (32 random bytes, the same on every replica)")
 	}
@@ -135,7 +138,16 @@ func (s *SharedState) validate(c *Config, bad func(field, format string, args ..
 		bad("shared_state.redis.username", "set, but password_file is not")
 	}
 	if t := r.TLS; t != nil {
-		for _, f := range [][2]string{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if t.CAFile != "" {
+			if _, err := os.Stat(t.CAFile); err != nil {
+				bad("shared_state.redis.tls.ca_file", "%v", err)
+			} else if t.CA, err = os.ReadFile(t.CAFile); err != nil {
+				bad("shared_state.redis.tls.ca_file", "%v", err)
+			}
+		}
+		// The client certificate is read again for every new connection (renewal without a
+		// restart): only its presence is checked here.
+		for _, f := range [][2]string{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
 			if f[1] == "" {
 				continue
 			}
