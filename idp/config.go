@@ -1,7 +1,6 @@
 package idp
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
@@ -124,25 +124,33 @@ type KeysCfg struct {
 }
 
 // Load reads, decodes (unknown fields are errors), defaults and validates a config file.
+// Relative paths in it (tls files, keys.file) are taken relative to the file's folder.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("idp config: %w", err)
 	}
-	cfg, err := Parse(data)
+	cfg, err := parse(data, configcheck.DirOf(path))
 	if err != nil {
 		return nil, fmt.Errorf("idp config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// Parse decodes, defaults and validates a config document.
-func Parse(data []byte) (*Config, error) {
+// Parse decodes, defaults and validates a config document; relative paths are left as they
+// are (Load resolves them against the file's folder).
+func Parse(data []byte) (*Config, error) { return parse(data, "") }
+
+func parse(data []byte, dir configcheck.Dir) (*Config, error) {
 	var cfg Config
 	if err := yamlfile.Decode(data, &cfg); err != nil {
 		return nil, err
 	}
 	cfg.applyDefaults()
+	if t := cfg.TLS; t != nil {
+		dir.Resolve(&t.CertFile, &t.KeyFile, &t.ClientCAFile)
+	}
+	dir.Resolve(&cfg.Keys.File)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -184,10 +192,8 @@ func (c *Config) applyDefaults() {
 
 // Validate checks the config; every error names the field it is about.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var p configcheck.Problems
+	add := p.Add
 	if c.Listen == "" {
 		add("listen", "required (e.g. \":9400\")")
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -343,7 +349,7 @@ func (c *Config) Validate() error {
 	default:
 		add("keys.storage", "%q: want memory or file", c.Keys.Storage)
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
 
 func validateRedirectURI(raw string, public bool) error {
