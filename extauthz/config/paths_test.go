@@ -97,12 +97,6 @@ func TestLoadResolvesPathsAgainstTheFile(t *testing.T) {
 		{"shared_state.redis.tls.ca_file", s.Redis.TLS.CAFile, in("tls/ca.crt")},
 		{"shared_state.redis.tls.cert_file", s.Redis.TLS.CertFile, in("tls/redis.crt")},
 		{"shared_state.redis.tls.key_file", s.Redis.TLS.KeyFile, in("tls/redis.key")},
-		// What was read once, at load.
-		{"introspection secret", c.Issuers[1].Introspection.ClientSecret, "s3cret"},
-		{"dpop nonce key", string(c.DPoPNonceKey), strings.Repeat("k", 40)},
-		{"shared state key", string(s.Key), strings.Repeat("k", 40) + "2"},
-		{"redis CA", string(s.Redis.TLS.CA), "ca-pem"},
-		{"policy signing key", string(c.Policy.Signing.PublicKey), "bundle-pem"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.field, tc.got, tc.want)
@@ -122,7 +116,6 @@ func TestLoadResolvesPathsAgainstTheFile(t *testing.T) {
 		{"policy.bundle.signing.public_key_file", b.Signing.PublicKeyFile, in("keys/bundle.pem")},
 		{"policy.bundle.credentials.bearer_token_file", b.Credentials.BearerTokenFile, in("secrets/bundle-token")},
 		{"policy.bundle.credentials.ca_file", b.Credentials.CAFile, in("tls/ca.crt")},
-		{"policy.bundle signing key", string(b.Signing.PublicKey), "bundle-pem"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.field, tc.got, tc.want)
@@ -153,5 +146,41 @@ func TestLoadRelativeConfigPath(t *testing.T) {
 		if c.DecisionLog.Output != out || c.Issuers[0].JWKSFile != abs {
 			t.Errorf("decision_log.output %q, jwks_file %q: want %q and %q, kept", c.DecisionLog.Output, c.Issuers[0].JWKSFile, out, abs)
 		}
+	}
+}
+
+// The keys and secrets the config names are read once, at load, into the config; the runtime
+// never reads the files again (extauthz/server hands their content to the runtime packages).
+func TestLoadReadsKeysOnce(t *testing.T) {
+	path := writeConfigDir(t, pathsConfig+pathsPolicy)
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Change every file after the load: what the config holds is what was read at load.
+	dir := filepath.Dir(path)
+	for _, name := range []string{"secrets/introspection", "secrets/nonce.key", "secrets/state.key", "tls/ca.crt", "keys/bundle.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("changed after load"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := c.SharedState
+	for _, tc := range []struct{ what, got, want string }{
+		{"introspection client secret", c.Issuers[1].Introspection.ClientSecret, "s3cret"},
+		{"dpop nonce key", string(c.DPoPNonceKey), strings.Repeat("k", 40)},
+		{"shared state key", string(s.Key), strings.Repeat("k", 40) + "2"},
+		{"redis CA", string(s.Redis.TLS.CA), "ca-pem"},
+		{"policy signing key", string(c.Policy.Signing.PublicKey), "bundle-pem"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.what, tc.got, tc.want)
+		}
+	}
+	c, err = Load(writeConfigDir(t, pathsConfig+pathsBundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(c.Policy.Bundle.Signing.PublicKey); got != "bundle-pem" {
+		t.Errorf("policy.bundle signing key = %q, want bundle-pem", got)
 	}
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/compile"
-
 )
 
 // signingKey is a key pair as opa build and our config take them: PEM private and public.
