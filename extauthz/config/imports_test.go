@@ -2,8 +2,6 @@ package config
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -23,7 +21,10 @@ func TestOnlyWiringDependsOnConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list over the module")
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to list the module's imports: %v", err)
+	}
 	out, err := exec.Command(goBin, "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, module+"...").Output()
 	if err != nil {
 		var stderr string

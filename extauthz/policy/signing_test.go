@@ -70,15 +70,6 @@ func buildBundle(t *testing.T, key *signingKey, scope string) string {
 	return path
 }
 
-func writePublic(t *testing.T, pemText string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "bundle.pub.pem")
-	if err := os.WriteFile(p, []byte(pemText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // tamper rewrites a bundle tarball with one file's content changed, signatures untouched.
 func tamper(t *testing.T, path, name string, content []byte) string {
 	t.Helper()
