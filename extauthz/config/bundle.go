@@ -46,33 +46,32 @@ func (b *PolicyBundle) applyDefaults() {
 	}
 }
 
-func (b *PolicyBundle) validate(p *Policy, problems *configcheck.Problems) {
+func (b *PolicyBundle) validate(pol *Policy, errs *configcheck.Problems) {
 	const f = "policy.bundle"
-	bad := problems.Add
 	// The value is shown as scheme, host and path only: its query may be a presigned signature.
 	if u, err := url.Parse(b.URL); err != nil {
-		bad(f+".url", "not a URL")
+		errs.Add(f+".url", "not a URL")
 	} else if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad(f+".url", "want an http(s) URL with a host, got %q", (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
+		errs.Add(f+".url", "want an http(s) URL with a host, got %q", (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
 	}
-	if p.Path != "" {
-		bad(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")
+	if pol.Path != "" {
+		errs.Add(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")
 	}
-	if p.Watch {
-		bad("policy.watch", "not used with policy.bundle (bundles are polled)")
+	if pol.Watch {
+		errs.Add("policy.watch", "not used with policy.bundle (bundles are polled)")
 	}
 	minD, maxD := b.Polling.MinDelay, b.Polling.MaxDelay
 	switch {
 	case minD < time.Second || minD%time.Second != 0:
-		bad(f+".polling.min_delay", "%s: want whole seconds, at least 1s", minD)
+		errs.Add(f+".polling.min_delay", "%s: want whole seconds, at least 1s", minD)
 	case maxD < minD || maxD%time.Second != 0:
-		bad(f+".polling.max_delay", "%s: want whole seconds, at least min_delay (%s)", maxD, minD)
+		errs.Add(f+".polling.max_delay", "%s: want whole seconds, at least min_delay (%s)", maxD, minD)
 	}
 	if s := b.Signing; s != nil {
 		if s.PublicKeyFile == "" {
-			bad(f+".signing.public_key_file", "required when signing is set")
+			errs.Add(f+".signing.public_key_file", "required when signing is set")
 		} else {
-			s.read(problems, f+".signing.public_key_file")
+			s.read(errs, f+".signing.public_key_file")
 		}
 	}
 	c := b.Credentials
@@ -82,13 +81,13 @@ func (b *PolicyBundle) validate(p *Policy, problems *configcheck.Problems) {
 			continue
 		}
 		if _, err := os.Stat(x[1]); err != nil {
-			bad(fmt.Sprintf("%s.credentials.%s", f, x[0]), "%v", err)
+			errs.Add(fmt.Sprintf("%s.credentials.%s", f, x[0]), "%v", err)
 		}
 	}
 	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
-		bad(f+".credentials", "client_cert_file and client_key_file go together")
+		errs.Add(f+".credentials", "client_cert_file and client_key_file go together")
 	}
 	if c.BearerTokenFile != "" && c.ClientCertFile != "" {
-		bad(f+".credentials", "bearer_token_file or a client certificate, not both (OPA's bundle client takes one credential)")
+		errs.Add(f+".credentials", "bearer_token_file or a client certificate, not both (OPA's bundle client takes one credential)")
 	}
 }

@@ -37,25 +37,24 @@ func (c *Config) applyRouteDefaults() {
 	}
 }
 
-func (c *Config) validateRoutes(p *configcheck.Problems) {
-	bad := p.Add
+func (c *Config) validateRoutes(errs *configcheck.Problems) {
 	if c.Unmatched != UnmatchedDeny && c.Unmatched != UnmatchedTokenOnly {
-		bad("unmatched", "%q is not %q or %q", c.Unmatched, UnmatchedDeny, UnmatchedTokenOnly)
+		errs.Add("unmatched", "%q is not %q or %q", c.Unmatched, UnmatchedDeny, UnmatchedTokenOnly)
 	}
 	switch {
 	case c.RoutesFile != "" && c.Routes != nil:
-		bad("routes", "routes_file and routes are exclusive: one route table")
+		errs.Add("routes", "routes_file and routes are exclusive: one route table")
 	case c.RoutesFile != "":
 		if _, err := os.Stat(c.RoutesFile); err != nil {
-			bad("routes_file", "%v", err)
+			errs.Add("routes_file", "%v", err)
 		}
 	case c.Routes != nil:
 		if len(c.Routes.VirtualHosts) == 0 {
-			bad("routes.virtual_hosts", "at least one virtual host is required")
+			errs.Add("routes.virtual_hosts", "at least one virtual host is required")
 		} else if err := xdsconfig.ValidateVirtualHosts("routes", c.Routes.VirtualHosts); err != nil {
-			bad("routes", "%v", err)
+			errs.Add("routes", "%v", err)
 		} else if _, err := routes.New(TableInputs(c.Routes.VirtualHosts)); err != nil {
-			bad("routes", "%v", err)
+			errs.Add("routes", "%v", err)
 		}
 	}
 }
