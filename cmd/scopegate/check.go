@@ -366,7 +366,7 @@ func (v claimsVerifier) Verify(context.Context, string) (*token.Identity, error)
 // checkUnverified runs req through a Check service whose verifier accepts the decoded
 // claims as they are, with --policy or the built-in policy.
 func checkUnverified(ctx context.Context, f *checkFlags, req *authv3.CheckRequest) (*checkOutput, error) {
-	cfg := config.Defaults()
+	cfg := config.Default()
 	var (
 		id  *token.Identity
 		err error
@@ -403,7 +403,7 @@ func checkUnverified(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 	if err != nil {
 		return nil, err
 	}
-	svc := check.New(check.Options{Verifier: claimsVerifier{id}, Policy: eng, Headers: cfg.Headers,
+	svc := check.New(check.Options{Verifier: claimsVerifier{id}, Policy: eng, Headers: server.CheckHeaders(cfg.Headers),
 		MaxTokenBytes: cfg.Bearer.MaxTokenBytes, ErrorStatus: cfg.Policy.ErrorStatus})
 	resp, err := svc.Check(ctx, req)
 	if err != nil {

@@ -110,10 +110,11 @@ func newDevStack(t *testing.T) *devStack {
 				for from, to := range repl {
 					line = strings.ReplaceAll(line, from, to)
 				}
-				line = strings.ReplaceAll(line, "./policies", filepath.Join(root, "policies"))
+				// paths are relative to the config's folder (compose/), which the copy leaves
+				line = strings.ReplaceAll(line, " ../policies", " "+filepath.Join(root, "policies"))
+				line = strings.ReplaceAll(line, "client_secret_file: introspection-secret", "client_secret_file: "+filepath.Join(root, "compose", "introspection-secret"))
 				// the certificates scopegate dev writes, wherever a config names them
 				line = strings.ReplaceAll(line, "../dev-certs/", filepath.Join(dir, "certs")+"/")
-				line = strings.ReplaceAll(line, " dev-certs/", " "+filepath.Join(dir, "certs")+"/")
 			}
 			out = append(out, line)
 		}

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/spf13/pflag"
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/policy"
+	"github.com/scopegate/scopegate/extauthz/server"
 )
 
 // signingFlags let a command that reads a policy (policy impact, policy test, lint, check)
@@ -68,7 +70,13 @@ func (s *signingFlags) verification(cfg *config.Config) (*bundle.VerificationCon
 	default:
 		field = "--config " + s.authzConfig + ": policy.bundle.signing.public_key_file"
 	}
-	return policy.VerificationAt(field, sc)
+	if s.key != "" {
+		// The flag's key is read here; a config's was read when it was loaded.
+		if sc.PublicKey, err = os.ReadFile(s.key); err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
+	}
+	return policy.Verification(server.PolicySigning(sc, field))
 }
 
 // loadConfig reads --config, if given.

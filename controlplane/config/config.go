@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 
 	"github.com/scopegate/scopegate/internal/contract"
@@ -308,34 +308,28 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.resolvePaths(filepath.Dir(path))
+	cfg.resolvePaths(configcheck.DirOf(path))
 	return cfg, nil
 }
 
 // resolvePaths makes relative certificate paths relative to the config file's directory.
-func (c *Config) resolvePaths(dir string) {
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
+func (c *Config) resolvePaths(dir configcheck.Dir) {
 	for fi := range c.Fleets {
 		for li := range c.Fleets[fi].Listeners {
 			if t := c.Fleets[fi].Listeners[li].TLS; t != nil {
-				t.CertFile, t.KeyFile, t.ClientCAFile = abs(t.CertFile), abs(t.KeyFile), abs(t.ClientCAFile)
+				dir.Resolve(&t.CertFile, &t.KeyFile, &t.ClientCAFile)
 			}
 		}
 	}
 	if t := c.TLS; t != nil {
-		t.CertFile, t.KeyFile, t.ClientCAFile = abs(t.CertFile), abs(t.KeyFile), abs(t.ClientCAFile)
+		dir.Resolve(&t.CertFile, &t.KeyFile, &t.ClientCAFile)
 	}
 	if t := c.Authz.TLS; t != nil {
-		t.CAFile, t.CertFile, t.KeyFile = abs(t.CAFile), abs(t.CertFile), abs(t.KeyFile)
+		dir.Resolve(&t.CAFile, &t.CertFile, &t.KeyFile)
 	}
 	for fi := range c.Fleets {
 		if t := c.Fleets[fi].AuthzTLS; t != nil {
-			t.CertFile, t.KeyFile = abs(t.CertFile), abs(t.KeyFile)
+			dir.Resolve(&t.CertFile, &t.KeyFile)
 		}
 	}
 }

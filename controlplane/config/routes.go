@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
@@ -130,9 +131,9 @@ func ParseRoutes(name string, data []byte) (*Config, error) {
 // ValidateRoutes checks the route table part of the config (fleets, listener names, virtual
 // hosts and routes) and nothing else; upstream references are not required.
 func (c *Config) ValidateRoutes() error {
-	v := &validator{}
+	errs := &configcheck.Problems{}
 	if len(c.Fleets) == 0 {
-		v.addf("fleets: at least one fleet is required")
+		errs.Addf("fleets: at least one fleet is required")
 	}
 	for i := range c.Fleets {
 		f := &c.Fleets[i]
@@ -140,9 +141,9 @@ func (c *Config) ValidateRoutes() error {
 		if f.Name == "" {
 			at = fmt.Sprintf("fleets[%d]", i)
 		}
-		v.name(at, f.Name)
+		checkName(errs, at, f.Name)
 		if len(f.Listeners) == 0 {
-			v.addf("%s: listeners: at least one listener is required", at)
+			errs.Addf("%s: listeners: at least one listener is required", at)
 		}
 		for j := range f.Listeners {
 			l := &f.Listeners[j]
@@ -150,19 +151,19 @@ func (c *Config) ValidateRoutes() error {
 			if l.Name == "" {
 				lat = fmt.Sprintf("%s: listeners[%d]", at, j)
 			}
-			v.name(lat, l.Name)
-			validateListenerRoutes(v, lat, l, nil)
+			checkName(errs, lat, l.Name)
+			validateListenerRoutes(errs, lat, l, nil)
 		}
 	}
-	return v.err()
+	return errs.Err()
 }
 
 // ValidateVirtualHosts checks virtual hosts given on their own (authz's inline routes:),
 // as validateListenerRoutes checks one listener's.
 func ValidateVirtualHosts(at string, vhosts []VirtualHost) error {
-	v := &validator{}
-	validateListenerRoutes(v, at, &Listener{VirtualHosts: vhosts}, nil)
-	return v.err()
+	errs := &configcheck.Problems{}
+	validateListenerRoutes(errs, at, &Listener{VirtualHosts: vhosts}, nil)
+	return errs.Err()
 }
 
 // ApplyRouteDefaults fills the defaults of virtual hosts given on their own (authz's inline

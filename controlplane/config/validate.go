@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/controlplane/translate/names"
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/contract"
 )
 
@@ -28,47 +29,47 @@ var (
 // (fleet, listener, virtual host, route, upstream) and what is wrong. Call it after defaults
 // are applied (Parse does both).
 func (c *Config) Validate() error {
-	v := &validator{}
-	v.hostPort("listen", c.Listen, true)
-	v.hostPort("admin", c.Admin, true)
-	c.validateTLS(v)
-	c.validateAuthz(v)
+	errs := &configcheck.Problems{}
+	checkHostPort(errs, "listen", c.Listen, true)
+	checkHostPort(errs, "admin", c.Admin, true)
+	c.validateTLS(errs)
+	c.validateAuthz(errs)
 	if err := c.Tracing.Validate(); err != nil {
-		v.errs = append(v.errs, err)
+		errs.Join(err)
 	}
 
 	upstreams := map[string]bool{}
 	for i, u := range c.Upstreams {
 		at := fmt.Sprintf("upstreams[%d] %q", i, u.Name)
-		v.name(at, u.Name)
+		checkName(errs, at, u.Name)
 		if names.Cluster(u.Name) == names.AuthzCluster {
-			v.addf("%s: name %q is reserved for the authz cluster", at, u.Name)
+			errs.Addf("%s: name %q is reserved for the authz cluster", at, u.Name)
 		}
 		if upstreams[u.Name] {
-			v.addf("%s: duplicate upstream name", at)
+			errs.Addf("%s: duplicate upstream name", at)
 		}
 		upstreams[u.Name] = true
 		if len(u.Endpoints) == 0 {
-			v.addf("%s: endpoints: at least one host:port is required", at)
+			errs.Addf("%s: endpoints: at least one host:port is required", at)
 		}
 		seen := map[string]bool{}
 		for j, ep := range u.Endpoints {
-			v.hostPort(fmt.Sprintf("%s: endpoints[%d]", at, j), ep, false)
+			checkHostPort(errs, fmt.Sprintf("%s: endpoints[%d]", at, j), ep, false)
 			if seen[ep] {
-				v.addf("%s: endpoints[%d]: duplicate endpoint %q", at, j, ep)
+				errs.Addf("%s: endpoints[%d]: duplicate endpoint %q", at, j, ep)
 			}
 			seen[ep] = true
 		}
 		if u.Timeout < 0 {
-			v.addf("%s: timeout: must not be negative", at)
+			errs.Addf("%s: timeout: must not be negative", at)
 		}
 		if u.ConnectTimeout <= 0 {
-			v.addf("%s: connect_timeout: must be positive", at)
+			errs.Addf("%s: connect_timeout: must be positive", at)
 		}
 	}
 
 	if len(c.Fleets) == 0 {
-		v.addf("fleets: at least one fleet is required")
+		errs.Addf("fleets: at least one fleet is required")
 	}
 	fleets := map[string]bool{}
 	for i := range c.Fleets {
@@ -77,93 +78,93 @@ func (c *Config) Validate() error {
 		if f.Name == "" {
 			at = fmt.Sprintf("fleets[%d]", i)
 		}
-		v.name(at, f.Name)
+		checkName(errs, at, f.Name)
 		if t := f.AuthzTLS; t != nil {
 			switch {
 			case c.Authz.TLS == nil:
-				v.addf("%s: authz_tls: needs authz.tls (its ca_file and server_name are every fleet's)", at)
+				errs.Addf("%s: authz_tls: needs authz.tls (its ca_file and server_name are every fleet's)", at)
 			case t.CertFile == "" || t.KeyFile == "":
-				v.addf("%s: authz_tls: cert_file and key_file are both required", at)
+				errs.Addf("%s: authz_tls: cert_file and key_file are both required", at)
 			}
 		}
 		if fleets[f.Name] {
-			v.addf("%s: duplicate fleet name", at)
+			errs.Addf("%s: duplicate fleet name", at)
 		}
 		fleets[f.Name] = true
-		c.validateFleet(v, at, f, upstreams)
+		c.validateFleet(errs, at, f, upstreams)
 	}
-	return v.err()
+	return errs.Err()
 }
 
-func (c *Config) validateAuthz(v *validator) {
+func (c *Config) validateAuthz(errs *configcheck.Problems) {
 	a := c.Authz
 	socket, isSocket := a.SocketPath()
 	switch {
 	case a.Address == "":
-		v.addf("authz: address: required (host:port of the scopegate authz service)")
+		errs.Addf("authz: address: required (host:port of the scopegate authz service)")
 	case isSocket && !strings.HasPrefix(socket, "/"):
-		v.addf("authz: address: %q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", a.Address)
+		errs.Addf("authz: address: %q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", a.Address)
 	case !isSocket:
-		v.hostPort("authz: address", a.Address, false)
+		checkHostPort(errs, "authz: address", a.Address, false)
 	}
 	if isSocket && a.TLS != nil && a.TLS.ServerName == "" {
-		v.addf("authz: tls: server_name: required when address is a Unix socket (there is no host name to match)")
+		errs.Addf("authz: tls: server_name: required when address is a Unix socket (there is no host name to match)")
 	}
 	if a.Timeout <= 0 {
-		v.addf("authz: timeout: must be positive, got %s", a.Timeout)
+		errs.Addf("authz: timeout: must be positive, got %s", a.Timeout)
 	}
 	if a.ConnectTimeout <= 0 {
-		v.addf("authz: connect_timeout: must be positive, got %s", a.ConnectTimeout)
+		errs.Addf("authz: connect_timeout: must be positive, got %s", a.ConnectTimeout)
 	}
 	if a.StatusOnError < 400 || a.StatusOnError > 599 {
-		v.addf("authz: status_on_error: %d is not an HTTP error status (400-599)", a.StatusOnError)
+		errs.Addf("authz: status_on_error: %d is not an HTTP error status (400-599)", a.StatusOnError)
 	}
 	if t := a.TLS; t != nil {
 		if t.CAFile == "" {
-			v.addf("authz: tls: ca_file: required (the CA that signed the authz service's certificate)")
+			errs.Addf("authz: tls: ca_file: required (the CA that signed the authz service's certificate)")
 		}
 		if (t.CertFile == "") != (t.KeyFile == "") {
-			v.addf("authz: tls: cert_file and key_file go together (Envoy's client certificate for authz)")
+			errs.Addf("authz: tls: cert_file and key_file go together (Envoy's client certificate for authz)")
 		}
 		if t.ServerName != "" && !dnsRE.MatchString(t.ServerName) {
-			v.addf("authz: tls: server_name: %q is not a DNS name", t.ServerName)
+			errs.Addf("authz: tls: server_name: %q is not a DNS name", t.ServerName)
 		}
 	}
 }
 
-func (c *Config) validateTLS(v *validator) {
+func (c *Config) validateTLS(errs *configcheck.Problems) {
 	if t := c.TLS; t != nil {
 		if err := t.Files.Validate("tls"); err != nil {
-			v.errs = append(v.errs, err)
+			errs.Join(err)
 		}
 		switch {
 		case t.ClientCAFile != "" && t.TrustDomain == "":
-			v.addf("tls.trust_domain: required with client_ca_file (Envoy certificates must name spiffe://<trust_domain>/fleet/<fleet>)")
+			errs.Addf("tls.trust_domain: required with client_ca_file (Envoy certificates must name spiffe://<trust_domain>/fleet/<fleet>)")
 		case t.TrustDomain != "" && !dnsRE.MatchString(t.TrustDomain):
-			v.addf("tls.trust_domain: %q is not a SPIFFE trust domain (a DNS-like name such as example.org)", t.TrustDomain)
+			errs.Addf("tls.trust_domain: %q is not a SPIFFE trust domain (a DNS-like name such as example.org)", t.TrustDomain)
 		case t.TrustDomain != "" && t.ClientCAFile == "":
-			v.addf("tls.trust_domain: needs client_ca_file (without client certificates there is no identity to check)")
+			errs.Addf("tls.trust_domain: needs client_ca_file (without client certificates there is no identity to check)")
 		}
 	}
 	if keys := c.PrivateKeysPushed(); len(keys) > 0 && !c.InsecurePlaintextSecrets {
 		switch {
 		case c.TLS == nil:
-			v.addf("insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (%s): configure tls "+
+			errs.Addf("insecure_plaintext_secrets: private keys would go to Envoy over plaintext ADS (%s): configure tls "+
 				"(with client_ca_file) for the ADS server, or set insecure_plaintext_secrets: true for local development only",
 				strings.Join(keys, "; "))
 		case c.TLS.ClientCAFile == "":
 			// Encrypted, but nobody is authenticated: any client that reaches the port can
 			// name any fleet (node.cluster) and receive its keys. As good as plaintext.
-			v.addf("insecure_plaintext_secrets: private keys would go to any ADS client (%s): tls has no client_ca_file, so any client "+
+			errs.Addf("insecure_plaintext_secrets: private keys would go to any ADS client (%s): tls has no client_ca_file, so any client "+
 				"can name any fleet; configure tls.client_ca_file and tls.trust_domain, or set insecure_plaintext_secrets: true for local development only",
 				strings.Join(keys, "; "))
 		}
 	}
 }
 
-func (c *Config) validateFleet(v *validator, at string, f *Fleet, upstreams map[string]bool) {
+func (c *Config) validateFleet(errs *configcheck.Problems, at string, f *Fleet, upstreams map[string]bool) {
 	if len(f.Listeners) == 0 {
-		v.addf("%s: listeners: at least one listener is required", at)
+		errs.Addf("%s: listeners: at least one listener is required", at)
 	}
 	names := map[string]bool{}
 	type bound struct {
@@ -177,47 +178,47 @@ func (c *Config) validateFleet(v *validator, at string, f *Fleet, upstreams map[
 		if l.Name == "" {
 			lat = fmt.Sprintf("%s: listeners[%d]", at, i)
 		}
-		v.name(lat, l.Name)
+		checkName(errs, lat, l.Name)
 		if names[l.Name] {
-			v.addf("%s: duplicate listener name", lat)
+			errs.Addf("%s: duplicate listener name", lat)
 		}
 		names[l.Name] = true
 
 		ip := net.ParseIP(l.Address)
 		if ip == nil {
-			v.addf("%s: address: %q is not an IP address (Envoy listeners bind IPs, e.g. 0.0.0.0)", lat, l.Address)
+			errs.Addf("%s: address: %q is not an IP address (Envoy listeners bind IPs, e.g. 0.0.0.0)", lat, l.Address)
 		}
 		if l.Port < 1 || l.Port > 65535 {
-			v.addf("%s: port: %d is out of range 1-65535", lat, l.Port)
+			errs.Addf("%s: port: %d is out of range 1-65535", lat, l.Port)
 		} else if ip != nil {
 			for _, other := range ports[l.Port] {
 				if other.ip.Equal(ip) || other.ip.IsUnspecified() || ip.IsUnspecified() {
-					v.addf("%s: port %d clashes with listener %q (%s:%d)", lat, l.Port, other.name, other.ip, l.Port)
+					errs.Addf("%s: port %d clashes with listener %q (%s:%d)", lat, l.Port, other.name, other.ip, l.Port)
 				}
 			}
 			ports[l.Port] = append(ports[l.Port], bound{l.Name, ip})
 		}
 		if l.TLS != nil && l.TLS.Enabled() {
 			if l.TLS.CertFile == "" {
-				v.addf("%s: tls: cert_file is required with key_file", lat)
+				errs.Addf("%s: tls: cert_file is required with key_file", lat)
 			}
 			if l.TLS.KeyFile == "" {
-				v.addf("%s: tls: key_file is required with cert_file", lat)
+				errs.Addf("%s: tls: key_file is required with cert_file", lat)
 			}
 		}
 		if l.TLS != nil && l.TLS.RequireClientCertificate && l.TLS.ClientCAFile == "" {
-			v.addf("%s: tls: require_client_certificate needs client_ca_file", lat)
+			errs.Addf("%s: tls: require_client_certificate needs client_ca_file", lat)
 		}
 		if l.TLS != nil && l.TLS.ClientCAFile != "" && !l.TLS.Enabled() {
-			v.addf("%s: tls: client_ca_file needs cert_file and key_file", lat)
+			errs.Addf("%s: tls: client_ca_file needs cert_file and key_file", lat)
 		}
-		validateListenerRoutes(v, lat, l, upstreams)
+		validateListenerRoutes(errs, lat, l, upstreams)
 	}
 }
 
-func validateListenerRoutes(v *validator, lat string, l *Listener, upstreams map[string]bool) {
+func validateListenerRoutes(errs *configcheck.Problems, lat string, l *Listener, upstreams map[string]bool) {
 	if len(l.VirtualHosts) == 0 {
-		v.addf("%s: virtual_hosts: at least one virtual host is required", lat)
+		errs.Addf("%s: virtual_hosts: at least one virtual host is required", lat)
 	}
 	vhosts := map[string]bool{}
 	domains := map[string]string{}
@@ -228,27 +229,27 @@ func validateListenerRoutes(v *validator, lat string, l *Listener, upstreams map
 		if vh.Name == "" {
 			vat = fmt.Sprintf("%s: virtual_hosts[%d]", lat, i)
 		}
-		v.name(vat, vh.Name)
+		checkName(errs, vat, vh.Name)
 		if vhosts[vh.Name] {
-			v.addf("%s: duplicate virtual host name", vat)
+			errs.Addf("%s: duplicate virtual host name", vat)
 		}
 		vhosts[vh.Name] = true
 		if len(vh.Domains) == 0 {
-			v.addf("%s: domains: at least one domain is required (\"*\" matches any)", vat)
+			errs.Addf("%s: domains: at least one domain is required (\"*\" matches any)", vat)
 		}
 		for j, d := range vh.Domains {
 			if err := checkDomain(d); err != nil {
-				v.addf("%s: domains[%d]: %v", vat, j, err)
+				errs.Addf("%s: domains[%d]: %v", vat, j, err)
 				continue
 			}
 			key := strings.ToLower(d)
 			if prev, ok := domains[key]; ok {
-				v.addf("%s: domains[%d]: %q is already served by virtual host %q", vat, j, d, prev)
+				errs.Addf("%s: domains[%d]: %q is already served by virtual host %q", vat, j, d, prev)
 			}
 			domains[key] = vh.Name
 		}
 		if len(vh.Routes) == 0 {
-			v.addf("%s: routes: at least one route is required", vat)
+			errs.Addf("%s: routes: at least one route is required", vat)
 		}
 		for j := range vh.Routes {
 			r := &vh.Routes[j]
@@ -256,15 +257,15 @@ func validateListenerRoutes(v *validator, lat string, l *Listener, upstreams map
 			if r.Name == "" {
 				rat = fmt.Sprintf("%s: routes[%d]", vat, j)
 			}
-			v.name(rat, r.Name)
+			checkName(errs, rat, r.Name)
 			if prev, ok := routes[r.Name]; ok && r.Name != "" {
-				v.addf("%s: duplicate route name (also in virtual host %q); route names label requests for the policy and must be unique per listener", rat, prev)
+				errs.Addf("%s: duplicate route name (also in virtual host %q); route names label requests for the policy and must be unique per listener", rat, prev)
 			}
 			routes[r.Name] = vh.Name
-			validateRoute(v, rat, r, upstreams)
+			validateRoute(errs, rat, r, upstreams)
 		}
 		if vh.ResourceMetadata != nil {
-			validateResourceMetadata(v, vat, vh)
+			validateResourceMetadata(errs, vat, vh)
 		}
 	}
 	for i := range l.VirtualHosts {
@@ -273,38 +274,38 @@ func validateListenerRoutes(v *validator, lat string, l *Listener, upstreams map
 			continue
 		}
 		if prev, ok := routes[names.MetadataRoute(vh.Name)]; ok {
-			v.addf("%s: virtual host %q: route name %q (in virtual host %q) is reserved for the resource metadata route", lat, vh.Name, names.MetadataRoute(vh.Name), prev)
+			errs.Addf("%s: virtual host %q: route name %q (in virtual host %q) is reserved for the resource metadata route", lat, vh.Name, names.MetadataRoute(vh.Name), prev)
 		}
 	}
 }
 
-func validateResourceMetadata(v *validator, vat string, vh *VirtualHost) {
+func validateResourceMetadata(errs *configcheck.Problems, vat string, vh *VirtualHost) {
 	m := vh.ResourceMetadata
 	at := vat + ": resource_metadata"
 	if m.Resource == "" {
-		v.addf("%s: resource: required (the API's identifier, e.g. https://api.example.com)", at)
+		errs.Addf("%s: resource: required (the API's identifier, e.g. https://api.example.com)", at)
 	} else {
-		checkHTTPSURL(v, at+": resource", m.Resource)
+		checkHTTPSURL(errs, at+": resource", m.Resource)
 	}
 	if len(m.AuthorizationServers) == 0 {
-		v.addf("%s: authorization_servers: at least one issuer URL is required", at)
+		errs.Addf("%s: authorization_servers: at least one issuer URL is required", at)
 	}
 	for i, s := range m.AuthorizationServers {
-		checkHTTPSURL(v, fmt.Sprintf("%s: authorization_servers[%d]", at, i), s)
+		checkHTTPSURL(errs, fmt.Sprintf("%s: authorization_servers[%d]", at, i), s)
 	}
 	for _, o := range [][2]string{{"jwks_uri", m.JWKSURI}, {"resource_documentation", m.ResourceDocumentation},
 		{"resource_policy_uri", m.ResourcePolicyURI}, {"resource_tos_uri", m.ResourceTOSURI}} {
 		if o[1] != "" {
-			checkHTTPSURL(v, at+": "+o[0], o[1])
+			checkHTTPSURL(errs, at+": "+o[0], o[1])
 		}
 	}
 	for i, alg := range m.ResourceSigningAlgValuesSupported {
 		if alg == "none" || alg == "" {
-			v.addf("%s: resource_signing_alg_values_supported[%d]: %q is not a signing algorithm (RFC 9728 §2 forbids none)", at, i, alg)
+			errs.Addf("%s: resource_signing_alg_values_supported[%d]: %q is not a signing algorithm (RFC 9728 §2 forbids none)", at, i, alg)
 		}
 	}
 	if m.CacheMaxAge < 0 {
-		v.addf("%s: cache_max_age: must not be negative", at)
+		errs.Addf("%s: cache_max_age: must not be negative", at)
 	}
 	if m.Resource == "" {
 		return
@@ -313,7 +314,7 @@ func validateResourceMetadata(v *validator, vat string, vh *VirtualHost) {
 	for j := range vh.Routes {
 		r := &vh.Routes[j]
 		if matchesPath(r.Match, doc) {
-			v.addf("%s: route %q matches the resource metadata path %s; the metadata route would shadow it (narrow the route's match)", vat, r.Name, doc)
+			errs.Addf("%s: route %q matches the resource metadata path %s; the metadata route would shadow it (narrow the route's match)", vat, r.Name, doc)
 		}
 	}
 }
@@ -344,29 +345,29 @@ func matchesPath(m Match, path string) bool {
 // maxRegex bounds a route's regular expressions (Envoy refuses large RE2 programs too).
 const maxRegex = 1024
 
-func checkRegex(v *validator, at, re string) {
+func checkRegex(errs *configcheck.Problems, at, re string) {
 	if len(re) > maxRegex {
-		v.addf("%s: longer than %d characters", at, maxRegex)
+		errs.Addf("%s: longer than %d characters", at, maxRegex)
 		return
 	}
 	if _, err := regexp.Compile(`^(?:` + re + `)$`); err != nil {
-		v.addf("%s: %q is not an RE2 expression: %v", at, re, err)
+		errs.Addf("%s: %q is not an RE2 expression: %v", at, re, err)
 	}
 }
 
 // headerNameRE is a lower-case HTTP header name (RFC 9110 token).
 var headerNameRE = regexp.MustCompile("^[a-z0-9!#$%&'*+.^_`|~-]+$")
 
-func validateHeaderMatches(v *validator, rat string, hs []HeaderMatch) {
+func validateHeaderMatches(errs *configcheck.Problems, rat string, hs []HeaderMatch) {
 	for i, h := range hs {
 		at := fmt.Sprintf("%s: match: headers[%d]", rat, i)
 		switch {
 		case h.Name == "":
-			v.addf("%s: name: required", at)
+			errs.Addf("%s: name: required", at)
 		case strings.HasPrefix(h.Name, ":") || h.Name == "host":
-			v.addf("%s: name %q: match the path with prefix, path or regex, the method with methods and the host with the virtual host's domains", at, h.Name)
+			errs.Addf("%s: name %q: match the path with prefix, path or regex, the method with methods and the host with the virtual host's domains", at, h.Name)
 		case !headerNameRE.MatchString(h.Name):
-			v.addf("%s: name %q is not a lower-case header name", at, h.Name)
+			errs.Addf("%s: name %q is not a lower-case header name", at, h.Name)
 		}
 		set := 0
 		for _, s := range []string{h.Exact, h.Prefix, h.Suffix, h.Contains, h.Regex} {
@@ -378,37 +379,37 @@ func validateHeaderMatches(v *validator, rat string, hs []HeaderMatch) {
 			set++
 		}
 		if set != 1 {
-			v.addf("%s: exactly one of exact, prefix, suffix, contains, regex and present is required", at)
+			errs.Addf("%s: exactly one of exact, prefix, suffix, contains, regex and present is required", at)
 			continue
 		}
 		if h.Regex != "" {
-			checkRegex(v, at+": regex", h.Regex)
+			checkRegex(errs, at+": regex", h.Regex)
 		}
 		if h.IgnoreCase && (h.Regex != "" || h.Present != nil) {
-			v.addf("%s: ignore_case applies to exact, prefix, suffix and contains only (write (?i) in a regex)", at)
+			errs.Addf("%s: ignore_case applies to exact, prefix, suffix and contains only (write (?i) in a regex)", at)
 		}
 	}
 }
 
 // checkHTTPSURL checks an RFC 9728 / RFC 8414 identifier: absolute https URL without query,
 // fragment or user info. Plain http is accepted for loopback hosts only (local demos).
-func checkHTTPSURL(v *validator, at, s string) {
+func checkHTTPSURL(errs *configcheck.Problems, at, s string) {
 	u, err := url.Parse(s)
 	if err != nil {
-		v.addf("%s: %q is not a URL: %v", at, s, err)
+		errs.Addf("%s: %q is not a URL: %v", at, s, err)
 		return
 	}
 	switch {
 	case u.Host == "" || !u.IsAbs():
-		v.addf("%s: %q must be an absolute URL with a host", at, s)
+		errs.Addf("%s: %q must be an absolute URL with a host", at, s)
 	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())):
-		v.addf("%s: %q must use https (http only for localhost)", at, s)
+		errs.Addf("%s: %q must use https (http only for localhost)", at, s)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(s, "#"):
-		v.addf("%s: %q must not have a query or fragment", at, s)
+		errs.Addf("%s: %q must not have a query or fragment", at, s)
 	case u.User != nil:
-		v.addf("%s: %q must not carry user info", at, s)
+		errs.Addf("%s: %q must not carry user info", at, s)
 	case strings.ContainsAny(s, "\"\\ "):
-		v.addf("%s: %q must not contain quotes, backslashes or spaces", at, s)
+		errs.Addf("%s: %q must not contain quotes, backslashes or spaces", at, s)
 	}
 }
 
@@ -420,7 +421,7 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool) {
+func validateRoute(errs *configcheck.Problems, rat string, r *Route, upstreams map[string]bool) {
 	m := r.Match
 	set := 0
 	for _, s := range []string{m.Prefix, m.Path, m.Regex} {
@@ -430,27 +431,27 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 	}
 	switch {
 	case set == 0:
-		v.addf("%s: match: one of prefix, path or regex is required", rat)
+		errs.Addf("%s: match: one of prefix, path or regex is required", rat)
 	case set > 1:
-		v.addf("%s: match: prefix, path and regex are mutually exclusive", rat)
+		errs.Addf("%s: match: prefix, path and regex are mutually exclusive", rat)
 	case m.Prefix != "":
-		checkPath(v, rat+": match: prefix", m.Prefix)
+		checkPath(errs, rat+": match: prefix", m.Prefix)
 	case m.Path != "":
-		checkPath(v, rat+": match: path", m.Path)
+		checkPath(errs, rat+": match: path", m.Path)
 	default:
-		checkRegex(v, rat+": match: regex", m.Regex)
+		checkRegex(errs, rat+": match: regex", m.Regex)
 		if m.CaseSensitive != nil {
-			v.addf("%s: match: case_sensitive does not apply to regex (Envoy ignores it there): write (?i) in the expression", rat)
+			errs.Addf("%s: match: case_sensitive does not apply to regex (Envoy ignores it there): write (?i) in the expression", rat)
 		}
 	}
-	validateHeaderMatches(v, rat, m.Headers)
+	validateHeaderMatches(errs, rat, m.Headers)
 	seen := map[string]bool{}
 	for i, meth := range m.Methods {
 		if !methods[meth] {
-			v.addf("%s: match: methods[%d]: %q is not an HTTP method (use upper case: GET, POST, ...)", rat, i, meth)
+			errs.Addf("%s: match: methods[%d]: %q is not an HTTP method (use upper case: GET, POST, ...)", rat, i, meth)
 		}
 		if seen[meth] {
-			v.addf("%s: match: methods[%d]: duplicate method %q", rat, i, meth)
+			errs.Addf("%s: match: methods[%d]: duplicate method %q", rat, i, meth)
 		}
 		seen[meth] = true
 	}
@@ -458,42 +459,42 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 	case upstreams == nil:
 		// A route table for authz alone (mesh mode): someone else's control plane routes.
 	case r.Upstream == "":
-		v.addf("%s: upstream: required", rat)
+		errs.Addf("%s: upstream: required", rat)
 	case !upstreams[r.Upstream]:
-		v.addf("%s: upstream %q is not defined in upstreams", rat, r.Upstream)
+		errs.Addf("%s: upstream %q is not defined in upstreams", rat, r.Upstream)
 	}
 	if r.Timeout < 0 {
-		v.addf("%s: timeout: must not be negative", rat)
+		errs.Addf("%s: timeout: must not be negative", rat)
 	}
 	if r.Public {
 		if len(r.Scopes) > 0 {
-			v.addf("%s: public route cannot require scopes %v (remove public or scopes)", rat, r.Scopes)
+			errs.Addf("%s: public route cannot require scopes %v (remove public or scopes)", rat, r.Scopes)
 		}
 		if r.Mode != "" {
-			v.addf("%s: mode %q applies to protected routes only, not to a public route", rat, r.Mode)
+			errs.Addf("%s: mode %q applies to protected routes only, not to a public route", rat, r.Mode)
 		}
 		if r.Binding != "" {
-			v.addf("%s: binding %q applies to protected routes only, not to a public route", rat, r.Binding)
+			errs.Addf("%s: binding %q applies to protected routes only, not to a public route", rat, r.Binding)
 		}
 		if len(r.ACRValues) > 0 || r.MaxAge != 0 {
-			v.addf("%s: acr_values and max_age apply to protected routes only, not to a public route", rat)
+			errs.Addf("%s: acr_values and max_age apply to protected routes only, not to a public route", rat)
 		}
 		return
 	}
-	validateStepUp(v, rat, r)
+	validateStepUp(errs, rat, r)
 	if r.Binding != "" && r.Binding != contract.BindingRequired {
-		v.addf("%s: binding: %q is not %q (or empty, for any token)", rat, r.Binding, contract.BindingRequired)
+		errs.Addf("%s: binding: %q is not %q (or empty, for any token)", rat, r.Binding, contract.BindingRequired)
 	}
 	if r.Mode != contract.ModeEnforce && r.Mode != contract.ModeShadow {
-		v.addf("%s: mode: %q is not one of %q, %q", rat, r.Mode, contract.ModeEnforce, contract.ModeShadow)
+		errs.Addf("%s: mode: %q is not one of %q, %q", rat, r.Mode, contract.ModeEnforce, contract.ModeShadow)
 	}
 	seenScope := map[string]bool{}
 	for i, s := range r.Scopes {
 		if err := checkScope(s); err != nil {
-			v.addf("%s: scopes[%d]: %v", rat, i, err)
+			errs.Addf("%s: scopes[%d]: %v", rat, i, err)
 		}
 		if seenScope[s] {
-			v.addf("%s: scopes[%d]: duplicate scope %q", rat, i, s)
+			errs.Addf("%s: scopes[%d]: duplicate scope %q", rat, i, s)
 		}
 		seenScope[s] = true
 	}
@@ -502,24 +503,24 @@ func validateRoute(v *validator, rat string, r *Route, upstreams map[string]bool
 // validateStepUp checks a route's RFC 9470 requirements: acr values that can travel in a
 // space-separated list and a quoted challenge parameter unchanged, and a max_age of whole
 // seconds (the unit of the challenge and of OpenID Connect's max_age).
-func validateStepUp(v *validator, rat string, r *Route) {
+func validateStepUp(errs *configcheck.Problems, rat string, r *Route) {
 	seen := map[string]bool{}
 	for i, a := range r.ACRValues {
 		if !contract.ValidACR(a) {
-			v.addf("%s: acr_values[%d]: %q is not an acr value (1 to 256 visible ASCII characters, no space, quote or backslash)", rat, i, a)
+			errs.Addf("%s: acr_values[%d]: %q is not an acr value (1 to 256 visible ASCII characters, no space, quote or backslash)", rat, i, a)
 		}
 		if seen[a] {
-			v.addf("%s: acr_values[%d]: duplicate value %q", rat, i, a)
+			errs.Addf("%s: acr_values[%d]: duplicate value %q", rat, i, a)
 		}
 		seen[a] = true
 	}
 	switch m := r.MaxAge; {
 	case m < 0:
-		v.addf("%s: max_age: %s must not be negative (0 or absent: any age)", rat, m)
+		errs.Addf("%s: max_age: %s must not be negative (0 or absent: any age)", rat, m)
 	case m%time.Second != 0:
-		v.addf("%s: max_age: %s is not a whole number of seconds (RFC 9470 max_age is in seconds)", rat, m)
+		errs.Addf("%s: max_age: %s is not a whole number of seconds (RFC 9470 max_age is in seconds)", rat, m)
 	case m > contract.MaxMaxAge*time.Second:
-		v.addf("%s: max_age: %s is more than a year; use a duration such as 5m or 12h", rat, m)
+		errs.Addf("%s: max_age: %s is more than a year; use a duration such as 5m or 12h", rat, m)
 	}
 }
 
@@ -536,14 +537,14 @@ func checkScope(s string) error {
 	return nil
 }
 
-func checkPath(v *validator, at, p string) {
+func checkPath(errs *configcheck.Problems, at, p string) {
 	if !strings.HasPrefix(p, "/") {
-		v.addf("%s: %q must start with /", at, p)
+		errs.Addf("%s: %q must start with /", at, p)
 		return
 	}
 	for _, c := range []byte(p) {
 		if c <= 0x20 || c == 0x7f || c == '?' || c == '#' {
-			v.addf("%s: %q must not contain whitespace, control characters, ? or #", at, p)
+			errs.Addf("%s: %q must not contain whitespace, control characters, ? or #", at, p)
 			return
 		}
 	}
@@ -567,40 +568,32 @@ func checkDomain(d string) error {
 }
 
 // hostPort checks "host:port". With listen, the host may be empty (all interfaces).
-func (v *validator) hostPort(at, s string, listen bool) {
+func checkHostPort(errs *configcheck.Problems, at, s string, listen bool) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		v.addf("%s: %q is not host:port: %v", at, s, err)
+		errs.Addf("%s: %q is not host:port: %v", at, s, err)
 		return
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 || (!listen && p == 0) {
-		v.addf("%s: %q has an invalid port %q", at, s, port)
+		errs.Addf("%s: %q has an invalid port %q", at, s, port)
 	}
 	if host == "" {
 		if !listen {
-			v.addf("%s: %q has no host", at, s)
+			errs.Addf("%s: %q has no host", at, s)
 		}
 		return
 	}
 	if net.ParseIP(host) == nil && !dnsRE.MatchString(host) {
-		v.addf("%s: %q: host %q is neither an IP address nor a DNS name", at, s, host)
+		errs.Addf("%s: %q: host %q is neither an IP address nor a DNS name", at, s, host)
 	}
 }
 
-// validator collects every problem so one run reports them all.
-type validator struct{ errs []error }
-
-func (v *validator) addf(format string, args ...any) {
-	v.errs = append(v.errs, fmt.Errorf(format, args...))
-}
-
-func (v *validator) name(at, name string) {
+// checkName checks the name of a fleet, upstream, listener, virtual host or route.
+func checkName(errs *configcheck.Problems, at, name string) {
 	switch {
 	case name == "":
-		v.addf("%s: name: required", at)
+		errs.Addf("%s: name: required", at)
 	case !nameRE.MatchString(name):
-		v.addf("%s: name %q: use letters, digits, '.', '_' and '-' (at most 128, starting and ending with a letter or digit)", at, name)
+		errs.Addf("%s: name %q: use letters, digits, '.', '_' and '-' (at most 128, starting and ending with a letter or digit)", at, name)
 	}
 }
-
-func (v *validator) err() error { return errors.Join(v.errs...) }

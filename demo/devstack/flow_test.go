@@ -94,22 +94,22 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(araw, []byte("path: ./policies")) {
-		t.Fatal("authz.local.yaml no longer has policy path ./policies: update the test")
+	if !bytes.Contains(araw, []byte("path: ../policies")) {
+		t.Fatal("authz.local.yaml no longer has policy path ../policies: update the test")
 	}
 	policies, err := filepath.Abs(filepath.Join(repo, "policies"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(araw, []byte("dev-certs/")) {
-		t.Fatal("authz.local.yaml no longer reads dev-certs/: update the test")
+	if !bytes.Contains(araw, []byte("../dev-certs/")) {
+		t.Fatal("authz.local.yaml no longer reads ../dev-certs/: update the test")
 	}
-	araw = bytes.ReplaceAll(araw, []byte("dev-certs/"), []byte(s.certs+"/"))
-	if !bytes.Contains(araw, []byte("client_secret_file: compose/introspection-secret")) {
-		t.Fatal("authz.local.yaml no longer has client_secret_file compose/introspection-secret: update the test")
+	araw = bytes.ReplaceAll(araw, []byte("../dev-certs/"), []byte(s.certs+"/"))
+	if !bytes.Contains(araw, []byte("client_secret_file: introspection-secret")) {
+		t.Fatal("authz.local.yaml no longer has client_secret_file introspection-secret: update the test")
 	}
-	araw = bytes.Replace(araw, []byte("client_secret_file: compose/"), []byte("client_secret_file: "+filepath.Join(repo, "compose")+"/"), 1)
-	acfg, err := authzconfig.Parse(bytes.Replace(araw, []byte("path: ./policies"), []byte("path: "+policies), 1))
+	araw = bytes.Replace(araw, []byte("client_secret_file: "), []byte("client_secret_file: "+filepath.Join(repo, "compose")+"/"), 1)
+	acfg, err := authzconfig.Parse(bytes.Replace(araw, []byte("path: ../policies"), []byte("path: "+policies), 1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package idp
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
@@ -124,25 +124,33 @@ type KeysCfg struct {
 }
 
 // Load reads, decodes (unknown fields are errors), defaults and validates a config file.
+// Relative paths in it (tls files, keys.file) are taken relative to the file's folder.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("idp config: %w", err)
 	}
-	cfg, err := Parse(data)
+	cfg, err := parse(data, configcheck.DirOf(path))
 	if err != nil {
 		return nil, fmt.Errorf("idp config %s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// Parse decodes, defaults and validates a config document.
-func Parse(data []byte) (*Config, error) {
+// Parse decodes, defaults and validates a config document; relative paths are left as they
+// are (Load resolves them against the file's folder).
+func Parse(data []byte) (*Config, error) { return parse(data, "") }
+
+func parse(data []byte, dir configcheck.Dir) (*Config, error) {
 	var cfg Config
 	if err := yamlfile.Decode(data, &cfg); err != nil {
 		return nil, err
 	}
 	cfg.applyDefaults()
+	if t := cfg.TLS; t != nil {
+		dir.Resolve(&t.CertFile, &t.KeyFile, &t.ClientCAFile)
+	}
+	dir.Resolve(&cfg.Keys.File)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -184,74 +192,71 @@ func (c *Config) applyDefaults() {
 
 // Validate checks the config; every error names the field it is about.
 func (c *Config) Validate() error {
-	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var errs configcheck.Problems
 	if c.Listen == "" {
-		add("listen", "required (e.g. \":9400\")")
+		errs.Add("listen", "required (e.g. \":9400\")")
 	} else if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		add("listen", "%v", err)
+		errs.Add("listen", "%v", err)
 	}
 	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-		add("admin", "%v", err)
+		errs.Add("admin", "%v", err)
 	}
 	if c.DrainDelay < 0 {
-		add("drain_delay", "must not be negative")
+		errs.Add("drain_delay", "must not be negative")
 	}
 	if c.Issuer == "" {
-		add("issuer", "required (e.g. \"http://localhost:9400\")")
+		errs.Add("issuer", "required (e.g. \"http://localhost:9400\")")
 	} else if u, err := url.Parse(c.Issuer); err != nil {
-		add("issuer", "%v", err)
+		errs.Add("issuer", "%v", err)
 	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		add("issuer", "%q must be an http(s) URL without query or fragment", c.Issuer)
+		errs.Add("issuer", "%q must be an http(s) URL without query or fragment", c.Issuer)
 	} else if strings.HasSuffix(c.Issuer, "/") {
-		add("issuer", "%q must not end with a slash", c.Issuer)
+		errs.Add("issuer", "%q must not end with a slash", c.Issuer)
 	} else if u.Path != "" {
-		add("issuer", "%q: an issuer with a path is not supported by the demo provider", c.Issuer)
+		errs.Add("issuer", "%q: an issuer with a path is not supported by the demo provider", c.Issuer)
 	}
 
 	if c.API.Audience == "" {
-		add("api.audience", "required (e.g. \"orders-api\")")
+		errs.Add("api.audience", "required (e.g. \"orders-api\")")
 	}
 	if len(c.API.Scopes) == 0 {
-		add("api.scopes", "at least one scope is required")
+		errs.Add("api.scopes", "at least one scope is required")
 	}
 	apiScopes := map[string]bool{}
 	for i, s := range c.API.Scopes {
 		field := fmt.Sprintf("api.scopes[%d].name", i)
 		switch {
 		case !validScopeToken(s.Name):
-			add(field, "%q is not a valid scope token (RFC 6749 §3.3)", s.Name)
+			errs.Add(field, "%q is not a valid scope token (RFC 6749 §3.3)", s.Name)
 		case reservedScope(s.Name):
-			add(field, "%q is an OpenID Connect scope, not an API scope", s.Name)
+			errs.Add(field, "%q is an OpenID Connect scope, not an API scope", s.Name)
 		case apiScopes[s.Name]:
-			add(field, "duplicate scope %q", s.Name)
+			errs.Add(field, "duplicate scope %q", s.Name)
 		}
 		apiScopes[s.Name] = true
 	}
 
 	if len(c.Clients) == 0 {
-		add("clients", "at least one client is required")
+		errs.Add("clients", "at least one client is required")
 	}
 	clientIDs := map[string]bool{}
 	for i, cl := range c.Clients {
 		p := fmt.Sprintf("clients[%d]", i)
 		if cl.ID == "" {
-			add(p+".id", "required")
+			errs.Add(p+".id", "required")
 		} else if clientIDs[cl.ID] {
-			add(p+".id", "duplicate client id %q", cl.ID)
+			errs.Add(p+".id", "duplicate client id %q", cl.ID)
 		}
 		clientIDs[cl.ID] = true
 		if cl.Public && cl.Secret != "" {
-			add(p+".secret", "a public client has no secret")
+			errs.Add(p+".secret", "a public client has no secret")
 		}
 		if !cl.Public && cl.Secret == "" {
-			add(p+".secret", "required for a confidential client (or set public: true)")
+			errs.Add(p+".secret", "required for a confidential client (or set public: true)")
 		}
 		for j, s := range cl.Scopes {
 			if !apiScopes[s] {
-				add(fmt.Sprintf("%s.scopes[%d]", p, j), "%q is not one of api.scopes", s)
+				errs.Add(fmt.Sprintf("%s.scopes[%d]", p, j), "%q is not one of api.scopes", s)
 			}
 		}
 		for j, g := range cl.GrantTypes {
@@ -260,30 +265,30 @@ func (c *Config) Validate() error {
 			case GrantAuthorizationCode, GrantRefreshToken:
 			case GrantClientCredentials:
 				if cl.Public {
-					add(f, "a public client cannot use client_credentials")
+					errs.Add(f, "a public client cannot use client_credentials")
 				}
 			default:
-				add(f, "%q: want authorization_code, refresh_token or client_credentials", g)
+				errs.Add(f, "%q: want authorization_code, refresh_token or client_credentials", g)
 			}
 		}
 		switch cl.AccessTokenFormat {
 		case "", TokenFormatJWT, TokenFormatOpaque:
 		default:
-			add(p+".access_token_format", "%q: want jwt or opaque", cl.AccessTokenFormat)
+			errs.Add(p+".access_token_format", "%q: want jwt or opaque", cl.AccessTokenFormat)
 		}
 		hasCode := slices.Contains(cl.GrantTypes, GrantAuthorizationCode)
 		if hasCode && len(cl.RedirectURIs) == 0 {
-			add(p+".redirect_uris", "required for the authorization_code grant")
+			errs.Add(p+".redirect_uris", "required for the authorization_code grant")
 		}
 		if !hasCode && len(cl.RedirectURIs) > 0 {
-			add(p+".redirect_uris", "only used by the authorization_code grant, which the client does not have")
+			errs.Add(p+".redirect_uris", "only used by the authorization_code grant, which the client does not have")
 		}
 		if cl.Public && !hasCode {
-			add(p+".grant_types", "a public client needs authorization_code")
+			errs.Add(p+".grant_types", "a public client needs authorization_code")
 		}
 		for j, r := range cl.RedirectURIs {
 			if err := validateRedirectURI(r, cl.Public); err != nil {
-				add(fmt.Sprintf("%s.redirect_uris[%d]", p, j), "%v", err)
+				errs.Add(fmt.Sprintf("%s.redirect_uris[%d]", p, j), "%v", err)
 			}
 		}
 	}
@@ -292,58 +297,58 @@ func (c *Config) Validate() error {
 	for i, u := range c.Users {
 		p := fmt.Sprintf("users[%d]", i)
 		if u.Username == "" {
-			add(p+".username", "required")
+			errs.Add(p+".username", "required")
 		} else if usernames[u.Username] {
-			add(p+".username", "duplicate username %q", u.Username)
+			errs.Add(p+".username", "duplicate username %q", u.Username)
 		}
 		usernames[u.Username] = true
 		if u.Password == "" {
-			add(p+".password", "required")
+			errs.Add(p+".password", "required")
 		}
 		if u.SecondFactor != "" && (len(u.SecondFactor) < 6 || strings.Trim(u.SecondFactor, "0123456789") != "") {
-			add(p+".second_factor", "a code of at least 6 digits (or none)")
+			errs.Add(p+".second_factor", "a code of at least 6 digits (or none)")
 		}
 		for j, s := range u.Scopes {
 			if !apiScopes[s] {
-				add(fmt.Sprintf("%s.scopes[%d]", p, j), "%q is not one of api.scopes", s)
+				errs.Add(fmt.Sprintf("%s.scopes[%d]", p, j), "%q is not one of api.scopes", s)
 			}
 		}
 	}
 
 	if c.Tokens.AccessTokenLifetime < 0 {
-		add("tokens.access_token_lifetime", "must be positive")
+		errs.Add("tokens.access_token_lifetime", "must be positive")
 	}
 	if c.Tokens.RefreshTokenLifetime < 0 {
-		add("tokens.refresh_token_lifetime", "must be positive")
+		errs.Add("tokens.refresh_token_lifetime", "must be positive")
 	}
 	if c.Tokens.IDTokenLifetime < 0 {
-		add("tokens.id_token_lifetime", "must be positive")
+		errs.Add("tokens.id_token_lifetime", "must be positive")
 	}
 	switch c.Keys.Algorithm {
 	case "RS256":
 		if c.Keys.RSABits < 2048 {
-			add("keys.rsa_bits", "%d: at least 2048", c.Keys.RSABits)
+			errs.Add("keys.rsa_bits", "%d: at least 2048", c.Keys.RSABits)
 		}
 	case "ES256", "EdDSA":
 		if c.Keys.RSABits != 0 {
-			add("keys.rsa_bits", "only for RS256")
+			errs.Add("keys.rsa_bits", "only for RS256")
 		}
 	default:
-		add("keys.algorithm", "%q: want RS256, ES256 or EdDSA", c.Keys.Algorithm)
+		errs.Add("keys.algorithm", "%q: want RS256, ES256 or EdDSA", c.Keys.Algorithm)
 	}
 	switch c.Keys.Storage {
 	case "memory":
 		if c.Keys.File != "" {
-			add("keys.file", "only used with storage: file")
+			errs.Add("keys.file", "only used with storage: file")
 		}
 	case "file":
 		if c.Keys.File == "" {
-			add("keys.file", "required with storage: file")
+			errs.Add("keys.file", "required with storage: file")
 		}
 	default:
-		add("keys.storage", "%q: want memory or file", c.Keys.Storage)
+		errs.Add("keys.storage", "%q: want memory or file", c.Keys.Storage)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 func validateRedirectURI(raw string, public bool) error {

@@ -3,8 +3,10 @@ package idp
 import (
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMain(m *testing.M) {
@@ -80,5 +82,45 @@ api: {audience: orders-api, scopes: [{name: "orders:read"}]}
 				t.Fatalf("error %v, want it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Relative paths in the idp config name files beside it, whatever the working directory:
+// the key file is written in the config's folder, not in the directory the idp started in.
+func TestLoadResolvesPathsAgainstTheFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "idp.yaml")
+	yaml := strings.Replace(testConfig, "  algorithm: ES256\n", "  algorithm: ES256\n  storage: file\n  file: state/keys.json\n", 1) +
+		"tls: {cert_file: tls/idp.crt, key_file: tls/idp.key, client_ca_file: tls/ca.crt}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	t.Chdir(elsewhere)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ field, got, want string }{
+		{"keys.file", cfg.Keys.File, filepath.Join(dir, "state/keys.json")},
+		{"tls.cert_file", cfg.TLS.CertFile, filepath.Join(dir, "tls/idp.crt")},
+		{"tls.key_file", cfg.TLS.KeyFile, filepath.Join(dir, "tls/idp.key")},
+		{"tls.client_ca_file", cfg.TLS.ClientCAFile, filepath.Join(dir, "tls/ca.crt")},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.field, tc.got, tc.want)
+		}
+	}
+	if _, err := newKeyRing(cfg.Keys, cfg.maxTokenLifetime(), time.Now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "keys.json")); err != nil {
+		t.Errorf("the key file is not beside the config: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(elsewhere, "state")); err == nil {
+		t.Error("a state folder appeared in the working directory")
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -103,9 +102,9 @@ func TestVerifierIntrospectsDemoTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ic := config.Issuer{Name: "demo", Issuer: testIssuer, Audiences: []string{"orders-api"}, Leeway: 0, FetchTimeout: 2 * time.Second,
-		Introspection: &config.Introspection{Endpoint: ti.srv.URL + PathIntrospect, ClientID: "orders-api", CacheTTL: time.Minute, NegativeCacheTTL: time.Second}}
-	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Introspect: c}}, Cache: token.NewCache(100), Now: ti.clock.Now})
+	ti2 := token.Issuer{Name: "demo", Issuer: testIssuer, Audiences: []string{"orders-api"}, Leeway: 0, FetchTimeout: 2 * time.Second,
+		Introspection: &token.Introspection{ClientID: "orders-api", CacheTTL: time.Minute, NegativeCacheTTL: time.Second}, Introspect: c}
+	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{ti2}, Cache: token.NewCache(100), Now: ti.clock.Now})
 
 	tr := ti.token(t, ccForm("orders:read"), "batch-opaque", "batch-secret")
 	ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)

@@ -35,7 +35,7 @@ import (
 type rig struct {
 	is       *testissuer.Issuer
 	verifier *token.Verifier
-	headers  config.Headers
+	headers  check.Headers
 	svc      *check.Service
 }
 
@@ -60,9 +60,6 @@ func newRigShared(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntrie
 	tb.Helper()
 	is := testissuer.New(keys...)
 	tb.Cleanup(is.Close)
-	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
-		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope", "scp"}, ClientIDClaims: []string{"client_id"},
-		Leeway: 30 * time.Second, RequireTyp: "at+jwt"}
 	src, err := jwks.New(jwks.Options{Name: "demo", Issuer: is.Issuer, URL: is.JWKSURL(), RefreshInterval: time.Hour,
 		UnknownKIDInterval: time.Second, FetchTimeout: time.Second, MaxBytes: 1 << 20})
 	if err != nil {
@@ -73,10 +70,12 @@ func newRigShared(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntrie
 	tb.Cleanup(cancel)
 	src.Start(ctx)
 	<-changed
-	ti := token.Issuer{Config: ic, Keys: src}
+	ti := token.Issuer{Name: "demo", Issuer: is.Issuer, Audiences: []string{"orders-api"},
+		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope", "scp"}, ClientIDClaims: []string{"client_id"},
+		Leeway: 30 * time.Second, RequireTyp: "at+jwt", Keys: src}
 	if endpoint != "" {
-		ti.Config.FetchTimeout = time.Second
-		ti.Config.Introspection = &config.Introspection{Endpoint: endpoint, ClientID: "orders-api", CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second}
+		ti.FetchTimeout = time.Second
+		ti.Introspection = &token.Introspection{ClientID: "orders-api", CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second}
 		c, err := introspect.New(introspect.Options{Name: "demo", Issuer: is.Issuer, Endpoint: endpoint, ClientID: "orders-api", ClientSecret: "s3cret", Timeout: time.Second,
 			Shared: shared, CacheTTL: time.Minute, NegativeCacheTTL: 5 * time.Second})
 		if err != nil {
@@ -85,7 +84,7 @@ func newRigShared(tb testing.TB, keys []*testissuer.Key, pol string, cacheEntrie
 		ti.Introspect = c
 	}
 	v := token.NewVerifier(token.Options{Issuers: []token.Issuer{ti}, Cache: token.NewCache(cacheEntries)})
-	o := check.Options{Verifier: v, Headers: config.Headers{Subject: "x-scopegate-subject", ClientID: "x-scopegate-client-id",
+	o := check.Options{Verifier: v, Headers: check.Headers{Subject: "x-scopegate-subject", ClientID: "x-scopegate-client-id",
 		Scopes: "x-scopegate-scopes", Issuer: "x-scopegate-issuer"}}
 	switch pol {
 	case "default-policy":

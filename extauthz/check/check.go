@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
-	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
@@ -30,11 +29,19 @@ type Verifier interface {
 	Verify(ctx context.Context, raw string) (*token.Identity, error)
 }
 
+// Headers names the identity headers sent upstream on allow; an empty name turns one off.
+type Headers struct {
+	Subject  string
+	ClientID string
+	Scopes   string
+	Issuer   string
+}
+
 // Options configure the service.
 type Options struct {
 	Verifier      Verifier
 	Policy        *policy.Engine // nil: every verified token is allowed (token-only gate)
-	Headers       config.Headers
+	Headers       Headers
 	MaxTokenBytes int
 	Shadow        bool // global shadow mode
 	ErrorStatus   int  // status of a deny caused by a policy error (default 500)

@@ -34,7 +34,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/responses golden files from the service's answers")
 
 // identityHeaders are the default identity header names, as `scopegate authz` configures them.
-var identityHeaders = config.Headers{Subject: contract.HeaderSubject, ClientID: contract.HeaderClientID,
+var identityHeaders = check.Headers{Subject: contract.HeaderSubject, ClientID: contract.HeaderClientID,
 	Scopes: contract.HeaderScopes, Issuer: contract.HeaderIssuer}
 
 // A policy error: the decision is undefined for every input.
@@ -265,9 +265,9 @@ func unreachableIssuer(t *testing.T) (*token.Verifier, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	src.Start(ctx)
-	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
-		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: time.Minute}
-	return token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}}), is.Issuer
+	ti := token.Issuer{Name: "demo", Issuer: is.Issuer, Audiences: []string{"orders-api"},
+		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: time.Minute, Keys: src}
+	return token.NewVerifier(token.Options{Issuers: []token.Issuer{ti}}), is.Issuer
 }
 
 const metadataURL = "https://api.example.com/.well-known/oauth-protected-resource"

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/configcheck"
 )
 
 // PolicyBundle is policy.bundle: the policy as an OPA bundle pulled from a bundle server
@@ -35,7 +37,7 @@ type BundleCredentials struct {
 	CAFile string `yaml:"ca_file"`
 }
 
-func (b *PolicyBundle) setDefaults() {
+func (b *PolicyBundle) applyDefaults() {
 	if b.Polling.MinDelay == 0 && b.Polling.MaxDelay == 0 {
 		b.Polling.MinDelay, b.Polling.MaxDelay = 60*time.Second, 120*time.Second
 	}
@@ -44,32 +46,32 @@ func (b *PolicyBundle) setDefaults() {
 	}
 }
 
-func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args ...any)) {
+func (b *PolicyBundle) validate(pol *Policy, errs *configcheck.Problems) {
 	const f = "policy.bundle"
 	// The value is shown as scheme, host and path only: its query may be a presigned signature.
 	if u, err := url.Parse(b.URL); err != nil {
-		bad(f+".url", "not a URL")
+		errs.Add(f+".url", "not a URL")
 	} else if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		bad(f+".url", "want an http(s) URL with a host, got %q", (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
+		errs.Add(f+".url", "want an http(s) URL with a host, got %q", (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String())
 	}
-	if p.Path != "" {
-		bad(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")
+	if pol.Path != "" {
+		errs.Add(f, "policy.path and policy.bundle are exclusive: the policy comes from one place")
 	}
-	if p.Watch {
-		bad("policy.watch", "not used with policy.bundle (bundles are polled)")
+	if pol.Watch {
+		errs.Add("policy.watch", "not used with policy.bundle (bundles are polled)")
 	}
 	minD, maxD := b.Polling.MinDelay, b.Polling.MaxDelay
 	switch {
 	case minD < time.Second || minD%time.Second != 0:
-		bad(f+".polling.min_delay", "%s: want whole seconds, at least 1s", minD)
+		errs.Add(f+".polling.min_delay", "%s: want whole seconds, at least 1s", minD)
 	case maxD < minD || maxD%time.Second != 0:
-		bad(f+".polling.max_delay", "%s: want whole seconds, at least min_delay (%s)", maxD, minD)
+		errs.Add(f+".polling.max_delay", "%s: want whole seconds, at least min_delay (%s)", maxD, minD)
 	}
 	if s := b.Signing; s != nil {
 		if s.PublicKeyFile == "" {
-			bad(f+".signing.public_key_file", "required when signing is set")
-		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
-			bad(f+".signing.public_key_file", "%v", err)
+			errs.Add(f+".signing.public_key_file", "required when signing is set")
+		} else {
+			s.read(errs, f+".signing.public_key_file")
 		}
 	}
 	c := b.Credentials
@@ -79,13 +81,13 @@ func (b *PolicyBundle) validate(p *Policy, bad func(field, format string, args .
 			continue
 		}
 		if _, err := os.Stat(x[1]); err != nil {
-			bad(fmt.Sprintf("%s.credentials.%s", f, x[0]), "%v", err)
+			errs.Add(fmt.Sprintf("%s.credentials.%s", f, x[0]), "%v", err)
 		}
 	}
 	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
-		bad(f+".credentials", "client_cert_file and client_key_file go together")
+		errs.Add(f+".credentials", "client_cert_file and client_key_file go together")
 	}
 	if c.BearerTokenFile != "" && c.ClientCertFile != "" {
-		bad(f+".credentials", "bearer_token_file or a client certificate, not both (OPA's bundle client takes one credential)")
+		errs.Add(f+".credentials", "bearer_token_file or a client certificate, not both (OPA's bundle client takes one credential)")
 	}
 }

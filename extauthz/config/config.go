@@ -1,4 +1,8 @@
-// Package config is the authz service's YAML configuration: its shape, defaults and validation.
+// Package config is the authz service's YAML configuration: its shape, defaults and
+// validation. Load compiles a file once into a ready value: defaults filled, relative paths
+// resolved against the file's folder, every field checked, and the keys and secrets it names
+// read (the runtime packages never read them again, nor import this package: the wiring in
+// extauthz/server turns a Config into their Options).
 package config
 
 import (
@@ -15,6 +19,7 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/certreload"
+	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/internal/yamlfile"
@@ -58,6 +63,8 @@ type Config struct {
 	// DPoPNonceKeyFile so every replica accepts every other's.
 	DPoPNonce        bool   `yaml:"dpop_nonce"`
 	DPoPNonceKeyFile string `yaml:"dpop_nonce_key_file"`
+	// DPoPNonceKey is DPoPNonceKeyFile's content less surrounding whitespace, read by Validate.
+	DPoPNonceKey []byte `yaml:"-" json:"-"`
 	// DPoPIATWindow is how far a proof's iat may be from now (default 60s).
 	DPoPIATWindow time.Duration `yaml:"dpop_iat_window"`
 	// DPoPReplayCacheEntries bounds the proof replay cache (default 200000 per generation).
@@ -136,10 +143,14 @@ type Introspection struct {
 	// (client_secret_basic).
 	ClientID         string `yaml:"client_id"`
 	ClientSecretFile string `yaml:"client_secret_file"`
+	// ClientSecret is ClientSecretFile's content, read by Validate.
+	ClientSecret string `yaml:"-" json:"-"`
 	// KeyFile, instead of ClientSecretFile, authenticates with private_key_jwt (RFC 7523): a
 	// PEM private key (PKCS#8, PKCS#1 RSA or SEC 1 EC); KeyID is sent as the assertion's kid.
 	KeyFile string `yaml:"key_file"`
 	KeyID   string `yaml:"key_id"`
+	// ClientKey is KeyFile's private key, read by Validate.
+	ClientKey crypto.Signer `yaml:"-" json:"-"`
 	// CacheTTL: a positive answer is reused until min(exp, now + cache_ttl) (default 60s).
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 	// NegativeCacheTTL: an inactive (or refused) answer is reused this long (default 5s).
@@ -230,6 +241,33 @@ type Signing struct {
 	// Scope must equal the "scope" claim of the bundle's signature (set at signing with
 	// opa build --claims-file); empty means the signature carries no scope.
 	Scope string `yaml:"scope"`
+	// PublicKey is PublicKeyFile's content (PEM), read by Validate.
+	PublicKey []byte `yaml:"-" json:"-"`
+}
+
+// read reads the public key file into PublicKey; field names it in the problem.
+func (s *Signing) read(errs *configcheck.Problems, field string) {
+	if _, err := os.Stat(s.PublicKeyFile); err != nil {
+		errs.Add(field, "%v", err)
+	} else if s.PublicKey, err = os.ReadFile(s.PublicKeyFile); err != nil {
+		errs.Add(field, "%v", err)
+	}
+}
+
+// readKey reads a file of at least 32 random bytes (less surrounding whitespace): a key every
+// replica shares. Nil, with the problem recorded under field, when it can't be read or is short.
+func readKey(errs *configcheck.Problems, field, path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		errs.Add(field, "%v", err)
+		return nil
+	}
+	k := []byte(strings.TrimSpace(string(b)))
+	if len(k) < 32 {
+		errs.Add(field, "%s holds %d bytes: at least 32 random bytes are required", path, len(k))
+		return nil
+	}
+	return k
 }
 
 // DecisionLog configures the one-JSON-line-per-decision log.
@@ -281,42 +319,99 @@ var asymmetric = map[string]bool{
 	"EdDSA": true,
 }
 
-// Load reads, defaults and validates a config file.
+// Load reads, defaults and validates a config file. Relative paths in it are taken relative
+// to the file's folder, and the keys and secrets it names are read (see Validate).
 func Load(path string) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(raw)
+	c, err := parse(raw, configcheck.DirOf(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// Parse decodes YAML (unknown fields are errors), fills defaults and validates.
-func Parse(raw []byte) (*Config, error) {
+// Parse decodes YAML (unknown fields are errors), fills defaults and validates. Relative
+// paths are taken as they are (relative to the working directory): Load resolves them
+// against the file's folder.
+func Parse(raw []byte) (*Config, error) { return parse(raw, "") }
+
+func parse(raw []byte, dir configcheck.Dir) (*Config, error) {
 	var c Config
 	// An empty file is valid: every field has a default (issuers aside, which Validate names).
 	if err := yamlfile.Decode(raw, &c); err != nil && !errors.Is(err, yamlfile.ErrEmpty) {
 		return nil, err
 	}
-	c.setDefaults()
+	c.applyDefaults()
+	c.resolvePaths(dir)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// Defaults is a config with every default filled in and no issuers (so not a valid one):
+// Default is a config with every default filled in and no issuers (so not a valid one):
 // what `scopegate check` uses when it runs without a config file.
-func Defaults() *Config {
+func Default() *Config {
 	var c Config
-	c.setDefaults()
+	c.applyDefaults()
 	return &c
 }
 
-func (c *Config) setDefaults() {
+// resolvePaths makes every relative path the file names relative to dir, its folder.
+func (c *Config) resolvePaths(dir configcheck.Dir) {
+	if dir == "" {
+		return
+	}
+	for _, f := range []*certreload.Files{tlsFiles(c.TLS), c.AdminTLS} {
+		if f != nil {
+			dir.Resolve(&f.CertFile, &f.KeyFile, &f.ClientCAFile)
+		}
+	}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		dir.Resolve(&is.JWKSFile)
+		if in := is.Introspection; in != nil {
+			dir.Resolve(&in.ClientSecretFile, &in.KeyFile)
+		}
+	}
+	dir.Resolve(&c.Policy.Path, &c.DPoPNonceKeyFile, &c.RoutesFile)
+	if s := c.Policy.Signing; s != nil {
+		dir.Resolve(&s.PublicKeyFile)
+	}
+	if b := c.Policy.Bundle; b != nil {
+		dir.Resolve(&b.PersistDir, &b.Credentials.BearerTokenFile, &b.Credentials.ClientCertFile,
+			&b.Credentials.ClientKeyFile, &b.Credentials.CAFile)
+		if s := b.Signing; s != nil {
+			dir.Resolve(&s.PublicKeyFile)
+		}
+	}
+	switch c.DecisionLog.Output {
+	case "stdout", "stderr", "off":
+	default:
+		dir.Resolve(&c.DecisionLog.Output)
+	}
+	if s := c.SharedState; s != nil {
+		dir.Resolve(&s.KeyFile)
+		if r := s.Redis; r != nil {
+			dir.Resolve(&r.PasswordFile)
+			if t := r.TLS; t != nil {
+				dir.Resolve(&t.CAFile, &t.CertFile, &t.KeyFile)
+			}
+		}
+	}
+}
+
+func tlsFiles(t *ServerTLS) *certreload.Files {
+	if t == nil {
+		return nil
+	}
+	return &t.Files
+}
+
+func (c *Config) applyDefaults() {
 	def := func(s *string, v string) {
 		if *s == "" {
 			*s = v
@@ -374,12 +469,12 @@ func (c *Config) setDefaults() {
 		def(&c.Policy.Signing.KeyID, DefaultKeyID)
 	}
 	if c.Policy.Bundle != nil {
-		c.Policy.Bundle.setDefaults()
+		c.Policy.Bundle.applyDefaults()
 	}
 	if c.SharedState != nil {
-		c.SharedState.setDefaults()
+		c.SharedState.applyDefaults()
 	}
-	c.setRouteDefaults()
+	c.applyRouteDefaults()
 	def(&c.DecisionLog.Output, "stdout")
 	if c.DecisionLog.IncludeInput == nil {
 		t := true
@@ -441,53 +536,49 @@ func (c *Config) SocketPath() (string, bool) {
 	return strings.CutPrefix(c.Listen, UnixPrefix)
 }
 
-// Validate checks every field; the error names the field at fault.
+// Validate checks every field; the error names the field at fault. It also reads the keys
+// and secrets the config names (dpop_nonce_key_file, shared_state.key_file, the redis CA,
+// introspection credentials, policy signing keys) into the fields that hold them, so that
+// nothing reads them again.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
+	var errs configcheck.Problems
 	if path, ok := c.SocketPath(); ok {
 		if !strings.HasPrefix(path, "/") {
-			bad("listen", "%q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", c.Listen)
+			errs.Add("listen", "%q: a Unix socket needs an absolute path (unix:///run/scopegate/authz.sock)", c.Listen)
 		}
 	} else {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-			bad("listen", "%q is not host:port or unix:///path", c.Listen)
+			errs.Add("listen", "%q is not host:port or unix:///path", c.Listen)
 		}
 		if c.SocketGroup != "" {
-			bad("socket_group", "applies to a Unix socket listen address only (listen: unix:///path)")
+			errs.Add("socket_group", "applies to a Unix socket listen address only (listen: unix:///path)")
 		}
 	}
 	if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-		bad("admin", "%q is not host:port", c.Admin)
+		errs.Add("admin", "%q is not host:port", c.Admin)
 	}
 	if c.TLS != nil {
-		if err := c.TLS.Validate("tls"); err != nil {
-			errs = append(errs, err)
-		}
+		errs.Join(c.TLS.Validate("tls"))
 		if len(c.TLS.ClientURISANs) > 0 && c.TLS.ClientCAFile == "" {
-			bad("tls.client_uri_sans", "needs client_ca_file (without client certificates there is no identity to check)")
+			errs.Add("tls.client_uri_sans", "needs client_ca_file (without client certificates there is no identity to check)")
 		}
 		for i, u := range c.TLS.ClientURISANs {
 			if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Opaque != "" && p.Scheme != "urn" || strings.ContainsAny(u, " \t") {
-				bad(fmt.Sprintf("tls.client_uri_sans[%d]", i), "%q is not an absolute URI (such as spiffe://example.org/authz-client)", u)
+				errs.Add(fmt.Sprintf("tls.client_uri_sans[%d]", i), "%q is not an absolute URI (such as spiffe://example.org/authz-client)", u)
 			}
 		}
 	}
 	if c.AdminTLS != nil {
-		if err := c.AdminTLS.Validate("admin_tls"); err != nil {
-			errs = append(errs, err)
-		}
+		errs.Join(c.AdminTLS.Validate("admin_tls"))
 	}
 	if c.ShutdownTimeout < 0 {
-		bad("shutdown_timeout", "must not be negative")
+		errs.Add("shutdown_timeout", "must not be negative")
 	}
 	if *c.DrainDelay < 0 {
-		bad("drain_delay", "must not be negative")
+		errs.Add("drain_delay", "must not be negative")
 	}
 	if len(c.Issuers) == 0 {
-		bad("issuers", "at least one issuer is required")
+		errs.Add("issuers", "at least one issuer is required")
 	}
 	names, issuerURLs := map[string]bool{}, map[string]bool{}
 	for i := range c.Issuers {
@@ -498,16 +589,16 @@ func (c *Config) Validate() error {
 		}
 		switch {
 		case is.Name == "":
-			bad(f+".name", "required")
+			errs.Add(f+".name", "required")
 		case names[is.Name]:
-			bad(f+".name", "duplicate issuer name %q", is.Name)
+			errs.Add(f+".name", "duplicate issuer name %q", is.Name)
 		}
 		names[is.Name] = true
 		switch {
 		case is.Issuer == "":
-			bad(f+".issuer", "required (the exact iss value of its tokens)")
+			errs.Add(f+".issuer", "required (the exact iss value of its tokens)")
 		case issuerURLs[is.Issuer]:
-			bad(f+".issuer", "duplicate issuer %q", is.Issuer)
+			errs.Add(f+".issuer", "duplicate issuer %q", is.Issuer)
 		}
 		issuerURLs[is.Issuer] = true
 		sources := 0
@@ -520,59 +611,59 @@ func (c *Config) Validate() error {
 		case sources == 0 && is.Introspection != nil:
 			// Introspection only: validateIntrospection requires the endpoint.
 		case sources != 1:
-			bad(f, "exactly one of discovery: true, jwks_uri or jwks_file is required (or, for opaque tokens only, introspection with an endpoint)")
+			errs.Add(f, "exactly one of discovery: true, jwks_uri or jwks_file is required (or, for opaque tokens only, introspection with an endpoint)")
 		}
 		if in := is.Introspection; in != nil {
 			if in.Endpoint == "" && !is.Discovery {
-				bad(f+".introspection.endpoint", "required without discovery: true")
+				errs.Add(f+".introspection.endpoint", "required without discovery: true")
 			}
 			if in.JWTResponse && sources == 0 {
-				bad(f+".introspection.jwt_response", "needs the issuer's keys (discovery: true, jwks_uri or jwks_file) to verify the signed responses")
+				errs.Add(f+".introspection.jwt_response", "needs the issuer's keys (discovery: true, jwks_uri or jwks_file) to verify the signed responses")
 			}
-			validateIntrospection(bad, f+".introspection", in)
+			validateIntrospection(&errs, f+".introspection", in)
 		}
 		if is.Discovery {
 			if u, err := url.Parse(is.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				bad(f+".issuer", "discovery needs an http(s) issuer URL, got %q", is.Issuer)
+				errs.Add(f+".issuer", "discovery needs an http(s) issuer URL, got %q", is.Issuer)
 			}
 		}
 		if is.JWKSURI != "" {
 			if u, err := url.Parse(is.JWKSURI); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				bad(f+".jwks_uri", "want an http(s) URL, got %q", is.JWKSURI)
+				errs.Add(f+".jwks_uri", "want an http(s) URL, got %q", is.JWKSURI)
 			}
 		}
 		if len(is.Audiences) == 0 {
-			bad(f+".audiences", "at least one audience is required")
+			errs.Add(f+".audiences", "at least one audience is required")
 		}
 		for _, a := range is.Audiences {
 			if strings.TrimSpace(a) == "" {
-				bad(f+".audiences", "empty audience")
+				errs.Add(f+".audiences", "empty audience")
 			}
 		}
 		for _, alg := range is.Algorithms {
 			if !asymmetric[alg] {
-				bad(f+".algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+				errs.Add(f+".algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
 			}
 		}
 		for _, claim := range append(append([]string(nil), is.ScopeClaims...), is.ClientIDClaims...) {
 			if claim == "" {
-				bad(f+".scope_claims/client_id_claims", "empty claim name")
+				errs.Add(f+".scope_claims/client_id_claims", "empty claim name")
 			}
 		}
 		if is.Leeway < 0 || is.Leeway > 5*time.Minute {
-			bad(f+".leeway", "%s is out of range (0 to 5m)", is.Leeway)
+			errs.Add(f+".leeway", "%s is out of range (0 to 5m)", is.Leeway)
 		}
 		if is.RefreshInterval < time.Second {
-			bad(f+".refresh_interval", "%s is too short (at least 1s)", is.RefreshInterval)
+			errs.Add(f+".refresh_interval", "%s is too short (at least 1s)", is.RefreshInterval)
 		}
 		if is.UnknownKIDInterval < 0 {
-			bad(f+".unknown_kid_interval", "must not be negative")
+			errs.Add(f+".unknown_kid_interval", "must not be negative")
 		}
 		if is.FetchTimeout <= 0 || is.FetchTimeout > time.Minute {
-			bad(f+".fetch_timeout", "%s is out of range (above 0, at most 1m)", is.FetchTimeout)
+			errs.Add(f+".fetch_timeout", "%s is out of range (above 0, at most 1m)", is.FetchTimeout)
 		}
 		if is.MaxJWKSBytes < 1024 {
-			bad(f+".max_jwks_bytes", "%d is too small (at least 1024)", is.MaxJWKSBytes)
+			errs.Add(f+".max_jwks_bytes", "%d is too small (at least 1024)", is.MaxJWKSBytes)
 		}
 	}
 	// Routing of opaque tokens: an introspecting issuer without token_prefix takes every
@@ -584,7 +675,7 @@ func (c *Config) Validate() error {
 			continue
 		}
 		if catchAll != "" {
-			bad(fmt.Sprintf("issuers[%d].introspection.token_prefix", i), "issuer %q introspects every opaque token (no token_prefix), so this one would never be asked: give %q a token_prefix or list it first", catchAll, catchAll)
+			errs.Add(fmt.Sprintf("issuers[%d].introspection.token_prefix", i), "issuer %q introspects every opaque token (no token_prefix), so this one would never be asked: give %q a token_prefix or list it first", catchAll, catchAll)
 			continue
 		}
 		if in.TokenPrefix == "" {
@@ -594,146 +685,143 @@ func (c *Config) Validate() error {
 	for _, h := range [][2]string{{"headers.subject", c.Headers.Subject}, {"headers.client_id", c.Headers.ClientID},
 		{"headers.scopes", c.Headers.Scopes}, {"headers.issuer", c.Headers.Issuer}} {
 		if h[1] != strings.ToLower(h[1]) || strings.ContainsAny(h[1], " :\t") {
-			bad(h[0], "%q must be a lower-case header name", h[1])
+			errs.Add(h[0], "%q must be a lower-case header name", h[1])
 		}
 	}
 	if c.Bearer.MaxTokenBytes < 256 || c.Bearer.MaxTokenBytes > 1<<20 {
-		bad("bearer.max_token_bytes", "%d is out of range (256 to 1048576)", c.Bearer.MaxTokenBytes)
+		errs.Add("bearer.max_token_bytes", "%d is out of range (256 to 1048576)", c.Bearer.MaxTokenBytes)
 	}
 	if *c.TokenCache.MaxEntries < 0 {
-		bad("token_cache.max_entries", "must not be negative (0 turns the cache off)")
+		errs.Add("token_cache.max_entries", "must not be negative (0 turns the cache off)")
 	}
 	if *c.TokenCache.MaxNegativeEntries < 0 {
-		bad("token_cache.max_negative_entries", "must not be negative (0 keeps no refusals)")
+		errs.Add("token_cache.max_negative_entries", "must not be negative (0 keeps no refusals)")
 	}
 	if !strings.HasPrefix(c.Policy.Query, "data.") {
-		bad("policy.query", "%q must be a data reference such as data.scopegate.authz.decision", c.Policy.Query)
+		errs.Add("policy.query", "%q must be a data reference such as data.scopegate.authz.decision", c.Policy.Query)
 	}
 	if c.Policy.EvalTimeout < 0 {
-		bad("policy.eval_timeout", "must not be negative")
+		errs.Add("policy.eval_timeout", "must not be negative")
 	}
 	if c.Policy.ErrorStatus < 400 || c.Policy.ErrorStatus > 599 {
-		bad("policy.error_status", "%d is not an HTTP error status", c.Policy.ErrorStatus)
+		errs.Add("policy.error_status", "%d is not an HTTP error status", c.Policy.ErrorStatus)
 	}
 	if c.Policy.Path != "" {
 		if _, err := os.Stat(c.Policy.Path); err != nil {
-			bad("policy.path", "%v", err)
+			errs.Add("policy.path", "%v", err)
 		}
 	}
 	if s := c.Policy.Signing; s != nil {
 		if c.Policy.Path == "" {
-			bad("policy.signing", "needs policy.path (the built-in policy is not a signed bundle)")
+			errs.Add("policy.signing", "needs policy.path (the built-in policy is not a signed bundle)")
 		}
 		if s.PublicKeyFile == "" {
-			bad("policy.signing.public_key_file", "required")
-		} else if _, err := os.Stat(s.PublicKeyFile); err != nil {
-			bad("policy.signing.public_key_file", "%v", err)
+			errs.Add("policy.signing.public_key_file", "required")
+		} else {
+			s.read(&errs, "policy.signing.public_key_file")
 		}
 	}
 	if c.Policy.Bundle != nil {
-		c.Policy.Bundle.validate(&c.Policy, bad)
+		c.Policy.Bundle.validate(&c.Policy, &errs)
 	}
 	if c.SharedState != nil {
-		c.SharedState.validate(c, bad)
+		c.SharedState.validate(c, &errs)
 	}
-	if err := c.Tracing.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs.Join(c.Tracing.Validate())
 	if r := *c.DecisionLog.SampleRate; r < 0 || r > 1 {
-		bad("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
+		errs.Add("decision_log.sample_rate", "%v is out of range (0 to 1)", r)
 	}
 	if r := *c.DecisionLog.InputSampleRate; r < 0 || r > 1 {
-		bad("decision_log.input_sample_rate", "%v is out of range (0 to 1)", r)
+		errs.Add("decision_log.input_sample_rate", "%v is out of range (0 to 1)", r)
 	}
 	for i, h := range c.DecisionLog.HiddenHeaders {
 		if !validHeaderName(h) {
-			bad(fmt.Sprintf("decision_log.hidden_headers[%d]", i), "%q is not an HTTP header name", h)
+			errs.Add(fmt.Sprintf("decision_log.hidden_headers[%d]", i), "%q is not an HTTP header name", h)
 		}
 	}
 	if len(c.DPoPAlgorithms) == 0 {
-		bad("dpop_algorithms", "at least one algorithm is required")
+		errs.Add("dpop_algorithms", "at least one algorithm is required")
 	}
 	for _, alg := range c.DPoPAlgorithms {
 		if !dpop.Allowed(alg) {
-			bad("dpop_algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
+			errs.Add("dpop_algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
 		}
 	}
 	if c.DPoPIATWindow < time.Second || c.DPoPIATWindow > 10*time.Minute {
-		bad("dpop_iat_window", "%s is out of range (1s to 10m)", c.DPoPIATWindow)
+		errs.Add("dpop_iat_window", "%s is out of range (1s to 10m)", c.DPoPIATWindow)
 	}
 	if c.DPoPReplayCacheEntries < 1000 {
-		bad("dpop_replay_cache_entries", "%d is too small (at least 1000)", c.DPoPReplayCacheEntries)
+		errs.Add("dpop_replay_cache_entries", "%d is too small (at least 1000)", c.DPoPReplayCacheEntries)
 	}
 	if c.DPoPReplayEntriesPerKey < 10 || c.DPoPReplayEntriesPerKey > c.DPoPReplayCacheEntries {
-		bad("dpop_replay_entries_per_key", "%d is out of range (10 to dpop_replay_cache_entries, %d)", c.DPoPReplayEntriesPerKey, c.DPoPReplayCacheEntries)
+		errs.Add("dpop_replay_entries_per_key", "%d is out of range (10 to dpop_replay_cache_entries, %d)", c.DPoPReplayEntriesPerKey, c.DPoPReplayCacheEntries)
 	}
 	if c.DPoPNonceKeyFile != "" {
 		if !c.DPoPNonce {
-			bad("dpop_nonce_key_file", "set, but dpop_nonce is false")
+			errs.Add("dpop_nonce_key_file", "set, but dpop_nonce is false")
 		}
-		if k, err := os.ReadFile(c.DPoPNonceKeyFile); err != nil {
-			bad("dpop_nonce_key_file", "%v", err)
-		} else if len(strings.TrimSpace(string(k))) < 32 {
-			bad("dpop_nonce_key_file", "%s holds %d bytes: at least 32 random bytes are required", c.DPoPNonceKeyFile, len(strings.TrimSpace(string(k))))
-		}
+		c.DPoPNonceKey = readKey(&errs, "dpop_nonce_key_file", c.DPoPNonceKeyFile)
 	}
-	c.validateRoutes(bad)
+	c.validateRoutes(&errs)
 	if c.ExternalBaseURL != "" {
 		if u, err := url.Parse(c.ExternalBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" ||
 			u.RawQuery != "" || u.Fragment != "" || strings.Trim(u.Path, "/") != "" {
-			bad("external_base_url", "want scheme://host[:port] with no path or query, got %q", c.ExternalBaseURL)
+			errs.Add("external_base_url", "want scheme://host[:port] with no path or query, got %q", c.ExternalBaseURL)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
-func validateIntrospection(bad func(field, format string, args ...any), f string, in *Introspection) {
+func validateIntrospection(errs *configcheck.Problems, f string, in *Introspection) {
 	if in.Endpoint != "" {
 		if u, err := url.Parse(in.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-			bad(f+".endpoint", "want an http(s) URL without user info, got %q", in.Endpoint)
+			errs.Add(f+".endpoint", "want an http(s) URL without user info, got %q", in.Endpoint)
 		}
 	}
 	if in.ClientID == "" {
-		bad(f+".client_id", "required (scopegate's client at the introspection endpoint)")
+		errs.Add(f+".client_id", "required (scopegate's client at the introspection endpoint)")
 	}
 	switch {
 	case in.ClientSecretFile == "" && in.KeyFile == "":
-		bad(f+".client_secret_file", "required (a file holding the client secret), or key_file for private_key_jwt")
+		errs.Add(f+".client_secret_file", "required (a file holding the client secret), or key_file for private_key_jwt")
 	case in.ClientSecretFile != "" && in.KeyFile != "":
-		bad(f, "client_secret_file and key_file are exclusive: one client authentication method")
+		errs.Add(f, "client_secret_file and key_file are exclusive: one client authentication method")
 	case in.ClientSecretFile != "":
 		if _, err := os.Stat(in.ClientSecretFile); err != nil {
-			bad(f+".client_secret_file", "%v", err)
+			errs.Add(f+".client_secret_file", "%v", err)
+		} else if in.ClientSecret, err = readSecret(in.ClientSecretFile); err != nil {
+			errs.Add(f+".client_secret_file", "%v", err)
 		}
 	default:
-		if _, err := ReadPrivateKey(in.KeyFile); err != nil {
-			bad(f+".key_file", "%v", err)
+		var err error
+		if in.ClientKey, err = ReadPrivateKey(in.KeyFile); err != nil {
+			errs.Add(f+".key_file", "%v", err)
 		}
 	}
 	if in.CacheTTL < 0 || in.CacheTTL > time.Hour {
-		bad(f+".cache_ttl", "%s is out of range (up to 1h)", in.CacheTTL)
+		errs.Add(f+".cache_ttl", "%s is out of range (up to 1h)", in.CacheTTL)
 	}
 	if in.NegativeCacheTTL < 0 || in.NegativeCacheTTL > 10*time.Minute {
-		bad(f+".negative_cache_ttl", "%s is out of range (up to 10m)", in.NegativeCacheTTL)
+		errs.Add(f+".negative_cache_ttl", "%s is out of range (up to 10m)", in.NegativeCacheTTL)
 	}
 	if in.MaxConcurrent < 1 || in.MaxConcurrent > 10000 {
-		bad(f+".max_concurrent", "%d is out of range (1 to 10000)", in.MaxConcurrent)
+		errs.Add(f+".max_concurrent", "%d is out of range (1 to 10000)", in.MaxConcurrent)
 	}
 	if strings.ContainsAny(in.TokenPrefix, " \t\r\n") {
-		bad(f+".token_prefix", "%q must not contain whitespace", in.TokenPrefix)
+		errs.Add(f+".token_prefix", "%q must not contain whitespace", in.TokenPrefix)
 	}
 }
 
-// ReadSecret reads an introspection client secret file: its content less surrounding
+// readSecret reads an introspection client secret file: its content less surrounding
 // whitespace (a trailing newline is usual). The error names the file, never the content.
-func ReadSecret(path string) (string, error) {
+func readSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("client_secret_file: %w", err)
+		return "", err
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("client_secret_file %s: empty", path)
+		return "", fmt.Errorf("%s: empty", path)
 	}
 	return s, nil
 }
@@ -768,18 +856,4 @@ func ReadPrivateKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("%s: not a signing key", path)
 	}
 	return signer, nil
-}
-
-// Credentials reads what authenticates scopegate at the introspection endpoint: the client
-// secret (client_secret_file) or the private key (key_file), whichever is configured.
-func (in *Introspection) Credentials() (secret string, key crypto.Signer, err error) {
-	if in.KeyFile != "" {
-		key, err = ReadPrivateKey(in.KeyFile)
-		if err != nil {
-			return "", nil, fmt.Errorf("key_file: %w", err)
-		}
-		return "", key, nil
-	}
-	secret, err = ReadSecret(in.ClientSecretFile)
-	return secret, nil, err
 }

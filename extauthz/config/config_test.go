@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,11 +127,15 @@ func TestBadValuesNameTheField(t *testing.T) {
 }
 
 func TestSigningDefaults(t *testing.T) {
-	c, err := Parse([]byte(minimal + "policy: {path: /, signing: {public_key_file: /, scope: prod}}\n"))
+	key := filepath.Join(t.TempDir(), "bundle.pem")
+	if err := os.WriteFile(key, []byte("PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte(minimal + "policy: {path: /, signing: {public_key_file: " + key + ", scope: prod}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := c.Policy.Signing; s == nil || s.KeyID != "default" || s.Scope != "prod" || s.PublicKeyFile != "/" {
+	if s := c.Policy.Signing; s == nil || s.KeyID != "default" || s.Scope != "prod" || s.PublicKeyFile != key || string(s.PublicKey) != "PEM" {
 		t.Fatalf("signing = %+v, want key_id default, scope prod", s)
 	}
 	if c, err = Parse([]byte(minimal)); err != nil || c.Policy.Signing != nil {
@@ -169,8 +174,8 @@ func TestIntrospectionConfig(t *testing.T) {
 	if in.CacheTTL != 60*time.Second || in.NegativeCacheTTL != 5*time.Second || !c.Issuers[0].HasKeys() {
 		t.Fatalf("defaults: %+v", in)
 	}
-	if s, err := ReadSecret(secret); err != nil || s != "s3cret" {
-		t.Fatalf("ReadSecret = %q, %v; want the secret without its newline", s, err)
+	if in.ClientSecret != "s3cret" {
+		t.Fatalf("client secret %q: want the file's content without its newline, read at load", in.ClientSecret)
 	}
 	// Introspection only: an endpoint and no key source.
 	only := "issuers:\n  - name: corp\n    issuer: https://idp.example.com/\n    audiences: [a]\n    introspection: {endpoint: 'https://idp.example.com/introspect', client_id: c, client_secret_file: " + secret + "}\n"
@@ -208,16 +213,16 @@ func TestIntrospectionConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("key_file: %v", err)
 	}
-	if s, key, err := c.Issuers[0].Introspection.Credentials(); err != nil || s != "" || key == nil {
-		t.Fatalf("Credentials with key_file = %q, %v, %v", s, key, err)
+	if in := c.Issuers[0].Introspection; in.ClientSecret != "" || in.ClientKey == nil {
+		t.Fatalf("credentials with key_file: secret %t, key %v; want the key only, read at load", in.ClientSecret != "", in.ClientKey != nil)
 	}
 	// With a prefix on the first, both are reachable.
 	two := "issuers:\n" + introspecting("corp", "      token_prefix: corp_\n", secret) + introspecting("other", "", secret)
 	if _, err := Parse([]byte(two)); err != nil {
 		t.Fatalf("prefixed then catch-all: %v", err)
 	}
-	if _, err := ReadSecret(t.TempDir() + "/none"); err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("ReadSecret of a missing file: %v", err)
+	if _, err := readSecret(t.TempDir() + "/none"); err == nil || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("readSecret of a missing file: %v", err)
 	}
 }
 

@@ -38,3 +38,39 @@ func TestIdPRecipesLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalDemoConfigLoads: compose/authz.local.yaml (what `make run` and the README's
+// `scopegate authz --config compose/authz.local.yaml` use) names its files relative to its own
+// folder, so it loads from any working directory and finds the repository's policies/,
+// dev-certs/ and compose/introspection-secret.
+func TestLocalDemoConfigLoads(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ cwd, path string }{
+		{root, "compose/authz.local.yaml"},                                // as the docs run it
+		{t.TempDir(), filepath.Join(root, "compose", "authz.local.yaml")}, // from anywhere else
+	} {
+		t.Chdir(tc.cwd)
+		c, err := Load(tc.path)
+		if err != nil {
+			t.Fatalf("from %s: %v", tc.cwd, err)
+		}
+		abs := func(p string) string {
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(tc.cwd, p)
+			}
+			return p
+		}
+		for _, got := range []struct{ field, path, want string }{
+			{"policy.path", c.Policy.Path, filepath.Join(root, "policies")},
+			{"tls.cert_file", c.TLS.CertFile, filepath.Join(root, "dev-certs", "authz.crt")},
+			{"issuers[0].introspection.client_secret_file", c.Issuers[0].Introspection.ClientSecretFile, filepath.Join(root, "compose", "introspection-secret")},
+		} {
+			if abs(got.path) != got.want {
+				t.Errorf("from %s: %s = %s, want %s", tc.cwd, got.field, got.path, got.want)
+			}
+		}
+	}
+}

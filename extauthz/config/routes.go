@@ -7,6 +7,7 @@ import (
 	xdsconfig "github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate/names"
 	"github.com/scopegate/scopegate/extauthz/routes"
+	"github.com/scopegate/scopegate/internal/configcheck"
 )
 
 // What a request without route context extensions that matches no route gets (unmatched).
@@ -24,7 +25,7 @@ type InlineRoutes struct {
 // HasRouteTable reports whether authz matches routes itself (routes_file or routes).
 func (c *Config) HasRouteTable() bool { return c.RoutesFile != "" || c.Routes != nil }
 
-func (c *Config) setRouteDefaults() {
+func (c *Config) applyRouteDefaults() {
 	if c.Unmatched == "" {
 		c.Unmatched = UnmatchedTokenOnly
 		if c.HasRouteTable() {
@@ -36,24 +37,24 @@ func (c *Config) setRouteDefaults() {
 	}
 }
 
-func (c *Config) validateRoutes(bad func(field, format string, args ...any)) {
+func (c *Config) validateRoutes(errs *configcheck.Problems) {
 	if c.Unmatched != UnmatchedDeny && c.Unmatched != UnmatchedTokenOnly {
-		bad("unmatched", "%q is not %q or %q", c.Unmatched, UnmatchedDeny, UnmatchedTokenOnly)
+		errs.Add("unmatched", "%q is not %q or %q", c.Unmatched, UnmatchedDeny, UnmatchedTokenOnly)
 	}
 	switch {
 	case c.RoutesFile != "" && c.Routes != nil:
-		bad("routes", "routes_file and routes are exclusive: one route table")
+		errs.Add("routes", "routes_file and routes are exclusive: one route table")
 	case c.RoutesFile != "":
 		if _, err := os.Stat(c.RoutesFile); err != nil {
-			bad("routes_file", "%v", err)
+			errs.Add("routes_file", "%v", err)
 		}
 	case c.Routes != nil:
 		if len(c.Routes.VirtualHosts) == 0 {
-			bad("routes.virtual_hosts", "at least one virtual host is required")
+			errs.Add("routes.virtual_hosts", "at least one virtual host is required")
 		} else if err := xdsconfig.ValidateVirtualHosts("routes", c.Routes.VirtualHosts); err != nil {
-			bad("routes", "%v", err)
+			errs.Add("routes", "%v", err)
 		} else if _, err := routes.New(TableInputs(c.Routes.VirtualHosts)); err != nil {
-			bad("routes", "%v", err)
+			errs.Add("routes", "%v", err)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/configcheck"
 )
 
 // SharedState puts the state every replica must agree on (DPoP proofs used, introspection
@@ -22,6 +24,8 @@ type SharedState struct {
 	// answers are stored under a keyed hash of the token and sealed with it. Required when
 	// an issuer uses introspection.
 	KeyFile string `yaml:"key_file"`
+	// Key is KeyFile's content less surrounding whitespace, read by Validate.
+	Key []byte `yaml:"-" json:"-"`
 	// Timeout bounds one store command (default 100ms); a Check's own deadline bounds it too.
 	Timeout time.Duration `yaml:"timeout"`
 }
@@ -44,7 +48,9 @@ type SharedRedis struct {
 // SharedRedisTLS verifies the store's certificate (ca_file; empty: the system's roots) and
 // presents a client certificate (cert_file and key_file, re-read on every new connection).
 type SharedRedisTLS struct {
-	CAFile     string `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file"`
+	// CA is CAFile's content (PEM), read by Validate.
+	CA         []byte `yaml:"-" json:"-"`
 	CertFile   string `yaml:"cert_file"`
 	KeyFile    string `yaml:"key_file"`
 	ServerName string `yaml:"server_name"`
@@ -56,7 +62,7 @@ const (
 	OnUnavailableLocal      = "local"
 )
 
-func (s *SharedState) setDefaults() {
+func (s *SharedState) applyDefaults() {
 	if s.OnUnavailable == "" {
 		s.OnUnavailable = OnUnavailableFailClosed
 	}
@@ -73,14 +79,14 @@ func (s *SharedState) setDefaults() {
 	}
 }
 
-func (s *SharedState) validate(c *Config, bad func(field, format string, args ...any)) {
+func (s *SharedState) validate(c *Config, errs *configcheck.Problems) {
 	switch s.OnUnavailable {
 	case OnUnavailableFailClosed, OnUnavailableLocal:
 	default:
-		bad("shared_state.on_unavailable", "%q: want fail_closed or local", s.OnUnavailable)
+		errs.Add("shared_state.on_unavailable", "%q: want fail_closed or local", s.OnUnavailable)
 	}
 	if s.Timeout < time.Millisecond || s.Timeout > 5*time.Second {
-		bad("shared_state.timeout", "%s is out of range (1ms to 5s)", s.Timeout)
+		errs.Add("shared_state.timeout", "%s is out of range (1ms to 5s)", s.Timeout)
 	}
 	introspecting := false
 	for i := range c.Issuers {
@@ -88,63 +94,68 @@ func (s *SharedState) validate(c *Config, bad func(field, format string, args ..
 	}
 	switch {
 	case s.KeyFile != "":
-		if k, err := os.ReadFile(s.KeyFile); err != nil {
-			bad("shared_state.key_file", "%v", err)
-		} else if n := len(strings.TrimSpace(string(k))); n < 32 {
-			bad("shared_state.key_file", "%s holds %d bytes: at least 32 random bytes are required", s.KeyFile, n)
-		}
+		s.Key = readKey(errs, "shared_state.key_file", s.KeyFile)
 	case introspecting:
-		bad("shared_state.key_file", "required when an issuer uses introspection: answers in the store are keyed and sealed with it (32 random bytes, the same on every replica)")
+		errs.Add("shared_state.key_file", "required when an issuer uses introspection: answers in the store are keyed and sealed with it (32 random bytes, the same on every replica)")
 	}
 	r := s.Redis
 	if r == nil {
-		bad("shared_state.redis", "required (the store's addresses)")
+		errs.Add("shared_state.redis", "required (the store's addresses)")
 		return
 	}
 	if len(r.Addresses) == 0 {
-		bad("shared_state.redis.addresses", "at least one host:port is required")
+		errs.Add("shared_state.redis.addresses", "at least one host:port is required")
 	}
 	for _, a := range r.Addresses {
 		if p, ok := strings.CutPrefix(a, UnixPrefix); ok {
 			if len(r.Addresses) != 1 || !strings.HasPrefix(p, "/") {
-				bad("shared_state.redis.addresses", "%q: a Unix socket (unix:///absolute/path) must be the only address", a)
+				errs.Add("shared_state.redis.addresses", "%q: a Unix socket (unix:///absolute/path) must be the only address", a)
 			}
 			continue
 		}
 		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
-			bad("shared_state.redis.addresses", "%q is not host:port", a)
+			errs.Add("shared_state.redis.addresses", "%q is not host:port", a)
 		}
 	}
 	if r.DB < 0 {
-		bad("shared_state.redis.db", "must not be negative")
+		errs.Add("shared_state.redis.db", "must not be negative")
 	}
 	if r.DB != 0 && len(r.Addresses) > 1 {
-		bad("shared_state.redis.db", "%d: a Redis Cluster (several addresses) has database 0 only", r.DB)
+		errs.Add("shared_state.redis.db", "%d: a Redis Cluster (several addresses) has database 0 only", r.DB)
 	}
 	if len(r.KeyPrefix) > 64 || strings.ContainsAny(r.KeyPrefix, "{} \t\r\n") {
-		bad("shared_state.redis.key_prefix", "%q: at most 64 characters, no whitespace and no braces (they would change the cluster hash tag)", r.KeyPrefix)
+		errs.Add("shared_state.redis.key_prefix", "%q: at most 64 characters, no whitespace and no braces (they would change the cluster hash tag)", r.KeyPrefix)
 	}
 	if r.DialTimeout <= 0 || r.DialTimeout > 30*time.Second {
-		bad("shared_state.redis.dial_timeout", "%s is out of range (above 0, at most 30s)", r.DialTimeout)
+		errs.Add("shared_state.redis.dial_timeout", "%s is out of range (above 0, at most 30s)", r.DialTimeout)
 	}
 	if r.PasswordFile != "" {
 		if _, err := ReadPasswordFile(r.PasswordFile); err != nil {
-			bad("shared_state.redis.password_file", "%v", err)
+			errs.Add("shared_state.redis.password_file", "%v", err)
 		}
 	} else if r.Username != "" {
-		bad("shared_state.redis.username", "set, but password_file is not")
+		errs.Add("shared_state.redis.username", "set, but password_file is not")
 	}
 	if t := r.TLS; t != nil {
-		for _, f := range [][2]string{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if t.CAFile != "" {
+			if _, err := os.Stat(t.CAFile); err != nil {
+				errs.Add("shared_state.redis.tls.ca_file", "%v", err)
+			} else if t.CA, err = os.ReadFile(t.CAFile); err != nil {
+				errs.Add("shared_state.redis.tls.ca_file", "%v", err)
+			}
+		}
+		// The client certificate is read again for every new connection (renewal without a
+		// restart): only its presence is checked here.
+		for _, f := range [][2]string{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
 			if f[1] == "" {
 				continue
 			}
 			if _, err := os.Stat(f[1]); err != nil {
-				bad("shared_state.redis.tls."+f[0], "%v", err)
+				errs.Add("shared_state.redis.tls."+f[0], "%v", err)
 			}
 		}
 		if (t.CertFile == "") != (t.KeyFile == "") {
-			bad("shared_state.redis.tls", "cert_file and key_file go together (the client certificate and its key)")
+			errs.Add("shared_state.redis.tls", "cert_file and key_file go together (the client certificate and its key)")
 		}
 	}
 }

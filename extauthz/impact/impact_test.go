@@ -51,13 +51,13 @@ func decisionLogWith(t *testing.T, eng *policy.Engine) []byte {
 	t.Cleanup(cancel)
 	src.Start(ctx)
 	<-changed
-	ic := config.Issuer{Name: "demo", Issuer: is.Issuer, JWKSURI: is.JWKSURL(), Audiences: []string{"orders-api"},
-		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: 30 * time.Second}
-	verifier := token.NewVerifier(token.Options{Issuers: []token.Issuer{{Config: ic, Keys: src}}, Cache: token.NewCache(100)})
+	ti := token.Issuer{Name: "demo", Issuer: is.Issuer, Audiences: []string{"orders-api"},
+		Algorithms: config.DefaultAlgorithms, ScopeClaims: []string{"scope"}, ClientIDClaims: []string{"client_id"}, Leeway: 30 * time.Second, Keys: src}
+	verifier := token.NewVerifier(token.Options{Issuers: []token.Issuer{ti}, Cache: token.NewCache(100)})
 	var out bytes.Buffer
 	dlog := decisionlog.New(&out, 1, 0).WithInput()
 	svc := check.New(check.Options{Verifier: verifier, Policy: eng, DecisionLog: dlog,
-		Headers: config.Headers{Subject: "x-scopegate-subject"}})
+		Headers: check.Headers{Subject: "x-scopegate-subject"}})
 
 	tok := func(sub, client, scope string) string {
 		c := is.Standard("orders-api", sub, scope, time.Hour)

@@ -13,37 +13,39 @@ import (
 	"path/filepath"
 
 	"github.com/open-policy-agent/opa/v1/bundle"
-
-	"github.com/scopegate/scopegate/extauthz/config"
 )
 
-// Verification turns policy.signing into OPA's bundle verification config; nil signing is
+// Signing is the public key that signs the policy bundle, as the wiring read it from the
+// config (policy.signing, policy.bundle.signing) or from a command's --verification-key.
+type Signing struct {
+	// PublicKey is the PEM public key (RSA: RS256; EC: ES256/384/512 by curve; Ed25519).
+	PublicKey []byte
+	// KeyID names the key; it verifies whatever kid the signature names, as OPA does with a
+	// configured key id.
+	KeyID string
+	// Scope must equal the signature's "scope" claim ("" : the signature carries none).
+	Scope string
+	// Field and File name the key in errors: the setting it came from
+	// (policy.signing.public_key_file, --verification-key) and the file it was read from.
+	Field, File string
+}
+
+// Verification turns a signing key into OPA's bundle verification config; nil signing is
 // nil (no verification: a signed bundle is then refused, see Load). OPA's bundle reader does
 // the verifying: the signature JWT in .signatures.json and every file's hash.
 //
 // The signature algorithm comes from the key, never from the bundle: RSA keys verify RS256
 // (`opa build --signing-key`'s default), EC keys ES256/ES384/ES512 by curve, Ed25519 keys
 // EdDSA. Letting the signed artifact name its algorithm is how alg confusion starts.
-func Verification(s *config.Signing) (*bundle.VerificationConfig, error) {
-	return VerificationAt("policy.signing.public_key_file", s)
-}
-
-// VerificationAt is Verification for a signing block whose key file is given by keyField
-// (policy.bundle.signing.public_key_file, or a command's --verification-key), which its
-// errors name.
-func VerificationAt(keyField string, s *config.Signing) (*bundle.VerificationConfig, error) {
+func Verification(s *Signing) (*bundle.VerificationConfig, error) {
 	if s == nil {
 		return nil, nil
 	}
-	raw, err := os.ReadFile(s.PublicKeyFile)
+	alg, err := keyAlgorithm(s.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", keyField, err)
+		return nil, fmt.Errorf("%s %s: %w", s.Field, s.File, err)
 	}
-	alg, err := keyAlgorithm(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", keyField, s.PublicKeyFile, err)
-	}
-	key := &bundle.KeyConfig{Key: string(raw), Algorithm: alg, Scope: s.Scope}
+	key := &bundle.KeyConfig{Key: string(s.PublicKey), Algorithm: alg, Scope: s.Scope}
 	return bundle.NewVerificationConfig(map[string]*bundle.KeyConfig{s.KeyID: key}, s.KeyID, s.Scope, nil), nil
 }
 

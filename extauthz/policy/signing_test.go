@@ -19,8 +19,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/compile"
-
-	"github.com/scopegate/scopegate/extauthz/config"
 )
 
 // signingKey is a key pair as opa build and our config take them: PEM private and public.
@@ -70,15 +68,6 @@ func buildBundle(t *testing.T, key *signingKey, scope string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func writePublic(t *testing.T, pemText string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "bundle.pub.pem")
-	if err := os.WriteFile(p, []byte(pemText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // tamper rewrites a bundle tarball with one file's content changed, signatures untouched.
@@ -145,18 +134,18 @@ func TestSignedBundles(t *testing.T) {
 	tests := []struct {
 		name    string
 		bundle  string
-		signing *config.Signing
+		signing *Signing
 		wantErr string // "" loads
 	}{
-		{"signed, verified", signed, &config.Signing{PublicKeyFile: writePublic(t, key.public), KeyID: "default"}, ""},
-		{"signed, any key id: the config names the key", signed, &config.Signing{PublicKeyFile: writePublic(t, key.public), KeyID: "release-2026"}, ""},
-		{"signed with a scope, verified with it", scoped, &config.Signing{PublicKeyFile: writePublic(t, key.public), KeyID: "default", Scope: "prod"}, ""},
+		{"signed, verified", signed, &Signing{PublicKey: []byte(key.public), KeyID: "default"}, ""},
+		{"signed, any key id: the config names the key", signed, &Signing{PublicKey: []byte(key.public), KeyID: "release-2026"}, ""},
+		{"signed with a scope, verified with it", scoped, &Signing{PublicKey: []byte(key.public), KeyID: "default", Scope: "prod"}, ""},
 		{"unsigned, no signing configured", unsigned, nil, ""},
 		{"signed, no signing configured", signed, nil, "policy.signing"},
-		{"signed by another key", signed, &config.Signing{PublicKeyFile: writePublic(t, other.public), KeyID: "default"}, "verify"},
-		{"unsigned, signing configured", unsigned, &config.Signing{PublicKeyFile: writePublic(t, key.public), KeyID: "default"}, ".signatures.json"},
-		{"signed, then a policy file changed", tampered, &config.Signing{PublicKeyFile: writePublic(t, key.public), KeyID: "default"}, "authz.rego"},
-		{"scope mismatch", scoped, &config.Signing{PublicKeyFile: writePublic(t, key.public), KeyID: "default", Scope: "staging"}, "scope"},
+		{"signed by another key", signed, &Signing{PublicKey: []byte(other.public), KeyID: "default"}, "verify"},
+		{"unsigned, signing configured", unsigned, &Signing{PublicKey: []byte(key.public), KeyID: "default"}, ".signatures.json"},
+		{"signed, then a policy file changed", tampered, &Signing{PublicKey: []byte(key.public), KeyID: "default"}, "authz.rego"},
+		{"scope mismatch", scoped, &Signing{PublicKey: []byte(key.public), KeyID: "default", Scope: "staging"}, "scope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,8 +188,7 @@ func TestVerificationKeyErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := writePublic(t, tt.pem)
-			vc, err := Verification(&config.Signing{PublicKeyFile: path, KeyID: "k"})
+			vc, err := Verification(&Signing{PublicKey: []byte(tt.pem), KeyID: "k", Field: "policy.signing.public_key_file", File: "key.pem"})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "policy.signing.public_key_file") {
 					t.Fatalf("err = %v, want one naming policy.signing.public_key_file and %q", err, tt.wantErr)

@@ -2,10 +2,8 @@ package server
 
 import (
 	"crypto/rand"
-	"fmt"
+	"errors"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/dpop"
@@ -25,11 +23,10 @@ func DPoPVerifier(cfg *config.Config, log *slog.Logger, shared *sharedstate.Stor
 	if cfg.DPoPNonce {
 		var key []byte
 		if cfg.DPoPNonceKeyFile != "" {
-			b, err := os.ReadFile(cfg.DPoPNonceKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("dpop_nonce_key_file: %w", err)
+			key = cfg.DPoPNonceKey // read by config.Load
+			if len(key) < 32 {
+				return nil, errors.New("dpop_nonce_key_file: the key was not read (a config that did not pass Validate)")
 			}
-			key = []byte(strings.TrimSpace(string(b)))
 		} else {
 			key = make([]byte, 32)
 			if _, err := rand.Read(key); err != nil {

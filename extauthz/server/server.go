@@ -124,8 +124,9 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	jm := jwks.NewMetrics(reg)
 	im := introspect.NewMetrics(reg)
 	var issuers []token.Issuer
-	for _, ic := range cfg.Issuers {
-		is := token.Issuer{Config: ic}
+	for i := range cfg.Issuers {
+		ic := &cfg.Issuers[i]
+		is := tokenIssuer(ic)
 		if ic.HasKeys() {
 			src, err := jwks.New(jwks.Options{
 				Name: ic.Name, Issuer: ic.Issuer, Discovery: ic.Discovery, URL: ic.JWKSURI, File: ic.JWKSFile,
@@ -139,12 +140,8 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 			is.Keys = src
 		}
 		if in := ic.Introspection; in != nil {
-			secret, key, err := in.Credentials()
-			if err != nil {
-				return nil, fmt.Errorf("issuer %s: introspection: %w", ic.Name, err)
-			}
 			c, err := introspect.New(introspect.Options{Name: ic.Name, Issuer: ic.Issuer, Endpoint: in.Endpoint,
-				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: secret, ClientKey: key, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
+				Discovery: ic.Discovery && in.Endpoint == "", ClientID: in.ClientID, ClientSecret: in.ClientSecret, ClientKey: in.ClientKey, KeyID: in.KeyID, JWTResponse: in.JWTResponse,
 				Timeout: ic.FetchTimeout, MaxConcurrent: in.MaxConcurrent, Metrics: im, Logger: log, Shared: sharedAnswers(h.SharedState), CacheTTL: in.CacheTTL, NegativeCacheTTL: in.NegativeCacheTTL})
 			if err != nil {
 				return nil, fmt.Errorf("issuer %s: %w", ic.Name, err)
@@ -163,7 +160,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 	}, func() float64 { return float64(cache.NegativeLen()) }))
 	h.Verifier = token.NewVerifier(token.Options{Issuers: issuers, Cache: cache, Metrics: tm, Logger: log})
 
-	verification, err := policy.Verification(cfg.Policy.Signing)
+	verification, err := policy.Verification(PolicySigning(cfg.Policy.Signing, "policy.signing.public_key_file"))
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +173,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 		// Checks are denied with 503 and readiness waits.
 		popts.FS = nil
 		h.Engine = policy.NewPending(popts)
-		h.Bundle, err = remote.New(ctx, remote.Options{Config: *cfg.Policy.Bundle, Engine: h.Engine, Logger: log})
+		h.Bundle, err = remote.New(ctx, remote.Options{Bundle: policyBundle(cfg.Policy.Bundle), Engine: h.Engine, Logger: log})
 	} else {
 		h.Engine, err = policy.New(ctx, popts)
 	}
@@ -195,7 +192,7 @@ func NewHandler(ctx context.Context, cfg *config.Config, o HandlerOptions) (*Han
 		h.Routes = routes.NewLive(table)
 	}
 	h.Service = check.New(check.Options{
-		Verifier: h.Verifier, Policy: h.Engine, Headers: cfg.Headers, MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
+		Verifier: h.Verifier, Policy: h.Engine, Headers: CheckHeaders(cfg.Headers), MaxTokenBytes: cfg.Bearer.MaxTokenBytes,
 		Shadow: cfg.Policy.Shadow, ErrorStatus: cfg.Policy.ErrorStatus, DecisionLog: o.DecisionLog, Logger: log,
 		Metrics: check.NewMetrics(reg), DPoP: proofs, ExternalBaseURL: cfg.ExternalBaseURL, Tracer: tracer,
 		Routes: h.Routes, DenyUnmatched: cfg.Unmatched == config.UnmatchedDeny,

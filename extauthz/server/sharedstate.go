@@ -5,8 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,11 +30,7 @@ func SharedState(cfg *config.Config, log *slog.Logger, reg prometheus.Registerer
 		o.Password = func() (string, error) { return config.ReadPasswordFile(path) }
 	}
 	if ss.KeyFile != "" {
-		k, err := os.ReadFile(ss.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("shared_state.key_file: %w", err)
-		}
-		o.AnswerKey = []byte(strings.TrimSpace(string(k)))
+		o.AnswerKey = ss.Key // read by config.Load
 	}
 	if t := r.TLS; t != nil {
 		tc, err := sharedStateTLS(t)
@@ -63,12 +57,8 @@ func sharedAnswers(s *sharedstate.Store) introspect.Shared {
 func sharedStateTLS(t *config.SharedRedisTLS) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("shared_state.redis.tls.ca_file: %w", err)
-		}
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
+		if !pool.AppendCertsFromPEM(t.CA) { // read by config.Load
 			return nil, fmt.Errorf("shared_state.redis.tls.ca_file %s: no PEM certificate", t.CAFile)
 		}
 		tc.RootCAs = pool

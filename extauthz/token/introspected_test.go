@@ -120,7 +120,7 @@ func newIntroRig(t *testing.T, cacheSize int) *introRig {
 		t.Fatal(err)
 	}
 	r.cache = NewCache(cacheSize)
-	r.v = NewVerifier(Options{Issuers: []Issuer{{Config: r.issuer, Introspect: c}}, Cache: r.cache, Now: r.clock.now,
+	r.v = NewVerifier(Options{Issuers: []Issuer{issuerOf(r.issuer, nil, c)}, Cache: r.cache, Now: r.clock.now,
 		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: r.logs}, nil))})
 	return r
 }
@@ -244,7 +244,7 @@ func TestIntrospectionAllowMissingAudience(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: r.issuer, Introspect: c}}, Now: r.clock.now})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(r.issuer, nil, c)}, Now: r.clock.now})
 	r.idp.always(200, fmt.Sprintf(`{"active":true,"scope":"orders:read","exp":%d}`, r.clock.now().Add(time.Hour).Unix()))
 	if _, err := v.Verify(context.Background(), "opaque-1"); err != nil {
 		t.Fatalf("no aud with allow_missing_audience: %v", err)
@@ -569,7 +569,7 @@ func TestIntrospectionRouting(t *testing.T) {
 		}
 		return cl
 	}
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: ca, Introspect: mk(ca, a.srv.URL)}, {Config: cb, Introspect: mk(cb, b.srv.URL)}}, Cache: NewCache(100)})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(ca, nil, mk(ca, a.srv.URL)), issuerOf(cb, nil, mk(cb, b.srv.URL))}, Cache: NewCache(100)})
 	for tok, want := range map[string]string{"a_123": "from-a", "b_123": "from-b", "x.y.z.w.v": "from-b"} {
 		id, err := v.Verify(context.Background(), tok)
 		if err != nil || id.Subject != want {
@@ -584,7 +584,7 @@ func TestIntrospectionRouting(t *testing.T) {
 		t.Fatalf("JWS: %v, calls %d; want a refusal and no call", err, a.calls.Load()+b.calls.Load())
 	}
 	// With only prefixed issuers, a token matching none is refused as before (not a JWS).
-	only := NewVerifier(Options{Issuers: []Issuer{{Config: ca, Introspect: mk(ca, a.srv.URL)}}})
+	only := NewVerifier(Options{Issuers: []Issuer{issuerOf(ca, nil, mk(ca, a.srv.URL))}})
 	if _, err := only.Verify(context.Background(), "zz_123"); reasonOf(err) != contract.ReasonMalformed {
 		t.Fatalf("unrouted token: %v; want malformed", err)
 	}

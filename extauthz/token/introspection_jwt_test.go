@@ -47,7 +47,7 @@ func TestIntrospectionJWTResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: f.src, Introspect: c}}})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(cfg, f.src, c)}})
 
 	ti := func(active bool) map[string]any {
 		return map[string]any{"active": active, "scope": "orders:read", "sub": "svc", "client_id": "batch",
@@ -112,7 +112,7 @@ func TestIntrospectJWS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: f.src, Introspect: c}}, Cache: NewCache(100)})
+		return NewVerifier(Options{Issuers: []Issuer{issuerOf(cfg, f.src, c)}, Cache: NewCache(100)})
 	}
 	unverifiable := testissuer.Sign(stranger, is.Standard(aud, "alice", "orders:read", time.Hour), nil)
 	good := testissuer.Sign(k, is.Standard(aud, "alice", "orders:read", time.Hour), nil)
@@ -156,7 +156,7 @@ func TestIntrospectJWSOnlyOnKeyFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: f.src, Introspect: c}}, Cache: NewCache(100)})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(cfg, f.src, c)}, Cache: NewCache(100)})
 	at := map[string]any{"typ": "at+jwt"}
 	claims := func(edit func(testissuer.Claims)) testissuer.Claims {
 		c := is.Standard(aud, "alice", "orders:read", time.Hour)

@@ -57,7 +57,7 @@ func newReplica(t *testing.T, idp *fakeIdP, answers *sharedstate.Answers, maxCon
 		t.Fatal(err)
 	}
 	r.cache = NewCache(1000)
-	r.v = NewVerifier(Options{Issuers: []Issuer{{Config: r.issuer, Introspect: c}}, Cache: r.cache, Now: r.clock.now,
+	r.v = NewVerifier(Options{Issuers: []Issuer{issuerOf(r.issuer, nil, c)}, Cache: r.cache, Now: r.clock.now,
 		Logger: slog.New(slog.NewTextHandler(&syncWriter{w: r.logs}, nil))})
 	return r
 }

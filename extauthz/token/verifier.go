@@ -15,7 +15,6 @@ import (
 	"github.com/valyala/fastjson"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -60,12 +59,46 @@ var errNoKeys = &Error{Reason: contract.ReasonNoKeys, Description: "the issuer's
 // deadline budget (jwks.DeadlineMargin before the deadline).
 var errRefreshPending = &Error{Reason: contract.ReasonKeyRefreshPending, Description: "the signing key could not be fetched in time", Unavailable: true}
 
-// Issuer is a trusted issuer with its key source (nil: opaque tokens only) and, for opaque
-// tokens, its introspection client (nil: JWTs only).
+// Issuer is a trusted issuer: what its tokens must carry, its key source (nil: opaque tokens
+// only) and, for opaque tokens, its introspection client (nil: JWTs only). The wiring fills
+// it from the authz config's issuers[], already defaulted and validated.
 type Issuer struct {
-	Config     config.Issuer
+	Name   string
+	Issuer string // the exact iss of its tokens
+	// Audiences: a token's aud must name one of them.
+	Audiences []string
+	// Algorithms is the allow-list of JWS algorithms (asymmetric only).
+	Algorithms     []string
+	ScopeClaims    []string
+	ClientIDClaims []string
+	// RequireTyp, when set, is the JWS typ header every token must carry ("at+jwt").
+	RequireTyp string
+	// Leeway is the clock skew allowed on exp, nbf, iat and auth_time.
+	Leeway time.Duration
+	// FetchTimeout bounds an introspection call when the Check has no deadline of its own.
+	FetchTimeout time.Duration
+	// RequireBinding refuses tokens that are not sender-constrained.
+	RequireBinding bool
+	// Introspection is how opaque tokens are answered (with Introspect); nil: JWTs only.
+	Introspection *Introspection
+
 	Keys       *jwks.Source
 	Introspect *introspect.Client
+}
+
+// Introspection is what the verifier needs of an issuer's RFC 7662 introspection.
+type Introspection struct {
+	// ClientID is scopegate's client at the endpoint: a signed answer's aud must name it.
+	ClientID string
+	// TokenPrefix routes opaque tokens among introspecting issuers ("" takes every token).
+	TokenPrefix string
+	// IntrospectJWS sends a JWS the issuer's keys fail to verify to introspection.
+	IntrospectJWS bool
+	// AllowMissingAudience accepts an answer without aud.
+	AllowMissingAudience bool
+	// CacheTTL and NegativeCacheTTL are how long an active and a refused answer are reused.
+	CacheTTL         time.Duration
+	NegativeCacheTTL time.Duration
 }
 
 // Verifier checks tokens against the issuers and caches the result.
@@ -82,7 +115,7 @@ type Verifier struct {
 }
 
 type issuer struct {
-	cfg       config.Issuer
+	cfg       Issuer
 	keys      *jwks.Source
 	methods   map[string]jwt.SigningMethod // the allow-list
 	validator *jwt.Validator
@@ -112,7 +145,8 @@ func NewVerifier(o Options) *Verifier {
 		v.log = slog.New(slog.DiscardHandler)
 	}
 	for _, is := range o.Issuers {
-		c := is.Config
+		c := is
+		c.Keys, c.Introspect = nil, nil // held by the issuer's own fields below
 		methods := map[string]jwt.SigningMethod{}
 		for _, alg := range c.Algorithms {
 			if m := jwt.GetSigningMethod(alg); m != nil {

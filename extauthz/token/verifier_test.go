@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
@@ -34,6 +35,19 @@ func issuerConfig(is *testissuer.Issuer) config.Issuer {
 		ClientIDClaims: []string{"client_id", "azp"}, Leeway: 5 * time.Second,
 		RefreshInterval: time.Hour, UnknownKIDInterval: time.Millisecond, FetchTimeout: 2 * time.Second, MaxJWKSBytes: 64 << 10,
 	}
+}
+
+// issuerOf is what the wiring (extauthz/server, which imports this package) makes of an
+// issuer's config: the verifier's own Issuer.
+func issuerOf(c config.Issuer, keys *jwks.Source, intro *introspect.Client) Issuer {
+	is := Issuer{Name: c.Name, Issuer: c.Issuer, Audiences: c.Audiences, Algorithms: c.Algorithms,
+		ScopeClaims: c.ScopeClaims, ClientIDClaims: c.ClientIDClaims, RequireTyp: c.RequireTyp, Leeway: c.Leeway,
+		FetchTimeout: c.FetchTimeout, RequireBinding: c.RequireBinding, Keys: keys, Introspect: intro}
+	if in := c.Introspection; in != nil {
+		is.Introspection = &Introspection{ClientID: in.ClientID, TokenPrefix: in.TokenPrefix, IntrospectJWS: in.IntrospectJWS,
+			AllowMissingAudience: in.AllowMissingAudience, CacheTTL: in.CacheTTL, NegativeCacheTTL: in.NegativeCacheTTL}
+	}
+	return is
 }
 
 // newFixture starts the key source and waits (on its change signal) until it has keys, unless
@@ -67,7 +81,7 @@ func newFixture(t testing.TB, is *testissuer.Issuer, edit func(*config.Issuer), 
 			t.Fatal("no key set within 5s")
 		}
 	}
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: src}}, Cache: NewCache(1000)})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(cfg, src, nil)}, Cache: NewCache(1000)})
 	return &fixture{is: is, src: src, v: v, cfg: cfg}
 }
 
@@ -374,7 +388,7 @@ func TestIdPDownAtStart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	src.Start(ctx)
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: cfg, Keys: src}}})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(cfg, src, nil)}})
 	tok := testissuer.Sign(k1, is.Standard(aud, "a", "", time.Minute), nil)
 	_, err = v.Verify(ctx, tok)
 	var e *Error
@@ -426,7 +440,7 @@ func TestTwoIssuers(t *testing.T) {
 	defer b.Close()
 	fa := newFixture(t, a, func(c *config.Issuer) { c.Name = "a" })
 	fb := newFixture(t, b, func(c *config.Issuer) { c.Name = "b" })
-	v := NewVerifier(Options{Issuers: []Issuer{{Config: fa.cfg, Keys: fa.src}, {Config: fb.cfg, Keys: fb.src}}})
+	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(fa.cfg, fa.src, nil), issuerOf(fb.cfg, fb.src, nil)}})
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name, token, reason, issuer string

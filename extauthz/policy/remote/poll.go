@@ -36,7 +36,7 @@ func (s schedule) next(failures int) time.Duration {
 // poll downloads at once, then on the schedule, until ctx ends.
 func (s *Source) poll(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
-	sched := schedule{min: s.o.Config.Polling.MinDelay, max: s.o.Config.Polling.MaxDelay, rand: rand.Float64}
+	sched := schedule{min: s.o.Bundle.MinDelay, max: s.o.Bundle.MaxDelay, rand: rand.Float64}
 	failures := 0
 	for {
 		err := s.dl.Trigger(ctx)

@@ -17,7 +17,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/policy"
 )
 
@@ -63,10 +62,10 @@ func signedRig(t *testing.T, srv http.Handler, manual bool) (*rig, *rsa.PrivateK
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	c := bundleConfig(hs.URL)
-	c.Signing = &config.Signing{PublicKeyFile: keyFile, KeyID: config.DefaultKeyID}
+	c.Signing = signingKey(t, keyFile, "default")
 	reg := prometheus.NewRegistry()
 	e := policy.NewPending(policy.Options{RunTests: true, Metrics: policy.NewMetrics(reg)})
-	src, err := New(t.Context(), Options{Config: c, Engine: e, Manual: manual})
+	src, err := New(t.Context(), Options{Bundle: c, Engine: e, Manual: manual})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +73,7 @@ func signedRig(t *testing.T, srv http.Handler, manual bool) (*rig, *rsa.PrivateK
 }
 
 func tampered(t *testing.T, key *rsa.PrivateKey, rev string) []byte {
-	return makeBundleThen(t, rev, policySource(rev, false), key, config.DefaultKeyID, func(b *bundle.Bundle) {
+	return makeBundleThen(t, rev, policySource(rev, false), key, "default", func(b *bundle.Bundle) {
 		b.Modules[0].Raw = []byte(policySource(rev+"-evil", false))
 	})
 }
@@ -84,7 +83,7 @@ func tampered(t *testing.T, key *rsa.PrivateKey, rev string) []byte {
 func TestOneRejectionPerBundle(t *testing.T) {
 	srv := &server{}
 	r, key := signedRig(t, srv, true)
-	srv.set(makeBundle(t, "g1", policySource("g1", false), key, config.DefaultKeyID), `"g1"`)
+	srv.set(makeBundle(t, "g1", policySource("g1", false), key, "default"), `"g1"`)
 	if err := r.src.Trigger(t.Context()); err != nil || r.revision() != "g1" {
 		t.Fatalf("good bundle: %v, %q", err, r.revision())
 	}
@@ -112,7 +111,7 @@ func TestOneRejectionPerBundle(t *testing.T) {
 		}
 	}
 	// After a good bundle, the same bad one published again is a new rejection.
-	srv.set(makeBundle(t, "g2", policySource("g2", false), key, config.DefaultKeyID), `"g2"`)
+	srv.set(makeBundle(t, "g2", policySource("g2", false), key, "default"), `"g2"`)
 	if err := r.src.Trigger(t.Context()); err != nil || r.revision() != "g2" {
 		t.Fatalf("good bundle: %v, %q", err, r.revision())
 	}
@@ -157,7 +156,7 @@ func TestRetriesStayWithinPollingBounds(t *testing.T) {
 	ts.mu.Lock()
 	times := append([]time.Time(nil), ts.times...)
 	ts.mu.Unlock()
-	minDelay := bundleConfig("").Polling.MinDelay
+	minDelay := bundleConfig("").MinDelay
 	for i := 1; i < len(times); i++ {
 		if gap := times[i].Sub(times[i-1]); gap < minDelay {
 			t.Errorf("download %d came %s after the one before, under min_delay %s", i+1, gap, minDelay)

@@ -56,7 +56,7 @@ func TestBundleRedirectKeepsCredentialsAtOrigin(t *testing.T) {
 	}))
 	defer origin.Close()
 	c := bundleConfig(origin.URL)
-	c.Credentials.BearerTokenFile = tokenFile
+	c.BearerTokenFile = tokenFile
 	r := newRig(t, c)
 	if err := r.src.Trigger(t.Context()); err != nil {
 		t.Fatalf("redirected download: %v", err)
@@ -84,7 +84,7 @@ func TestBundleRedirectKeepsCredentialsAtOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = bundleConfig(tlsOrigin.URL)
-	c.Credentials.BearerTokenFile, c.Credentials.CAFile = tokenFile, caFile
+	c.BearerTokenFile, c.CAFile = tokenFile, caFile
 	down := newRig(t, c)
 	if err := down.src.Trigger(t.Context()); err == nil || !strings.Contains(err.Error(), "redirect from https") || down.revision() != "" {
 		t.Fatalf("https → http redirect: %v, revision %q; want it refused", err, down.revision())
@@ -107,7 +107,7 @@ func TestBundleURLRedacted(t *testing.T) {
 	c := bundleConfig("http://reader:pa55word@" + addr)
 	c.URL += "?X-Amz-Credential=AKIA&X-Amz-Signature=presigned-secret"
 	e := policy.NewPending(policy.Options{RunTests: true})
-	src, err := New(t.Context(), Options{Config: c, Engine: e, Manual: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	src, err := New(t.Context(), Options{Bundle: c, Engine: e, Manual: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

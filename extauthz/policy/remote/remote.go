@@ -26,7 +26,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/plugins"
 	"github.com/open-policy-agent/opa/v1/plugins/rest"
 
-	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/policy"
 )
 
@@ -39,9 +38,25 @@ const (
 	persistMeta   = "bundle.json"
 )
 
+// Bundle is where the policy is pulled from and how: the authz config's policy.bundle, as
+// the wiring translates it.
+type Bundle struct {
+	URL string
+	// MinDelay and MaxDelay bound the delay between two polls (whole seconds).
+	MinDelay, MaxDelay time.Duration
+	// Signing, when set, refuses unsigned and badly signed bundles.
+	Signing *policy.Signing
+	// PersistDir keeps the last good bundle ("" : none kept).
+	PersistDir string
+	// The credentials OPA's REST client presents: a bearer token file or a client
+	// certificate; CAFile verifies the server (system roots when empty). OPA's client reads
+	// these files itself.
+	BearerTokenFile, ClientCertFile, ClientKeyFile, CAFile string
+}
+
 // Options configure a Source.
 type Options struct {
-	Config config.PolicyBundle
+	Bundle Bundle
 	Engine *policy.Engine
 	Logger *slog.Logger
 	// Manual turns polling off: downloads happen only on Trigger (tests).
@@ -87,12 +102,12 @@ func New(ctx context.Context, o Options) (*Source, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := o.Config
+	c := o.Bundle
 	// The URL may carry a presigned query (a signature that grants the download) or user
 	// info: logs, /readyz and errors show scheme, host and path only.
 	s := &Source{o: o, log: o.Logger.With("bundle_url", RedactURL(c.URL)), ready: make(chan struct{}), status: Status{URL: RedactURL(c.URL)}}
 	if c.Signing != nil {
-		vc, err := policy.VerificationAt("policy.bundle.signing.public_key_file", c.Signing)
+		vc, err := policy.Verification(c.Signing)
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +117,7 @@ func New(ctx context.Context, o Options) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	minS, maxS := int64(c.Polling.MinDelay/time.Second), int64(c.Polling.MaxDelay/time.Second)
+	minS, maxS := int64(c.MinDelay/time.Second), int64(c.MaxDelay/time.Second)
 	// scopegate triggers each download itself (poll.go): OPA's own loop retries a failure
 	// after 0, 160, 256 ms ..., well inside min_delay.
 	trigger := plugins.TriggerManual
@@ -173,7 +188,7 @@ func keepCredentialsAtOrigin(req *http.Request, via []*http.Request) error {
 }
 
 // restClient is OPA's REST client for the server part of the URL; the rest is the path.
-func restClient(c config.PolicyBundle, last *lastResponse) (rest.Client, string, error) {
+func restClient(c Bundle, last *lastResponse) (rest.Client, string, error) {
 	u, err := url.Parse(c.URL)
 	if err != nil {
 		return rest.Client{}, "", errors.New("policy.bundle.url: not a URL")
@@ -196,7 +211,7 @@ func restClient(c config.PolicyBundle, last *lastResponse) (rest.Client, string,
 			ClientTLS *clientTLS `json:"client_tls,omitempty"`
 		} `json:"credentials"`
 	}{URL: u.Scheme + "://" + u.Host}
-	cr := c.Credentials
+	cr := c
 	if cr.CAFile != "" {
 		rc.TLS = &serverTLS{CACert: cr.CAFile}
 	}
@@ -280,16 +295,16 @@ func (s *Source) update(ctx context.Context, u download.Update) error {
 	if u.Bundle == nil {
 		return nil // 304: the bundle in force is current
 	}
-	rev, err := s.o.Engine.Install(ctx, u.Bundle, RedactURL(s.o.Config.URL))
+	rev, err := s.o.Engine.Install(ctx, u.Bundle, RedactURL(s.o.Bundle.URL))
 	if err != nil {
-		shown := redactError(err, s.o.Config.URL)
+		shown := redactError(err, s.o.Bundle.URL)
 		s.log.Error("policy bundle rejected; keeping the revision in force", "error", shown, "etag", u.ETag, "revision", s.Status().Revision)
 		s.setError(shown)
 		return shown
 	}
-	if s.o.Config.PersistDir != "" && u.Raw != nil {
+	if s.o.Bundle.PersistDir != "" && u.Raw != nil {
 		if err := s.persist(u.Raw, u.ETag); err != nil {
-			s.log.Warn("policy bundle not persisted", "error", err, "persist_dir", s.o.Config.PersistDir)
+			s.log.Warn("policy bundle not persisted", "error", err, "persist_dir", s.o.Bundle.PersistDir)
 		}
 	}
 	s.installed(rev, u.ETag, "server")
@@ -304,7 +319,7 @@ func (s *Source) failed(err error) {
 		he download.HTTPError
 		ue *url.Error
 	)
-	shown := redactError(err, s.o.Config.URL)
+	shown := redactError(err, s.o.Bundle.URL)
 	if errors.As(err, &he) || errors.As(err, &ue) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("policy bundle download failed", "error", shown)
 	} else if etag := s.last.get(); etag != "" && etag == s.rejectedETagNow() {
@@ -352,7 +367,7 @@ type meta struct {
 // persist writes the bundle's bytes and ETag by rename, so a crash leaves the old pair or
 // the new bundle, never half a file.
 func (s *Source) persist(r io.Reader, etag string) error {
-	dir := s.o.Config.PersistDir
+	dir := s.o.Bundle.PersistDir
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
@@ -385,7 +400,7 @@ func writeAtomic(dir, name string, write func(io.Writer) error) error {
 // loadPersisted installs the last good bundle. It is read and verified again, like a
 // download: a file changed on disk is refused.
 func (s *Source) loadPersisted(ctx context.Context) {
-	p := filepath.Join(s.o.Config.PersistDir, persistBundle)
+	p := filepath.Join(s.o.Bundle.PersistDir, persistBundle)
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return
@@ -408,7 +423,7 @@ func (s *Source) loadPersisted(ctx context.Context) {
 		return
 	}
 	var m meta
-	if raw, err := os.ReadFile(filepath.Join(s.o.Config.PersistDir, persistMeta)); err == nil {
+	if raw, err := os.ReadFile(filepath.Join(s.o.Bundle.PersistDir, persistMeta)); err == nil {
 		_ = json.Unmarshal(raw, &m)
 	}
 	// The server answers 304 when the persisted bundle is still current.

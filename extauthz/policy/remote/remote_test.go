@@ -20,7 +20,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/extauthz/policy"
 )
 
@@ -125,11 +124,11 @@ type rig struct {
 	reg    *prometheus.Registry
 }
 
-func newRig(t *testing.T, c config.PolicyBundle) *rig {
+func newRig(t *testing.T, c Bundle) *rig {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	e := policy.NewPending(policy.Options{RunTests: true, Metrics: policy.NewMetrics(reg)})
-	src, err := New(t.Context(), Options{Config: c, Engine: e, Manual: true})
+	src, err := New(t.Context(), Options{Bundle: c, Engine: e, Manual: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +172,18 @@ func (r *rig) isReady() bool {
 	}
 }
 
-func bundleConfig(url string) config.PolicyBundle {
-	return config.PolicyBundle{URL: url + "/bundles/scopegate.tar.gz", Polling: config.BundlePolling{MinDelay: time.Second, MaxDelay: 2 * time.Second}}
+// signingKey is the bundle signing key in file, as the wiring reads it from the config.
+func signingKey(t *testing.T, file, keyID string) *policy.Signing {
+	t.Helper()
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &policy.Signing{PublicKey: pem, KeyID: keyID, Field: "policy.bundle.signing.public_key_file", File: file}
+}
+
+func bundleConfig(url string) Bundle {
+	return Bundle{URL: url + "/bundles/scopegate.tar.gz", MinDelay: time.Second, MaxDelay: 2 * time.Second}
 }
 
 func TestETagNewRevisionAndBrokenOne(t *testing.T) {
@@ -187,7 +196,7 @@ func TestETagNewRevisionAndBrokenOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := bundleConfig(hs.URL)
-	c.Credentials.BearerTokenFile = tokenFile
+	c.BearerTokenFile = tokenFile
 	r := newRig(t, c)
 	ctx := t.Context()
 	if r.isReady() || r.revision() != "" {
@@ -264,7 +273,7 @@ func TestSignatures(t *testing.T) {
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	c := bundleConfig(hs.URL)
-	c.Signing = &config.Signing{PublicKeyFile: keyFile, KeyID: "global"}
+	c.Signing = signingKey(t, keyFile, "global")
 	r := newRig(t, c)
 	if err := r.src.Trigger(t.Context()); err != nil || r.revision() != "s1" {
 		t.Fatalf("signed bundle: %v, revision %q", err, r.revision())
@@ -368,7 +377,7 @@ func TestPollingStart(t *testing.T) {
 	defer hs.Close()
 	reg := prometheus.NewRegistry()
 	e := policy.NewPending(policy.Options{RunTests: true, Metrics: policy.NewMetrics(reg)})
-	src, err := New(t.Context(), Options{Config: bundleConfig(hs.URL), Engine: e})
+	src, err := New(t.Context(), Options{Bundle: bundleConfig(hs.URL), Engine: e})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,12 +56,12 @@ func TestClientCertificate(t *testing.T) {
 	caFile := write("server-ca.crt", &pem.Block{Type: "CERTIFICATE", Bytes: hs.Certificate().Raw})
 
 	c := bundleConfig(hs.URL)
-	c.Credentials.CAFile = caFile
+	c.CAFile = caFile
 	noCert := newRig(t, c)
 	if err := noCert.src.Trigger(t.Context()); err == nil || noCert.revision() != "" {
 		t.Fatalf("without a client certificate: %v, revision %q; want refused", err, noCert.revision())
 	}
-	c.Credentials.ClientCertFile, c.Credentials.ClientKeyFile = certFile, keyFile
+	c.ClientCertFile, c.ClientKeyFile = certFile, keyFile
 	r := newRig(t, c)
 	if err := r.src.Trigger(t.Context()); err != nil || r.revision() != "t1" {
 		t.Fatalf("with the client certificate: %v, revision %q", err, r.revision())
