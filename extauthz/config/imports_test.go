@@ -11,7 +11,7 @@ const module = "github.com/scopegate/scopegate/"
 // wiring lists the packages that may turn a Config into the runtime packages' Options: the
 // binary, the authz server's assembly, the one-process demo and the load bench. Every other
 // package takes its own Options and must not depend on this one, even indirectly.
-var wiring = []string{"cmd/", "bench/", "extauthz/server", "internal/devstack", "demo/devstack"}
+var wiring = []string{"cmd/", "bench/", "extauthz/server", "demo/devstack"}
 
 // runtimePackages are named by issue 21 as having imported the config: they must exist (so
 // that a rename can't make this test pass by missing them) and stay free of it.
