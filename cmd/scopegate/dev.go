@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/scopegate/scopegate/demo/devstack"
+	"github.com/scopegate/scopegate/demo/parent"
 	"github.com/scopegate/scopegate/internal/logging"
-	"github.com/scopegate/scopegate/internal/parent"
 )
 
 func init() { subcommands = append(subcommands, newDevCmd) }
