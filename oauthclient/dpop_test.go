@@ -1,6 +1,7 @@
 package oauthclient
 
 import (
+	"github.com/scopegate/scopegate/internal/oauth"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -28,7 +29,7 @@ func TestDPoPBoundTokens(t *testing.T) {
 	}
 	boundTo := func(t *testing.T, e *Entry) string {
 		t.Helper()
-		d, err := Decode(e.AccessToken, time.Now())
+		d, err := oauth.Decode(e.AccessToken, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,9 +2,7 @@ package check
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/pem"
 	"net/url"
 	"strconv"
@@ -21,6 +19,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // checkBinding enforces sender-constrained tokens after the token itself verified: a
@@ -109,6 +108,5 @@ func certificateMatches(attrs *authv3.AttributeContext, x5t string) bool {
 	if block == nil || block.Type != "CERTIFICATE" {
 		return false
 	}
-	sum := sha256.Sum256(block.Bytes)
-	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(x5t)) == 1
+	return subtle.ConstantTimeCompare([]byte(oauth.CertificateThumbprint(block.Bytes)), []byte(x5t)) == 1
 }

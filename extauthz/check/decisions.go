@@ -7,10 +7,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
-	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // perToken is what the service derives once per verified token and memoises on the
@@ -44,7 +44,7 @@ type tokenDecision struct {
 }
 
 func (pt *perToken) tokenHash(raw string) string {
-	pt.athOnce.Do(func() { pt.ath = dpop.TokenHash(raw) })
+	pt.athOnce.Do(func() { pt.ath = oauth.TokenHash(raw) })
 	return pt.ath
 }
 

@@ -9,6 +9,8 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
 	"github.com/scopegate/scopegate/internal/redistest"
+
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // With a shared store: the proof's entry lives until the proof's iat + window (plus the
@@ -26,13 +28,13 @@ func TestSharedReplay(t *testing.T) {
 		<-store.Changed()
 	}
 	key := mustKey(t)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	req := func(p string) Request {
-		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}
 	}
 	a := verifier(t, Options{Shared: store})
 	b := verifier(t, Options{Shared: store, SharedFallbackLocal: true})
-	p := sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = now.Add(-50 * time.Second) }))
+	p := sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = now.Add(-50 * time.Second) }))
 	if err := a.VerifyContext(context.Background(), req(p)); err != nil {
 		t.Fatal(err)
 	}
