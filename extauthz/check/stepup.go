@@ -7,9 +7,9 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -124,9 +124,10 @@ func (s *Service) checkRoute(v *policy.View, rec *decisionlog.Record, id *token.
 	if s.o.Shadow || v.Ext[contract.ExtMode] == contract.ModeShadow {
 		return s.shadowAllow(rec, pt, 401, contract.ReasonInsufficientUserAuthentication)
 	}
-	return s.deny(rec, 401, contract.ReasonInsufficientUserAuthentication, denial{status: 401, code: codes.Unauthenticated,
-		errCode: contract.ReasonInsufficientUserAuthentication, description: stepUpDescriptions[u], challenge: true, dpop: dpopScheme,
-		acrValues: r.acrValues, maxAge: r.maxAge, resourceMetadata: resourceMetadata(v)})
+	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication, stepUpDescriptions[u]),
+		dpopScheme, resourceMetadata(v))
+	d.ACRValues, d.MaxAge = r.acrValues, r.maxAge
+	return s.deny(rec, d)
 }
 
 // policyStepUp is the answer to a policy's step-up decision (RFC 9470): 401 with the
@@ -140,10 +141,10 @@ func (s *Service) policyStepUp(v *policy.View, rec *decisionlog.Record, id *toke
 	}
 	rec.StepUp = r.record(s.now(rec))
 	rec.Detail = "the policy asked for step-up: " + rec.StepUp.Detail(id)
-	rec.Allow, rec.Status, rec.Reason = false, 401, contract.ReasonInsufficientUserAuthentication
-	return buildDenial(denial{status: 401, code: codes.Unauthenticated, errCode: contract.ReasonInsufficientUserAuthentication,
-		description: "the request needs a stronger or more recent authentication", challenge: true, dpop: dpopScheme,
-		acrValues: r.acrValues, maxAge: r.maxAge, resourceMetadata: resourceMetadata(v), extra: headerOptions(dec.ResponseHeaders)}, s.denials.dpopAlgs)
+	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication,
+		"the request needs a stronger or more recent authentication"), dpopScheme, resourceMetadata(v))
+	d.ACRValues, d.MaxAge, d.Headers = r.acrValues, r.maxAge, denialHeaders(dec.ResponseHeaders)
+	return s.denyNow(rec, d)
 }
 
 // invalidRoute refuses a request on a route whose requirements authz can't read (only a
@@ -152,9 +153,10 @@ func (s *Service) invalidRoute(v *policy.View, rec *decisionlog.Record) *authv3.
 	ext := v.Ext
 	s.o.Logger.Error("the route's step-up requirements are invalid; denying", "route", ext[contract.ExtRoute],
 		contract.ExtACRValues, ext[contract.ExtACRValues], contract.ExtMaxAge, ext[contract.ExtMaxAge])
-	return s.deny(rec, 500, contract.ReasonInvalidRoute, denial{status: 500, code: codes.Internal, errCode: "server_error",
-		description: "the route's authentication requirements are invalid"})
+	return s.deny(rec, errInvalidRoute)
 }
+
+var errInvalidRoute = denial.New(denial.ServerError, contract.ReasonInvalidRoute, "the route's authentication requirements are invalid")
 
 // now is the time step-up requirements are checked at: the Check's start, or Options.Now.
 func (s *Service) now(rec *decisionlog.Record) time.Time {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/oauth"
 )
@@ -78,50 +79,20 @@ type Request struct {
 	JKT       string // the token's cnf.jkt
 }
 
-// Error is a refused proof. Reason is a fixed label; Description is short and never echoes
-// the proof or the token. Nonce is set for use_dpop_nonce: the client must retry with it.
-type Error struct {
-	Reason      string
-	Description string
-	Nonce       string
-	// Unavailable marks our side's fault (the replay cache is full): 503, not 401.
-	Unavailable bool
-	// TooMany marks a key that used up its replay-cache quota: 429, RetryAfter later.
-	TooMany    bool
-	RetryAfter time.Duration
+// invalid is a proof that fails a check of its own: 401 invalid_dpop_proof.
+func invalid(desc string) *denial.Denial {
+	return denial.New(denial.InvalidDPoPProof, contract.ReasonInvalidDPoPProof, desc)
 }
-
-func (e *Error) Error() string { return e.Reason + ": " + e.Description }
-
-// Reasons (metric labels and decision log values).
-const (
-	ReasonInvalidProof = "invalid_dpop_proof"
-	ReasonUseNonce     = "use_dpop_nonce"
-	ReasonReplayed     = "dpop_replayed"
-	ReasonKeyMismatch  = "dpop_key_mismatch"
-	ReasonReplayFull   = "dpop_replay_cache_full"
-	ReasonKeyQuota     = "dpop_key_quota"
-)
-
-// Reasons are every reason above.
-func Reasons() []string {
-	return []string{ReasonInvalidProof, ReasonUseNonce, ReasonReplayed, ReasonKeyMismatch, ReasonReplayFull, ReasonKeyQuota}
-}
-
-func invalid(desc string) *Error { return &Error{Reason: ReasonInvalidProof, Description: desc} }
 
 // Verify checks r's proof; the order is: shape, header (typ, alg, key), signature, claims,
-// binding to the token, nonce, and last the replay cache (so a forged proof can't fill it).
+// binding to the token, nonce, and last the replay caches (so a forged proof can't fill
+// them). A refusal is a *denial.Denial.
 func (v *Verifier) Verify(r Request) error {
 	return v.VerifyContext(context.Background(), r)
 }
 
 // VerifyContext is Verify bounded by ctx: a shared replay store is asked before its deadline.
 func (v *Verifier) VerifyContext(ctx context.Context, r Request) error {
-	return v.verify(ctx, r)
-}
-
-func (v *Verifier) verify(ctx context.Context, r Request) error {
 	now := v.now()
 	p, err := v.proofs.Check(r.Proof, r.Method, r.URI, now)
 	if err != nil {
@@ -131,10 +102,13 @@ func (v *Verifier) verify(ctx context.Context, r Request) error {
 		return invalid("the DPoP proof's ath does not match the access token")
 	}
 	if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(r.JKT)) != 1 {
-		return &Error{Reason: ReasonKeyMismatch, Description: "the DPoP proof is not signed with the key the token is bound to"}
+		return denial.New(denial.InvalidDPoPProof, contract.ReasonDPoPKeyMismatch, "the DPoP proof is not signed with the key the token is bound to")
 	}
 	if v.nonces != nil && !v.nonces.Valid(p.Nonce, now) {
-		return &Error{Reason: ReasonUseNonce, Description: "a fresh DPoP nonce is required", Nonce: v.nonces.Current(now)}
+		// A fresh nonce per answer: the client must retry with it.
+		d := denial.New(denial.UseDPoPNonce, contract.ReasonUseDPoPNonce, "a fresh DPoP nonce is required")
+		d.Nonce = v.nonces.Current(now)
+		return d
 	}
 	if v.shared != nil {
 		if decided, err := v.sharedReplay(ctx, p.JKT, p.JTI, p.IAT, now); decided {
@@ -143,13 +117,25 @@ func (v *Verifier) verify(ctx context.Context, r Request) error {
 	}
 	switch err := v.replay.Add(p.JKT, p.JTI, now); {
 	case errors.Is(err, oauth.ErrProofReplayed):
-		return &Error{Reason: ReasonReplayed, Description: err.Error()}
+		return denial.New(denial.InvalidDPoPProof, contract.ReasonDPoPReplayed, err.Error())
 	case errors.Is(err, oauth.ErrProofKeyQuota):
-		return &Error{Reason: ReasonKeyQuota, Description: err.Error(), TooMany: true, RetryAfter: v.replay.Span()}
+		// This key's share of the replay cache is used up until the generation rotates;
+		// every other key is unaffected.
+		d := denial.New(denial.TooManyRequests, contract.ReasonDPoPKeyQuota, err.Error())
+		d.RetryAfter = v.replay.Span()
+		return d
 	case err != nil:
-		return &Error{Reason: ReasonReplayFull, Description: err.Error(), Unavailable: true}
+		return unavailable(contract.ReasonDPoPReplayCacheFull)
 	}
 	return nil
+}
+
+// unavailable is our side's fault (a replay cache that can't record the proof): 503, to be
+// retried a second later.
+func unavailable(reason contract.Reason) *denial.Denial {
+	d := denial.New(denial.Unavailable, reason, "try again later")
+	d.RetryAfter = time.Second
+	return d
 }
 
 // CurrentNonce is the nonce a response may carry (DPoP-Nonce), "" without nonces.

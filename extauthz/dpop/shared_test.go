@@ -10,6 +10,8 @@ import (
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
 	"github.com/scopegate/scopegate/internal/redistest"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
+	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/internal/oauth"
 )
 
@@ -38,7 +40,7 @@ func TestSharedReplay(t *testing.T) {
 	if err := a.VerifyContext(context.Background(), req(p)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*Error).Reason != ReasonReplayed {
+	if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*denial.Denial).Reason != contract.ReasonDPoPReplayed {
 		t.Fatalf("replay on another verifier: %v", err)
 	}
 	keys := srv.Keys()
@@ -55,13 +57,13 @@ func TestSharedReplay(t *testing.T) {
 	for i := range 2 {
 		p := sign(t, key, "ES256", good())
 		err := a.VerifyContext(context.Background(), req(p))
-		if e, ok := err.(*Error); !ok || e.Reason != ReasonReplayStoreUnavailable || !e.Unavailable {
+		if e, ok := err.(*denial.Denial); !ok || e.Reason != contract.ReasonReplayStoreUnavailable || e.Kind != denial.Unavailable {
 			t.Fatalf("fail closed, proof %d: %v", i, err)
 		}
 		if err := b.VerifyContext(context.Background(), req(p)); err != nil {
 			t.Fatalf("local fallback, proof %d: %v", i, err)
 		}
-		if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*Error).Reason != ReasonReplayed {
+		if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*denial.Denial).Reason != contract.ReasonDPoPReplayed {
 			t.Fatalf("local fallback, replay of proof %d: %v", i, fmt.Sprint(err))
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/policies"
 )
@@ -189,9 +190,9 @@ func TestFailClosedOnEveryPolicyError(t *testing.T) {
 			}
 			start := time.Now()
 			d, err := e.Eval(context.Background(), e.Revision(), sampleInput("orders:read"))
-			var ee *EvalError
-			if !errors.As(err, &ee) || ee.Class != tt.class {
-				t.Fatalf("Eval = %+v, %v; want an EvalError of class %s", d, err, tt.class)
+			var de *denial.Denial
+			if !errors.As(err, &de) || ErrorClass(err) != tt.class || de.Kind != denial.ServerError {
+				t.Fatalf("Eval = %+v, %v; want a failure of class %s", d, err, tt.class)
 			}
 			if d.Allow {
 				t.Fatal("an error allowed")

@@ -1,6 +1,7 @@
 package token
 
 import (
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"sync"
 	"sync/atomic"
 )
@@ -40,9 +41,9 @@ type entry struct {
 	kid    string
 	fp     [32]byte
 
-	is    *issuer // the introspecting issuer; nil for a verified JWS
-	err   *Error  // a cached refusal of an opaque token
-	stale int64   // introspected positive: the token's exp, until which it backs up a failing IdP
+	is    *issuer        // the introspecting issuer; nil for a verified JWS
+	err   *denial.Denial // a cached refusal of an opaque token
+	stale int64          // introspected positive: the token's exp, until which it backs up a failing IdP
 }
 
 // deadAt is when the entry can serve nothing any more.
