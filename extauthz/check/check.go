@@ -103,7 +103,7 @@ func New(o Options) *Service {
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	v := policy.NewView(req)
-	rec := decisionlog.Record{Time: start, Route: v.Ext[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
+	rec := decisionlog.Record{Time: start, Route: v.Route.Name, Method: v.HTTP.GetMethod(), Path: v.Path,
 		RequestID: v.HTTP.GetId(), View: v}
 	var span trace.Span
 	if s.o.Tracer != nil {
@@ -123,7 +123,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	if v.HTTP == nil {
 		return s.deny(rec, errNotHTTP)
 	}
-	if _, named := v.Ext[contract.ExtRoute]; !named && (s.o.Routes != nil || s.o.DenyUnmatched) {
+	if !v.Route.Named && (s.o.Routes != nil || s.o.DenyUnmatched) {
 		if resp := s.route(v, rec); resp != nil {
 			return resp
 		}
@@ -140,10 +140,10 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		d := err.(*denial.Denial) // bearer refuses with nothing else
 		if d.Kind == denial.Unauthorized {
 			// No credentials: a bare challenge, with one description whatever was sent instead.
-			return s.deny(rec, challenged(errNoToken, false, resourceMetadata(v)))
+			return s.deny(rec, challenged(errNoToken, false, v.Route.ResourceMetadata))
 		}
 		// The error goes in the challenge of the scheme the client used (RFC 9449 §7.1).
-		return s.deny(rec, challenged(d, scheme == bearer.SchemeDPoP && s.o.DPoP != nil, resourceMetadata(v)))
+		return s.deny(rec, challenged(d, scheme == bearer.SchemeDPoP && s.o.DPoP != nil, v.Route.ResourceMetadata))
 	}
 	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
 		return s.deny(rec, errNoDPoP)
@@ -159,7 +159,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		}
 		rec.Detail = d.Detail // for the decision log only: the client gets the short description
 		if d.Kind == denial.InvalidToken {
-			d = challenged(d, dpopScheme, resourceMetadata(v))
+			d = challenged(d, dpopScheme, v.Route.ResourceMetadata)
 		}
 		return s.deny(rec, d)
 	}
@@ -170,10 +170,10 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	if resp := s.checkBinding(ctx, v, rec, raw, scheme, id, pt); resp != nil {
 		return resp
 	}
-	req, ok := routeRequirement(v.Ext)
-	if !ok {
+	if v.RouteErr != nil {
 		return s.invalidRoute(v, rec)
 	}
+	req := requirementOf(&v.Route)
 	if s.o.Policy == nil {
 		if resp := s.checkRoute(v, rec, id, pt, &req, dpopScheme); resp != nil {
 			return resp
@@ -190,7 +190,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 // decision returned is shared: read it, never change it.
 func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, rev *policy.Revision) (*policy.Decision, error) {
 	rec.Revision = rev.ID
-	key, cacheable := cacheKey(rev, v.Ext, v.HTTP.GetMethod())
+	key, cacheable := cacheKey(rev, &v.Route, v.HTTP.GetMethod())
 	if cacheable {
 		if d, ok := pt.decision(key); ok {
 			s.o.Metrics.decision(fromToken)
@@ -230,9 +230,8 @@ func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog
 // authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass);
 // a request the policy allows must then meet the route's step-up requirement.
 func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, req *requirement, dpopScheme bool) *authv3.CheckResponse {
-	ext := v.Ext
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
-	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
+	shadow := s.o.Shadow || v.Route.Shadow
 	rev := s.o.Policy.Revision()
 	if rev == nil {
 		// A bundle-server policy that has not arrived yet: fail closed, like keys never fetched.
@@ -248,7 +247,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 	if err != nil {
 		class := policy.ErrorClass(err)
 		s.o.Metrics.policyError(class)
-		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", ext[contract.ExtRoute])
+		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", v.Route.Name)
 		if shadow {
 			return s.shadowAllow(rec, pt, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class)
 		}
@@ -278,8 +277,8 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		if len(dec.MissingScopes) > 0 {
 			// RFC 6750 §3.1: the challenge names the scope the resource needs.
 			d.Kind, d.Status, d.Description = denial.InsufficientScope, 0, "the token lacks a required scope"
-			d.Scope = strings.Join(policy.RouteFrom(ext).Scopes, " ")
-			d.ResourceMetadata = resourceMetadata(v)
+			d.Scope = strings.Join(v.Route.ScopeList(), " ")
+			d.ResourceMetadata = v.Route.ResourceMetadata
 		}
 		return s.denyNow(rec, d)
 	}
@@ -336,25 +335,6 @@ func (s *Service) deny(rec *decisionlog.Record, d *denial.Denial) *authv3.CheckR
 func (s *Service) denyNow(rec *decisionlog.Record, d *denial.Denial) *authv3.CheckResponse {
 	rec.Allow, rec.Status, rec.Reason = false, d.HTTPStatus(), d.Reason
 	return d.Response(s.denials.dpopAlgs)
-}
-
-// maxMetadataURL bounds the resource_metadata URL taken from a route's context extensions.
-const maxMetadataURL = 1024
-
-// resourceMetadata is the route's RFC 9728 metadata document URL for the challenge, or "" when
-// the route names none, or names something that is not a plain http(s) URL fit for a quoted
-// string (so a bad route label can never break the header).
-func resourceMetadata(v *policy.View) string {
-	u := v.Ext[contract.ExtResourceMetadata]
-	if u == "" || len(u) > maxMetadataURL || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) {
-		return ""
-	}
-	for i := 0; i < len(u); i++ {
-		if c := u[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return ""
-		}
-	}
-	return u
 }
 
 func (s *Service) memo(id *token.Identity) *perToken {

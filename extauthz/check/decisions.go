@@ -96,23 +96,11 @@ func (pt *perToken) remember(k decisionKey, d *policy.Decision) {
 // cacheKey returns the decision key when rev's decisions may be reused for this request:
 // the policy reads nothing of the request beyond the method, and the route carries no
 // extension beyond route, scopes, mode and its step-up requirements.
-func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
-	if !rev.Reads.Cacheable {
+func cacheKey(rev *policy.Revision, r *contract.RouteExt, method string) (decisionKey, bool) {
+	if !rev.Reads.Cacheable || !r.DecisionOnly() {
 		return decisionKey{}, false
 	}
-	// One lookup per name, values kept: this runs on every Check of a cacheable revision.
-	var vals [5]string
-	n := 0
-	for i, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues, contract.ExtMaxAge} {
-		if v, ok := ext[name]; ok {
-			vals[i] = v
-			n++
-		}
-	}
-	if n != len(ext) {
-		return decisionKey{}, false
-	}
-	return decisionKey{rev: rev, route: vals[0], scopes: vals[1], mode: vals[2], acrValues: vals[3], maxAge: vals[4], method: method}, true
+	return decisionKey{rev: rev, route: r.Name, scopes: r.Scopes, mode: r.Mode, acrValues: r.ACRValues, maxAge: r.MaxAge, method: method}, true
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can

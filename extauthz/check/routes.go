@@ -35,8 +35,8 @@ func (s *Service) route(v *policy.View, rec *decisionlog.Record) *authv3.CheckRe
 		rec.Route, rec.Allow, rec.Status = m.Name, true, 200
 		return s.public
 	}
-	v.Ext = m.Extensions
-	rec.Route, rec.View.Ext = m.Name, m.Extensions
+	v.SetRoute(m.Extensions)
+	rec.Route, rec.View.Route, rec.View.RouteErr = m.Name, v.Route, v.RouteErr
 	return nil
 }
 
