@@ -1,12 +1,13 @@
 package oauthclient
 
 import (
-	"github.com/scopegate/scopegate/internal/oauth"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // The demo provider binds tokens to the key of the DPoP proof sent with the token request

@@ -2,9 +2,10 @@ package bearer
 
 import (
 	"errors"
-	"github.com/scopegate/scopegate/extauthz/denial"
 	"strings"
 	"testing"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
 )
 
 func TestExtract(t *testing.T) {

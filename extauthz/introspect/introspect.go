@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/scopegate/scopegate/internal/backoff"
 	"github.com/scopegate/scopegate/internal/oauth"
 )

@@ -25,6 +25,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
 	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
 )

@@ -1,9 +1,10 @@
 package token
 
 import (
-	"github.com/scopegate/scopegate/extauthz/denial"
 	"sync"
 	"sync/atomic"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
 )
 
 // cacheShards spreads the lock: a Check on every request must not serialise on one mutex.

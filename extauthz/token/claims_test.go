@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/scopegate/scopegate/extauthz/denial"
 )
 

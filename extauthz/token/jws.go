@@ -7,9 +7,10 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/valyala/fastjson"
+
 	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
-	"github.com/valyala/fastjson"
 )
 
 // The JWS compact serialization (RFC 7515 §7.1) is split and decoded here; jwt/v5's own

@@ -65,3 +65,14 @@ func TestDecodeClaims(t *testing.T) {
 		t.Errorf("bad base64: %v", err)
 	}
 }
+
+func TestUnverifiedPayload(t *testing.T) {
+	if p, err := UnverifiedPayload("e30.eyJhIjoxfQ.sig"); err != nil || string(p) != `{"a":1}` {
+		t.Errorf("payload %q, %v", p, err)
+	}
+	for _, bad := range []string{"e30.e30", "e30.!!.x", "a.b.c.d"} {
+		if _, err := UnverifiedPayload(bad); err == nil {
+			t.Errorf("%q decoded", bad)
+		}
+	}
+}
