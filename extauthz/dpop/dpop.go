@@ -1,7 +1,10 @@
-// Package dpop checks DPoP proofs (RFC 9449) at the resource server: the proof is a JWS the
-// client signs per request with the key its access token is bound to (cnf.jkt), naming the
-// request's method and URI and the hash of the token. A stolen token is useless without the
-// key, and a copied proof is useless on another request, or twice.
+// Package dpop is the gate's side of DPoP (RFC 9449): a proof is a JWS the client signs per
+// request with the key its access token is bound to (cnf.jkt), naming the request's method and
+// URI and the hash of the token. A stolen token is useless without the key, and a copied proof
+// is useless on another request, or twice. What a proof says by itself is checked by
+// internal/oauth (shared with the demo IdP and the CLI); this package adds what only the gate
+// does: the token's hash and key, server nonces (nonce.go), the replay store replicas share
+// (shared.go), and refusals as denials.
 package dpop
 
 import (
