@@ -15,7 +15,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // DPoPKey is the key a client binds its tokens to (RFC 9449): a P-256 key kept as a 0600
@@ -69,11 +69,11 @@ func LoadOrCreateDPoPKey(path string) (*DPoPKey, error) {
 // server), with the access token's hash when calling an API, and the server's nonce if it
 // asked for one.
 func (k *DPoPKey) Proof(method, url, accessToken, nonce string) (string, error) {
-	return dpop.Sign(k.Signer, k.Alg, dpop.ProofClaims{Method: method, URI: url, AccessToken: accessToken, Nonce: nonce})
+	return oauth.SignProof(k.Signer, k.Alg, oauth.ProofClaims{Method: method, URI: url, AccessToken: accessToken, Nonce: nonce})
 }
 
 // Thumbprint is the key's RFC 7638 thumbprint: the cnf.jkt of tokens bound to it.
-func (k *DPoPKey) Thumbprint() (string, error) { return dpop.Thumbprint(k.Signer) }
+func (k *DPoPKey) Thumbprint() (string, error) { return oauth.Thumbprint(k.Signer) }
 
 // Client returns hc sending a DPoP proof with every POST (the token endpoint's requests), so
 // the tokens it gets are bound to k; a server that answers use_dpop_nonce gets one retry with

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // The demo provider binds tokens to the key of the DPoP proof sent with the token request
@@ -28,7 +30,7 @@ func TestDPoPBoundTokens(t *testing.T) {
 	}
 	boundTo := func(t *testing.T, e *Entry) string {
 		t.Helper()
-		d, err := Decode(e.AccessToken, time.Now())
+		d, err := oauth.Decode(e.AccessToken, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/demo/idp"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // A client that presents a certificate (verified against the provider's client CA) on the
@@ -77,7 +78,7 @@ func TestCertificateBoundTokens(t *testing.T) {
 			Issuer: issuer, TokenURL: issuer + idp.PathToken, ClientID: "reporting-job", Secret: "reporting-secret"})
 	}
 	x5tOf := func(e *Entry) string {
-		d, err := Decode(e.AccessToken, time.Now())
+		d, err := oauth.Decode(e.AccessToken, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

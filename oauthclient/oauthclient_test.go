@@ -1,7 +1,6 @@
 package oauthclient
 
 import (
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/demo/idp"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 const idpConfig = `
@@ -193,7 +193,7 @@ func TestLogin(t *testing.T) {
 			if e.Scope != tt.wantScope || e.RefreshToken == "" || e.ClientID != "orders-cli" || e.Grant != "authorization_code" || e.Expired(time.Now(), 0) {
 				t.Fatalf("entry %+v", e)
 			}
-			d, err := Decode(e.AccessToken, time.Now())
+			d, err := oauth.Decode(e.AccessToken, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -329,50 +329,5 @@ func TestCache(t *testing.T) {
 	}
 	if _, err := c.Get(""); err == nil || !strings.Contains(err.Error(), c.Path) {
 		t.Errorf("corrupt cache: %v, want an error naming the file", err)
-	}
-}
-
-func TestDecode(t *testing.T) {
-	// {"alg":"none","typ":"at+jwt"} . {"sub":"alice","exp":2000000000}
-	tok := "eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.eyJzdWIiOiJhbGljZSIsImV4cCI6MjAwMDAwMDAwMH0.sig"
-	tests := []struct {
-		name, token, wantErr string
-	}{
-		{"ok", tok, ""},
-		{"bearer prefix", "Bearer " + tok, ""},
-		{"two parts", "a.b", "3"},
-		{"bad base64", "!!.e30.x", "JWT header"},
-		{"claims not an object", "e30.WzFd.x", "JWT claims"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d, err := Decode(tt.token, time.Unix(1999999000, 0))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d.Header["typ"] != "at+jwt" || d.Claims["sub"] != "alice" || d.Times["exp"] != "2033-05-18T03:33:20Z" || d.Expires != "in 16m40s" {
-				t.Fatalf("decoded %+v", d)
-			}
-		})
-	}
-}
-
-func TestDecodeSaysWhenItExpired(t *testing.T) {
-	for _, tt := range []struct {
-		left time.Duration
-		want string
-	}{{43 * time.Second, "expired 43s ago"}, {-5 * time.Minute, "in 5m0s"}, {0, "expired 0s ago"}} {
-		// a token with exp = 2000000000, read tt.left after (or before) it
-		claims := base64.RawURLEncoding.EncodeToString([]byte(`{"exp":2000000000}`))
-		d, err := Decode("e30."+claims+".x", time.Unix(2000000000, 0).Add(tt.left))
-		if err != nil || d.Expires != tt.want {
-			t.Errorf("%v after exp: %q, %v; want %q", tt.left, d.Expires, err, tt.want)
-		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +29,7 @@ import (
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/policies"
 )
 
@@ -373,11 +373,11 @@ func checkUnverified(ctx context.Context, f *checkFlags, req *authv3.CheckReques
 	)
 	switch {
 	case f.tok != "":
-		id, err = decodeClaims(tokenPayload(f.tok))
+		id, err = unverifiedIdentity(f.tok)
 	case f.claimsFile != "":
 		var raw []byte
 		if raw, err = readFileOrStdin(f.claimsFile); err == nil {
-			id, err = decodeClaims(raw, nil)
+			id, err = decodeClaims(raw)
 		}
 		if err == nil && bearerToken(req) == "" {
 			// The Check service needs a credential to get to its verifier; this one is a
@@ -496,29 +496,28 @@ func bearerToken(req *authv3.CheckRequest) string {
 	return tok
 }
 
-func tokenPayload(tok string) ([]byte, error) {
-	parts := strings.Split(strings.TrimPrefix(tok, "Bearer "), ".")
-	if len(parts) != 3 {
-		return nil, errors.New("--token: not a JWS compact token")
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+// unverifiedIdentity builds an identity from a token's claims, decoded without checking
+// anything, the way the verifier would after its checks.
+func unverifiedIdentity(tok string) (*token.Identity, error) {
+	claims, err := oauth.DecodeClaims(tok)
 	if err != nil {
-		return nil, fmt.Errorf("--token: payload is not base64url: %w", err)
+		return nil, fmt.Errorf("--token: %w", err)
 	}
-	return b, nil
+	return identityFrom(claims)
 }
 
 // decodeClaims builds an identity from claims JSON, the way the verifier would after checks.
-func decodeClaims(raw []byte, err error) (*token.Identity, error) {
-	if err != nil {
-		return nil, err
-	}
+func decodeClaims(raw []byte) (*token.Identity, error) {
 	var claims map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber() // 1764460800 stays an integer, not 1.7644608e+09
 	if err := dec.Decode(&claims); err != nil {
 		return nil, fmt.Errorf("claims: %w", err)
 	}
+	return identityFrom(claims)
+}
+
+func identityFrom(claims map[string]any) (*token.Identity, error) {
 	return token.IdentityFromClaims("unverified", claims, []string{"scope", "scp"}, []string{"client_id", "azp", "cid"})
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/oauthclient"
 )
 
@@ -447,7 +448,7 @@ func newTokenShowCmd() *cobra.Command {
 					tok = e.IDToken
 				}
 			}
-			d, err := oauthclient.Decode(tok, time.Now())
+			d, err := oauth.Decode(tok, time.Now())
 			if err != nil {
 				return err
 			}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/demo/idp"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/oauthclient"
 )
 
@@ -166,7 +167,7 @@ func TestTokenStepUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := oauthclient.Decode(e.AccessToken, time.Now())
+		d, err := oauth.Decode(e.AccessToken, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,6 +40,7 @@ import (
 	"github.com/scopegate/scopegate/demo/idp"
 	authzconfig "github.com/scopegate/scopegate/extauthz/config"
 	"github.com/scopegate/scopegate/internal/checkreq"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/envoysim"
 	"github.com/scopegate/scopegate/oauthclient"
 )
@@ -546,9 +547,9 @@ func (s *stack) clientCredentials(t *testing.T, id, secret string) *oauthclient.
 	return e
 }
 
-func claims(t *testing.T, tok string) *oauthclient.Decoded {
+func claims(t *testing.T, tok string) *oauth.Decoded {
 	t.Helper()
-	d, err := oauthclient.Decode(tok, time.Now())
+	d, err := oauth.Decode(tok, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

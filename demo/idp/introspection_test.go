@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -118,14 +119,14 @@ func TestVerifierIntrospectsDemoTokens(t *testing.T) {
 		t.Fatalf("identity = %+v", id)
 	}
 	ti.clock.Advance(DefaultAccessTokenLifetime + time.Second)
-	var te *token.Error
+	var te *denial.Denial
 	if _, err := v.Verify(context.Background(), tr.AccessToken); err == nil || !asTokenError(err, &te) || te.Reason != contract.ReasonInactive {
 		t.Fatalf("expired opaque token: %v; want inactive", err)
 	}
 }
 
-func asTokenError(err error, te **token.Error) bool {
-	e, ok := err.(*token.Error)
+func asTokenError(err error, te **denial.Denial) bool {
+	e, ok := err.(*denial.Denial)
 	*te = e
 	return ok
 }

@@ -3,8 +3,6 @@ package idp
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +18,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/text/language"
 
-	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // Paths served on the provider listener. Discovery is at /.well-known/openid-configuration.
@@ -48,8 +46,9 @@ type Provider struct {
 	handler http.Handler
 	metrics *metrics
 	now     func() time.Time
-	proofs  *dpop.Verifier // DPoP proofs at the token endpoint
-	crypto  op.Crypto      // seals opaque access tokens (the library's format)
+	proofs  *oauth.ProofChecker // DPoP proofs at the token endpoint (RFC 9449 §5)
+	replay  *oauth.ReplayCache  // and the proofs already used there
+	crypto  op.Crypto           // seals opaque access tokens (the library's format)
 	// drainCut ends Serve's drain early (nil: never).
 	drainCut <-chan struct{}
 }
@@ -82,11 +81,12 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	proofs, err := dpop.New(dpop.Options{Now: o.now})
+	proofs, err := oauth.NewProofChecker(nil, 0)
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{cfg: cfg, log: log, keys: keys, now: o.now, metrics: newMetrics(o.registry), proofs: proofs, drainCut: o.drainCut}
+	p := &Provider{cfg: cfg, log: log, keys: keys, now: o.now, metrics: newMetrics(o.registry), proofs: proofs, drainCut: o.drainCut,
+		replay: oauth.NewReplayCache(0, 0, oauth.ReplaySpan(proofs.Window()))}
 	p.store = newStorage(cfg, keys, PathLogin, o.now)
 
 	var cryptoKey [32]byte // encrypts authorization codes; new per process
@@ -331,8 +331,7 @@ type certKey struct{}
 func withClientCertificate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.PeerCertificates) > 0 {
-			sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
-			r = r.WithContext(context.WithValue(r.Context(), certKey{}, base64.RawURLEncoding.EncodeToString(sum[:])))
+			r = r.WithContext(context.WithValue(r.Context(), certKey{}, oauth.CertificateThumbprint(r.TLS.PeerCertificates[0].Raw)))
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -355,15 +354,17 @@ func (s *server) proofKey(h http.Header) (string, error) {
 	default:
 		return "", invalidDPoPProof("exactly one DPoP proof is allowed")
 	}
-	jkt, err := s.p.proofs.KeyOf(proofs[0], http.MethodPost, s.p.cfg.Issuer+PathToken)
-	if err != nil {
-		var e *dpop.Error
-		if errors.As(err, &e) {
-			return "", invalidDPoPProof(e.Description)
-		}
-		return "", invalidDPoPProof("the DPoP proof is invalid")
+	// No access token exists yet, so no ath is expected; the key's thumbprint is the cnf.jkt
+	// the issued token is bound to.
+	now := s.p.now()
+	p, err := s.p.proofs.Check(proofs[0], http.MethodPost, s.p.cfg.Issuer+PathToken, now)
+	if err == nil {
+		err = s.p.replay.Add(p.JKT, p.JTI, now)
 	}
-	return jkt, nil
+	if err != nil {
+		return "", invalidDPoPProof(err.Error())
+	}
+	return p.JKT, nil
 }
 
 // invalidDPoPProof is RFC 9449 §5's 400 invalid_dpop_proof.

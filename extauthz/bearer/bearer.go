@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
 )
 
@@ -30,25 +31,16 @@ func (s Scheme) String() string {
 // DefaultMaxBytes is the default size limit of a token.
 const DefaultMaxBytes = 8 << 10
 
-// Error says why no token could be taken; Reason is a short fixed label (safe as a metric label).
-type Error struct {
-	// Missing is true when the request simply carries no bearer credentials: RFC 6750 §3.1 says
-	// such a challenge has no error code. Every other Error is a malformed request (400).
-	Missing     bool
-	Reason      string
-	Description string
-}
-
-func (e *Error) Error() string { return e.Reason + ": " + e.Description }
-
+// Refusals: a request with no bearer credentials gets a bare challenge (RFC 6750 §3.1 says
+// it has no error code); every other is a malformed request (400 invalid_request).
 var (
-	errMissing       = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "no bearer token in the request"}
-	errOtherScheme   = &Error{Missing: true, Reason: contract.ReasonMissingToken, Description: "the Authorization scheme is not Bearer or DPoP"}
-	errSeveral       = &Error{Reason: contract.ReasonInvalidRequest, Description: "more than one Authorization header"}
-	errMalformed     = &Error{Reason: contract.ReasonInvalidRequest, Description: "malformed credentials in the Authorization header"}
-	errTooLarge      = &Error{Reason: contract.ReasonTokenTooLarge, Description: "the bearer token exceeds the size limit"}
-	errInQuery       = &Error{Reason: contract.ReasonInvalidRequest, Description: "access tokens are not accepted in the query string"}
-	errNotSingleLine = &Error{Reason: contract.ReasonInvalidRequest, Description: "the Authorization header holds several values"}
+	errMissing       = denial.New(denial.Unauthorized, contract.ReasonMissingToken, "no bearer token in the request")
+	errOtherScheme   = denial.New(denial.Unauthorized, contract.ReasonMissingToken, "the Authorization scheme is not Bearer or DPoP")
+	errSeveral       = denial.New(denial.InvalidRequest, contract.ReasonInvalidRequest, "more than one Authorization header")
+	errMalformed     = denial.New(denial.InvalidRequest, contract.ReasonInvalidRequest, "malformed credentials in the Authorization header")
+	errTooLarge      = denial.New(denial.InvalidRequest, contract.ReasonTokenTooLarge, "the bearer token exceeds the size limit")
+	errInQuery       = denial.New(denial.InvalidRequest, contract.ReasonInvalidRequest, "access tokens are not accepted in the query string")
+	errNotSingleLine = denial.New(denial.InvalidRequest, contract.ReasonInvalidRequest, "the Authorization header holds several values")
 )
 
 // Request is what Extract reads: the Authorization values (as Envoy lists them) and the raw query.
@@ -59,7 +51,7 @@ type Request struct {
 	RawQuery      string
 }
 
-// Extract returns the token and its scheme, or an *Error; with an error, the scheme is the
+// Extract returns the token and its scheme, or a *denial.Denial; with an error, the scheme is the
 // one the client named when it named Bearer or DPoP (so the refusal goes in that scheme's
 // challenge), SchemeBearer otherwise. maxBytes <= 0 means DefaultMaxBytes.
 func Extract(r Request, maxBytes int) (string, Scheme, error) {

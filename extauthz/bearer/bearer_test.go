@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
 )
 
 func TestExtract(t *testing.T) {
@@ -53,11 +55,11 @@ func TestExtract(t *testing.T) {
 				}
 				return
 			}
-			var e *Error
+			var e *denial.Denial
 			if !errors.As(err, &e) {
-				t.Fatalf("Extract = %q, %v; want an *Error %s", got, err, tt.wantReason)
+				t.Fatalf("Extract = %q, %v; want a *denial.Denial %s", got, err, tt.wantReason)
 			}
-			if e.Reason != tt.wantReason || e.Missing != tt.wantMissing {
+			if e.Reason != tt.wantReason || (e.Kind == denial.Unauthorized) != tt.wantMissing {
 				t.Fatalf("error = %+v; want reason %s missing %v", e, tt.wantReason, tt.wantMissing)
 			}
 			if got != "" {

@@ -27,6 +27,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/policies"
@@ -424,7 +425,7 @@ func BenchmarkDPoP(b *testing.B) {
 	})
 	for _, alg := range []string{"ES256", "EdDSA"} {
 		holder := proofKey(b, alg)
-		jkt, err := dpop.Thumbprint(holder)
+		jkt, err := oauth.Thumbprint(holder)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -432,7 +433,7 @@ func BenchmarkDPoP(b *testing.B) {
 			r := newRig(b, []*testissuer.Key{k}, "token-only", 1000)
 			// One key makes every proof: room for all of them (the per-key quota would
 			// otherwise refuse this benchmark's key past its share, as it should a client's).
-			n := max(dpop.DefaultReplayEntries, b.N+1)
+			n := max(oauth.DefaultReplayEntries, b.N+1)
 			proofs, err := dpop.New(dpop.Options{ReplayEntries: n, ReplayEntriesPerKey: n})
 			if err != nil {
 				b.Fatal(err)
@@ -443,7 +444,7 @@ func BenchmarkDPoP(b *testing.B) {
 			tok := testissuer.Sign(k, c, nil)
 			reqs := make([]*authv3.CheckRequest, b.N+1) // a fresh proof per Check, made before the clock runs
 			for i := range reqs {
-				p, err := dpop.Sign(holder, alg, dpop.ProofClaims{Method: "GET", URI: uri, AccessToken: tok})
+				p, err := oauth.SignProof(holder, alg, oauth.ProofClaims{Method: "GET", URI: uri, AccessToken: tok})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -459,7 +460,7 @@ func BenchmarkDPoP(b *testing.B) {
 			}
 		})
 		b.Run("bare-proof-verify/"+alg, func(b *testing.B) {
-			p, err := dpop.Sign(holder, alg, dpop.ProofClaims{Method: "GET", URI: uri, AccessToken: "t"})
+			p, err := oauth.SignProof(holder, alg, oauth.ProofClaims{Method: "GET", URI: uri, AccessToken: "t"})
 			if err != nil {
 				b.Fatal(err)
 			}

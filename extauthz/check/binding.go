@@ -2,25 +2,21 @@ package check
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/pem"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // checkBinding enforces sender-constrained tokens after the token itself verified: a
@@ -31,7 +27,7 @@ import (
 func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisionlog.Record, raw string, scheme bearer.Scheme, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	dpopScheme := scheme == bearer.SchemeDPoP
 	refuse := func(reason, desc string) *authv3.CheckResponse {
-		return s.deny(rec, 401, reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: desc, challenge: true, dpop: dpopScheme, resourceMetadata: resourceMetadata(v)})
+		return s.deny(rec, challenged(denial.New(denial.InvalidToken, reason, desc), dpopScheme, v.Route.ResourceMetadata))
 	}
 	switch {
 	case dpopScheme && id.JKT == "":
@@ -47,7 +43,7 @@ func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisio
 	if id.X5T != "" && !certificateMatches(v.Attrs, id.X5T) {
 		return refuse(contract.ReasonCertificateMismatch, "the token is bound to another client certificate")
 	}
-	if id.JKT == "" && id.X5T == "" && (id.RequireBinding || v.Ext[contract.ExtBinding] == contract.BindingRequired) {
+	if id.JKT == "" && id.X5T == "" && (id.RequireBinding || v.Route.BindingRequired) {
 		return refuse(contract.ReasonBindingRequired, "this resource requires a sender-constrained (DPoP or certificate-bound) token")
 	}
 	return nil
@@ -57,31 +53,25 @@ func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisio
 func (s *Service) checkProof(ctx context.Context, v *policy.View, rec *decisionlog.Record, ath string, id *token.Identity) *authv3.CheckResponse {
 	proof, ok := v.Header("dpop")
 	if !ok || strings.IndexByte(proof, ',') >= 0 { // repeated headers are joined with ","
-		return s.deny(rec, 401, dpop.ReasonInvalidProof, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof,
-			description: "exactly one DPoP proof header is required", challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
+		return s.deny(rec, challenged(errOneProof, true, v.Route.ResourceMetadata))
 	}
 	err := s.o.DPoP.VerifyContext(ctx, dpop.Request{Proof: proof, Method: v.HTTP.GetMethod(), URI: s.requestURI(v), TokenHash: ath, JKT: id.JKT})
 	if err == nil {
 		return nil
 	}
-	e := err.(*dpop.Error)
-	switch {
-	case e.Unavailable:
-		return s.deny(rec, 503, e.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: e.Description, retryAfter: "1"})
-	case e.TooMany:
-		// This key's share of the replay cache is used up until the generation rotates;
-		// every other key is unaffected.
-		return s.deny(rec, 429, e.Reason, denial{status: 429, code: codes.ResourceExhausted, errCode: "temporarily_unavailable", description: e.Description,
-			retryAfter: strconv.Itoa(int(e.RetryAfter.Round(time.Second) / time.Second))})
-	case e.Nonce != "":
+	d := err.(*denial.Denial) // the verifier refuses with nothing else
+	switch d.Kind {
+	case denial.Unavailable, denial.TooManyRequests:
+		return s.deny(rec, d)
+	case denial.UseDPoPNonce:
 		// A fresh nonce per response: not a cacheable denial.
-		d := denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonUseNonce, description: e.Description, challenge: true, dpop: true, resourceMetadata: resourceMetadata(v),
-			extra: []*corev3.HeaderValueOption{header("dpop-nonce", e.Nonce)}}
-		rec.Allow, rec.Status, rec.Reason = false, 401, e.Reason
-		return buildDenial(d, s.denials.dpopAlgs)
+		return s.denyNow(rec, challenged(d, true, v.Route.ResourceMetadata))
 	}
-	return s.deny(rec, 401, e.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: dpop.ReasonInvalidProof, description: e.Description, challenge: true, dpop: true, resourceMetadata: resourceMetadata(v)})
+	return s.deny(rec, challenged(d, true, v.Route.ResourceMetadata))
 }
+
+// errOneProof refuses a DPoP request without exactly one proof.
+var errOneProof = denial.New(denial.InvalidDPoPProof, contract.ReasonInvalidDPoPProof, "exactly one DPoP proof header is required")
 
 // requestURI is the URI a proof's htu must name: scheme, authority and path, without the
 // query (RFC 9449 §4.3), from what Envoy reports or the configured external base URL.
@@ -109,6 +99,5 @@ func certificateMatches(attrs *authv3.AttributeContext, x5t string) bool {
 	if block == nil || block.Type != "CERTIFICATE" {
 		return false
 	}
-	sum := sha256.Sum256(block.Bytes)
-	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(x5t)) == 1
+	return subtle.ConstantTimeCompare([]byte(oauth.CertificateThumbprint(block.Bytes)), []byte(x5t)) == 1
 }

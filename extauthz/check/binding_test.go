@@ -23,6 +23,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
@@ -64,7 +65,7 @@ func newBindingRig(t *testing.T) *bindingRig {
 	k := testissuer.NewKey("k1", "ES256")
 	r := newRig(t, []*testissuer.Key{k}, "token-only", 1000)
 	holder := ecKey(t)
-	jkt, err := dpop.Thumbprint(holder)
+	jkt, err := oauth.Thumbprint(holder)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func (b *bindingRig) token(cnf map[string]any) string {
 }
 
 func (b *bindingRig) proof(t testing.TB, key *ecdsa.PrivateKey, method, uri, tok, nonce string) string {
-	p, err := dpop.Sign(key, "ES256", dpop.ProofClaims{Method: method, URI: uri, AccessToken: tok, Nonce: nonce})
+	p, err := oauth.SignProof(key, "ES256", oauth.ProofClaims{Method: method, URI: uri, AccessToken: tok, Nonce: nonce})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestDPoPKeyQuotaIs429(t *testing.T) {
 		t.Fatalf("429 without Retry-After: %v", last)
 	}
 	other := ecKey(t)
-	otherJKT, _ := dpop.Thumbprint(other)
+	otherJKT, _ := oauth.Thumbprint(other)
 	tok := b.token(map[string]any{"jkt": otherJKT})
 	if code, resp := answer(t, svc, dpopRequest("DPoP", tok, nil, b.proof(t, other, "GET", uri, tok, ""))); code != codes.OK {
 		t.Fatalf("another key: %v", resp)

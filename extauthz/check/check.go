@@ -13,10 +13,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/bearer"
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/routes"
@@ -110,7 +110,7 @@ func New(o Options) *Service {
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	v := policy.NewView(req)
-	rec := decisionlog.Record{Time: start, Route: v.Ext[contract.ExtRoute], Method: v.HTTP.GetMethod(), Path: v.Path,
+	rec := decisionlog.Record{Time: start, Route: v.Route.Name, Method: v.HTTP.GetMethod(), Path: v.Path,
 		RequestID: v.HTTP.GetId(), View: v}
 	var span trace.Span
 	if s.o.Tracer != nil {
@@ -128,9 +128,9 @@ func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 
 func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.Record) *authv3.CheckResponse {
 	if v.HTTP == nil {
-		return s.deny(rec, 400, contract.ReasonInvalidRequest, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: "not an HTTP request"})
+		return s.deny(rec, errNotHTTP)
 	}
-	if _, named := v.Ext[contract.ExtRoute]; !named && (s.o.Routes != nil || s.o.DenyUnmatched) {
+	if !v.Route.Named && (s.o.Routes != nil || s.o.DenyUnmatched) {
 		if resp := s.route(v, rec); resp != nil {
 			return resp
 		}
@@ -144,32 +144,31 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	}
 	raw, scheme, err := bearer.ExtractFirst(first, n, v.RawQuery, s.o.MaxTokenBytes)
 	if err != nil {
-		var be *bearer.Error
-		errors.As(err, &be)
-		if be.Missing {
-			return s.deny(rec, 401, be.Reason, denial{status: 401, code: codes.Unauthenticated, description: "a bearer token is required", challenge: true, resourceMetadata: resourceMetadata(v)})
+		d := err.(*denial.Denial) // bearer refuses with nothing else
+		if d.Kind == denial.Unauthorized {
+			// No credentials: a bare challenge, with one description whatever was sent instead.
+			return s.deny(rec, challenged(errNoToken, false, v.Route.ResourceMetadata))
 		}
 		// The error goes in the challenge of the scheme the client used (RFC 9449 §7.1).
-		return s.deny(rec, 400, be.Reason, denial{status: 400, code: codes.InvalidArgument, errCode: "invalid_request", description: be.Description, challenge: true,
-			dpop: scheme == bearer.SchemeDPoP && s.o.DPoP != nil, resourceMetadata: resourceMetadata(v)})
+		return s.deny(rec, challenged(d, scheme == bearer.SchemeDPoP && s.o.DPoP != nil, v.Route.ResourceMetadata))
 	}
 	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
-		return s.deny(rec, 401, contract.ReasonMissingToken, denial{status: 401, code: codes.Unauthenticated, description: "the DPoP scheme is not accepted here", challenge: true})
+		return s.deny(rec, errNoDPoP)
 	}
 	dpopScheme := scheme == bearer.SchemeDPoP
 	id, err := s.verify(ctx, raw)
 	if err != nil {
-		var te *token.Error
-		if !errors.As(err, &te) {
+		var d *denial.Denial
+		if !errors.As(err, &d) {
 			// Not one of ours: fail closed, say nothing about it to the client.
 			s.o.Logger.Error("token verification failed unexpectedly", "error", err)
-			return s.deny(rec, 503, contract.ReasonInternalError, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "try again later", retryAfter: "5"})
+			return s.deny(rec, errInternal)
 		}
-		rec.Detail = te.Detail // for the decision log only: the client gets the short description
-		if te.Unavailable {
-			return s.deny(rec, 503, te.Reason, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: te.Description, retryAfter: "5"})
+		rec.Detail = d.Detail // for the decision log only: the client gets the short description
+		if d.Kind == denial.InvalidToken {
+			d = challenged(d, dpopScheme, v.Route.ResourceMetadata)
 		}
-		return s.deny(rec, 401, te.Reason, denial{status: 401, code: codes.Unauthenticated, errCode: "invalid_token", description: te.Description, challenge: true, dpop: dpopScheme, resourceMetadata: resourceMetadata(v)})
+		return s.deny(rec, d)
 	}
 	rec.Issuer, rec.Subject, rec.ClientID, rec.KID, rec.JTI, rec.Scopes = id.Issuer, id.Subject, id.ClientID, id.KID, id.JTI, id.ScopeString
 	rec.Identity = id
@@ -178,10 +177,10 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	if resp := s.checkBinding(ctx, v, rec, raw, scheme, id, pt); resp != nil {
 		return resp
 	}
-	req, ok := routeRequirement(v.Ext)
-	if !ok {
+	if v.RouteErr != nil {
 		return s.invalidRoute(v, rec)
 	}
+	req := requirementOf(&v.Route)
 	if s.o.Policy == nil {
 		if resp := s.checkRoute(v, rec, id, pt, &req, dpopScheme); resp != nil {
 			return resp
@@ -198,7 +197,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 // decision returned is shared: read it, never change it.
 func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, rev *policy.Revision) (*policy.Decision, error) {
 	rec.Revision = rev.ID
-	key, cacheable := cacheKey(rev, v.Ext, v.HTTP.GetMethod())
+	key, cacheable := cacheKey(rev, &v.Route, v.HTTP.GetMethod())
 	if cacheable {
 		if d, ok := pt.decision(key); ok {
 			s.o.Metrics.decision(fromToken)
@@ -238,13 +237,12 @@ func (s *Service) evaluate(ctx context.Context, v *policy.View, rec *decisionlog
 // authorize turns the policy's decision into Envoy's answer (shadow mode lets denials pass);
 // a request the policy allows must then meet the route's step-up requirement.
 func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlog.Record, id *token.Identity, pt *perToken, req *requirement, dpopScheme bool) *authv3.CheckResponse {
-	ext := v.Ext
 	// input.route is built only when the policy runs: a reused decision needs only the mode.
-	shadow := s.o.Shadow || ext[contract.ExtMode] == contract.ModeShadow
+	shadow := s.o.Shadow || v.Route.Shadow
 	rev := s.o.Policy.Revision()
 	if rev == nil {
 		// A bundle-server policy that has not arrived yet: fail closed, like keys never fetched.
-		return s.deny(rec, 503, contract.ReasonNoPolicy, denial{status: 503, code: codes.Unavailable, errCode: "temporarily_unavailable", description: "the authorization policy is not loaded yet", retryAfter: "5"})
+		return s.deny(rec, errNoPolicy)
 	}
 	var dec *policy.Decision
 	var err error
@@ -254,17 +252,15 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		dec, err = s.evaluate(ctx, v, rec, id, pt, rev)
 	}
 	if err != nil {
-		var ee *policy.EvalError
-		class := "eval_error"
-		if errors.As(err, &ee) {
-			class = ee.Class
-		}
+		class := policy.ErrorClass(err)
 		s.o.Metrics.policyError(class)
-		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", ext[contract.ExtRoute])
+		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", v.Route.Name)
 		if shadow {
 			return s.shadowAllow(rec, pt, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class)
 		}
-		return s.deny(rec, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class, denial{status: s.o.ErrorStatus, code: codes.Internal, errCode: "server_error", description: "the authorization policy failed"})
+		d := denial.New(denial.ServerError, contract.ReasonPolicyErrorPrefix+class, "the authorization policy failed")
+		d.Status = s.o.ErrorStatus
+		return s.deny(rec, d)
 	}
 	if !dec.Allow {
 		status := dec.Status
@@ -282,16 +278,16 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		if dec.StepUp() {
 			return s.policyStepUp(v, rec, id, dec, dpopScheme)
 		}
-		d := denial{status: status, code: grpcCode(status), errCode: "access_denied", description: "the request is not allowed", extra: headerOptions(dec.ResponseHeaders)}
+		// The policy's own reasons, statuses and headers vary: built each time, not cached.
+		d := &denial.Denial{Kind: denial.AccessDenied, Reason: reason, Status: status, Description: "the request is not allowed",
+			Headers: denialHeaders(dec.ResponseHeaders)}
 		if len(dec.MissingScopes) > 0 {
 			// RFC 6750 §3.1: the challenge names the scope the resource needs.
-			d.status, d.code, d.errCode, d.challenge = 403, codes.PermissionDenied, "insufficient_scope", true
-			d.description = "the token lacks a required scope"
-			d.scope = strings.Join(policy.RouteFrom(ext).Scopes, " ")
-			d.resourceMetadata = resourceMetadata(v)
+			d.Kind, d.Status, d.Description = denial.InsufficientScope, 0, "the token lacks a required scope"
+			d.Scope = strings.Join(v.Route.ScopeList(), " ")
+			d.ResourceMetadata = v.Route.ResourceMetadata
 		}
-		rec.Allow, rec.Status, rec.Reason = false, d.status, reason
-		return buildDenial(d, s.denials.dpopAlgs)
+		return s.denyNow(rec, d)
 	}
 	if resp := s.checkRoute(v, rec, id, pt, req, dpopScheme); resp != nil {
 		return resp
@@ -310,38 +306,42 @@ func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int,
 	return pt.allow
 }
 
-func (s *Service) deny(rec *decisionlog.Record, status int, reason string, d denial) *authv3.CheckResponse {
-	rec.Allow, rec.Status, rec.Reason = false, status, reason
-	// The metadata URL comes from the control plane's routes: the key set stays bounded by
-	// the config.
-	key := reason + "\x00" + d.description + "\x00" + d.resourceMetadata
-	if d.acrValues != "" || d.maxAge != "" {
-		// From the route's extensions, like the metadata URL: bounded by the config.
-		key += "\x00" + d.acrValues + "\x00" + d.maxAge
+// Refusals of the Check itself that depend on nothing of the request.
+var (
+	errNotHTTP  = denial.New(denial.NotHTTP, contract.ReasonInvalidRequest, "not an HTTP request")
+	errNoToken  = denial.New(denial.Unauthorized, contract.ReasonMissingToken, "a bearer token is required")
+	errNoDPoP   = denial.New(denial.Unauthorized, contract.ReasonMissingToken, "the DPoP scheme is not accepted here")
+	errInternal = denial.New(denial.Unavailable, contract.ReasonInternalError, "try again later")
+	errNoPolicy = denial.New(denial.Unavailable, contract.ReasonNoPolicy, "the authorization policy is not loaded yet")
+)
+
+// challenged is d (perhaps a shared sentinel, so copied) with what its challenge says of
+// this request: whether the client used the DPoP scheme, and the route's metadata URL.
+func challenged(d *denial.Denial, dpopScheme bool, resourceMetadata string) *denial.Denial {
+	c := *d
+	c.DPoP, c.ResourceMetadata = dpopScheme, resourceMetadata
+	return &c
+}
+
+// deny answers with d, built once per distinct refusal: d must depend only on fixed strings
+// and the route's own values (metadata URL, step-up requirements), which keep the set of
+// answers bounded by our reasons and the config.
+func (s *Service) deny(rec *decisionlog.Record, d *denial.Denial) *authv3.CheckResponse {
+	rec.Allow, rec.Status, rec.Reason = false, d.HTTPStatus(), d.Reason
+	key := d.Reason + "\x00" + d.Description + "\x00" + d.ResourceMetadata
+	if d.ACRValues != "" || d.MaxAge != "" {
+		key += "\x00" + d.ACRValues + "\x00" + d.MaxAge
 	}
-	if d.dpop {
+	if d.DPoP {
 		key += "\x00dpop"
 	}
 	return s.denials.get(key, d)
 }
 
-// maxMetadataURL bounds the resource_metadata URL taken from a route's context extensions.
-const maxMetadataURL = 1024
-
-// resourceMetadata is the route's RFC 9728 metadata document URL for the challenge, or "" when
-// the route names none, or names something that is not a plain http(s) URL fit for a quoted
-// string (so a bad route label can never break the header).
-func resourceMetadata(v *policy.View) string {
-	u := v.Ext[contract.ExtResourceMetadata]
-	if u == "" || len(u) > maxMetadataURL || !(strings.HasPrefix(u, "https://") || strings.HasPrefix(u, "http://")) {
-		return ""
-	}
-	for i := 0; i < len(u); i++ {
-		if c := u[i]; c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			return ""
-		}
-	}
-	return u
+// denyNow answers with d built for this Check alone (a fresh nonce, a policy's own values).
+func (s *Service) denyNow(rec *decisionlog.Record, d *denial.Denial) *authv3.CheckResponse {
+	rec.Allow, rec.Status, rec.Reason = false, d.HTTPStatus(), d.Reason
+	return d.Response(s.denials.dpopAlgs)
 }
 
 func (s *Service) memo(id *token.Identity) *perToken {
@@ -386,7 +386,7 @@ func (s *Service) allow(id *token.Identity, extra, respHeaders []policy.Header) 
 		if s.isIdentityHeader(x.Name) {
 			continue // the policy can't overwrite the verified identity
 		}
-		ok.Headers = append(ok.Headers, header(x.Name, x.Value))
+		ok.Headers = append(ok.Headers, denial.HeaderOption(x.Name, x.Value))
 	}
 	ok.ResponseHeadersToAdd = headerOptions(respHeaders)
 	return &authv3.CheckResponse{Status: okStatus, HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok}}
@@ -407,23 +407,19 @@ func headerOptions(hs []policy.Header) []*corev3.HeaderValueOption {
 	}
 	out := make([]*corev3.HeaderValueOption, len(hs))
 	for i, x := range hs {
-		out[i] = header(x.Name, x.Value)
+		out[i] = denial.HeaderOption(x.Name, x.Value)
 	}
 	return out
 }
 
-func grpcCode(status int) codes.Code {
-	switch {
-	case status == 401:
-		return codes.Unauthenticated
-	case status == 403:
-		return codes.PermissionDenied
-	case status == 429:
-		return codes.ResourceExhausted
-	case status >= 500:
-		return codes.Unavailable
-	case status >= 400:
-		return codes.InvalidArgument
+// denialHeaders are a policy's response headers on its denial.
+func denialHeaders(hs []policy.Header) []denial.Header {
+	if len(hs) == 0 {
+		return nil
 	}
-	return codes.PermissionDenied
+	out := make([]denial.Header, len(hs))
+	for i, x := range hs {
+		out[i] = denial.Header{Name: x.Name, Value: x.Value}
+	}
+	return out
 }

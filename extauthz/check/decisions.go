@@ -7,10 +7,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
-	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // perToken is what the service derives once per verified token and memoises on the
@@ -44,7 +44,7 @@ type tokenDecision struct {
 }
 
 func (pt *perToken) tokenHash(raw string) string {
-	pt.athOnce.Do(func() { pt.ath = dpop.TokenHash(raw) })
+	pt.athOnce.Do(func() { pt.ath = oauth.TokenHash(raw) })
 	return pt.ath
 }
 
@@ -96,23 +96,11 @@ func (pt *perToken) remember(k decisionKey, d *policy.Decision) {
 // cacheKey returns the decision key when rev's decisions may be reused for this request:
 // the policy reads nothing of the request beyond the method, and the route carries no
 // extension beyond route, scopes, mode and its step-up requirements.
-func cacheKey(rev *policy.Revision, ext map[string]string, method string) (decisionKey, bool) {
-	if !rev.Reads.Cacheable {
+func cacheKey(rev *policy.Revision, r *contract.RouteExt, method string) (decisionKey, bool) {
+	if !rev.Reads.Cacheable || !r.DecisionOnly() {
 		return decisionKey{}, false
 	}
-	// One lookup per name, values kept: this runs on every Check of a cacheable revision.
-	var vals [5]string
-	n := 0
-	for i, name := range [...]string{contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues, contract.ExtMaxAge} {
-		if v, ok := ext[name]; ok {
-			vals[i] = v
-			n++
-		}
-	}
-	if n != len(ext) {
-		return decisionKey{}, false
-	}
-	return decisionKey{rev: rev, route: vals[0], scopes: vals[1], mode: vals[2], acrValues: vals[3], maxAge: vals[4], method: method}, true
+	return decisionKey{rev: rev, route: r.Name, scopes: r.Scopes, mode: r.Mode, acrValues: r.ACRValues, maxAge: r.MaxAge, method: method}, true
 }
 
 // sharedDecisions are one shareable revision's decisions, keyed by everything they can

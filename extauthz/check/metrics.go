@@ -6,7 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
-	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -32,9 +31,6 @@ type reasonLabels struct {
 func newReasonLabels() *reasonLabels {
 	l := &reasonLabels{known: map[string]bool{"": true, OtherReason: true}}
 	for _, r := range contract.Reasons() {
-		l.known[r] = true
-	}
-	for _, r := range dpop.Reasons() {
 		l.known[r] = true
 	}
 	for _, c := range policy.ErrorClasses {

@@ -28,6 +28,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
@@ -86,13 +87,13 @@ func TestResponses(t *testing.T) {
 	}
 	bearer := func(t string) string { return "Bearer " + t }
 	holder := ecKey(t)
-	jkt, err := dpop.Thumbprint(holder)
+	jkt, err := oauth.Thumbprint(holder)
 	if err != nil {
 		t.Fatal(err)
 	}
 	boundTok := tok("orders:read", "orders-cli", func(c testissuer.Claims) { c["cnf"] = map[string]any{"jkt": jkt} })
 	proof := func(key *ecdsa.PrivateKey, method, path string) string {
-		p, err := dpop.Sign(key, "ES256", dpop.ProofClaims{Method: method, URI: "https://api.example.com" + path, AccessToken: boundTok})
+		p, err := oauth.SignProof(key, "ES256", oauth.ProofClaims{Method: method, URI: "https://api.example.com" + path, AccessToken: boundTok})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +122,7 @@ func TestResponses(t *testing.T) {
 		})
 	}
 	boundStepUp := signedIn("urn:example:pwd", time.Minute, true)
-	stepUpProof, err := dpop.Sign(holder, "ES256", dpop.ProofClaims{Method: "POST", URI: "https://api.example.com/refunds", AccessToken: boundStepUp})
+	stepUpProof, err := oauth.SignProof(holder, "ES256", oauth.ProofClaims{Method: "POST", URI: "https://api.example.com/refunds", AccessToken: boundStepUp})
 	if err != nil {
 		t.Fatal(err)
 	}

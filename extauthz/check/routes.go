@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/routes"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -24,8 +25,7 @@ func (s *Service) route(v *policy.View, rec *decisionlog.Record) *authv3.CheckRe
 	}
 	switch {
 	case m == nil && s.o.DenyUnmatched:
-		return s.deny(rec, 403, contract.ReasonNoRoute, denial{status: 403, code: codes.PermissionDenied, errCode: "access_denied",
-			description: "no route matched the request"})
+		return s.deny(rec, errNoRoute)
 	case m == nil:
 		return nil
 	case m.Document != nil:
@@ -35,17 +35,19 @@ func (s *Service) route(v *policy.View, rec *decisionlog.Record) *authv3.CheckRe
 		rec.Route, rec.Allow, rec.Status = m.Name, true, 200
 		return s.public
 	}
-	v.Ext = m.Extensions
-	rec.Route, rec.View.Ext = m.Name, m.Extensions
+	v.SetRoute(m.Extensions)
+	rec.Route, rec.View.Route, rec.View.RouteErr = m.Name, v.Route, v.RouteErr
 	return nil
 }
+
+var errNoRoute = denial.New(denial.AccessDenied, contract.ReasonNoRoute, "no route matched the request")
 
 // documentResponse answers the request with the document itself: Envoy sends a denied
 // response's status, headers and body to the client as they are, 200 included.
 func documentResponse(d *routes.Document) *authv3.CheckResponse {
-	headers := []*corev3.HeaderValueOption{header("content-type", d.ContentType)}
+	headers := []*corev3.HeaderValueOption{denial.HeaderOption("content-type", d.ContentType)}
 	if d.CacheControl != "" {
-		headers = append(headers, header("cache-control", d.CacheControl))
+		headers = append(headers, denial.HeaderOption("cache-control", d.CacheControl))
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied), Message: "served by scopegate authz"},

@@ -10,6 +10,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/check"
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/redistest"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
@@ -56,7 +57,7 @@ func BenchmarkSharedState(b *testing.B) {
 		r := newRig(b, []*testissuer.Key{k}, "token-only", 1000)
 		// One client makes every proof here: its key may fill the whole replay cache
 		// (by default one key gets a twentieth of it, fewer than a long run's proofs).
-		local, err := dpop.New(dpop.Options{ReplayEntriesPerKey: dpop.DefaultReplayEntries})
+		local, err := dpop.New(dpop.Options{ReplayEntriesPerKey: oauth.DefaultReplayEntries})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -67,7 +68,7 @@ func BenchmarkSharedState(b *testing.B) {
 		svcLocal := check.New(check.Options{Verifier: r.verifier, DPoP: local, Headers: r.headers})
 		svcShared := check.New(check.Options{Verifier: r.verifier, DPoP: shared, Headers: r.headers})
 		holder := proofKey(b, "ES256")
-		jkt, err := dpop.Thumbprint(holder)
+		jkt, err := oauth.Thumbprint(holder)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -79,7 +80,7 @@ func BenchmarkSharedState(b *testing.B) {
 		// A fresh proof per Check, made before the clock runs.
 		reqs := make([]*authv3.CheckRequest, 3*rounds*batch+1)
 		for i := range reqs {
-			p, err := dpop.Sign(holder, "ES256", dpop.ProofClaims{Method: "GET", URI: "https://api.example.com/orders/42", AccessToken: tok})
+			p, err := oauth.SignProof(holder, "ES256", oauth.ProofClaims{Method: "GET", URI: "https://api.example.com/orders/42", AccessToken: tok})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc/codes"
 
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/contract"
@@ -35,24 +35,9 @@ type requirement struct {
 
 func (r *requirement) any() bool { return r.acrValues != "" || r.maxAge != "" }
 
-// routeRequirement reads the route's acr_values and max_age extensions; ok is false when one
-// is present but not what the control plane writes (the route is refused, never allowed). It
-// does not allocate.
-func routeRequirement(ext map[string]string) (r requirement, ok bool) {
-	if v, has := ext[contract.ExtACRValues]; has {
-		if v == "" {
-			return r, false
-		}
-		r.acrValues = v // checked by unmet before a challenge can name it
-	}
-	if v, has := ext[contract.ExtMaxAge]; has {
-		n, valid := contract.ParseMaxAge(v)
-		if !valid {
-			return r, false
-		}
-		r.maxAge, r.seconds = v, n
-	}
-	return r, true
+// requirementOf is the route's step-up requirement (contract.Parse read it).
+func requirementOf(c *contract.RouteExt) requirement {
+	return requirement{acrValues: c.ACRValues, maxAge: c.MaxAge, seconds: c.MaxAgeSeconds}
 }
 
 // What of a requirement a token fails.
@@ -121,12 +106,13 @@ func (s *Service) checkRoute(v *policy.View, rec *decisionlog.Record, id *token.
 		return nil
 	}
 	rec.Detail = rec.StepUp.Detail(id)
-	if s.o.Shadow || v.Ext[contract.ExtMode] == contract.ModeShadow {
+	if s.o.Shadow || v.Route.Shadow {
 		return s.shadowAllow(rec, pt, 401, contract.ReasonInsufficientUserAuthentication)
 	}
-	return s.deny(rec, 401, contract.ReasonInsufficientUserAuthentication, denial{status: 401, code: codes.Unauthenticated,
-		errCode: contract.ReasonInsufficientUserAuthentication, description: stepUpDescriptions[u], challenge: true, dpop: dpopScheme,
-		acrValues: r.acrValues, maxAge: r.maxAge, resourceMetadata: resourceMetadata(v)})
+	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication, stepUpDescriptions[u]),
+		dpopScheme, v.Route.ResourceMetadata)
+	d.ACRValues, d.MaxAge = r.acrValues, r.maxAge
+	return s.deny(rec, d)
 }
 
 // policyStepUp is the answer to a policy's step-up decision (RFC 9470): 401 with the
@@ -140,21 +126,22 @@ func (s *Service) policyStepUp(v *policy.View, rec *decisionlog.Record, id *toke
 	}
 	rec.StepUp = r.record(s.now(rec))
 	rec.Detail = "the policy asked for step-up: " + rec.StepUp.Detail(id)
-	rec.Allow, rec.Status, rec.Reason = false, 401, contract.ReasonInsufficientUserAuthentication
-	return buildDenial(denial{status: 401, code: codes.Unauthenticated, errCode: contract.ReasonInsufficientUserAuthentication,
-		description: "the request needs a stronger or more recent authentication", challenge: true, dpop: dpopScheme,
-		acrValues: r.acrValues, maxAge: r.maxAge, resourceMetadata: resourceMetadata(v), extra: headerOptions(dec.ResponseHeaders)}, s.denials.dpopAlgs)
+	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication,
+		"the request needs a stronger or more recent authentication"), dpopScheme, v.Route.ResourceMetadata)
+	d.ACRValues, d.MaxAge, d.Headers = r.acrValues, r.maxAge, denialHeaders(dec.ResponseHeaders)
+	return s.denyNow(rec, d)
 }
 
 // invalidRoute refuses a request on a route whose requirements authz can't read (only a
 // control plane other than ours can send one): 500, logged, never an allow.
 func (s *Service) invalidRoute(v *policy.View, rec *decisionlog.Record) *authv3.CheckResponse {
-	ext := v.Ext
-	s.o.Logger.Error("the route's step-up requirements are invalid; denying", "route", ext[contract.ExtRoute],
+	ext := v.Route.Raw // as it came: what was refused
+	s.o.Logger.Error("the route's step-up requirements are invalid; denying", "route", v.Route.Name,
 		contract.ExtACRValues, ext[contract.ExtACRValues], contract.ExtMaxAge, ext[contract.ExtMaxAge])
-	return s.deny(rec, 500, contract.ReasonInvalidRoute, denial{status: 500, code: codes.Internal, errCode: "server_error",
-		description: "the route's authentication requirements are invalid"})
+	return s.deny(rec, errInvalidRoute)
 }
+
+var errInvalidRoute = denial.New(denial.ServerError, contract.ReasonInvalidRoute, "the route's authentication requirements are invalid")
 
 // now is the time step-up requirements are checked at: the Check's start, or Options.Now.
 func (s *Service) now(rec *decisionlog.Record) time.Time {
@@ -169,11 +156,12 @@ func (s *Service) now(rec *decisionlog.Record) time.Time {
 // su) and whether it is met. su is nil when the route requires nothing; err when ext holds a
 // requirement authz refuses to read.
 func StepUpReport(ext map[string]string, id *token.Identity, now time.Time) (su *decisionlog.StepUp, met bool, err error) {
-	r, ok := routeRequirement(ext)
-	if !ok {
+	c, err := contract.Parse(ext)
+	if err != nil {
 		return nil, false, fmt.Errorf("the route's %s %q / %s %q is not what authz accepts (refused with 500 %s)",
 			contract.ExtACRValues, ext[contract.ExtACRValues], contract.ExtMaxAge, ext[contract.ExtMaxAge], contract.ReasonInvalidRoute)
 	}
+	r := requirementOf(&c)
 	if !r.any() {
 		return nil, true, nil
 	}

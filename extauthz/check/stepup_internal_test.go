@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkStepUpRequirement is what a route's step-up requirement adds to a warm Check that
-// meets it: reading acr_values and max_age from the extensions, checking the token against
+// meets it: parsing the route contract (acr_values, max_age and the rest), checking the token against
 // them, and recording both for the decision log; "none" is the same on a route without them.
 // BenchmarkCheck/warm-step-up-interleaved measures the whole Check.
 func BenchmarkStepUpRequirement(b *testing.B) {
@@ -26,10 +26,11 @@ func BenchmarkStepUpRequirement(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				r, ok := routeRequirement(tc.ext)
-				if !ok {
+				c, err := contract.Parse(tc.ext)
+				if err != nil {
 					b.Fatal("invalid")
 				}
+				r := requirementOf(&c)
 				if r.any() {
 					rec := r.record(now)
 					if u, invalid := r.unmet(id, now); u != 0 || invalid || !rec.Applied {

@@ -16,6 +16,7 @@ import (
 	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/checkreq"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 	"github.com/scopegate/scopegate/oauthclient"
 )
@@ -96,7 +97,7 @@ func TestStepUp(t *testing.T) {
 		Policy: policyEngine(t, stepUpPolicy)})
 
 	holder := ecKey(t)
-	jkt, err := dpop.Thumbprint(holder)
+	jkt, err := oauth.Thumbprint(holder)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestStepUp(t *testing.T) {
 	}
 	bearer := func(t string) string { return "Bearer " + t }
 	dpopReq := func(ext map[string]string, tok string) *authv3.CheckRequest {
-		p, err := dpop.Sign(holder, "ES256", dpop.ProofClaims{Method: "POST", URI: "https://api.example.com/refunds", AccessToken: tok})
+		p, err := oauth.SignProof(holder, "ES256", oauth.ProofClaims{Method: "POST", URI: "https://api.example.com/refunds", AccessToken: tok})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scopegate/scopegate/extauthz/decisionlog"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/policy"
 	"github.com/scopegate/scopegate/extauthz/token"
 	"github.com/scopegate/scopegate/internal/tracing"
@@ -77,7 +78,7 @@ func (s *Service) verify(ctx context.Context, raw string) (*token.Identity, erro
 	defer span.End()
 	id, err := s.o.Verifier.Verify(ctx, raw)
 	{
-		var te *token.Error
+		var te *denial.Denial
 		if errors.As(err, &te) {
 			span.SetAttributes(attrReason.String(te.Reason))
 		} else if id != nil {

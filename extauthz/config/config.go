@@ -17,10 +17,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/scopegate/scopegate/extauthz/dpop"
 	"github.com/scopegate/scopegate/internal/certreload"
 	"github.com/scopegate/scopegate/internal/configcheck"
 	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/tracing"
 	"github.com/scopegate/scopegate/internal/yamlfile"
 )
@@ -311,14 +311,6 @@ func validHeaderName(h string) bool {
 // DefaultAlgorithms is the algorithm allow-list when an issuer names none.
 var DefaultAlgorithms = []string{"RS256", "ES256", "EdDSA", "PS256"}
 
-// asymmetric lists every JWS algorithm an issuer may allow: never "none", never HMAC.
-var asymmetric = map[string]bool{
-	"RS256": true, "RS384": true, "RS512": true,
-	"PS256": true, "PS384": true, "PS512": true,
-	"ES256": true, "ES384": true, "ES512": true,
-	"EdDSA": true,
-}
-
 // Load reads, defaults and validates a config file. Relative paths in it are taken relative
 // to the file's folder, and the keys and secrets it names are read (see Validate).
 func Load(path string) (*Config, error) {
@@ -454,16 +446,16 @@ func (c *Config) applyDefaults() {
 		c.Policy.RunTests = &t
 	}
 	if c.DPoPAlgorithms == nil {
-		c.DPoPAlgorithms = append([]string(nil), dpop.DefaultAlgorithms...)
+		c.DPoPAlgorithms = contract.DPoPAlgorithms()
 	}
 	if c.DPoPIATWindow == 0 {
-		c.DPoPIATWindow = dpop.DefaultIATWindow
+		c.DPoPIATWindow = oauth.DefaultIATWindow
 	}
 	if c.DPoPReplayCacheEntries == 0 {
-		c.DPoPReplayCacheEntries = dpop.DefaultReplayEntries
+		c.DPoPReplayCacheEntries = oauth.DefaultReplayEntries
 	}
 	if c.DPoPReplayEntriesPerKey == 0 {
-		c.DPoPReplayEntriesPerKey = max(1, c.DPoPReplayCacheEntries/dpop.ReplayKeyShare)
+		c.DPoPReplayEntriesPerKey = oauth.DefaultReplayEntriesPerKey(c.DPoPReplayCacheEntries)
 	}
 	if c.Policy.Signing != nil {
 		def(&c.Policy.Signing.KeyID, DefaultKeyID)
@@ -641,7 +633,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for _, alg := range is.Algorithms {
-			if !asymmetric[alg] {
+			if !oauth.Asymmetric(alg) {
 				errs.Add(f+".algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
 			}
 		}
@@ -743,7 +735,7 @@ func (c *Config) Validate() error {
 		errs.Add("dpop_algorithms", "at least one algorithm is required")
 	}
 	for _, alg := range c.DPoPAlgorithms {
-		if !dpop.Allowed(alg) {
+		if !oauth.Asymmetric(alg) {
 			errs.Add("dpop_algorithms", "%q is not allowed: asymmetric JWS algorithms only (RS*, PS*, ES*, EdDSA)", alg)
 		}
 	}

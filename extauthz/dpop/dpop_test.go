@@ -12,6 +12,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
+	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 const accessToken = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln"
@@ -37,12 +41,12 @@ func verifier(t testing.TB, o Options) *Verifier {
 	return v
 }
 
-func good() ProofClaims {
-	return ProofClaims{Method: "GET", URI: "https://api.example.com/orders", AccessToken: accessToken, IssuedAt: now}
+func good() oauth.ProofClaims {
+	return oauth.ProofClaims{Method: "GET", URI: "https://api.example.com/orders", AccessToken: accessToken, IssuedAt: now}
 }
 
-func sign(t testing.TB, key crypto.Signer, alg string, c ProofClaims) string {
-	p, err := Sign(key, alg, c)
+func sign(t testing.TB, key crypto.Signer, alg string, c oauth.ProofClaims) string {
+	p, err := oauth.SignProof(key, alg, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,17 +74,17 @@ func forge(t testing.TB, header map[string]any, claims jwt.MapClaims, method jwt
 func TestVerify(t *testing.T) {
 	key := mustKey(t)
 	other := mustKey(t)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	edJKT, _ := Thumbprint(edKey)
+	edJKT, _ := oauth.Thumbprint(edKey)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsaJKT, _ := Thumbprint(rsaKey)
-	with := func(edit func(*ProofClaims)) ProofClaims { c := good(); edit(&c); return c }
+	rsaJKT, _ := oauth.Thumbprint(rsaKey)
+	with := func(edit func(*oauth.ProofClaims)) oauth.ProofClaims { c := good(); edit(&c); return c }
 	claims := func() jwt.MapClaims {
-		return jwt.MapClaims{"jti": "j", "htm": "GET", "htu": "https://api.example.com/orders", "iat": now.Unix(), "ath": TokenHash(accessToken)}
+		return jwt.MapClaims{"jti": "j", "htm": "GET", "htu": "https://api.example.com/orders", "iat": now.Unix(), "ath": oauth.TokenHash(accessToken)}
 	}
 	hdr := func(alg string, jwk any) map[string]any {
 		return map[string]any{"typ": "dpop+jwt", "alg": alg, "jwk": jwk}
@@ -90,7 +94,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsa1024JKT, _ := Thumbprint(rsa1024)
+	rsa1024JKT, _ := oauth.Thumbprint(rsa1024)
 
 	tests := []struct {
 		name   string
@@ -106,51 +110,51 @@ func TestVerify(t *testing.T) {
 		{name: "valid RS256", proof: sign(t, rsaKey, "RS256", good()), jkt: rsaJKT},
 		{name: "valid PS256", proof: sign(t, rsaKey, "PS256", good()), jkt: rsaJKT},
 		{name: "query and fragment ignored", proof: sign(t, key, "ES256", good()), uri: "https://api.example.com/orders"},
-		{name: "htu normalised: case, default port, percent-encoding", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.URI = "HTTPS://API.Example.com:443/%6frders" })), uri: "https://api.example.com/orders"},
-		{name: "htu with query in the proof", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.URI = "https://api.example.com/orders?x=1#f" }))},
-		{name: "wrong htm", proof: sign(t, key, "ES256", good()), method: "POST", reason: ReasonInvalidProof},
-		{name: "htm case differs", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.Method = "get" })), reason: ReasonInvalidProof},
-		{name: "htu of another host", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.URI = "https://evil.example.com/orders" })), reason: ReasonInvalidProof},
-		{name: "htu of another path", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.URI = "https://api.example.com/admin" })), reason: ReasonInvalidProof},
-		{name: "htu of another scheme", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.URI = "http://api.example.com/orders" })), reason: ReasonInvalidProof},
-		{name: "htu of another port", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.URI = "https://api.example.com:8443/orders" })), reason: ReasonInvalidProof},
-		{name: "stale iat", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = now.Add(-2 * time.Minute) })), reason: ReasonInvalidProof},
-		{name: "future iat", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = now.Add(2 * time.Minute) })), reason: ReasonInvalidProof},
-		{name: "iat within the window", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = now.Add(-50 * time.Second) }))},
-		{name: "missing ath", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.AccessToken = "" })), reason: ReasonInvalidProof},
-		{name: "ath of another token", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.AccessToken = "other" })), reason: ReasonInvalidProof},
-		{name: "proof key is not the token's cnf.jkt", proof: sign(t, other, "ES256", good()), reason: ReasonKeyMismatch},
-		{name: "private jwk members", proof: forge(t, hdr("ES256", privJWK), claims(), jwt.SigningMethodES256, key), reason: ReasonInvalidProof},
-		{name: "alg none", proof: forge(t, hdr("none", publicJWK(key)), claims(), nil, nil), reason: ReasonInvalidProof},
-		{name: "HS256", proof: forge(t, hdr("HS256", map[string]any{"kty": "oct", "k": "c2VjcmV0"}), claims(), jwt.SigningMethodHS256, []byte("secret")), reason: ReasonInvalidProof},
-		{name: "signed with another key than its jwk", proof: forge(t, hdr("ES256", publicJWK(key)), claims(), jwt.SigningMethodES256, other), reason: ReasonInvalidProof},
-		{name: "jwk type does not fit alg", proof: forge(t, hdr("EdDSA", publicJWK(key)), claims(), jwt.SigningMethodES256, key), reason: ReasonInvalidProof},
-		{name: "no jwk", proof: forge(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256"}, claims(), jwt.SigningMethodES256, key), reason: ReasonInvalidProof},
-		{name: "wrong typ", proof: forge(t, map[string]any{"typ": "JWT", "alg": "ES256", "jwk": publicJWK(key)}, claims(), jwt.SigningMethodES256, key), reason: ReasonInvalidProof},
-		{name: "no jti", proof: forge(t, hdr("ES256", publicJWK(key)), func() jwt.MapClaims { c := claims(); delete(c, "jti"); return c }(), jwt.SigningMethodES256, key), reason: ReasonInvalidProof},
-		{name: "iat not a number", proof: forge(t, hdr("ES256", publicJWK(key)), func() jwt.MapClaims { c := claims(); c["iat"] = "now"; return c }(), jwt.SigningMethodES256, key), reason: ReasonInvalidProof},
-		{name: "oversized proof", proof: strings.Repeat("a", MaxProofBytes+1), reason: ReasonInvalidProof},
-		{name: "not a JWS", proof: "a.b", reason: ReasonInvalidProof},
-		{name: "header not JSON", proof: "bm90IGpzb24.e30.c2ln", reason: ReasonInvalidProof},
+		{name: "htu normalised: case, default port, percent-encoding", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.URI = "HTTPS://API.Example.com:443/%6frders" })), uri: "https://api.example.com/orders"},
+		{name: "htu with query in the proof", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.URI = "https://api.example.com/orders?x=1#f" }))},
+		{name: "wrong htm", proof: sign(t, key, "ES256", good()), method: "POST", reason: contract.ReasonInvalidDPoPProof},
+		{name: "htm case differs", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.Method = "get" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "htu of another host", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.URI = "https://evil.example.com/orders" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "htu of another path", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.URI = "https://api.example.com/admin" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "htu of another scheme", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.URI = "http://api.example.com/orders" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "htu of another port", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.URI = "https://api.example.com:8443/orders" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "stale iat", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = now.Add(-2 * time.Minute) })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "future iat", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = now.Add(2 * time.Minute) })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "iat within the window", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = now.Add(-50 * time.Second) }))},
+		{name: "missing ath", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.AccessToken = "" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "ath of another token", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.AccessToken = "other" })), reason: contract.ReasonInvalidDPoPProof},
+		{name: "proof key is not the token's cnf.jkt", proof: sign(t, other, "ES256", good()), reason: contract.ReasonDPoPKeyMismatch},
+		{name: "private jwk members", proof: forge(t, hdr("ES256", privJWK), claims(), jwt.SigningMethodES256, key), reason: contract.ReasonInvalidDPoPProof},
+		{name: "alg none", proof: forge(t, hdr("none", publicJWK(key)), claims(), nil, nil), reason: contract.ReasonInvalidDPoPProof},
+		{name: "HS256", proof: forge(t, hdr("HS256", map[string]any{"kty": "oct", "k": "c2VjcmV0"}), claims(), jwt.SigningMethodHS256, []byte("secret")), reason: contract.ReasonInvalidDPoPProof},
+		{name: "signed with another key than its jwk", proof: forge(t, hdr("ES256", publicJWK(key)), claims(), jwt.SigningMethodES256, other), reason: contract.ReasonInvalidDPoPProof},
+		{name: "jwk type does not fit alg", proof: forge(t, hdr("EdDSA", publicJWK(key)), claims(), jwt.SigningMethodES256, key), reason: contract.ReasonInvalidDPoPProof},
+		{name: "no jwk", proof: forge(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256"}, claims(), jwt.SigningMethodES256, key), reason: contract.ReasonInvalidDPoPProof},
+		{name: "wrong typ", proof: forge(t, map[string]any{"typ": "JWT", "alg": "ES256", "jwk": publicJWK(key)}, claims(), jwt.SigningMethodES256, key), reason: contract.ReasonInvalidDPoPProof},
+		{name: "no jti", proof: forge(t, hdr("ES256", publicJWK(key)), func() jwt.MapClaims { c := claims(); delete(c, "jti"); return c }(), jwt.SigningMethodES256, key), reason: contract.ReasonInvalidDPoPProof},
+		{name: "iat not a number", proof: forge(t, hdr("ES256", publicJWK(key)), func() jwt.MapClaims { c := claims(); c["iat"] = "now"; return c }(), jwt.SigningMethodES256, key), reason: contract.ReasonInvalidDPoPProof},
+		{name: "oversized proof", proof: strings.Repeat("a", oauth.MaxProofBytes+1), reason: contract.ReasonInvalidDPoPProof},
+		{name: "not a JWS", proof: "a.b", reason: contract.ReasonInvalidDPoPProof},
+		{name: "header not JSON", proof: "bm90IGpzb24.e30.c2ln", reason: contract.ReasonInvalidDPoPProof},
 		// RFC 7515 §4.1.11: a crit extension the verifier does not understand (it understands
 		// none) makes the proof invalid, whatever the rest says.
 		{name: "crit naming an extension", proof: forge(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": publicJWK(key), "crit": []string{"exp"}, "exp": 1}, claims(), jwt.SigningMethodES256, key),
-			reason: ReasonInvalidProof, desc: "critical"},
+			reason: contract.ReasonInvalidDPoPProof, desc: "critical"},
 		{name: "crit empty", proof: forge(t, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": publicJWK(key), "crit": []string{}}, claims(), jwt.SigningMethodES256, key),
-			reason: ReasonInvalidProof, desc: "critical"},
+			reason: contract.ReasonInvalidDPoPProof, desc: "critical"},
 		// Size limits a client meets (README "Sender-constrained tokens").
-		{name: "jti at the limit", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.JTI = strings.Repeat("j", MaxJTIBytes) }))},
-		{name: "jti too long", proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.JTI = strings.Repeat("j", MaxJTIBytes+1) })), reason: ReasonInvalidProof, desc: "jti is too long"},
-		{name: "proof at the size limit", proof: padTo(t, key, MaxProofBytes, false)},
-		{name: "proof just over the size limit", proof: padTo(t, key, MaxProofBytes, true), reason: ReasonInvalidProof, desc: "too large"},
-		{name: "RSA key below 2048 bits", proof: forge(t, hdr("RS256", publicJWK(rsa1024)), claims(), jwt.SigningMethodRS256, rsa1024), jkt: rsa1024JKT, reason: ReasonInvalidProof, desc: "shorter than 2048"},
-		{name: "RSA key of the largest size goes on to the signature", proof: forge(t, hdr("RS256", hugeRSAJWK(t, MaxRSABits)), claims(), nil, nil) + "c2ln", reason: ReasonInvalidProof, desc: "signature is invalid"},
-		{name: "RSA key above the largest size", proof: forge(t, hdr("RS256", hugeRSAJWK(t, MaxRSABits+8)), claims(), nil, nil) + "c2ln", reason: ReasonInvalidProof, desc: "longer than 4096"},
+		{name: "jti at the limit", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.JTI = strings.Repeat("j", oauth.MaxJTIBytes) }))},
+		{name: "jti too long", proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.JTI = strings.Repeat("j", oauth.MaxJTIBytes+1) })), reason: contract.ReasonInvalidDPoPProof, desc: "jti is too long"},
+		{name: "proof at the size limit", proof: padTo(t, key, oauth.MaxProofBytes, false)},
+		{name: "proof just over the size limit", proof: padTo(t, key, oauth.MaxProofBytes, true), reason: contract.ReasonInvalidDPoPProof, desc: "too large"},
+		{name: "RSA key below 2048 bits", proof: forge(t, hdr("RS256", publicJWK(rsa1024)), claims(), jwt.SigningMethodRS256, rsa1024), jkt: rsa1024JKT, reason: contract.ReasonInvalidDPoPProof, desc: "shorter than 2048"},
+		{name: "RSA key of the largest size goes on to the signature", proof: forge(t, hdr("RS256", hugeRSAJWK(t, oauth.MaxRSABits)), claims(), nil, nil) + "c2ln", reason: contract.ReasonInvalidDPoPProof, desc: "signature is invalid"},
+		{name: "RSA key above the largest size", proof: forge(t, hdr("RS256", hugeRSAJWK(t, oauth.MaxRSABits+8)), claims(), nil, nil) + "c2ln", reason: contract.ReasonInvalidDPoPProof, desc: "longer than 4096"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := verifier(t, Options{})
-			r := Request{Proof: tt.proof, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+			r := Request{Proof: tt.proof, Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}
 			if tt.uri != "" {
 				r.URI = tt.uri
 			}
@@ -163,7 +167,7 @@ func TestVerify(t *testing.T) {
 			err := v.Verify(r)
 			got := ""
 			if err != nil {
-				got = err.(*Error).Reason
+				got = err.(*denial.Denial).Reason
 				if strings.Contains(err.Error(), tt.proof) || strings.Contains(err.Error(), accessToken) {
 					t.Fatal("the error echoes the proof or the token")
 				}
@@ -180,42 +184,42 @@ func TestVerify(t *testing.T) {
 
 func TestReplay(t *testing.T) {
 	key := mustKey(t)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	clock := now
 	v := verifier(t, Options{ReplayEntries: 2, ReplayEntriesPerKey: 2, Now: func() time.Time { return clock }})
 	req := func(p string) Request {
-		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}
 	}
 	p := sign(t, key, "ES256", good())
 	if err := v.Verify(req(p)); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Verify(req(p)); err == nil || err.(*Error).Reason != ReasonReplayed {
+	if err := v.Verify(req(p)); err == nil || err.(*denial.Denial).Reason != contract.ReasonDPoPReplayed {
 		t.Fatalf("replayed proof: %v", err)
 	}
 	// A fresh proof of another key fills the generation; a third is refused rather than
 	// forgetting one.
 	other := mustKey(t)
-	otherJKT, _ := Thumbprint(other)
-	if err := v.Verify(Request{Proof: sign(t, other, "ES256", good()), Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: otherJKT}); err != nil {
+	otherJKT, _ := oauth.Thumbprint(other)
+	if err := v.Verify(Request{Proof: sign(t, other, "ES256", good()), Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: otherJKT}); err != nil {
 		t.Fatal(err)
 	}
 	err := v.Verify(req(sign(t, key, "ES256", good())))
-	if e, ok := err.(*Error); !ok || e.Reason != ReasonReplayFull || !e.Unavailable {
+	if e, ok := err.(*denial.Denial); !ok || e.Reason != contract.ReasonDPoPReplayCacheFull || e.Kind != denial.Unavailable {
 		t.Fatalf("full cache: %v", err)
 	}
 	// Two windows later the first generation has rotated out; the replayed proof is still
 	// refused by its iat, never by a forgotten jti.
-	clock = clock.Add(2*DefaultIATWindow + time.Second)
-	if err := v.Verify(req(p)); err == nil || err.(*Error).Reason != ReasonInvalidProof {
+	clock = clock.Add(2*oauth.DefaultIATWindow + time.Second)
+	if err := v.Verify(req(p)); err == nil || err.(*denial.Denial).Reason != contract.ReasonInvalidDPoPProof {
 		t.Fatalf("old proof after rotation: %v", err)
 	}
-	if err := v.Verify(req(sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = clock })))); err != nil {
+	if err := v.Verify(req(sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = clock })))); err != nil {
 		t.Fatalf("fresh proof after rotation: %v", err)
 	}
 }
 
-func with(edit func(*ProofClaims)) ProofClaims { c := good(); edit(&c); return c }
+func with(edit func(*oauth.ProofClaims)) oauth.ProofClaims { c := good(); edit(&c); return c }
 
 // padTo signs a good proof padded (with an extra claim) to the largest size up to n bytes, or
 // (over) the smallest size above n. base64url moves in steps of one or two characters, so
@@ -223,7 +227,7 @@ func with(edit func(*ProofClaims)) ProofClaims { c := good(); edit(&c); return c
 func padTo(t *testing.T, key *ecdsa.PrivateKey, n int, over bool) string {
 	t.Helper()
 	claims := func(pad string) jwt.MapClaims {
-		return jwt.MapClaims{"jti": "padded", "htm": "GET", "htu": "https://api.example.com/orders", "iat": now.Unix(), "ath": TokenHash(accessToken), "pad": pad}
+		return jwt.MapClaims{"jti": "padded", "htm": "GET", "htu": "https://api.example.com/orders", "iat": now.Unix(), "ath": oauth.TokenHash(accessToken), "pad": pad}
 	}
 	hdr := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": publicJWK(key)}
 	base := len(forge(t, hdr, claims(""), jwt.SigningMethodES256, key))
@@ -264,29 +268,29 @@ func hugeRSAJWK(t *testing.T, bits int) map[string]any {
 // and the flooding key is refused with 429 once it used its share.
 func TestReplayQuotaPerKey(t *testing.T) {
 	flooder, honest := mustKey(t), mustKey(t)
-	fJKT, _ := Thumbprint(flooder)
-	hJKT, _ := Thumbprint(honest)
+	fJKT, _ := oauth.Thumbprint(flooder)
+	hJKT, _ := oauth.Thumbprint(honest)
 	v := verifier(t, Options{ReplayEntries: 40}) // a twentieth each: 2 proofs per key and span
 	req := func(key *ecdsa.PrivateKey, jkt string) Request {
-		return Request{Proof: sign(t, key, "ES256", good()), Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+		return Request{Proof: sign(t, key, "ES256", good()), Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}
 	}
 	first := req(honest, hJKT)
 	if err := v.Verify(first); err != nil {
 		t.Fatal(err)
 	}
-	var refused *Error
+	var refused *denial.Denial
 	for range 60 {
 		if err := v.Verify(req(flooder, fJKT)); err != nil {
-			refused = err.(*Error)
+			refused = err.(*denial.Denial)
 		}
 	}
-	if refused == nil || refused.Reason != ReasonKeyQuota || !refused.TooMany || refused.RetryAfter <= 0 {
+	if refused == nil || refused.Reason != contract.ReasonDPoPKeyQuota || refused.Kind != denial.TooManyRequests || refused.RetryAfter <= 0 {
 		t.Fatalf("the flooding key was not stopped at its quota: %+v", refused)
 	}
 	if err := v.Verify(req(honest, hJKT)); err != nil {
 		t.Fatalf("another key's proof after the flood: %v", err)
 	}
-	if err := v.Verify(first); err == nil || err.(*Error).Reason != ReasonReplayed {
+	if err := v.Verify(first); err == nil || err.(*denial.Denial).Reason != contract.ReasonDPoPReplayed {
 		t.Fatalf("the other key's first proof was forgotten (replayable): %v", err)
 	}
 }
@@ -297,23 +301,23 @@ func TestReplayQuotaPerKey(t *testing.T) {
 // phase and however the clock's fractions of a second fall.
 func TestReplayAtTheWindowEdge(t *testing.T) {
 	key := mustKey(t)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	iat := now // whole seconds
-	w := DefaultIATWindow
+	w := oauth.DefaultIATWindow
 	run := func(t *testing.T, times []time.Duration, fillers []time.Duration) int {
 		clock := iat
 		v := verifier(t, Options{Now: func() time.Time { return clock }})
-		p := sign(t, key, "ES256", with(func(c *ProofClaims) { c.JTI = "edge" }))
+		p := sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.JTI = "edge" }))
 		accepted := 0
 		next := 0
 		for _, at := range times {
 			for ; next < len(fillers) && fillers[next] <= at; next++ { // other proofs rotate the cache
 				clock = iat.Add(fillers[next])
-				_ = v.Verify(Request{Proof: sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = clock })), Method: "GET",
-					URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt})
+				_ = v.Verify(Request{Proof: sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = clock })), Method: "GET",
+					URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt})
 			}
 			clock = iat.Add(at)
-			if v.Verify(Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}) == nil {
+			if v.Verify(Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}) == nil {
 				accepted++
 			}
 		}
@@ -335,7 +339,7 @@ func TestReplayAtTheWindowEdge(t *testing.T) {
 	for phase := range 10 {
 		start := -3*w + time.Duration(phase)*100*time.Millisecond
 		var fillers []time.Duration
-		for at := start; at <= w+2*time.Second; at += ReplaySpan(w) {
+		for at := start; at <= w+2*time.Second; at += oauth.ReplaySpan(w) {
 			fillers = append(fillers, at)
 		}
 		if n := run(t, times, fillers); n != 1 {
@@ -346,33 +350,33 @@ func TestReplayAtTheWindowEdge(t *testing.T) {
 
 func TestNonces(t *testing.T) {
 	key := mustKey(t)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	clock := now
 	v := verifier(t, Options{Nonces: NewNonces(secret, time.Minute), Now: func() time.Time { return clock }})
 	// Another replica with the same key accepts what this one issued.
 	replica := verifier(t, Options{Nonces: NewNonces(secret, time.Minute), Now: func() time.Time { return clock }})
-	req := func(c ProofClaims) Request {
-		return Request{Proof: sign(t, key, "ES256", c), Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+	req := func(c oauth.ProofClaims) Request {
+		return Request{Proof: sign(t, key, "ES256", c), Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}
 	}
 	err := v.Verify(req(good()))
-	e, ok := err.(*Error)
-	if !ok || e.Reason != ReasonUseNonce || e.Nonce == "" {
+	e, ok := err.(*denial.Denial)
+	if !ok || e.Reason != contract.ReasonUseDPoPNonce || e.Nonce == "" {
 		t.Fatalf("no nonce: %v", err)
 	}
-	if err := replica.Verify(req(with(func(c *ProofClaims) { c.Nonce = e.Nonce }))); err != nil {
+	if err := replica.Verify(req(with(func(c *oauth.ProofClaims) { c.Nonce = e.Nonce }))); err != nil {
 		t.Fatalf("nonce from another replica: %v", err)
 	}
 	clock = clock.Add(30 * time.Second) // the next step (steps start at multiples of a minute): still good
-	if err := v.Verify(req(with(func(c *ProofClaims) { c.Nonce = e.Nonce; c.IssuedAt = clock }))); err != nil {
+	if err := v.Verify(req(with(func(c *oauth.ProofClaims) { c.Nonce = e.Nonce; c.IssuedAt = clock }))); err != nil {
 		t.Fatalf("nonce of the previous step: %v", err)
 	}
 	clock = clock.Add(time.Minute) // two steps on: stale
-	if err := v.Verify(req(with(func(c *ProofClaims) { c.Nonce = e.Nonce; c.IssuedAt = clock }))); err == nil || err.(*Error).Reason != ReasonUseNonce {
+	if err := v.Verify(req(with(func(c *oauth.ProofClaims) { c.Nonce = e.Nonce; c.IssuedAt = clock }))); err == nil || err.(*denial.Denial).Reason != contract.ReasonUseDPoPNonce {
 		t.Fatalf("stale nonce: %v", err)
 	}
 	forged := NewNonces([]byte("another key, another key, another"), time.Minute).Current(clock)
-	if err := v.Verify(req(with(func(c *ProofClaims) { c.Nonce = forged; c.IssuedAt = clock }))); err == nil || err.(*Error).Reason != ReasonUseNonce {
+	if err := v.Verify(req(with(func(c *oauth.ProofClaims) { c.Nonce = forged; c.IssuedAt = clock }))); err == nil || err.(*denial.Denial).Reason != contract.ReasonUseDPoPNonce {
 		t.Fatalf("nonce under another key: %v", err)
 	}
 }
@@ -387,16 +391,16 @@ func TestNewRefusesSymmetric(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	key := mustKey(f)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	f.Add(sign(f, key, "ES256", good()))
 	f.Add("a.b.c")
 	f.Add(forge(f, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": map[string]any{"kty": "EC", "crv": "P-256", "x": 1}}, jwt.MapClaims{}, nil, nil))
 	v := verifier(f, Options{})
 	f.Fuzz(func(t *testing.T, proof string) {
-		err := v.Verify(Request{Proof: proof, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt})
+		err := v.Verify(Request{Proof: proof, Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt})
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
-				t.Fatalf("not an *Error: %v", err)
+			if _, ok := err.(*denial.Denial); !ok {
+				t.Fatalf("not a *denial.Denial: %v", err)
 			}
 		}
 	})

@@ -3,9 +3,12 @@ package dpop
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"time"
 )
+
+var b64 = base64.RawURLEncoding
 
 // Nonces are stateless server nonces (RFC 9449 §8): a nonce is a time step and its HMAC
 // under a key every authz replica shares, so any replica accepts what another issued, and no

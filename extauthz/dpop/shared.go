@@ -3,6 +3,10 @@ package dpop
 import (
 	"context"
 	"time"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
+	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // SharedReplay records proofs in a store every replica shares (sharedstate.Store is one), so
@@ -14,10 +18,6 @@ type SharedReplay interface {
 	FirstUse(ctx context.Context, jkt, jti string, left time.Duration) (first bool, err error)
 }
 
-// ReasonReplayStoreUnavailable: the shared replay store could not record the proof before
-// the deadline (503 with Retry-After; fail closed).
-const ReasonReplayStoreUnavailable = "replay_store_unavailable"
-
 // sharedReplay asks the shared store about a proof whose iat is iat (seconds). decided is
 // false only when the store failed and local fallback is allowed: the local cache decides.
 func (v *Verifier) sharedReplay(ctx context.Context, jkt, jti string, iat float64, now time.Time) (decided bool, err error) {
@@ -27,9 +27,9 @@ func (v *Verifier) sharedReplay(ctx context.Context, jkt, jti string, iat float6
 	case err != nil && v.sharedLocal:
 		return false, nil
 	case err != nil:
-		return true, &Error{Reason: ReasonReplayStoreUnavailable, Description: "try again later", Unavailable: true}
+		return true, unavailable(contract.ReasonReplayStoreUnavailable) // fail closed
 	case !first:
-		return true, &Error{Reason: ReasonReplayed, Description: "the DPoP proof was already used"}
+		return true, denial.New(denial.InvalidDPoPProof, contract.ReasonDPoPReplayed, oauth.ErrProofReplayed.Error())
 	}
 	return true, nil
 }

@@ -9,6 +9,10 @@ import (
 
 	"github.com/scopegate/scopegate/extauthz/sharedstate"
 	"github.com/scopegate/scopegate/internal/testing/redistest"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
+	"github.com/scopegate/scopegate/internal/contract"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // With a shared store: the proof's entry lives until the proof's iat + window (plus the
@@ -26,17 +30,17 @@ func TestSharedReplay(t *testing.T) {
 		<-store.Changed()
 	}
 	key := mustKey(t)
-	jkt, _ := Thumbprint(key)
+	jkt, _ := oauth.Thumbprint(key)
 	req := func(p string) Request {
-		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: TokenHash(accessToken), JKT: jkt}
+		return Request{Proof: p, Method: "GET", URI: "https://api.example.com/orders", TokenHash: oauth.TokenHash(accessToken), JKT: jkt}
 	}
 	a := verifier(t, Options{Shared: store})
 	b := verifier(t, Options{Shared: store, SharedFallbackLocal: true})
-	p := sign(t, key, "ES256", with(func(c *ProofClaims) { c.IssuedAt = now.Add(-50 * time.Second) }))
+	p := sign(t, key, "ES256", with(func(c *oauth.ProofClaims) { c.IssuedAt = now.Add(-50 * time.Second) }))
 	if err := a.VerifyContext(context.Background(), req(p)); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*Error).Reason != ReasonReplayed {
+	if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*denial.Denial).Reason != contract.ReasonDPoPReplayed {
 		t.Fatalf("replay on another verifier: %v", err)
 	}
 	keys := srv.Keys()
@@ -53,13 +57,13 @@ func TestSharedReplay(t *testing.T) {
 	for i := range 2 {
 		p := sign(t, key, "ES256", good())
 		err := a.VerifyContext(context.Background(), req(p))
-		if e, ok := err.(*Error); !ok || e.Reason != ReasonReplayStoreUnavailable || !e.Unavailable {
+		if e, ok := err.(*denial.Denial); !ok || e.Reason != contract.ReasonReplayStoreUnavailable || e.Kind != denial.Unavailable {
 			t.Fatalf("fail closed, proof %d: %v", i, err)
 		}
 		if err := b.VerifyContext(context.Background(), req(p)); err != nil {
 			t.Fatalf("local fallback, proof %d: %v", i, err)
 		}
-		if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*Error).Reason != ReasonReplayed {
+		if err := b.VerifyContext(context.Background(), req(p)); err == nil || err.(*denial.Denial).Reason != contract.ReasonDPoPReplayed {
 			t.Fatalf("local fallback, replay of proof %d: %v", i, fmt.Sprint(err))
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -73,12 +72,7 @@ func Logged(e *Entry) Outcome {
 // Decided turns an evaluation into an outcome the way the Check path does.
 func Decided(d policy.Decision, err error, errorStatus int) Outcome {
 	if err != nil {
-		class := "eval_error"
-		var ee *policy.EvalError
-		if errors.As(err, &ee) {
-			class = ee.Class
-		}
-		return Outcome{Status: errorStatus, Reason: contract.ReasonPolicyErrorPrefix + class}
+		return Outcome{Status: errorStatus, Reason: contract.ReasonPolicyErrorPrefix + policy.ErrorClass(err)}
 	}
 	if d.Allow {
 		return Outcome{Allow: true, Status: 200}

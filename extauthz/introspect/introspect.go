@@ -28,8 +28,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/scopegate/scopegate/internal/backoff"
-	"github.com/scopegate/scopegate/internal/discovery"
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // MaxResponseBytes bounds an introspection response: the answer about one token is small,
@@ -198,11 +199,11 @@ func (c *Client) Discover(ctx context.Context) error {
 }
 
 func (c *Client) discover(ctx context.Context) (string, error) {
-	doc, u, err := discovery.Fetch(ctx, c.o.HTTP, c.o.Issuer, c.o.Timeout)
+	doc, u, err := oauth.FetchDiscovery(ctx, c.o.HTTP, c.o.Issuer, c.o.Timeout)
 	if err != nil {
 		return "", err
 	}
-	if !discovery.HTTPURL(doc.IntrospectionEndpoint) {
+	if !oauth.HTTPURL(doc.IntrospectionEndpoint) {
 		return "", fmt.Errorf("discovery %s: introspection_endpoint %q is not an http(s) URL", u, doc.IntrospectionEndpoint)
 	}
 	return doc.IntrospectionEndpoint, nil

@@ -2,12 +2,12 @@ package introspect
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
+
+	"github.com/scopegate/scopegate/internal/oauth"
 )
 
 // Shared is where replicas share introspection answers (sharedstate.Answers is one): what
@@ -158,11 +158,7 @@ func (c *Client) sharedTTL(r *Response, now time.Time) time.Duration {
 	a := r
 	if r.JWT != "" {
 		// Unverified here, for the lifetime only: every reader verifies the JWT itself.
-		parts := strings.Split(r.JWT, ".")
-		if len(parts) != 3 {
-			return 0
-		}
-		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		payload, err := oauth.UnverifiedPayload(r.JWT)
 		if err != nil {
 			return 0
 		}

@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/scopegate/scopegate/internal/backoff"
-	"github.com/scopegate/scopegate/internal/discovery"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/watch"
 )
 
@@ -111,7 +111,7 @@ func New(opts Options) (*Source, error) {
 	case opts.File != "":
 		s.status.origin = opts.File
 	case opts.Discovery:
-		s.status.origin = safeURL(discovery.URL(opts.Issuer))
+		s.status.origin = safeURL(oauth.DiscoveryURL(opts.Issuer))
 	default:
 		s.status.origin = safeURL(opts.URL)
 	}
@@ -423,11 +423,11 @@ func safeURL(u string) string {
 // discover reads jwks_uri from the issuer's OpenID configuration; the document's issuer
 // must be the configured one exactly (OpenID Connect Discovery §4.3).
 func (s *Source) discover(ctx context.Context) (string, error) {
-	doc, u, err := discovery.Fetch(ctx, s.opts.Client, s.opts.Issuer, s.opts.FetchTimeout)
+	doc, u, err := oauth.FetchDiscovery(ctx, s.opts.Client, s.opts.Issuer, s.opts.FetchTimeout)
 	if err != nil {
 		return "", err
 	}
-	if !discovery.HTTPURL(doc.JWKSURI) {
+	if !oauth.HTTPURL(doc.JWKSURI) {
 		return "", fmt.Errorf("discovery %s: jwks_uri %q is not an http(s) URL", u, doc.JWKSURI)
 	}
 	return doc.JWKSURI, nil

@@ -25,6 +25,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
 	"github.com/open-policy-agent/opa/v1/topdown"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // Options configure an Engine.
@@ -430,20 +433,30 @@ func TestResults(ctx context.Context, b *bundle.Bundle) ([]*tester.Result, error
 	return out, nil
 }
 
-// EvalError is a policy runtime failure; Class is a fixed label for metrics.
-type EvalError struct {
-	Class string // one of ErrorClasses
-	Err   error
-}
-
-// ErrorClasses are every EvalError class (a bounded set: metric label values).
+// ErrorClasses are every class of evaluation failure (a bounded set: metric label values);
+// the refusal's reason is contract.ReasonPolicyErrorPrefix and the class.
 var ErrorClasses = []string{"undefined", "conflict", "timeout", "malformed", "multiple", "eval_error"}
 
-func (e *EvalError) Error() string { return "policy " + e.Class + ": " + e.Err.Error() }
-func (e *EvalError) Unwrap() error { return e.Err }
+// evalFailure is a policy runtime failure of class: a refusal (500 server_error, or
+// policy.error_status), its cause kept for the log.
+func evalFailure(class string, cause error) *denial.Denial {
+	d := denial.New(denial.ServerError, contract.ReasonPolicyErrorPrefix+class, "the authorization policy failed")
+	d.Err = cause
+	return d
+}
+
+// ErrorClass is the class of an evaluation failure (one of ErrorClasses).
+func ErrorClass(err error) string {
+	var d *denial.Denial
+	if errors.As(err, &d) && strings.HasPrefix(d.Reason, contract.ReasonPolicyErrorPrefix) {
+		return strings.TrimPrefix(d.Reason, contract.ReasonPolicyErrorPrefix)
+	}
+	return "eval_error"
+}
 
 // Eval evaluates the decision for input under rev (the caller took it from Revision and
-// built the input for its Reads). Any failure is an *EvalError, and the caller must deny.
+// built the input for its Reads). Any failure is a *denial.Denial (see ErrorClass), and the
+// caller must deny.
 func (e *Engine) Eval(ctx context.Context, rev *Revision, input ast.Value) (Decision, error) {
 	return e.eval(ctx, rev, input)
 }
@@ -481,11 +494,11 @@ func (e *Engine) eval(ctx context.Context, rev *Revision, input ast.Value, extra
 	case err != nil:
 		return Decision{}, classify(err)
 	case len(rs) == 0:
-		return Decision{}, &EvalError{Class: "undefined", Err: errors.New("the decision is undefined")}
+		return Decision{}, evalFailure("undefined", errors.New("the decision is undefined"))
 	case len(rs) > 1 || n > 1:
-		return Decision{}, &EvalError{Class: "multiple", Err: errors.New("the query has several results")}
+		return Decision{}, evalFailure("multiple", errors.New("the query has several results"))
 	case decErr != nil:
-		return Decision{}, &EvalError{Class: "malformed", Err: decErr}
+		return Decision{}, evalFailure("malformed", decErr)
 	}
 	return dec, nil
 }
@@ -493,17 +506,17 @@ func (e *Engine) eval(ctx context.Context, rev *Revision, input ast.Value, extra
 // noMetrics spares each evaluation OPA's per-query metrics allocation; we time Checks ourselves.
 var noMetrics = metrics.NoOp()
 
-func classify(err error) *EvalError {
+func classify(err error) *denial.Denial {
 	var te *topdown.Error
 	if errors.As(err, &te) {
 		switch te.Code {
 		case topdown.CancelErr:
-			return &EvalError{Class: "timeout", Err: errors.New("evaluation exceeded its time budget")}
+			return evalFailure("timeout", errors.New("evaluation exceeded its time budget"))
 		case topdown.ConflictErr:
-			return &EvalError{Class: "conflict", Err: err}
+			return evalFailure("conflict", err)
 		}
 	}
-	return &EvalError{Class: "eval_error", Err: err}
+	return evalFailure("eval_error", err)
 }
 
 // Explain evaluates like Eval and also returns the rules that produced a value, as

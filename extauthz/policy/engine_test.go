@@ -18,6 +18,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/scopegate/scopegate/policies"
 )
@@ -48,11 +49,11 @@ func TestSplitPath(t *testing.T) {
 	if got := parseQuery("a=1&a=2&b&c=%zz&d=x%20y"); !reflect.DeepEqual(got, map[string][]string{"a": {"1", "2"}, "b": {""}, "c": {"%zz"}, "d": {"x y"}}) {
 		t.Errorf("parseQuery = %v", got)
 	}
-	r := RouteFrom(map[string]string{"route": "r", "scopes": " a  b ", "mode": "shadow", "team": "x"})
+	r := routeFrom(map[string]string{"route": "r", "scopes": " a  b ", "mode": "shadow", "team": "x"})
 	if r.Name != "r" || !reflect.DeepEqual(r.Scopes, []string{"a", "b"}) || r.Mode != "shadow" || r.Extra["team"] != "x" || len(r.Extra) != 1 {
-		t.Errorf("RouteFrom = %+v", r)
+		t.Errorf("RouteOf = %+v", r)
 	}
-	if r := RouteFrom(nil); r.Scopes == nil || len(r.Scopes) != 0 {
+	if r := routeFrom(nil); r.Scopes == nil || len(r.Scopes) != 0 {
 		t.Errorf("no scopes must be an empty list, got %#v", r.Scopes)
 	}
 }
@@ -127,7 +128,7 @@ func ptr[T any](v T) *T { return &v }
 
 // input.route carries the step-up requirements as typed fields, only on routes that have them.
 func TestRouteFromStepUp(t *testing.T) {
-	r := RouteFrom(map[string]string{contract.ExtRoute: "refunds", contract.ExtACRValues: "urn:mfa urn:hwk", contract.ExtMaxAge: "300"})
+	r := routeFrom(map[string]string{contract.ExtRoute: "refunds", contract.ExtACRValues: "urn:mfa urn:hwk", contract.ExtMaxAge: "300"})
 	if !reflect.DeepEqual(r.ACRValues, []string{"urn:mfa", "urn:hwk"}) || r.MaxAge == nil || *r.MaxAge != 300 || r.Extra != nil {
 		t.Errorf("route %+v", r)
 	}
@@ -138,13 +139,13 @@ func TestRouteFromStepUp(t *testing.T) {
 	if got := term.Get(ast.StringTerm("acr_values")); got == nil || got.String() != `["urn:mfa", "urn:hwk"]` {
 		t.Errorf("input.route.acr_values = %v", got)
 	}
-	plain := RouteFrom(map[string]string{contract.ExtRoute: "orders"})
+	plain := routeFrom(map[string]string{contract.ExtRoute: "orders"})
 	if pt := routeTerm(&plain); pt.Get(ast.StringTerm("max_age")) != nil || pt.Get(ast.StringTerm("acr_values")) != nil {
 		t.Errorf("a route without requirements has them in input.route: %v", pt)
 	}
 	// A max_age that is no number passes through as the string it is (the Check refuses the
 	// route before any policy runs).
-	bad := RouteFrom(map[string]string{contract.ExtMaxAge: "5m"})
+	bad := routeFrom(map[string]string{contract.ExtMaxAge: "5m"})
 	if bad.MaxAge != nil || bad.Extra[contract.ExtMaxAge] != "5m" {
 		t.Errorf("route %+v", bad)
 	}
@@ -189,9 +190,9 @@ func TestFailClosedOnEveryPolicyError(t *testing.T) {
 			}
 			start := time.Now()
 			d, err := e.Eval(context.Background(), e.Revision(), sampleInput("orders:read"))
-			var ee *EvalError
-			if !errors.As(err, &ee) || ee.Class != tt.class {
-				t.Fatalf("Eval = %+v, %v; want an EvalError of class %s", d, err, tt.class)
+			var de *denial.Denial
+			if !errors.As(err, &de) || ErrorClass(err) != tt.class || de.Kind != denial.ServerError {
+				t.Fatalf("Eval = %+v, %v; want a failure of class %s", d, err, tt.class)
 			}
 			if d.Allow {
 				t.Fatal("an error allowed")
@@ -528,4 +529,10 @@ func TestReloadLogs(t *testing.T) {
 	if !strings.Contains(logs.String(), "policy revision loaded") || !strings.Contains(logs.String(), "revision="+first) || !strings.Contains(logs.String(), "previous="+second) {
 		t.Errorf("back to an earlier revision:\n%s", logs.String())
 	}
+}
+
+// routeFrom is input.route of context extensions.
+func routeFrom(ext map[string]string) Route {
+	c, _ := contract.Parse(ext)
+	return RouteOf(&c)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/scopegate/scopegate/extauthz/token"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // The input a policy sees is defined once, here: every field of input.request (and of the
@@ -31,18 +32,25 @@ type View struct {
 	// joined with ",". Everything reads headers here (the policy input, the credentials,
 	// the DPoP proof, the trace context), so no two readers can see different requests.
 	Headers map[string]string
-	// Ext is the route contract (input.route): the request's context extensions, or the
-	// extensions of the route authz's own table matched (mesh mode). Read, never changed.
-	Ext map[string]string
+	// Route is the route contract (input.route), parsed once: the request's context
+	// extensions, or the extensions of the route authz's own table matched (mesh mode).
+	// RouteErr is Parse's refusal of them (contract.ErrInvalidRoute), nil when readable.
+	Route    contract.RouteExt
+	RouteErr error
 }
 
-// NewView splits the request Envoy sent.
+// NewView splits the request Envoy sent and parses its route contract.
 func NewView(req *authv3.CheckRequest) View {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	p, q := splitPathQuery(h.GetPath())
-	return View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q, Headers: headerView(h), Ext: attrs.GetContextExtensions()}
+	v := View{Attrs: attrs, HTTP: h, Path: p, RawQuery: q, Headers: headerView(h)}
+	v.SetRoute(attrs.GetContextExtensions())
+	return v
 }
+
+// SetRoute makes ext (context extensions) the request's route contract.
+func (v *View) SetRoute(ext map[string]string) { v.Route, v.RouteErr = contract.Parse(ext) }
 
 // headerView is h's headers map, as Envoy sends it by default (at no cost); with
 // encode_raw_headers Envoy sends header_map instead, which is folded the way Envoy folds the
@@ -264,7 +272,7 @@ var tokenFields = [...]tokenField{
 
 // BuildInput is the policy input for a request: input.request with the fields reads asks
 // for (and every field that costs nothing to build), input.source and input.destination
-// when the revision reads one of their fields, input.route from the route contract (v.Ext),
+// when the revision reads one of their fields, input.route from the route contract (v.Route),
 // and input.token (tok, from TokenTerm, which callers memoise per token).
 func BuildInput(v *View, reads *Fields, tok *ast.Term) ast.Value {
 	items := make([][2]*ast.Term, 0, len(requestFields))
@@ -288,7 +296,7 @@ func BuildInput(v *View, reads *Fields, tok *ast.Term) ast.Value {
 			peers[d] = append(peers[d], ast.Item(ast.InternedTerm(f.name), t))
 		}
 	}
-	route := RouteFrom(v.Ext)
+	route := RouteOf(&v.Route)
 	doc := make([][2]*ast.Term, 0, 3+len(peerDocs))
 	doc = append(doc,
 		ast.Item(ast.InternedTerm("request"), ast.ObjectTerm(items...)),
@@ -325,7 +333,7 @@ func (t *Token) Term() *ast.Term {
 // table order (the field set is the revision's, so equal revisions give equal layouts).
 // The caller checks reads.Shareable first.
 func AppendSharedKey(b []byte, reads *Fields, v *View, id *token.Identity) []byte {
-	ext := v.Ext
+	ext := v.Route.Raw
 	var names [8]string
 	keys := names[:0]
 	for k := range ext {

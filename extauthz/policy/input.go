@@ -75,39 +75,38 @@ func tokenWithoutClaims(id *token.Identity) Token {
 	return t
 }
 
-// RouteFrom reads input.route from context extensions: "route", "scopes" (space-separated)
-// and "mode" are named fields, and so are "acr_values" (space-separated) and "max_age" (a
-// number of seconds) when the route has them; any other key passes through as a string (a
-// max_age that is no number too: the Check refuses such a route before the policy runs).
-func RouteFrom(ext map[string]string) Route {
-	r := Route{Name: ext[contract.ExtRoute], Scopes: strings.Fields(ext[contract.ExtScopes]), Mode: ext[contract.ExtMode]}
+// RouteOf is input.route of a route contract: "route", "scopes" (a list) and "mode" are
+// named fields, and so are "acr_values" (a list) and "max_age" (a number of seconds) when the
+// route has them; any other extension passes through as a string (a max_age that is no
+// number too: the Check refuses such a route before the policy runs).
+func RouteOf(c *contract.RouteExt) Route {
+	r := Route{Name: c.Name, Scopes: c.ScopeList(), Mode: c.Mode}
 	if r.Scopes == nil {
 		r.Scopes = []string{}
 	}
-	if v, ok := ext[contract.ExtACRValues]; ok {
+	if v, ok := c.Raw[contract.ExtACRValues]; ok {
 		r.ACRValues = strings.Fields(v)
 		if r.ACRValues == nil {
 			r.ACRValues = []string{}
 		}
 	}
-	if v, ok := ext[contract.ExtMaxAge]; ok {
-		if n, ok := contract.ParseMaxAge(v); ok {
-			r.MaxAge = &n
-		}
+	if c.MaxAge != "" {
+		n := c.MaxAgeSeconds
+		r.MaxAge = &n
 	}
-	for k, v := range ext {
+	for k, v := range c.Raw {
 		switch k {
 		case contract.ExtRoute, contract.ExtScopes, contract.ExtMode, contract.ExtACRValues:
 		case contract.ExtMaxAge:
 			if r.MaxAge == nil {
 				if r.Extra == nil {
-					r.Extra = make(map[string]string, len(ext))
+					r.Extra = make(map[string]string, len(c.Raw))
 				}
 				r.Extra[k] = v
 			}
 		default:
 			if r.Extra == nil {
-				r.Extra = make(map[string]string, len(ext))
+				r.Extra = make(map[string]string, len(c.Raw))
 			}
 			r.Extra[k] = v
 		}

@@ -99,7 +99,7 @@ func AppendInputJSON(b []byte, v *View, tokenJSON []byte, hide *HeaderFilter) []
 		b = append(b, '"')
 	}
 	b = append(b, `},"route":`...)
-	b = appendRouteJSON(b, v.Ext)
+	b = appendRouteJSON(b, &v.Route)
 	b = append(b, `,"source":{`...)
 	src := v.Attrs.GetSource()
 	first := appendOptionalJSON(b, "address", src.GetAddress().GetSocketAddress().GetAddress(), true)
@@ -236,8 +236,9 @@ func appendQueryJSON(b []byte, raw string) []byte {
 	return append(b, '}')
 }
 
-// appendRouteJSON appends input.route (RouteFrom, routeTerm) from the context extensions.
-func appendRouteJSON(b []byte, ext map[string]string) []byte {
+// appendRouteJSON appends input.route (RouteOf, routeTerm) of the route contract.
+func appendRouteJSON(b []byte, r *contract.RouteExt) []byte {
+	ext := r.Raw
 	var kbuf [16]string
 	keys := kbuf[:0]
 	for k := range ext {
@@ -260,16 +261,16 @@ func appendRouteJSON(b []byte, ext map[string]string) []byte {
 		b = append(b, ':')
 		switch k {
 		case "mode":
-			b = jsonenc.AppendString(b, ext[contract.ExtMode])
+			b = jsonenc.AppendString(b, r.Mode)
 		case "name":
-			b = jsonenc.AppendString(b, ext[contract.ExtRoute])
+			b = jsonenc.AppendString(b, r.Name)
 		case "scopes":
-			b = appendFieldsJSON(b, ext[contract.ExtScopes])
-		case contract.ExtACRValues: // a list, as RouteFrom reads it
+			b = appendFieldsJSON(b, r.Scopes)
+		case contract.ExtACRValues: // a list, as RouteOf reads it
 			b = appendFieldsJSON(b, ext[k])
 		case contract.ExtMaxAge: // a number of seconds; unreadable, the string as it came
-			if n, ok := contract.ParseMaxAge(ext[k]); ok {
-				b = strconv.AppendInt(b, n, 10)
+			if r.MaxAge != "" {
+				b = strconv.AppendInt(b, r.MaxAgeSeconds, 10)
 			} else {
 				b = jsonenc.AppendString(b, ext[k])
 			}

@@ -26,7 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/scopegate/scopegate/extauthz/config"
-	"github.com/scopegate/scopegate/extauthz/dpop"
+	"github.com/scopegate/scopegate/internal/oauth"
 	"github.com/scopegate/scopegate/internal/testing/redistest"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
@@ -140,7 +140,7 @@ func newHolder(t *testing.T, is *testissuer.Issuer, k *testissuer.Key) *dpopHold
 	if err != nil {
 		t.Fatal(err)
 	}
-	jkt, err := dpop.Thumbprint(key)
+	jkt, err := oauth.Thumbprint(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func (h *dpopHolder) proof(t testing.TB) string { return h.proofAt(t, time.Time{
 // proofAt makes a proof issued at iat (zero: now).
 func (h *dpopHolder) proofAt(t testing.TB, iat time.Time) string {
 	t.Helper()
-	p, err := dpop.Sign(h.key, "ES256", dpop.ProofClaims{Method: "GET", URI: "https://api.example.com/orders/1", AccessToken: h.token, IssuedAt: iat})
+	p, err := oauth.SignProof(h.key, "ES256", oauth.ProofClaims{Method: "GET", URI: "https://api.example.com/orders/1", AccessToken: h.token, IssuedAt: iat})
 	if err != nil {
 		t.Fatal(err)
 	}

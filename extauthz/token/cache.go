@@ -3,6 +3,8 @@ package token
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
 )
 
 // cacheShards spreads the lock: a Check on every request must not serialise on one mutex.
@@ -40,9 +42,9 @@ type entry struct {
 	kid    string
 	fp     [32]byte
 
-	is    *issuer // the introspecting issuer; nil for a verified JWS
-	err   *Error  // a cached refusal of an opaque token
-	stale int64   // introspected positive: the token's exp, until which it backs up a failing IdP
+	is    *issuer        // the introspecting issuer; nil for a verified JWS
+	err   *denial.Denial // a cached refusal of an opaque token
+	stale int64          // introspected positive: the token's exp, until which it backs up a failing IdP
 }
 
 // deadAt is when the entry can serve nothing any more.

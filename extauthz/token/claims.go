@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/valyala/fastjson"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/contract"
 )
 
@@ -47,7 +48,7 @@ type accessClaims struct {
 	acr      string
 	amr      []string
 	authTime *jwt.NumericDate
-	badAuthn *Error
+	badAuthn *denial.Denial
 	// errs holds, per registered claim, why it is unusable (wrong JSON type); the getter of
 	// that claim returns it.
 	errs map[string]error
@@ -318,7 +319,7 @@ func cnfOf(v *fastjson.Value) (jkt, x5t string, bad bool) {
 // NumericDate (a JSON number; 0 counts as absent). A null counts as absent; any other type
 // refuses the token as malformed, as a wrong-typed exp does: a route requiring a second factor
 // must never read a claim it can't understand as "none", nor the policy see a guess.
-func authnOf(obj *fastjson.Object) (acr string, amr []string, authTime *jwt.NumericDate, bad *Error) {
+func authnOf(obj *fastjson.Object) (acr string, amr []string, authTime *jwt.NumericDate, bad *denial.Denial) {
 	if v := obj.Get("acr"); v != nil && v.Type() != fastjson.TypeNull {
 		s, ok := stringOf(v)
 		if !ok {
@@ -364,7 +365,7 @@ var (
 var errBadCnf = refuse(contract.ReasonMalformed, "the cnf claim holds no confirmation method scopegate checks (jkt or x5t#S256 thumbprints only)")
 
 // scopeClaimError refuses a token whose scope claim has the wrong type.
-func scopeClaimError(name string) *Error {
+func scopeClaimError(name string) *denial.Denial {
 	return refuse(contract.ReasonMalformed, fmt.Sprintf("the %s claim is not a space-delimited string or an array of strings", name))
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
 )
 
 var testNames = claimNames{scope: []string{"scope", "scp"}, clientID: []string{"client_id", "azp"}}
@@ -231,7 +233,7 @@ func TestAuthnClaims(t *testing.T) {
 		acr           string
 		amr           []string
 		authTime      int64 // unix seconds; 0: none
-		bad           *Error
+		bad           *denial.Denial
 	}{
 		{"all three", `{"acr":"urn:mfa","amr":["pwd","otp"],"auth_time":1800000000}`, "urn:mfa", []string{"pwd", "otp"}, 1800000000, nil},
 		{"none", `{}`, "", nil, 0, nil},

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
@@ -49,7 +50,7 @@ func TestRefusalDetail(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := f.v.Verify(context.Background(), tt.token)
-			var te *Error
+			var te *denial.Denial
 			if !errors.As(err, &te) || te.Reason != tt.reason {
 				t.Fatalf("err %v, want reason %s", err, tt.reason)
 			}

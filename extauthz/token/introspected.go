@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -19,13 +20,13 @@ import (
 const DeadlineMargin = 50 * time.Millisecond
 
 // errIntrospectionUnavailable: no answer in time, nothing cached to fall back on (503).
-var errIntrospectionUnavailable = &Error{Reason: contract.ReasonIntrospectionUnavailable,
-	Description: "the token could not be checked with its issuer in time", Unavailable: true}
+var errIntrospectionUnavailable = denial.New(denial.Unavailable, contract.ReasonIntrospectionUnavailable,
+	"the token could not be checked with its issuer in time")
 
 // errIntrospectionOverloaded: the issuer already has max_concurrent calls in flight, so a
 // new token is not sent (503 at once, well before the deadline).
-var errIntrospectionOverloaded = &Error{Reason: contract.ReasonIntrospectionOverloaded,
-	Description: "too many tokens are being checked with their issuer; try again later", Unavailable: true}
+var errIntrospectionOverloaded = denial.New(denial.Unavailable, contract.ReasonIntrospectionOverloaded,
+	"too many tokens are being checked with their issuer; try again later")
 
 // errBusy is the flight's result when no call slot was free.
 var errBusy = errors.New("introspection: max_concurrent calls in flight")
@@ -33,7 +34,7 @@ var errBusy = errors.New("introspection: max_concurrent calls in flight")
 // outcome is one introspection's result, shared by every Check that waited on it.
 type outcome struct {
 	id  *Identity
-	err *Error
+	err *denial.Denial
 }
 
 // route picks the issuer an opaque token goes to: the first introspecting issuer, in file
@@ -163,7 +164,7 @@ func (v *Verifier) join(ctx context.Context, is *issuer, raw string, k [32]byte,
 	})
 }
 
-// errOrNil is o's refusal as an error (a nil *Error is a nil error).
+// errOrNil is o's refusal as an error (a nil *denial.Denial is a nil error).
 func (o outcome) errOrNil() error {
 	if o.err != nil {
 		return o.err
@@ -220,7 +221,7 @@ func (v *Verifier) unavailable(is *issuer, stale *entry) (*Identity, error) {
 
 // remember caches an answer: a positive one fresh until min(exp, now + cache_ttl) and usable
 // as a fallback until exp; a refusal for negative_cache_ttl.
-func (v *Verifier) remember(key *[32]byte, is *issuer, id *Identity, terr *Error, now time.Time) {
+func (v *Verifier) remember(key *[32]byte, is *issuer, id *Identity, terr *denial.Denial, now time.Time) {
 	if v.cache == nil {
 		return
 	}
@@ -241,7 +242,7 @@ func (v *Verifier) remember(key *[32]byte, is *issuer, id *Identity, terr *Error
 }
 
 // fromIntrospection checks an answer as strictly as a JWT's claims and builds the identity.
-func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Identity, *Error) {
+func (is *issuer) fromIntrospection(r *introspect.Response, now time.Time) (*Identity, *denial.Denial) {
 	c := &is.cfg
 	switch {
 	case !r.Active:

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/internal/contract"
 )
@@ -215,10 +216,10 @@ func TestIntrospectionAnswers(t *testing.T) {
 				t.Fatalf("reason = %q, want %q", got, tt.reason)
 			}
 			if err != nil {
-				var te *Error
+				var te *denial.Denial
 				errors.As(err, &te)
-				if te.Unavailable != (tt.reason == contract.ReasonIntrospectionUnavailable) {
-					t.Errorf("Unavailable = %v for %s", te.Unavailable, tt.reason)
+				if (te.Kind == denial.Unavailable) != (tt.reason == contract.ReasonIntrospectionUnavailable) {
+					t.Errorf("Unavailable = %v for %s", (te.Kind == denial.Unavailable), tt.reason)
 				}
 				if strings.Contains(te.Error(), tok) {
 					t.Errorf("the error shows the token: %v", te)
@@ -433,8 +434,8 @@ func TestIntrospectionMaxConcurrent(t *testing.T) {
 	if reasonOf(err) != contract.ReasonIntrospectionOverloaded || ctx.Err() != nil {
 		t.Fatalf("beyond max_concurrent: %v (deadline passed: %v); want introspection_overloaded before the deadline", err, ctx.Err())
 	}
-	var te *Error
-	if !errors.As(err, &te) || !te.Unavailable {
+	var te *denial.Denial
+	if !errors.As(err, &te) || te.Kind != denial.Unavailable {
 		t.Fatalf("not answered as unavailable (503 with Retry-After): %v", err)
 	}
 	if n := r.idp.calls.Load(); n != limit {

@@ -7,8 +7,10 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/scopegate/scopegate/internal/contract"
 	"github.com/valyala/fastjson"
+
+	"github.com/scopegate/scopegate/extauthz/denial"
+	"github.com/scopegate/scopegate/internal/contract"
 )
 
 // The JWS compact serialization (RFC 7515 §7.1) is split and decoded here; jwt/v5's own
@@ -29,7 +31,7 @@ type compact struct {
 }
 
 // split refuses anything but three parts; five is JWE, which we don't accept.
-func split(raw string) (compact, *Error) {
+func split(raw string) (compact, *denial.Denial) {
 	switch strings.Count(raw, ".") {
 	case 2:
 		first, last := strings.IndexByte(raw, '.'), strings.LastIndexByte(raw, '.')
@@ -105,7 +107,7 @@ func parseObject(p *fastjson.Parser, data []byte) (*fastjson.Object, error) {
 // readHeader decodes and reads the protected header. A header naming a parameter twice is
 // refused (RFC 7515 §4 allows refusing or taking the last; refusing leaves no room for two
 // readers to disagree).
-func readHeader(seg string, buf []byte) (joseHeader, *Error) {
+func readHeader(seg string, buf []byte) (joseHeader, *denial.Denial) {
 	var h joseHeader
 	b, err := decodeSegment(buf, seg)
 	if err != nil {

@@ -15,49 +15,27 @@ import (
 	"github.com/valyala/fastjson"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/internal/contract"
 )
 
-// Error is a refused token. Reason is a fixed label (metric-safe); Description is short and
-// never contains the token. Unavailable marks a refusal that is our side's fault (no keys yet):
-// answered 503, not 401.
-type Error struct {
-	Reason      string
-	Description string
-	Unavailable bool
-	// Detail is for operators (logs, scopegate check), never for the client: what the token
-	// says against what the issuer's config expects (aud, iss, exp and now, nbf, typ).
-	Detail string
-	// keyFailure: the issuer's keys could not verify the JWS (unknown kid, no key for its
-	// algorithm, bad signature), and everything checked locally without a key passed: the
-	// only refusals introspect_jws may hand to the issuer.
-	keyFailure bool
-}
+// refuse is a refused token: 401 invalid_token. The reason is a fixed label (metric-safe);
+// the description is short and never contains the token.
+func refuse(reason, desc string) *denial.Denial { return denial.New(denial.InvalidToken, reason, desc) }
 
-func (e *Error) Error() string {
-	if e.Detail == "" {
-		return e.Reason + ": " + e.Description
-	}
-	return e.Reason + ": " + e.Description + " (" + e.Detail + ")"
-}
-
-// withDetail is a copy of e with detail (e may be a shared sentinel).
-func withDetail(e *Error, detail string) *Error {
-	c := *e
-	c.Detail = detail
-	return &c
-}
-
-func refuse(reason, desc string) *Error { return &Error{Reason: reason, Description: desc} }
+// errKeyFailure marks (as a refusal's Err) a token the issuer's keys could not verify
+// (unknown kid, no key for its algorithm, bad signature) whose every local check without a
+// key passed: the only refusals introspect_jws may hand to the issuer.
+var errKeyFailure = errors.New("the issuer's keys can't verify the token")
 
 // errNoKeys is our side's fault (the issuer's keys have not loaded): answered 503, not 401.
-var errNoKeys = &Error{Reason: contract.ReasonNoKeys, Description: "the issuer's keys are not available yet", Unavailable: true}
+var errNoKeys = denial.New(denial.Unavailable, contract.ReasonNoKeys, "the issuer's keys are not available yet")
 
 // errRefreshPending: a key refresh for the token's kid did not finish within the Check's
 // deadline budget (jwks.DeadlineMargin before the deadline).
-var errRefreshPending = &Error{Reason: contract.ReasonKeyRefreshPending, Description: "the signing key could not be fetched in time", Unavailable: true}
+var errRefreshPending = denial.New(denial.Unavailable, contract.ReasonKeyRefreshPending, "the signing key could not be fetched in time")
 
 // Issuer is a trusted issuer: what its tokens must carry, its key source (nil: opaque tokens
 // only) and, for opaque tokens, its introspection client (nil: JWTs only). The wiring fills
@@ -199,7 +177,7 @@ func (v *Verifier) Run(ctx context.Context) {
 	}
 }
 
-// Verify returns the token's identity, or an *Error.
+// Verify returns the token's identity, or a refusal (*denial.Denial).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 	var key [32]byte
 	var stale *entry // an introspected answer past cache_ttl: the fallback if the IdP fails
@@ -246,7 +224,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Identity, error) {
 		// does not publish) is the issuer's to judge. Nothing else is: not our own faults
 		// (503), and never a JWS whose claims fail a local check (aud, iss, exp, typ, ...),
 		// which an introspection answer that omits them must not wave through.
-		if te := (*Error)(nil); errors.As(err, &te) && te.keyFailure && len(v.introspecting) > 0 {
+		if errors.Is(err, errKeyFailure) && len(v.introspecting) > 0 {
 			if is := v.jwsFallback(raw); is != nil {
 				if v.cache == nil {
 					key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
@@ -297,7 +275,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 			return nil, "", fp, refuse(contract.ReasonMalformed, "the iss claim is not a string")
 		}
 		if is = v.byIss[string(iss.GetStringBytes())]; is == nil {
-			return nil, "", fp, withDetail(refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted"),
+			return nil, "", fp, refuse(contract.ReasonUnknownIssuer, "the token's issuer is not trusted").WithDetail(
 				issuerDetail(string(iss.GetStringBytes()), v.issuers()))
 		}
 	}
@@ -319,7 +297,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 	}
 	if e := checkHeader(&h, is.typ); e != nil {
 		if e.Reason == contract.ReasonWrongTyp {
-			e = withDetail(e, fmt.Sprintf("typ %q, want %q (require_typ)", clip(h.typ), is.cfg.RequireTyp))
+			e = e.WithDetail(fmt.Sprintf("typ %q, want %q (require_typ)", clip(h.typ), is.cfg.RequireTyp))
 		}
 		return nil, "", fp, e
 	}
@@ -380,11 +358,11 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Identity, string, [
 
 // checkClaims applies the issuer's rules to a token's claims: exact iss, aud, exp required,
 // nbf and iat with leeway (jwt/v5's Validator), then the scope and cnf claims' shapes.
-func (is *issuer) checkClaims(claims *accessClaims, now time.Time) *Error {
+func (is *issuer) checkClaims(claims *accessClaims, now time.Time) *denial.Denial {
 	if err := is.validator.Validate(claims); err != nil {
 		e := classify(err, claims)
 		if d := is.detail(e.Reason, claims, now); d != "" {
-			e = withDetail(e, d)
+			e = e.WithDetail(d)
 		}
 		return e
 	}
@@ -404,20 +382,20 @@ func (is *issuer) checkClaims(claims *accessClaims, now time.Time) *Error {
 // with introspect_jws, the JWS may still go to introspection, but only if its claims pass
 // every local check first (a JWS for another audience, expired, ... is refused here, as
 // it would be with a known key); e is then marked for the fallback.
-func (is *issuer) keyFailure(claims *accessClaims, e *Error, now time.Time) *Error {
+func (is *issuer) keyFailure(claims *accessClaims, e *denial.Denial, now time.Time) *denial.Denial {
 	if is.intro == nil || !is.cfg.Introspection.IntrospectJWS {
 		return e
 	}
 	if ce := is.checkClaims(claims, now); ce != nil {
 		return ce
 	}
-	e.keyFailure = true
+	e.Err = errKeyFailure
 	return e
 }
 
 // checkHeader applies what jwt/v5 leaves to us: typ (RFC 9068 §4) and crit (RFC 7515
 // §4.1.11: we implement no extension, so any crit is refused). jku, x5u and x5c are never read.
-func checkHeader(h *joseHeader, wantTyp string) *Error {
+func checkHeader(h *joseHeader, wantTyp string) *denial.Denial {
 	if h.crit {
 		return refuse(contract.ReasonUnsupportedCrit, "the token names a critical header extension")
 	}
@@ -438,7 +416,7 @@ func normTyp(t string) string {
 // classify maps jwt/v5's errors to our reasons by its sentinels alone, never by message text
 // (which jwt may reword in any release); which required claim is missing is read from our
 // own claims. Descriptions are fixed strings: nothing of the error itself reaches the client.
-func classify(err error, c *accessClaims) *Error {
+func classify(err error, c *accessClaims) *denial.Denial {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return refuse(contract.ReasonMalformed, "the token is malformed")

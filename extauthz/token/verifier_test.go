@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/scopegate/scopegate/extauthz/config"
+	"github.com/scopegate/scopegate/extauthz/denial"
 	"github.com/scopegate/scopegate/extauthz/introspect"
 	"github.com/scopegate/scopegate/extauthz/jwks"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
@@ -86,7 +87,7 @@ func newFixture(t testing.TB, is *testissuer.Issuer, edit func(*config.Issuer), 
 }
 
 func reasonOf(err error) string {
-	var e *Error
+	var e *denial.Denial
 	if errors.As(err, &e) {
 		return e.Reason
 	}
@@ -391,8 +392,8 @@ func TestIdPDownAtStart(t *testing.T) {
 	v := NewVerifier(Options{Issuers: []Issuer{issuerOf(cfg, src, nil)}})
 	tok := testissuer.Sign(k1, is.Standard(aud, "a", "", time.Minute), nil)
 	_, err = v.Verify(ctx, tok)
-	var e *Error
-	if !errors.As(err, &e) || !e.Unavailable || e.Reason != "no_keys" {
+	var e *denial.Denial
+	if !errors.As(err, &e) || e.Kind != denial.Unavailable || e.Reason != "no_keys" {
 		t.Fatalf("IdP down at start: %v, want an Unavailable no_keys", err)
 	}
 	if src.Ready() {

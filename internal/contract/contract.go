@@ -103,13 +103,33 @@ const (
 	ReasonKeyRefreshPending Reason = "key_refresh_pending"
 )
 
-// Sender-constraint reasons (401 invalid_token; a bad DPoP proof is invalid_dpop_proof,
-// use_dpop_nonce, dpop_replayed or dpop_key_mismatch, named in extauthz/dpop).
+// Sender-constraint reasons (401 invalid_token).
 const (
 	ReasonNotDPoPBound        Reason = "not_dpop_bound"
 	ReasonDPoPDowngrade       Reason = "dpop_downgrade"
 	ReasonCertificateMismatch Reason = "certificate_mismatch"
 	ReasonBindingRequired     Reason = "binding_required"
+)
+
+// DPoP proof reasons (RFC 9449): 401 invalid_dpop_proof or use_dpop_nonce, 429 or 503 when
+// the replay caches can't take the proof.
+const (
+	// ReasonInvalidDPoPProof: no proof, or one that fails a check of its own (shape, key,
+	// signature, htm, htu, iat, ath).
+	ReasonInvalidDPoPProof Reason = "invalid_dpop_proof"
+	// ReasonUseDPoPNonce: the proof lacks a current server nonce; the answer carries one.
+	ReasonUseDPoPNonce Reason = "use_dpop_nonce"
+	// ReasonDPoPReplayed: the proof was used before (on this replica, or any with a shared store).
+	ReasonDPoPReplayed Reason = "dpop_replayed"
+	// ReasonDPoPKeyMismatch: the proof is signed with another key than the token's cnf.jkt.
+	ReasonDPoPKeyMismatch Reason = "dpop_key_mismatch"
+	// ReasonDPoPReplayCacheFull: the local replay cache is full of live proofs (503).
+	ReasonDPoPReplayCacheFull Reason = "dpop_replay_cache_full"
+	// ReasonDPoPKeyQuota: this proof key used up its share of the replay cache (429).
+	ReasonDPoPKeyQuota Reason = "dpop_key_quota"
+	// ReasonReplayStoreUnavailable: the shared replay store could not record the proof
+	// before the deadline (503; fail closed).
+	ReasonReplayStoreUnavailable Reason = "replay_store_unavailable"
 )
 
 // Introspection reasons (opaque tokens, RFC 7662): 401 invalid_token, or 503 for
@@ -163,6 +183,8 @@ func Reasons() []Reason {
 		ReasonMissingClaim, ReasonExpired, ReasonNotYetValid, ReasonIssuedInFuture, ReasonWrongAudience,
 		ReasonInvalidClaims, ReasonInvalidToken, ReasonNoKeys, ReasonKeyRefreshPending,
 		ReasonNotDPoPBound, ReasonDPoPDowngrade, ReasonCertificateMismatch, ReasonBindingRequired,
+		ReasonInvalidDPoPProof, ReasonUseDPoPNonce, ReasonDPoPReplayed, ReasonDPoPKeyMismatch,
+		ReasonDPoPReplayCacheFull, ReasonDPoPKeyQuota, ReasonReplayStoreUnavailable,
 		ReasonInactive, ReasonIntrospectionUnavailable, ReasonIntrospectionOverloaded,
 		ReasonInsufficientUserAuthentication, ReasonInvalidRoute, ReasonNoPolicy, ReasonInternalError, ReasonPolicyDenied, ReasonNoRoute}
 }

@@ -1,4 +1,4 @@
-package dpop
+package oauth
 
 import (
 	"crypto"
@@ -14,7 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// ProofClaims are what a client puts in a proof.
+// ProofClaims are what a client puts in a DPoP proof (RFC 9449 §4.2).
 type ProofClaims struct {
 	Method      string // htm
 	URI         string // htu: the request URI without query and fragment
@@ -24,12 +24,12 @@ type ProofClaims struct {
 	JTI         string // "" for a random one
 }
 
-// Sign makes a proof with key (an *ecdsa.PrivateKey, ed25519.PrivateKey or *rsa.PrivateKey)
-// for alg: the client side of Verify, used by `scopegate token proof` and the demo IdP's
-// tests.
-func Sign(key crypto.Signer, alg string, c ProofClaims) (string, error) {
+// SignProof makes a DPoP proof with key (an *ecdsa.PrivateKey, ed25519.PrivateKey or
+// *rsa.PrivateKey) for alg: the client side of ProofChecker, used by `scopegate token` and
+// the tests of the gate and the demo IdP.
+func SignProof(key crypto.Signer, alg string, c ProofClaims) (string, error) {
 	method := jwt.GetSigningMethod(alg)
-	if method == nil || !Allowed(alg) {
+	if method == nil || !Asymmetric(alg) {
 		return "", fmt.Errorf("DPoP algorithm %q is not supported", alg)
 	}
 	switch key.(type) {
@@ -58,14 +58,4 @@ func Sign(key crypto.Signer, alg string, c ProofClaims) (string, error) {
 	t.Header["typ"] = "dpop+jwt"
 	t.Header["jwk"] = json.RawMessage(jwk)
 	return t.SignedString(key)
-}
-
-// Thumbprint is the RFC 7638 thumbprint of key's public part (base64url SHA-256): the value
-// of a bound token's cnf.jkt.
-func Thumbprint(key crypto.Signer) (string, error) {
-	tp, err := (&jose.JSONWebKey{Key: key.Public()}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		return "", err
-	}
-	return b64.EncodeToString(tp), nil
 }

@@ -1,4 +1,4 @@
-package dpop
+package oauth
 
 import (
 	"net/url"

@@ -1,7 +1,8 @@
-// Package discovery reads an issuer's OpenID Connect discovery document (OpenID Connect
-// Discovery §4), for the endpoints scopegate needs of it: jwks_uri (token verification) and
+package oauth
+
+// OpenID Connect discovery (OpenID Connect Discovery §4): an issuer's metadata document, for
+// the endpoints scopegate needs of it: jwks_uri (token verification) and
 // introspection_endpoint (opaque tokens).
-package discovery
 
 import (
 	"context"
@@ -14,21 +15,21 @@ import (
 	"time"
 )
 
-// maxBytes bounds the document: a larger one is refused rather than read.
-const maxBytes = 1 << 20
+// maxDiscoveryBytes bounds the document: a larger one is refused rather than read.
+const maxDiscoveryBytes = 1 << 20
 
-// Document is the part of the metadata scopegate reads.
-type Document struct {
+// Discovery is the part of the metadata scopegate reads.
+type Discovery struct {
 	Issuer                string `json:"issuer"`
 	JWKSURI               string `json:"jwks_uri"`
 	IntrospectionEndpoint string `json:"introspection_endpoint"`
 }
 
-// Fetch reads {issuer}/.well-known/openid-configuration with client, within timeout. The
+// FetchDiscovery reads {issuer}/.well-known/openid-configuration with client, within timeout. The
 // document's issuer must be the configured one exactly (§4.3): a document naming another is
 // refused. Errors name the URL and the cause.
-func Fetch(ctx context.Context, client *http.Client, issuer string, timeout time.Duration) (*Document, string, error) {
-	u := URL(issuer)
+func FetchDiscovery(ctx context.Context, client *http.Client, issuer string, timeout time.Duration) (*Discovery, string, error) {
+	u := DiscoveryURL(issuer)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -43,8 +44,8 @@ func Fetch(ctx context.Context, client *http.Client, issuer string, timeout time
 	if resp.StatusCode != http.StatusOK {
 		return nil, u, fmt.Errorf("discovery %s: status %d", u, resp.StatusCode)
 	}
-	var doc Document
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxBytes)).Decode(&doc); err != nil {
+	var doc Discovery
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscoveryBytes)).Decode(&doc); err != nil {
 		return nil, u, fmt.Errorf("discovery %s: %w", u, err)
 	}
 	if doc.Issuer != issuer {
@@ -53,8 +54,8 @@ func Fetch(ctx context.Context, client *http.Client, issuer string, timeout time
 	return &doc, u, nil
 }
 
-// URL is the discovery document's address for issuer.
-func URL(issuer string) string {
+// DiscoveryURL is the discovery document's address for issuer.
+func DiscoveryURL(issuer string) string {
 	return strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
 }
 

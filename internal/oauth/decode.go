@@ -1,4 +1,4 @@
-package oauthclient
+package oauth
 
 import (
 	"bytes"
@@ -23,10 +23,9 @@ type Decoded struct {
 
 // Decode splits a compact JWS and decodes its header and claims. It never contacts anything.
 func Decode(token string, now time.Time) (*Decoded, error) {
-	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "))
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, fmt.Errorf("not a JWT: %d dot-separated parts, want 3", len(parts))
+	parts, err := split(token)
+	if err != nil {
+		return nil, err
 	}
 	d := &Decoded{}
 	if err := decodePart(parts[0], &d.Header); err != nil {
@@ -54,6 +53,40 @@ func Decode(token string, now time.Time) (*Decoded, error) {
 		}
 	}
 	return d, nil
+}
+
+// DecodeClaims decodes a compact JWS's claims without verifying anything (numbers kept
+// exact, as json.Number): for showing what a token says, never for trusting it.
+func DecodeClaims(token string) (map[string]any, error) {
+	parts, err := split(token)
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if err := decodePart(parts[1], &claims); err != nil {
+		return nil, fmt.Errorf("JWT claims: %w", err)
+	}
+	return claims, nil
+}
+
+// UnverifiedPayload is the payload of a compact JWS, decoded without verifying anything: for
+// reading what a JWT says where the reader verifies it elsewhere (or never trusts it).
+func UnverifiedPayload(jws string) ([]byte, error) {
+	parts := strings.Split(jws, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("not a JWT: %d dot-separated parts, want 3", len(parts))
+	}
+	return base64.RawURLEncoding.DecodeString(parts[1])
+}
+
+// split takes a token as a person pastes it (spaces, a "Bearer " prefix) into its three parts.
+func split(token string) ([]string, error) {
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "Bearer "))
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("not a JWT: %d dot-separated parts, want 3", len(parts))
+	}
+	return parts, nil
 }
 
 // expires words the time left until exp for a person reading it.
