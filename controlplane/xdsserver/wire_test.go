@@ -10,6 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 func decodeSotW(t *testing.T, bufs mem.BufferSlice) *discovery.DiscoveryResponse {
@@ -52,7 +54,7 @@ func TestTypeVersionWire(t *testing.T) {
 				a.Value = b
 				want.Resources = append(want.Resources, a)
 				wantDelta.Resources = append(wantDelta.Resources, &discovery.Resource{
-					Name: nameOfMessage(r), Version: cache.HashResource(b), Resource: a})
+					Name: envoysim.NameOf(r), Version: cache.HashResource(b), Resource: a})
 			}
 			got := decodeSotW(t, mem.BufferSlice{tv.sotw, nonceField(sotwNonce, "7")})
 			if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {
