@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/out golden files from the translator's output")
@@ -126,33 +127,16 @@ func resourcesNode(t *testing.T, rs []types.Resource) *yaml.Node {
 	t.Helper()
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, r := range rs {
-		js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+		n, err := yamlfile.ProtoNode(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var doc yaml.Node
-		if err := yaml.Unmarshal(js, &doc); err != nil {
-			t.Fatal(err)
-		}
-		blockStyle(doc.Content[0])
-		seq.Content = append(seq.Content, doc.Content[0])
+		seq.Content = append(seq.Content, n)
 	}
 	return seq
 }
 
 func scalar(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
-
-func blockStyle(n *yaml.Node) {
-	if n.Kind != yaml.ScalarNode {
-		n.Style = 0
-	} else if n.Style == yaml.DoubleQuotedStyle {
-		n.Style = 0
-		n.Tag = "!!str"
-	}
-	for _, c := range n.Content {
-		blockStyle(c)
-	}
-}
 
 // goldenFleet is one fleet's resources of one type, as a golden file holds them.
 type goldenFleet struct {
