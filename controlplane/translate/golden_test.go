@@ -2,7 +2,6 @@ package translate
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -46,10 +45,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fleets, err := Build(context.Background(), cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fleets := build(t, cfg)
 			dir := filepath.Join("testdata", "out", name)
 			if *update {
 				if err := os.RemoveAll(dir); err != nil {
