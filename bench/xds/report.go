@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/scopegate/scopegate/bench/hostinfo"
 )
 
 // Point is one server, mode and stream count, measured once.
@@ -34,28 +36,19 @@ type Change struct {
 	Allocated int64 `json:"allocated"`
 }
 
-// Machine describes where the run happened.
-type Machine struct {
-	NProc         int    `json:"nproc"`
-	CPUModel      string `json:"cpu_model"`
-	GoVersion     string `json:"go_version"`
-	LoadAvgBefore string `json:"loadavg_before"`
-	LoadAvgAfter  string `json:"loadavg_after"`
-}
-
 // Report is a whole run.
 type Report struct {
-	Command          string    `json:"command"`
-	Started          time.Time `json:"started"`
-	Finished         time.Time `json:"finished"`
-	Machine          Machine   `json:"machine"`
-	Routes           int       `json:"routes"`
-	RouteConfigBytes int       `json:"route_config_bytes"`
-	Changes          int       `json:"changes_per_point"`
-	Servers          []Server  `json:"servers"`
-	Points           []Point   `json:"points"`
-	Summary          []Summary `json:"summary"`
-	Fits             []Fit     `json:"fits"`
+	Command          string           `json:"command"`
+	Started          time.Time        `json:"started"`
+	Finished         time.Time        `json:"finished"`
+	Machine          hostinfo.Machine `json:"machine"`
+	Routes           int              `json:"routes"`
+	RouteConfigBytes int              `json:"route_config_bytes"`
+	Changes          int              `json:"changes_per_point"`
+	Servers          []Server         `json:"servers"`
+	Points           []Point          `json:"points"`
+	Summary          []Summary        `json:"summary"`
+	Fits             []Fit            `json:"fits"`
 }
 
 // Summary pools every round of one server, mode and stream count.
