@@ -23,6 +23,8 @@ import (
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/internal/yamlfile"
+
+	"github.com/scopegate/scopegate/internal/testing/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/out golden files from the translator's output")
@@ -61,15 +63,9 @@ func TestGolden(t *testing.T) {
 				files = append(files, file)
 				out := filepath.Join(dir, file)
 				got := renderType(t, fleets, typ)
-				if *update {
-					if err := os.WriteFile(out, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
+				want, ok := golden.Want(t, out, got, *update, "go test ./controlplane/translate/ -update")
+				if !ok {
 					continue
-				}
-				want, err := os.ReadFile(out)
-				if err != nil {
-					t.Fatalf("%v (run go test ./controlplane/translate/ -update)", err)
 				}
 				if d := goldenDiff(want, got, fleets, typ); d != "" {
 					t.Errorf("%s differs from the translator's output; review the diff (-golden +translator) and run go test ./controlplane/translate/ -update\n%s", out, d)
