@@ -16,16 +16,17 @@ import (
 
 func decodeSotW(t *testing.T, bufs mem.BufferSlice) *discovery.DiscoveryResponse {
 	t.Helper()
-	out := &discovery.DiscoveryResponse{}
-	if err := proto.Unmarshal(bufs.Materialize(), out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return decode(t, bufs, &discovery.DiscoveryResponse{})
 }
 
 func decodeDelta(t *testing.T, bufs mem.BufferSlice) *discovery.DeltaDiscoveryResponse {
 	t.Helper()
-	out := &discovery.DeltaDiscoveryResponse{}
+	return decode(t, bufs, &discovery.DeltaDiscoveryResponse{})
+}
+
+// decode unmarshals a response as it went on the wire into out.
+func decode[M proto.Message](t *testing.T, bufs mem.BufferSlice, out M) M {
+	t.Helper()
 	if err := proto.Unmarshal(bufs.Materialize(), out); err != nil {
 		t.Fatal(err)
 	}
