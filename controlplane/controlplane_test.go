@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -330,7 +331,7 @@ func TestInvalidConfigChangesNothing(t *testing.T) {
 			t.Errorf("%s: last reload = %+v, want error containing %q", tt.name, st.Config.LastReload, tt.wantErr)
 		}
 	}
-	if got := h.versions("edge"); !mapsEqual(got, before) {
+	if got := h.versions("edge"); !maps.Equal(got, before) {
 		t.Errorf("versions changed: %v -> %v", before, got)
 	}
 	if len(c.Log()) != n {
@@ -486,18 +487,6 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 	if logs.Len() != 0 {
 		t.Fatalf("logged at start: %s", logs.String())
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestConfigFolderSwaps: the folder holding xds.yaml is replaced git-sync style (ln -s v2

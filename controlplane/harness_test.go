@@ -110,17 +110,19 @@ func (h *harness) node(id, fleet string) *core.Node {
 
 func (h *harness) sotw(id, fleet string, o envoysim.Options) *envoysim.Client {
 	h.t.Helper()
-	c, err := envoysim.SotW(context.Background(), h.conn, h.node(id, fleet), o)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(c.Close)
-	return c
+	return h.envoy(envoysim.SotW, id, fleet, o)
 }
 
 func (h *harness) delta(id, fleet string, o envoysim.Options) *envoysim.Client {
 	h.t.Helper()
-	c, err := envoysim.Delta(context.Background(), h.conn, h.node(id, fleet), o)
+	return h.envoy(envoysim.Delta, id, fleet, o)
+}
+
+// envoy connects a simulated Envoy with connect (envoysim.SotW or envoysim.Delta), closed
+// when the test ends.
+func (h *harness) envoy(connect func(context.Context, grpc.ClientConnInterface, *core.Node, envoysim.Options) (*envoysim.Client, error), id, fleet string, o envoysim.Options) *envoysim.Client {
+	h.t.Helper()
+	c, err := connect(context.Background(), h.conn, h.node(id, fleet), o)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"maps"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,7 +57,7 @@ func TestReplicasServeIdenticalVersions(t *testing.T) {
 	}
 	for _, fleet := range []string{"edge", "internal"} {
 		va, vb := a.versions(fleet), b.versions(fleet)
-		if !mapsEqual(va, vb) {
+		if !maps.Equal(va, vb) {
 			t.Errorf("fleet %s: snapshot versions differ between replicas:\n%v\n%v", fleet, va, vb)
 		}
 	}

@@ -3,8 +3,27 @@ package hostinfo
 
 import (
 	"os"
+	"runtime"
 	"strings"
 )
+
+// Machine is where a run happened, as a report records it. OS, Kernel and Note are left out
+// of the JSON when a report does not record them.
+type Machine struct {
+	NProc         int    `json:"nproc"`
+	CPUModel      string `json:"cpu_model"`
+	GoVersion     string `json:"go_version"`
+	OS            string `json:"os,omitempty"`
+	Kernel        string `json:"kernel,omitempty"`
+	LoadAvgBefore string `json:"loadavg_before"`
+	LoadAvgAfter  string `json:"loadavg_after"`
+	Note          string `json:"note,omitempty"`
+}
+
+// Here is this machine as a run starts: its cores, CPU model, Go version and load average.
+func Here() Machine {
+	return Machine{NProc: runtime.NumCPU(), CPUModel: CPUModel(), GoVersion: runtime.Version(), LoadAvgBefore: LoadAvg()}
+}
 
 // LoadAvg is /proc/loadavg's first three fields.
 func LoadAvg() string {

@@ -16,7 +16,7 @@ import (
 type Report struct {
 	Generated  string                `json:"generated"`
 	Command    string                `json:"command"`
-	Machine    Machine               `json:"machine"`
+	Machine    hostinfo.Machine      `json:"machine"`
 	Settings   Settings              `json:"settings"`
 	BareVerify map[string]BareVerify `json:"bare_verify"`
 	// Summary pools the rounds: req/s is the mean of the rounds (min and max show drift),
@@ -31,18 +31,6 @@ type Report struct {
 	// Points and OpenLoop are every measurement, per round, in run order.
 	Points   []Point         `json:"points"`
 	OpenLoop []OpenLoopPoint `json:"open_loop"`
-}
-
-// Machine is where the run happened.
-type Machine struct {
-	NProc         int    `json:"nproc"`
-	CPUModel      string `json:"cpu_model"`
-	GoVersion     string `json:"go_version"`
-	OS            string `json:"os"`
-	Kernel        string `json:"kernel"`
-	LoadAvgBefore string `json:"loadavg_before"`
-	LoadAvgAfter  string `json:"loadavg_after"`
-	Note          string `json:"note"`
 }
 
 // Settings are the run's options.
@@ -230,10 +218,10 @@ type Profile struct {
 	Runtime *RuntimeStats `json:"runtime,omitempty"`
 }
 
-func machine() Machine {
-	m := Machine{NProc: runtime.NumCPU(), CPUModel: hostinfo.CPUModel(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
-		LoadAvgBefore: hostinfo.LoadAvg(),
-		Note:          "server under test and load generator share the machine's cores (and, on a shared host, with other work: see loadavg)"}
+func machine() hostinfo.Machine {
+	m := hostinfo.Here()
+	m.OS = runtime.GOOS + "/" + runtime.GOARCH
+	m.Note = "server under test and load generator share the machine's cores (and, on a shared host, with other work: see loadavg)"
 	if raw, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(raw))
 	}

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -199,7 +198,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep := &Report{Command: o.Command, Started: time.Now().UTC(), Routes: o.Routes, RouteConfigBytes: t.routeConfigBytes,
 		Changes: o.Changes, Servers: o.Servers,
-		Machine: Machine{NProc: runtime.NumCPU(), CPUModel: hostinfo.CPUModel(), GoVersion: runtime.Version(), LoadAvgBefore: hostinfo.LoadAvg()}}
+		Machine: hostinfo.Here()}
 	for r := range o.Rounds {
 		for _, mode := range o.Modes {
 			for _, n := range o.Streams {
@@ -263,18 +262,8 @@ func serveCmd(ctx context.Context, fs *flag.FlagSet, args []string, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := make(chan struct{}, 1)
-	go func() {
-		for range hup {
-			select {
-			case reload <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	reload, stopReload := controlplane.ReloadOnSIGHUP()
+	defer stopReload()
 	if *cpuprofile != "" {
 		usr1 := make(chan os.Signal, 1)
 		signal.Notify(usr1, syscall.SIGUSR1)

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/scopegate/scopegate/bench/hostinfo"
 )
 
 // Point is one server, mode and stream count, measured once.
@@ -34,28 +36,19 @@ type Change struct {
 	Allocated int64 `json:"allocated"`
 }
 
-// Machine describes where the run happened.
-type Machine struct {
-	NProc         int    `json:"nproc"`
-	CPUModel      string `json:"cpu_model"`
-	GoVersion     string `json:"go_version"`
-	LoadAvgBefore string `json:"loadavg_before"`
-	LoadAvgAfter  string `json:"loadavg_after"`
-}
-
 // Report is a whole run.
 type Report struct {
-	Command          string    `json:"command"`
-	Started          time.Time `json:"started"`
-	Finished         time.Time `json:"finished"`
-	Machine          Machine   `json:"machine"`
-	Routes           int       `json:"routes"`
-	RouteConfigBytes int       `json:"route_config_bytes"`
-	Changes          int       `json:"changes_per_point"`
-	Servers          []Server  `json:"servers"`
-	Points           []Point   `json:"points"`
-	Summary          []Summary `json:"summary"`
-	Fits             []Fit     `json:"fits"`
+	Command          string           `json:"command"`
+	Started          time.Time        `json:"started"`
+	Finished         time.Time        `json:"finished"`
+	Machine          hostinfo.Machine `json:"machine"`
+	Routes           int              `json:"routes"`
+	RouteConfigBytes int              `json:"route_config_bytes"`
+	Changes          int              `json:"changes_per_point"`
+	Servers          []Server         `json:"servers"`
+	Points           []Point          `json:"points"`
+	Summary          []Summary        `json:"summary"`
+	Fits             []Fit            `json:"fits"`
 }
 
 // Summary pools every round of one server, mode and stream count.
@@ -121,15 +114,7 @@ func summarize(points []Point) []Summary {
 		server, mode string
 		streams      int
 	}
-	groups := map[key][]Point{}
-	var order []key
-	for _, p := range points {
-		k := key{p.Server, p.Mode, p.Streams}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], p)
-	}
+	order, groups := groupBy(points, func(p Point) key { return key{p.Server, p.Mode, p.Streams} })
 	var out []Summary
 	for _, k := range order {
 		ps := groups[k]
@@ -174,17 +159,22 @@ func summarize(points []Point) []Summary {
 	return out
 }
 
-func fits(sums []Summary) []Fit {
-	type key struct{ server, mode string }
-	groups := map[key][]Summary{}
-	var order []key
-	for _, s := range sums {
-		k := key{s.Server, s.Mode}
+// groupBy groups xs by keyOf, keeping the order in which each key first appears.
+func groupBy[K comparable, V any](xs []V, keyOf func(V) K) (order []K, groups map[K][]V) {
+	groups = map[K][]V{}
+	for _, x := range xs {
+		k := keyOf(x)
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
-		groups[k] = append(groups[k], s)
+		groups[k] = append(groups[k], x)
 	}
+	return order, groups
+}
+
+func fits(sums []Summary) []Fit {
+	type key struct{ server, mode string }
+	order, groups := groupBy(sums, func(s Summary) key { return key{s.Server, s.Mode} })
 	var out []Fit
 	for _, k := range order {
 		ss := groups[k]

@@ -149,6 +149,26 @@ decision_log:
 `, is.Issuer, is.JWKSURL(), filepath.Join(repoRoot(t), "policies"))
 }
 
+// startAuthz serves the authz config yaml in-process until the test ends.
+func startAuthz(t *testing.T, yaml string) *server.Server {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv
+}
+
 // TestCheckConfigAndAddrAgree: the same flags give the same answer in-process (--config) and
 // from a real authz over gRPC (--addr), and both exit by it.
 func TestCheckConfigAndAddrAgree(t *testing.T) {
@@ -160,20 +180,7 @@ func TestCheckConfigAndAddrAgree(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}()
+	srv := startAuthz(t, yaml)
 
 	tok := func(scope, client string, edit func(testissuer.Claims)) string {
 		c := is.Standard("orders-api", "alice", scope, time.Hour) // outlives a slow run
@@ -313,21 +320,8 @@ func TestCheckAddrMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := func(name string) string { return filepath.Join(certs, name) }
-	cfg, err := config.Parse([]byte(authzYAML(t, is) + fmt.Sprintf("tls: {cert_file: %q, key_file: %q, client_ca_file: %q}\n",
-		p("authz.crt"), p("authz.key"), p("ca.crt"))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	}()
+	srv := startAuthz(t, authzYAML(t, is)+fmt.Sprintf("tls: {cert_file: %q, key_file: %q, client_ca_file: %q}\n",
+		p("authz.crt"), p("authz.key"), p("ca.crt")))
 	c := is.Standard("orders-api", "alice", "orders:read", time.Minute)
 	tok := testissuer.Sign(key, c, nil)
 	args := []string{"check", "--addr", srv.GRPCAddr(), "--token", tok, "--route", "orders-read", "--scopes", "orders:read", "--server-name", "authz", "--timeout", "10s"}

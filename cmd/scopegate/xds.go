@@ -65,18 +65,8 @@ func newXDSCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			reload := make(chan struct{}, 1)
-			go func() {
-				for range hup {
-					select {
-					case reload <- struct{}{}:
-					default:
-					}
-				}
-			}()
+			reload, stopReload := controlplane.ReloadOnSIGHUP()
+			defer stopReload()
 			return svc.Run(ctx, reload, shutdownTimeout)
 		},
 	}

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/scopegate/scopegate/controlplane/translate"
+	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
 // Defaults.
@@ -275,16 +276,10 @@ func mustAny(m proto.Message) *anypb.Any {
 // YAML renders the bootstrap as YAML (proto field names), headed by a comment saying how it
 // was generated.
 func YAML(b *bootstrapv3.Bootstrap, header string) ([]byte, error) {
-	js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
+	root, err := yamlfile.ProtoNode(b)
 	if err != nil {
 		return nil, err
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(js, &doc); err != nil {
-		return nil, err
-	}
-	root := doc.Content[0]
-	blockStyle(root)
 	root.HeadComment = header
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -313,18 +308,6 @@ func Parse(data []byte) (*bootstrapv3.Bootstrap, error) {
 		return nil, err
 	}
 	return b, nil
-}
-
-func blockStyle(n *yaml.Node) {
-	if n.Kind != yaml.ScalarNode {
-		n.Style = 0
-	} else if n.Style == yaml.DoubleQuotedStyle {
-		n.Style = 0
-		n.Tag = "!!str"
-	}
-	for _, c := range n.Content {
-		blockStyle(c)
-	}
 }
 
 // Command is the scopegate command line that generates the bootstrap for o.

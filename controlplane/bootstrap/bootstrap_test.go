@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/scopegate/scopegate/internal/testing/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the checked-in bootstraps in envoy/")
@@ -34,17 +36,8 @@ func TestCheckedInBootstraps(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join(envoyDir, tt.file)
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (generate with go test ./controlplane/bootstrap -update)", err)
-			}
-			if !bytes.Equal(got, want) {
+			want, ok := golden.Want(t, path, got, *update, "go test ./controlplane/bootstrap -update")
+			if ok && !bytes.Equal(got, want) {
 				t.Errorf("%s has drifted from `%s`; regenerate with go test ./controlplane/bootstrap -update", path, Command(tt.opts))
 			}
 		})

@@ -137,21 +137,13 @@ func (c *Config) ValidateRoutes() error {
 	}
 	for i := range c.Fleets {
 		f := &c.Fleets[i]
-		at := fmt.Sprintf("fleet %q", f.Name)
-		if f.Name == "" {
-			at = fmt.Sprintf("fleets[%d]", i)
-		}
-		checkName(errs, at, f.Name)
+		at := entry(errs, "", "fleet", "fleets", f.Name, i)
 		if len(f.Listeners) == 0 {
 			errs.Addf("%s: listeners: at least one listener is required", at)
 		}
 		for j := range f.Listeners {
 			l := &f.Listeners[j]
-			lat := fmt.Sprintf("%s: listener %q", at, l.Name)
-			if l.Name == "" {
-				lat = fmt.Sprintf("%s: listeners[%d]", at, j)
-			}
-			checkName(errs, lat, l.Name)
+			lat := entry(errs, at, "listener", "listeners", l.Name, j)
 			validateListenerRoutes(errs, lat, l, nil)
 		}
 	}

@@ -74,11 +74,7 @@ func (c *Config) Validate() error {
 	fleets := map[string]bool{}
 	for i := range c.Fleets {
 		f := &c.Fleets[i]
-		at := fmt.Sprintf("fleet %q", f.Name)
-		if f.Name == "" {
-			at = fmt.Sprintf("fleets[%d]", i)
-		}
-		checkName(errs, at, f.Name)
+		at := entry(errs, "", "fleet", "fleets", f.Name, i)
 		if t := f.AuthzTLS; t != nil {
 			switch {
 			case c.Authz.TLS == nil:
@@ -174,11 +170,7 @@ func (c *Config) validateFleet(errs *configcheck.Problems, at string, f *Fleet, 
 	ports := map[int][]bound{}
 	for i := range f.Listeners {
 		l := &f.Listeners[i]
-		lat := fmt.Sprintf("%s: listener %q", at, l.Name)
-		if l.Name == "" {
-			lat = fmt.Sprintf("%s: listeners[%d]", at, i)
-		}
-		checkName(errs, lat, l.Name)
+		lat := entry(errs, at, "listener", "listeners", l.Name, i)
 		if names[l.Name] {
 			errs.Addf("%s: duplicate listener name", lat)
 		}
@@ -225,11 +217,7 @@ func validateListenerRoutes(errs *configcheck.Problems, lat string, l *Listener,
 	routes := map[string]string{}
 	for i := range l.VirtualHosts {
 		vh := &l.VirtualHosts[i]
-		vat := fmt.Sprintf("%s: virtual host %q", lat, vh.Name)
-		if vh.Name == "" {
-			vat = fmt.Sprintf("%s: virtual_hosts[%d]", lat, i)
-		}
-		checkName(errs, vat, vh.Name)
+		vat := entry(errs, lat, "virtual host", "virtual_hosts", vh.Name, i)
 		if vhosts[vh.Name] {
 			errs.Addf("%s: duplicate virtual host name", vat)
 		}
@@ -253,11 +241,7 @@ func validateListenerRoutes(errs *configcheck.Problems, lat string, l *Listener,
 		}
 		for j := range vh.Routes {
 			r := &vh.Routes[j]
-			rat := fmt.Sprintf("%s: route %q", vat, r.Name)
-			if r.Name == "" {
-				rat = fmt.Sprintf("%s: routes[%d]", vat, j)
-			}
-			checkName(errs, rat, r.Name)
+			rat := entry(errs, vat, "route", "routes", r.Name, j)
 			if prev, ok := routes[r.Name]; ok && r.Name != "" {
 				errs.Addf("%s: duplicate route name (also in virtual host %q); route names label requests for the policy and must be unique per listener", rat, prev)
 			}
@@ -589,6 +573,20 @@ func checkHostPort(errs *configcheck.Problems, at, s string, listen bool) {
 }
 
 // checkName checks the name of a fleet, upstream, listener, virtual host or route.
+// entry is where the i-th entry of a list stands in messages (parent: kind "name", or
+// parent: list[i] when it has no name), its name checked on the way.
+func entry(errs *configcheck.Problems, parent, kind, list, name string, i int) string {
+	at := fmt.Sprintf("%s %q", kind, name)
+	if name == "" {
+		at = fmt.Sprintf("%s[%d]", list, i)
+	}
+	if parent != "" {
+		at = parent + ": " + at
+	}
+	checkName(errs, at, name)
+	return at
+}
+
 func checkName(errs *configcheck.Problems, at, name string) {
 	switch {
 	case name == "":

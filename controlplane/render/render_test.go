@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +27,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+
+	"github.com/scopegate/scopegate/internal/testing/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/out from the renderer's output")
@@ -82,17 +83,8 @@ func TestGolden(t *testing.T) {
 				got := renderAs(t, p, cfg)
 				decodeStrict(t, p, got)
 				out := filepath.Join("testdata", "out", base+"."+p+".yaml")
-				if *update {
-					if err := os.WriteFile(out, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					return
-				}
-				want, err := os.ReadFile(out)
-				if err != nil {
-					t.Fatalf("%v (run go test ./controlplane/render -update)", err)
-				}
-				if !bytes.Equal(got, want) {
+				want, ok := golden.Want(t, out, got, *update, "go test ./controlplane/render -update")
+				if ok && !bytes.Equal(got, want) {
 					t.Errorf("%s differs from the rendering; review and run go test ./controlplane/render -update\n--- got:\n%s", out, got)
 				}
 			})

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -23,6 +22,9 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/scopegate/scopegate/controlplane/config"
+	"github.com/scopegate/scopegate/internal/yamlfile"
+
+	"github.com/scopegate/scopegate/internal/testing/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/out golden files from the translator's output")
@@ -45,10 +47,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fleets, err := Build(context.Background(), cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fleets := build(t, cfg)
 			dir := filepath.Join("testdata", "out", name)
 			if *update {
 				if err := os.RemoveAll(dir); err != nil {
@@ -64,15 +63,9 @@ func TestGolden(t *testing.T) {
 				files = append(files, file)
 				out := filepath.Join(dir, file)
 				got := renderType(t, fleets, typ)
-				if *update {
-					if err := os.WriteFile(out, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
+				want, ok := golden.Want(t, out, got, *update, "go test ./controlplane/translate/ -update")
+				if !ok {
 					continue
-				}
-				want, err := os.ReadFile(out)
-				if err != nil {
-					t.Fatalf("%v (run go test ./controlplane/translate/ -update)", err)
 				}
 				if d := goldenDiff(want, got, fleets, typ); d != "" {
 					t.Errorf("%s differs from the translator's output; review the diff (-golden +translator) and run go test ./controlplane/translate/ -update\n%s", out, d)
@@ -126,33 +119,16 @@ func resourcesNode(t *testing.T, rs []types.Resource) *yaml.Node {
 	t.Helper()
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, r := range rs {
-		js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+		n, err := yamlfile.ProtoNode(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var doc yaml.Node
-		if err := yaml.Unmarshal(js, &doc); err != nil {
-			t.Fatal(err)
-		}
-		blockStyle(doc.Content[0])
-		seq.Content = append(seq.Content, doc.Content[0])
+		seq.Content = append(seq.Content, n)
 	}
 	return seq
 }
 
 func scalar(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
-
-func blockStyle(n *yaml.Node) {
-	if n.Kind != yaml.ScalarNode {
-		n.Style = 0
-	} else if n.Style == yaml.DoubleQuotedStyle {
-		n.Style = 0
-		n.Tag = "!!str"
-	}
-	for _, c := range n.Content {
-		blockStyle(c)
-	}
-}
 
 // goldenFleet is one fleet's resources of one type, as a golden file holds them.
 type goldenFleet struct {

@@ -35,19 +35,23 @@ func load(t *testing.T, path string) *config.Config {
 	return cfg
 }
 
+// build translates cfg, failing the test on an error.
+func build(t *testing.T, cfg *config.Config) map[string]*Fleet {
+	t.Helper()
+	fleets, err := Build(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fleets
+}
+
 // TestDeterministic: building the same config twice gives the same versions, so a reload of
 // an unchanged file pushes nothing.
 func TestDeterministic(t *testing.T) {
 	cfg := load(t, "testdata/in/fleets.yaml")
-	a, err := Build(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := build(t, cfg)
 	for i := 0; i < 5; i++ {
-		b, err := Build(context.Background(), cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := build(t, cfg)
 		for name := range a {
 			for _, typ := range Types {
 				if a[name].Versions[typ] != b[name].Versions[typ] {
@@ -61,15 +65,9 @@ func TestDeterministic(t *testing.T) {
 // TestVersionsChangePerType: changing a route changes only the route version.
 func TestVersionsChangePerType(t *testing.T) {
 	cfg := load(t, "testdata/in/basic.yaml")
-	before, err := Build(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := build(t, cfg)
 	cfg.Fleets[0].Listeners[0].VirtualHosts[0].Routes[0].Scopes = []string{"orders:list"}
-	after, err := Build(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := build(t, cfg)
 	for _, typ := range Types {
 		changed := before["edge"].Versions[typ] != after["edge"].Versions[typ]
 		if changed != (typ == resource.RouteType) {
@@ -139,62 +137,44 @@ func TestComposeConfigs(t *testing.T) {
 	}
 }
 
-// TestTLSErrors: certificate problems are refused with the listener and file named.
-func TestTLSErrors(t *testing.T) {
+// TestTLSFileErrors: certificate problems, on a listener or on the authz hop (its CA and
+// client certificate), are refused before anything is pushed, with the listener or field and
+// the file named. Files the config names before the case's change are read from disk; the
+// case's own come from files, and any other does not exist.
+func TestTLSFileErrors(t *testing.T) {
 	cert, _ := os.ReadFile("testdata/certs/tls.crt")
 	key, _ := os.ReadFile("testdata/certs/tls.key")
+	listenerTLS := func(cfg *config.Config) { cfg.Fleets[0].Listeners[0].TLS = &config.TLS{CertFile: "c", KeyFile: "k"} }
+	authzTLS := func(cfg *config.Config) { cfg.Authz.TLS = &config.AuthzTLS{CAFile: "ca", CertFile: "c", KeyFile: "k"} }
 	tests := []struct {
 		name    string
+		in      string
+		set     func(*config.Config)
 		files   map[string][]byte
 		wantErr string
 	}{
-		{"missing cert", map[string][]byte{"k": key}, `fleet "edge": listener "https": tls: cert_file: open c: file does not exist`},
-		{"missing key", map[string][]byte{"c": cert}, `listener "https": tls: key_file: open k: file does not exist`},
-		{"key is a cert", map[string][]byte{"c": cert, "k": cert}, `listener "https": tls: c and k:`},
-		{"garbage cert", map[string][]byte{"c": []byte("nope"), "k": key}, `listener "https": tls: c and k: tls: failed to find any PEM data in certificate input`},
+		{"missing cert", "tls.yaml", listenerTLS, map[string][]byte{"k": key}, `fleet "edge": listener "https": tls: cert_file: open c: file does not exist`},
+		{"missing key", "tls.yaml", listenerTLS, map[string][]byte{"c": cert}, `listener "https": tls: key_file: open k: file does not exist`},
+		{"key is a cert", "tls.yaml", listenerTLS, map[string][]byte{"c": cert, "k": cert}, `listener "https": tls: c and k:`},
+		{"garbage cert", "tls.yaml", listenerTLS, map[string][]byte{"c": []byte("nope"), "k": key}, `listener "https": tls: c and k: tls: failed to find any PEM data in certificate input`},
+		{"authz missing CA", "mtls.yaml", authzTLS, map[string][]byte{"c": cert, "k": key}, "authz: tls: ca_file: open ca: file does not exist"},
+		{"authz CA without a certificate", "mtls.yaml", authzTLS, map[string][]byte{"ca": key, "c": cert, "k": key}, "authz: tls: ca_file ca: no PEM certificate in it"},
+		{"authz client key mismatch", "mtls.yaml", authzTLS, map[string][]byte{"ca": cert, "c": cert, "k": cert}, "authz: tls: c and k:"},
+		{"authz missing client key", "mtls.yaml", authzTLS, map[string][]byte{"ca": cert, "c": cert}, "authz: tls: key_file: open k: file does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := load(t, "testdata/in/tls.yaml")
-			cfg.Fleets[0].Listeners[0].TLS = &config.TLS{CertFile: "c", KeyFile: "k"}
+			cfg := load(t, filepath.Join("testdata", "in", tt.in))
+			onDisk := map[string]bool{}
+			if l := cfg.Fleets[0].Listeners[0]; l.TLS != nil {
+				onDisk[l.TLS.CertFile], onDisk[l.TLS.KeyFile] = true, true
+			}
+			tt.set(cfg)
 			read := func(p string) ([]byte, error) {
 				if b, ok := tt.files[p]; ok {
 					return b, nil
 				}
-				return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
-			}
-			_, err := Build(context.Background(), cfg, read)
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-// TestAuthzTLSErrors: the authz hop's CA and client certificate are checked before they are
-// pushed, with the field named.
-func TestAuthzTLSErrors(t *testing.T) {
-	cert, _ := os.ReadFile("testdata/certs/tls.crt")
-	key, _ := os.ReadFile("testdata/certs/tls.key")
-	tests := []struct {
-		name    string
-		files   map[string][]byte
-		wantErr string
-	}{
-		{"missing CA", map[string][]byte{"c": cert, "k": key}, "authz: tls: ca_file: open ca: file does not exist"},
-		{"CA without a certificate", map[string][]byte{"ca": key, "c": cert, "k": key}, "authz: tls: ca_file ca: no PEM certificate in it"},
-		{"client key mismatch", map[string][]byte{"ca": cert, "c": cert, "k": cert}, "authz: tls: c and k:"},
-		{"missing client key", map[string][]byte{"ca": cert, "c": cert}, "authz: tls: key_file: open k: file does not exist"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := load(t, "testdata/in/mtls.yaml")
-			cfg.Authz.TLS = &config.AuthzTLS{CAFile: "ca", CertFile: "c", KeyFile: "k"}
-			read := func(p string) ([]byte, error) {
-				if b, ok := tt.files[p]; ok {
-					return b, nil
-				}
-				if p == cfg.Fleets[0].Listeners[0].TLS.CertFile || p == cfg.Fleets[0].Listeners[0].TLS.KeyFile {
+				if onDisk[p] {
 					return os.ReadFile(p)
 				}
 				return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
@@ -211,10 +191,7 @@ func TestAuthzTLSErrors(t *testing.T) {
 // SDS request for them is answered in ADS mode; dropping the transport socket leaves them
 // unreferenced, which validation refuses.
 func TestAuthzTLSSecretsReferenced(t *testing.T) {
-	fleets, err := Build(context.Background(), load(t, "testdata/in/mtls.yaml"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fleets := build(t, load(t, "testdata/in/mtls.yaml"))
 	f := fleets["edge"]
 	var secretNames []string
 	for _, s := range f.Resources[resource.SecretType] {
@@ -228,7 +205,7 @@ func TestAuthzTLSSecretsReferenced(t *testing.T) {
 			c.(*cluster.Cluster).TransportSocket = nil
 		}
 	}
-	err = f.validate()
+	err := f.validate()
 	for _, want := range []string{`secret "scopegate_authz.ca" is not referenced`, `secret "scopegate_authz.client" is not referenced`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error = %v, want it to contain %q", err, want)
@@ -240,10 +217,7 @@ func TestAuthzTLSSecretsReferenced(t *testing.T) {
 // resource named.
 func TestValidateDescendsIntoAny(t *testing.T) {
 	cfg := load(t, "testdata/in/basic.yaml")
-	fleets, err := Build(context.Background(), cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fleets := build(t, cfg)
 	f := fleets["edge"]
 
 	// Break the HCM inside the listener: empty stat_prefix violates min_len.
@@ -256,7 +230,7 @@ func TestValidateDescendsIntoAny(t *testing.T) {
 	m.StatPrefix = ""
 	broken, _ := anypb.New(m)
 	l.FilterChains[0].Filters[0].ConfigType = &listener.Filter_TypedConfig{TypedConfig: broken}
-	err = f.validate()
+	err := f.validate()
 	if err == nil || !strings.Contains(err.Error(), `listener "public" > HttpConnectionManager: invalid HttpConnectionManager.StatPrefix`) {
 		t.Fatalf("error = %v", err)
 	}
@@ -299,13 +273,10 @@ func TestReferences(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fleets, err := Build(context.Background(), load(t, "testdata/in/tls.yaml"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fleets := build(t, load(t, "testdata/in/tls.yaml"))
 			f := fleets["edge"]
 			tt.edit(f)
-			err = f.validate()
+			err := f.validate()
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
 			}
@@ -325,10 +296,7 @@ func TestBuildCancelled(t *testing.T) {
 // translated resource, in the same order, and the content versions hash exactly those bytes
 // (one marshalling per version serves both).
 func TestEncodedResources(t *testing.T) {
-	fleets, err := Build(context.Background(), load(t, "testdata/in/fleets.yaml"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fleets := build(t, load(t, "testdata/in/fleets.yaml"))
 	f := fleets["edge"]
 	for _, typ := range Types {
 		if len(f.Encoded[typ]) != len(f.Resources[typ]) {

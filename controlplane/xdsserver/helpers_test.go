@@ -12,7 +12,6 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/scopegate/scopegate/controlplane/config"
 	"github.com/scopegate/scopegate/controlplane/translate"
@@ -180,19 +179,9 @@ func sotwNames(t *testing.T, resp *discovery.DiscoveryResponse) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, nameOfMessage(m))
+		out = append(out, envoysim.NameOf(m))
 	}
 	return out
-}
-
-func nameOfMessage(m proto.Message) string {
-	switch r := m.(type) {
-	case interface{ GetName() string }:
-		return r.GetName()
-	case interface{ GetClusterName() string }:
-		return r.GetClusterName()
-	}
-	return ""
 }
 
 // eventually polls cond until it holds (state the server keeps has no signal of its own).

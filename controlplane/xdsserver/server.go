@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strconv"
@@ -229,7 +230,7 @@ func (s *Server) Apply(ctx context.Context, fleets map[string]*translate.Fleet) 
 	prev := *s.fleets.Load()
 	changed := make(map[string]bool, len(names))
 	for _, name := range names {
-		if old, ok := prev[name]; ok && sameVersions(old.Versions, next[name].Versions) {
+		if old, ok := prev[name]; ok && maps.Equal(old.Versions, next[name].Versions) {
 			st := next[name]
 			st.AppliedAt = old.AppliedAt
 			next[name] = st
@@ -304,18 +305,6 @@ func (s *Server) warmClusters(ctx context.Context, f *fleet, prev, next *fleetSn
 		s.log.Warn("pushing listeners and routes before every node has the new endpoints", "fleet", f.name, "error", err)
 	}
 	return nil
-}
-
-func sameVersions(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) known(fleet string) bool {

@@ -10,20 +10,23 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/scopegate/scopegate/internal/testing/envoysim"
 )
 
 func decodeSotW(t *testing.T, bufs mem.BufferSlice) *discovery.DiscoveryResponse {
 	t.Helper()
-	out := &discovery.DiscoveryResponse{}
-	if err := proto.Unmarshal(bufs.Materialize(), out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return decode(t, bufs, &discovery.DiscoveryResponse{})
 }
 
 func decodeDelta(t *testing.T, bufs mem.BufferSlice) *discovery.DeltaDiscoveryResponse {
 	t.Helper()
-	out := &discovery.DeltaDiscoveryResponse{}
+	return decode(t, bufs, &discovery.DeltaDiscoveryResponse{})
+}
+
+// decode unmarshals a response as it went on the wire into out.
+func decode[M proto.Message](t *testing.T, bufs mem.BufferSlice, out M) M {
+	t.Helper()
 	if err := proto.Unmarshal(bufs.Materialize(), out); err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +55,7 @@ func TestTypeVersionWire(t *testing.T) {
 				a.Value = b
 				want.Resources = append(want.Resources, a)
 				wantDelta.Resources = append(wantDelta.Resources, &discovery.Resource{
-					Name: nameOfMessage(r), Version: cache.HashResource(b), Resource: a})
+					Name: envoysim.NameOf(r), Version: cache.HashResource(b), Resource: a})
 			}
 			got := decodeSotW(t, mem.BufferSlice{tv.sotw, nonceField(sotwNonce, "7")})
 			if d := cmp.Diff(want, got, protocmp.Transform()); d != "" {

@@ -183,18 +183,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a.mu.Lock()
-	o, found := a.orders[id]
-	var c Order
-	if found {
-		c = *o
-	}
-	a.mu.Unlock()
-	if !found {
-		a.fail(w, r, http.StatusNotFound, "order %d not found", id)
-		return
-	}
-	a.reply(w, r, http.StatusOK, Response{Order: &c})
+	a.answer(w, r, id, nil)
 }
 
 // decode reads a JSON order body; unknown fields are errors.
@@ -268,10 +257,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, full bool) {
 		a.fail(w, r, http.StatusUnprocessableEntity, "%v", err)
 		return
 	}
-	a.mu.Lock()
-	o, found := a.orders[id]
-	var c Order
-	if found {
+	a.answer(w, r, id, func(o *Order) {
 		if in.Item != nil {
 			o.Item = *in.Item
 		}
@@ -284,14 +270,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, full bool) {
 			o.Status = "pending"
 		}
 		o.UpdatedAt = a.now().UTC()
-		c = *o
-	}
-	a.mu.Unlock()
-	if !found {
-		a.fail(w, r, http.StatusNotFound, "order %d not found", id)
-		return
-	}
-	a.reply(w, r, http.StatusOK, Response{Order: &c})
+	})
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
@@ -299,12 +278,20 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	a.answer(w, r, id, func(*Order) { delete(a.orders, id) })
+}
+
+// answer applies change (nil: none) to order id under the lock and replies with the order
+// as it then stands, or 404.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, id int, change func(o *Order)) {
 	a.mu.Lock()
 	o, found := a.orders[id]
 	var c Order
 	if found {
+		if change != nil {
+			change(o)
+		}
 		c = *o
-		delete(a.orders, id)
 	}
 	a.mu.Unlock()
 	if !found {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -181,6 +182,20 @@ type pushed struct {
 	authzTLS *tls.Config
 }
 
+// envoyConn is a gRPC connection to addr with Envoy's demo client TLS, expecting serverName.
+func envoyConn(t *testing.T, s *stack, serverName, addr string) *grpc.ClientConn {
+	t.Helper()
+	cfg, err := devstack.EnvoyClientTLS(s.certs, serverName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // pushedConfig connects to the control plane as an Envoy of fleet "edge" over ADS (state of
 // the world, envoysim: CDS and LDS by wildcard, RDS and SDS by the names the listener and the
 // authz cluster reference, every response ACKed) and mutual TLS with Envoy's demo
@@ -189,14 +204,7 @@ func pushedConfig(t *testing.T, s *stack) pushed {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	envoyTLS, err := devstack.EnvoyClientTLS(s.certs, "xds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(s.xds.CP.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(envoyTLS)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := envoyConn(t, s, "xds", s.xds.CP.XDSAddr())
 	defer conn.Close()
 	c, err := envoysim.SotW(ctx, conn, &core.Node{Id: "flow-test", Cluster: "edge"}, envoysim.Options{KeepResources: true})
 	if err != nil {
@@ -571,26 +579,23 @@ func TestDemoFlow(t *testing.T) {
 	}
 	defer conn.Close()
 	authz := authv3.NewAuthorizationClient(conn)
-	check := func(t *testing.T, method, path, tok string) decision {
+	// checkWith asks authz as Envoy would, with headers added to (or replacing) the request's.
+	checkWith := func(t *testing.T, method, path, tok string, headers map[string]string) decision {
 		t.Helper()
+		req := envoyCheck(t, matchRoute(t, rc, method, path), method, path, tok)
+		maps.Copy(req.Attributes.Request.Http.Headers, headers)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		resp, err := authz.Check(ctx, envoyCheck(t, matchRoute(t, rc, method, path), method, path, tok))
+		resp, err := authz.Check(ctx, req)
 		if err != nil {
 			t.Fatalf("Check %s %s: %v", method, path, err)
 		}
 		return toDecision(resp)
 	}
+	check := func(t *testing.T, method, path, tok string) decision { return checkWith(t, method, path, tok, nil) }
 
 	t.Run("authz serves only the authz client identity, not a fleet's certificate", func(t *testing.T) {
-		fleetTLS, err := devstack.EnvoyClientTLS(s.certs, "authz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fc, err := grpc.NewClient(s.authz.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(fleetTLS)))
-		if err != nil {
-			t.Fatal(err)
-		}
+		fc := envoyConn(t, s, "authz", s.authz.Server.GRPCAddr())
 		defer fc.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -791,15 +796,7 @@ func TestDemoFlow(t *testing.T) {
 		// The demo policy asks for step-up itself on an order above 1000 (x-order-amount).
 		order := func(tok, amount string) decision {
 			t.Helper()
-			req := envoyCheck(t, matchRoute(t, rc, "POST", "/orders"), "POST", "/orders", tok)
-			req.Attributes.Request.Http.Headers["x-order-amount"] = amount
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			resp, err := authz.Check(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return toDecision(resp)
+			return checkWith(t, "POST", "/orders", tok, map[string]string{"x-order-amount": amount})
 		}
 		if d := order(alice.AccessToken, "5000"); d.status != 401 || !strings.Contains(d.headers["www-authenticate"], `error="insufficient_user_authentication", error_description="the request needs a stronger or more recent authentication", acr_values="urn:scopegate:demo:mfa"`) {
 			t.Fatalf("large order with a password-only token: %d %v", d.status, d.headers)
@@ -860,19 +857,11 @@ func TestDemoFlow(t *testing.T) {
 		}
 		send := func(authorization, proof string) decision {
 			t.Helper()
-			req := envoyCheck(t, matchRoute(t, rc, method, path), method, path, "")
-			h := req.Attributes.Request.Http.Headers
-			h["authorization"] = authorization
+			h := map[string]string{"authorization": authorization}
 			if proof != "" {
 				h["dpop"] = proof
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			resp, err := authz.Check(ctx, req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return toDecision(resp)
+			return checkWith(t, method, path, "", h)
 		}
 		proof := proofFor(key)
 		if d := send("DPoP "+e.AccessToken, proof); d.status != 200 || d.headers[identity+"subject"] != "reporting-job" {

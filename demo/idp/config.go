@@ -242,12 +242,7 @@ func (c *Config) Validate() error {
 	clientIDs := map[string]bool{}
 	for i, cl := range c.Clients {
 		p := fmt.Sprintf("clients[%d]", i)
-		if cl.ID == "" {
-			errs.Add(p+".id", "required")
-		} else if clientIDs[cl.ID] {
-			errs.Add(p+".id", "duplicate client id %q", cl.ID)
-		}
-		clientIDs[cl.ID] = true
+		checkKey(&errs, p+".id", "client id", cl.ID, clientIDs)
 		if cl.Public && cl.Secret != "" {
 			errs.Add(p+".secret", "a public client has no secret")
 		}
@@ -296,12 +291,7 @@ func (c *Config) Validate() error {
 	usernames := map[string]bool{}
 	for i, u := range c.Users {
 		p := fmt.Sprintf("users[%d]", i)
-		if u.Username == "" {
-			errs.Add(p+".username", "required")
-		} else if usernames[u.Username] {
-			errs.Add(p+".username", "duplicate username %q", u.Username)
-		}
-		usernames[u.Username] = true
+		checkKey(&errs, p+".username", "username", u.Username, usernames)
 		if u.Password == "" {
 			errs.Add(p+".password", "required")
 		}
@@ -398,4 +388,14 @@ func reservedScope(s string) bool { return slices.Contains(oidcScopes, s) }
 // published at least that long after rotation.
 func (c *Config) maxTokenLifetime() time.Duration {
 	return max(c.Tokens.AccessTokenLifetime, c.Tokens.IDTokenLifetime)
+}
+
+// checkKey reports a key (a client id, a username) that is missing or already in seen.
+func checkKey(errs *configcheck.Problems, field, what, key string, seen map[string]bool) {
+	if key == "" {
+		errs.Add(field, "required")
+	} else if seen[key] {
+		errs.Add(field, "duplicate %s %q", what, key)
+	}
+	seen[key] = true
 }

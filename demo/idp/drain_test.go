@@ -23,27 +23,17 @@ func TestServeDrains(t *testing.T) {
 		return ln.Addr().String()
 	}
 	addr, adminAddr := free(), free()
-	cfg, err := Parse([]byte(`
-listen: "` + addr + `"
-admin: "` + adminAddr + `"
-issuer: "http://` + addr + `"
+	cancel, done := serveYAML(t, `
+listen: "`+addr+`"
+admin: "`+adminAddr+`"
+issuer: "http://`+addr+`"
 api: {audience: orders-api, scopes: [{name: "orders:read"}]}
 clients:
   - {id: job, secret: s, scopes: ["orders:read"], grant_types: [client_credentials]}
 keys: {algorithm: ES256}
 drain_delay: 1500ms
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+`)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, nil) }()
 
 	readyz := func() (int, string) {
 		resp, err := http.Get("http://" + adminAddr + "/readyz")
@@ -90,4 +80,21 @@ drain_delay: 1500ms
 	if took := time.Since(begin); took < 1500*time.Millisecond || took > 2500*time.Millisecond {
 		t.Fatalf("Serve returned %s after its context ended; want the 1.5s drain and at most a second more", took)
 	}
+}
+
+// serveYAML serves the provider configured by yaml until cancel; Serve's error arrives on done.
+func serveYAML(t *testing.T, yaml string) (cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cfg, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- p.Serve(ctx, nil) }()
+	return cancel, errc
 }

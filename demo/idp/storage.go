@@ -316,36 +316,48 @@ func (s *storage) liveAuthRequestLocked(id string) (*authRequest, error) {
 }
 
 func (s *storage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.liveAuthRequestLocked(id)
-	if err != nil {
-		return nil, err
-	}
-	return a.clone(), nil
+	return asOp(s.authRequest(id))
 }
 
 // authRequest returns a copy of a live request for the login UI.
 func (s *storage) authRequest(id string) (*authRequest, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.liveAuthRequestLocked(id)
-	if err != nil {
-		return nil, err
-	}
-	return a.clone(), nil
+	return s.copyOf(s.liveAuthRequestLocked, id)
 }
 
 // AuthRequestByCode looks a request up by code without using the code up; the code exchange
 // uses takeAuthRequestByCode, which does.
 func (s *storage) AuthRequestByCode(_ context.Context, code string) (op.AuthRequest, error) {
+	return asOp(s.copyOf(s.byCodeLocked, code))
+}
+
+// copyOf looks a request up with findLocked under the lock and returns a copy of it.
+func (s *storage) copyOf(findLocked func(string) (*authRequest, error), key string) (*authRequest, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, err := s.byCodeLocked(code)
+	a, err := findLocked(key)
 	if err != nil {
 		return nil, err
 	}
 	return a.clone(), nil
+}
+
+// asOp hands a request to the OpenID provider: a nil one as a nil interface, not a typed nil.
+func asOp(a *authRequest, err error) (op.AuthRequest, error) {
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// updateLive runs change on the live request id under the lock.
+func (s *storage) updateLive(id string, change func(a *authRequest) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, err := s.liveAuthRequestLocked(id)
+	if err != nil {
+		return err
+	}
+	return change(a)
 }
 
 func (s *storage) byCodeLocked(code string) (*authRequest, error) {
@@ -378,21 +390,17 @@ func (s *storage) takeAuthRequestByCode(code string) (*authRequest, error) {
 }
 
 func (s *storage) SaveAuthCode(_ context.Context, id, code string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.liveAuthRequestLocked(id)
-	if err != nil {
-		return err
-	}
-	if !a.done {
-		return oidc.ErrInteractionRequired().WithDescription("the user has not consented")
-	}
-	if a.code != "" {
-		return errCodeAlreadyIssued
-	}
-	a.code, a.codeAt = code, s.now()
-	s.codes[code] = id
-	return nil
+	return s.updateLive(id, func(a *authRequest) error {
+		if !a.done {
+			return oidc.ErrInteractionRequired().WithDescription("the user has not consented")
+		}
+		if a.code != "" {
+			return errCodeAlreadyIssued
+		}
+		a.code, a.codeAt = code, s.now()
+		s.codes[code] = id
+		return nil
+	})
 }
 
 func (s *storage) DeleteAuthRequest(_ context.Context, id string) error {
@@ -418,35 +426,27 @@ func (s *storage) checkCredentials(username, password string) (User, bool) {
 
 // setUser records who logged in on an auth request that nobody logged in on yet.
 func (s *storage) setUser(id, subject string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.liveAuthRequestLocked(id)
-	if err != nil {
-		return err
-	}
-	if a.subject != "" && a.subject != subject {
-		return errors.New("another user already logged in on this authorization request")
-	}
-	a.subject, a.authTime, a.acr, a.amr = subject, s.now(), ACRPassword, []string{AMRPassword}
-	return nil
+	return s.updateLive(id, func(a *authRequest) error {
+		if a.subject != "" && a.subject != subject {
+			return errors.New("another user already logged in on this authorization request")
+		}
+		a.subject, a.authTime, a.acr, a.amr = subject, s.now(), ACRPassword, []string{AMRPassword}
+		return nil
+	})
 }
 
 // grantScopes completes the request with the consented scopes.
 func (s *storage) grantScopes(id string, granted []string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, err := s.liveAuthRequestLocked(id)
-	if err != nil {
-		return err
-	}
-	if a.subject == "" {
-		return errors.New("nobody logged in on this authorization request")
-	}
-	if a.done {
-		return errors.New("consent was already given for this authorization request")
-	}
-	a.granted, a.done = slices.Clone(granted), true
-	return nil
+	return s.updateLive(id, func(a *authRequest) error {
+		if a.subject == "" {
+			return errors.New("nobody logged in on this authorization request")
+		}
+		if a.done {
+			return errors.New("consent was already given for this authorization request")
+		}
+		a.granted, a.done = slices.Clone(granted), true
+		return nil
+	})
 }
 
 // grantable is requested ∩ client-allowed ∩ user-grantable for API scopes; OpenID Connect scopes

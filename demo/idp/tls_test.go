@@ -1,14 +1,12 @@
 package idp
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -47,26 +45,16 @@ func TestServeTLSBindsClientCertificates(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // Serve binds it again
 	issuer := "https://" + addr
-	cfg, err := Parse([]byte(`
-listen: "` + addr + `"
+	cancel, done := serveYAML(t, `
+listen: "`+addr+`"
 admin: "127.0.0.1:0"
-issuer: "` + issuer + `"
+issuer: "`+issuer+`"
 api: {audience: orders-api, scopes: [{name: "orders:read"}]}
 clients:
   - {id: reporting-job, secret: reporting-secret, scopes: ["orders:read"], grant_types: [client_credentials]}
 keys: {algorithm: ES256}
-tls: {cert_file: ` + srvCert + `, key_file: ` + srvKey + `, client_ca_file: ` + filepath.Join(dir, "ca.crt") + `}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, nil) }()
+tls: {cert_file: `+srvCert+`, key_file: `+srvKey+`, client_ca_file: `+filepath.Join(dir, "ca.crt")+`}
+`)
 	t.Cleanup(func() { cancel(); <-done })
 
 	roots := x509.NewCertPool()

@@ -3,11 +3,12 @@ package helm
 import (
 	"bytes"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/scopegate/scopegate/internal/testing/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/kubernetes from the chart")
@@ -42,17 +43,8 @@ func TestPlainManifests(t *testing.T) {
 		buf.WriteString("# Apply:      kubectl create namespace scopegate && kubectl apply -f deploy/kubernetes/" + m.file + "\n")
 		buf.WriteString(manifest)
 		path := filepath.Join("..", "kubernetes", m.file)
-		if *update {
-			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		have, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test ./deploy/helm -run TestPlainManifests -update)", err)
-		}
-		if !bytes.Equal(have, buf.Bytes()) {
+		have, ok := golden.Want(t, path, buf.Bytes(), *update, "go test ./deploy/helm -run TestPlainManifests -update")
+		if ok && !bytes.Equal(have, buf.Bytes()) {
 			t.Errorf("%s differs from the chart's rendering: run go test ./deploy/helm -run TestPlainManifests -update and review the diff", path)
 		}
 	}

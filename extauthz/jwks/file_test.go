@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/scopegate/scopegate/internal/testing/logtest"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
 
@@ -106,7 +107,7 @@ func TestFileReload(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path, write := tt.setup(t, t.TempDir())
 			write(testissuer.JWKS(k1))
-			logs := make(logRecords, 64)
+			logs := make(logtest.Records, 64)
 			m := NewMetrics(prometheus.NewRegistry())
 			s, err := New(Options{Name: "t", File: path, Logger: slog.New(logs), Metrics: m})
 			if err != nil {
@@ -136,7 +137,7 @@ func TestFileReload(t *testing.T) {
 
 			for _, bad := range []string{`<html>not a key set</html>`, `{"keys":[]}`} {
 				write([]byte(bad))
-				rec := waitLog(t, logs, "jwks_file reload failed")
+				rec := logs.Wait(t, "jwks_file reload failed")
 				if !strings.Contains(rec, path) {
 					t.Errorf("failure does not name the file: %s", rec)
 				}

@@ -10,45 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/scopegate/scopegate/internal/testing/logtest"
 	"github.com/scopegate/scopegate/internal/testing/testissuer"
 )
-
-// logRecords is a slog handler that hands each record's message and attributes to the test:
-// the source's logs are the signal that a background attempt happened.
-type logRecords chan string
-
-func (l logRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (l logRecords) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.Key + "=" + a.Value.String())
-		return true
-	})
-	select {
-	case l <- b.String():
-	default: // a test that stopped listening does not block the source
-	}
-	return nil
-}
-func (l logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l logRecords) WithGroup(string) slog.Handler      { return l }
-
-// waitLog returns the first record containing want, failing after a generous bound.
-func waitLog(t *testing.T, logs logRecords, want string) string {
-	t.Helper()
-	guard := time.After(10 * time.Second)
-	for {
-		select {
-		case rec := <-logs:
-			if strings.Contains(rec, want) {
-				return rec
-			}
-		case <-guard:
-			t.Fatalf("no log record containing %q", want)
-		}
-	}
-}
 
 // A key added at the IdP is picked up by the periodic refresh alone: no token names it.
 func TestPeriodicRefresh(t *testing.T) {
@@ -96,7 +60,7 @@ func TestDiscoveryRefusesOtherIssuer(t *testing.T) {
 	defer is.Close()
 	configured := is.Issuer
 	is.Issuer = "https://impostor.example" // what the served document claims
-	logs := make(logRecords, 64)
+	logs := make(logtest.Records, 64)
 	m := NewMetrics(prometheus.NewRegistry())
 	s, err := New(Options{Name: "t", Issuer: configured, Discovery: true, RefreshInterval: time.Hour,
 		UnknownKIDInterval: time.Hour, FetchTimeout: 2 * time.Second, MaxBytes: 1 << 16,
@@ -107,12 +71,12 @@ func TestDiscoveryRefusesOtherIssuer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s.Start(ctx)
-	rec := waitLog(t, logs, "jwks fetch failed")
+	rec := logs.Wait(t, "jwks fetch failed")
 	if !strings.HasPrefix(rec, "ERROR ") || !strings.Contains(rec, `issuer "https://impostor.example" is not the configured`) || !strings.Contains(rec, "retry_in=20ms") {
 		t.Errorf("first failure: want ERROR naming the mismatched issuer, retried at the longest back-off (20ms): %s", rec)
 	}
 	for i := 0; i < 3; i++ {
-		if rec := waitLog(t, logs, "jwks fetch failed"); !strings.HasPrefix(rec, "DEBUG ") {
+		if rec := logs.Wait(t, "jwks fetch failed"); !strings.HasPrefix(rec, "DEBUG ") {
 			t.Errorf("repeat %d of the same mismatch: want DEBUG, got %s", i+1, rec)
 		}
 	}
@@ -143,7 +107,7 @@ func TestPeriodicRetryAndStatus(t *testing.T) {
 	k1 := testissuer.NewKey("k1", "ES256")
 	is := testissuer.New(k1)
 	defer is.Close()
-	logs := make(logRecords, 64)
+	logs := make(logtest.Records, 64)
 	const every = time.Second
 	s, err := New(Options{Name: "t", URL: is.JWKSURL() + "?api_key=secret", RefreshInterval: every, UnknownKIDInterval: time.Hour,
 		FetchTimeout: 2 * time.Second, MaxBytes: 1 << 16, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond,
@@ -167,7 +131,7 @@ func TestPeriodicRetryAndStatus(t *testing.T) {
 	first := *st.FetchedAt
 
 	is.SetMode(testissuer.Down)
-	rec := waitLog(t, logs, "jwks refresh failed")
+	rec := logs.Wait(t, "jwks refresh failed")
 	failedAt := time.Now()
 	if !strings.Contains(rec, "trigger=periodic") || strings.Contains(rec, "secret") {
 		t.Errorf("refresh failure log: %s", rec)

@@ -1,7 +1,6 @@
 package certreload
 
 import (
-	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -15,33 +14,14 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/scopegate/scopegate/demo/democert"
+	"github.com/scopegate/scopegate/internal/testing/logtest"
 )
-
-// records is a slog handler handing each record to the test as "LEVEL msg k=v ...".
-type records chan string
-
-func (l records) Enabled(context.Context, slog.Level) bool { return true }
-func (l records) Handle(_ context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Level.String() + " " + r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(" " + a.Key + "=" + a.Value.String())
-		return true
-	})
-	select {
-	case l <- b.String():
-	default:
-	}
-	return nil
-}
-func (l records) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l records) WithGroup(string) slog.Handler      { return l }
 
 // TestHandshakeFailuresCounted: a gRPC server on Credentials, real handshakes on loopback;
 // each refused one is counted under its reason, and logged at most once per reason per period.
 func TestHandshakeFailuresCounted(t *testing.T) {
 	p := newPKI(t)
-	logs := make(records, 64)
+	logs := make(logtest.Records, 64)
 	var skew atomic.Int64
 	start := time.Now()
 	m := NewMetrics(prometheus.NewRegistry())
@@ -178,7 +158,7 @@ func failures(m *Metrics, reason string) float64 {
 	return d.GetCounter().GetValue()
 }
 
-func drain(logs records) []string {
+func drain(logs logtest.Records) []string {
 	var out []string
 	for {
 		select {

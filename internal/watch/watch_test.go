@@ -188,33 +188,19 @@ func TestWatcherFollowsSwaps(t *testing.T) {
 		{
 			name: "ConfigMap ..data swap, directory",
 			setup: func(l *layout) string {
-				mount := filepath.Join(l.base, "mount")
-				mustDo(l.t, os.Mkdir(mount, 0o755))
-				configMapSwap(l, mount, "p.rego")
-				mustDo(l.t, os.Symlink("..data/p.rego", filepath.Join(mount, "p.rego")))
-				return mount
+				return configMapMount(l, "p.rego")
 			},
 			swap: func(l *layout, mount string) (string, string) {
-				old, _ := filepath.EvalSymlinks(filepath.Join(mount, "..data"))
-				next := configMapSwap(l, mount, "p.rego")
-				return filepath.Join(next, "p.rego"), filepath.Join(old, "p.rego")
+				return configMapUpdate(l, mount, "p.rego")
 			},
 		},
 		{
 			name: "ConfigMap ..data swap, file",
 			setup: func(l *layout) string {
-				mount := filepath.Join(l.base, "mount")
-				mustDo(l.t, os.Mkdir(mount, 0o755))
-				configMapSwap(l, mount, "tls.crt")
-				p := filepath.Join(mount, "tls.crt")
-				mustDo(l.t, os.Symlink("..data/tls.crt", p))
-				return p
+				return filepath.Join(configMapMount(l, "tls.crt"), "tls.crt")
 			},
 			swap: func(l *layout, p string) (string, string) {
-				mount := filepath.Dir(p)
-				old, _ := filepath.EvalSymlinks(filepath.Join(mount, "..data"))
-				next := configMapSwap(l, mount, "tls.crt")
-				return filepath.Join(next, "tls.crt"), filepath.Join(old, "tls.crt")
+				return configMapUpdate(l, filepath.Dir(p), "tls.crt")
 			},
 		},
 		{
@@ -270,6 +256,26 @@ func TestWatcherFollowsSwaps(t *testing.T) {
 
 // configMapSwap writes a new timestamped directory holding file and moves ..data to it, as
 // the kubelet's atomic writer does; it returns the new directory.
+// configMapMount is a ConfigMap volume holding file, as the kubelet lays it out: file is a
+// link to ..data/file, ..data a link to a timestamped folder.
+func configMapMount(l *layout, file string) string {
+	l.t.Helper()
+	mount := filepath.Join(l.base, "mount")
+	mustDo(l.t, os.Mkdir(mount, 0o755))
+	configMapSwap(l, mount, file)
+	mustDo(l.t, os.Symlink("..data/"+file, filepath.Join(mount, file)))
+	return mount
+}
+
+// configMapUpdate is the kubelet's update of the mount: a new timestamped folder swapped in
+// as ..data. It returns the new and the old file's real paths.
+func configMapUpdate(l *layout, mount, file string) (string, string) {
+	l.t.Helper()
+	old, _ := filepath.EvalSymlinks(filepath.Join(mount, "..data"))
+	next := configMapSwap(l, mount, file)
+	return filepath.Join(next, file), filepath.Join(old, file)
+}
+
 func configMapSwap(l *layout, mount, file string) string {
 	l.t.Helper()
 	l.n++

@@ -1,6 +1,7 @@
 // Package yamlfile decodes scopegate's YAML config documents the one strict way they all
 // share: unknown fields are errors, a file holds exactly one document, and an error names
-// the field at fault (issuers[0].leeway), not only its line.
+// the field at fault (issuers[0].leeway), not only its line. ProtoNode is the one way Envoy
+// config is shown as YAML.
 package yamlfile
 
 import (

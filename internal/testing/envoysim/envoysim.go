@@ -62,6 +62,10 @@ type ref struct {
 	typeURL, name string
 }
 
+// sendFunc sends one request: names for state-of-the-world, subscribe and unsubscribe for
+// delta, and a non-empty nack to reject the last response.
+type sendFunc func(typeURL string, names []string, subscribe, unsubscribe []string, nack string) error
+
 // Client is one simulated Envoy.
 type Client struct {
 	node *core.Node
@@ -72,7 +76,8 @@ type Client struct {
 
 	// Send-side state, touched only by the goroutine that sends (the starter, then the
 	// receive loop).
-	sendFn func(typeURL string, names []string, subscribe, unsubscribe []string, nack string) error
+	sendFn   sendFunc
+	nodeSent bool
 
 	mu           sync.Mutex
 	changed      chan struct{} // closed and replaced on every change
@@ -97,51 +102,26 @@ func newClient(node *core.Node, opts Options, cancel context.CancelFunc) *Client
 
 // SotW connects a state-of-the-world ADS client as node.
 func SotW(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node, opts Options) (*Client, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	c, stream, err := connect(ctx, node, opts, discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	c := newClient(node, opts, cancel)
 	acked, nonces := map[string]string{}, map[string]string{}
-	first := true
-	c.sendFn = func(typeURL string, names, _, _ []string, nack string) error {
-		req := &discovery.DiscoveryRequest{
-			TypeUrl: typeURL, VersionInfo: acked[typeURL], ResponseNonce: nonces[typeURL], ResourceNames: names,
-		}
-		if first {
-			req.Node, first = node, false
-		}
-		if nack != "" {
-			req.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: nack}
-		}
-		return stream.Send(req)
+	send := func(typeURL string, names, _, _ []string, nack string) error {
+		return stream.Send(&discovery.DiscoveryRequest{
+			Node: c.nodeOnce(), TypeUrl: typeURL, VersionInfo: acked[typeURL], ResponseNonce: nonces[typeURL],
+			ResourceNames: names, ErrorDetail: nackDetail(nack),
+		})
 	}
-	if err := c.subscribeRoots(); err != nil {
-		cancel()
-		return nil, err
-	}
-	go c.loop(func() error {
-		resp, err := stream.Recv()
+	recv := receive(stream.Recv, nonces, func(typeURL string, resp *discovery.DiscoveryResponse) error {
+		add, msgs, err := c.decode(typeURL, resp.GetResources(), func(i int, m proto.Message) string {
+			if m == nil {
+				return fmt.Sprintf("#%d", i) // unnamed: not unpacked
+			}
+			return NameOf(m)
+		})
 		if err != nil {
 			return err
-		}
-		typeURL := resp.GetTypeUrl()
-		nonces[typeURL] = resp.GetNonce()
-		add := map[string]proto.Message{}
-		var msgs []proto.Message
-		if c.needsUnpack(typeURL) {
-			if msgs, err = unpack(resp.GetResources()); err != nil {
-				return err
-			}
-			for _, m := range msgs {
-				add[nameOf(m)] = m
-			}
-		} else {
-			for i := range resp.GetResources() {
-				add[fmt.Sprintf("#%d", i)] = nil // unnamed: not unpacked
-			}
 		}
 		nack := c.nackFor(typeURL, resp.GetVersionInfo(), msgs)
 		if nack == "" {
@@ -149,66 +129,116 @@ func SotW(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node, o
 		}
 		return c.apply(typeURL, resp.GetVersionInfo(), add, nil, true, nack)
 	})
-	return c, nil
+	return c.start(send, recv)
 }
 
 // Delta connects an incremental (delta) ADS client as node.
 func Delta(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node, opts Options) (*Client, error) {
+	c, stream, err := connect(ctx, node, opts, discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources)
+	if err != nil {
+		return nil, err
+	}
+	nonces := map[string]string{}
+	send := func(typeURL string, _, subscribe, unsubscribe []string, nack string) error {
+		return stream.Send(&discovery.DeltaDiscoveryRequest{
+			Node: c.nodeOnce(), TypeUrl: typeURL, ResponseNonce: nonces[typeURL],
+			ResourceNamesSubscribe: subscribe, ResourceNamesUnsubscribe: unsubscribe, ErrorDetail: nackDetail(nack),
+		})
+	}
+	recv := receive(stream.Recv, nonces, func(typeURL string, resp *discovery.DeltaDiscoveryResponse) error {
+		resources := resp.GetResources()
+		anys := make([]*anypb.Any, len(resources))
+		for i, r := range resources {
+			anys[i] = r.GetResource()
+		}
+		add, msgs, err := c.decode(typeURL, anys, func(i int, _ proto.Message) string { return resources[i].GetName() })
+		if err != nil {
+			return err
+		}
+		nack := c.nackFor(typeURL, resp.GetSystemVersionInfo(), msgs)
+		return c.apply(typeURL, resp.GetSystemVersionInfo(), add, resp.GetRemovedResources(), false, nack)
+	})
+	return c.start(send, recv)
+}
+
+// connect opens an ADS stream (either protocol) under a context the client's Close cancels.
+func connect[S any](ctx context.Context, node *core.Node, opts Options, open func(context.Context, ...grpc.CallOption) (S, error)) (*Client, S, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	stream, err := open(ctx)
 	if err != nil {
 		cancel()
-		return nil, err
+		var none S
+		return nil, none, err
 	}
-	c := newClient(node, opts, cancel)
-	nonces := map[string]string{}
-	first := true
-	c.sendFn = func(typeURL string, _, subscribe, unsubscribe []string, nack string) error {
-		req := &discovery.DeltaDiscoveryRequest{
-			TypeUrl: typeURL, ResponseNonce: nonces[typeURL],
-			ResourceNamesSubscribe: subscribe, ResourceNamesUnsubscribe: unsubscribe,
-		}
-		if first {
-			req.Node, first = node, false
-		}
-		if nack != "" {
-			req.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: nack}
-		}
-		return stream.Send(req)
-	}
-	if err := c.subscribeRoots(); err != nil {
-		cancel()
-		return nil, err
-	}
-	go c.loop(func() error {
-		resp, err := stream.Recv()
+	return newClient(node, opts, cancel), stream, nil
+}
+
+// response is what both protocols' responses share.
+type response interface {
+	GetTypeUrl() string
+	GetNonce() string
+}
+
+// receive is one step of the receive loop: read a response, keep its nonce for the next
+// request of its type, and handle it.
+func receive[R response](recv func() (R, error), nonces map[string]string, handle func(typeURL string, resp R) error) func() error {
+	return func() error {
+		resp, err := recv()
 		if err != nil {
 			return err
 		}
 		typeURL := resp.GetTypeUrl()
 		nonces[typeURL] = resp.GetNonce()
-		add := map[string]proto.Message{}
-		var msgs []proto.Message
-		if c.needsUnpack(typeURL) {
-			anys := make([]*anypb.Any, 0, len(resp.GetResources()))
-			for _, r := range resp.GetResources() {
-				anys = append(anys, r.GetResource())
-			}
-			if msgs, err = unpack(anys); err != nil {
-				return err
-			}
-		}
-		for i, r := range resp.GetResources() {
-			var m proto.Message
-			if msgs != nil {
-				m = msgs[i]
-			}
-			add[r.GetName()] = m
-		}
-		nack := c.nackFor(typeURL, resp.GetSystemVersionInfo(), msgs)
-		return c.apply(typeURL, resp.GetSystemVersionInfo(), add, resp.GetRemovedResources(), false, nack)
-	})
+		return handle(typeURL, resp)
+	}
+}
+
+// start is what both protocols share once their stream is open: send builds and sends one
+// request, recv handles one response. It subscribes the roots and runs the receive loop.
+func (c *Client) start(send sendFunc, recv func() error) (*Client, error) {
+	c.sendFn = send
+	if err := c.subscribeRoots(); err != nil {
+		c.cancel()
+		return nil, err
+	}
+	go c.loop(recv)
 	return c, nil
+}
+
+// decode unpacks a response's resources when typeURL needs it (msgs is nil otherwise) and
+// keys each by name(i, message), the message being nil when not unpacked.
+func (c *Client) decode(typeURL string, anys []*anypb.Any, name func(i int, m proto.Message) string) (add map[string]proto.Message, msgs []proto.Message, err error) {
+	if c.needsUnpack(typeURL) {
+		if msgs, err = unpack(anys); err != nil {
+			return nil, nil, err
+		}
+	}
+	add = make(map[string]proto.Message, len(anys))
+	for i := range anys {
+		var m proto.Message
+		if msgs != nil {
+			m = msgs[i]
+		}
+		add[name(i, m)] = m
+	}
+	return add, msgs, nil
+}
+
+// nodeOnce returns the node for the stream's first request and nil after, as Envoy sends it.
+func (c *Client) nodeOnce() *core.Node {
+	if c.nodeSent {
+		return nil
+	}
+	c.nodeSent = true
+	return c.node
+}
+
+// nackDetail is a request's error_detail: nil for an ACK.
+func nackDetail(nack string) *rpcstatus.Status {
+	if nack == "" {
+		return nil
+	}
+	return &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: nack}
 }
 
 // subscribeRoots subscribes to clusters by wildcard, as an ADS bootstrap does; listeners
@@ -480,7 +510,8 @@ func unpack(anys []*anypb.Any) ([]proto.Message, error) {
 	return out, nil
 }
 
-func nameOf(m proto.Message) string {
+// NameOf is a resource's name: Name, or ClusterName for endpoint sets.
+func NameOf(m proto.Message) string {
 	switch r := m.(type) {
 	case interface{ GetName() string }:
 		return r.GetName()
