@@ -83,7 +83,7 @@ func (h HeaderMatch) Kind() (StringKind, string) {
 func (vh *VirtualHost) RouteContract(r *Route) contract.Route {
 	c := contract.Route{Name: r.Name, Scopes: r.Scopes, Mode: r.Mode, Binding: r.Binding, ACRValues: r.ACRValues, MaxAge: r.MaxAge}
 	if vh.ResourceMetadata != nil {
-		c.ResourceMetadata = vh.ResourceMetadata.DocumentURL()
+		c.MetadataURL = vh.ResourceMetadata.DocumentURL()
 	}
 	return c
 }
@@ -96,7 +96,7 @@ func (vh *VirtualHost) RouteExtensions(r *Route) map[string]string {
 	if r.Public {
 		return nil
 	}
-	return vh.RouteContract(r).Extensions()
+	return vh.RouteContract(r).Encode()
 }
 
 // LoadRoutes reads the route table of a control plane file for authz's mesh mode (see

@@ -27,7 +27,7 @@ import (
 func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisionlog.Record, raw string, scheme bearer.Scheme, id *token.Identity, pt *perToken) *authv3.CheckResponse {
 	dpopScheme := scheme == bearer.SchemeDPoP
 	refuse := func(reason, desc string) *authv3.CheckResponse {
-		return s.deny(rec, challenged(denial.New(denial.InvalidToken, reason, desc), dpopScheme, v.Route.ResourceMetadata))
+		return s.deny(rec, challenged(denial.New(denial.InvalidToken, reason, desc), dpopScheme, v.Route.MetadataURL))
 	}
 	switch {
 	case dpopScheme && id.JKT == "":
@@ -53,7 +53,7 @@ func (s *Service) checkBinding(ctx context.Context, v *policy.View, rec *decisio
 func (s *Service) checkProof(ctx context.Context, v *policy.View, rec *decisionlog.Record, ath string, id *token.Identity) *authv3.CheckResponse {
 	proof, ok := v.Header("dpop")
 	if !ok || strings.IndexByte(proof, ',') >= 0 { // repeated headers are joined with ","
-		return s.deny(rec, challenged(errOneProof, true, v.Route.ResourceMetadata))
+		return s.deny(rec, challenged(errOneProof, true, v.Route.MetadataURL))
 	}
 	err := s.o.DPoP.VerifyContext(ctx, dpop.Request{Proof: proof, Method: v.HTTP.GetMethod(), URI: s.requestURI(v), TokenHash: ath, JKT: id.JKT})
 	if err == nil {
@@ -65,9 +65,9 @@ func (s *Service) checkProof(ctx context.Context, v *policy.View, rec *decisionl
 		return s.deny(rec, d)
 	case denial.UseDPoPNonce:
 		// A fresh nonce per response: not a cacheable denial.
-		return s.denyNow(rec, challenged(d, true, v.Route.ResourceMetadata))
+		return s.denyNow(rec, challenged(d, true, v.Route.MetadataURL))
 	}
-	return s.deny(rec, challenged(d, true, v.Route.ResourceMetadata))
+	return s.deny(rec, challenged(d, true, v.Route.MetadataURL))
 }
 
 // errOneProof refuses a DPoP request without exactly one proof.

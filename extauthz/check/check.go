@@ -147,10 +147,10 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		d := err.(*denial.Denial) // bearer refuses with nothing else
 		if d.Kind == denial.Unauthorized {
 			// No credentials: a bare challenge, with one description whatever was sent instead.
-			return s.deny(rec, challenged(errNoToken, false, v.Route.ResourceMetadata))
+			return s.deny(rec, challenged(errNoToken, false, v.Route.MetadataURL))
 		}
 		// The error goes in the challenge of the scheme the client used (RFC 9449 §7.1).
-		return s.deny(rec, challenged(d, scheme == bearer.SchemeDPoP && s.o.DPoP != nil, v.Route.ResourceMetadata))
+		return s.deny(rec, challenged(d, scheme == bearer.SchemeDPoP && s.o.DPoP != nil, v.Route.MetadataURL))
 	}
 	if scheme == bearer.SchemeDPoP && s.o.DPoP == nil {
 		return s.deny(rec, errNoDPoP)
@@ -166,7 +166,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 		}
 		rec.Detail = d.Detail // for the decision log only: the client gets the short description
 		if d.Kind == denial.InvalidToken {
-			d = challenged(d, dpopScheme, v.Route.ResourceMetadata)
+			d = challenged(d, dpopScheme, v.Route.MetadataURL)
 		}
 		return s.deny(rec, d)
 	}
@@ -285,7 +285,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 			// RFC 6750 §3.1: the challenge names the scope the resource needs.
 			d.Kind, d.Status, d.Description = denial.InsufficientScope, 0, "the token lacks a required scope"
 			d.Scope = strings.Join(v.Route.ScopeList(), " ")
-			d.ResourceMetadata = v.Route.ResourceMetadata
+			d.ResourceMetadata = v.Route.MetadataURL
 		}
 		return s.denyNow(rec, d)
 	}

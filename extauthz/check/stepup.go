@@ -110,7 +110,7 @@ func (s *Service) checkRoute(v *policy.View, rec *decisionlog.Record, id *token.
 		return s.shadowAllow(rec, pt, 401, contract.ReasonInsufficientUserAuthentication)
 	}
 	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication, stepUpDescriptions[u]),
-		dpopScheme, v.Route.ResourceMetadata)
+		dpopScheme, v.Route.MetadataURL)
 	d.ACRValues, d.MaxAge = r.acrValues, r.maxAge
 	return s.deny(rec, d)
 }
@@ -127,7 +127,7 @@ func (s *Service) policyStepUp(v *policy.View, rec *decisionlog.Record, id *toke
 	rec.StepUp = r.record(s.now(rec))
 	rec.Detail = "the policy asked for step-up: " + rec.StepUp.Detail(id)
 	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication,
-		"the request needs a stronger or more recent authentication"), dpopScheme, v.Route.ResourceMetadata)
+		"the request needs a stronger or more recent authentication"), dpopScheme, v.Route.MetadataURL)
 	d.ACRValues, d.MaxAge, d.Headers = r.acrValues, r.maxAge, denialHeaders(dec.ResponseHeaders)
 	return s.denyNow(rec, d)
 }

@@ -204,14 +204,14 @@ type Route struct {
 	// must be one of ACRValues, its auth_time no older than MaxAge (none when empty or 0).
 	ACRValues []string
 	MaxAge    time.Duration
-	// ResourceMetadata is the RFC 9728 metadata document URL, or empty.
-	ResourceMetadata string
+	// MetadataURL is the RFC 9728 metadata document URL, or empty.
+	MetadataURL string
 }
 
-// Extensions encodes the route as context extensions: route and scopes always (scopes
+// Encode writes the route as context extensions: route and scopes always (scopes
 // space-separated), mode only for shadow, binding, acr_values (space-separated), max_age
 // (whole seconds) and resource_metadata only when set.
-func (r Route) Extensions() map[string]string {
+func (r Route) Encode() map[string]string {
 	ext := map[string]string{ExtRoute: r.Name, ExtScopes: strings.Join(r.Scopes, " ")}
 	if r.Mode == ModeShadow {
 		ext[ExtMode] = ModeShadow
@@ -225,8 +225,8 @@ func (r Route) Extensions() map[string]string {
 	if r.MaxAge > 0 {
 		ext[ExtMaxAge] = FormatMaxAge(r.MaxAge)
 	}
-	if r.ResourceMetadata != "" {
-		ext[ExtResourceMetadata] = r.ResourceMetadata
+	if r.MetadataURL != "" {
+		ext[ExtResourceMetadata] = r.MetadataURL
 	}
 	return ext
 }

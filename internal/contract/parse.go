@@ -28,10 +28,10 @@ type RouteExt struct {
 	// in the list needs no more than the lookup).
 	ACRValues, MaxAge string
 	MaxAgeSeconds     int64
-	// ResourceMetadata is the RFC 9728 metadata document URL for challenges: "" when absent,
+	// MetadataURL is the RFC 9728 metadata document URL for challenges: "" when absent,
 	// or when not a plain http(s) URL fit for a quoted string (so a bad label can never break
 	// the header).
-	ResourceMetadata string
+	MetadataURL string
 	// decisionOnly: the extensions hold nothing beyond route, scopes, mode, acr_values and
 	// max_age.
 	decisionOnly bool
@@ -55,7 +55,7 @@ func Parse(ext map[string]string) (RouteExt, error) {
 	mode, hasMode := ext[ExtMode]
 	r.Mode, r.Shadow = mode, mode == ModeShadow
 	r.BindingRequired = ext[ExtBinding] == BindingRequired
-	r.ResourceMetadata = metadataURL(ext[ExtResourceMetadata])
+	r.MetadataURL = metadataURL(ext[ExtResourceMetadata])
 	var err error
 	acr, hasACR := ext[ExtACRValues]
 	if hasACR {

@@ -10,19 +10,19 @@ import (
 // What the control plane encodes, authz parses back: the two halves agree by construction.
 func TestParseRoundTrip(t *testing.T) {
 	in := Route{Name: "refunds", Scopes: []string{"orders:write", "refunds"}, Mode: ModeShadow, Binding: BindingRequired,
-		ACRValues: []string{"urn:mfa", "urn:hwk"}, MaxAge: 5 * time.Minute, ResourceMetadata: "https://api.example.com/.well-known/oauth-protected-resource"}
-	r, err := Parse(in.Extensions())
+		ACRValues: []string{"urn:mfa", "urn:hwk"}, MaxAge: 5 * time.Minute, MetadataURL: "https://api.example.com/.well-known/oauth-protected-resource"}
+	r, err := Parse(in.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !r.Named || r.Name != in.Name || !slices.Equal(r.ScopeList(), in.Scopes) || !r.Shadow || r.Mode != ModeShadow || !r.BindingRequired ||
-		r.ACRValues != "urn:mfa urn:hwk" || r.MaxAge != "300" || r.MaxAgeSeconds != 300 || r.ResourceMetadata != in.ResourceMetadata || !r.StepUp() {
+		r.ACRValues != "urn:mfa urn:hwk" || r.MaxAge != "300" || r.MaxAgeSeconds != 300 || r.MetadataURL != in.MetadataURL || !r.StepUp() {
 		t.Errorf("Parse = %+v", r)
 	}
 	if r.DecisionOnly() {
 		t.Error("binding and resource_metadata are more than a decision depends on")
 	}
-	plain, err := Parse(Route{Name: "orders", Scopes: []string{"orders:read"}}.Extensions())
+	plain, err := Parse(Route{Name: "orders", Scopes: []string{"orders:read"}}.Encode())
 	if err != nil || plain.Shadow || plain.BindingRequired || plain.StepUp() || !plain.DecisionOnly() {
 		t.Errorf("plain route: %+v, %v", plain, err)
 	}
@@ -52,7 +52,7 @@ func TestParse(t *testing.T) {
 			if (err != nil) != tt.invalid || (err != nil && !errors.Is(err, ErrInvalidRoute)) {
 				t.Errorf("error %v, want invalid %v", err, tt.invalid)
 			}
-			if r.ResourceMetadata != tt.metadata || r.Named != tt.named {
+			if r.MetadataURL != tt.metadata || r.Named != tt.named {
 				t.Errorf("Parse = %+v", r)
 			}
 		})
@@ -65,7 +65,7 @@ func TestParse(t *testing.T) {
 // Parse runs on every Check: it must not allocate.
 func TestParseDoesNotAllocate(t *testing.T) {
 	ext := Route{Name: "refunds", Scopes: []string{"a", "b"}, ACRValues: []string{"urn:mfa"}, MaxAge: time.Minute,
-		ResourceMetadata: "https://api.example.com/m"}.Extensions()
+		MetadataURL: "https://api.example.com/m"}.Encode()
 	if n := testing.AllocsPerRun(100, func() { _, _ = Parse(ext) }); n != 0 {
 		t.Errorf("%v allocations", n)
 	}
