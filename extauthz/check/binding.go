@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/pem"
+	"errors"
 	"net/url"
 	"strings"
 
@@ -59,7 +60,12 @@ func (s *Service) checkProof(ctx context.Context, v *policy.View, rec *decisionl
 	if err == nil {
 		return nil
 	}
-	d := err.(*denial.Denial) // the verifier refuses with nothing else
+	var d *denial.Denial
+	if !errors.As(err, &d) {
+		// The verifier refuses with nothing else; should that change, fail closed, never panic.
+		s.o.Logger.Error("DPoP proof verification failed unexpectedly", "error", err)
+		return s.deny(rec, errInternal)
+	}
 	switch d.Kind {
 	case denial.Unavailable, denial.TooManyRequests:
 		return s.deny(rec, d)

@@ -144,7 +144,12 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 	}
 	raw, scheme, err := bearer.ExtractFirst(first, n, v.RawQuery, s.o.MaxTokenBytes)
 	if err != nil {
-		d := err.(*denial.Denial) // bearer refuses with nothing else
+		d, ok := err.(*denial.Denial)
+		if !ok {
+			// bearer refuses with nothing else; should that change, fail closed, never panic.
+			s.o.Logger.Error("credential extraction failed unexpectedly", "error", err)
+			return s.deny(rec, errInternal)
+		}
 		if d.Kind == denial.Unauthorized {
 			// No credentials: a bare challenge, with one description whatever was sent instead.
 			return s.deny(rec, challenged(errNoToken, false, v.Route.MetadataURL))
