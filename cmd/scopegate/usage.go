@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/scopegate/scopegate/internal/yamlfile"
 )
 
 // flagAliases are other spellings each command accepts for a flag: one name is documented,
@@ -50,7 +52,7 @@ func suggestFlag(cmd *cobra.Command, err error) error {
 		bestD = 2
 	}
 	for _, k := range known {
-		d := editDistance(name, k)
+		d := yamlfile.Distance(name, k)
 		if strings.HasPrefix(k, name) || strings.HasPrefix(name, k) {
 			d = min(d, 1)
 		}
@@ -62,27 +64,6 @@ func suggestFlag(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
 	}
 	return errors.New(err.Error() + "; did you mean --" + best + "?")
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // flagUsages is pflag's FlagUsages with a boolean flag shown as `--flag`, as it is used,

@@ -251,15 +251,16 @@ func nearest(name string, known []string) string {
 	}
 	bestD++ // strictly less than the bound below wins
 	for _, k := range known {
-		if d := distance(name, k); d < bestD {
+		if d := Distance(name, k); d < bestD {
 			best, bestD = k, d
 		}
 	}
 	return best
 }
 
-// distance is the Levenshtein distance (with adjacent transpositions counting once).
-func distance(a, b string) int {
+// Distance is the Levenshtein distance (with adjacent transpositions counting once): what
+// "did you mean" measures typos by, here and for the command line's flags.
+func Distance(a, b string) int {
 	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
