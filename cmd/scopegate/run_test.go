@@ -30,7 +30,20 @@ var (
 	buildErr  error
 )
 
-// binary builds bin/scopegate the way `make build` does, once per test run, into a temp dir.
+// buildVars are the make variables that build bin/scopegate with this test binary's own
+// flags (race detector, cgo as go test has it), so make build links the packages go test
+// already compiled rather than compiling the whole graph again without them (minutes on a
+// cold cache). The processes the tests start then run under the race detector too.
+func buildVars() []string {
+	vars := []string{"BUILD_CGO=" + os.Getenv("CGO_ENABLED"), "BUILD_FLAGS="}
+	if raceBuild {
+		vars = []string{"BUILD_CGO=1", "BUILD_FLAGS=-race"}
+	}
+	return vars
+}
+
+// binary builds bin/scopegate with `make build` (see buildVars), once per test run, into a
+// temp dir.
 func binary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -46,7 +59,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		builtBin = filepath.Join(dir, "scopegate")
-		cmd := exec.Command("make", "-s", "build", "BIN="+builtBin)
+		cmd := exec.Command("make", append([]string{"-s", "build", "BIN=" + builtBin}, buildVars()...)...)
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("make build: %v\n%s", err, out)
@@ -257,7 +270,7 @@ func TestMakeRunStopsOnSignal(t *testing.T) {
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP, syscall.SIGINT)
 			defer signal.Stop(hup)
-			cmd := exec.Command("make", "-s", "run", "BIN="+bin, "RUN_FLAGS="+strings.Join(flags, " "))
+			cmd := exec.Command("make", append([]string{"-s", "run", "BIN=" + bin, "RUN_FLAGS=" + strings.Join(flags, " ")}, buildVars()...)...)
 			cmd.Dir = repoRoot(t)
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its own group, as a terminal job
 			out, done := startUntilReady(t, cmd)

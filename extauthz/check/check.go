@@ -191,7 +191,7 @@ func (s *Service) decide(ctx context.Context, v *policy.View, rec *decisionlog.R
 			return resp
 		}
 		rec.Allow, rec.Status = true, 200
-		return pt.allow
+		return pt.allowResponse(s, id)
 	}
 	return s.authorize(ctx, v, rec, id, pt, &req, dpopScheme)
 }
@@ -261,7 +261,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		s.o.Metrics.policyError(class)
 		s.o.Logger.Error("policy evaluation failed; denying", "error", err, "class", class, "revision", rec.Revision, "route", v.Route.Name)
 		if shadow {
-			return s.shadowAllow(rec, pt, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class)
+			return s.shadowAllow(rec, id, pt, s.o.ErrorStatus, contract.ReasonPolicyErrorPrefix+class)
 		}
 		d := denial.New(denial.ServerError, contract.ReasonPolicyErrorPrefix+class, "the authorization policy failed")
 		d.Status = s.o.ErrorStatus
@@ -278,7 +278,7 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 		}
 		rec.MissingScopes = dec.MissingScopes
 		if shadow {
-			return s.shadowAllow(rec, pt, status, reason)
+			return s.shadowAllow(rec, id, pt, status, reason)
 		}
 		if dec.StepUp() {
 			return s.policyStepUp(v, rec, id, dec, dpopScheme)
@@ -299,16 +299,16 @@ func (s *Service) authorize(ctx context.Context, v *policy.View, rec *decisionlo
 	}
 	rec.Allow, rec.Status = true, 200
 	if len(dec.Headers) == 0 && len(dec.ResponseHeaders) == 0 {
-		return pt.allow
+		return pt.allowResponse(s, id)
 	}
 	return s.allow(id, dec.Headers, dec.ResponseHeaders)
 }
 
 // shadowAllow lets a would-be denial through, recording what would have happened.
-func (s *Service) shadowAllow(rec *decisionlog.Record, pt *perToken, status int, reason string) *authv3.CheckResponse {
+func (s *Service) shadowAllow(rec *decisionlog.Record, id *token.Identity, pt *perToken, status int, reason string) *authv3.CheckResponse {
 	rec.Allow, rec.Shadow, rec.Status, rec.Reason = true, true, status, reason
 	s.o.Metrics.shadowDenial(reason)
-	return pt.allow
+	return pt.allowResponse(s, id)
 }
 
 // Refusals of the Check itself that depend on nothing of the request.
@@ -353,7 +353,7 @@ func (s *Service) memo(id *token.Identity) *perToken {
 	if pt, ok := id.Memo().(*perToken); ok {
 		return pt
 	}
-	pt := &perToken{allow: preEncoded(s.allow(id, nil, nil))}
+	pt := &perToken{}
 	id.SetMemo(pt)
 	return pt
 }

@@ -3,6 +3,7 @@ package check
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -14,12 +15,15 @@ import (
 )
 
 // perToken is what the service derives once per verified token and memoises on the
-// identity: the plain allow response, the policy's token document (built on the token's
+// identity: the plain allow response (see allowResponse), the policy's token document (built on the token's
 // first evaluation, so a token whose decision comes from the shared cache never pays for
 // it), and (for a revision whose decision depends only on token, route and method) its
 // decisions.
 type perToken struct {
-	allow *authv3.CheckResponse
+	// allow is the plain OK response, pre-encoded, from the token's second allowed request
+	// on; allows counts the requests that built it before that.
+	allow  atomic.Pointer[authv3.CheckResponse]
+	allows atomic.Int32
 
 	termOnce sync.Once
 	term     *ast.Term
@@ -41,6 +45,26 @@ type perToken struct {
 type tokenDecision struct {
 	key decisionKey
 	d   *policy.Decision // shared with other tokens when it came from the shared decisions
+}
+
+// allowResponse is the token's plain OK response (its identity headers). The first allowed
+// request builds it as a message, which gRPC marshals once like any response; from the
+// second on it is kept pre-encoded, so a token seen once (an opaque token read from the
+// shared store, a one-shot client) never pays for encoding it twice, and a token used
+// again never pays for building it again.
+func (pt *perToken) allowResponse(s *Service, id *token.Identity) *authv3.CheckResponse {
+	if r := pt.allow.Load(); r != nil {
+		return r
+	}
+	m := s.allow(id, nil, nil)
+	if pt.allows.Add(1) == 1 {
+		return m
+	}
+	r := preEncoded(m)
+	if !pt.allow.CompareAndSwap(nil, r) {
+		return pt.allow.Load() // a concurrent request stored the same bytes first
+	}
+	return r
 }
 
 func (pt *perToken) tokenHash(raw string) string {

@@ -107,7 +107,7 @@ func (s *Service) checkRoute(v *policy.View, rec *decisionlog.Record, id *token.
 	}
 	rec.Detail = rec.StepUp.Detail(id)
 	if s.o.Shadow || v.Route.Shadow {
-		return s.shadowAllow(rec, pt, 401, contract.ReasonInsufficientUserAuthentication)
+		return s.shadowAllow(rec, id, pt, 401, contract.ReasonInsufficientUserAuthentication)
 	}
 	d := challenged(denial.New(denial.InsufficientUserAuthentication, contract.ReasonInsufficientUserAuthentication, stepUpDescriptions[u]),
 		dpopScheme, v.Route.MetadataURL)

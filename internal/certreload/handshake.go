@@ -93,7 +93,8 @@ type handshakeLog struct {
 // every 10 seconds. Callers that run the handshake themselves call it; Credentials does.
 func (r *Reloader) HandshakeFailed(remote net.Addr, err error) {
 	reason := HandshakeReason(err)
-	r.o.Metrics.handshakeFailures.WithLabelValues(r.o.Name, reason).Inc()
+	// Counted once the line (if any) is out: a reader that sees the count sees the line.
+	defer r.o.Metrics.handshakeFailures.WithLabelValues(r.o.Name, reason).Inc()
 	now := r.o.Now()
 	h := &r.hsLog
 	h.mu.Lock()
