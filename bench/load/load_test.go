@@ -103,6 +103,37 @@ func TestPinProcess(t *testing.T) {
 	}
 }
 
+// A pinned harness runs on one CPU with one P (two Ps on one CPU are time-sliced by the
+// kernel: millisecond stalls in the open loop), and gets its CPUs and Ps back afterwards.
+func TestPinHarness(t *testing.T) {
+	if runtime.GOOS != "linux" || runtime.NumCPU() < 2 {
+		t.Skip("needs Linux and two CPUs")
+	}
+	procs := runtime.GOMAXPROCS(0)
+	undo, err := pinHarness(harnessCPU)
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+		t.Skipf("this sandbox does not let a process choose its CPUs: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinnedProcs := runtime.GOMAXPROCS(0)
+	on, onErr := onCPU(os.Getpid(), harnessCPU)
+	undo()
+	if pinnedProcs != 1 {
+		t.Errorf("pinned: GOMAXPROCS %d, want 1", pinnedProcs)
+	}
+	if !on || onErr != nil {
+		t.Errorf("pinned: not on CPU %d only (%v)", harnessCPU, onErr)
+	}
+	if got := runtime.GOMAXPROCS(0); got != procs {
+		t.Errorf("after undo: GOMAXPROCS %d, want %d", got, procs)
+	}
+	if on, _ := onCPU(os.Getpid(), harnessCPU); on {
+		t.Errorf("after undo: still on CPU %d only", harnessCPU)
+	}
+}
+
 func TestMachineCPUSince(t *testing.T) {
 	m0 := machineCPU{total: 1000, idle: 600, steal: 10}
 	busy, steal := machineCPU{total: 1200, idle: 650, steal: 30}.since(m0)

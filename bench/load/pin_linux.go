@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -16,6 +17,30 @@ import (
 func pinProcess(pid, cpu int) error {
 	var want unix.CPUSet
 	want.Set(cpu)
+	return setProcessMask(pid, want)
+}
+
+// pinHarness pins this process to cpu and gives it one P: the runtime sized GOMAXPROCS for
+// every CPU at start, and two Ps on one CPU are time-sliced by the kernel, which stalls the
+// generator's goroutines for milliseconds at a time (a pinned open loop read p99s of 100+ ms,
+// the floor's included). undo restores the CPUs and GOMAXPROCS.
+func pinHarness(cpu int) (undo func(), err error) {
+	var orig unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		return nil, err
+	}
+	if err := pinProcess(os.Getpid(), cpu); err != nil {
+		return nil, err
+	}
+	procs := runtime.GOMAXPROCS(1)
+	return func() {
+		runtime.GOMAXPROCS(procs)
+		_ = setProcessMask(os.Getpid(), orig)
+	}, nil
+}
+
+// setProcessMask sets the CPU mask of every thread of pid.
+func setProcessMask(pid int, want unix.CPUSet) error {
 	for pass := 0; pass < 5; pass++ {
 		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {
@@ -39,7 +64,7 @@ func pinProcess(pid, cpu int) error {
 			}
 			changed = true
 			if err := unix.SchedSetaffinity(tid, &want); err != nil && !errors.Is(err, unix.ESRCH) {
-				return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+				return fmt.Errorf("set the CPUs of thread %d: %w", tid, err)
 			}
 		}
 		if !changed {

@@ -11,3 +11,7 @@ func pinProcess(pid, cpu int) error {
 func onCPU(pid, cpu int) (bool, error) {
 	return false, errors.New("pinning to a CPU is implemented for Linux only")
 }
+
+func pinHarness(cpu int) (func(), error) {
+	return nil, errors.New("pinning to a CPU is implemented for Linux only")
+}

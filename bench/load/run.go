@@ -246,9 +246,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if runtime.NumCPU() < 2 {
 			return nil, errors.New("load: -pin needs two CPUs (the harness on one, the server on the other)")
 		}
-		if err := pinProcess(os.Getpid(), harnessCPU); err != nil {
+		undo, err := pinHarness(harnessCPU)
+		if err != nil {
 			return nil, fmt.Errorf("load: -pin: %w", err)
 		}
+		defer undo()
 	}
 	work, err := os.MkdirTemp("", "scopegate-loadbench-")
 	if err != nil {
