@@ -245,6 +245,11 @@ func TestSmoke(t *testing.T) {
 	if len(rep.OpenLoopP99) != (n-1)*len(o.OpenLoopFractions) {
 		t.Errorf("open-loop p99 comparison: %+v", rep.OpenLoopP99)
 	}
+	for _, r := range rep.OpenLoopP99 {
+		if r.Ratio <= 0 || r.CPURatio <= 0 {
+			t.Errorf("open-loop comparison at %g for %s: p99 ratio %v, CPU/request ratio %v", r.Fraction, r.Server, r.Ratio, r.CPURatio)
+		}
+	}
 	if d := rep.Goals.DefaultConfig; d == nil || d.WarmCPURatio.Value <= 0 || len(d.OpenLoopP99) != len(o.OpenLoopFractions) {
 		t.Errorf("issue 20 goals: %+v", d)
 	}

@@ -34,10 +34,10 @@ func (r *Report) Markdown() string {
 			o.P50us, o.P99us, o.P999us, o.MaxUs, o.CPUUsPerReq, 100*o.MachineBusy, 100*o.Steal, o.DispatchLate.P50us, o.DispatchLate.P99us)
 	}
 	if len(r.OpenLoopP99) > 0 {
-		fmt.Fprintf(&b, "\nOpen-loop p99 against the floor's at the same offered rate:\n\n")
-		fmt.Fprintf(&b, "| fraction | server | floor p99 µs | server p99 µs | p99 ratio |\n|---:|---|---:|---:|---:|\n")
+		fmt.Fprintf(&b, "\nOpen-loop p99 and server CPU per request against the floor's at the same offered rate:\n\n")
+		fmt.Fprintf(&b, "| fraction | server | floor p99 µs | server p99 µs | p99 ratio | CPU/request ratio |\n|---:|---|---:|---:|---:|---:|\n")
 		for _, o := range r.OpenLoopP99 {
-			fmt.Fprintf(&b, "| %g | %s | %.0f | %.0f | %.2f |\n", o.Fraction, o.Server, o.FloorP99us, o.P99us, o.Ratio)
+			fmt.Fprintf(&b, "| %g | %s | %.0f | %.0f | %.2f | %.2f |\n", o.Fraction, o.Server, o.FloorP99us, o.P99us, o.Ratio, o.CPURatio)
 		}
 	}
 	var def []Summary

@@ -150,6 +150,10 @@ type OpenLoopRatio struct {
 	FloorP99us float64 `json:"floor_p99_us"`
 	P99us      float64 `json:"p99_us"`
 	Ratio      float64 `json:"p99_ratio"`
+	// CPURatio is the server's CPU per request ÷ the floor's at the same offered rate: per
+	// Check, the same work. (The warm CPU ratio compares the two at saturation, where the
+	// faster server batches more requests per system call.)
+	CPURatio float64 `json:"cpu_per_req_ratio"`
 }
 
 // OpenLoopStats pools a server's open-loop rounds at one fraction.
@@ -322,7 +326,8 @@ func (r *Report) summarize(hists map[pointKey]*Hist) {
 		}
 		for _, f := range r.OpenLoopSummary {
 			if f.Server == ServerFloor && f.Fraction == ol.Fraction {
-				r.OpenLoopP99 = append(r.OpenLoopP99, OpenLoopRatio{Fraction: ol.Fraction, Server: ol.Server, FloorP99us: f.P99us, P99us: ol.P99us, Ratio: ratio(ol.P99us, f.P99us)})
+				r.OpenLoopP99 = append(r.OpenLoopP99, OpenLoopRatio{Fraction: ol.Fraction, Server: ol.Server, FloorP99us: f.P99us, P99us: ol.P99us, Ratio: ratio(ol.P99us, f.P99us),
+					CPURatio: ratio(ol.CPUUsPerReq, f.CPUUsPerReq)})
 			}
 		}
 	}
