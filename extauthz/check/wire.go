@@ -7,8 +7,8 @@ import (
 
 // preEncoded returns a response whose wire form is exactly m's, held as encoded bytes.
 //
-// A verified token's OK response (its identity headers) is built once and kept with the
-// token in the cache. As protobuf messages it is about a kilobyte of small, pointer-linked
+// A verified token's OK response (its identity headers) is kept with the token in the cache
+// from the token's second allowed request on (perToken.allowResponse). As protobuf messages it is about a kilobyte of small, pointer-linked
 // objects per cached token, which the garbage collector walks on every cycle; encoded, it
 // is one pointer-free slice, and gRPC copies it instead of marshalling a message tree on
 // every request. protobuf writes unknown fields back verbatim, so Envoy decodes the very
