@@ -15,10 +15,10 @@ import (
 )
 
 // perToken is what the service derives once per verified token and memoises on the
-// identity: the plain allow response (see allowResponse), the policy's token document (built on the token's
-// first evaluation, so a token whose decision comes from the shared cache never pays for
-// it), and (for a revision whose decision depends only on token, route and method) its
-// decisions.
+// identity: the plain allow response (see allowResponse), the policy's token document
+// (built on the token's first evaluation, so a token whose decision comes from the shared
+// cache never pays for it), and (for a revision whose decision depends only on token, route
+// and method) its decisions.
 type perToken struct {
 	// allow is the plain OK response, pre-encoded, from the token's second allowed request
 	// on; allows counts the requests that built it before that.
@@ -48,10 +48,10 @@ type tokenDecision struct {
 }
 
 // allowResponse is the token's plain OK response (its identity headers). The first allowed
-// request builds it as a message, which gRPC marshals once like any response; from the
-// second on it is kept pre-encoded, so a token seen once (an opaque token read from the
-// shared store, a one-shot client) never pays for encoding it twice, and a token used
-// again never pays for building it again.
+// request builds it as a message, which gRPC marshals once like any response; the second
+// builds and pre-encodes it, and every later one reuses those bytes. A token seen once (an
+// opaque token read from the shared store, a one-shot client) so never pays for encoding
+// its response twice.
 func (pt *perToken) allowResponse(s *Service, id *token.Identity) *authv3.CheckResponse {
 	if r := pt.allow.Load(); r != nil {
 		return r
