@@ -20,12 +20,14 @@ build:
 	CGO_ENABLED=$(BUILD_CGO) $(GO) build $(BUILD_FLAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/scopegate
 
 ## test: everything CI runs (lint, Go tests with the race detector, Rego checks and tests).
-## The Rego checks come first: they build `go tool opa`, which the documented bundle recipe
-## that the Go tests run (docs/policy-lifecycle.md) uses too.
-test: lint test-policies test-go
-# lint has run the whole of go vet on these packages: go test's own subset would analyse them
-# again (make test-go on its own keeps it).
-test: TEST_VET := -vet=off
+## The Rego checks come before the Go tests: they build `go tool opa`, which the documented
+## bundle recipe that the Go tests run (docs/policy-lifecycle.md) uses too. They run beside
+## lint: its race-detector build leaves a core idle at times, and compiling OPA's command
+## fills it. lint has run the whole of go vet, so go test skips its own subset of it
+## (make test-go on its own keeps it).
+test:
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint test-policies
+	@$(MAKE) --no-print-directory test-go TEST_VET=-vet=off
 
 # vet, staticcheck and the tests share one compile of every package: all of them build with
 # the race detector (vet and staticcheck read only the compiled packages' export data), so a
