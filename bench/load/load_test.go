@@ -103,8 +103,8 @@ func TestPinProcess(t *testing.T) {
 	}
 }
 
-// A pinned harness runs on one CPU with one P (two Ps on one CPU are time-sliced by the
-// kernel: millisecond stalls in the open loop), and gets its CPUs and Ps back afterwards.
+// A pinned harness runs on one CPU with one P from the start of the run (not once the
+// runtime notices its new CPU mask), and gets its CPUs and Ps back afterwards.
 func TestPinHarness(t *testing.T) {
 	if runtime.GOOS != "linux" || runtime.NumCPU() < 2 {
 		t.Skip("needs Linux and two CPUs")

@@ -20,10 +20,10 @@ func pinProcess(pid, cpu int) error {
 	return setProcessMask(pid, want)
 }
 
-// pinHarness pins this process to cpu and gives it one P: the runtime sized GOMAXPROCS for
-// every CPU at start, and two Ps on one CPU are time-sliced by the kernel, which stalls the
-// generator's goroutines for milliseconds at a time (a pinned open loop read p99s of 100+ ms,
-// the floor's included). undo restores the CPUs and GOMAXPROCS.
+// pinHarness pins this process to cpu and gives it one P at once: the runtime sized
+// GOMAXPROCS for every CPU at start and would only notice the new affinity mask within a
+// second or so, during which two Ps share one CPU. undo restores the CPUs, then GOMAXPROCS
+// (the runtime's default, updating itself as before, unless the environment set it).
 func pinHarness(cpu int) (undo func(), err error) {
 	var orig unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &orig); err != nil {
@@ -34,8 +34,12 @@ func pinHarness(cpu int) (undo func(), err error) {
 	}
 	procs := runtime.GOMAXPROCS(1)
 	return func() {
-		runtime.GOMAXPROCS(procs)
 		_ = setProcessMask(os.Getpid(), orig)
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.SetDefaultGOMAXPROCS()
+		} else {
+			runtime.GOMAXPROCS(procs)
+		}
 	}, nil
 }
 
