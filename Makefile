@@ -3,7 +3,7 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/scopegate/scopegate/internal/version.Version=$(VERSION)
 BIN       := bin/scopegate
-OPA       := $(GO) tool opa
+OPA       = $(COMPILE) $(GO) tool opa
 POLICIES  := policies
 
 .PHONY: all build test test-go test-policies lint run bench demo
@@ -16,8 +16,16 @@ all: build
 BUILD_CGO   ?= 0
 BUILD_FLAGS ?= -trimpath
 
+# The go commands that compile most of the graph on a cold cache (build, lint's vet and
+# staticcheck, the first `go tool opa`) run with a larger heap goal: at the default GOGC the
+# compiler spends about a fifth of its CPU collecting garbage. 400 cut the CPU of a cold compile
+# by 16-25% and of staticcheck's cold run by 16%, for a larger peak heap (staticcheck's: 0.96
+# GB -> 1.36 GB). The tests' own processes keep the default.
+BUILD_GOGC ?= 400
+COMPILE    := GOGC=$(BUILD_GOGC)
+
 build:
-	CGO_ENABLED=$(BUILD_CGO) $(GO) build $(BUILD_FLAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/scopegate
+	$(COMPILE) CGO_ENABLED=$(BUILD_CGO) $(GO) build $(BUILD_FLAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/scopegate
 
 ## test: everything CI runs (lint, Go tests with the race detector, Rego checks and tests).
 ## The Rego checks come before the Go tests: they build `go tool opa`, which the documented
@@ -51,10 +59,10 @@ lint:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
-	$(GO) vet $(RACE) ./...
+	$(COMPILE) $(GO) vet $(RACE) ./...
 	@# staticcheck itself is built without -race (it runs faster); its go list gets -race.
-	$(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
-	GOFLAGS="$$($(GO) env GOFLAGS) $(RACE)" bin/staticcheck ./...
+	$(COMPILE) $(GO) build -o bin/staticcheck honnef.co/go/tools/cmd/staticcheck
+	$(COMPILE) GOFLAGS="$$($(GO) env GOFLAGS) $(RACE)" bin/staticcheck ./...
 
 ## run: the demo idp, demo API, authz and xds in one process on localhost (`scopegate dev`);
 ## Envoy too when an envoy binary is on PATH. The recipe execs the built binary: Ctrl-C reaches

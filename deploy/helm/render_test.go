@@ -14,11 +14,13 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
-	"helm.sh/helm/v3/pkg/releaseutil"
+	"helm.sh/helm/v4/pkg/chart/common"
+	chartvalues "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
+	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -67,12 +69,16 @@ func loadChart(t testing.TB) *chart.Chart {
 // values.schema.json, the templates rendered, NOTES.txt and empty documents left out, and the
 // resources sorted in install order, each under its "# Source:" line.
 func render(c *chart.Chart, release, ns string, vals map[string]any) (string, error) {
-	if err := chartutil.ProcessDependenciesWithMerge(c, vals); err != nil {
+	if err := chartutil.ProcessDependencies(c, vals); err != nil {
 		return "", err
 	}
-	caps := chartutil.DefaultCapabilities.Copy()
-	caps.KubeVersion = chartutil.KubeVersion{Version: "v1.33.0", Major: "1", Minor: "33"}
-	top, err := chartutil.ToRenderValues(c, vals, chartutil.ReleaseOptions{Name: release, Namespace: ns, Revision: 1, IsInstall: true}, caps)
+	kube, err := common.ParseKubeVersion("v1.33.0")
+	if err != nil {
+		return "", err
+	}
+	caps := common.DefaultCapabilities.Copy()
+	caps.KubeVersion = *kube
+	top, err := chartvalues.ToRenderValues(c, vals, common.ReleaseOptions{Name: release, Namespace: ns, Revision: 1, IsInstall: true}, caps)
 	if err != nil {
 		return "", err
 	}
@@ -94,7 +100,9 @@ func render(c *chart.Chart, release, ns string, vals map[string]any) (string, er
 	}
 	var b strings.Builder
 	for _, m := range manifests {
-		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, m.Content)
+		// Helm 4's manifest splitter keeps the blank lines a template leaves at a document's
+		// end (Helm 3 trimmed them); the plain manifests print each document trimmed.
+		fmt.Fprintf(&b, "---\n# Source: %s\n%s\n", m.Name, strings.TrimSpace(m.Content))
 	}
 	return b.String(), nil
 }
@@ -104,7 +112,7 @@ func valuesFile(t testing.TB, path string) map[string]any {
 	if path == "" {
 		return map[string]any{}
 	}
-	v, err := chartutil.ReadValuesFile(path)
+	v, err := common.ReadValuesFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

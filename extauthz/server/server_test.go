@@ -41,7 +41,9 @@ func startServer(t testing.TB, is *testissuer.Issuer, extra string) *Server {
 }
 
 // startServerWithPolicy starts a server with the policy directory dir (watched or not); an
-// extra block starting with listen: replaces the loopback TCP listener.
+// extra block starting with listen: replaces the loopback TCP listener. The policy's own tests
+// are not run at start (run_tests: false): make test runs them, and extauthz/policy tests that
+// a failing one stops a load; here they would cost 1.5 s of CPU per server under -race.
 func startServerWithPolicy(t testing.TB, is *testissuer.Issuer, dir string, watch bool, extra ...string) *Server {
 	t.Helper()
 	more := strings.Join(extra, "\n")
@@ -60,6 +62,7 @@ issuers:
 policy:
   path: %q
   watch: %v
+  run_tests: false
 decision_log:
   output: "off"
 %s`, is.Issuer, is.JWKSURL(), dir, watch, more)
@@ -348,6 +351,50 @@ func TestBadPolicyFailsStart(t *testing.T) {
 	}
 	if _, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "p.rego") {
 		t.Fatalf("New with a broken policy = %v, want an error naming p.rego", err)
+	}
+}
+
+// TestPolicyTestsGateStart: the policy's own tests run before it goes live unless the config
+// says run_tests: false (the helpers above say so; this keeps the wiring honest).
+func TestPolicyTestsGateStart(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"p.rego":      "package scopegate.authz\n\ndecision := {\"allow\": false, \"status\": 403}\n",
+		"p_test.rego": "package scopegate.authz_test\n\ntest_always_fails if false\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	is := testissuer.New(testissuer.NewKey("k", "ES256"))
+	defer is.Close()
+	for _, tt := range []struct {
+		setting string
+		wantErr string
+	}{
+		{"", "test_always_fails"},
+		{", run_tests: true", "test_always_fails"},
+		{", run_tests: false", ""},
+	} {
+		t.Run("policy"+tt.setting, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(fmt.Sprintf("listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nissuers: [{name: d, issuer: %q, jwks_uri: %q, audiences: [a]}]\npolicy: {path: %q%s}\n",
+				is.Issuer, is.JWKSURL(), dir, tt.setting)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("New = %v, want a server", err)
+				}
+				_ = srv.Shutdown(context.Background())
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("New = %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
 	}
 }
 

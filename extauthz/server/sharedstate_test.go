@@ -72,6 +72,7 @@ issuers:
 %s
 policy:
   path: %q
+  run_tests: false # as startServerWithPolicy
 decision_log:
   output: "off"
 `, is.Issuer, is.JWKSURL(), more, repoPolicies(t))
