@@ -30,6 +30,8 @@ import (
 //     name them, and bin/scopegate the binary under test (also first on PATH as scopegate).
 //   - $SCOPEGATE_TOKEN_CACHE and $DEMO point into a temporary directory, and
 //     $SCOPEGATE_ISSUER (the token commands' default --issuer) names this run's idp.
+//   - `go tool opa` runs OPA's command built with the tests' own flags (opaBinary): the
+//     version go.mod's tool directive pins, which TestGoToolIsOPA checks.
 //
 // Commands that need Envoy, Docker, a cluster or a person at a browser stay in blocks that
 // are not marked; the flow test and TestConsentInBrowser cover what they show.
@@ -163,11 +165,13 @@ func runCommands(t *testing.T, st *devStack, bin, env string, cmds []docCommand)
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -o pipefail\n")
+	if slices.ContainsFunc(cmds, func(c docCommand) bool { return strings.Contains(c.text, "go tool opa") }) {
+		fmt.Fprintf(&script, "go() { if [ \"$1 $2\" = 'tool opa' ]; then shift 2; '%s' \"$@\"; else command go \"$@\"; fi; }\n", opaBinary(t))
+	}
 	for i, c := range cmds {
 		fmt.Fprintf(&script, "echo '::begin %d'\n%s\necho \"::end %d $?\"\n", i, st.localize(c.text, bin), i)
 	}
-	// Generous: on a cold cache `go tool opa build` compiles OPA first (make test builds it
-	// before the Go tests run, so there it is cached).
+	// Generous: a slow machine, and the signed-bundle recipe's several commands.
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", script.String())
@@ -176,8 +180,8 @@ func runCommands(t *testing.T, st *devStack, bin, env string, cmds []docCommand)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	// HOME stays: the go commands a page shows (go tool opa build) must find the build and
-	// module caches; the token commands' state goes to $SCOPEGATE_TOKEN_CACHE.
+	// HOME stays: the go commands a page shows must find the build and module caches; the
+	// token commands' state goes to $SCOPEGATE_TOKEN_CACHE.
 	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"),
 		"SCOPEGATE_TOKEN_CACHE="+filepath.Join(env, "tokens.json"), "DEMO="+env, "SCOPEGATE_ISSUER=http://localhost:"+st.ports["9400"])
 	out, err := cmd.CombinedOutput()
@@ -290,6 +294,20 @@ func TestDocsRunnable(t *testing.T) {
 		t.Fatalf("next steps: %d commands, %v\n%s", len(cmds), err, block)
 	}
 	t.Run("next steps", func(t *testing.T) { runCommands(t, st, bin, t.TempDir(), cmds) })
+}
+
+// TestGoToolIsOPA: the pages' `go tool opa` (which TestDocsRunnable runs with opaBinary's
+// build) is OPA's command, named by go.mod's tool directive.
+func TestGoToolIsOPA(t *testing.T) {
+	cmd := exec.Command("go", "tool")
+	cmd.Dir = repoRoot(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(strings.Fields(string(out)), "github.com/open-policy-agent/opa") {
+		t.Fatalf("go tool lists no github.com/open-policy-agent/opa:\n%s", out)
+	}
 }
 
 // The parser itself: what a runnable block is, and how a command says what it exits with.

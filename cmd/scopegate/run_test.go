@@ -71,6 +71,52 @@ func binary(t *testing.T) string {
 	return builtBin
 }
 
+// TestMain removes the binaries the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, bin := range []string{builtBin, builtOPA} {
+		if bin != "" {
+			os.RemoveAll(filepath.Dir(bin))
+		}
+	}
+	os.Exit(code)
+}
+
+var (
+	opaOnce  sync.Once
+	builtOPA string
+	opaErr   error
+)
+
+// opaBinary builds OPA's command, at the version go.mod pins, with this test binary's flags
+// (-race under -race: it links from the packages the tests compiled, where `go tool opa`,
+// which takes no build flags, compiles OPA's 770 packages again without the race detector).
+// TestDocsRunnable runs the pages' `go tool opa` with it.
+func opaBinary(t *testing.T) string {
+	t.Helper()
+	opaOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "scopegate-opa-")
+		if err != nil {
+			opaErr = err
+			return
+		}
+		builtOPA = filepath.Join(dir, "opa")
+		args := []string{"build", "-o", builtOPA}
+		if raceBuild {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "github.com/open-policy-agent/opa")...)
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			opaErr = fmt.Errorf("go build opa: %v\n%s", err, out)
+		}
+	})
+	if opaErr != nil {
+		t.Fatal(opaErr)
+	}
+	return builtOPA
+}
+
 // devConfigs writes the compose demo's configs with every port replaced by a free one, and
 // returns the flags that point `scopegate dev` at them and the addresses it will bind.
 func devConfigs(t *testing.T) (flags []string, addrs []string) {
