@@ -24,11 +24,36 @@ func repoRoot(t *testing.T) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+// builtOnce is a program the tests build once per run, into a temp dir TestMain removes.
+type builtOnce struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var scopegateBin, opaBin builtOnce
+
+// get builds the program as name with the command build returns for its path, the first time.
+func (b *builtOnce) get(t *testing.T, name string, build func(path string) *exec.Cmd) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "scopegate-"+name+"-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, name)
+		cmd := build(b.path)
+		cmd.Dir = repoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
+}
 
 // buildVars are the make variables that build bin/scopegate with this test binary's own
 // flags (race detector, cgo as go test has it), so make build links the packages go test
@@ -52,41 +77,21 @@ func binary(t *testing.T) string {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("no make on PATH")
 	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scopegate-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "scopegate")
-		cmd := exec.Command("make", append([]string{"-s", "build", "BIN=" + builtBin}, buildVars()...)...)
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("make build: %v\n%s", err, out)
-		}
+	return scopegateBin.get(t, "scopegate", func(path string) *exec.Cmd {
+		return exec.Command("make", append([]string{"-s", "build", "BIN=" + path}, buildVars()...)...)
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
 }
 
 // TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, bin := range []string{builtBin, builtOPA} {
-		if bin != "" {
-			os.RemoveAll(filepath.Dir(bin))
+	for _, b := range []*builtOnce{&scopegateBin, &opaBin} {
+		if b.path != "" {
+			os.RemoveAll(filepath.Dir(b.path))
 		}
 	}
 	os.Exit(code)
 }
-
-var (
-	opaOnce  sync.Once
-	builtOPA string
-	opaErr   error
-)
 
 // opaBinary builds OPA's command, at the version go.mod pins, with this test binary's flags
 // (-race under -race: it links from the packages the tests compiled, where `go tool opa`,
@@ -94,27 +99,13 @@ var (
 // TestDocsRunnable runs the pages' `go tool opa` with it.
 func opaBinary(t *testing.T) string {
 	t.Helper()
-	opaOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "scopegate-opa-")
-		if err != nil {
-			opaErr = err
-			return
-		}
-		builtOPA = filepath.Join(dir, "opa")
-		args := []string{"build", "-o", builtOPA}
+	return opaBin.get(t, "opa", func(path string) *exec.Cmd {
+		args := []string{"build", "-o", path}
 		if raceBuild {
 			args = append(args, "-race")
 		}
-		cmd := exec.Command("go", append(args, "github.com/open-policy-agent/opa")...)
-		cmd.Dir = repoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			opaErr = fmt.Errorf("go build opa: %v\n%s", err, out)
-		}
+		return exec.Command("go", append(args, "github.com/open-policy-agent/opa")...)
 	})
-	if opaErr != nil {
-		t.Fatal(opaErr)
-	}
-	return builtOPA
 }
 
 // devConfigs writes the compose demo's configs with every port replaced by a free one, and
